@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that shaken-kms needs to build, test and run its
+# quickstart. This is the only place package names are listed. Idempotent and
+# non-interactive; run as root (or through sudo).
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake pkg-config ccache git
+  # libraries (see README "Dependencies" for why each is here)
+  libssl-dev openssl            # X.509, CSR, JOSE, TLS (OpenSSL 3)
+  libsqlite3-dev sqlite3        # storage
+  libtomlplusplus-dev           # config file parser
+  libexpected-dev               # tl::expected (Result type until std::expected)
+  libcli11-dev                  # command-line parsing for kmsd/kmsctl
+  nlohmann-json3-dev            # JSON for JWK/JWS and APIs
+  libcurl4-openssl-dev          # HTTP client (ACME, STI-PA)
+  libboost-dev                  # Asio/Beast
+  libp11-kit-dev                # PKCS#11 headers (pkcs11.h)
+  softhsm2 libsofthsm2          # embedded default HSM (PKCS#11 module + softhsm2-util)
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  procps                        # ps/pkill used by tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "install-deps: all ${#packages[@]} packages present"

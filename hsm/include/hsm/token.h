@@ -1,0 +1,97 @@
+#pragma once
+/// @file A PKCS#11 token holding P-256 signing keys (SoftHSM2 by default).
+///
+/// The module is dlopen()ed and initialised with CKF_OS_LOCKING_OK; a bounded pool of
+/// sessions lets several threads sign at once; the user PIN is read from its file when
+/// a login is needed and wiped right after. Errors name the PKCS#11 function and the
+/// CKR_ constant (Error::nativeName) and never contain the PIN.
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hsm/pkcs11_uri.h"
+#include "kms/error.h"
+#include "pki/signer.h"
+
+namespace kms::hsm {
+
+/// Where the token is and how to log in.
+struct TokenOptions {
+  std::string modulePath;       ///< PKCS#11 module (.so)
+  std::string tokenLabel;       ///< CKA_LABEL of the token (CK_TOKEN_INFO.label)
+  std::string pinFile;          ///< file holding the user PIN
+  std::size_t sessionPool = 4;  ///< sessions available for concurrent signing (1..64)
+};
+
+/// A key pair on the token.
+struct KeyInfo {
+  pki::Bytes id;             ///< CKA_ID (16 random bytes for keys generated here)
+  std::string label;         ///< CKA_LABEL
+  Pkcs11Uri uri;             ///< RFC 7512 URI naming the private key
+  pki::EcPublicKey publicKey;
+};
+
+class TokenImpl;
+
+/// An ES256 signer whose private key stays on the token. Keeps the token open while
+/// it lives. Thread-safe: each signature borrows a pooled session.
+class KeySigner : public pki::Signer {
+public:
+  ~KeySigner() override;
+  KeySigner(const KeySigner&) = delete;
+  KeySigner& operator=(const KeySigner&) = delete;
+
+  /// CKM_ECDSA over the digest: C_SignInit + C_Sign on a pooled session. Re-finds the
+  /// key once if its handle went stale (re-login, session loss).
+  [[nodiscard]] Result<pki::RawSignature> signDigest(const pki::Digest& digest) override;
+  [[nodiscard]] const pki::EcPublicKey& publicKey() const override { return info_.publicKey; }
+  [[nodiscard]] const KeyInfo& info() const { return info_; }
+
+private:
+  friend class Token;
+  KeySigner(std::shared_ptr<TokenImpl> token, KeyInfo info, unsigned long handle, unsigned generation);
+  std::shared_ptr<TokenImpl> token_;
+  KeyInfo info_;
+  std::atomic<unsigned long> handle_;  // CK_OBJECT_HANDLE of the private key
+  std::atomic<unsigned> generation_;   // token login generation the handle belongs to
+};
+
+/// An open, logged-in token.
+class Token {
+public:
+  /// Loads the module, finds the token by label, opens the session pool and logs in.
+  /// Errors: module missing or not PKCS#11 (Errc::notFound / Errc::hsm), no token with
+  /// that label (Errc::notFound, listing the labels present), PIN file unreadable
+  /// (Errc::io), wrong PIN (Errc::unauthorized, CKR_PIN_INCORRECT).
+  [[nodiscard]] static Result<std::unique_ptr<Token>> open(const TokenOptions& options);
+  ~Token();
+  Token(const Token&) = delete;
+  Token& operator=(const Token&) = delete;
+
+  [[nodiscard]] const std::string& label() const;
+
+  /// Generates an EC P-256 key pair on the token: private key CKA_TOKEN, CKA_PRIVATE,
+  /// CKA_SENSITIVE, CKA_SIGN true and CKA_EXTRACTABLE false; a random 16-byte CKA_ID
+  /// shared by both halves.
+  [[nodiscard]] Result<KeyInfo> generateKey(const std::string& label);
+  /// Every EC private key on the token with its public key.
+  [[nodiscard]] Result<std::vector<KeyInfo>> listKeys();
+  /// Finds the key a pkcs11: URI names (by id, else by object label) and returns a
+  /// signer for it. Errc::notFound when no key matches, Errc::invalidArgument when the
+  /// URI names another token or matches several keys.
+  [[nodiscard]] Result<std::unique_ptr<KeySigner>> signer(const Pkcs11Uri& uri);
+  /// Destroys both halves of the key the URI names.
+  [[nodiscard]] Result<void> destroyKey(const Pkcs11Uri& uri);
+  /// Tries to read CKA_VALUE of the private key the URI names. For keys generated here
+  /// this always fails (CKR_ATTRIBUTE_SENSITIVE): the check that keys do not leave the HSM.
+  [[nodiscard]] Result<pki::Bytes> readPrivateValue(const Pkcs11Uri& uri);
+
+private:
+  explicit Token(std::shared_ptr<TokenImpl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<TokenImpl> impl_;
+};
+
+}  // namespace kms::hsm

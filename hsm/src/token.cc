@@ -1,0 +1,500 @@
+#include "hsm/token.h"
+
+#include <sys/random.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+
+#include "kms/secret.h"
+#include "pkcs11.h"
+
+namespace kms::hsm {
+namespace {
+
+// DER OID of prime256v1, the CKA_EC_PARAMS of a P-256 key.
+constexpr CK_BYTE kP256Params[] = {0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07};
+constexpr std::size_t kIdLength = 16;
+
+std::string trimLabel(const CK_UTF8CHAR* label, std::size_t size) {
+  std::string s(reinterpret_cast<const char*>(label), size);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) {
+    s.pop_back();
+  }
+  return s;
+}
+
+CK_ATTRIBUTE attr(CK_ATTRIBUTE_TYPE type, void* value, std::size_t len) {
+  return CK_ATTRIBUTE{type, value, static_cast<CK_ULONG>(len)};
+}
+
+// CKA_EC_POINT is a DER OCTET STRING around 04||x||y (PKCS#11 v2.40); some modules
+// return the bare point.
+Result<pki::EcPublicKey> parseEcPoint(const pki::Bytes& value) {
+  if (value.size() == 65 && value[0] == 0x04) {
+    return pki::EcPublicKey::fromUncompressedPoint(value);
+  }
+  if (value.size() == 67 && value[0] == 0x04 && value[1] == 0x41) {
+    return pki::EcPublicKey::fromUncompressedPoint(pki::ByteView(value).subspan(2));
+  }
+  return fail(Errc::hsm, "CKA_EC_POINT is not an uncompressed P-256 point");
+}
+
+}  // namespace
+
+/// Shared state of an open token: module, slot, session pool, login generation.
+class TokenImpl {
+public:
+  TokenImpl(std::shared_ptr<Module> module, CK_SLOT_ID slot, TokenOptions options)
+      : module_(std::move(module)), slot_(slot), options_(std::move(options)),
+        context_("token '" + options_.tokenLabel + "'") {}
+
+  ~TokenImpl() {
+    CK_FUNCTION_LIST* f = fn();
+    for (CK_SESSION_HANDLE s : free_) {
+      f->C_CloseSession(s);
+    }
+    // Closing the last session logs the application out of the token.
+  }
+
+  [[nodiscard]] CK_FUNCTION_LIST* fn() const { return module_->fn(); }
+  [[nodiscard]] const std::string& context() const { return context_; }
+  [[nodiscard]] const TokenOptions& options() const { return options_; }
+  [[nodiscard]] unsigned generation() const { return generation_.load(std::memory_order_acquire); }
+
+  Result<void> openPool() {
+    std::size_t n = std::clamp<std::size_t>(options_.sessionPool, 1, 64);
+    for (std::size_t i = 0; i < n; ++i) {
+      CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+      CK_RV rv = fn()->C_OpenSession(slot_, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &s);
+      if (rv != CKR_OK) {
+        return fail(ckError("C_OpenSession", rv, context_));
+      }
+      free_.push_back(s);
+    }
+    total_ = n;
+    return login(free_.front());
+  }
+
+  /// Logs the application in with the PIN read from its file now (wiped on return).
+  Result<void> login(CK_SESSION_HANDLE s) {
+    auto pin = readSecretFile(options_.pinFile);
+    if (!pin) {
+      Error e = pin.error();
+      e.message = "cannot read the HSM PIN file: " + e.message;
+      return fail(e);
+    }
+    CK_RV rv = fn()->C_Login(s, CKU_USER, const_cast<CK_UTF8CHAR*>(pin->data()), pin->size());
+    if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+      return fail(ckError("C_Login", rv, context_));
+    }
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+    return ok();
+  }
+
+  /// Borrows a session; blocks while all are in use. Returned by Lease's destructor.
+  class Lease {
+  public:
+    Lease(TokenImpl& t, CK_SESSION_HANDLE s) : token_(&t), session_(s) {}
+    ~Lease() {
+      if (token_ != nullptr) {
+        token_->giveBack(session_);
+      }
+    }
+    Lease(Lease&& o) noexcept : token_(o.token_), session_(o.session_) { o.token_ = nullptr; }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Lease& operator=(Lease&&) = delete;
+    [[nodiscard]] CK_SESSION_HANDLE get() const { return session_; }
+    /// The session is dead (closed, device removed): replace it with a fresh one.
+    Result<void> renew() { return token_->replaceSession(session_); }
+
+  private:
+    TokenImpl* token_;
+    CK_SESSION_HANDLE session_;
+  };
+
+  Lease lease() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    available_.wait(lock, [this] { return !free_.empty(); });
+    CK_SESSION_HANDLE s = free_.back();
+    free_.pop_back();
+    return Lease(*this, s);
+  }
+
+  /// Finds objects matching tmpl (at most max).
+  Result<std::vector<CK_OBJECT_HANDLE>> find(CK_SESSION_HANDLE s, std::vector<CK_ATTRIBUTE>& tmpl,
+                                             std::size_t max = 256) {
+    CK_RV rv = fn()->C_FindObjectsInit(s, tmpl.data(), tmpl.size());
+    if (rv != CKR_OK) {
+      return fail(ckError("C_FindObjectsInit", rv, context_));
+    }
+    std::vector<CK_OBJECT_HANDLE> out(max);
+    CK_ULONG count = 0;
+    rv = fn()->C_FindObjects(s, out.data(), out.size(), &count);
+    CK_RV frv = fn()->C_FindObjectsFinal(s);  // on every path
+    if (rv != CKR_OK) {
+      return fail(ckError("C_FindObjects", rv, context_));
+    }
+    if (frv != CKR_OK) {
+      return fail(ckError("C_FindObjectsFinal", frv, context_));
+    }
+    out.resize(count);
+    return out;
+  }
+
+  /// Two-call attribute read.
+  Result<pki::Bytes> attribute(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type) {
+    CK_ATTRIBUTE a = attr(type, nullptr, 0);
+    CK_RV rv = fn()->C_GetAttributeValue(s, h, &a, 1);
+    if (rv != CKR_OK) {
+      return fail(ckError("C_GetAttributeValue", rv, context_));
+    }
+    if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION) {
+      return fail(Errc::hsm, "attribute unavailable", context_);
+    }
+    pki::Bytes value(a.ulValueLen);
+    a.pValue = value.data();
+    rv = fn()->C_GetAttributeValue(s, h, &a, 1);
+    if (rv != CKR_OK) {
+      return fail(ckError("C_GetAttributeValue", rv, context_));
+    }
+    value.resize(a.ulValueLen);
+    return value;
+  }
+
+  /// The key pair described by a private-key handle.
+  Result<KeyInfo> describe(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv) {
+    auto id = attribute(s, priv, CKA_ID);
+    if (!id) {
+      return fail(id.error());
+    }
+    auto label = attribute(s, priv, CKA_LABEL);
+    std::string labelText = label ? std::string(label->begin(), label->end()) : std::string();
+    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+    CK_KEY_TYPE kt = CKK_EC;
+    std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls), attr(CKA_KEY_TYPE, &kt, sizeof kt),
+                                   attr(CKA_ID, id->data(), id->size())};
+    auto pubs = find(s, tmpl, 2);
+    if (!pubs) {
+      return fail(pubs.error());
+    }
+    if (pubs->empty()) {
+      return fail(Errc::notFound, "no public key with the CKA_ID of private key '" + labelText + "'", context_);
+    }
+    auto point = attribute(s, pubs->front(), CKA_EC_POINT);
+    if (!point) {
+      return fail(point.error());
+    }
+    auto pub = parseEcPoint(*point);
+    if (!pub) {
+      Error e = pub.error();
+      e.context = context_ + " key '" + labelText + "'";
+      return fail(e);
+    }
+    return KeyInfo{*id, labelText, Pkcs11Uri::forKey(options_.tokenLabel, labelText, *id), *pub};
+  }
+
+  /// Private-key handles matching a URI (id preferred, else object label).
+  Result<std::vector<CK_OBJECT_HANDLE>> findPrivate(CK_SESSION_HANDLE s, const Pkcs11Uri& uri) {
+    if (auto t = uri.path("token"); t && *t != options_.tokenLabel) {
+      return fail(Errc::invalidArgument, "key URI names token '" + *t + "'", context_);
+    }
+    if (auto type = uri.path("type"); type && *type != "private") {
+      return fail(Errc::invalidArgument, "key URI must name a private key (type=private)", context_);
+    }
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_KEY_TYPE kt = CKK_EC;
+    std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls), attr(CKA_KEY_TYPE, &kt, sizeof kt)};
+    pki::Bytes id = uri.id();
+    std::string object = uri.path("object").value_or("");
+    if (!id.empty()) {
+      tmpl.push_back(attr(CKA_ID, id.data(), id.size()));
+    } else if (!object.empty()) {
+      tmpl.push_back(attr(CKA_LABEL, object.data(), object.size()));
+    } else {
+      return fail(Errc::invalidArgument, "key URI has neither id nor object", context_);
+    }
+    return find(s, tmpl, 2);
+  }
+
+  Result<void> replaceSession(CK_SESSION_HANDLE& s) {
+    fn()->C_CloseSession(s);
+    CK_SESSION_HANDLE fresh = CK_INVALID_HANDLE;
+    CK_RV rv = fn()->C_OpenSession(slot_, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &fresh);
+    if (rv != CKR_OK) {
+      return fail(ckError("C_OpenSession", rv, context_));
+    }
+    s = fresh;
+    // If every session had died the login state is gone too: log in again.
+    CK_SESSION_INFO info{};
+    if (fn()->C_GetSessionInfo(s, &info) == CKR_OK && info.state != CKS_RW_USER_FUNCTIONS &&
+        info.state != CKS_RO_USER_FUNCTIONS) {
+      return login(s);
+    }
+    return ok();
+  }
+
+private:
+  void giveBack(CK_SESSION_HANDLE s) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      free_.push_back(s);
+    }
+    available_.notify_one();
+  }
+
+  std::shared_ptr<Module> module_;
+  CK_SLOT_ID slot_;
+  TokenOptions options_;
+  std::string context_;
+  std::mutex mutex_;
+  std::condition_variable available_;
+  std::vector<CK_SESSION_HANDLE> free_;
+  std::size_t total_ = 0;
+  std::atomic<unsigned> generation_{0};
+};
+
+// ---------------------------------------------------------------------------------------
+
+KeySigner::KeySigner(std::shared_ptr<TokenImpl> token, KeyInfo info, unsigned long handle, unsigned generation)
+    : token_(std::move(token)), info_(std::move(info)), handle_(handle), generation_(generation) {}
+
+KeySigner::~KeySigner() = default;
+
+Result<pki::RawSignature> KeySigner::signDigest(const pki::Digest& digest) {
+  CK_FUNCTION_LIST* f = token_->fn();
+  auto session = token_->lease();
+  CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    CK_OBJECT_HANDLE key = handle_.load(std::memory_order_acquire);
+    unsigned current = token_->generation();
+    if (attempt > 0 || current != generation_.load(std::memory_order_acquire)) {
+      auto found = token_->findPrivate(session.get(), info_.uri);
+      if (!found || found->size() != 1) {
+        return fail(Errc::notFound, "signing key is gone from the token", info_.uri.toString());
+      }
+      key = found->front();
+      handle_.store(key, std::memory_order_release);
+      generation_.store(current, std::memory_order_release);
+    }
+    CK_RV rv = f->C_SignInit(session.get(), &mech, key);
+    if (rv == CKR_OK) {
+      pki::RawSignature sig{};
+      CK_ULONG len = sig.size();
+      rv = f->C_Sign(session.get(), const_cast<CK_BYTE*>(digest.data()), digest.size(), sig.data(), &len);
+      if (rv == CKR_OK) {
+        if (len != sig.size()) {
+          return fail(Errc::hsm, "C_Sign returned " + std::to_string(len) + " bytes, expected 64",
+                      token_->context());
+        }
+        return sig;
+      }
+    }
+    bool sessionLost = rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+                       rv == CKR_USER_NOT_LOGGED_IN;
+    bool handleStale = rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID;
+    if (attempt == 0 && (sessionLost || handleStale)) {
+      if (sessionLost) {
+        if (auto r = session.renew(); !r) {
+          return fail(r.error());
+        }
+      }
+      continue;  // the next attempt re-finds the key
+    }
+    Error e = ckError(rv == CKR_OK ? "C_Sign" : "C_SignInit/C_Sign", rv, token_->context());
+    return fail(e);
+  }
+  return fail(Errc::internal, "unreachable", token_->context());
+}
+
+// ---------------------------------------------------------------------------------------
+
+Result<std::unique_ptr<Token>> Token::open(const TokenOptions& options) {
+  if (options.tokenLabel.empty()) {
+    return fail(Errc::invalidArgument, "token label is empty");
+  }
+  auto module = Module::open(options.modulePath);
+  if (!module) {
+    return fail(module.error());
+  }
+  CK_FUNCTION_LIST* f = (*module)->fn();
+  CK_ULONG count = 0;
+  CK_RV rv = f->C_GetSlotList(CK_TRUE, nullptr, &count);
+  if (rv != CKR_OK) {
+    return fail(ckError("C_GetSlotList", rv, options.modulePath));
+  }
+  std::vector<CK_SLOT_ID> slots(count);
+  rv = f->C_GetSlotList(CK_TRUE, slots.data(), &count);
+  if (rv != CKR_OK) {
+    return fail(ckError("C_GetSlotList", rv, options.modulePath));
+  }
+  slots.resize(count);
+  std::vector<std::string> seen;
+  for (CK_SLOT_ID slot : slots) {
+    CK_TOKEN_INFO info{};
+    if (f->C_GetTokenInfo(slot, &info) != CKR_OK) {
+      continue;
+    }
+    if ((info.flags & CKF_TOKEN_INITIALIZED) == 0) {
+      continue;
+    }
+    std::string label = trimLabel(info.label, sizeof info.label);
+    if (label != options.tokenLabel) {
+      seen.push_back("'" + label + "'");
+      continue;
+    }
+    auto impl = std::make_shared<TokenImpl>(*module, slot, options);
+    if (auto r = impl->openPool(); !r) {
+      return fail(r.error());
+    }
+    return std::unique_ptr<Token>(new Token(std::move(impl)));
+  }
+  std::string present = seen.empty() ? "no initialised tokens" : "tokens present: ";
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    present += (i > 0 ? ", " : "") + seen[i];
+  }
+  return fail(Errc::notFound, "no token labelled '" + options.tokenLabel + "' (" + present + ")",
+              options.modulePath);
+}
+
+Token::~Token() = default;
+
+const std::string& Token::label() const { return impl_->options().tokenLabel; }
+
+Result<KeyInfo> Token::generateKey(const std::string& label) {
+  if (label.empty()) {
+    return fail(Errc::invalidArgument, "key label is empty", impl_->context());
+  }
+  std::array<CK_BYTE, kIdLength> id{};
+  if (::getrandom(id.data(), id.size(), 0) != static_cast<ssize_t>(id.size())) {
+    return fail(Errc::io, "getrandom failed for CKA_ID", impl_->context());
+  }
+  CK_BBOOL yes = CK_TRUE;
+  CK_BBOOL no = CK_FALSE;
+  CK_OBJECT_CLASS pubClass = CKO_PUBLIC_KEY;
+  CK_OBJECT_CLASS privClass = CKO_PRIVATE_KEY;
+  CK_KEY_TYPE kt = CKK_EC;
+  std::string lbl = label;
+  CK_ATTRIBUTE pubTmpl[] = {
+      attr(CKA_CLASS, &pubClass, sizeof pubClass), attr(CKA_KEY_TYPE, &kt, sizeof kt),
+      attr(CKA_TOKEN, &yes, sizeof yes),           attr(CKA_PRIVATE, &no, sizeof no),
+      attr(CKA_VERIFY, &yes, sizeof yes),          attr(CKA_EC_PARAMS, const_cast<CK_BYTE*>(kP256Params), sizeof kP256Params),
+      attr(CKA_LABEL, lbl.data(), lbl.size()),     attr(CKA_ID, id.data(), id.size()),
+  };
+  CK_ATTRIBUTE privTmpl[] = {
+      attr(CKA_CLASS, &privClass, sizeof privClass), attr(CKA_KEY_TYPE, &kt, sizeof kt),
+      attr(CKA_TOKEN, &yes, sizeof yes),             attr(CKA_PRIVATE, &yes, sizeof yes),
+      attr(CKA_SENSITIVE, &yes, sizeof yes),         attr(CKA_EXTRACTABLE, &no, sizeof no),
+      attr(CKA_SIGN, &yes, sizeof yes),              attr(CKA_LABEL, lbl.data(), lbl.size()),
+      attr(CKA_ID, id.data(), id.size()),
+  };
+  CK_MECHANISM mech{CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+  auto session = impl_->lease();
+  CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE;
+  CK_RV rv = impl_->fn()->C_GenerateKeyPair(session.get(), &mech, pubTmpl, std::size(pubTmpl), privTmpl,
+                                            std::size(privTmpl), &pub, &priv);
+  if (rv != CKR_OK) {
+    return fail(ckError("C_GenerateKeyPair", rv, impl_->context()));
+  }
+  auto info = impl_->describe(session.get(), priv);
+  if (!info) {
+    // Leave no half-usable key behind.
+    impl_->fn()->C_DestroyObject(session.get(), priv);
+    impl_->fn()->C_DestroyObject(session.get(), pub);
+    return fail(info.error());
+  }
+  return info;
+}
+
+Result<std::vector<KeyInfo>> Token::listKeys() {
+  auto session = impl_->lease();
+  CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+  CK_KEY_TYPE kt = CKK_EC;
+  std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls), attr(CKA_KEY_TYPE, &kt, sizeof kt)};
+  auto handles = impl_->find(session.get(), tmpl, 4096);
+  if (!handles) {
+    return fail(handles.error());
+  }
+  std::vector<KeyInfo> out;
+  for (CK_OBJECT_HANDLE h : *handles) {
+    auto info = impl_->describe(session.get(), h);
+    if (!info) {
+      return fail(info.error());
+    }
+    out.push_back(std::move(*info));
+  }
+  std::sort(out.begin(), out.end(), [](const KeyInfo& a, const KeyInfo& b) { return a.label < b.label; });
+  return out;
+}
+
+Result<std::unique_ptr<KeySigner>> Token::signer(const Pkcs11Uri& uri) {
+  auto session = impl_->lease();
+  unsigned generation = impl_->generation();
+  auto handles = impl_->findPrivate(session.get(), uri);
+  if (!handles) {
+    return fail(handles.error());
+  }
+  if (handles->empty()) {
+    return fail(Errc::notFound, "no private key matches", uri.toString());
+  }
+  if (handles->size() > 1) {
+    return fail(Errc::invalidArgument, "several private keys match; name the key by id", uri.toString());
+  }
+  auto info = impl_->describe(session.get(), handles->front());
+  if (!info) {
+    return fail(info.error());
+  }
+  return std::unique_ptr<KeySigner>(new KeySigner(impl_, std::move(*info), handles->front(), generation));
+}
+
+Result<void> Token::destroyKey(const Pkcs11Uri& uri) {
+  auto session = impl_->lease();
+  auto handles = impl_->findPrivate(session.get(), uri);
+  if (!handles) {
+    return fail(handles.error());
+  }
+  if (handles->size() != 1) {
+    return fail(handles->empty() ? Errc::notFound : Errc::invalidArgument,
+                handles->empty() ? "no private key matches" : "several private keys match", uri.toString());
+  }
+  auto id = impl_->attribute(session.get(), handles->front(), CKA_ID);
+  if (!id) {
+    return fail(id.error());
+  }
+  CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+  std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls), attr(CKA_ID, id->data(), id->size())};
+  auto pubs = impl_->find(session.get(), tmpl, 16);
+  if (!pubs) {
+    return fail(pubs.error());
+  }
+  CK_RV rv = impl_->fn()->C_DestroyObject(session.get(), handles->front());
+  if (rv != CKR_OK) {
+    return fail(ckError("C_DestroyObject", rv, impl_->context()));
+  }
+  for (CK_OBJECT_HANDLE h : *pubs) {
+    rv = impl_->fn()->C_DestroyObject(session.get(), h);
+    if (rv != CKR_OK) {
+      return fail(ckError("C_DestroyObject", rv, impl_->context()));
+    }
+  }
+  return ok();
+}
+
+Result<pki::Bytes> Token::readPrivateValue(const Pkcs11Uri& uri) {
+  auto session = impl_->lease();
+  auto handles = impl_->findPrivate(session.get(), uri);
+  if (!handles) {
+    return fail(handles.error());
+  }
+  if (handles->size() != 1) {
+    return fail(Errc::notFound, "no single private key matches", uri.toString());
+  }
+  return impl_->attribute(session.get(), handles->front(), CKA_VALUE);
+}
+
+}  // namespace kms::hsm

@@ -1,0 +1,32 @@
+#pragma once
+/// @file Test helpers: a temp directory removed in the destructor, small file helpers.
+
+#include <string>
+
+namespace kms::test {
+
+/// A fresh directory under $TMPDIR (or /tmp), removed with its content on destruction.
+class Sandbox {
+public:
+  Sandbox();
+  ~Sandbox();
+  Sandbox(const Sandbox&) = delete;
+  Sandbox& operator=(const Sandbox&) = delete;
+
+  [[nodiscard]] const std::string& path() const { return path_; }
+  /// path() + "/" + name
+  [[nodiscard]] std::string file(const std::string& name) const;
+  /// Writes content to path()/name (mode 0600) and returns the full path.
+  std::string write(const std::string& name, const std::string& content) const;
+
+private:
+  std::string path_;
+};
+
+/// Reads a whole file; throws std::runtime_error if it cannot.
+std::string readFile(const std::string& path);
+
+/// Runs a shell command, returns its exit status; stdout+stderr captured into *output.
+int runCommand(const std::string& command, std::string* output = nullptr);
+
+}  // namespace kms::test
