@@ -1,0 +1,181 @@
+// The hsm/ layer against a real SoftHSM2 token created for each test process.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "hsm/token.h"
+#include "pki/csr.h"
+#include "pki/tn_auth_list.h"
+#include "pki/x509.h"
+#include "sandbox.h"
+#include "softhsm_token.h"
+
+namespace kms::hsm {
+namespace {
+
+using test::SoftHsmToken;
+
+class HsmToken : public ::testing::Test {
+protected:
+  TokenOptions options(std::size_t pool = 4) const {
+    return TokenOptions{SoftHsmToken::modulePath(), softhsm_.label(), softhsm_.pinFile(), pool};
+  }
+  std::unique_ptr<Token> openToken(std::size_t pool = 4) {
+    auto token = Token::open(options(pool));
+    EXPECT_TRUE(token.has_value()) << token.error().toString();
+    return token ? std::move(*token) : nullptr;
+  }
+
+  SoftHsmToken softhsm_{"kms-test"};
+};
+
+TEST_F(HsmToken, GeneratesSignsAndVerifies) {
+  auto token = openToken();
+  ASSERT_NE(token, nullptr);
+  auto key = token->generateKey("main-2026");
+  ASSERT_TRUE(key.has_value()) << key.error().toString();
+  EXPECT_EQ(key->id.size(), 16U);
+  EXPECT_EQ(key->label, "main-2026");
+  EXPECT_EQ(key->uri.path("token"), std::optional<std::string>("kms-test"));
+  EXPECT_EQ(key->uri.path("type"), std::optional<std::string>("private"));
+
+  auto signer = token->signer(key->uri);
+  ASSERT_TRUE(signer.has_value()) << signer.error().toString();
+  EXPECT_EQ((*signer)->publicKey(), key->publicKey);
+  auto sig = (*signer)->signMessage(pki::asBytes("header.payload"));
+  ASSERT_TRUE(sig.has_value()) << sig.error().toString();
+  EXPECT_TRUE(*key->publicKey.verifyEs256(pki::asBytes("header.payload"), *sig));
+  EXPECT_FALSE(*key->publicKey.verifyEs256(pki::asBytes("header.payloaX"), *sig));
+}
+
+TEST_F(HsmToken, KeysSurviveReopenAndAreFoundByUriString) {
+  std::string uriText;
+  pki::EcPublicKey pub;
+  {
+    auto token = openToken();
+    auto key = token->generateKey("persisted");
+    ASSERT_TRUE(key.has_value());
+    uriText = key->uri.toString();
+    pub = key->publicKey;
+  }
+  auto token = openToken();
+  auto uri = Pkcs11Uri::parse(uriText);
+  ASSERT_TRUE(uri.has_value());
+  auto signer = token->signer(*uri);
+  ASSERT_TRUE(signer.has_value()) << signer.error().toString();
+  EXPECT_EQ((*signer)->publicKey(), pub);
+  auto byLabel = Pkcs11Uri::parse("pkcs11:object=persisted;type=private");
+  EXPECT_TRUE(token->signer(*byLabel).has_value());
+}
+
+TEST_F(HsmToken, PrivateValueCannotBeRead) {
+  auto token = openToken();
+  auto key = token->generateKey("secret");
+  ASSERT_TRUE(key.has_value());
+  auto value = token->readPrivateValue(key->uri);
+  ASSERT_FALSE(value.has_value());
+  EXPECT_EQ(value.error().nativeName, "CKR_ATTRIBUTE_SENSITIVE");
+  EXPECT_EQ(value.error().toString(), "token 'kms-test': C_GetAttributeValue failed (CKR_ATTRIBUTE_SENSITIVE)");
+}
+
+TEST_F(HsmToken, ListAndDestroy) {
+  auto token = openToken();
+  ASSERT_TRUE(token->generateKey("b-key").has_value());
+  auto a = token->generateKey("a-key");
+  ASSERT_TRUE(a.has_value());
+  auto keys = token->listKeys();
+  ASSERT_TRUE(keys.has_value());
+  ASSERT_EQ(keys->size(), 2U);
+  EXPECT_EQ((*keys)[0].label, "a-key");
+  EXPECT_EQ((*keys)[1].label, "b-key");
+  ASSERT_TRUE(token->destroyKey(a->uri).has_value());
+  EXPECT_EQ(token->listKeys()->size(), 1U);
+  auto gone = token->signer(a->uri);
+  ASSERT_FALSE(gone.has_value());
+  EXPECT_EQ(gone.error().code, Errc::notFound);
+  EXPECT_EQ(token->destroyKey(a->uri).error().code, Errc::notFound);
+}
+
+TEST_F(HsmToken, ConcurrentSigningThroughThePool) {
+  auto token = openToken(2);
+  auto key = token->generateKey("busy");
+  auto signer = token->signer(key->uri);
+  ASSERT_TRUE(signer.has_value());
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        std::string msg = "m" + std::to_string(t) + "-" + std::to_string(i);
+        auto sig = (*signer)->signMessage(pki::asBytes(msg));
+        if (sig && *key->publicKey.verifyEs256(pki::asBytes(msg), *sig)) {
+          ++good;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  EXPECT_EQ(good.load(), 200);
+}
+
+TEST_F(HsmToken, CsrSignedInTheHsmPassesOpensslVerify) {
+  auto token = openToken();
+  auto key = token->generateKey("csr-key");
+  auto signer = token->signer(key->uri);
+  ASSERT_TRUE(signer.has_value());
+  auto request = pki::CsrRequest::shaken("1234", "Example Telecom");
+  auto der = pki::buildCsr(*request, **signer);
+  ASSERT_TRUE(der.has_value()) << der.error().toString();
+  std::string path = softhsm_.sandbox().write("req.pem", pki::derToPem(*der, "CERTIFICATE REQUEST"));
+  std::string out;
+  int rc = test::runCommand("openssl req -in " + path + " -noout -verify -text", &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("verify OK"), std::string::npos) << out;
+  EXPECT_NE(out.find("Subject: C = US, O = Example Telecom, CN = SHAKEN 1234"), std::string::npos) << out;
+  EXPECT_NE(out.find("1.3.6.1.5.5.7.1.26"), std::string::npos) << out;
+}
+
+TEST_F(HsmToken, WrongPinIsOneClearError) {
+  std::string bad = softhsm_.sandbox().write("bad.pin", "0000\n");
+  TokenOptions o = options();
+  o.pinFile = bad;
+  auto token = Token::open(o);
+  ASSERT_FALSE(token.has_value());
+  EXPECT_EQ(token.error().code, Errc::unauthorized);
+  EXPECT_EQ(token.error().toString(), "token 'kms-test': C_Login failed (CKR_PIN_INCORRECT)");
+  EXPECT_EQ(token.error().toString().find("0000"), std::string::npos);
+}
+
+TEST_F(HsmToken, MissingPinFileTokenAndModule) {
+  TokenOptions o = options();
+  o.pinFile = softhsm_.sandbox().file("nope.pin");
+  auto noPin = Token::open(o);
+  ASSERT_FALSE(noPin.has_value());
+  EXPECT_EQ(noPin.error().toString(),
+            softhsm_.sandbox().file("nope.pin") +
+                ": cannot read the HSM PIN file: cannot read secret file: No such file or directory");
+
+  o = options();
+  o.tokenLabel = "other";
+  auto noToken = Token::open(o);
+  ASSERT_FALSE(noToken.has_value());
+  EXPECT_EQ(noToken.error().code, Errc::notFound);
+  EXPECT_EQ(noToken.error().message, "no token labelled 'other' (tokens present: 'kms-test')");
+
+  o = options();
+  o.modulePath = softhsm_.sandbox().file("libmissing.so");
+  auto noModule = Token::open(o);
+  ASSERT_FALSE(noModule.has_value());
+  EXPECT_EQ(noModule.error().toString(), o.modulePath + ": PKCS#11 module not found");
+
+  o.modulePath = softhsm_.pinFile();  // exists, but is not a shared object
+  auto notModule = Token::open(o);
+  ASSERT_FALSE(notModule.has_value());
+  EXPECT_NE(notModule.error().message.find("cannot load PKCS#11 module"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kms::hsm

@@ -1,0 +1,218 @@
+#include <gtest/gtest.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "pki/csr.h"
+#include "pki/signer.h"
+#include "pki/tn_auth_list.h"
+#include "pki/x509.h"
+
+namespace kms::pki {
+namespace {
+
+using namespace std::chrono_literals;
+
+Bytes derOfReq(X509_REQ* req) {
+  int len = i2d_X509_REQ(req, nullptr);
+  Bytes out(static_cast<size_t>(len));
+  unsigned char* p = out.data();
+  i2d_X509_REQ(req, &p);
+  return out;
+}
+
+X509_REQ* parseReq(const Bytes& der) {
+  const unsigned char* p = der.data();
+  return d2i_X509_REQ(nullptr, &p, static_cast<long>(der.size()));
+}
+
+TEST(PkiCsr, ShakenCsrCarriesByteIdenticalTnAuthList) {
+  auto key = SoftwareKey::generate();
+  ASSERT_TRUE(key.has_value());
+  auto request = CsrRequest::shaken("1234", "Example Telecom");
+  ASSERT_TRUE(request.has_value());
+  auto der = buildCsr(*request, **key);
+  ASSERT_TRUE(der.has_value()) << der.error().toString();
+
+  X509_REQ* req = parseReq(*der);
+  ASSERT_NE(req, nullptr);
+  EVP_PKEY* pub = X509_REQ_get0_pubkey(req);
+  EXPECT_EQ(X509_REQ_verify(req, pub), 1);
+  EXPECT_EQ(derOfReq(req), *der);
+
+  char subject[256];
+  X509_NAME_oneline(X509_REQ_get_subject_name(req), subject, sizeof subject);
+  EXPECT_STREQ(subject, "/C=US/O=Example Telecom/CN=SHAKEN 1234");
+
+  STACK_OF(X509_EXTENSION)* exts = X509_REQ_get_extensions(req);
+  ASSERT_NE(exts, nullptr);
+  ASSERT_EQ(sk_X509_EXTENSION_num(exts), 1);
+  X509_EXTENSION* ext = sk_X509_EXTENSION_value(exts, 0);
+  EXPECT_EQ(X509_EXTENSION_get_critical(ext), 0);
+  unsigned char* extDer = nullptr;
+  int extLen = i2d_X509_EXTENSION(ext, &extDer);
+  // spec §4: the full Extension for SPC 1234.
+  EXPECT_EQ(hexEncode(ByteView(extDer, static_cast<size_t>(extLen))),
+            "301606082B0601050507011A040A3008A006160431323334");
+  OPENSSL_free(extDer);
+  sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+  X509_REQ_free(req);
+}
+
+TEST(PkiCsr, DnsCsrHasSansAndNoSubject) {
+  auto key = SoftwareKey::generate();
+  CsrRequest request;
+  request.dnsNames = {"cr.example.net", "www.example.net"};
+  auto der = buildCsr(request, **key);
+  ASSERT_TRUE(der.has_value()) << der.error().toString();
+  X509_REQ* req = parseReq(*der);
+  ASSERT_NE(req, nullptr);
+  EXPECT_EQ(X509_REQ_verify(req, X509_REQ_get0_pubkey(req)), 1);
+  EXPECT_EQ(X509_NAME_entry_count(X509_REQ_get_subject_name(req)), 0);
+  X509_REQ_free(req);
+}
+
+TEST(PkiCsr, RejectsBadRequests) {
+  auto key = SoftwareKey::generate();
+  EXPECT_EQ(buildCsr(CsrRequest{}, **key).error().message, "CSR would carry no subject, SAN or TNAuthList");
+  EXPECT_EQ(CsrRequest::shaken("12a4", "X").error().message, "SPC must be one or more of 0-9 A-Z: '12a4'");
+  CsrRequest bad;
+  bad.dnsNames = {"a b"};
+  EXPECT_EQ(buildCsr(bad, **key).error().message, "invalid DNS name in CSR: 'a b'");
+}
+
+TEST(PkiCsr, SignerErrorsPropagate) {
+  class FailingSigner : public Signer {
+  public:
+    FailingSigner() : key_(*SoftwareKey::generate()) {}
+    Result<RawSignature> signDigest(const Digest&) override { return fail(Errc::hsm, "C_Sign failed", "token"); }
+    const EcPublicKey& publicKey() const override { return key_->publicKey(); }
+
+  private:
+    std::unique_ptr<SoftwareKey> key_;
+  };
+  FailingSigner signer;
+  auto r = buildCsr(*CsrRequest::shaken("1234", "X"), signer);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().toString(), "token: C_Sign failed");
+}
+
+// A tiny CA built with OpenSSL for the chain tests.
+struct TestCa {
+  std::unique_ptr<SoftwareKey> key;
+  X509* cert = nullptr;
+  ~TestCa() { X509_free(cert); }
+};
+
+X509* makeCert(const char* cn, const EcPublicKey& subjectKey, SoftwareKey& issuerKey, X509* issuer, bool ca,
+               long serial, long fromSeconds, long toSeconds) {
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+  X509_gmtime_adj(X509_getm_notBefore(x), fromSeconds);
+  X509_gmtime_adj(X509_getm_notAfter(x), toSeconds);
+  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
+  X509_set_issuer_name(x, issuer != nullptr ? X509_get_subject_name(issuer) : X509_get_subject_name(x));
+  Bytes spki = subjectKey.spkiDer();
+  const unsigned char* p = spki.data();
+  EVP_PKEY* pub = d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size()));
+  X509_set_pubkey(x, pub);
+  EVP_PKEY_free(pub);
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer != nullptr ? issuer : x, x, nullptr, nullptr, 0);
+  auto add = [&](int nid, const char* value) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+  };
+  add(NID_basic_constraints, ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
+  add(NID_key_usage, ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature");
+  add(NID_subject_key_identifier, "hash");
+  add(NID_authority_key_identifier, "keyid:always");
+  X509_sign(x, static_cast<EVP_PKEY*>(issuerKey.evpPkey()), EVP_sha256());
+  return x;
+}
+
+Certificate wrap(X509* x) {
+  unsigned char* der = nullptr;
+  int len = i2d_X509(x, &der);
+  auto c = Certificate::fromDer(ByteView(der, static_cast<size_t>(len)));
+  OPENSSL_free(der);
+  return *c;
+}
+
+class PkiChain : public ::testing::Test {
+protected:
+  void SetUp() override {
+    root.key = *SoftwareKey::generate();
+    root.cert = makeCert("Test Root", root.key->publicKey(), *root.key, nullptr, true, 1, -3600, 86400);
+    inter.key = *SoftwareKey::generate();
+    inter.cert = makeCert("Test Intermediate", inter.key->publicKey(), *root.key, root.cert, true, 2, -3600, 86400);
+    leafKey = *SoftwareKey::generate();
+    leaf = makeCert("SHAKEN 1234", leafKey->publicKey(), *inter.key, inter.cert, false, 0x87654321L, -60, 3600);
+  }
+  void TearDown() override { X509_free(leaf); }
+
+  TestCa root;
+  TestCa inter;
+  std::unique_ptr<SoftwareKey> leafKey;
+  X509* leaf = nullptr;
+};
+
+TEST_F(PkiChain, ParsesPemChainAndVerifies) {
+  std::string pem = wrap(leaf).pem() + "junk between blocks\n" + wrap(inter.cert).pem();
+  auto chain = parsePemChain(pem);
+  ASSERT_TRUE(chain.has_value()) << chain.error().toString();
+  ASSERT_EQ(chain->size(), 2U);
+  EXPECT_EQ((*chain)[0].subject(), "CN=SHAKEN 1234");
+  EXPECT_EQ((*chain)[0].issuer(), "CN=Test Intermediate");
+  EXPECT_EQ((*chain)[0].subjectField("CN"), std::optional<std::string>("SHAKEN 1234"));
+  EXPECT_TRUE((*chain)[0].hasPublicKey(leafKey->publicKey()));
+  EXPECT_FALSE((*chain)[0].hasPublicKey(inter.key->publicKey()));
+  EXPECT_EQ((*chain)[0].serialHex(), "87654321");
+  EXPECT_EQ((*chain)[0].extensionCritical("2.5.29.19"), std::optional<bool>(true));
+  EXPECT_EQ((*chain)[0].tnAuthListDer(), std::nullopt);
+  auto now = std::chrono::system_clock::now();
+  EXPECT_LT((*chain)[0].notBefore(), now);
+  EXPECT_GT((*chain)[0].notAfter(), now + 3000s);
+  EXPECT_TRUE(verifyChain(*chain, {wrap(root.cert)}, now).has_value());
+}
+
+TEST_F(PkiChain, VerifyFailsOnWrongAnchorExpiryAndMissingIntermediate) {
+  auto chain = *parsePemChain(wrap(leaf).pem() + wrap(inter.cert).pem());
+  auto now = std::chrono::system_clock::now();
+  TestCa other;
+  other.key = *SoftwareKey::generate();
+  other.cert = makeCert("Other Root", other.key->publicKey(), *other.key, nullptr, true, 9, -3600, 86400);
+  auto wrong = verifyChain(chain, {wrap(other.cert)}, now);
+  ASSERT_FALSE(wrong.has_value());
+  EXPECT_EQ(wrong.error().message, "chain does not verify: unable to get local issuer certificate at depth 1");
+  auto expired = verifyChain(chain, {wrap(root.cert)}, now + 7200s);
+  ASSERT_FALSE(expired.has_value());
+  EXPECT_EQ(expired.error().message, "chain does not verify: certificate has expired at depth 0");
+  auto missing = verifyChain({chain[0]}, {wrap(root.cert)}, now);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().message, "chain does not verify: unable to get local issuer certificate at depth 0");
+}
+
+TEST_F(PkiChain, AriCertIdUsesAkiAndSerialContent) {
+  Certificate c = wrap(leaf);
+  auto aki = c.authorityKeyId();
+  ASSERT_TRUE(aki.has_value());
+  auto id = c.ariCertId();
+  ASSERT_TRUE(id.has_value());
+  // serial 0x87654321 has its top bit set: content octets 00 87 65 43 21 (RFC 9773 example)
+  EXPECT_EQ(id->substr(id->find('.')), ".AIdlQyE");
+  EXPECT_EQ(id->substr(0, id->find('.')), base64UrlEncode(*aki));
+}
+
+TEST(PkiX509, RejectsGarbage) {
+  EXPECT_EQ(parsePemChain("nothing here").error().message, "no CERTIFICATE block in PEM");
+  EXPECT_FALSE(parsePemChain("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").has_value());
+  EXPECT_FALSE(Certificate::fromDer(Bytes{0x30, 0x03, 0x01, 0x01, 0x00}).has_value());
+}
+
+}  // namespace
+}  // namespace kms::pki
