@@ -89,16 +89,18 @@ Result<EcPublicKey> EcPublicKey::fromJwkCoordinates(std::string_view x, std::str
   if (!xb || !yb || xb->size() != 32 || yb->size() != 32) {
     return fail(Errc::invalidArgument, "JWK x and y must be 32-byte base64url values");
   }
-  Bytes point{0x04};
-  point.insert(point.end(), xb->begin(), xb->end());
-  point.insert(point.end(), yb->begin(), yb->end());
+  Bytes point(65);
+  point[0] = 0x04;
+  std::copy(xb->begin(), xb->end(), point.begin() + 1);
+  std::copy(yb->begin(), yb->end(), point.begin() + 33);
   return fromUncompressedPoint(point);
 }
 
 Bytes EcPublicKey::uncompressedPoint() const {
-  Bytes point{0x04};
-  point.insert(point.end(), x_.begin(), x_.end());
-  point.insert(point.end(), y_.begin(), y_.end());
+  Bytes point(65);
+  point[0] = 0x04;
+  std::copy(x_.begin(), x_.end(), point.begin() + 1);
+  std::copy(y_.begin(), y_.end(), point.begin() + 33);
   return point;
 }
 
