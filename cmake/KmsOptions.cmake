@@ -7,7 +7,7 @@ endif()
 
 add_library(kms_warnings INTERFACE)
 target_compile_options(kms_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow
-  -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Wnull-dereference -Wformat=2
+  -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Wformat=2
   -Wimplicit-fallthrough)
 if(KMS_WERROR)
   target_compile_options(kms_warnings INTERFACE -Werror)

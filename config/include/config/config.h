@@ -1,0 +1,165 @@
+#pragma once
+/// @file kmsd configuration: one TOML file parsed into a typed, validated `Config`.
+///
+/// Loading never throws on bad input. Every problem found is reported at once, one
+/// `ConfigError` each, printed in Kea's style:
+///
+///     kmsd.toml:12:17: [acme] directory_url: must be https (http is accepted only for ...)
+///     env KMSD_HSM_SESSION_POOL: [hsm] session_pool: expected an integer, got "many"
+///
+/// Secrets are only referenced by file name (pin_file, password_file, eab_hmac_file). The
+/// loader checks that those files are readable but never keeps or prints their content.
+///
+/// Environment overrides: `KMSD_<SECTION>_<KEY>` (upper case) replaces a scalar key of one of
+/// the single-table sections daemon, hsm, sti_pa, acme, publisher (arrays: comma-separated).
+/// An override for a section missing from the file creates that section. A variable whose
+/// prefix names a section but whose key is unknown is an error; other variables are ignored.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+namespace kms::config {
+
+/// `host:port` as written for listen addresses; IPv6 hosts are stored without brackets.
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+
+  /// "127.0.0.1:80", "[::1]:9464".
+  [[nodiscard]] std::string toString() const;
+  bool operator==(const HostPort&) const = default;
+};
+
+enum class LogFormat { text, json };
+/// How the STI-PA expects the account key fingerprint (spec §9.1).
+enum class Fingerprint { spki, jwkThumbprint };
+enum class Challenge { tkauth01, http01, dns01 };
+
+/// Config-file spelling: "text", "json", "spki", "jwk-thumbprint", "tkauth-01", ...
+[[nodiscard]] const char* toString(LogFormat value) noexcept;
+[[nodiscard]] const char* toString(Fingerprint value) noexcept;
+[[nodiscard]] const char* toString(Challenge value) noexcept;
+
+/// [daemon]
+struct DaemonConfig {
+  std::string stateDir;                        ///< absolute path; kmsd.db lives here
+  std::string controlSocket = "/run/kmsd/control.sock";
+  std::optional<HostPort> metricsListen;       ///< no metrics endpoint when empty
+  LogFormat logFormat = LogFormat::text;
+  bool operator==(const DaemonConfig&) const = default;
+};
+
+/// [hsm]
+struct HsmConfig {
+  std::string module;      ///< PKCS#11 module; default: the SoftHSM2 module found at build time
+  std::string tokenLabel;  ///< 1..32 bytes (CK_TOKEN_INFO label size)
+  std::string pinFile;     ///< user PIN file; re-read when needed, never cached here
+  int sessionPool = 4;     ///< 1..64
+  bool operator==(const HsmConfig&) const = default;
+};
+
+/// [sti_pa]: present only when the section is configured.
+struct StiPaConfig {
+  std::string url;
+  std::string userId;
+  std::string passwordFile;
+  std::optional<std::string> trustAnchor;  ///< verifies SPC tokens and the CA list
+  Fingerprint fingerprint = Fingerprint::spki;
+  bool operator==(const StiPaConfig&) const = default;
+};
+
+/// [acme]
+struct AcmeConfig {
+  std::string directoryUrl;
+  std::optional<std::string> caBundle;      ///< extra TLS trust for the ACME server
+  std::optional<std::string> trustAnchors;  ///< roots an issued chain must verify to
+  std::optional<std::string> eabKid;        ///< set together with eabHmacFile, or neither
+  std::optional<std::string> eabHmacFile;
+  std::vector<std::string> contact;         ///< each "mailto:..."
+  HostPort http01Listen{"127.0.0.1", 80};
+  std::optional<std::string> dns01Hook;     ///< executable run for dns-01 challenges
+  bool operator==(const AcmeConfig&) const = default;
+};
+
+/// [publisher]
+struct PublisherConfig {
+  std::string webRoot;  ///< absolute path
+  std::string baseUrl;  ///< ends with "/"; x5u = baseUrl + path under webRoot
+  std::chrono::seconds retain{24 * 3600};
+  bool operator==(const PublisherConfig&) const = default;
+};
+
+/// One [[certificate]] entry. Exactly one of `spc` (SHAKEN) or `dnsNames` (generic ACME).
+struct CertificateConfig {
+  std::string name;                ///< [A-Za-z0-9._-]{1,64}, unique
+  std::optional<std::string> spc;  ///< [0-9A-Z]+; challenge is then tkauth-01
+  std::vector<std::string> dnsNames;  ///< from identifiers = ["dns:NAME", ...], without "dns:"
+  Challenge challenge = Challenge::http01;
+  std::optional<std::string> subjectO;  ///< required with spc
+  std::string subjectC = "US";
+  double renewBeforeFraction = 0.333;   ///< in (0, 1)
+  bool operator==(const CertificateConfig&) const = default;
+};
+
+/// The whole validated configuration.
+struct Config {
+  std::string source;  ///< file name (or source name) it was loaded from
+  DaemonConfig daemon;
+  HsmConfig hsm;
+  std::optional<StiPaConfig> stiPa;
+  AcmeConfig acme;
+  PublisherConfig publisher;
+  std::vector<CertificateConfig> certificates;
+  std::vector<std::string> envOverrides;  ///< names of the KMSD_* variables applied, sorted
+  bool operator==(const Config&) const = default;
+};
+
+/// One problem in the configuration.
+struct ConfigError {
+  std::string file;     ///< config file name, or "env KMSD_..." for an override
+  int line = 0;         ///< 1-based; 0 when there is no position (environment, unreadable file)
+  int column = 0;       ///< 1-based; 0 when there is no position
+  std::string section;  ///< "acme", "certificate.main", "certificate[2]", "toml"; may be empty
+  std::string key;      ///< "directory_url", "contact[1]"; may be empty
+  std::string what;     ///< what is wrong, without the position
+
+  /// `FILE:LINE:COL: [section] key: what`; the position, section and key parts are left
+  /// out when empty ("env KMSD_X: [acme] eab_kid: ...", "kmsd.toml: cannot read ...").
+  [[nodiscard]] std::string toString() const;
+  bool operator==(const ConfigError&) const = default;
+};
+
+using ConfigErrors = std::vector<ConfigError>;
+/// Environment variables by name; tests pass their own, kmsd passes `environmentSnapshot()`.
+using Environment = std::map<std::string, std::string>;
+
+/// The KMSD_* variables of this process's environment (others are not copied).
+[[nodiscard]] Environment environmentSnapshot();
+
+/// Reads and validates one config file, applying overrides from `env`.
+/// @return the Config, or every error found (never empty). An unreadable or oversized file
+///         is a single error naming the file; a TOML syntax error is a single error in
+///         section "toml" at the parser's position. Does not throw.
+[[nodiscard]] tl::expected<Config, ConfigErrors> loadConfigFile(const std::string& path,
+                                                                const Environment& env);
+
+/// Same as loadConfigFile for text already in memory; `sourceName` is used in errors.
+/// File references inside (pin_file, module, ...) are still checked on the file system.
+[[nodiscard]] tl::expected<Config, ConfigErrors> loadConfigString(const std::string& text,
+                                                                  const std::string& sourceName,
+                                                                  const Environment& env);
+
+/// One line per error, each ending in '\n'.
+[[nodiscard]] std::string formatErrors(const ConfigErrors& errors);
+
+/// Multi-line TOML-like dump of the effective configuration for logs and `check-config`.
+/// Files holding secrets are printed by name only; their content is never read here.
+[[nodiscard]] std::string redactedSummary(const Config& config);
+
+}  // namespace kms::config

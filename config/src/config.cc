@@ -1,0 +1,143 @@
+#include "config/config.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <sstream>
+
+#include "loader.h"
+
+extern char** environ;  // NOLINT: POSIX, not declared by <unistd.h> without _GNU_SOURCE
+
+namespace kms::config {
+namespace {
+
+constexpr off_t kMaxConfigSize = off_t{1024} * 1024;
+
+tl::unexpected<ConfigErrors> single(std::string file, std::string what) {
+  return tl::unexpected(ConfigErrors{ConfigError{std::move(file), 0, 0, "", "", std::move(what)}});
+}
+
+}  // namespace
+
+std::string HostPort::toString() const {
+  if (host.find(':') != std::string::npos) {
+    return "[" + host + "]:" + std::to_string(port);
+  }
+  return host + ":" + std::to_string(port);
+}
+
+const char* toString(LogFormat value) noexcept {
+  return value == LogFormat::json ? "json" : "text";
+}
+
+const char* toString(Fingerprint value) noexcept {
+  return value == Fingerprint::jwkThumbprint ? "jwk-thumbprint" : "spki";
+}
+
+const char* toString(Challenge value) noexcept {
+  switch (value) {
+    case Challenge::tkauth01: return "tkauth-01";
+    case Challenge::http01: return "http-01";
+    case Challenge::dns01: return "dns-01";
+  }
+  return "unknown";
+}
+
+std::string ConfigError::toString() const {
+  std::string out = file;
+  if (line > 0) {
+    out += ':' + std::to_string(line) + ':' + std::to_string(column);
+  }
+  out += ": ";
+  if (!section.empty()) {
+    out += '[' + section + "] ";
+  }
+  if (!key.empty()) {
+    out += key + ": ";
+  }
+  out += what;
+  return out;
+}
+
+std::string formatErrors(const ConfigErrors& errors) {
+  std::string out;
+  for (const ConfigError& error : errors) {
+    out += error.toString();
+    out += '\n';
+  }
+  return out;
+}
+
+Environment environmentSnapshot() {
+  Environment env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    std::string_view text(*entry);
+    if (!text.starts_with("KMSD_")) {
+      continue;
+    }
+    std::size_t equals = text.find('=');
+    if (equals == std::string_view::npos) {
+      continue;
+    }
+    env.emplace(std::string(text.substr(0, equals)), std::string(text.substr(equals + 1)));
+  }
+  return env;
+}
+
+tl::expected<Config, ConfigErrors> loadConfigString(const std::string& text,
+                                                    const std::string& sourceName,
+                                                    const Environment& env) {
+  try {
+    toml::table root;
+    try {
+      root = toml::parse(text, std::string_view(sourceName));
+    } catch (const toml::parse_error& error) {
+      const toml::source_position begin = error.source().begin;
+      return tl::unexpected(ConfigErrors{ConfigError{
+          sourceName, static_cast<int>(begin.line), static_cast<int>(begin.column), "toml", "",
+          std::string(error.description())}});
+    }
+    detail::Loader loader(sourceName);
+    return loader.load(root, env);
+  } catch (const std::exception& error) {
+    return single(sourceName, std::string("internal error while loading: ") + error.what());
+  } catch (...) {
+    return single(sourceName, "internal error while loading");
+  }
+}
+
+tl::expected<Config, ConfigErrors> loadConfigFile(const std::string& path,
+                                                  const Environment& env) {
+  try {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      int err = errno;
+      return single(path, std::string("cannot read config file: ") + std::strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      return single(path, "cannot read config file: not a regular file");
+    }
+    if (st.st_size > kMaxConfigSize) {
+      return single(path, "cannot read config file: larger than 1 MiB");
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      int err = errno;
+      return single(path, std::string("cannot read config file: ") + std::strerror(err));
+    }
+    std::ostringstream content;
+    content << in.rdbuf();
+    if (in.bad()) {
+      return single(path, "cannot read config file: read error");
+    }
+    return loadConfigString(content.str(), path, env);
+  } catch (const std::exception& error) {
+    return single(path, std::string("internal error while loading: ") + error.what());
+  }
+}
+
+}  // namespace kms::config

@@ -1,0 +1,96 @@
+#include "schema.h"
+
+#include <array>
+#include <cctype>
+
+#ifndef KMS_DEFAULT_PKCS11_MODULE
+#error "KMS_DEFAULT_PKCS11_MODULE must be defined by the build (config/CMakeLists.txt)"
+#endif
+
+namespace kms::config::detail {
+namespace {
+
+constexpr std::array kSettings = {
+    // [daemon]
+    Setting{"daemon", "state_dir", Kind::string, "", "absolute directory holding kmsd.db"},
+    Setting{"daemon", "control_socket", Kind::string, "/run/kmsd/control.sock",
+            "absolute path of the control API Unix socket"},
+    Setting{"daemon", "metrics_listen", Kind::string, "",
+            "host:port of the Prometheus endpoint; none when unset"},
+    Setting{"daemon", "log_format", Kind::string, "text", "\"text\" or \"json\""},
+    // [hsm]
+    Setting{"hsm", "module", Kind::string, KMS_DEFAULT_PKCS11_MODULE, "PKCS#11 module (.so) path"},
+    Setting{"hsm", "token_label", Kind::string, "", "label of the token (1..32 bytes)"},
+    Setting{"hsm", "pin_file", Kind::string, "", "file holding the user PIN"},
+    Setting{"hsm", "session_pool", Kind::integer, "4", "PKCS#11 sessions kept open (1..64)"},
+    // [sti_pa]
+    Setting{"sti_pa", "url", Kind::string, "", "STI-PA API base URL"},
+    Setting{"sti_pa", "user_id", Kind::string, "", "STI-PA API user"},
+    Setting{"sti_pa", "password_file", Kind::string, "", "file holding the STI-PA password"},
+    Setting{"sti_pa", "trust_anchor", Kind::string, "",
+            "PEM roots verifying SPC tokens and the CA list"},
+    Setting{"sti_pa", "fingerprint", Kind::string, "spki", "\"spki\" or \"jwk-thumbprint\""},
+    // [acme]
+    Setting{"acme", "directory_url", Kind::string, "", "ACME directory URL"},
+    Setting{"acme", "ca_bundle", Kind::string, "", "extra PEM roots for the ACME server's TLS"},
+    Setting{"acme", "trust_anchors", Kind::string, "", "PEM roots an issued chain must verify to"},
+    Setting{"acme", "eab_kid", Kind::string, "", "external account binding key id"},
+    Setting{"acme", "eab_hmac_file", Kind::string, "", "file holding the EAB HMAC key"},
+    Setting{"acme", "contact", Kind::stringArray, "", "account contacts, each \"mailto:...\""},
+    Setting{"acme", "http01_listen", Kind::string, "127.0.0.1:80",
+            "host:port of the http-01 responder"},
+    Setting{"acme", "dns01_hook", Kind::string, "", "executable run for dns-01 challenges"},
+    // [publisher]
+    Setting{"publisher", "web_root", Kind::string, "", "absolute directory served at base_url"},
+    Setting{"publisher", "base_url", Kind::string, "", "public URL of web_root, ending in \"/\""},
+    Setting{"publisher", "retain", Kind::string, "24h",
+            "how long replaced certificates stay published (90s, 30m, 24h, 7d)"},
+    // [[certificate]]
+    Setting{"certificate", "name", Kind::string, "", "unique name, [A-Za-z0-9._-]{1,64}"},
+    Setting{"certificate", "spc", Kind::string, "", "SHAKEN service provider code"},
+    Setting{"certificate", "identifiers", Kind::stringArray, "",
+            "generic ACME identifiers, each \"dns:NAME\""},
+    Setting{"certificate", "challenge", Kind::string, "",
+            "tkauth-01 with spc; http-01 (default) or dns-01 with identifiers"},
+    Setting{"certificate", "subject_o", Kind::string, "", "subject O (required with spc)"},
+    Setting{"certificate", "subject_c", Kind::string, "US", "subject C, two upper-case letters"},
+    Setting{"certificate", "renew_before_fraction", Kind::number, "0.333",
+            "renew when this fraction of the lifetime is left, in (0, 1)"},
+};
+
+}  // namespace
+
+std::span<const Setting> settings() { return kSettings; }
+
+const Setting* findSetting(std::string_view section, std::string_view key) {
+  for (const Setting& setting : kSettings) {
+    if (setting.section == section && setting.key == key) {
+      return &setting;
+    }
+  }
+  return nullptr;
+}
+
+const char* kindName(Kind kind) {
+  switch (kind) {
+    case Kind::string: return "a string";
+    case Kind::integer: return "an integer";
+    case Kind::number: return "a number";
+    case Kind::stringArray: return "an array of strings";
+  }
+  return "a value";
+}
+
+std::string envName(std::string_view section, std::string_view key) {
+  std::string name = "KMSD_";
+  for (char c : section) {
+    name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  name += '_';
+  for (char c : key) {
+    name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return name;
+}
+
+}  // namespace kms::config::detail

@@ -1,0 +1,71 @@
+#pragma once
+/// @file Typed, error-reporting access to the keys of one config table.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <toml++/toml.h>
+
+#include "loader.h"
+
+namespace kms::config::detail {
+
+/// Whether an absent key is an error.
+enum class Need { optional, required };
+
+/// Reads one table (a section or one [[certificate]] entry). Every accessor reports its own
+/// errors to the Loader under `[label] key:` and returns nullopt for a missing or bad value.
+class SectionReader {
+public:
+  /// @param label  section name in errors ("acme", "certificate.main")
+  /// @param schema section name in the settings table ("acme", "certificate")
+  SectionReader(Loader& loader, toml::table& table, std::string label, std::string_view schema);
+
+  /// Reports unknown keys and wrong types; then fills absent keys from their defaults.
+  void checkKeysAndApplyDefaults();
+
+  [[nodiscard]] const std::string& label() const { return label_; }
+  [[nodiscard]] bool has(std::string_view key) const { return table_.contains(key); }
+  [[nodiscard]] const toml::node* node(std::string_view key) const { return table_.get(key); }
+
+  [[nodiscard]] std::optional<std::string> string(std::string_view key, Need need);
+  [[nodiscard]] std::optional<std::int64_t> integer(std::string_view key, Need need);
+  [[nodiscard]] std::optional<double> number(std::string_view key, Need need);
+  /// The array's strings (only when every element is a string).
+  [[nodiscard]] std::optional<std::vector<std::string>> strings(std::string_view key, Need need);
+
+  /// A string that must be an absolute path.
+  [[nodiscard]] std::optional<std::string> absolutePath(std::string_view key, Need need);
+  /// A string that must be a URL accepted by checkUrl.
+  [[nodiscard]] std::optional<std::string> url(std::string_view key, Need need);
+  /// A path to a readable regular file (checkReadableFile).
+  [[nodiscard]] std::optional<std::string> readableFile(std::string_view key, Need need);
+  /// A path to a secret file (checkSecretFile); content never kept.
+  [[nodiscard]] std::optional<std::string> secretFile(std::string_view key, Need need);
+  /// A non-empty string.
+  [[nodiscard]] std::optional<std::string> nonEmpty(std::string_view key, Need need);
+
+  /// Error about `key`'s value, at the value (or at the table header when absent).
+  void fail(std::string_view key, std::string what);
+  /// Error about element `index` of array `key`, reported as "key[index]".
+  void failElement(std::string_view key, std::size_t index, std::string what);
+  /// Error for an absent key, at the table header.
+  void missing(std::string_view key, std::string what = "missing required key");
+
+private:
+  const toml::node* present(std::string_view key, Need need);
+
+  Loader& loader_;
+  toml::table& table_;
+  std::string label_;
+  std::string_view schema_;
+  Position header_;
+};
+
+/// "string", "integer", "float", "boolean", "date", "time", "date-time", "array", "table".
+[[nodiscard]] const char* typeName(const toml::node& node);
+
+}  // namespace kms::config::detail

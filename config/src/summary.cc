@@ -1,0 +1,141 @@
+#include <charconv>
+
+#include "checks.h"
+#include "config/config.h"
+
+namespace kms::config {
+namespace {
+
+using detail::quoted;
+
+constexpr std::string_view kSecretNote = "  # secret file; content not shown";
+
+class Writer {
+public:
+  void section(std::string_view header) {
+    if (!out_.empty()) {
+      out_ += '\n';
+    }
+    out_ += header;
+    out_ += '\n';
+  }
+  void line(std::string_view key, const std::string& value, std::string_view note = {}) {
+    out_ += key;
+    out_ += " = ";
+    out_ += value;
+    out_ += note;
+    out_ += '\n';
+  }
+  void text(std::string_view key, const std::string& value, std::string_view note = {}) {
+    line(key, quoted(value), note);
+  }
+  void optionalText(std::string_view key, const std::optional<std::string>& value,
+                    std::string_view note = {}) {
+    if (value) {
+      text(key, *value, note);
+    }
+  }
+  void list(std::string_view key, const std::vector<std::string>& values,
+            std::string_view prefix = {}) {
+    std::string joined = "[";
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      joined += i == 0 ? "" : ", ";
+      joined += quoted(std::string(prefix) + values[i]);
+    }
+    joined += ']';
+    line(key, joined);
+  }
+  void comment(std::string_view text) {
+    out_ += "# ";
+    out_ += text;
+    out_ += '\n';
+  }
+  std::string take() { return std::move(out_); }
+
+private:
+  std::string out_;
+};
+
+std::string formatNumber(double value) {
+  char buffer[64];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
+  if (ec != std::errc()) {
+    return "0.0";
+  }
+  std::string out(buffer, end);
+  if (out.find_first_of(".eEn") == std::string::npos) {
+    out += ".0";  // keep it a TOML float
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string redactedSummary(const Config& config) {
+  Writer w;
+  w.comment("kmsd effective configuration, loaded from " + config.source);
+  if (!config.envOverrides.empty()) {
+    std::string names;
+    for (const std::string& name : config.envOverrides) {
+      names += names.empty() ? "" : ", ";
+      names += name;
+    }
+    w.comment("environment overrides: " + names);
+  }
+
+  w.section("[daemon]");
+  w.text("state_dir", config.daemon.stateDir);
+  w.text("control_socket", config.daemon.controlSocket);
+  if (config.daemon.metricsListen) {
+    w.text("metrics_listen", config.daemon.metricsListen->toString());
+  }
+  w.text("log_format", toString(config.daemon.logFormat));
+
+  w.section("[hsm]");
+  w.text("module", config.hsm.module);
+  w.text("token_label", config.hsm.tokenLabel);
+  w.text("pin_file", config.hsm.pinFile, kSecretNote);
+  w.line("session_pool", std::to_string(config.hsm.sessionPool));
+
+  if (config.stiPa) {
+    const StiPaConfig& sti = *config.stiPa;
+    w.section("[sti_pa]");
+    w.text("url", sti.url);
+    w.text("user_id", sti.userId);
+    w.text("password_file", sti.passwordFile, kSecretNote);
+    w.optionalText("trust_anchor", sti.trustAnchor);
+    w.text("fingerprint", toString(sti.fingerprint));
+  }
+
+  const AcmeConfig& acme = config.acme;
+  w.section("[acme]");
+  w.text("directory_url", acme.directoryUrl);
+  w.optionalText("ca_bundle", acme.caBundle);
+  w.optionalText("trust_anchors", acme.trustAnchors);
+  w.optionalText("eab_kid", acme.eabKid);
+  w.optionalText("eab_hmac_file", acme.eabHmacFile, kSecretNote);
+  w.list("contact", acme.contact);
+  w.text("http01_listen", acme.http01Listen.toString());
+  w.optionalText("dns01_hook", acme.dns01Hook);
+
+  w.section("[publisher]");
+  w.text("web_root", config.publisher.webRoot);
+  w.text("base_url", config.publisher.baseUrl);
+  w.text("retain", detail::formatDuration(config.publisher.retain));
+
+  for (const CertificateConfig& certificate : config.certificates) {
+    w.section("[[certificate]]");
+    w.text("name", certificate.name);
+    w.optionalText("spc", certificate.spc);
+    if (!certificate.spc) {
+      w.list("identifiers", certificate.dnsNames, "dns:");
+    }
+    w.text("challenge", toString(certificate.challenge));
+    w.optionalText("subject_o", certificate.subjectO);
+    w.text("subject_c", certificate.subjectC);
+    w.line("renew_before_fraction", formatNumber(certificate.renewBeforeFraction));
+  }
+  return w.take();
+}
+
+}  // namespace kms::config

@@ -1,0 +1,237 @@
+#include "commands.h"
+
+#include <sys/stat.h>
+
+#include <ctime>
+#include <iomanip>
+#include <optional>
+#include <ostream>
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.h"
+#include "hsm/token.h"
+#include "storage/db.h"
+#include "storage/store.h"
+
+namespace kms::daemon {
+namespace {
+
+std::optional<config::Config> load(const std::string& path, std::ostream& err) {
+  auto cfg = config::loadConfigFile(path, config::environmentSnapshot());
+  if (!cfg) {
+    err << config::formatErrors(cfg.error());
+    return std::nullopt;
+  }
+  return std::move(*cfg);
+}
+
+hsm::TokenOptions tokenOptions(const config::Config& cfg) {
+  return hsm::TokenOptions{cfg.hsm.module, cfg.hsm.tokenLabel, cfg.hsm.pinFile,
+                           static_cast<std::size_t>(cfg.hsm.sessionPool)};
+}
+
+std::string dbPath(const config::Config& cfg) { return cfg.daemon.stateDir + "/kmsd.db"; }
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+/// Opens the existing state DB without creating or migrating it.
+Result<std::unique_ptr<storage::Db>> openExistingDb(const config::Config& cfg) {
+  storage::OpenOptions options;
+  options.create = false;
+  options.migrate = false;
+  return storage::Db::open(dbPath(cfg), options);
+}
+
+std::string isoTime(std::int64_t t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& err) {
+  auto cfg = load(configPath, err);
+  if (!cfg) {
+    return kExitCheckFailed;
+  }
+  int rc = kExitOk;
+  auto token = hsm::Token::open(tokenOptions(*cfg));
+  if (!token) {
+    err << configPath << ": [hsm] " << token.error().toString() << '\n';
+    rc = kExitCheckFailed;
+  }
+  if (exists(dbPath(*cfg))) {
+    auto db = openExistingDb(*cfg);
+    if (!db) {
+      err << configPath << ": [daemon] state_dir: " << db.error().toString() << '\n';
+      rc = kExitCheckFailed;
+    }
+  } else if (!exists(cfg->daemon.stateDir)) {
+    // Not an error: kmsd creates it. Said so the operator knows where state will go.
+    out << "note: state_dir " << cfg->daemon.stateDir << " does not exist yet; kmsd will create it\n";
+  }
+  if (rc == kExitOk) {
+    out << "ok\n";
+  }
+  return rc;
+}
+
+int listKeys(const std::string& configPath, bool json, std::ostream& out, std::ostream& err) {
+  auto cfg = load(configPath, err);
+  if (!cfg) {
+    return kExitCheckFailed;
+  }
+  auto token = hsm::Token::open(tokenOptions(*cfg));
+  if (!token) {
+    err << configPath << ": [hsm] " << token.error().toString() << '\n';
+    return kExitRuntime;
+  }
+  auto keys = (*token)->listKeys();
+  if (!keys) {
+    err << "kmsctl: " << keys.error().toString() << '\n';
+    return kExitRuntime;
+  }
+  std::vector<storage::HsmKey> known;
+  std::unique_ptr<storage::Db> db;
+  if (exists(dbPath(*cfg))) {
+    auto opened = openExistingDb(*cfg);
+    if (opened) {
+      db = std::move(*opened);
+      auto store = storage::makeSqliteStore(*db);
+      if (auto rows = store->listKeys(false)) {
+        known = std::move(*rows);
+      }
+    }
+  }
+  auto managed = [&](const hsm::KeyInfo& k) {
+    for (const auto& row : known) {
+      if (row.keyUri == k.uri.toString()) {
+        return std::string(storage::toString(row.purpose));
+      }
+    }
+    return std::string("unmanaged");
+  };
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& k : *keys) {
+      arr.push_back({{"label", k.label}, {"uri", k.uri.toString()}, {"jwk_thumbprint", k.publicKey.jwkThumbprint()},
+                     {"spki_fingerprint", k.publicKey.spkiFingerprint()}, {"managed", managed(k)}});
+    }
+    out << arr.dump(2) << '\n';
+    return kExitOk;
+  }
+  out << keys->size() << " key(s) on token '" << cfg->hsm.tokenLabel << "'\n";
+  for (const auto& k : *keys) {
+    out << "  " << k.label << "  [" << managed(k) << "]\n    " << k.uri.toString() << "\n    "
+        << k.publicKey.spkiFingerprint() << '\n';
+  }
+  return kExitOk;
+}
+
+int showStatus(const std::string& configPath, bool json, std::ostream& out, std::ostream& err) {
+  auto cfg = load(configPath, err);
+  if (!cfg) {
+    return kExitCheckFailed;
+  }
+  std::vector<storage::ManagedCert> certs;
+  std::vector<storage::IssuedCert> issued;
+  std::unique_ptr<storage::Db> db;
+  if (exists(dbPath(*cfg))) {
+    auto opened = openExistingDb(*cfg);
+    if (!opened) {
+      err << "kmsctl: " << opened.error().toString() << '\n';
+      return kExitRuntime;
+    }
+    db = std::move(*opened);
+    auto store = storage::makeSqliteStore(*db);
+    auto rows = store->listCertificates();
+    if (!rows) {
+      err << "kmsctl: " << rows.error().toString() << '\n';
+      return kExitRuntime;
+    }
+    certs = std::move(*rows);
+    if (auto latest = store->listLatestValid(static_cast<std::int64_t>(std::time(nullptr)))) {
+      issued = std::move(*latest);
+    }
+  }
+  auto latestFor = [&](const std::string& name) -> const storage::IssuedCert* {
+    for (const auto& i : issued) {
+      if (i.certName == name) {
+        return &i;
+      }
+    }
+    return nullptr;
+  };
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& c : certs) {
+      nlohmann::json row{{"name", c.name}, {"kind", storage::toString(c.kind)}, {"state", storage::toString(c.state)},
+                         {"failures", c.failureCount}};
+      if (c.lastError) {
+        row["last_error"] = *c.lastError;
+      }
+      if (const auto* i = latestFor(c.name)) {
+        row["serial"] = i->serial;
+        row["not_after"] = isoTime(i->notAfter);
+        if (i->x5uUrl) {
+          row["x5u"] = *i->x5uUrl;
+        }
+      }
+      arr.push_back(std::move(row));
+    }
+    out << nlohmann::json{{"certificates", arr}}.dump(2) << '\n';
+    return kExitOk;
+  }
+  if (certs.empty()) {
+    out << "no managed certificates yet (state: " << dbPath(*cfg) << ")\n";
+    return kExitOk;
+  }
+  out << std::left << std::setw(20) << "NAME" << std::setw(14) << "STATE" << std::setw(22) << "NOT AFTER"
+      << "X5U\n";
+  for (const auto& c : certs) {
+    const auto* i = latestFor(c.name);
+    out << std::setw(20) << c.name << std::setw(14) << storage::toString(c.state) << std::setw(22)
+        << (i != nullptr ? isoTime(i->notAfter) : "-") << (i != nullptr && i->x5uUrl ? *i->x5uUrl : "-") << '\n';
+    if (c.lastError) {
+      out << "    last error: " << *c.lastError << '\n';
+    }
+  }
+  return kExitOk;
+}
+
+int showEvents(const std::string& configPath, int limit, std::ostream& out, std::ostream& err) {
+  auto cfg = load(configPath, err);
+  if (!cfg) {
+    return kExitCheckFailed;
+  }
+  if (!exists(dbPath(*cfg))) {
+    out << "no events yet (state: " << dbPath(*cfg) << ")\n";
+    return kExitOk;
+  }
+  auto db = openExistingDb(*cfg);
+  if (!db) {
+    err << "kmsctl: " << db.error().toString() << '\n';
+    return kExitRuntime;
+  }
+  auto store = storage::makeSqliteStore(**db);
+  auto events = store->listEvents(std::nullopt, limit);
+  if (!events) {
+    err << "kmsctl: " << events.error().toString() << '\n';
+    return kExitRuntime;
+  }
+  for (const auto& e : *events) {
+    out << isoTime(e.time) << ' ' << storage::toString(e.level) << ' ' << e.eventId << ' '
+        << e.certName.value_or("-") << ' ' << e.message << '\n';
+  }
+  return kExitOk;
+}
+
+}  // namespace kms::daemon

@@ -1,0 +1,36 @@
+// kmsd: the SP-KMS certificate lifecycle daemon.
+#include <exception>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  using namespace kms::daemon;
+  CLI::App app{"kmsd: STIR/SHAKEN certificate lifecycle daemon (SP-KMS)", "kmsd"};
+  std::string configPath = "/etc/kmsd/kmsd.toml";
+  bool check = false;
+  bool once = false;
+  app.add_option("-c,--config", configPath, "configuration file")->envname("KMSD_CONFIG");
+  app.add_flag("-t,--check-config", check, "validate the configuration, log in to the HSM, then exit");
+  app.add_flag("--once", once, "do what is due, then exit");
+  app.set_version_flag("--version", "kmsd " KMS_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  }
+  try {
+    if (check) {
+      return checkConfig(configPath, std::cout, std::cerr);
+    }
+    // The lifecycle engine (--once and the daemon loop) is delivered by the ACME issue.
+    std::cerr << "kmsd: only --check-config is available in this build\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "kmsd: fatal: " << e.what() << '\n';
+    return kExitRuntime;
+  }
+}

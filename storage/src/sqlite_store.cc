@@ -1,0 +1,502 @@
+// Store over one SQLite connection (see store.h for the contract of each call).
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <utility>
+
+#include "storage/db.h"
+#include "storage/store.h"
+#include "store_rows.h"
+
+namespace kms::storage {
+
+namespace {
+
+using namespace detail;
+
+std::int64_t systemNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// ---------------------------------------------------------------------------------------
+
+class SqliteStore final : public Store {
+public:
+  SqliteStore(Db& db, NowFn now) : db_(db), now_(now ? std::move(now) : NowFn(systemNow)) {}
+
+  Result<void> transact(const std::function<Result<void>()>& body) override {
+    auto tx = db_.begin();
+    if (!tx.has_value()) {
+      return fail(tx.error());
+    }
+    if (auto r = body(); !r.has_value()) {
+      return r;  // the guard rolls back
+    }
+    return tx->commit();
+  }
+
+  Result<ManagedCert> upsertCertificate(std::string_view name, CertKind kind,
+                                        std::string_view identifiersJson) override {
+    auto tx = db_.begin();
+    if (!tx.has_value()) {
+      return fail(tx.error());
+    }
+    auto stmt = db_.prepare(
+        "INSERT INTO managed_certificates (name, kind, identifiers, created_at, updated_at) "
+        "VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, "
+        "identifiers = excluded.identifiers, updated_at = excluded.updated_at "
+        "WHERE kind <> excluded.kind OR identifiers <> excluded.identifiers");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, name).bindText(2, toString(kind)).bindText(3, identifiersJson)
+        .bindInt64(4, now_());
+    if (auto r = stmt->run(); !r.has_value()) {
+      return fail(r.error());
+    }
+    auto cert = getCertificate(name);
+    if (!cert.has_value()) {
+      return fail(cert.error());
+    }
+    if (!cert->has_value()) {
+      return fail(Errc::internal, "certificate '" + std::string(name) + "' vanished after upsert",
+                  db_.path());
+    }
+    if (auto r = tx->commit(); !r.has_value()) {
+      return fail(r.error());
+    }
+    return std::move(cert->value());
+  }
+
+  Result<std::optional<ManagedCert>> getCertificate(std::string_view name) override {
+    auto stmt = db_.prepare(std::string(kCertColumns) + "WHERE name = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, name);
+    return readOne<ManagedCert>(*stmt, readCert);
+  }
+
+  Result<std::vector<ManagedCert>> listCertificates() override {
+    auto stmt = db_.prepare(std::string(kCertColumns) + "ORDER BY name");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    return readAll<ManagedCert>(*stmt, readCert);
+  }
+
+  Result<std::vector<ManagedCert>> listDue(std::int64_t now, int limit) override {
+    if (limit < 0) {
+      return fail(Errc::invalidArgument, "listDue: negative limit", db_.path());
+    }
+    auto stmt = db_.prepare(std::string(kCertColumns) +
+                            "WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?1 "
+                            "ORDER BY next_attempt_at, id LIMIT ?2");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, now).bindInt64(2, limit);
+    return readAll<ManagedCert>(*stmt, readCert);
+  }
+
+  Result<void> setState(std::string_view name, CertState state,
+                        std::optional<std::int64_t> nextAttemptAt) override {
+    auto stmt = db_.prepare(
+        "UPDATE managed_certificates SET state = ?2, next_attempt_at = ?3, failure_count = 0, "
+        "last_error = NULL, updated_at = ?4 WHERE name = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, name).bindText(2, toString(state));
+    bindOpt(*stmt, 3, nextAttemptAt);
+    stmt->bindInt64(4, now_());
+    return runExpectingRow(*stmt, "certificate '" + std::string(name) + "' does not exist");
+  }
+
+  Result<void> recordFailure(std::string_view name, std::string_view error,
+                             std::optional<std::int64_t> nextAttemptAt,
+                             std::optional<CertState> newState) override {
+    auto stmt = db_.prepare(
+        "UPDATE managed_certificates SET failure_count = failure_count + 1, last_error = ?2, "
+        "next_attempt_at = ?3, state = COALESCE(?4, state), updated_at = ?5 WHERE name = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, name).bindText(2, error);
+    bindOpt(*stmt, 3, nextAttemptAt);
+    if (newState.has_value()) {
+      stmt->bindText(4, toString(*newState));
+    } else {
+      stmt->bindNull(4);
+    }
+    stmt->bindInt64(5, now_());
+    return runExpectingRow(*stmt, "certificate '" + std::string(name) + "' does not exist");
+  }
+
+  Result<Order> createOrder(std::string_view certName, CertState step) override {
+    auto tx = db_.begin();
+    if (!tx.has_value()) {
+      return fail(tx.error());
+    }
+    auto stmt = db_.prepare(
+        "INSERT INTO orders (cert_id, step, status, created_at, updated_at) "
+        "SELECT id, ?2, 'open', ?3, ?3 FROM managed_certificates WHERE name = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, certName).bindText(2, toString(step)).bindInt64(3, now_());
+    if (auto r = stmt->run(); !r.has_value()) {
+      Error err = r.error();
+      if (err.native == SQLITE_CONSTRAINT_UNIQUE) {
+        err.code = Errc::alreadyExists;
+        err.message = "certificate '" + std::string(certName) +
+                      "' already has an open order; " + err.message;
+      }
+      return fail(std::move(err));
+    }
+    if (db_.changes() == 0) {
+      return fail(Errc::notFound, "certificate '" + std::string(certName) + "' does not exist",
+                  db_.path());
+    }
+    auto order = getOrder(db_.lastInsertId());
+    if (!order.has_value()) {
+      return fail(order.error());
+    }
+    if (auto r = tx->commit(); !r.has_value()) {
+      return fail(r.error());
+    }
+    return order;
+  }
+
+  Result<std::optional<Order>> getOpenOrder(std::string_view certName) override {
+    auto stmt = db_.prepare(std::string(kOrderColumns) +
+                            "WHERE c.name = ?1 AND o.status = 'open'");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, certName);
+    return readOne<Order>(*stmt, readOrder);
+  }
+
+  Result<Order> advanceOrder(std::int64_t orderId, const OrderUpdate& u) override {
+    auto tx = db_.begin();
+    if (!tx.has_value()) {
+      return fail(tx.error());
+    }
+    const std::int64_t now = now_();
+    auto order = db_.prepare(
+        "UPDATE orders SET step = ?2, order_url = COALESCE(?3, order_url), "
+        "authorization_urls = COALESCE(?4, authorization_urls), "
+        "challenge_url = COALESCE(?5, challenge_url), finalize_url = COALESCE(?6, finalize_url), "
+        "certificate_url = COALESCE(?7, certificate_url), key_uri = COALESCE(?8, key_uri), "
+        "acme_status = COALESCE(?9, acme_status), updated_at = ?10 "
+        "WHERE id = ?1 AND status = 'open'");
+    if (!order.has_value()) {
+      return fail(order.error());
+    }
+    order->bindInt64(1, orderId).bindText(2, toString(u.step));
+    bindOpt(*order, 3, u.orderUrl);
+    bindOpt(*order, 4, u.authorizationUrlsJson);
+    bindOpt(*order, 5, u.challengeUrl);
+    bindOpt(*order, 6, u.finalizeUrl);
+    bindOpt(*order, 7, u.certificateUrl);
+    bindOpt(*order, 8, u.keyUri);
+    bindOpt(*order, 9, u.acmeStatus);
+    order->bindInt64(10, now);
+    if (auto r = runExpectingRow(*order, "order " + std::to_string(orderId) + " is not open");
+        !r.has_value()) {
+      return fail(r.error());
+    }
+    auto cert = db_.prepare(
+        "UPDATE managed_certificates SET state = ?2, failure_count = 0, last_error = NULL, "
+        "next_attempt_at = CASE WHEN ?3 IS NULL THEN next_attempt_at ELSE ?3 END, "
+        "updated_at = ?4 WHERE id = (SELECT cert_id FROM orders WHERE id = ?1)");
+    if (!cert.has_value()) {
+      return fail(cert.error());
+    }
+    cert->bindInt64(1, orderId).bindText(2, toString(u.step));
+    bindOpt(*cert, 3, u.nextAttemptAt);
+    cert->bindInt64(4, now);
+    if (auto r = cert->run(); !r.has_value()) {
+      return fail(r.error());
+    }
+    auto result = getOrder(orderId);
+    if (!result.has_value()) {
+      return fail(result.error());
+    }
+    if (auto r = tx->commit(); !r.has_value()) {
+      return fail(r.error());
+    }
+    return result;
+  }
+
+  Result<void> closeOrder(std::int64_t orderId, OrderStatus status) override {
+    if (status == OrderStatus::open) {
+      return fail(Errc::invalidArgument, "closeOrder: status must be done or abandoned",
+                  db_.path());
+    }
+    auto stmt = db_.prepare(
+        "UPDATE orders SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'open'");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, orderId).bindText(2, toString(status)).bindInt64(3, now_());
+    return runExpectingRow(*stmt, "order " + std::to_string(orderId) + " is not open");
+  }
+
+  Result<std::int64_t> insertIssued(const IssuedCert& c) override {
+    auto stmt = db_.prepare(
+        "INSERT INTO issued_certificates (cert_id, serial, not_before, not_after, chain_pem, "
+        "key_uri, ari_cert_id, x5u_url, published_at, revoked_at, created_at) "
+        "SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 "
+        "FROM managed_certificates WHERE name = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, c.certName).bindText(2, c.serial).bindInt64(3, c.notBefore)
+        .bindInt64(4, c.notAfter).bindText(5, c.chainPem).bindText(6, c.keyUri);
+    bindOpt(*stmt, 7, c.ariCertId);
+    bindOpt(*stmt, 8, c.x5uUrl);
+    bindOpt(*stmt, 9, c.publishedAt);
+    bindOpt(*stmt, 10, c.revokedAt);
+    stmt->bindInt64(11, c.createdAt != 0 ? c.createdAt : now_());
+    if (auto r = runExpectingRow(*stmt, "certificate '" + c.certName + "' does not exist");
+        !r.has_value()) {
+      return fail(r.error());
+    }
+    return db_.lastInsertId();
+  }
+
+  Result<std::vector<IssuedCert>> listIssued(std::string_view certName) override {
+    auto stmt = db_.prepare(std::string(kIssuedColumns) +
+                            "WHERE c.name = ?1 ORDER BY i.not_before DESC, i.id DESC");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, certName);
+    return readAll<IssuedCert>(*stmt, readIssued);
+  }
+
+  Result<std::vector<IssuedCert>> listLatestValid(std::int64_t now) override {
+    auto stmt = db_.prepare(
+        std::string(kIssuedColumns) +
+        "WHERE i.id = (SELECT v.id FROM issued_certificates v WHERE v.cert_id = i.cert_id "
+        "  AND v.revoked_at IS NULL AND v.not_before <= ?1 AND v.not_after > ?1 "
+        "  ORDER BY v.not_before DESC, v.id DESC LIMIT 1) "
+        "ORDER BY c.name");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, now);
+    return readAll<IssuedCert>(*stmt, readIssued);
+  }
+
+  Result<void> markPublished(std::int64_t issuedId, std::string_view x5uUrl,
+                             std::int64_t at) override {
+    auto stmt = db_.prepare(
+        "UPDATE issued_certificates SET x5u_url = ?2, published_at = ?3 WHERE id = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, issuedId).bindText(2, x5uUrl).bindInt64(3, at);
+    return runExpectingRow(*stmt,
+                           "issued certificate " + std::to_string(issuedId) + " does not exist");
+  }
+
+  Result<void> markRevoked(std::int64_t issuedId, std::int64_t at) override {
+    auto stmt = db_.prepare("UPDATE issued_certificates SET revoked_at = ?2 WHERE id = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, issuedId).bindInt64(2, at);
+    return runExpectingRow(*stmt,
+                           "issued certificate " + std::to_string(issuedId) + " does not exist");
+  }
+
+  Result<std::int64_t> recordKey(const HsmKey& key) override {
+    auto stmt = db_.prepare(
+        "INSERT INTO hsm_keys (key_uri, cka_id, label, purpose, created_at, destroyed_at) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, key.keyUri).bindText(2, key.ckaIdHex).bindText(3, key.label)
+        .bindText(4, toString(key.purpose))
+        .bindInt64(5, key.createdAt != 0 ? key.createdAt : now_());
+    bindOpt(*stmt, 6, key.destroyedAt);
+    if (auto r = stmt->run(); !r.has_value()) {
+      return fail(r.error());
+    }
+    return db_.lastInsertId();
+  }
+
+  Result<std::vector<HsmKey>> listKeys(bool includeDestroyed) override {
+    auto stmt = db_.prepare(std::string(kKeyColumns) +
+                            (includeDestroyed ? "ORDER BY id" : "WHERE destroyed_at IS NULL "
+                                                                "ORDER BY id"));
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    return readAll<HsmKey>(*stmt, readKey);
+  }
+
+  Result<void> markKeyDestroyed(std::string_view keyUri, std::int64_t at) override {
+    auto stmt = db_.prepare(
+        "UPDATE hsm_keys SET destroyed_at = ?2 WHERE key_uri = ?1 AND destroyed_at IS NULL");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, keyUri).bindInt64(2, at);
+    return runExpectingRow(*stmt, "no live HSM key " + std::string(keyUri));
+  }
+
+  Result<std::int64_t> saveAccount(const AcmeAccount& a) override {
+    auto tx = db_.begin();
+    if (!tx.has_value()) {
+      return fail(tx.error());
+    }
+    auto stmt = db_.prepare(
+        "INSERT INTO acme_accounts (directory_url, account_url, key_uri, status, created_at) "
+        "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (directory_url) DO UPDATE SET "
+        "account_url = excluded.account_url, key_uri = excluded.key_uri, "
+        "status = excluded.status");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, a.directoryUrl).bindText(2, a.accountUrl).bindText(3, a.keyUri)
+        .bindText(4, a.status).bindInt64(5, a.createdAt != 0 ? a.createdAt : now_());
+    if (auto r = stmt->run(); !r.has_value()) {
+      return fail(r.error());
+    }
+    auto saved = getAccount(a.directoryUrl);
+    if (!saved.has_value()) {
+      return fail(saved.error());
+    }
+    if (!saved->has_value()) {
+      return fail(Errc::internal, "account for " + a.directoryUrl + " vanished after save",
+                  db_.path());
+    }
+    if (auto r = tx->commit(); !r.has_value()) {
+      return fail(r.error());
+    }
+    return saved->value().id;
+  }
+
+  Result<std::optional<AcmeAccount>> getAccount(std::string_view directoryUrl) override {
+    auto stmt = db_.prepare(
+        "SELECT id, directory_url, account_url, key_uri, status, created_at FROM acme_accounts "
+        "WHERE directory_url = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, directoryUrl);
+    return readOne<AcmeAccount>(*stmt, readAccount);
+  }
+
+  Result<void> saveSpcToken(const SpcTokenMeta& m) override {
+    auto stmt = db_.prepare(
+        "INSERT INTO spc_tokens (spc, account_key_fingerprint, jti, exp, fetched_at) "
+        "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (spc, account_key_fingerprint) DO UPDATE SET "
+        "jti = excluded.jti, exp = excluded.exp, fetched_at = excluded.fetched_at");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, m.spc).bindText(2, m.accountKeyFingerprint);
+    bindOpt(*stmt, 3, m.jti);
+    stmt->bindInt64(4, m.exp).bindInt64(5, m.fetchedAt != 0 ? m.fetchedAt : now_());
+    return stmt->run();
+  }
+
+  Result<std::optional<SpcTokenMeta>> getSpcToken(std::string_view spc,
+                                                  std::string_view fingerprint) override {
+    auto stmt = db_.prepare(
+        "SELECT spc, account_key_fingerprint, jti, exp, fetched_at FROM spc_tokens "
+        "WHERE spc = ?1 AND account_key_fingerprint = ?2");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, spc).bindText(2, fingerprint);
+    return readOne<SpcTokenMeta>(*stmt, readSpcToken);
+  }
+
+  Result<std::int64_t> appendEvent(const Event& e) override {
+    auto stmt = db_.prepare(
+        "INSERT INTO events (time, cert_name, event_id, level, message, fields) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, e.time != 0 ? e.time : now_());
+    bindOpt(*stmt, 2, e.certName);
+    stmt->bindText(3, e.eventId).bindText(4, toString(e.level)).bindText(5, e.message)
+        .bindText(6, e.fieldsJson);
+    if (auto r = stmt->run(); !r.has_value()) {
+      return fail(r.error());
+    }
+    return db_.lastInsertId();
+  }
+
+  Result<std::vector<Event>> listEvents(std::optional<std::string_view> certName,
+                                        int limit) override {
+    if (limit < 0) {
+      return fail(Errc::invalidArgument, "listEvents: negative limit", db_.path());
+    }
+    // Two texts rather than "?1 IS NULL OR cert_name = ?1", so each can use its index.
+    std::string sql =
+        "SELECT id, time, cert_name, event_id, level, message, fields FROM events ";
+    sql += certName.has_value() ? "WHERE cert_name = ?2 " : "";
+    sql += "ORDER BY time DESC, id DESC LIMIT ?1";
+    auto stmt = db_.prepare(sql);
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, limit);
+    if (certName.has_value()) {
+      stmt->bindText(2, *certName);
+    }
+    return readAll<Event>(*stmt, readEvent);
+  }
+
+private:
+  /// Runs a write that must change at least one row; Errc::notFound with `missing` if not.
+  Result<void> runExpectingRow(Stmt& stmt, const std::string& missing) {
+    if (auto r = stmt.run(); !r.has_value()) {
+      return r;
+    }
+    if (db_.changes() == 0) {
+      return fail(Errc::notFound, missing, db_.path());
+    }
+    return ok();
+  }
+
+  Result<Order> getOrder(std::int64_t orderId) {
+    auto stmt = db_.prepare(std::string(kOrderColumns) + "WHERE o.id = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, orderId);
+    auto row = readOne<Order>(*stmt, readOrder);
+    if (!row.has_value()) {
+      return fail(row.error());
+    }
+    if (!row->has_value()) {
+      return fail(Errc::notFound, "order " + std::to_string(orderId) + " does not exist",
+                  db_.path());
+    }
+    return std::move(row->value());
+  }
+
+  Db& db_;
+  NowFn now_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> makeSqliteStore(Db& db, NowFn now) {
+  return std::make_unique<SqliteStore>(db, std::move(now));
+}
+
+}  // namespace kms::storage

@@ -1,0 +1,532 @@
+// Store round trips and the schema's constraints.
+
+#include <gtest/gtest.h>
+
+#include "sandbox.h"
+#include "storage/db.h"
+#include "storage/store.h"
+#include "storage_test_util.h"
+
+namespace kms::storage {
+namespace {
+
+constexpr std::int64_t kT0 = 1700000000;
+constexpr const char* kPem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+class StorageStore : public ::testing::Test {
+protected:
+  void SetUp() override {
+    auto db = Db::open(sandbox_.file("kmsd.db"));
+    ASSERT_TRUE(db.has_value()) << db.error().toString();
+    db_ = std::move(db.value());
+    store_ = makeSqliteStore(*db_, [this] { return now_; });
+  }
+
+  std::string recordKey(const std::string& id, KeyPurpose purpose = KeyPurpose::certificate) {
+    HsmKey key;
+    key.keyUri = "pkcs11:token=kms;id=%" + id;
+    key.ckaIdHex = id;
+    key.label = "key-" + id;
+    key.purpose = purpose;
+    auto r = store_->recordKey(key);
+    EXPECT_TRUE(r.has_value()) << r.error().toString();
+    return key.keyUri;
+  }
+
+  void addCert(const std::string& name) {
+    auto r = store_->upsertCertificate(name, CertKind::shaken, R"(["spc:1234"])");
+    ASSERT_TRUE(r.has_value()) << r.error().toString();
+  }
+
+  IssuedCert issued(const std::string& name, const std::string& serial, std::int64_t notBefore,
+                    std::int64_t notAfter, const std::string& keyUri) {
+    IssuedCert c;
+    c.certName = name;
+    c.serial = serial;
+    c.notBefore = notBefore;
+    c.notAfter = notAfter;
+    c.chainPem = kPem;
+    c.keyUri = keyUri;
+    return c;
+  }
+
+  test::Sandbox sandbox_;
+  std::unique_ptr<Db> db_;
+  std::unique_ptr<Store> store_;
+  std::int64_t now_ = kT0;
+};
+
+TEST_F(StorageStore, CertificateUpsertGetList) {
+  auto created = store_->upsertCertificate("main", CertKind::shaken, R"(["spc:1234"])");
+  KMS_ASSERT_OK(created);
+  EXPECT_GT(created->id, 0);
+  EXPECT_EQ(created->name, "main");
+  EXPECT_EQ(created->kind, CertKind::shaken);
+  EXPECT_EQ(created->state, CertState::planned);
+  EXPECT_EQ(created->failureCount, 0);
+  EXPECT_FALSE(created->nextAttemptAt.has_value());
+  EXPECT_EQ(created->createdAt, kT0);
+  EXPECT_EQ(created->updatedAt, kT0);
+
+  KMS_ASSERT_OK(store_->setState("main", CertState::keyReady, kT0 + 60));
+  now_ = kT0 + 10;
+  auto same = store_->upsertCertificate("main", CertKind::shaken, R"(["spc:1234"])");
+  KMS_ASSERT_OK(same);
+  EXPECT_EQ(same->updatedAt, kT0);  // nothing changed, nothing written
+  auto updated = store_->upsertCertificate("main", CertKind::acme, R"(["dns:cr.example.net"])");
+  KMS_ASSERT_OK(updated);
+  EXPECT_EQ(updated->id, created->id);
+  EXPECT_EQ(updated->kind, CertKind::acme);
+  EXPECT_EQ(updated->identifiersJson, R"(["dns:cr.example.net"])");
+  EXPECT_EQ(updated->state, CertState::keyReady);  // kept
+  EXPECT_EQ(updated->createdAt, kT0);
+  EXPECT_EQ(updated->updatedAt, kT0 + 10);
+
+  addCert("alpha");
+  auto all = store_->listCertificates();
+  KMS_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ(all->at(0).name, "alpha");
+  EXPECT_EQ(all->at(1).name, "main");
+
+  auto missing = store_->getCertificate("nope");
+  KMS_ASSERT_OK(missing);
+  EXPECT_FALSE(missing->has_value());
+}
+
+TEST_F(StorageStore, CertificateChecksRejectMistakes) {
+  auto badJson = store_->upsertCertificate("x", CertKind::shaken, "spc:1234");
+  ASSERT_FALSE(badJson.has_value());
+  EXPECT_EQ(badJson.error().nativeName, "SQLITE_CONSTRAINT_CHECK");
+  auto notArray = store_->upsertCertificate("x", CertKind::shaken, R"({"spc":"1234"})");
+  ASSERT_FALSE(notArray.has_value());
+  auto emptyName = store_->upsertCertificate("", CertKind::shaken, "[]");
+  ASSERT_FALSE(emptyName.has_value());
+  EXPECT_EQ(emptyName.error().nativeName, "SQLITE_CONSTRAINT_CHECK");
+  auto badState = db_->exec("UPDATE managed_certificates SET state = 'bogus'");
+  KMS_EXPECT_OK(badState);  // no rows yet
+  addCert("main");
+  badState = db_->exec("UPDATE managed_certificates SET state = 'bogus'");
+  ASSERT_FALSE(badState.has_value());
+  EXPECT_EQ(badState.error().nativeName, "SQLITE_CONSTRAINT_CHECK");
+  auto badType = db_->exec("UPDATE managed_certificates SET next_attempt_at = 'soon'");
+  ASSERT_FALSE(badType.has_value());  // STRICT tables refuse text in an INTEGER column
+}
+
+TEST_F(StorageStore, StateAndFailureBookkeeping) {
+  addCert("main");
+  addCert("other");
+  KMS_ASSERT_OK(store_->recordFailure("main", "HSM unreachable", kT0 + 30));
+  KMS_ASSERT_OK(store_->recordFailure("main", "HSM still unreachable", kT0 + 90));
+  auto failed = store_->getCertificate("main");
+  KMS_ASSERT_OK(failed);
+  ASSERT_TRUE(failed->has_value());
+  EXPECT_EQ(failed->value().failureCount, 2);
+  EXPECT_EQ(failed->value().lastError, "HSM still unreachable");
+  EXPECT_EQ(failed->value().nextAttemptAt, kT0 + 90);
+  EXPECT_EQ(failed->value().state, CertState::planned);
+
+  KMS_ASSERT_OK(store_->setState("main", CertState::keyReady, kT0 + 5));
+  auto ok = store_->getCertificate("main");
+  KMS_ASSERT_OK(ok);
+  EXPECT_EQ(ok->value().state, CertState::keyReady);
+  EXPECT_EQ(ok->value().failureCount, 0);
+  EXPECT_FALSE(ok->value().lastError.has_value());
+
+  KMS_ASSERT_OK(store_->recordFailure("other", "rejected", std::nullopt, CertState::failed));
+  auto dead = store_->getCertificate("other");
+  KMS_ASSERT_OK(dead);
+  EXPECT_EQ(dead->value().state, CertState::failed);
+  EXPECT_EQ(dead->value().failureCount, 1);
+  EXPECT_FALSE(dead->value().nextAttemptAt.has_value());
+
+  auto due = store_->listDue(kT0 + 5, 10);
+  KMS_ASSERT_OK(due);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ(due->at(0).name, "main");
+  due = store_->listDue(kT0 + 4, 10);
+  KMS_ASSERT_OK(due);
+  EXPECT_TRUE(due->empty());
+
+  auto unknown = store_->setState("nope", CertState::active, std::nullopt);
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error().code, Errc::notFound);
+  auto unknownFailure = store_->recordFailure("nope", "x", std::nullopt);
+  ASSERT_FALSE(unknownFailure.has_value());
+  EXPECT_EQ(unknownFailure.error().code, Errc::notFound);
+
+  EXPECT_EQ(parseCertState("renewal_due").value(), CertState::renewalDue);
+  EXPECT_STREQ(toString(CertState::orderPending), "order_pending");
+  EXPECT_FALSE(parseCertState("Planned").has_value());
+}
+
+TEST_F(StorageStore, OneOpenOrderPerCertificate) {
+  addCert("main");
+  auto order = store_->createOrder("main", CertState::planned);
+  KMS_ASSERT_OK(order);
+  EXPECT_EQ(order->certName, "main");
+  EXPECT_EQ(order->status, OrderStatus::open);
+  EXPECT_EQ(order->authorizationUrlsJson, "[]");
+
+  auto second = store_->createOrder("main", CertState::planned);
+  ASSERT_FALSE(second.has_value());
+  EXPECT_EQ(second.error().code, Errc::alreadyExists);
+  EXPECT_EQ(second.error().nativeName, "SQLITE_CONSTRAINT_UNIQUE");
+  EXPECT_EQ(second.error().message.rfind("certificate 'main' already has an open order", 0), 0u)
+      << second.error().message;
+
+  auto direct = db_->exec(
+      "INSERT INTO orders (cert_id, step, created_at, updated_at) "
+      "SELECT id, 'planned', 0, 0 FROM managed_certificates WHERE name = 'main'");
+  ASSERT_FALSE(direct.has_value());  // the partial unique index, not only the Store, says no
+
+  KMS_ASSERT_OK(store_->closeOrder(order->id, OrderStatus::abandoned));
+  auto none = store_->getOpenOrder("main");
+  KMS_ASSERT_OK(none);
+  EXPECT_FALSE(none->has_value());
+  auto next = store_->createOrder("main", CertState::planned);
+  KMS_ASSERT_OK(next);
+  EXPECT_NE(next->id, order->id);
+
+  auto unknown = store_->createOrder("nope", CertState::planned);
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error().code, Errc::notFound);
+}
+
+TEST_F(StorageStore, OrderAdvancesWithItsCertificate) {
+  addCert("main");
+  const std::string key = recordKey("0a1b");
+  KMS_ASSERT_OK(store_->recordFailure("main", "earlier failure", kT0 + 100));
+  auto order = store_->createOrder("main", CertState::planned);
+  KMS_ASSERT_OK(order);
+
+  now_ = kT0 + 50;
+  OrderUpdate keyReady;
+  keyReady.step = CertState::keyReady;
+  keyReady.keyUri = key;
+  KMS_ASSERT_OK(store_->advanceOrder(order->id, keyReady));
+
+  OrderUpdate pending;
+  pending.step = CertState::orderPending;
+  pending.orderUrl = "https://ca.test/order/1";
+  pending.authorizationUrlsJson = R"(["https://ca.test/authz/1"])";
+  pending.finalizeUrl = "https://ca.test/order/1/finalize";
+  pending.acmeStatus = "pending";
+  pending.nextAttemptAt = kT0 + 55;
+  auto advanced = store_->advanceOrder(order->id, pending);
+  KMS_ASSERT_OK(advanced);
+  EXPECT_EQ(advanced->step, CertState::orderPending);
+  EXPECT_EQ(advanced->keyUri, key);  // kept from the earlier step
+  EXPECT_EQ(advanced->orderUrl, "https://ca.test/order/1");
+  EXPECT_EQ(advanced->authorizationUrlsJson, R"(["https://ca.test/authz/1"])");
+  EXPECT_EQ(advanced->finalizeUrl, "https://ca.test/order/1/finalize");
+  EXPECT_FALSE(advanced->challengeUrl.has_value());
+  EXPECT_EQ(advanced->acmeStatus, "pending");
+  EXPECT_EQ(advanced->createdAt, kT0);
+  EXPECT_EQ(advanced->updatedAt, kT0 + 50);
+
+  auto cert = store_->getCertificate("main");
+  KMS_ASSERT_OK(cert);
+  EXPECT_EQ(cert->value().state, CertState::orderPending);
+  EXPECT_EQ(cert->value().failureCount, 0);
+  EXPECT_EQ(cert->value().nextAttemptAt, kT0 + 55);
+
+  auto open = store_->getOpenOrder("main");
+  KMS_ASSERT_OK(open);
+  ASSERT_TRUE(open->has_value());
+  EXPECT_EQ(open->value().id, order->id);
+  EXPECT_EQ(open->value().orderUrl, "https://ca.test/order/1");
+
+  // An unknown key URI violates the foreign key: neither row changes.
+  OrderUpdate bad;
+  bad.step = CertState::authorized;
+  bad.keyUri = "pkcs11:token=kms;id=%ff";
+  auto refused = store_->advanceOrder(order->id, bad);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().nativeName, "SQLITE_CONSTRAINT_FOREIGNKEY");
+  EXPECT_FALSE(db_->inTransaction());
+  EXPECT_EQ(store_->getOpenOrder("main")->value().step, CertState::orderPending);
+  EXPECT_EQ(store_->getCertificate("main")->value().state, CertState::orderPending);
+
+  KMS_ASSERT_OK(store_->closeOrder(order->id, OrderStatus::done));
+  auto closedAgain = store_->closeOrder(order->id, OrderStatus::done);
+  ASSERT_FALSE(closedAgain.has_value());
+  EXPECT_EQ(closedAgain.error().code, Errc::notFound);
+  auto advanceClosed = store_->advanceOrder(order->id, pending);
+  ASSERT_FALSE(advanceClosed.has_value());
+  EXPECT_EQ(advanceClosed.error().code, Errc::notFound);
+  auto reopen = store_->closeOrder(order->id, OrderStatus::open);
+  ASSERT_FALSE(reopen.has_value());
+  EXPECT_EQ(reopen.error().code, Errc::invalidArgument);
+}
+
+TEST_F(StorageStore, IssuedCertificatesAndLatestValid) {
+  addCert("main");
+  addCert("web");
+  addCert("idle");
+  const std::string k1 = recordKey("01");
+  const std::string k2 = recordKey("02");
+  const std::int64_t day = 86400;
+  auto expired = store_->insertIssued(issued("main", "0a", kT0 - 100 * day, kT0 - day, k1));
+  KMS_ASSERT_OK(expired);
+  auto current = issued("main", "0b", kT0 - 10 * day, kT0 + 80 * day, k2);
+  current.ariCertId = "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE";
+  auto currentId = store_->insertIssued(current);
+  KMS_ASSERT_OK(currentId);
+  auto revoked = store_->insertIssued(issued("main", "0c", kT0 - day, kT0 + 89 * day, k2));
+  KMS_ASSERT_OK(revoked);
+  KMS_ASSERT_OK(store_->markRevoked(revoked.value(), kT0 - 10));
+  auto future = store_->insertIssued(issued("main", "0d", kT0 + day, kT0 + 91 * day, k2));
+  KMS_ASSERT_OK(future);
+  auto web = store_->insertIssued(issued("web", "1a", kT0 - day, kT0 + day, k1));
+  KMS_ASSERT_OK(web);
+  KMS_ASSERT_OK(store_->markPublished(currentId.value(), "https://cr.example.net/main-0b.pem",
+                                      kT0 - 5));
+
+  auto list = store_->listIssued("main");
+  KMS_ASSERT_OK(list);
+  ASSERT_EQ(list->size(), 4u);
+  EXPECT_EQ(list->at(0).serial, "0d");  // newest notBefore first
+  EXPECT_EQ(list->at(1).serial, "0c");
+  EXPECT_EQ(list->at(1).revokedAt, kT0 - 10);
+  EXPECT_EQ(list->at(2).serial, "0b");
+  EXPECT_EQ(list->at(2).chainPem, kPem);
+  EXPECT_EQ(list->at(2).keyUri, k2);
+  EXPECT_EQ(list->at(2).ariCertId, "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+  EXPECT_EQ(list->at(2).x5uUrl, "https://cr.example.net/main-0b.pem");
+  EXPECT_EQ(list->at(2).publishedAt, kT0 - 5);
+  EXPECT_EQ(list->at(2).createdAt, kT0);
+  EXPECT_EQ(list->at(3).serial, "0a");
+
+  auto latest = store_->listLatestValid(kT0);
+  KMS_ASSERT_OK(latest);
+  ASSERT_EQ(latest->size(), 2u);
+  EXPECT_EQ(latest->at(0).certName, "main");
+  EXPECT_EQ(latest->at(0).serial, "0b");
+  EXPECT_EQ(latest->at(1).certName, "web");
+  latest = store_->listLatestValid(kT0 + 2 * day);
+  KMS_ASSERT_OK(latest);
+  ASSERT_EQ(latest->size(), 1u);
+  EXPECT_EQ(latest->at(0).serial, "0d");
+
+  auto unknownCert = store_->insertIssued(issued("nope", "ff", kT0, kT0 + day, k1));
+  ASSERT_FALSE(unknownCert.has_value());
+  EXPECT_EQ(unknownCert.error().code, Errc::notFound);
+  auto unknownKey = store_->insertIssued(issued("main", "ff", kT0, kT0 + day, "pkcs11:id=%99"));
+  ASSERT_FALSE(unknownKey.has_value());
+  EXPECT_EQ(unknownKey.error().nativeName, "SQLITE_CONSTRAINT_FOREIGNKEY");
+  auto backwards = store_->insertIssued(issued("main", "fe", kT0, kT0 - 1, k1));
+  ASSERT_FALSE(backwards.has_value());
+  EXPECT_EQ(backwards.error().nativeName, "SQLITE_CONSTRAINT_CHECK");
+  auto duplicate = store_->insertIssued(issued("main", "0a", kT0, kT0 + day, k1));
+  ASSERT_FALSE(duplicate.has_value());
+  EXPECT_EQ(duplicate.error().nativeName, "SQLITE_CONSTRAINT_UNIQUE");
+  EXPECT_EQ(store_->markPublished(999, "https://x", kT0).error().code, Errc::notFound);
+  EXPECT_EQ(store_->markRevoked(999, kT0).error().code, Errc::notFound);
+}
+
+TEST_F(StorageStore, HsmKeysRecordListDestroy) {
+  const std::string a = recordKey("0a", KeyPurpose::account);
+  const std::string b = recordKey("0b");
+  auto dup = store_->recordKey(HsmKey{0, a, "0c", "dup", KeyPurpose::account, 0, {}});
+  ASSERT_FALSE(dup.has_value());
+  EXPECT_EQ(dup.error().nativeName, "SQLITE_CONSTRAINT_UNIQUE");
+  auto upper = store_->recordKey(HsmKey{0, "pkcs11:id=%0D", "0D", "x", KeyPurpose::account, 0, {}});
+  ASSERT_FALSE(upper.has_value());
+  EXPECT_EQ(upper.error().nativeName, "SQLITE_CONSTRAINT_CHECK");
+  auto odd = store_->recordKey(HsmKey{0, "pkcs11:id=%0e", "0e0", "x", KeyPurpose::account, 0, {}});
+  ASSERT_FALSE(odd.has_value());
+  auto notUri = store_->recordKey(HsmKey{0, "file:/tmp/key", "0f", "x", KeyPurpose::account, 0, {}});
+  ASSERT_FALSE(notUri.has_value());
+  EXPECT_EQ(notUri.error().nativeName, "SQLITE_CONSTRAINT_CHECK");
+
+  auto live = store_->listKeys(false);
+  KMS_ASSERT_OK(live);
+  ASSERT_EQ(live->size(), 2u);
+  EXPECT_EQ(live->at(0).keyUri, a);
+  EXPECT_EQ(live->at(0).ckaIdHex, "0a");
+  EXPECT_EQ(live->at(0).label, "key-0a");
+  EXPECT_EQ(live->at(0).purpose, KeyPurpose::account);
+  EXPECT_EQ(live->at(0).createdAt, kT0);
+  EXPECT_EQ(live->at(1).purpose, KeyPurpose::certificate);
+
+  KMS_ASSERT_OK(store_->markKeyDestroyed(b, kT0 + 7));
+  live = store_->listKeys(false);
+  KMS_ASSERT_OK(live);
+  ASSERT_EQ(live->size(), 1u);
+  auto all = store_->listKeys(true);
+  KMS_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ(all->at(1).destroyedAt, kT0 + 7);
+  auto again = store_->markKeyDestroyed(b, kT0 + 8);
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, Errc::notFound);
+  auto early = store_->markKeyDestroyed(a, kT0 - 1);
+  ASSERT_FALSE(early.has_value());  // destroyed before it was created
+  EXPECT_EQ(early.error().nativeName, "SQLITE_CONSTRAINT_CHECK");
+}
+
+TEST_F(StorageStore, AcmeAccountPerDirectory) {
+  const std::string key = recordKey("aa", KeyPurpose::account);
+  const std::string key2 = recordKey("ab", KeyPurpose::account);
+  AcmeAccount account;
+  account.directoryUrl = "https://ca.test/directory";
+  account.accountUrl = "https://ca.test/acct/1";
+  account.keyUri = key;
+  auto id = store_->saveAccount(account);
+  KMS_ASSERT_OK(id);
+  auto got = store_->getAccount("https://ca.test/directory");
+  KMS_ASSERT_OK(got);
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ(got->value().id, id.value());
+  EXPECT_EQ(got->value().accountUrl, "https://ca.test/acct/1");
+  EXPECT_EQ(got->value().keyUri, key);
+  EXPECT_EQ(got->value().status, "valid");
+  EXPECT_EQ(got->value().createdAt, kT0);
+
+  now_ = kT0 + 100;
+  account.keyUri = key2;  // key rollover
+  account.status = "valid";
+  auto again = store_->saveAccount(account);
+  KMS_ASSERT_OK(again);
+  EXPECT_EQ(again.value(), id.value());
+  got = store_->getAccount("https://ca.test/directory");
+  KMS_ASSERT_OK(got);
+  EXPECT_EQ(got->value().keyUri, key2);
+  EXPECT_EQ(got->value().createdAt, kT0);
+
+  account.status = "gone";
+  auto badStatus = store_->saveAccount(account);
+  ASSERT_FALSE(badStatus.has_value());
+  EXPECT_EQ(badStatus.error().nativeName, "SQLITE_CONSTRAINT_CHECK");
+  account.status = "valid";
+  account.directoryUrl = "https://other.test/directory";
+  account.keyUri = "pkcs11:id=%77";
+  auto badKey = store_->saveAccount(account);
+  ASSERT_FALSE(badKey.has_value());
+  EXPECT_EQ(badKey.error().nativeName, "SQLITE_CONSTRAINT_FOREIGNKEY");
+  auto none = store_->getAccount("https://other.test/directory");
+  KMS_ASSERT_OK(none);
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(StorageStore, SpcTokenMetadataWithoutTheToken) {
+  SpcTokenMeta meta{"1234", "sha256:abcd", "jti-1", kT0 + 3600, 0};
+  KMS_ASSERT_OK(store_->saveSpcToken(meta));
+  auto got = store_->getSpcToken("1234", "sha256:abcd");
+  KMS_ASSERT_OK(got);
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ(got->value().jti, "jti-1");
+  EXPECT_EQ(got->value().exp, kT0 + 3600);
+  EXPECT_EQ(got->value().fetchedAt, kT0);
+
+  meta = SpcTokenMeta{"1234", "sha256:abcd", std::nullopt, kT0 + 7200, kT0 + 3000};
+  KMS_ASSERT_OK(store_->saveSpcToken(meta));
+  got = store_->getSpcToken("1234", "sha256:abcd");
+  KMS_ASSERT_OK(got);
+  EXPECT_FALSE(got->value().jti.has_value());
+  EXPECT_EQ(got->value().exp, kT0 + 7200);
+  EXPECT_EQ(got->value().fetchedAt, kT0 + 3000);
+  auto other = store_->getSpcToken("1234", "sha256:ffff");
+  KMS_ASSERT_OK(other);
+  EXPECT_FALSE(other->has_value());
+
+  auto columns = db_->prepare(
+      "SELECT count(*) FROM pragma_table_info('spc_tokens') WHERE name LIKE '%token%'");
+  KMS_ASSERT_OK(columns);
+  KMS_ASSERT_OK(columns->step());
+  EXPECT_EQ(columns->columnInt64(0), 0);
+}
+
+TEST_F(StorageStore, EventsNewestFirstAndAppendOnly) {
+  auto append = [this](std::int64_t time, std::optional<std::string> cert, const char* id,
+                       const std::string& message) {
+    Event e;
+    e.time = time;
+    e.certName = std::move(cert);
+    e.eventId = id;
+    e.level = EventLevel::warning;
+    e.message = message;
+    e.fieldsJson = R"({"attempt":1})";
+    auto r = store_->appendEvent(e);
+    EXPECT_TRUE(r.has_value()) << r.error().toString();
+  };
+  append(kT0 + 10, "main", "KMS_RENEW_FAILED", "m1");
+  append(kT0 + 30, "web", "KMS_RENEW_FAILED", "w1");
+  append(kT0 + 20, "main", "KMS_ORDER_CREATED", "m2");
+  append(kT0 + 20, "main", "KMS_ORDER_CREATED", "m3");  // same second: insertion order
+  append(kT0 + 5, std::nullopt, "KMS_STARTED", "daemon");
+  append(0, "main", "KMS_KEY_READY", "m-now");  // time 0 = now
+
+  auto all = store_->listEvents(std::nullopt, 100);
+  KMS_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 6u);
+  std::vector<std::string> order;
+  for (const Event& e : all.value()) {
+    order.push_back(e.message);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"w1", "m3", "m2", "m1", "daemon", "m-now"}));
+  EXPECT_EQ(all->back().time, kT0);
+  EXPECT_FALSE(all->at(4).certName.has_value());
+  EXPECT_EQ(all->at(0).eventId, "KMS_RENEW_FAILED");
+  EXPECT_EQ(all->at(0).level, EventLevel::warning);
+  EXPECT_EQ(all->at(0).fieldsJson, R"({"attempt":1})");
+
+  auto main = store_->listEvents("main", 2);
+  KMS_ASSERT_OK(main);
+  ASSERT_EQ(main->size(), 2u);
+  EXPECT_EQ(main->at(0).message, "m3");
+  EXPECT_EQ(main->at(1).message, "m2");
+  auto none = store_->listEvents("main", 0);
+  KMS_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(store_->listEvents(std::nullopt, -1).error().code, Errc::invalidArgument);
+
+  auto update = db_->exec("UPDATE events SET message = 'rewritten'");
+  ASSERT_FALSE(update.has_value());
+  EXPECT_NE(update.error().message.find("events are append-only"), std::string::npos);
+  Event bad;
+  bad.eventId = "renew failed";
+  bad.message = "x";
+  auto badId = store_->appendEvent(bad);
+  ASSERT_FALSE(badId.has_value());
+  EXPECT_EQ(badId.error().nativeName, "SQLITE_CONSTRAINT_CHECK");
+  bad.eventId = "KMS_X";
+  bad.fieldsJson = "[1]";
+  EXPECT_FALSE(store_->appendEvent(bad).has_value());
+}
+
+TEST_F(StorageStore, TransactGroupsCallsAtomically) {
+  addCert("main");
+  auto failed = store_->transact([this]() -> Result<void> {
+    auto order = store_->createOrder("main", CertState::planned);
+    if (!order.has_value()) {
+      return fail(order.error());
+    }
+    Event e;
+    e.eventId = "KMS_ORDER_CREATED";
+    e.message = "created";
+    if (auto r = store_->appendEvent(e); !r.has_value()) {
+      return fail(r.error());
+    }
+    return fail(Errc::protocol, "CA said no");
+  });
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error().message, "CA said no");
+  EXPECT_FALSE(db_->inTransaction());
+  EXPECT_FALSE(store_->getOpenOrder("main")->has_value());
+  EXPECT_TRUE(store_->listEvents(std::nullopt, 10)->empty());
+
+  auto committed = store_->transact([this]() -> Result<void> {
+    auto order = store_->createOrder("main", CertState::planned);
+    if (!order.has_value()) {
+      return fail(order.error());
+    }
+    return store_->setState("main", CertState::planned, kT0 + 1);
+  });
+  KMS_ASSERT_OK(committed);
+  EXPECT_TRUE(store_->getOpenOrder("main")->has_value());
+}
+
+}  // namespace
+}  // namespace kms::storage
