@@ -74,11 +74,12 @@ int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& 
       err << configPath << ": [daemon] state_dir: " << db.error().toString() << '\n';
       rc = kExitCheckFailed;
     }
-  } else if (!exists(cfg->daemon.stateDir)) {
-    // Not an error: kmsd creates it. Said so the operator knows where state will go.
-    out << "note: state_dir " << cfg->daemon.stateDir << " does not exist yet; kmsd will create it\n";
   }
   if (rc == kExitOk) {
+    if (!exists(cfg->daemon.stateDir)) {
+      // Not an error: kmsd creates it. Said so the operator knows where state will go.
+      out << "note: state_dir " << cfg->daemon.stateDir << " does not exist yet; kmsd will create it\n";
+    }
     out << "ok\n";
   }
   return rc;

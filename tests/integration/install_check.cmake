@@ -1,0 +1,17 @@
+# Installs the build into PREFIX and checks both binaries are there and run.
+file(REMOVE_RECURSE ${PREFIX})
+execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${PREFIX}
+                RESULT_VARIABLE rc OUTPUT_QUIET)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "cmake --install failed: ${rc}")
+endif()
+foreach(tool kmsd kmsctl)
+  if(NOT EXISTS ${PREFIX}/bin/${tool})
+    message(FATAL_ERROR "${PREFIX}/bin/${tool} is missing")
+  endif()
+  execute_process(COMMAND ${PREFIX}/bin/${tool} --version RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+  if(NOT rc EQUAL 0 OR NOT out MATCHES "^${tool} ")
+    message(FATAL_ERROR "${tool} --version failed: ${rc} ${out}")
+  endif()
+endforeach()
+file(REMOVE_RECURSE ${PREFIX})
