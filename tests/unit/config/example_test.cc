@@ -1,0 +1,41 @@
+// deploy/examples/kmsd.toml must stay valid: the only errors it may give on a machine
+// without the referenced files are unreadable files.
+#include <gtest/gtest.h>
+
+#include "config/config.h"
+
+namespace kms::config {
+namespace {
+
+TEST(ConfigExample, ShippedExampleHasOnlyMissingFileErrors) {
+  auto cfg = loadConfigFile(KMS_SOURCE_DIR "/deploy/examples/kmsd.toml", {});
+  if (cfg) {
+    SUCCEED();
+    return;
+  }
+  for (const ConfigError& e : cfg.error()) {
+    bool fileProblem = e.what.find("cannot read") != std::string::npos || e.what.find("cannot access") != std::string::npos ||
+                       e.what.find("does not exist") != std::string::npos ||
+                       e.what.find("not found") != std::string::npos;
+    EXPECT_TRUE(fileProblem) << e.toString();
+  }
+}
+
+TEST(ConfigExample, ShippedExampleParsesWithFilesPresent) {
+  // Point every file reference at a readable file through environment overrides.
+  const std::string file = KMS_SOURCE_DIR "/deploy/examples/kmsd.toml";
+  Environment env{{"KMSD_HSM_PIN_FILE", file},         {"KMSD_STI_PA_PASSWORD_FILE", file},
+                  {"KMSD_STI_PA_TRUST_ANCHOR", file},  {"KMSD_ACME_CA_BUNDLE", file},
+                  {"KMSD_ACME_TRUST_ANCHORS", file},   {"KMSD_ACME_EAB_HMAC_FILE", file},
+                  {"KMSD_HSM_MODULE", file}};
+  auto cfg = loadConfigFile(KMS_SOURCE_DIR "/deploy/examples/kmsd.toml", env);
+  ASSERT_TRUE(cfg.has_value()) << formatErrors(cfg.error());
+  ASSERT_EQ(cfg->certificates.size(), 2U);
+  EXPECT_EQ(cfg->certificates[0].spc, std::optional<std::string>("1234"));
+  EXPECT_EQ(cfg->certificates[0].challenge, Challenge::tkauth01);
+  EXPECT_EQ(cfg->certificates[1].dnsNames, std::vector<std::string>{"cr.example.net"});
+  EXPECT_EQ(cfg->publisher.retain, std::chrono::hours(24));
+}
+
+}  // namespace
+}  // namespace kms::config
