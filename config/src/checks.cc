@@ -13,12 +13,17 @@
 namespace kms::config::detail {
 namespace {
 
-constexpr std::string_view kHttpsOnly =
-    "must be https (http is accepted only for loopback hosts)";
+constexpr std::string_view kHttpsOnly = "must be https (http is accepted only for loopback hosts)";
 
-bool isAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
-bool isAlnum(char c) { return isAlpha(c) || isDigit(c); }
+bool isAlpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool isAlnum(char c) {
+  return isAlpha(c) || isDigit(c);
+}
 
 /// 1..65535 written with digits only.
 std::optional<std::uint16_t> parsePort(std::string_view text) {
@@ -92,7 +97,9 @@ std::optional<Authority> splitAuthority(std::string_view text) {
   return out;
 }
 
-std::string describeErrno(int err) { return std::strerror(err); }
+std::string describeErrno(int err) {
+  return std::strerror(err);
+}
 
 }  // namespace
 
@@ -206,11 +213,20 @@ tl::expected<std::chrono::seconds, std::string> parseDuration(std::string_view t
   }
   std::int64_t unit = 0;
   switch (text.back()) {
-    case 's': unit = 1; break;
-    case 'm': unit = 60; break;
-    case 'h': unit = 3600; break;
-    case 'd': unit = 86400; break;
-    default: return tl::unexpected(bad);
+    case 's':
+      unit = 1;
+      break;
+    case 'm':
+      unit = 60;
+      break;
+    case 'h':
+      unit = 3600;
+      break;
+    case 'd':
+      unit = 86400;
+      break;
+    default:
+      return tl::unexpected(bad);
   }
   if (count == 0) {
     return tl::unexpected(std::string("must be greater than zero"));
@@ -267,8 +283,7 @@ bool isValidDnsName(std::string_view name) {
   std::size_t start = 0;
   while (start <= name.size()) {
     std::size_t dot = name.find('.', start);
-    std::string_view label =
-        name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    std::string_view label = name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
     if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
       return false;
     }

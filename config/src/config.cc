@@ -40,9 +40,12 @@ const char* toString(Fingerprint value) noexcept {
 
 const char* toString(Challenge value) noexcept {
   switch (value) {
-    case Challenge::tkauth01: return "tkauth-01";
-    case Challenge::http01: return "http-01";
-    case Challenge::dns01: return "dns-01";
+    case Challenge::tkauth01:
+      return "tkauth-01";
+    case Challenge::http01:
+      return "http-01";
+    case Challenge::dns01:
+      return "dns-01";
   }
   return "unknown";
 }
@@ -88,8 +91,7 @@ Environment environmentSnapshot() {
   return env;
 }
 
-tl::expected<Config, ConfigErrors> loadConfigString(const std::string& text,
-                                                    const std::string& sourceName,
+tl::expected<Config, ConfigErrors> loadConfigString(const std::string& text, const std::string& sourceName,
                                                     const Environment& env) {
   try {
     toml::table root;
@@ -97,9 +99,9 @@ tl::expected<Config, ConfigErrors> loadConfigString(const std::string& text,
       root = toml::parse(text, std::string_view(sourceName));
     } catch (const toml::parse_error& error) {
       const toml::source_position begin = error.source().begin;
-      return tl::unexpected(ConfigErrors{ConfigError{
-          sourceName, static_cast<int>(begin.line), static_cast<int>(begin.column), "toml", "",
-          std::string(error.description())}});
+      return tl::unexpected(
+          ConfigErrors{ConfigError{sourceName, static_cast<int>(begin.line), static_cast<int>(begin.column), "toml", "",
+                                   std::string(error.description())}});
     }
     detail::Loader loader(sourceName);
     return loader.load(root, env);
@@ -110,8 +112,7 @@ tl::expected<Config, ConfigErrors> loadConfigString(const std::string& text,
   }
 }
 
-tl::expected<Config, ConfigErrors> loadConfigFile(const std::string& path,
-                                                  const Environment& env) {
+tl::expected<Config, ConfigErrors> loadConfigFile(const std::string& path, const Environment& env) {
   try {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {

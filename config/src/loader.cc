@@ -16,8 +16,7 @@ constexpr std::size_t kMaxTokenLabel = 32;   // CK_TOKEN_INFO.label
 constexpr std::size_t kMaxSubjectO = 64;     // X.520 ub-organization-name
 
 bool isTableSection(std::string_view name) {
-  return std::find(std::begin(kTableSections), std::end(kTableSections), name) !=
-         std::end(kTableSections);
+  return std::find(std::begin(kTableSections), std::end(kTableSections), name) != std::end(kTableSections);
 }
 
 std::string_view trim(std::string_view text) {
@@ -61,8 +60,8 @@ void readHsm(SectionReader& r, HsmConfig& out) {
   out.module = r.readableFile("module", Need::optional).value_or("");
   if (auto label = r.nonEmpty("token_label", Need::required)) {
     if (label->size() > kMaxTokenLabel) {
-      r.fail("token_label", "must be at most 32 bytes (the PKCS#11 token label size), got " +
-                                std::to_string(label->size()));
+      r.fail("token_label",
+             "must be at most 32 bytes (the PKCS#11 token label size), got " + std::to_string(label->size()));
     }
     out.tokenLabel = *label;
   }
@@ -240,8 +239,8 @@ void readCertificate(SectionReader& r, CertificateConfig& out) {
 
 }  // namespace
 
-const toml::node* setFromText(toml::table& table, std::string_view key, Kind kind,
-                              std::string_view text, std::string& error) {
+const toml::node* setFromText(toml::table& table, std::string_view key, Kind kind, std::string_view text,
+                              std::string& error) {
   switch (kind) {
     case Kind::string: {
       table.insert_or_assign(key, std::string(text));
@@ -272,8 +271,8 @@ const toml::node* setFromText(toml::table& table, std::string_view key, Kind kin
       std::size_t start = 0;
       while (start <= text.size()) {
         std::size_t comma = text.find(',', start);
-        std::string_view item = trim(text.substr(
-            start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+        std::string_view item =
+            trim(text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
         if (!item.empty()) {
           array.push_back(std::string(item));
         }
@@ -315,10 +314,9 @@ Position Loader::keyPosition(const toml::key& key) const {
   return Position{source_, static_cast<int>(begin.line), static_cast<int>(begin.column)};
 }
 
-void Loader::report(const Position& where, std::string section, std::string key,
-                    std::string what) {
-  errors_.push_back(ConfigError{where.file, where.line, where.column, std::move(section),
-                                std::move(key), std::move(what)});
+void Loader::report(const Position& where, std::string section, std::string key, std::string what) {
+  errors_.push_back(
+      ConfigError{where.file, where.line, where.column, std::move(section), std::move(key), std::move(what)});
 }
 
 void Loader::applyEnvironment(toml::table& root, const Environment& env) {
@@ -364,14 +362,12 @@ void Loader::checkRoot(const toml::table& root) {
     const std::string name(key.str());
     if (isTableSection(name)) {
       if (!value.is_table()) {
-        report(positionOf(&value, keyPosition(key)), name, "",
-               std::string("expected a table, got ") + typeName(value));
+        report(positionOf(&value, keyPosition(key)), name, "", std::string("expected a table, got ") + typeName(value));
       }
     } else if (name == kCertificateSection) {
       if (!value.is_array()) {
         report(positionOf(&value, keyPosition(key)), name, "",
-               std::string("expected an array of tables ([[certificate]]), got ") +
-                   typeName(value));
+               std::string("expected an array of tables ([[certificate]]), got ") + typeName(value));
       }
     } else if (value.is_table()) {
       report(positionOf(&value, keyPosition(key)), name, "", "unknown section");
@@ -398,8 +394,7 @@ void Loader::readCertificates(toml::table& root, Config& config) {
     }
     std::string label = indexLabel;
     const toml::node* nameNode = table->get("name");
-    if (nameNode != nullptr && nameNode->is_string() &&
-        isValidCertificateName(nameNode->as_string()->get())) {
+    if (nameNode != nullptr && nameNode->is_string() && isValidCertificateName(nameNode->as_string()->get())) {
       label = "certificate." + nameNode->as_string()->get();
     }
     SectionReader reader(*this, *table, label, kCertificateSection);
@@ -412,8 +407,7 @@ void Loader::readCertificates(toml::table& root, Config& config) {
       if (!inserted) {
         const Position& first = it->second;
         reader.fail("name", "duplicate certificate name (first defined at " + first.file + ":" +
-                                std::to_string(first.line) + ":" +
-                                std::to_string(first.column) + ")");
+                                std::to_string(first.line) + ":" + std::to_string(first.column) + ")");
       }
     }
     if (certificate.spc && firstSpc_ == nullptr) {
@@ -457,13 +451,10 @@ tl::expected<Config, ConfigErrors> Loader::load(toml::table& root, const Environ
   std::sort(applied_.begin(), applied_.end());
   config.envOverrides = applied_;
   if (!errors_.empty()) {
-    std::stable_sort(errors_.begin(), errors_.end(),
-                     [](const ConfigError& a, const ConfigError& b) {
-                       auto rank = [](const ConfigError& e) {
-                         return std::tuple(e.line == 0, e.line, e.column);
-                       };
-                       return rank(a) < rank(b);
-                     });
+    std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
+      auto rank = [](const ConfigError& e) { return std::tuple(e.line == 0, e.line, e.column); };
+      return rank(a) < rank(b);
+    });
     return tl::unexpected(std::move(errors_));
   }
   return config;

@@ -24,7 +24,7 @@ struct Position {
 /// Turns one parsed document (plus environment overrides) into a Config, collecting every
 /// error instead of stopping at the first. Single use.
 class Loader {
-public:
+ public:
   explicit Loader(std::string sourceName) : source_(std::move(sourceName)) {}
 
   /// Applies `env` to `root` (which it modifies), then validates everything.
@@ -42,7 +42,7 @@ public:
 
   void report(const Position& where, std::string section, std::string key, std::string what);
 
-private:
+ private:
   void applyEnvironment(toml::table& root, const Environment& env);
   void checkRoot(const toml::table& root);
   void readCertificates(toml::table& root, Config& config);
@@ -58,7 +58,7 @@ private:
 
 /// Inserts (or replaces) `key` in `table` from text, typed as `kind`: arrays are
 /// comma-separated. Returns the new node, or nullptr with `error` set.
-const toml::node* setFromText(toml::table& table, std::string_view key, Kind kind,
-                              std::string_view text, std::string& error);
+const toml::node* setFromText(toml::table& table, std::string_view key, Kind kind, std::string_view text,
+                              std::string& error);
 
 }  // namespace kms::config::detail

@@ -15,8 +15,7 @@ constexpr std::array kSettings = {
     Setting{"daemon", "state_dir", Kind::string, "", "absolute directory holding kmsd.db"},
     Setting{"daemon", "control_socket", Kind::string, "/run/kmsd/control.sock",
             "absolute path of the control API Unix socket"},
-    Setting{"daemon", "metrics_listen", Kind::string, "",
-            "host:port of the Prometheus endpoint; none when unset"},
+    Setting{"daemon", "metrics_listen", Kind::string, "", "host:port of the Prometheus endpoint; none when unset"},
     Setting{"daemon", "log_format", Kind::string, "text", "\"text\" or \"json\""},
     // [hsm]
     Setting{"hsm", "module", Kind::string, KMS_DEFAULT_PKCS11_MODULE, "PKCS#11 module (.so) path"},
@@ -27,8 +26,7 @@ constexpr std::array kSettings = {
     Setting{"sti_pa", "url", Kind::string, "", "STI-PA API base URL"},
     Setting{"sti_pa", "user_id", Kind::string, "", "STI-PA API user"},
     Setting{"sti_pa", "password_file", Kind::string, "", "file holding the STI-PA password"},
-    Setting{"sti_pa", "trust_anchor", Kind::string, "",
-            "PEM roots verifying SPC tokens and the CA list"},
+    Setting{"sti_pa", "trust_anchor", Kind::string, "", "PEM roots verifying SPC tokens and the CA list"},
     Setting{"sti_pa", "fingerprint", Kind::string, "spki", "\"spki\" or \"jwk-thumbprint\""},
     // [acme]
     Setting{"acme", "directory_url", Kind::string, "", "ACME directory URL"},
@@ -37,8 +35,7 @@ constexpr std::array kSettings = {
     Setting{"acme", "eab_kid", Kind::string, "", "external account binding key id"},
     Setting{"acme", "eab_hmac_file", Kind::string, "", "file holding the EAB HMAC key"},
     Setting{"acme", "contact", Kind::stringArray, "", "account contacts, each \"mailto:...\""},
-    Setting{"acme", "http01_listen", Kind::string, "127.0.0.1:80",
-            "host:port of the http-01 responder"},
+    Setting{"acme", "http01_listen", Kind::string, "127.0.0.1:80", "host:port of the http-01 responder"},
     Setting{"acme", "dns01_hook", Kind::string, "", "executable run for dns-01 challenges"},
     // [publisher]
     Setting{"publisher", "web_root", Kind::string, "", "absolute directory served at base_url"},
@@ -48,8 +45,7 @@ constexpr std::array kSettings = {
     // [[certificate]]
     Setting{"certificate", "name", Kind::string, "", "unique name, [A-Za-z0-9._-]{1,64}"},
     Setting{"certificate", "spc", Kind::string, "", "SHAKEN service provider code"},
-    Setting{"certificate", "identifiers", Kind::stringArray, "",
-            "generic ACME identifiers, each \"dns:NAME\""},
+    Setting{"certificate", "identifiers", Kind::stringArray, "", "generic ACME identifiers, each \"dns:NAME\""},
     Setting{"certificate", "challenge", Kind::string, "",
             "tkauth-01 with spc; http-01 (default) or dns-01 with identifiers"},
     Setting{"certificate", "subject_o", Kind::string, "", "subject O (required with spc)"},
@@ -60,7 +56,9 @@ constexpr std::array kSettings = {
 
 }  // namespace
 
-std::span<const Setting> settings() { return kSettings; }
+std::span<const Setting> settings() {
+  return kSettings;
+}
 
 const Setting* findSetting(std::string_view section, std::string_view key) {
   for (const Setting& setting : kSettings) {
@@ -73,10 +71,14 @@ const Setting* findSetting(std::string_view section, std::string_view key) {
 
 const char* kindName(Kind kind) {
   switch (kind) {
-    case Kind::string: return "a string";
-    case Kind::integer: return "an integer";
-    case Kind::number: return "a number";
-    case Kind::stringArray: return "an array of strings";
+    case Kind::string:
+      return "a string";
+    case Kind::integer:
+      return "an integer";
+    case Kind::number:
+      return "a number";
+    case Kind::stringArray:
+      return "an array of strings";
   }
   return "a value";
 }

@@ -15,16 +15,15 @@ enum class Kind { string, integer, number, stringArray };
 
 /// One accepted key.
 struct Setting {
-  std::string_view section;      ///< "daemon", ..., "certificate"
-  std::string_view key;          ///< "state_dir"
+  std::string_view section;  ///< "daemon", ..., "certificate"
+  std::string_view key;      ///< "state_dir"
   Kind kind = Kind::string;
   std::string_view defaultText;  ///< applied when the key is absent; empty: no default
   std::string_view help;
 };
 
 /// The single-table sections, in file order; each can be overridden from the environment.
-inline constexpr std::string_view kTableSections[] = {"daemon", "hsm", "sti_pa", "acme",
-                                                      "publisher"};
+inline constexpr std::string_view kTableSections[] = {"daemon", "hsm", "sti_pa", "acme", "publisher"};
 /// The array-of-tables section.
 inline constexpr std::string_view kCertificateSection = "certificate";
 

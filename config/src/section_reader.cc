@@ -7,10 +7,14 @@ namespace {
 
 bool matchesKind(const toml::node& node, Kind kind) {
   switch (kind) {
-    case Kind::string: return node.is_string();
-    case Kind::integer: return node.is_integer();
-    case Kind::number: return node.is_number();
-    case Kind::stringArray: return node.is_array();
+    case Kind::string:
+      return node.is_string();
+    case Kind::integer:
+      return node.is_integer();
+    case Kind::number:
+      return node.is_number();
+    case Kind::stringArray:
+      return node.is_array();
   }
   return false;
 }
@@ -19,24 +23,32 @@ bool matchesKind(const toml::node& node, Kind kind) {
 
 const char* typeName(const toml::node& node) {
   switch (node.type()) {
-    case toml::node_type::string: return "string";
-    case toml::node_type::integer: return "integer";
-    case toml::node_type::floating_point: return "float";
-    case toml::node_type::boolean: return "boolean";
-    case toml::node_type::date: return "date";
-    case toml::node_type::time: return "time";
-    case toml::node_type::date_time: return "date-time";
-    case toml::node_type::array: return "array";
-    case toml::node_type::table: return "table";
-    case toml::node_type::none: break;
+    case toml::node_type::string:
+      return "string";
+    case toml::node_type::integer:
+      return "integer";
+    case toml::node_type::floating_point:
+      return "float";
+    case toml::node_type::boolean:
+      return "boolean";
+    case toml::node_type::date:
+      return "date";
+    case toml::node_type::time:
+      return "time";
+    case toml::node_type::date_time:
+      return "date-time";
+    case toml::node_type::array:
+      return "array";
+    case toml::node_type::table:
+      return "table";
+    case toml::node_type::none:
+      break;
   }
   return "nothing";
 }
 
-SectionReader::SectionReader(Loader& loader, toml::table& table, std::string label,
-                             std::string_view schema)
-    : loader_(loader), table_(table), label_(std::move(label)), schema_(schema),
-      header_(loader.headerOf(table)) {}
+SectionReader::SectionReader(Loader& loader, toml::table& table, std::string label, std::string_view schema)
+    : loader_(loader), table_(table), label_(std::move(label)), schema_(schema), header_(loader.headerOf(table)) {}
 
 void SectionReader::checkKeysAndApplyDefaults() {
   for (auto&& [key, value] : table_) {
@@ -47,8 +59,7 @@ void SectionReader::checkKeysAndApplyDefaults() {
     }
     if (!matchesKind(value, setting->kind)) {
       loader_.report(loader_.positionOf(&value, header_), label_, std::string(key.str()),
-                     std::string("expected ") + kindName(setting->kind) + ", got " +
-                         typeName(value));
+                     std::string("expected ") + kindName(setting->kind) + ", got " + typeName(value));
       continue;
     }
     if (const toml::array* array = value.as_array()) {
@@ -67,8 +78,7 @@ void SectionReader::checkKeysAndApplyDefaults() {
       continue;
     }
     std::string error;
-    const toml::node* added = setFromText(table_, setting.key, setting.kind, setting.defaultText,
-                                          error);
+    const toml::node* added = setFromText(table_, setting.key, setting.kind, setting.defaultText, error);
     if (added != nullptr) {
       loader_.markDefault(added);
     }
@@ -218,8 +228,7 @@ void SectionReader::failElement(std::string_view key, std::size_t index, std::st
   if (element != nullptr && element->source().begin.line > 0) {
     where = loader_.positionOf(element, where);
   }
-  loader_.report(where, label_, std::string(key) + "[" + std::to_string(index) + "]",
-                 std::move(what));
+  loader_.report(where, label_, std::string(key) + "[" + std::to_string(index) + "]", std::move(what));
 }
 
 void SectionReader::missing(std::string_view key, std::string what) {

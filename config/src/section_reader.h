@@ -19,7 +19,7 @@ enum class Need { optional, required };
 /// Reads one table (a section or one [[certificate]] entry). Every accessor reports its own
 /// errors to the Loader under `[label] key:` and returns nullopt for a missing or bad value.
 class SectionReader {
-public:
+ public:
   /// @param label  section name in errors ("acme", "certificate.main")
   /// @param schema section name in the settings table ("acme", "certificate")
   SectionReader(Loader& loader, toml::table& table, std::string label, std::string_view schema);
@@ -55,7 +55,7 @@ public:
   /// Error for an absent key, at the table header.
   void missing(std::string_view key, std::string what = "missing required key");
 
-private:
+ private:
   const toml::node* present(std::string_view key, Need need);
 
   Loader& loader_;

@@ -11,7 +11,7 @@ using detail::quoted;
 constexpr std::string_view kSecretNote = "  # secret file; content not shown";
 
 class Writer {
-public:
+ public:
   void section(std::string_view header) {
     if (!out_.empty()) {
       out_ += '\n';
@@ -29,14 +29,12 @@ public:
   void text(std::string_view key, const std::string& value, std::string_view note = {}) {
     line(key, quoted(value), note);
   }
-  void optionalText(std::string_view key, const std::optional<std::string>& value,
-                    std::string_view note = {}) {
+  void optionalText(std::string_view key, const std::optional<std::string>& value, std::string_view note = {}) {
     if (value) {
       text(key, *value, note);
     }
   }
-  void list(std::string_view key, const std::vector<std::string>& values,
-            std::string_view prefix = {}) {
+  void list(std::string_view key, const std::vector<std::string>& values, std::string_view prefix = {}) {
     std::string joined = "[";
     for (std::size_t i = 0; i < values.size(); ++i) {
       joined += i == 0 ? "" : ", ";
@@ -52,7 +50,7 @@ public:
   }
   std::string take() { return std::move(out_); }
 
-private:
+ private:
   std::string out_;
 };
 

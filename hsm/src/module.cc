@@ -84,9 +84,13 @@ std::string ckrName(CK_RV rv) {
     KMS_CKR(CKR_MUTEX_NOT_LOCKED)
 #undef KMS_CKR
     default: {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "CKR_0x%08lX", static_cast<unsigned long>(rv));
-      return buf;
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      std::string out = "CKR_0x00000000";
+      auto v = static_cast<unsigned long>(rv);
+      for (std::size_t i = out.size(); i > 6; --i, v >>= 4) {
+        out[i - 1] = kHex[v & 15];
+      }
+      return out;
     }
   }
 }
@@ -116,8 +120,9 @@ Error ckError(const char* function, CK_RV rv, std::string context) {
     default:
       break;
   }
-  return Error{code, std::string(function) + " failed", std::move(context), static_cast<std::int64_t>(rv),
-               ckrName(rv), retryable};
+  return Error{
+      code,     std::string(function) + " failed", std::move(context), static_cast<std::int64_t>(rv), ckrName(rv),
+      retryable};
 }
 
 Result<std::shared_ptr<Module>> Module::open(const std::string& path) {

@@ -20,7 +20,7 @@ Error ckError(const char* function, CK_RV rv, std::string context);
 /// A dlopen()ed, initialised PKCS#11 module. One per path per process: open() returns
 /// the live instance if there is one; C_Finalize and dlclose run when the last owner goes.
 class Module {
-public:
+ public:
   [[nodiscard]] static Result<std::shared_ptr<Module>> open(const std::string& path);
   ~Module();
   Module(const Module&) = delete;
@@ -29,7 +29,7 @@ public:
   [[nodiscard]] CK_FUNCTION_LIST* fn() const { return fn_; }
   [[nodiscard]] const std::string& path() const { return path_; }
 
-private:
+ private:
   Module(std::string path, void* handle, CK_FUNCTION_LIST* fn, bool finalize)
       : path_(std::move(path)), handle_(handle), fn_(fn), finalize_(finalize) {}
   std::string path_;

@@ -8,8 +8,8 @@ namespace {
 constexpr std::string_view kScheme = "pkcs11:";
 
 bool isUnreserved(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+         c == '_' || c == '~';
 }
 
 // RFC 7512 pk11-res-avail plus the extra characters allowed in path or query values.
@@ -18,19 +18,34 @@ bool allowedInValue(char c, bool query) {
     return true;
   }
   switch (c) {
-    case ':': case '[': case ']': case '@': case '!': case '$': case '\'': case '(':
-    case ')': case '*': case '+': case ',': case '=':
+    case ':':
+    case '[':
+    case ']':
+    case '@':
+    case '!':
+    case '$':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case '+':
+    case ',':
+    case '=':
       return true;
     case '&':
       return !query;  // '&' separates query attributes
-    case '/': case '?': case '|':
-      return query;   // pk11-qchar
+    case '/':
+    case '?':
+    case '|':
+      return query;  // pk11-qchar
     default:
       return false;
   }
 }
 
-bool allowedInName(char c) { return isUnreserved(c); }
+bool allowedInName(char c) {
+  return isUnreserved(c);
+}
 
 Result<std::string> percentDecode(std::string_view in, bool query, std::string_view attr) {
   std::string out;
@@ -63,8 +78,8 @@ Result<std::string> percentDecode(std::string_view in, bool query, std::string_v
     } else if (allowedInValue(c, query)) {
       out += c;
     } else {
-      return fail(Errc::invalidArgument, std::string("pkcs11 URI: character '") + c +
-                                             "' must be percent-encoded in '" + std::string(attr) + "'");
+      return fail(Errc::invalidArgument, std::string("pkcs11 URI: character '") + c + "' must be percent-encoded in '" +
+                                             std::string(attr) + "'");
     }
   }
   return out;
@@ -74,7 +89,7 @@ std::string percentEncode(std::string_view value, bool query, bool all) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   for (char c : value) {
-    if (!all && allowedInValue(c, query) && c != '=' ) {
+    if (!all && allowedInValue(c, query) && c != '=') {
       out += c;
     } else {
       auto b = static_cast<unsigned char>(c);
@@ -86,8 +101,7 @@ std::string percentEncode(std::string_view value, bool query, bool all) {
   return out;
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> parseAttrs(std::string_view text, char sep,
-                                                                      bool query) {
+Result<std::vector<std::pair<std::string, std::string>>> parseAttrs(std::string_view text, char sep, bool query) {
   std::vector<std::pair<std::string, std::string>> out;
   if (text.empty()) {
     return out;
@@ -122,8 +136,7 @@ Result<std::vector<std::pair<std::string, std::string>>> parseAttrs(std::string_
   return out;
 }
 
-std::optional<std::string> find(const std::vector<std::pair<std::string, std::string>>& attrs,
-                                std::string_view name) {
+std::optional<std::string> find(const std::vector<std::pair<std::string, std::string>>& attrs, std::string_view name) {
   for (const auto& kv : attrs) {
     if (kv.first == name) {
       return kv.second;
@@ -194,15 +207,23 @@ std::string Pkcs11Uri::toString() const {
   return out;
 }
 
-std::optional<std::string> Pkcs11Uri::path(std::string_view name) const { return find(path_, name); }
-std::optional<std::string> Pkcs11Uri::query(std::string_view name) const { return find(query_, name); }
+std::optional<std::string> Pkcs11Uri::path(std::string_view name) const {
+  return find(path_, name);
+}
+std::optional<std::string> Pkcs11Uri::query(std::string_view name) const {
+  return find(query_, name);
+}
 
 pki::Bytes Pkcs11Uri::id() const {
   auto v = path("id");
   return v ? pki::Bytes(v->begin(), v->end()) : pki::Bytes{};
 }
 
-void Pkcs11Uri::setPath(std::string name, std::string value) { set(path_, std::move(name), std::move(value)); }
-void Pkcs11Uri::setQuery(std::string name, std::string value) { set(query_, std::move(name), std::move(value)); }
+void Pkcs11Uri::setPath(std::string name, std::string value) {
+  set(path_, std::move(name), std::move(value));
+}
+void Pkcs11Uri::setQuery(std::string name, std::string value) {
+  set(query_, std::move(name), std::move(value));
+}
 
 }  // namespace kms::hsm

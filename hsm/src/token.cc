@@ -47,9 +47,11 @@ Result<pki::EcPublicKey> parseEcPoint(const pki::Bytes& value) {
 
 /// Shared state of an open token: module, slot, session pool, login generation.
 class TokenImpl {
-public:
+ public:
   TokenImpl(std::shared_ptr<Module> module, CK_SLOT_ID slot, TokenOptions options)
-      : module_(std::move(module)), slot_(slot), options_(std::move(options)),
+      : module_(std::move(module)),
+        slot_(slot),
+        options_(std::move(options)),
         context_("token '" + options_.tokenLabel + "'") {}
 
   ~TokenImpl() {
@@ -97,7 +99,7 @@ public:
 
   /// Borrows a session; blocks while all are in use. Returned by Lease's destructor.
   class Lease {
-  public:
+   public:
     Lease(TokenImpl& t, CK_SESSION_HANDLE s) : token_(&t), session_(s) {}
     ~Lease() {
       if (token_ != nullptr) {
@@ -112,7 +114,7 @@ public:
     /// The session is dead (closed, device removed): replace it with a fresh one.
     Result<void> renew() { return token_->replaceSession(session_); }
 
-  private:
+   private:
     TokenImpl* token_;
     CK_SESSION_HANDLE session_;
   };
@@ -238,7 +240,7 @@ public:
     return ok();
   }
 
-private:
+ private:
   void giveBack(CK_SESSION_HANDLE s) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -288,14 +290,12 @@ Result<pki::RawSignature> KeySigner::signDigest(const pki::Digest& digest) {
       rv = f->C_Sign(session.get(), const_cast<CK_BYTE*>(digest.data()), digest.size(), sig.data(), &len);
       if (rv == CKR_OK) {
         if (len != sig.size()) {
-          return fail(Errc::hsm, "C_Sign returned " + std::to_string(len) + " bytes, expected 64",
-                      token_->context());
+          return fail(Errc::hsm, "C_Sign returned " + std::to_string(len) + " bytes, expected 64", token_->context());
         }
         return sig;
       }
     }
-    bool sessionLost = rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
-                       rv == CKR_USER_NOT_LOGGED_IN;
+    bool sessionLost = rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED || rv == CKR_USER_NOT_LOGGED_IN;
     bool handleStale = rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID;
     if (attempt == 0 && (sessionLost || handleStale)) {
       if (sessionLost) {
@@ -357,13 +357,14 @@ Result<std::unique_ptr<Token>> Token::open(const TokenOptions& options) {
   for (std::size_t i = 0; i < seen.size(); ++i) {
     present += (i > 0 ? ", " : "") + seen[i];
   }
-  return fail(Errc::notFound, "no token labelled '" + options.tokenLabel + "' (" + present + ")",
-              options.modulePath);
+  return fail(Errc::notFound, "no token labelled '" + options.tokenLabel + "' (" + present + ")", options.modulePath);
 }
 
 Token::~Token() = default;
 
-const std::string& Token::label() const { return impl_->options().tokenLabel; }
+const std::string& Token::label() const {
+  return impl_->options().tokenLabel;
+}
 
 Result<KeyInfo> Token::generateKey(const std::string& label) {
   if (label.empty()) {
@@ -380,16 +381,24 @@ Result<KeyInfo> Token::generateKey(const std::string& label) {
   CK_KEY_TYPE kt = CKK_EC;
   std::string lbl = label;
   CK_ATTRIBUTE pubTmpl[] = {
-      attr(CKA_CLASS, &pubClass, sizeof pubClass), attr(CKA_KEY_TYPE, &kt, sizeof kt),
-      attr(CKA_TOKEN, &yes, sizeof yes),           attr(CKA_PRIVATE, &no, sizeof no),
-      attr(CKA_VERIFY, &yes, sizeof yes),          attr(CKA_EC_PARAMS, const_cast<CK_BYTE*>(kP256Params), sizeof kP256Params),
-      attr(CKA_LABEL, lbl.data(), lbl.size()),     attr(CKA_ID, id.data(), id.size()),
+      attr(CKA_CLASS, &pubClass, sizeof pubClass),
+      attr(CKA_KEY_TYPE, &kt, sizeof kt),
+      attr(CKA_TOKEN, &yes, sizeof yes),
+      attr(CKA_PRIVATE, &no, sizeof no),
+      attr(CKA_VERIFY, &yes, sizeof yes),
+      attr(CKA_EC_PARAMS, const_cast<CK_BYTE*>(kP256Params), sizeof kP256Params),
+      attr(CKA_LABEL, lbl.data(), lbl.size()),
+      attr(CKA_ID, id.data(), id.size()),
   };
   CK_ATTRIBUTE privTmpl[] = {
-      attr(CKA_CLASS, &privClass, sizeof privClass), attr(CKA_KEY_TYPE, &kt, sizeof kt),
-      attr(CKA_TOKEN, &yes, sizeof yes),             attr(CKA_PRIVATE, &yes, sizeof yes),
-      attr(CKA_SENSITIVE, &yes, sizeof yes),         attr(CKA_EXTRACTABLE, &no, sizeof no),
-      attr(CKA_SIGN, &yes, sizeof yes),              attr(CKA_LABEL, lbl.data(), lbl.size()),
+      attr(CKA_CLASS, &privClass, sizeof privClass),
+      attr(CKA_KEY_TYPE, &kt, sizeof kt),
+      attr(CKA_TOKEN, &yes, sizeof yes),
+      attr(CKA_PRIVATE, &yes, sizeof yes),
+      attr(CKA_SENSITIVE, &yes, sizeof yes),
+      attr(CKA_EXTRACTABLE, &no, sizeof no),
+      attr(CKA_SIGN, &yes, sizeof yes),
+      attr(CKA_LABEL, lbl.data(), lbl.size()),
       attr(CKA_ID, id.data(), id.size()),
   };
   CK_MECHANISM mech{CKM_EC_KEY_PAIR_GEN, nullptr, 0};

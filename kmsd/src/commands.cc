@@ -31,7 +31,9 @@ hsm::TokenOptions tokenOptions(const config::Config& cfg) {
                            static_cast<std::size_t>(cfg.hsm.sessionPool)};
 }
 
-std::string dbPath(const config::Config& cfg) { return cfg.daemon.stateDir + "/kmsd.db"; }
+std::string dbPath(const config::Config& cfg) {
+  return cfg.daemon.stateDir + "/kmsd.db";
+}
 
 bool exists(const std::string& path) {
   struct stat st {};
@@ -51,7 +53,9 @@ std::string isoTime(std::int64_t t) {
   std::tm tm{};
   gmtime_r(&tt, &tm);
   char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+    return std::to_string(t);
+  }
   return buf;
 }
 
@@ -123,8 +127,11 @@ int listKeys(const std::string& configPath, bool json, std::ostream& out, std::o
   if (json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& k : *keys) {
-      arr.push_back({{"label", k.label}, {"uri", k.uri.toString()}, {"jwk_thumbprint", k.publicKey.jwkThumbprint()},
-                     {"spki_fingerprint", k.publicKey.spkiFingerprint()}, {"managed", managed(k)}});
+      arr.push_back({{"label", k.label},
+                     {"uri", k.uri.toString()},
+                     {"jwk_thumbprint", k.publicKey.jwkThumbprint()},
+                     {"spki_fingerprint", k.publicKey.spkiFingerprint()},
+                     {"managed", managed(k)}});
     }
     out << arr.dump(2) << '\n';
     return kExitOk;
@@ -174,7 +181,9 @@ int showStatus(const std::string& configPath, bool json, std::ostream& out, std:
   if (json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& c : certs) {
-      nlohmann::json row{{"name", c.name}, {"kind", storage::toString(c.kind)}, {"state", storage::toString(c.state)},
+      nlohmann::json row{{"name", c.name},
+                         {"kind", storage::toString(c.kind)},
+                         {"state", storage::toString(c.state)},
                          {"failures", c.failureCount}};
       if (c.lastError) {
         row["last_error"] = *c.lastError;
@@ -229,8 +238,8 @@ int showEvents(const std::string& configPath, int limit, std::ostream& out, std:
     return kExitRuntime;
   }
   for (const auto& e : *events) {
-    out << isoTime(e.time) << ' ' << storage::toString(e.level) << ' ' << e.eventId << ' '
-        << e.certName.value_or("-") << ' ' << e.message << '\n';
+    out << isoTime(e.time) << ' ' << storage::toString(e.level) << ' ' << e.eventId << ' ' << e.certName.value_or("-")
+        << ' ' << e.message << '\n';
   }
   return kExitOk;
 }

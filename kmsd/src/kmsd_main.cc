@@ -7,7 +7,9 @@
 
 #include "commands.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   using namespace kms::daemon;
   CLI::App app{"kmsd: STIR/SHAKEN certificate lifecycle daemon (SP-KMS)", "kmsd"};
   std::string configPath = "/etc/kmsd/kmsd.toml";
@@ -32,5 +34,15 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "kmsd: fatal: " << e.what() << '\n';
     return kExitRuntime;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (...) {
+    return kms::daemon::kExitRuntime;
   }
 }

@@ -12,8 +12,7 @@ Result<void> addName(X509_NAME* name, const char* field, const std::string& valu
   if (value.empty()) {
     return ok();
   }
-  if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
-                                 reinterpret_cast<const unsigned char*>(value.data()),
+  if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(value.data()),
                                  static_cast<int>(value.size()), -1, 0) != 1) {
     return ossl::failSsl(std::string("cannot set subject ") + field + " to '" + value + "'");
   }
@@ -44,8 +43,7 @@ Result<X509_EXTENSION*> sanExtension(const std::vector<std::string>& names) {
     }
     GENERAL_NAME* gen = GENERAL_NAME_new();
     ASN1_IA5STRING* ia5 = ASN1_IA5STRING_new();
-    if (gen == nullptr || ia5 == nullptr ||
-        ASN1_STRING_set(ia5, n.data(), static_cast<int>(n.size())) != 1) {
+    if (gen == nullptr || ia5 == nullptr || ASN1_STRING_set(ia5, n.data(), static_cast<int>(n.size())) != 1) {
       GENERAL_NAME_free(gen);
       ASN1_IA5STRING_free(ia5);
       return ossl::failSsl("cannot build subjectAltName");
@@ -147,8 +145,7 @@ Result<Bytes> buildCsr(const CsrRequest& request, Signer& signer) {
   // Signature algorithm first: it is not part of the signed CertificationRequestInfo,
   // but set it before encoding so the final DER is complete.
   X509_ALGOR* alg = X509_ALGOR_new();
-  if (alg == nullptr ||
-      X509_ALGOR_set0(alg, OBJ_nid2obj(NID_ecdsa_with_SHA256), V_ASN1_UNDEF, nullptr) != 1 ||
+  if (alg == nullptr || X509_ALGOR_set0(alg, OBJ_nid2obj(NID_ecdsa_with_SHA256), V_ASN1_UNDEF, nullptr) != 1 ||
       X509_REQ_set1_signature_algo(req.get(), alg) != 1) {
     X509_ALGOR_free(alg);
     return ossl::failSsl("cannot set the CSR signature algorithm");

@@ -23,13 +23,13 @@ struct Tlv {
 
 /// Sequential reader over a DER buffer.
 class Reader {
-public:
+ public:
   explicit Reader(ByteView data) : data_(data) {}
   /// Next TLV, or nullopt on malformed input (non-minimal length, overflow, high tags).
   std::optional<Tlv> next();
   [[nodiscard]] bool atEnd() const { return pos_ == data_.size(); }
 
-private:
+ private:
   ByteView data_;
   std::size_t pos_ = 0;
 };

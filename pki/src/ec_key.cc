@@ -13,9 +13,8 @@ namespace {
 
 // DER prefix of a P-256 SubjectPublicKeyInfo up to the 65-byte uncompressed point:
 // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) }.
-constexpr std::uint8_t kSpkiPrefix[] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48,
-                                        0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A, 0x86, 0x48,
-                                        0xCE, 0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
+constexpr std::uint8_t kSpkiPrefix[] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01,
+                                        0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
 
 Result<ossl::PKey> parseSpki(ByteView der) {
   const unsigned char* p = der.data();
@@ -41,21 +40,19 @@ Result<EcPublicKey> EcPublicKey::fromSpkiDer(ByteView der) {
   }
   char group[64] = {0};
   size_t groupLen = 0;
-  if (EVP_PKEY_get_utf8_string_param(key->get(), OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
-                                     &groupLen) != 1 ||
+  if (EVP_PKEY_get_utf8_string_param(key->get(), OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &groupLen) != 1 ||
       std::strcmp(group, "prime256v1") != 0) {
     return fail(Errc::unsupported, "EC public key is not on P-256");
   }
   std::uint8_t point[65];
   size_t pointLen = 0;
-  if (EVP_PKEY_get_octet_string_param(key->get(), OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
-                                      sizeof point, &pointLen) != 1 ||
+  if (EVP_PKEY_get_octet_string_param(key->get(), OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point, sizeof point, &pointLen) !=
+          1 ||
       pointLen != 65) {
     // A compressed point: re-encode through the uncompressed conversion.
-    if (EVP_PKEY_set_utf8_string_param(key->get(), OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
-                                       "uncompressed") != 1 ||
-        EVP_PKEY_get_octet_string_param(key->get(), OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
-                                        sizeof point, &pointLen) != 1 ||
+    if (EVP_PKEY_set_utf8_string_param(key->get(), OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "uncompressed") != 1 ||
+        EVP_PKEY_get_octet_string_param(key->get(), OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point, sizeof point,
+                                        &pointLen) != 1 ||
         pointLen != 65) {
       return ossl::failSsl("cannot read the EC public point");
     }
@@ -112,13 +109,16 @@ Bytes EcPublicKey::spkiDer() const {
 }
 
 std::string EcPublicKey::jwkJson() const {
-  return R"({"crv":"P-256","kty":"EC","x":")" + base64UrlEncode(x_) + R"(","y":")" +
-         base64UrlEncode(y_) + "\"}";
+  return R"({"crv":"P-256","kty":"EC","x":")" + base64UrlEncode(x_) + R"(","y":")" + base64UrlEncode(y_) + "\"}";
 }
 
-std::string EcPublicKey::jwkThumbprint() const { return base64UrlEncode(sha256(asBytes(jwkJson()))); }
+std::string EcPublicKey::jwkThumbprint() const {
+  return base64UrlEncode(sha256(asBytes(jwkJson())));
+}
 
-std::string EcPublicKey::spkiFingerprint() const { return sha256Fingerprint(spkiDer()); }
+std::string EcPublicKey::spkiFingerprint() const {
+  return sha256Fingerprint(spkiDer());
+}
 
 std::string EcPublicKey::thumbprintFingerprint() const {
   Digest d = sha256(asBytes(jwkJson()));

@@ -98,10 +98,18 @@ Result<Bytes> decode(std::string_view text, bool url) {
 
 }  // namespace
 
-std::string base64UrlEncode(ByteView data) { return encode(data, kUrl, false); }
-Result<Bytes> base64UrlDecode(std::string_view text) { return decode(text, true); }
-std::string base64Encode(ByteView data) { return encode(data, kStd, true); }
-Result<Bytes> base64Decode(std::string_view text) { return decode(text, false); }
+std::string base64UrlEncode(ByteView data) {
+  return encode(data, kUrl, false);
+}
+Result<Bytes> base64UrlDecode(std::string_view text) {
+  return decode(text, true);
+}
+std::string base64Encode(ByteView data) {
+  return encode(data, kStd, true);
+}
+Result<Bytes> base64Decode(std::string_view text) {
+  return decode(text, false);
+}
 
 std::string hexEncode(ByteView data, std::string_view separator) {
   static constexpr char kHex[] = "0123456789ABCDEF";

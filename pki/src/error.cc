@@ -4,20 +4,34 @@ namespace kms {
 
 const char* errcName(Errc code) noexcept {
   switch (code) {
-    case Errc::invalidArgument: return "invalid-argument";
-    case Errc::notFound: return "not-found";
-    case Errc::alreadyExists: return "already-exists";
-    case Errc::io: return "io";
-    case Errc::crypto: return "crypto";
-    case Errc::hsm: return "hsm";
-    case Errc::storage: return "storage";
-    case Errc::config: return "config";
-    case Errc::protocol: return "protocol";
-    case Errc::network: return "network";
-    case Errc::timeout: return "timeout";
-    case Errc::unauthorized: return "unauthorized";
-    case Errc::unsupported: return "unsupported";
-    case Errc::internal: return "internal";
+    case Errc::invalidArgument:
+      return "invalid-argument";
+    case Errc::notFound:
+      return "not-found";
+    case Errc::alreadyExists:
+      return "already-exists";
+    case Errc::io:
+      return "io";
+    case Errc::crypto:
+      return "crypto";
+    case Errc::hsm:
+      return "hsm";
+    case Errc::storage:
+      return "storage";
+    case Errc::config:
+      return "config";
+    case Errc::protocol:
+      return "protocol";
+    case Errc::network:
+      return "network";
+    case Errc::timeout:
+      return "timeout";
+    case Errc::unauthorized:
+      return "unauthorized";
+    case Errc::unsupported:
+      return "unsupported";
+    case Errc::internal:
+      return "internal";
   }
   return "unknown";
 }

@@ -35,7 +35,9 @@ using GeneralNames = CPtr<GENERAL_NAMES, &GENERAL_NAMES_free>;
 inline void freeExtensionStack(STACK_OF(X509_EXTENSION) * s) {
   sk_X509_EXTENSION_pop_free(s, X509_EXTENSION_free);
 }
-inline void freeX509StackShallow(STACK_OF(X509) * s) { sk_X509_free(s); }
+inline void freeX509StackShallow(STACK_OF(X509) * s) {
+  sk_X509_free(s);
+}
 using ExtensionStack = CPtr<STACK_OF(X509_EXTENSION), &freeExtensionStack>;
 /// Does not free the certificates it holds.
 using X509StackShallow = CPtr<STACK_OF(X509), &freeX509StackShallow>;

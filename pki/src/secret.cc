@@ -9,7 +9,9 @@
 
 namespace kms {
 
-SecretBytes::~SecretBytes() { clear(); }
+SecretBytes::~SecretBytes() {
+  clear();
+}
 
 SecretBytes::SecretBytes(SecretBytes&& other) noexcept : bytes_(std::move(other.bytes_)) {
   other.bytes_.clear();
@@ -53,7 +55,7 @@ Result<SecretBytes> readSecretFile(const std::string& path) {
     return fail(Errc::io, std::string("cannot read secret file: ") + std::strerror(err), path);
   }
   // Sized once from stat so the secret is never copied by a growing buffer.
-  constexpr off_t kMaxSecret = 64 * 1024;
+  constexpr off_t kMaxSecret = off_t{64} * 1024;
   if (st.st_size > kMaxSecret) {
     return fail(Errc::io, "secret file is larger than 64 KiB", path);
   }

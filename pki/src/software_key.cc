@@ -6,7 +6,9 @@
 namespace kms::pki {
 namespace {
 
-EVP_PKEY* asKey(void* p) { return static_cast<EVP_PKEY*>(p); }
+EVP_PKEY* asKey(void* p) {
+  return static_cast<EVP_PKEY*>(p);
+}
 
 Result<EcPublicKey> publicOf(EVP_PKEY* key) {
   int len = i2d_PUBKEY(key, nullptr);
@@ -49,7 +51,9 @@ Result<std::unique_ptr<SoftwareKey>> SoftwareKey::fromPem(std::string_view pem) 
   return std::unique_ptr<SoftwareKey>(new SoftwareKey(key.release(), *pub));
 }
 
-SoftwareKey::~SoftwareKey() { EVP_PKEY_free(asKey(pkey_)); }
+SoftwareKey::~SoftwareKey() {
+  EVP_PKEY_free(asKey(pkey_));
+}
 
 Result<RawSignature> SoftwareKey::signDigest(const Digest& digest) {
   ossl::PKeyCtx ctx(EVP_PKEY_CTX_new(asKey(pkey_), nullptr));

@@ -9,7 +9,9 @@
 namespace kms::pki {
 namespace {
 
-X509* raw(const std::shared_ptr<void>& p) { return static_cast<X509*>(p.get()); }
+X509* raw(const std::shared_ptr<void>& p) {
+  return static_cast<X509*>(p.get());
+}
 
 std::shared_ptr<void> own(X509* x) {
   return {x, [](void* q) { X509_free(static_cast<X509*>(q)); }};
@@ -75,7 +77,9 @@ Bytes Certificate::der() const {
   return out;
 }
 
-std::string Certificate::pem() const { return derToPem(der(), "CERTIFICATE"); }
+std::string Certificate::pem() const {
+  return derToPem(der(), "CERTIFICATE");
+}
 
 Bytes Certificate::spkiDer() const {
   X509_PUBKEY* pk = X509_get_X509_PUBKEY(raw(x509_));
@@ -88,8 +92,12 @@ Bytes Certificate::spkiDer() const {
   return out;
 }
 
-std::string Certificate::subject() const { return nameString(X509_get_subject_name(raw(x509_))); }
-std::string Certificate::issuer() const { return nameString(X509_get_issuer_name(raw(x509_))); }
+std::string Certificate::subject() const {
+  return nameString(X509_get_subject_name(raw(x509_)));
+}
+std::string Certificate::issuer() const {
+  return nameString(X509_get_issuer_name(raw(x509_)));
+}
 
 std::optional<std::string> Certificate::subjectField(std::string_view shortName) const {
   int nid = OBJ_txt2nid(std::string(shortName).c_str());
@@ -113,8 +121,12 @@ std::optional<std::string> Certificate::subjectField(std::string_view shortName)
   return out;
 }
 
-SystemTime Certificate::notBefore() const { return toTime(X509_get0_notBefore(raw(x509_))); }
-SystemTime Certificate::notAfter() const { return toTime(X509_get0_notAfter(raw(x509_))); }
+SystemTime Certificate::notBefore() const {
+  return toTime(X509_get0_notBefore(raw(x509_)));
+}
+SystemTime Certificate::notAfter() const {
+  return toTime(X509_get0_notAfter(raw(x509_)));
+}
 
 Bytes Certificate::serialContent() const {
   const ASN1_INTEGER* serial = X509_get0_serialNumber(raw(x509_));
@@ -155,12 +167,14 @@ std::optional<bool> Certificate::extensionCritical(std::string_view oid) const {
   return X509_EXTENSION_get_critical(X509_get_ext(raw(x509_), idx)) == 1;
 }
 
-std::optional<Bytes> Certificate::tnAuthListDer() const { return extensionValue(kTnAuthListOid); }
+std::optional<Bytes> Certificate::tnAuthListDer() const {
+  return extensionValue(kTnAuthListOid);
+}
 
 std::vector<std::string> Certificate::dnsNames() const {
   std::vector<std::string> out;
-  ossl::GeneralNames gens(static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(raw(x509_), NID_subject_alt_name, nullptr, nullptr)));
+  ossl::GeneralNames gens(
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(raw(x509_), NID_subject_alt_name, nullptr, nullptr)));
   if (!gens) {
     return out;
   }
@@ -191,7 +205,9 @@ Result<std::string> Certificate::ariCertId() const {
   return base64UrlEncode(*aki) + "." + base64UrlEncode(serialContent());
 }
 
-bool Certificate::hasPublicKey(const EcPublicKey& key) const { return spkiDer() == key.spkiDer(); }
+bool Certificate::hasPublicKey(const EcPublicKey& key) const {
+  return spkiDer() == key.spkiDer();
+}
 
 Result<std::vector<Certificate>> parsePemChain(std::string_view pem) {
   ossl::Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
@@ -256,8 +272,8 @@ Result<void> verifyChain(const std::vector<Certificate>& chain, const std::vecto
     sk_X509_push(untrusted.get(), static_cast<X509*>(chain[i].native()));
   }
   ossl::X509StoreCtx ctx(X509_STORE_CTX_new());
-  if (!ctx || X509_STORE_CTX_init(ctx.get(), store.get(), static_cast<X509*>(chain[0].native()),
-                                  untrusted.get()) != 1) {
+  if (!ctx ||
+      X509_STORE_CTX_init(ctx.get(), store.get(), static_cast<X509*>(chain[0].native()), untrusted.get()) != 1) {
     return ossl::failSsl("cannot initialise chain verification");
   }
   X509_STORE_CTX_set_time(ctx.get(), 0, std::chrono::system_clock::to_time_t(at));
@@ -269,7 +285,10 @@ Result<void> verifyChain(const std::vector<Certificate>& chain, const std::vecto
     Error e{Errc::crypto,
             std::string("chain does not verify: ") + X509_verify_cert_error_string(err) + " at depth " +
                 std::to_string(depth),
-            {}, err, "X509_V_ERR " + std::to_string(err), false};
+            {},
+            err,
+            "X509_V_ERR " + std::to_string(err),
+            false};
     return fail(e);
   }
   return ok();

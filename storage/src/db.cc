@@ -11,8 +11,12 @@
 namespace kms::storage {
 
 namespace detail {
-void closeConnection(sqlite3* db) noexcept { sqlite3_close_v2(db); }
-void finalizeStatement(sqlite3_stmt* stmt) noexcept { sqlite3_finalize(stmt); }
+void closeConnection(sqlite3* db) noexcept {
+  sqlite3_close_v2(db);
+}
+void finalizeStatement(sqlite3_stmt* stmt) noexcept {
+  sqlite3_finalize(stmt);
+}
 }  // namespace detail
 
 namespace {
@@ -21,52 +25,96 @@ namespace {
 /// their primary code's name.
 const char* rcName(int rc) noexcept {
   switch (rc) {
-    case SQLITE_BUSY_RECOVERY: return "SQLITE_BUSY_RECOVERY";
-    case SQLITE_BUSY_SNAPSHOT: return "SQLITE_BUSY_SNAPSHOT";
-    case SQLITE_CANTOPEN_ISDIR: return "SQLITE_CANTOPEN_ISDIR";
-    case SQLITE_CONSTRAINT_CHECK: return "SQLITE_CONSTRAINT_CHECK";
-    case SQLITE_CONSTRAINT_FOREIGNKEY: return "SQLITE_CONSTRAINT_FOREIGNKEY";
-    case SQLITE_CONSTRAINT_NOTNULL: return "SQLITE_CONSTRAINT_NOTNULL";
-    case SQLITE_CONSTRAINT_PRIMARYKEY: return "SQLITE_CONSTRAINT_PRIMARYKEY";
-    case SQLITE_CONSTRAINT_TRIGGER: return "SQLITE_CONSTRAINT_TRIGGER";
-    case SQLITE_CONSTRAINT_UNIQUE: return "SQLITE_CONSTRAINT_UNIQUE";
-    case SQLITE_CONSTRAINT_DATATYPE: return "SQLITE_CONSTRAINT_DATATYPE";
-    case SQLITE_READONLY_DBMOVED: return "SQLITE_READONLY_DBMOVED";
-    default: break;
+    case SQLITE_BUSY_RECOVERY:
+      return "SQLITE_BUSY_RECOVERY";
+    case SQLITE_BUSY_SNAPSHOT:
+      return "SQLITE_BUSY_SNAPSHOT";
+    case SQLITE_CANTOPEN_ISDIR:
+      return "SQLITE_CANTOPEN_ISDIR";
+    case SQLITE_CONSTRAINT_CHECK:
+      return "SQLITE_CONSTRAINT_CHECK";
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+      return "SQLITE_CONSTRAINT_FOREIGNKEY";
+    case SQLITE_CONSTRAINT_NOTNULL:
+      return "SQLITE_CONSTRAINT_NOTNULL";
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+      return "SQLITE_CONSTRAINT_PRIMARYKEY";
+    case SQLITE_CONSTRAINT_TRIGGER:
+      return "SQLITE_CONSTRAINT_TRIGGER";
+    case SQLITE_CONSTRAINT_UNIQUE:
+      return "SQLITE_CONSTRAINT_UNIQUE";
+    case SQLITE_CONSTRAINT_DATATYPE:
+      return "SQLITE_CONSTRAINT_DATATYPE";
+    case SQLITE_READONLY_DBMOVED:
+      return "SQLITE_READONLY_DBMOVED";
+    default:
+      break;
   }
   switch (rc & 0xff) {
-    case SQLITE_OK: return "SQLITE_OK";
-    case SQLITE_ERROR: return "SQLITE_ERROR";
-    case SQLITE_INTERNAL: return "SQLITE_INTERNAL";
-    case SQLITE_PERM: return "SQLITE_PERM";
-    case SQLITE_ABORT: return "SQLITE_ABORT";
-    case SQLITE_BUSY: return "SQLITE_BUSY";
-    case SQLITE_LOCKED: return "SQLITE_LOCKED";
-    case SQLITE_NOMEM: return "SQLITE_NOMEM";
-    case SQLITE_READONLY: return "SQLITE_READONLY";
-    case SQLITE_INTERRUPT: return "SQLITE_INTERRUPT";
-    case SQLITE_IOERR: return "SQLITE_IOERR";
-    case SQLITE_CORRUPT: return "SQLITE_CORRUPT";
-    case SQLITE_NOTFOUND: return "SQLITE_NOTFOUND";
-    case SQLITE_FULL: return "SQLITE_FULL";
-    case SQLITE_CANTOPEN: return "SQLITE_CANTOPEN";
-    case SQLITE_PROTOCOL: return "SQLITE_PROTOCOL";
-    case SQLITE_EMPTY: return "SQLITE_EMPTY";
-    case SQLITE_SCHEMA: return "SQLITE_SCHEMA";
-    case SQLITE_TOOBIG: return "SQLITE_TOOBIG";
-    case SQLITE_CONSTRAINT: return "SQLITE_CONSTRAINT";
-    case SQLITE_MISMATCH: return "SQLITE_MISMATCH";
-    case SQLITE_MISUSE: return "SQLITE_MISUSE";
-    case SQLITE_NOLFS: return "SQLITE_NOLFS";
-    case SQLITE_AUTH: return "SQLITE_AUTH";
-    case SQLITE_FORMAT: return "SQLITE_FORMAT";
-    case SQLITE_RANGE: return "SQLITE_RANGE";
-    case SQLITE_NOTADB: return "SQLITE_NOTADB";
-    case SQLITE_NOTICE: return "SQLITE_NOTICE";
-    case SQLITE_WARNING: return "SQLITE_WARNING";
-    case SQLITE_ROW: return "SQLITE_ROW";
-    case SQLITE_DONE: return "SQLITE_DONE";
-    default: return "SQLITE_UNKNOWN";
+    case SQLITE_OK:
+      return "SQLITE_OK";
+    case SQLITE_ERROR:
+      return "SQLITE_ERROR";
+    case SQLITE_INTERNAL:
+      return "SQLITE_INTERNAL";
+    case SQLITE_PERM:
+      return "SQLITE_PERM";
+    case SQLITE_ABORT:
+      return "SQLITE_ABORT";
+    case SQLITE_BUSY:
+      return "SQLITE_BUSY";
+    case SQLITE_LOCKED:
+      return "SQLITE_LOCKED";
+    case SQLITE_NOMEM:
+      return "SQLITE_NOMEM";
+    case SQLITE_READONLY:
+      return "SQLITE_READONLY";
+    case SQLITE_INTERRUPT:
+      return "SQLITE_INTERRUPT";
+    case SQLITE_IOERR:
+      return "SQLITE_IOERR";
+    case SQLITE_CORRUPT:
+      return "SQLITE_CORRUPT";
+    case SQLITE_NOTFOUND:
+      return "SQLITE_NOTFOUND";
+    case SQLITE_FULL:
+      return "SQLITE_FULL";
+    case SQLITE_CANTOPEN:
+      return "SQLITE_CANTOPEN";
+    case SQLITE_PROTOCOL:
+      return "SQLITE_PROTOCOL";
+    case SQLITE_EMPTY:
+      return "SQLITE_EMPTY";
+    case SQLITE_SCHEMA:
+      return "SQLITE_SCHEMA";
+    case SQLITE_TOOBIG:
+      return "SQLITE_TOOBIG";
+    case SQLITE_CONSTRAINT:
+      return "SQLITE_CONSTRAINT";
+    case SQLITE_MISMATCH:
+      return "SQLITE_MISMATCH";
+    case SQLITE_MISUSE:
+      return "SQLITE_MISUSE";
+    case SQLITE_NOLFS:
+      return "SQLITE_NOLFS";
+    case SQLITE_AUTH:
+      return "SQLITE_AUTH";
+    case SQLITE_FORMAT:
+      return "SQLITE_FORMAT";
+    case SQLITE_RANGE:
+      return "SQLITE_RANGE";
+    case SQLITE_NOTADB:
+      return "SQLITE_NOTADB";
+    case SQLITE_NOTICE:
+      return "SQLITE_NOTICE";
+    case SQLITE_WARNING:
+      return "SQLITE_WARNING";
+    case SQLITE_ROW:
+      return "SQLITE_ROW";
+    case SQLITE_DONE:
+      return "SQLITE_DONE";
+    default:
+      return "SQLITE_UNKNOWN";
   }
 }
 
@@ -91,9 +139,8 @@ Error buildError(sqlite3* handle, int rc, std::string_view path, std::string_vie
   err.nativeName = rcName(rc);
   const int primary = rc & 0xff;
   err.retryable = primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
-  std::string detail = handle != nullptr && sqlite3_errcode(handle) != SQLITE_OK
-                           ? sqlite3_errmsg(handle)
-                           : sqlite3_errstr(rc);
+  std::string detail =
+      handle != nullptr && sqlite3_errcode(handle) != SQLITE_OK ? sqlite3_errmsg(handle) : sqlite3_errstr(rc);
   err.message = std::string(what) + ": " + detail;
   if (primary == SQLITE_CANTOPEN) {
     std::filesystem::path dir = std::filesystem::path(path).parent_path();
@@ -142,19 +189,17 @@ Result<std::unique_ptr<Db>> Db::open(const std::string& path, OpenOptions option
     return fail(mode.error());
   }
   if (mode.value() != "wal") {
-    return fail(Errc::storage, "cannot switch to WAL journal mode (got " + mode.value() + ")",
-                path);
+    return fail(Errc::storage, "cannot switch to WAL journal mode (got " + mode.value() + ")", path);
   }
-  const char* sync = options.synchronous == Synchronous::full ? "PRAGMA synchronous=FULL"
-                                                              : "PRAGMA synchronous=NORMAL";
+  const char* sync = options.synchronous == Synchronous::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
   if (auto r = db->exec(sync); !r.has_value()) {
     return fail(r.error());
   }
   if (auto r = db->exec("PRAGMA foreign_keys=ON"); !r.has_value()) {
     return fail(r.error());
   }
-  auto version = options.migrate ? applyMigrations(*db, schemaMigrations())
-                                 : checkSchemaVersion(*db, supportedSchemaVersion());
+  auto version =
+      options.migrate ? applyMigrations(*db, schemaMigrations()) : checkSchemaVersion(*db, supportedSchemaVersion());
   if (!version.has_value()) {
     return fail(version.error());
   }
@@ -171,8 +216,7 @@ Result<Stmt> Db::prepare(std::string_view sql) {
   }
   sqlite3_stmt* raw = nullptr;
   const char* tail = nullptr;
-  const int rc = sqlite3_prepare_v2(handle_.get(), sql.data(), static_cast<int>(sql.size()),
-                                    &raw, &tail);
+  const int rc = sqlite3_prepare_v2(handle_.get(), sql.data(), static_cast<int>(sql.size()), &raw, &tail);
   Stmt stmt(this, raw);
   if (rc != SQLITE_OK) {
     return fail(error(rc, "prepare '" + shortSql(sql) + "'"));
@@ -182,8 +226,7 @@ Result<Stmt> Db::prepare(std::string_view sql) {
   }
   for (const char* p = tail; p != nullptr && p < sql.data() + sql.size(); ++p) {
     if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r' && *p != ';') {
-      return fail(Errc::internal, "prepare '" + shortSql(sql) + "': more than one statement",
-                  path_);
+      return fail(Errc::internal, "prepare '" + shortSql(sql) + "': more than one statement", path_);
     }
   }
   return stmt;
@@ -230,17 +273,22 @@ Result<std::string> Db::pragmaText(std::string_view name) {
   return stmt->columnText(0);
 }
 
-std::int64_t Db::lastInsertId() const noexcept { return sqlite3_last_insert_rowid(handle_.get()); }
+std::int64_t Db::lastInsertId() const noexcept {
+  return sqlite3_last_insert_rowid(handle_.get());
+}
 
-std::int64_t Db::changes() const noexcept { return sqlite3_changes64(handle_.get()); }
+std::int64_t Db::changes() const noexcept {
+  return sqlite3_changes64(handle_.get());
+}
 
-bool Db::inTransaction() const noexcept { return sqlite3_get_autocommit(handle_.get()) == 0; }
+bool Db::inTransaction() const noexcept {
+  return sqlite3_get_autocommit(handle_.get()) == 0;
+}
 
 Result<Transaction> Db::begin() {
   const bool nested = depth_ > 0;
   if (!nested && inTransaction()) {
-    return fail(Errc::internal, "begin: a transaction was opened outside Transaction guards",
-                path_);
+    return fail(Errc::internal, "begin: a transaction was opened outside Transaction guards", path_);
   }
   auto r = exec(nested ? "SAVEPOINT kms_nested" : "BEGIN IMMEDIATE");
   if (!r.has_value()) {
@@ -273,9 +321,7 @@ Stmt& Stmt::bindDouble(int index, double value) {
 }
 
 Stmt& Stmt::bindText(int index, std::string_view value) {
-  noteBind(sqlite3_bind_text64(stmt_.get(), index, value.data(), value.size(), SQLITE_TRANSIENT,
-                               SQLITE_UTF8),
-           index);
+  noteBind(sqlite3_bind_text64(stmt_.get(), index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8), index);
   return *this;
 }
 
@@ -294,8 +340,7 @@ Stmt& Stmt::bindNull(int index) {
 
 Result<bool> Stmt::step() {
   if (bindRc_ != 0) {
-    return fail(db_->error(bindRc_, "bind parameter " + std::to_string(bindIndex_) + " of '" +
-                                        shortSql(sql()) + "'"));
+    return fail(db_->error(bindRc_, "bind parameter " + std::to_string(bindIndex_) + " of '" + shortSql(sql()) + "'"));
   }
   const int rc = sqlite3_step(stmt_.get());
   if (rc == SQLITE_ROW) {
@@ -325,7 +370,9 @@ void Stmt::reset() noexcept {
   bindIndex_ = 0;
 }
 
-int Stmt::columnCount() const noexcept { return sqlite3_column_count(stmt_.get()); }
+int Stmt::columnCount() const noexcept {
+  return sqlite3_column_count(stmt_.get());
+}
 
 bool Stmt::isNull(int column) const noexcept {
   return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL;
@@ -382,8 +429,7 @@ Result<void> Transaction::commit() {
     // SQLite already rolled back on its own (e.g. after SQLITE_FULL or SQLITE_IOERR).
     active_ = false;
     --db_->depth_;
-    return fail(Errc::storage, "commit: the transaction was rolled back by SQLite after an error",
-                db_->path());
+    return fail(Errc::storage, "commit: the transaction was rolled back by SQLite after an error", db_->path());
   }
   auto r = db_->exec(nested_ ? "RELEASE kms_nested" : "COMMIT");
   if (!r.has_value()) {

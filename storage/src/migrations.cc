@@ -12,9 +12,8 @@ Error newerError(const Db& db, std::int64_t found, int supported) {
   Error err;
   err.code = Errc::unsupported;
   err.context = db.path();
-  err.message = "database schema version " + std::to_string(found) +
-                " is newer than this kmsd supports (" + std::to_string(supported) +
-                "); upgrade kmsd or restore a backup";
+  err.message = "database schema version " + std::to_string(found) + " is newer than this kmsd supports (" +
+                std::to_string(supported) + "); upgrade kmsd or restore a backup";
   return err;
 }
 
@@ -33,8 +32,7 @@ Result<int> applyOne(Db& db, const Migration& step) {
   }
   if (auto r = db.exec(step.sql); !r.has_value()) {
     Error err = r.error();
-    err.message = "migration to schema version " + std::to_string(step.version) +
-                  " failed: " + err.message;
+    err.message = "migration to schema version " + std::to_string(step.version) + " failed: " + err.message;
     return fail(std::move(err));
   }
   // PRAGMA takes no bound parameters; the version is an int from our own table.
@@ -63,9 +61,7 @@ Result<int> checkSchemaVersion(Db& db, int supported) {
 Result<int> applyMigrations(Db& db, std::span<const Migration> steps) {
   for (std::size_t i = 0; i < steps.size(); ++i) {
     if (steps[i].version != static_cast<int>(i) + 1 || steps[i].sql == nullptr) {
-      return fail(Errc::internal,
-                  "migration list is not numbered 1, 2, 3... at entry " + std::to_string(i),
-                  db.path());
+      return fail(Errc::internal, "migration list is not numbered 1, 2, 3... at entry " + std::to_string(i), db.path());
     }
   }
   const int supported = static_cast<int>(steps.size());

@@ -45,35 +45,46 @@ Result<CertState> parseCertState(std::string_view text) {
 
 const char* toString(CertKind kind) noexcept {
   switch (kind) {
-    case CertKind::shaken: return "shaken";
-    case CertKind::acme: return "acme";
+    case CertKind::shaken:
+      return "shaken";
+    case CertKind::acme:
+      return "acme";
   }
   return "unknown";
 }
 
 const char* toString(OrderStatus status) noexcept {
   switch (status) {
-    case OrderStatus::open: return "open";
-    case OrderStatus::done: return "done";
-    case OrderStatus::abandoned: return "abandoned";
+    case OrderStatus::open:
+      return "open";
+    case OrderStatus::done:
+      return "done";
+    case OrderStatus::abandoned:
+      return "abandoned";
   }
   return "unknown";
 }
 
 const char* toString(KeyPurpose purpose) noexcept {
   switch (purpose) {
-    case KeyPurpose::account: return "account";
-    case KeyPurpose::certificate: return "certificate";
+    case KeyPurpose::account:
+      return "account";
+    case KeyPurpose::certificate:
+      return "certificate";
   }
   return "unknown";
 }
 
 const char* toString(EventLevel level) noexcept {
   switch (level) {
-    case EventLevel::debug: return "debug";
-    case EventLevel::info: return "info";
-    case EventLevel::warning: return "warning";
-    case EventLevel::error: return "error";
+    case EventLevel::debug:
+      return "debug";
+    case EventLevel::info:
+      return "info";
+    case EventLevel::warning:
+      return "warning";
+    case EventLevel::error:
+      return "error";
   }
   return "unknown";
 }

@@ -132,8 +132,12 @@ constexpr std::array<Migration, 1> kMigrations{{
 
 }  // namespace
 
-std::span<const Migration> schemaMigrations() noexcept { return kMigrations; }
+std::span<const Migration> schemaMigrations() noexcept {
+  return kMigrations;
+}
 
-int supportedSchemaVersion() noexcept { return static_cast<int>(kMigrations.size()); }
+int supportedSchemaVersion() noexcept {
+  return static_cast<int>(kMigrations.size());
+}
 
 }  // namespace kms::storage

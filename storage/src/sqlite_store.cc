@@ -16,15 +16,13 @@ namespace {
 using namespace detail;
 
 std::int64_t systemNow() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // ---------------------------------------------------------------------------------------
 
 class SqliteStore final : public Store {
-public:
+ public:
   SqliteStore(Db& db, NowFn now) : db_(db), now_(now ? std::move(now) : NowFn(systemNow)) {}
 
   Result<void> transact(const std::function<Result<void>()>& body) override {
@@ -52,8 +50,7 @@ public:
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
-    stmt->bindText(1, name).bindText(2, toString(kind)).bindText(3, identifiersJson)
-        .bindInt64(4, now_());
+    stmt->bindText(1, name).bindText(2, toString(kind)).bindText(3, identifiersJson).bindInt64(4, now_());
     if (auto r = stmt->run(); !r.has_value()) {
       return fail(r.error());
     }
@@ -62,8 +59,7 @@ public:
       return fail(cert.error());
     }
     if (!cert->has_value()) {
-      return fail(Errc::internal, "certificate '" + std::string(name) + "' vanished after upsert",
-                  db_.path());
+      return fail(Errc::internal, "certificate '" + std::string(name) + "' vanished after upsert", db_.path());
     }
     if (auto r = tx->commit(); !r.has_value()) {
       return fail(r.error());
@@ -102,8 +98,7 @@ public:
     return readAll<ManagedCert>(*stmt, readCert);
   }
 
-  Result<void> setState(std::string_view name, CertState state,
-                        std::optional<std::int64_t> nextAttemptAt) override {
+  Result<void> setState(std::string_view name, CertState state, std::optional<std::int64_t> nextAttemptAt) override {
     auto stmt = db_.prepare(
         "UPDATE managed_certificates SET state = ?2, next_attempt_at = ?3, failure_count = 0, "
         "last_error = NULL, updated_at = ?4 WHERE name = ?1");
@@ -116,8 +111,7 @@ public:
     return runExpectingRow(*stmt, "certificate '" + std::string(name) + "' does not exist");
   }
 
-  Result<void> recordFailure(std::string_view name, std::string_view error,
-                             std::optional<std::int64_t> nextAttemptAt,
+  Result<void> recordFailure(std::string_view name, std::string_view error, std::optional<std::int64_t> nextAttemptAt,
                              std::optional<CertState> newState) override {
     auto stmt = db_.prepare(
         "UPDATE managed_certificates SET failure_count = failure_count + 1, last_error = ?2, "
@@ -152,14 +146,12 @@ public:
       Error err = r.error();
       if (err.native == SQLITE_CONSTRAINT_UNIQUE) {
         err.code = Errc::alreadyExists;
-        err.message = "certificate '" + std::string(certName) +
-                      "' already has an open order; " + err.message;
+        err.message = "certificate '" + std::string(certName) + "' already has an open order; " + err.message;
       }
       return fail(std::move(err));
     }
     if (db_.changes() == 0) {
-      return fail(Errc::notFound, "certificate '" + std::string(certName) + "' does not exist",
-                  db_.path());
+      return fail(Errc::notFound, "certificate '" + std::string(certName) + "' does not exist", db_.path());
     }
     auto order = getOrder(db_.lastInsertId());
     if (!order.has_value()) {
@@ -172,8 +164,7 @@ public:
   }
 
   Result<std::optional<Order>> getOpenOrder(std::string_view certName) override {
-    auto stmt = db_.prepare(std::string(kOrderColumns) +
-                            "WHERE c.name = ?1 AND o.status = 'open'");
+    auto stmt = db_.prepare(std::string(kOrderColumns) + "WHERE c.name = ?1 AND o.status = 'open'");
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
@@ -206,8 +197,7 @@ public:
     bindOpt(*order, 8, u.keyUri);
     bindOpt(*order, 9, u.acmeStatus);
     order->bindInt64(10, now);
-    if (auto r = runExpectingRow(*order, "order " + std::to_string(orderId) + " is not open");
-        !r.has_value()) {
+    if (auto r = runExpectingRow(*order, "order " + std::to_string(orderId) + " is not open"); !r.has_value()) {
       return fail(r.error());
     }
     auto cert = db_.prepare(
@@ -235,11 +225,9 @@ public:
 
   Result<void> closeOrder(std::int64_t orderId, OrderStatus status) override {
     if (status == OrderStatus::open) {
-      return fail(Errc::invalidArgument, "closeOrder: status must be done or abandoned",
-                  db_.path());
+      return fail(Errc::invalidArgument, "closeOrder: status must be done or abandoned", db_.path());
     }
-    auto stmt = db_.prepare(
-        "UPDATE orders SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'open'");
+    auto stmt = db_.prepare("UPDATE orders SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'open'");
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
@@ -256,23 +244,25 @@ public:
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
-    stmt->bindText(1, c.certName).bindText(2, c.serial).bindInt64(3, c.notBefore)
-        .bindInt64(4, c.notAfter).bindText(5, c.chainPem).bindText(6, c.keyUri);
+    stmt->bindText(1, c.certName)
+        .bindText(2, c.serial)
+        .bindInt64(3, c.notBefore)
+        .bindInt64(4, c.notAfter)
+        .bindText(5, c.chainPem)
+        .bindText(6, c.keyUri);
     bindOpt(*stmt, 7, c.ariCertId);
     bindOpt(*stmt, 8, c.x5uUrl);
     bindOpt(*stmt, 9, c.publishedAt);
     bindOpt(*stmt, 10, c.revokedAt);
     stmt->bindInt64(11, c.createdAt != 0 ? c.createdAt : now_());
-    if (auto r = runExpectingRow(*stmt, "certificate '" + c.certName + "' does not exist");
-        !r.has_value()) {
+    if (auto r = runExpectingRow(*stmt, "certificate '" + c.certName + "' does not exist"); !r.has_value()) {
       return fail(r.error());
     }
     return db_.lastInsertId();
   }
 
   Result<std::vector<IssuedCert>> listIssued(std::string_view certName) override {
-    auto stmt = db_.prepare(std::string(kIssuedColumns) +
-                            "WHERE c.name = ?1 ORDER BY i.not_before DESC, i.id DESC");
+    auto stmt = db_.prepare(std::string(kIssuedColumns) + "WHERE c.name = ?1 ORDER BY i.not_before DESC, i.id DESC");
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
@@ -281,12 +271,11 @@ public:
   }
 
   Result<std::vector<IssuedCert>> listLatestValid(std::int64_t now) override {
-    auto stmt = db_.prepare(
-        std::string(kIssuedColumns) +
-        "WHERE i.id = (SELECT v.id FROM issued_certificates v WHERE v.cert_id = i.cert_id "
-        "  AND v.revoked_at IS NULL AND v.not_before <= ?1 AND v.not_after > ?1 "
-        "  ORDER BY v.not_before DESC, v.id DESC LIMIT 1) "
-        "ORDER BY c.name");
+    auto stmt = db_.prepare(std::string(kIssuedColumns) +
+                            "WHERE i.id = (SELECT v.id FROM issued_certificates v WHERE v.cert_id = i.cert_id "
+                            "  AND v.revoked_at IS NULL AND v.not_before <= ?1 AND v.not_after > ?1 "
+                            "  ORDER BY v.not_before DESC, v.id DESC LIMIT 1) "
+                            "ORDER BY c.name");
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
@@ -294,16 +283,13 @@ public:
     return readAll<IssuedCert>(*stmt, readIssued);
   }
 
-  Result<void> markPublished(std::int64_t issuedId, std::string_view x5uUrl,
-                             std::int64_t at) override {
-    auto stmt = db_.prepare(
-        "UPDATE issued_certificates SET x5u_url = ?2, published_at = ?3 WHERE id = ?1");
+  Result<void> markPublished(std::int64_t issuedId, std::string_view x5uUrl, std::int64_t at) override {
+    auto stmt = db_.prepare("UPDATE issued_certificates SET x5u_url = ?2, published_at = ?3 WHERE id = ?1");
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
     stmt->bindInt64(1, issuedId).bindText(2, x5uUrl).bindInt64(3, at);
-    return runExpectingRow(*stmt,
-                           "issued certificate " + std::to_string(issuedId) + " does not exist");
+    return runExpectingRow(*stmt, "issued certificate " + std::to_string(issuedId) + " does not exist");
   }
 
   Result<void> markRevoked(std::int64_t issuedId, std::int64_t at) override {
@@ -312,8 +298,7 @@ public:
       return fail(stmt.error());
     }
     stmt->bindInt64(1, issuedId).bindInt64(2, at);
-    return runExpectingRow(*stmt,
-                           "issued certificate " + std::to_string(issuedId) + " does not exist");
+    return runExpectingRow(*stmt, "issued certificate " + std::to_string(issuedId) + " does not exist");
   }
 
   Result<std::int64_t> recordKey(const HsmKey& key) override {
@@ -323,7 +308,9 @@ public:
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
-    stmt->bindText(1, key.keyUri).bindText(2, key.ckaIdHex).bindText(3, key.label)
+    stmt->bindText(1, key.keyUri)
+        .bindText(2, key.ckaIdHex)
+        .bindText(3, key.label)
         .bindText(4, toString(key.purpose))
         .bindInt64(5, key.createdAt != 0 ? key.createdAt : now_());
     bindOpt(*stmt, 6, key.destroyedAt);
@@ -334,9 +321,9 @@ public:
   }
 
   Result<std::vector<HsmKey>> listKeys(bool includeDestroyed) override {
-    auto stmt = db_.prepare(std::string(kKeyColumns) +
-                            (includeDestroyed ? "ORDER BY id" : "WHERE destroyed_at IS NULL "
-                                                                "ORDER BY id"));
+    auto stmt = db_.prepare(std::string(kKeyColumns) + (includeDestroyed ? "ORDER BY id"
+                                                                         : "WHERE destroyed_at IS NULL "
+                                                                           "ORDER BY id"));
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
@@ -344,8 +331,7 @@ public:
   }
 
   Result<void> markKeyDestroyed(std::string_view keyUri, std::int64_t at) override {
-    auto stmt = db_.prepare(
-        "UPDATE hsm_keys SET destroyed_at = ?2 WHERE key_uri = ?1 AND destroyed_at IS NULL");
+    auto stmt = db_.prepare("UPDATE hsm_keys SET destroyed_at = ?2 WHERE key_uri = ?1 AND destroyed_at IS NULL");
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
@@ -366,8 +352,11 @@ public:
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
-    stmt->bindText(1, a.directoryUrl).bindText(2, a.accountUrl).bindText(3, a.keyUri)
-        .bindText(4, a.status).bindInt64(5, a.createdAt != 0 ? a.createdAt : now_());
+    stmt->bindText(1, a.directoryUrl)
+        .bindText(2, a.accountUrl)
+        .bindText(3, a.keyUri)
+        .bindText(4, a.status)
+        .bindInt64(5, a.createdAt != 0 ? a.createdAt : now_());
     if (auto r = stmt->run(); !r.has_value()) {
       return fail(r.error());
     }
@@ -376,8 +365,7 @@ public:
       return fail(saved.error());
     }
     if (!saved->has_value()) {
-      return fail(Errc::internal, "account for " + a.directoryUrl + " vanished after save",
-                  db_.path());
+      return fail(Errc::internal, "account for " + a.directoryUrl + " vanished after save", db_.path());
     }
     if (auto r = tx->commit(); !r.has_value()) {
       return fail(r.error());
@@ -410,8 +398,7 @@ public:
     return stmt->run();
   }
 
-  Result<std::optional<SpcTokenMeta>> getSpcToken(std::string_view spc,
-                                                  std::string_view fingerprint) override {
+  Result<std::optional<SpcTokenMeta>> getSpcToken(std::string_view spc, std::string_view fingerprint) override {
     auto stmt = db_.prepare(
         "SELECT spc, account_key_fingerprint, jti, exp, fetched_at FROM spc_tokens "
         "WHERE spc = ?1 AND account_key_fingerprint = ?2");
@@ -431,22 +418,19 @@ public:
     }
     stmt->bindInt64(1, e.time != 0 ? e.time : now_());
     bindOpt(*stmt, 2, e.certName);
-    stmt->bindText(3, e.eventId).bindText(4, toString(e.level)).bindText(5, e.message)
-        .bindText(6, e.fieldsJson);
+    stmt->bindText(3, e.eventId).bindText(4, toString(e.level)).bindText(5, e.message).bindText(6, e.fieldsJson);
     if (auto r = stmt->run(); !r.has_value()) {
       return fail(r.error());
     }
     return db_.lastInsertId();
   }
 
-  Result<std::vector<Event>> listEvents(std::optional<std::string_view> certName,
-                                        int limit) override {
+  Result<std::vector<Event>> listEvents(std::optional<std::string_view> certName, int limit) override {
     if (limit < 0) {
       return fail(Errc::invalidArgument, "listEvents: negative limit", db_.path());
     }
     // Two texts rather than "?1 IS NULL OR cert_name = ?1", so each can use its index.
-    std::string sql =
-        "SELECT id, time, cert_name, event_id, level, message, fields FROM events ";
+    std::string sql = "SELECT id, time, cert_name, event_id, level, message, fields FROM events ";
     sql += certName.has_value() ? "WHERE cert_name = ?2 " : "";
     sql += "ORDER BY time DESC, id DESC LIMIT ?1";
     auto stmt = db_.prepare(sql);
@@ -460,7 +444,7 @@ public:
     return readAll<Event>(*stmt, readEvent);
   }
 
-private:
+ private:
   /// Runs a write that must change at least one row; Errc::notFound with `missing` if not.
   Result<void> runExpectingRow(Stmt& stmt, const std::string& missing) {
     if (auto r = stmt.run(); !r.has_value()) {
@@ -483,8 +467,7 @@ private:
       return fail(row.error());
     }
     if (!row->has_value()) {
-      return fail(Errc::notFound, "order " + std::to_string(orderId) + " does not exist",
-                  db_.path());
+      return fail(Errc::notFound, "order " + std::to_string(orderId) + " does not exist", db_.path());
     }
     return std::move(row->value());
   }

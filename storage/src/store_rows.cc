@@ -13,16 +13,14 @@ Result<E> parseName(std::string_view text, const std::array<E, N>& all, const ch
       return value;
     }
   }
-  return fail(Errc::internal, std::string("unexpected ") + what + " '" + std::string(text) +
-                                  "' in the database");
+  return fail(Errc::internal, std::string("unexpected ") + what + " '" + std::string(text) + "' in the database");
 }
 
 constexpr std::array<CertKind, 2> kKinds{CertKind::shaken, CertKind::acme};
-constexpr std::array<OrderStatus, 3> kOrderStatuses{OrderStatus::open, OrderStatus::done,
-                                                    OrderStatus::abandoned};
+constexpr std::array<OrderStatus, 3> kOrderStatuses{OrderStatus::open, OrderStatus::done, OrderStatus::abandoned};
 constexpr std::array<KeyPurpose, 2> kPurposes{KeyPurpose::account, KeyPurpose::certificate};
-constexpr std::array<EventLevel, 4> kLevels{EventLevel::debug, EventLevel::info,
-                                            EventLevel::warning, EventLevel::error};
+constexpr std::array<EventLevel, 4> kLevels{EventLevel::debug, EventLevel::info, EventLevel::warning,
+                                            EventLevel::error};
 
 }  // namespace
 
@@ -79,7 +77,6 @@ Result<ManagedCert> readCert(const Stmt& s) {
   return c;
 }
 
-
 Result<Order> readOrder(const Stmt& s) {
   Order o;
   o.id = s.columnInt64(0);
@@ -106,7 +103,6 @@ Result<Order> readOrder(const Stmt& s) {
   return o;
 }
 
-
 Result<IssuedCert> readIssued(const Stmt& s) {
   IssuedCert i;
   i.id = s.columnInt64(0);
@@ -123,7 +119,6 @@ Result<IssuedCert> readIssued(const Stmt& s) {
   i.createdAt = s.columnInt64(11);
   return i;
 }
-
 
 Result<HsmKey> readKey(const Stmt& s) {
   HsmKey k;

@@ -69,7 +69,8 @@ void setUp() {
   f.fn->C_GetSlotList(CK_TRUE, slots, &n);
   for (CK_ULONG i = 0; i < n; ++i) {
     CK_TOKEN_INFO info{};
-    if (f.fn->C_GetTokenInfo(slots[i], &info) == CKR_OK && std::string(reinterpret_cast<char*>(info.label), 5) == "bench") {
+    if (f.fn->C_GetTokenInfo(slots[i], &info) == CKR_OK &&
+        std::string(reinterpret_cast<char*>(info.label), 5) == "bench") {
       f.slot = slots[i];
     }
   }

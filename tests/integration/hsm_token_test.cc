@@ -17,7 +17,7 @@ namespace {
 using test::SoftHsmToken;
 
 class HsmToken : public ::testing::Test {
-protected:
+ protected:
   TokenOptions options(std::size_t pool = 4) const {
     return TokenOptions{SoftHsmToken::modulePath(), softhsm_.label(), softhsm_.pinFile(), pool};
   }

@@ -23,7 +23,7 @@ struct CmdResult {
 };
 
 class KmsdCli : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     pin_ = softhsm_.pinFile();
     stateDir_ = softhsm_.sandbox().file("state");
@@ -33,18 +33,25 @@ protected:
   void writeConfig(const std::string& hsmExtra = "", const std::string& tokenLabel = "kms-test") {
     config_ = softhsm_.sandbox().write("kmsd.toml",
                                        "[daemon]\n"
-                                       "state_dir = \"" + stateDir_ + "\"\n"
-                                       "[hsm]\n"
-                                       "token_label = \"" + tokenLabel + "\"\n"
-                                       "pin_file = \"" + pin_ + "\"\n" + hsmExtra +
-                                       "[acme]\n"
-                                       "directory_url = \"https://127.0.0.1:14000/dir\"\n"
-                                       "[publisher]\n"
-                                       "web_root = \"" + softhsm_.sandbox().file("www") + "\"\n"
-                                       "base_url = \"https://cr.example.net/\"\n"
-                                       "[[certificate]]\n"
-                                       "name = \"web\"\n"
-                                       "identifiers = [\"dns:cr.example.net\"]\n");
+                                       "state_dir = \"" +
+                                           stateDir_ +
+                                           "\"\n"
+                                           "[hsm]\n"
+                                           "token_label = \"" +
+                                           tokenLabel +
+                                           "\"\n"
+                                           "pin_file = \"" +
+                                           pin_ + "\"\n" + hsmExtra +
+                                           "[acme]\n"
+                                           "directory_url = \"https://127.0.0.1:14000/dir\"\n"
+                                           "[publisher]\n"
+                                           "web_root = \"" +
+                                           softhsm_.sandbox().file("www") +
+                                           "\"\n"
+                                           "base_url = \"https://cr.example.net/\"\n"
+                                           "[[certificate]]\n"
+                                           "name = \"web\"\n"
+                                           "identifiers = [\"dns:cr.example.net\"]\n");
   }
 
   CmdResult run(const std::string& tool, const std::string& args) {
@@ -77,10 +84,10 @@ TEST_F(KmsdCli, CheckConfigOk) {
 }
 
 TEST_F(KmsdCli, MalformedConfigListsEveryError) {
-  config_ = softhsm_.sandbox().write("bad.toml",
-                                     "[daemon]\nstate_dir = 7\n[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" + pin_ +
-                                         "\"\ncolour = \"red\"\n[acme]\ndirectory_url = \"http://ca.example/dir\"\n"
-                                         "[publisher]\nweb_root = \"/srv/www\"\nbase_url = \"https://cr/\"\n");
+  config_ = softhsm_.sandbox().write(
+      "bad.toml", "[daemon]\nstate_dir = 7\n[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" + pin_ +
+                      "\"\ncolour = \"red\"\n[acme]\ndirectory_url = \"http://ca.example/dir\"\n"
+                      "[publisher]\nweb_root = \"/srv/www\"\nbase_url = \"https://cr/\"\n");
   CmdResult r = run(kKmsd, "--check-config");
   EXPECT_EQ(r.rc, 1);
   EXPECT_EQ(r.output, config_ + ":2:13: [daemon] state_dir: expected a string, got integer\n" + config_ +

@@ -26,7 +26,9 @@ Sandbox::~Sandbox() {
   std::filesystem::remove_all(path_, ec);
 }
 
-std::string Sandbox::file(const std::string& name) const { return path_ + "/" + name; }
+std::string Sandbox::file(const std::string& name) const {
+  return path_ + "/" + name;
+}
 
 std::string Sandbox::write(const std::string& name, const std::string& content) const {
   std::string p = file(name);

@@ -7,7 +7,7 @@ namespace kms::test {
 
 /// A fresh directory under $TMPDIR (or /tmp), removed with its content on destruction.
 class Sandbox {
-public:
+ public:
   Sandbox();
   ~Sandbox();
   Sandbox(const Sandbox&) = delete;
@@ -19,7 +19,7 @@ public:
   /// Writes content to path()/name (mode 0600) and returns the full path.
   std::string write(const std::string& name, const std::string& content) const;
 
-private:
+ private:
   std::string path_;
 };
 

@@ -13,9 +13,8 @@ SoftHsmToken::SoftHsmToken(std::string label) : label_(std::move(label)) {
                                               "log.level = ERROR\n");
   ::setenv("SOFTHSM2_CONF", conf_.c_str(), 1);
   std::string out;
-  int rc = runCommand("softhsm2-util --init-token --free --label '" + label_ + "' --pin " +
-                          kUserPin + " --so-pin " + kSoPin,
-                      &out);
+  int rc = runCommand(
+      "softhsm2-util --init-token --free --label '" + label_ + "' --pin " + kUserPin + " --so-pin " + kSoPin, &out);
   if (rc != 0) {
     throw std::runtime_error("softhsm2-util --init-token failed: " + out);
   }

@@ -12,7 +12,7 @@ namespace kms::test {
 /// known PINs through softhsm2-util. Must be created before the PKCS#11 module is
 /// initialised in this process.
 class SoftHsmToken {
-public:
+ public:
   static constexpr const char* kUserPin = "1234-user";
   static constexpr const char* kSoPin = "5678-so";
 
@@ -26,7 +26,7 @@ public:
   /// Path of the SoftHSM2 module found at build time.
   static std::string modulePath();
 
-private:
+ private:
   Sandbox sandbox_;
   std::string label_;
   std::string conf_;

@@ -48,9 +48,9 @@ enum class Challenge { tkauth01, http01, dns01 };
 
 /// [daemon]
 struct DaemonConfig {
-  std::string stateDir;                        ///< absolute path; kmsd.db lives here
+  std::string stateDir;  ///< absolute path; kmsd.db lives here
   std::string controlSocket = "/run/kmsd/control.sock";
-  std::optional<HostPort> metricsListen;       ///< no metrics endpoint when empty
+  std::optional<HostPort> metricsListen;  ///< no metrics endpoint when empty
   LogFormat logFormat = LogFormat::text;
   bool operator==(const DaemonConfig&) const = default;
 };
@@ -81,9 +81,9 @@ struct AcmeConfig {
   std::optional<std::string> trustAnchors;  ///< roots an issued chain must verify to
   std::optional<std::string> eabKid;        ///< set together with eabHmacFile, or neither
   std::optional<std::string> eabHmacFile;
-  std::vector<std::string> contact;         ///< each "mailto:..."
+  std::vector<std::string> contact;  ///< each "mailto:..."
   HostPort http01Listen{"127.0.0.1", 80};
-  std::optional<std::string> dns01Hook;     ///< executable run for dns-01 challenges
+  std::optional<std::string> dns01Hook;  ///< executable run for dns-01 challenges
   bool operator==(const AcmeConfig&) const = default;
 };
 
@@ -97,13 +97,13 @@ struct PublisherConfig {
 
 /// One [[certificate]] entry. Exactly one of `spc` (SHAKEN) or `dnsNames` (generic ACME).
 struct CertificateConfig {
-  std::string name;                ///< [A-Za-z0-9._-]{1,64}, unique
-  std::optional<std::string> spc;  ///< [0-9A-Z]+; challenge is then tkauth-01
+  std::string name;                   ///< [A-Za-z0-9._-]{1,64}, unique
+  std::optional<std::string> spc;     ///< [0-9A-Z]+; challenge is then tkauth-01
   std::vector<std::string> dnsNames;  ///< from identifiers = ["dns:NAME", ...], without "dns:"
   Challenge challenge = Challenge::http01;
   std::optional<std::string> subjectO;  ///< required with spc
   std::string subjectC = "US";
-  double renewBeforeFraction = 0.333;   ///< in (0, 1)
+  double renewBeforeFraction = 0.333;  ///< in (0, 1)
   bool operator==(const CertificateConfig&) const = default;
 };
 
@@ -146,8 +146,7 @@ using Environment = std::map<std::string, std::string>;
 /// @return the Config, or every error found (never empty). An unreadable or oversized file
 ///         is a single error naming the file; a TOML syntax error is a single error in
 ///         section "toml" at the parser's position. Does not throw.
-[[nodiscard]] tl::expected<Config, ConfigErrors> loadConfigFile(const std::string& path,
-                                                                const Environment& env);
+[[nodiscard]] tl::expected<Config, ConfigErrors> loadConfigFile(const std::string& path, const Environment& env);
 
 /// Same as loadConfigFile for text already in memory; `sourceName` is used in errors.
 /// File references inside (pin_file, module, ...) are still checked on the file system.

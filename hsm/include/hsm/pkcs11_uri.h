@@ -14,7 +14,7 @@ namespace kms::hsm {
 
 /// A parsed pkcs11: URI. Attribute values are percent-decoded byte strings.
 class Pkcs11Uri {
-public:
+ public:
   /// Parses "pkcs11:path-attrs[?query-attrs]". Fails on another scheme, a malformed
   /// percent escape, an empty or repeated attribute name, or a character RFC 7512 does
   /// not allow unescaped. Unknown standard-conforming attributes are kept.
@@ -40,7 +40,7 @@ public:
 
   friend bool operator==(const Pkcs11Uri&, const Pkcs11Uri&) = default;
 
-private:
+ private:
   std::vector<std::pair<std::string, std::string>> path_;
   std::vector<std::pair<std::string, std::string>> query_;
 };

@@ -28,9 +28,9 @@ struct TokenOptions {
 
 /// A key pair on the token.
 struct KeyInfo {
-  pki::Bytes id;             ///< CKA_ID (16 random bytes for keys generated here)
-  std::string label;         ///< CKA_LABEL
-  Pkcs11Uri uri;             ///< RFC 7512 URI naming the private key
+  pki::Bytes id;      ///< CKA_ID (16 random bytes for keys generated here)
+  std::string label;  ///< CKA_LABEL
+  Pkcs11Uri uri;      ///< RFC 7512 URI naming the private key
   pki::EcPublicKey publicKey;
 };
 
@@ -39,7 +39,7 @@ class TokenImpl;
 /// An ES256 signer whose private key stays on the token. Keeps the token open while
 /// it lives. Thread-safe: each signature borrows a pooled session.
 class KeySigner : public pki::Signer {
-public:
+ public:
   ~KeySigner() override;
   KeySigner(const KeySigner&) = delete;
   KeySigner& operator=(const KeySigner&) = delete;
@@ -50,7 +50,7 @@ public:
   [[nodiscard]] const pki::EcPublicKey& publicKey() const override { return info_.publicKey; }
   [[nodiscard]] const KeyInfo& info() const { return info_; }
 
-private:
+ private:
   friend class Token;
   KeySigner(std::shared_ptr<TokenImpl> token, KeyInfo info, unsigned long handle, unsigned generation);
   std::shared_ptr<TokenImpl> token_;
@@ -61,7 +61,7 @@ private:
 
 /// An open, logged-in token.
 class Token {
-public:
+ public:
   /// Loads the module, finds the token by label, opens the session pool and logs in.
   /// Errors: module missing or not PKCS#11 (Errc::notFound / Errc::hsm), no token with
   /// that label (Errc::notFound, listing the labels present), PIN file unreadable
@@ -89,7 +89,7 @@ public:
   /// this always fails (CKR_ATTRIBUTE_SENSITIVE): the check that keys do not leave the HSM.
   [[nodiscard]] Result<pki::Bytes> readPrivateValue(const Pkcs11Uri& uri);
 
-private:
+ private:
   explicit Token(std::shared_ptr<TokenImpl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<TokenImpl> impl_;
 };

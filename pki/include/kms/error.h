@@ -37,11 +37,11 @@ const char* errcName(Errc code) noexcept;
 /// A failure with enough context for an operator: what, where, and the native code.
 struct Error {
   Errc code = Errc::internal;
-  std::string message;     ///< what went wrong, in words
-  std::string context;     ///< where: file, function, peer, table...
-  std::int64_t native = 0; ///< native code (CK_RV, sqlite rc, CURLcode, HTTP status)
-  std::string nativeName;  ///< symbolic native code ("CKR_PIN_INCORRECT", "SQLITE_BUSY")
-  bool retryable = false;  ///< true when trying again later may succeed
+  std::string message;      ///< what went wrong, in words
+  std::string context;      ///< where: file, function, peer, table...
+  std::int64_t native = 0;  ///< native code (CK_RV, sqlite rc, CURLcode, HTTP status)
+  std::string nativeName;   ///< symbolic native code ("CKR_PIN_INCORRECT", "SQLITE_BUSY")
+  bool retryable = false;   ///< true when trying again later may succeed
 
   /// "context: message (nativeName)" — one line, no secrets.
   [[nodiscard]] std::string toString() const;
@@ -51,8 +51,7 @@ template <class T>
 using Result = tl::expected<T, Error>;
 
 /// `return kms::fail(Errc::io, "cannot open", path);`
-[[nodiscard]] inline tl::unexpected<Error> fail(Errc code, std::string message,
-                                                std::string context = {}) {
+[[nodiscard]] inline tl::unexpected<Error> fail(Errc code, std::string message, std::string context = {}) {
   return tl::unexpected<Error>(Error{code, std::move(message), std::move(context), 0, {}, false});
 }
 
@@ -62,6 +61,8 @@ using Result = tl::expected<T, Error>;
 }
 
 /// Result<void> success value.
-[[nodiscard]] inline Result<void> ok() { return {}; }
+[[nodiscard]] inline Result<void> ok() {
+  return {};
+}
 
 }  // namespace kms

@@ -15,7 +15,7 @@ namespace kms {
 /// Holds a PIN, password, HMAC key or token. Move-only; the buffer is wiped with
 /// OPENSSL_cleanse when destroyed or reassigned; streams print "***".
 class SecretBytes {
-public:
+ public:
   SecretBytes() = default;
   explicit SecretBytes(std::vector<std::uint8_t> bytes) : bytes_(std::move(bytes)) {}
   explicit SecretBytes(std::string_view text) : bytes_(text.begin(), text.end()) {}
@@ -29,15 +29,13 @@ public:
   [[nodiscard]] std::size_t size() const { return bytes_.size(); }
   [[nodiscard]] bool empty() const { return bytes_.empty(); }
   /// A view for APIs that take text; do not copy it into long-lived strings.
-  [[nodiscard]] std::string_view view() const {
-    return {reinterpret_cast<const char*>(bytes_.data()), bytes_.size()};
-  }
+  [[nodiscard]] std::string_view view() const { return {reinterpret_cast<const char*>(bytes_.data()), bytes_.size()}; }
   /// Constant-time comparison.
   [[nodiscard]] bool equals(const SecretBytes& other) const;
   /// Wipes and empties.
   void clear();
 
-private:
+ private:
   std::vector<std::uint8_t> bytes_;
 };
 

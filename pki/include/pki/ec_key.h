@@ -17,7 +17,7 @@ using RawSignature = std::array<std::uint8_t, 64>;
 
 /// An EC P-256 public key (affine x, y).
 class EcPublicKey {
-public:
+ public:
   /// Parses DER SubjectPublicKeyInfo; fails unless it is id-ecPublicKey on P-256 with a
   /// point on the curve.
   [[nodiscard]] static Result<EcPublicKey> fromSpkiDer(ByteView der);
@@ -46,7 +46,7 @@ public:
 
   friend bool operator==(const EcPublicKey&, const EcPublicKey&) = default;
 
-private:
+ private:
   std::array<std::uint8_t, 32> x_{};
   std::array<std::uint8_t, 32> y_{};
 };

@@ -12,7 +12,7 @@ namespace kms::pki {
 
 /// An ES256 (P-256, SHA-256) signing key whose private half may live elsewhere.
 class Signer {
-public:
+ public:
   virtual ~Signer() = default;
   /// Signs a SHA-256 digest; returns raw r||s. Thread-safe for implementations in this
   /// project. Fails with the holder's error (e.g. Errc::hsm naming the PKCS#11 function).
@@ -21,15 +21,13 @@ public:
   [[nodiscard]] virtual const EcPublicKey& publicKey() const = 0;
 
   /// sha256(message) then signDigest.
-  [[nodiscard]] Result<RawSignature> signMessage(ByteView message) {
-    return signDigest(sha256(message));
-  }
+  [[nodiscard]] Result<RawSignature> signMessage(ByteView message) { return signDigest(sha256(message)); }
 };
 
 /// A P-256 key held in process memory (OpenSSL EVP). For kms-lab, tests of the wire
 /// formats and benchmark references; managed certificate keys live in the HSM.
 class SoftwareKey : public Signer {
-public:
+ public:
   /// Generates a fresh P-256 key.
   [[nodiscard]] static Result<std::unique_ptr<SoftwareKey>> generate();
   /// Loads a PEM private key (PKCS#8 or SEC1); fails unless it is P-256.
@@ -45,7 +43,7 @@ public:
   /// The underlying EVP_PKEY* (borrowed), for code that signs certificates with OpenSSL.
   [[nodiscard]] void* evpPkey() const { return pkey_; }
 
-private:
+ private:
   SoftwareKey(void* pkey, EcPublicKey pub) : pkey_(pkey), public_(pub) {}
   void* pkey_;  // EVP_PKEY*, kept opaque so this header needs no OpenSSL include
   EcPublicKey public_;

@@ -24,15 +24,13 @@ struct TnEntry {
 
   [[nodiscard]] static TnEntry spc(std::string code) { return {Kind::spc, std::move(code), 0}; }
   [[nodiscard]] static TnEntry one(std::string number) { return {Kind::one, std::move(number), 0}; }
-  [[nodiscard]] static TnEntry range(std::string start, std::uint64_t n) {
-    return {Kind::range, std::move(start), n};
-  }
+  [[nodiscard]] static TnEntry range(std::string start, std::uint64_t n) { return {Kind::range, std::move(start), n}; }
   friend bool operator==(const TnEntry&, const TnEntry&) = default;
 };
 
 /// A TNAuthorizationList: SEQUENCE SIZE (1..MAX) OF TNEntry.
 class TnAuthList {
-public:
+ public:
   TnAuthList() = default;
   explicit TnAuthList(std::vector<TnEntry> entries) : entries_(std::move(entries)) {}
   /// A list holding exactly one SPC.
@@ -55,7 +53,7 @@ public:
 
   friend bool operator==(const TnAuthList&, const TnAuthList&) = default;
 
-private:
+ private:
   std::vector<TnEntry> entries_;
 };
 

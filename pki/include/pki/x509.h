@@ -19,7 +19,7 @@ using SystemTime = std::chrono::system_clock::time_point;
 
 /// One parsed certificate (shared, immutable; copies share the OpenSSL object).
 class Certificate {
-public:
+ public:
   [[nodiscard]] static Result<Certificate> fromDer(ByteView der);
   /// The first CERTIFICATE block of pem.
   [[nodiscard]] static Result<Certificate> fromPem(std::string_view pem);
@@ -58,7 +58,7 @@ public:
   /// Borrowed X509* for code that needs OpenSSL directly.
   [[nodiscard]] void* native() const { return x509_.get(); }
 
-private:
+ private:
   explicit Certificate(std::shared_ptr<void> x509) : x509_(std::move(x509)) {}
   std::shared_ptr<void> x509_;  // X509*, opaque here
 };
@@ -69,7 +69,7 @@ private:
 
 /// Verifies chain (leaf first, then intermediates in any order) up to one of anchors
 /// at time `at`. The error names OpenSSL's verify reason and the failing depth.
-[[nodiscard]] Result<void> verifyChain(const std::vector<Certificate>& chain,
-                                       const std::vector<Certificate>& anchors, SystemTime at);
+[[nodiscard]] Result<void> verifyChain(const std::vector<Certificate>& chain, const std::vector<Certificate>& anchors,
+                                       SystemTime at);
 
 }  // namespace kms::pki

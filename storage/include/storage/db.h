@@ -60,7 +60,7 @@ class Transaction;
 
 /// One SQLite connection in WAL mode with foreign keys on.
 class Db {
-public:
+ public:
   /// Opens (and by default creates and migrates) the database at `path`.
   ///
   /// Sets journal_mode=WAL, foreign_keys=ON, the synchronous level and the busy timeout.
@@ -69,8 +69,7 @@ public:
   ///   - SQLITE_NOTADB when the file is not a database;
   ///   - Errc::unsupported when the schema version is newer than this build supports;
   ///   - SQLITE_BUSY (retryable) when another process holds the write lock too long.
-  [[nodiscard]] static Result<std::unique_ptr<Db>> open(const std::string& path,
-                                                        OpenOptions options = {});
+  [[nodiscard]] static Result<std::unique_ptr<Db>> open(const std::string& path, OpenOptions options = {});
 
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
@@ -108,7 +107,7 @@ public:
   /// Builds an Error for result code `rc` of operation `what`, naming the path.
   [[nodiscard]] Error error(int rc, std::string_view what) const;
 
-private:
+ private:
   Db(std::string path, sqlite3* handle);
   friend class Transaction;
 
@@ -123,7 +122,7 @@ private:
 /// is remembered and reported by the next step(). Column getters use 0-based indexes and
 /// are only meaningful after step() returned true.
 class Stmt {
-public:
+ public:
   Stmt(Stmt&&) noexcept = default;
   Stmt& operator=(Stmt&&) noexcept = default;
   Stmt(const Stmt&) = delete;
@@ -166,7 +165,7 @@ public:
   /// The SQL text, for messages.
   [[nodiscard]] std::string_view sql() const noexcept;
 
-private:
+ private:
   friend class Db;
   Stmt(Db* db, sqlite3_stmt* stmt) noexcept;
   void noteBind(int rc, int index);
@@ -180,7 +179,7 @@ private:
 /// Write-transaction guard from Db::begin(): rolls back in the destructor unless commit()
 /// succeeded. Move-only.
 class Transaction {
-public:
+ public:
   Transaction(Transaction&& other) noexcept;
   Transaction& operator=(Transaction&&) = delete;
   Transaction(const Transaction&) = delete;
@@ -196,7 +195,7 @@ public:
   [[nodiscard]] Result<void> rollback();
   [[nodiscard]] bool active() const noexcept { return active_; }
 
-private:
+ private:
   friend class Db;
   Transaction(Db* db, bool nested) noexcept : db_(db), nested_(nested), active_(true) {}
 

@@ -23,8 +23,17 @@ class Db;
 
 /// The lifecycle of a managed certificate (ARCHITECTURE.md). Orders use the same steps.
 enum class CertState {
-  planned, keyReady, tokenReady, orderPending, authorized, finalizing,
-  issued, published, active, renewalDue, failed,
+  planned,
+  keyReady,
+  tokenReady,
+  orderPending,
+  authorized,
+  finalizing,
+  issued,
+  published,
+  active,
+  renewalDue,
+  failed,
 };
 /// "planned", "key_ready", ... as stored.
 [[nodiscard]] const char* toString(CertState state) noexcept;
@@ -103,7 +112,7 @@ struct IssuedCert {
 
 struct HsmKey {
   std::int64_t id = 0;
-  std::string keyUri;  ///< RFC 7512 "pkcs11:..."
+  std::string keyUri;    ///< RFC 7512 "pkcs11:..."
   std::string ckaIdHex;  ///< lower-case hex
   std::string label;
   KeyPurpose purpose = KeyPurpose::certificate;
@@ -115,7 +124,7 @@ struct AcmeAccount {
   std::int64_t id = 0;
   std::string directoryUrl;
   std::string accountUrl;
-  std::string keyUri;  ///< must be a recorded HSM key
+  std::string keyUri;            ///< must be a recorded HSM key
   std::string status = "valid";  ///< valid | deactivated | revoked
   std::int64_t createdAt = 0;
 };
@@ -141,7 +150,7 @@ struct Event {
 
 /// The storage seam used by the engine, control API and kmsctl.
 class Store {
-public:
+ public:
   virtual ~Store() = default;
 
   /// Runs `body` in one write transaction: committed when it returns success, rolled back
@@ -152,8 +161,7 @@ public:
   /// Inserts the certificate in state planned, or updates kind and identifiers of an
   /// existing one (state and failure bookkeeping are kept). CHECK errors for an empty name
   /// or identifiers that are not a JSON array.
-  [[nodiscard]] virtual Result<ManagedCert> upsertCertificate(std::string_view name,
-                                                              CertKind kind,
+  [[nodiscard]] virtual Result<ManagedCert> upsertCertificate(std::string_view name, CertKind kind,
                                                               std::string_view identifiersJson) = 0;
   [[nodiscard]] virtual Result<std::optional<ManagedCert>> getCertificate(std::string_view name) = 0;
   /// All certificates, by name.
@@ -190,8 +198,7 @@ public:
   /// Per managed certificate, the newest one not revoked and not expired at `now`; by name.
   [[nodiscard]] virtual Result<std::vector<IssuedCert>> listLatestValid(std::int64_t now) = 0;
   /// Records publication and the x5u URL. Errc::notFound for an unknown id.
-  [[nodiscard]] virtual Result<void> markPublished(std::int64_t issuedId, std::string_view x5uUrl,
-                                                   std::int64_t at) = 0;
+  [[nodiscard]] virtual Result<void> markPublished(std::int64_t issuedId, std::string_view x5uUrl, std::int64_t at) = 0;
   /// Records revocation. Errc::notFound for an unknown id.
   [[nodiscard]] virtual Result<void> markRevoked(std::int64_t issuedId, std::int64_t at) = 0;
 
@@ -211,16 +218,15 @@ public:
 
   // --- SPC token metadata (one row per SPC and account key) ---
   [[nodiscard]] virtual Result<void> saveSpcToken(const SpcTokenMeta& meta) = 0;
-  [[nodiscard]] virtual Result<std::optional<SpcTokenMeta>> getSpcToken(
-      std::string_view spc, std::string_view accountKeyFingerprint) = 0;
+  [[nodiscard]] virtual Result<std::optional<SpcTokenMeta>> getSpcToken(std::string_view spc,
+                                                                        std::string_view accountKeyFingerprint) = 0;
 
   // --- event log (append-only) ---
   /// Appends an event (time 0 means now); returns its id.
   [[nodiscard]] virtual Result<std::int64_t> appendEvent(const Event& event) = 0;
   /// Newest first (time, then insertion order), at most `limit`; only `certName`'s events
   /// when given.
-  [[nodiscard]] virtual Result<std::vector<Event>> listEvents(std::optional<std::string_view> certName,
-                                                              int limit) = 0;
+  [[nodiscard]] virtual Result<std::vector<Event>> listEvents(std::optional<std::string_view> certName, int limit) = 0;
 };
 
 /// Returns the current time in Unix seconds.

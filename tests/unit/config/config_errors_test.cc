@@ -32,10 +32,8 @@ class ConfigErrors : public ConfigFixture {};
 
 TEST_F(ConfigErrors, UnknownKeysAndSections) {
   EXPECT_EQ(errors(std::string(kMinimal) + "colour = \"blue\"\n\n[bogus]\nx = 1\n"),
-            (Lines{"kmsd.toml:15:1: [publisher] colour: unknown key",
-                   "kmsd.toml:17:1: [bogus] unknown section"}));
-  EXPECT_EQ(errors("top = 1\n" + std::string(kMinimal)),
-            (Lines{"kmsd.toml:1:1: top: unknown key"}));
+            (Lines{"kmsd.toml:15:1: [publisher] colour: unknown key", "kmsd.toml:17:1: [bogus] unknown section"}));
+  EXPECT_EQ(errors("top = 1\n" + std::string(kMinimal)), (Lines{"kmsd.toml:1:1: top: unknown key"}));
   EXPECT_EQ(errors(withCertificates("\n[[certificate]]\nname = \"x\"\nspc = \"1\"\n"
                                     "subject_o = \"O\"\nsubjectC = \"US\"\n")),
             (Lines{"kmsd.toml:25:1: [certificate.x] subjectC: unknown key"}));
@@ -83,8 +81,7 @@ TEST_F(ConfigErrors, WrongSectionTypes) {
 TEST_F(ConfigErrors, MissingRequiredKeys) {
   EXPECT_EQ(errors(patched("token_label = \"kms\"\n", "")),
             (Lines{"kmsd.toml:4:1: [hsm] token_label: missing required key"}));
-  EXPECT_EQ(errors(patched("web_root = \"/var/www/cr\"\nbase_url = \"https://cr.example.net/\"\n",
-                           "")),
+  EXPECT_EQ(errors(patched("web_root = \"/var/www/cr\"\nbase_url = \"https://cr.example.net/\"\n", "")),
             (Lines{"kmsd.toml:12:1: [publisher] web_root: missing required key",
                    "kmsd.toml:12:1: [publisher] base_url: missing required key"}));
   // Missing tables point at 1:1.
@@ -131,12 +128,11 @@ TEST_F(ConfigErrors, EabNeedsBothKeys) {
   EXPECT_EQ(errors(patched(url, std::string(url) + "\neab_hmac_file = \"@DIR@/eab.key\"")),
             (Lines{"kmsd.toml:11:17: [acme] eab_hmac_file: needs eab_kid too (external account "
                    "binding uses both)"}));
-  EXPECT_EQ(errors(patched(url, std::string(url) +
-                                    "\neab_kid = \"kid-1\"\neab_hmac_file = \"@DIR@/none.key\"")),
+  EXPECT_EQ(errors(patched(url, std::string(url) + "\neab_kid = \"kid-1\"\neab_hmac_file = \"@DIR@/none.key\"")),
             (Lines{"kmsd.toml:12:17: [acme] eab_hmac_file: @DIR@/none.key: cannot read secret "
                    "file: No such file or directory"}));
-  const Config both = loadOk(patched(
-      url, std::string(url) + "\neab_kid = \"kid-1\"\neab_hmac_file = \"@DIR@/eab.key\""));
+  const Config both =
+      loadOk(patched(url, std::string(url) + "\neab_kid = \"kid-1\"\neab_hmac_file = \"@DIR@/eab.key\""));
   EXPECT_EQ(both.acme.eabKid, "kid-1");
 }
 
@@ -171,11 +167,9 @@ TEST_F(ConfigErrors, SpcAndIdentifiersAreExclusive) {
 
 TEST_F(ConfigErrors, IdentifierValues) {
   auto identifiers = [&](const std::string& list, const std::string& extra = "") {
-    return errors(withCertificates("\n[[certificate]]\nname = \"x\"\nidentifiers = " + list +
-                                   "\n" + extra));
+    return errors(withCertificates("\n[[certificate]]\nname = \"x\"\nidentifiers = " + list + "\n" + extra));
   };
-  EXPECT_EQ(identifiers("[]"),
-            (Lines{"kmsd.toml:23:15: [certificate.x] identifiers: must not be empty"}));
+  EXPECT_EQ(identifiers("[]"), (Lines{"kmsd.toml:23:15: [certificate.x] identifiers: must not be empty"}));
   EXPECT_EQ(identifiers("[\"a.example\"]"),
             (Lines{"kmsd.toml:23:16: [certificate.x] identifiers[0]: must be \"dns:NAME\""}));
   EXPECT_EQ(identifiers("[\"dns:a.example\", \"dns:bad_name\"]"),
@@ -228,8 +222,7 @@ TEST_F(ConfigErrors, UnreadableFiles) {
             (Lines{"kmsd.toml:7:12: [hsm] pin_file: @DIR@/empty.pin: secret file is empty"}));
   EXPECT_EQ(errors(patched("@DIR@/hsm.pin", "@DIR@")),
             (Lines{"kmsd.toml:7:12: [hsm] pin_file: @DIR@: secret file is not a regular file"}));
-  EXPECT_EQ(errors(patched("@DIR@/hsm.pin", "")),
-            (Lines{"kmsd.toml:7:12: [hsm] pin_file: must not be empty"}));
+  EXPECT_EQ(errors(patched("@DIR@/hsm.pin", "")), (Lines{"kmsd.toml:7:12: [hsm] pin_file: must not be empty"}));
   EXPECT_EQ(errors(patched("@DIR@/libpkcs11.so", "@DIR@/nope.so")),
             (Lines{"kmsd.toml:5:10: [hsm] module: cannot access \"@DIR@/nope.so\": No such file "
                    "or directory"}));
@@ -256,8 +249,7 @@ TEST_F(ConfigErrors, ValueRanges) {
             "[::1]:9464)");
   EXPECT_EQ(one(stateDir, std::string(stateDir) + "\nmetrics_listen = \"127.0.0.1:70000\""),
             "kmsd.toml:3:18: [daemon] metrics_listen: port must be a number in 1..65535");
-  EXPECT_EQ(one(stateDir, std::string(stateDir) + "\ncontrol_socket = \"/" +
-                              std::string(107, 's') + "\""),
+  EXPECT_EQ(one(stateDir, std::string(stateDir) + "\ncontrol_socket = \"/" + std::string(107, 's') + "\""),
             "kmsd.toml:3:18: [daemon] control_socket: must be at most 107 bytes (the AF_UNIX "
             "path limit)");
   EXPECT_EQ(one("\"kms\"", "\"" + std::string(33, 'k') + "\""),
@@ -272,9 +264,7 @@ TEST_F(ConfigErrors, ValueRanges) {
       "kmsd.toml:15:10: [publisher] retain: must be a duration such as \"90s\", \"30m\", "
       "\"24h\" or \"7d\"";
   for (const char* retain : {"1w", "h", "-1h", "1.5h", " 1h", "99999999999s"}) {
-    EXPECT_EQ(errors(std::string(kMinimal) + "retain = \"" + retain + "\"\n"),
-              (Lines{badDuration}))
-        << retain;
+    EXPECT_EQ(errors(std::string(kMinimal) + "retain = \"" + retain + "\"\n"), (Lines{badDuration})) << retain;
   }
   EXPECT_EQ(errors(std::string(kMinimal) + "retain = \"0s\"\n"),
             (Lines{"kmsd.toml:15:10: [publisher] retain: must be greater than zero"}));
@@ -367,8 +357,7 @@ TEST_F(ConfigErrors, SyntaxErrorUsesTheParserPosition) {
 }
 
 TEST_F(ConfigErrors, NoSecretInAnyError) {
-  const Lines lines = errors(patched("token_label = \"kms\"", "token_label = 1"),
-                             {{"KMSD_ACME_EAB_KID", "k"}});
+  const Lines lines = errors(patched("token_label = \"kms\"", "token_label = 1"), {{"KMSD_ACME_EAB_KID", "k"}});
   for (const std::string& line : lines) {
     EXPECT_EQ(line.find(kPin), std::string::npos) << line;
   }
@@ -390,8 +379,7 @@ TEST(ConfigRobustness, OddInputsNeverCrash) {
       "[publisher]\nretain = \"9999999999d\"\n",
   };
   for (const std::string& input : inputs) {
-    auto loaded = loadConfigString(input, "fuzz.toml",
-                                   {{"KMSD_ACME_CONTACT", ",,,"}, {"KMSD_HSM_SESSION_POOL", ""}});
+    auto loaded = loadConfigString(input, "fuzz.toml", {{"KMSD_ACME_CONTACT", ",,,"}, {"KMSD_HSM_SESSION_POOL", ""}});
     EXPECT_FALSE(loaded.has_value());
     if (!loaded.has_value()) {
       EXPECT_FALSE(loaded.error().empty());

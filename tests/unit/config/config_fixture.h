@@ -45,7 +45,7 @@ password_file = "@DIR@/sti-pa.password"
 inline constexpr const char* kPin = "pin-8c1f7e";
 
 class ConfigFixture : public ::testing::Test {
-protected:
+ protected:
   ConfigFixture() {
     sandbox_.write("libpkcs11.so", "not really a module");
     sandbox_.write("hsm.pin", std::string(kPin) + "\n");
@@ -62,8 +62,7 @@ protected:
   /// Replaces every "@DIR@" with the sandbox path.
   [[nodiscard]] std::string expand(std::string text) const {
     const std::string marker = "@DIR@";
-    for (std::size_t at = text.find(marker); at != std::string::npos;
-         at = text.find(marker, at + dir().size())) {
+    for (std::size_t at = text.find(marker); at != std::string::npos; at = text.find(marker, at + dir().size())) {
       text.replace(at, marker.size(), dir());
     }
     return text;
@@ -72,8 +71,7 @@ protected:
   [[nodiscard]] const std::string& dir() const { return sandbox_.path(); }
 
   /// Loads `text` (after expand) as "kmsd.toml".
-  [[nodiscard]] tl::expected<Config, ConfigErrors> load(const std::string& text,
-                                                        const Environment& env = {}) const {
+  [[nodiscard]] tl::expected<Config, ConfigErrors> load(const std::string& text, const Environment& env = {}) const {
     return loadConfigString(expand(text), "kmsd.toml", env);
   }
 
@@ -86,8 +84,7 @@ protected:
 
   /// Loads a config that must be invalid; returns its error lines, with the sandbox path
   /// replaced back by "@DIR@".
-  [[nodiscard]] std::vector<std::string> errors(const std::string& text,
-                                                const Environment& env = {}) const {
+  [[nodiscard]] std::vector<std::string> errors(const std::string& text, const Environment& env = {}) const {
     auto result = load(text, env);
     if (result.has_value()) {
       ADD_FAILURE() << "expected errors, the config loaded";

@@ -55,8 +55,7 @@ TEST_F(ConfigLoad, FullExampleSetsEveryField) {
   EXPECT_EQ(c.acme.trustAnchors, dir() + "/sti-ca-roots.pem");
   EXPECT_EQ(c.acme.eabKid, "kid-1");
   EXPECT_EQ(c.acme.eabHmacFile, dir() + "/eab.key");
-  EXPECT_EQ(c.acme.contact,
-            (std::vector<std::string>{"mailto:noc@example.net", "mailto:pki@example.net"}));
+  EXPECT_EQ(c.acme.contact, (std::vector<std::string>{"mailto:noc@example.net", "mailto:pki@example.net"}));
   EXPECT_EQ(c.acme.http01Listen, (HostPort{"::1", 8080}));
   EXPECT_EQ(c.acme.http01Listen.toString(), "[::1]:8080");
   EXPECT_EQ(c.acme.dns01Hook, dir() + "/dns01-hook.sh");
@@ -182,9 +181,9 @@ base_url = "http://[::1]:8080/"
 }
 
 TEST_F(ConfigLoad, LoopbackHostsMayUseHttp) {
-  for (const char* url : {"http://localhost/dir", "http://LOCALHOST:14000/dir",
-                          "http://127.0.0.1/dir", "http://127.1.2.3:80/x", "http://[::1]/dir",
-                          "https://ca.example", "HTTPS://ca.example:443/dir?x=1"}) {
+  for (const char* url :
+       {"http://localhost/dir", "http://LOCALHOST:14000/dir", "http://127.0.0.1/dir", "http://127.1.2.3:80/x",
+        "http://[::1]/dir", "https://ca.example", "HTTPS://ca.example:443/dir?x=1"}) {
     auto loaded = load(R"([daemon]
 state_dir = "/var/lib/kmsd"
 [hsm]
@@ -192,7 +191,8 @@ module = "@DIR@/libpkcs11.so"
 token_label = "kms"
 pin_file = "@DIR@/hsm.pin"
 [acme]
-directory_url = ")" + std::string(url) + R"("
+directory_url = ")" + std::string(url) +
+                       R"("
 [publisher]
 web_root = "/var/www/cr"
 base_url = "https://cr.example.net/"
@@ -206,13 +206,11 @@ class ConfigSummary : public ConfigFixture {};
 TEST_F(ConfigSummary, ShowsFileNamesNeverSecrets) {
   const Config c = loadOk(expand(readData("full.toml")));
   const std::string summary = redactedSummary(c);
-  EXPECT_NE(summary.find("pin_file = \"" + dir() + "/hsm.pin\"  # secret file; content not shown"),
-            std::string::npos)
+  EXPECT_NE(summary.find("pin_file = \"" + dir() + "/hsm.pin\"  # secret file; content not shown"), std::string::npos)
       << summary;
   EXPECT_NE(summary.find("eab_hmac_file = \"" + dir() + "/eab.key\""), std::string::npos);
   EXPECT_NE(summary.find("retain = \"7d\""), std::string::npos);
-  EXPECT_NE(summary.find("identifiers = [\"dns:cr.example.net\", \"dns:www.example.net\"]"),
-            std::string::npos);
+  EXPECT_NE(summary.find("identifiers = [\"dns:cr.example.net\", \"dns:www.example.net\"]"), std::string::npos);
   EXPECT_EQ(summary.find(kPin), std::string::npos);
   EXPECT_EQ(summary.find("sti-pa-password"), std::string::npos);
   EXPECT_EQ(summary.find("eab-hmac-key"), std::string::npos);
@@ -230,8 +228,7 @@ TEST_F(ConfigSummary, IsLoadableTomlGivingTheSameConfig) {
 }
 
 TEST_F(ConfigSummary, ListsEnvironmentOverrides) {
-  const Config c = loadOk(kMinimal, {{"KMSD_HSM_SESSION_POOL", "2"},
-                                     {"KMSD_DAEMON_LOG_FORMAT", "json"}});
+  const Config c = loadOk(kMinimal, {{"KMSD_HSM_SESSION_POOL", "2"}, {"KMSD_DAEMON_LOG_FORMAT", "json"}});
   const std::string summary = redactedSummary(c);
   EXPECT_EQ(summary.substr(0, summary.find("[daemon]")),
             "# kmsd effective configuration, loaded from kmsd.toml\n"
@@ -257,9 +254,8 @@ TEST_F(ConfigEnv, OverrideReplacesFileValues) {
   EXPECT_EQ(c.hsm.sessionPool, 16);
   EXPECT_EQ(c.publisher.retain, 2h);
   EXPECT_EQ(c.envOverrides,
-            (std::vector<std::string>{"KMSD_ACME_DIRECTORY_URL", "KMSD_DAEMON_STATE_DIR",
-                                      "KMSD_HSM_PIN_FILE", "KMSD_HSM_SESSION_POOL",
-                                      "KMSD_PUBLISHER_RETAIN"}));
+            (std::vector<std::string>{"KMSD_ACME_DIRECTORY_URL", "KMSD_DAEMON_STATE_DIR", "KMSD_HSM_PIN_FILE",
+                                      "KMSD_HSM_SESSION_POOL", "KMSD_PUBLISHER_RETAIN"}));
 }
 
 TEST_F(ConfigEnv, ArrayOverrideIsCommaSeparated) {
@@ -267,10 +263,8 @@ TEST_F(ConfigEnv, ArrayOverrideIsCommaSeparated) {
   text.replace(text.find("[publisher]"), 0, "contact = [\"mailto:old@example.net\"]\n\n");
   EXPECT_EQ(loadOk(text).acme.contact, (std::vector<std::string>{"mailto:old@example.net"}));
 
-  const Config c = loadOk(text, {{"KMSD_ACME_CONTACT",
-                                  " mailto:a@example.net ,mailto:b@example.net,"}});
-  EXPECT_EQ(c.acme.contact,
-            (std::vector<std::string>{"mailto:a@example.net", "mailto:b@example.net"}));
+  const Config c = loadOk(text, {{"KMSD_ACME_CONTACT", " mailto:a@example.net ,mailto:b@example.net,"}});
+  EXPECT_EQ(c.acme.contact, (std::vector<std::string>{"mailto:a@example.net", "mailto:b@example.net"}));
   EXPECT_TRUE(loadOk(text, {{"KMSD_ACME_CONTACT", ""}}).acme.contact.empty());
 }
 
@@ -309,13 +303,11 @@ TEST_F(ConfigFile, UnreadableFileIsOneErrorNamingIt) {
   auto missing = loadConfigFile(dir() + "/nope.toml", {});
   ASSERT_FALSE(missing.has_value());
   ASSERT_EQ(missing.error().size(), 1U);
-  EXPECT_EQ(missing.error()[0].toString(),
-            dir() + "/nope.toml: cannot read config file: No such file or directory");
+  EXPECT_EQ(missing.error()[0].toString(), dir() + "/nope.toml: cannot read config file: No such file or directory");
 
   auto directory = loadConfigFile(dir(), {});
   ASSERT_FALSE(directory.has_value());
-  EXPECT_EQ(formatErrors(directory.error()),
-            dir() + ": cannot read config file: not a regular file\n");
+  EXPECT_EQ(formatErrors(directory.error()), dir() + ": cannot read config file: not a regular file\n");
 }
 
 TEST_F(ConfigFile, ErrorsNameTheFilePath) {
@@ -323,8 +315,7 @@ TEST_F(ConfigFile, ErrorsNameTheFilePath) {
   auto loaded = loadConfigFile(path, {});
   ASSERT_FALSE(loaded.has_value());
   EXPECT_EQ(loaded.error()[0].toString(), path + ":1:1: [hsm] token_label: missing required key");
-  EXPECT_NE(formatErrors(loaded.error())
-                .find(path + ":2:13: [daemon] state_dir: expected a string, got integer\n"),
+  EXPECT_NE(formatErrors(loaded.error()).find(path + ":2:13: [daemon] state_dir: expected a string, got integer\n"),
             std::string::npos);
 }
 

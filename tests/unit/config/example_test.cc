@@ -14,9 +14,9 @@ TEST(ConfigExample, ShippedExampleHasOnlyMissingFileErrors) {
     return;
   }
   for (const ConfigError& e : cfg.error()) {
-    bool fileProblem = e.what.find("cannot read") != std::string::npos || e.what.find("cannot access") != std::string::npos ||
-                       e.what.find("does not exist") != std::string::npos ||
-                       e.what.find("not found") != std::string::npos;
+    bool fileProblem =
+        e.what.find("cannot read") != std::string::npos || e.what.find("cannot access") != std::string::npos ||
+        e.what.find("does not exist") != std::string::npos || e.what.find("not found") != std::string::npos;
     EXPECT_TRUE(fileProblem) << e.toString();
   }
 }
@@ -24,9 +24,9 @@ TEST(ConfigExample, ShippedExampleHasOnlyMissingFileErrors) {
 TEST(ConfigExample, ShippedExampleParsesWithFilesPresent) {
   // Point every file reference at a readable file through environment overrides.
   const std::string file = KMS_SOURCE_DIR "/deploy/examples/kmsd.toml";
-  Environment env{{"KMSD_HSM_PIN_FILE", file},         {"KMSD_STI_PA_PASSWORD_FILE", file},
-                  {"KMSD_STI_PA_TRUST_ANCHOR", file},  {"KMSD_ACME_CA_BUNDLE", file},
-                  {"KMSD_ACME_TRUST_ANCHORS", file},   {"KMSD_ACME_EAB_HMAC_FILE", file},
+  Environment env{{"KMSD_HSM_PIN_FILE", file},        {"KMSD_STI_PA_PASSWORD_FILE", file},
+                  {"KMSD_STI_PA_TRUST_ANCHOR", file}, {"KMSD_ACME_CA_BUNDLE", file},
+                  {"KMSD_ACME_TRUST_ANCHORS", file},  {"KMSD_ACME_EAB_HMAC_FILE", file},
                   {"KMSD_HSM_MODULE", file}};
   auto cfg = loadConfigFile(KMS_SOURCE_DIR "/deploy/examples/kmsd.toml", env);
   ASSERT_TRUE(cfg.has_value()) << formatErrors(cfg.error());

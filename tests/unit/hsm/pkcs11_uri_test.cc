@@ -37,17 +37,13 @@ TEST(HsmPkcs11Uri, FormatsAndRoundTrips) {
 
 TEST(HsmPkcs11Uri, RejectsMalformedUris) {
   EXPECT_EQ(Pkcs11Uri::parse("pkcs12:token=a").error().message, "not a pkcs11: URI");
-  EXPECT_EQ(Pkcs11Uri::parse("pkcs11:token=a%2").error().message,
-            "pkcs11 URI: truncated percent escape in 'token'");
-  EXPECT_EQ(Pkcs11Uri::parse("pkcs11:token=a%zz").error().message,
-            "pkcs11 URI: malformed percent escape in 'token'");
-  EXPECT_EQ(Pkcs11Uri::parse("pkcs11:token=a;token=b").error().message,
-            "pkcs11 URI: attribute 'token' appears twice");
+  EXPECT_EQ(Pkcs11Uri::parse("pkcs11:token=a%2").error().message, "pkcs11 URI: truncated percent escape in 'token'");
+  EXPECT_EQ(Pkcs11Uri::parse("pkcs11:token=a%zz").error().message, "pkcs11 URI: malformed percent escape in 'token'");
+  EXPECT_EQ(Pkcs11Uri::parse("pkcs11:token=a;token=b").error().message, "pkcs11 URI: attribute 'token' appears twice");
   EXPECT_EQ(Pkcs11Uri::parse("pkcs11:token=a b").error().message,
             "pkcs11 URI: character ' ' must be percent-encoded in 'token'");
   EXPECT_EQ(Pkcs11Uri::parse("pkcs11:=a").error().message, "pkcs11 URI: attribute without name=value: '=a'");
-  EXPECT_EQ(Pkcs11Uri::parse("pkcs11:token").error().message,
-            "pkcs11 URI: attribute without name=value: 'token'");
+  EXPECT_EQ(Pkcs11Uri::parse("pkcs11:token").error().message, "pkcs11 URI: attribute without name=value: 'token'");
 }
 
 }  // namespace

@@ -84,12 +84,12 @@ TEST(PkiCsr, RejectsBadRequests) {
 
 TEST(PkiCsr, SignerErrorsPropagate) {
   class FailingSigner : public Signer {
-  public:
+   public:
     FailingSigner() : key_(*SoftwareKey::generate()) {}
     Result<RawSignature> signDigest(const Digest&) override { return fail(Errc::hsm, "C_Sign failed", "token"); }
     const EcPublicKey& publicKey() const override { return key_->publicKey(); }
 
-  private:
+   private:
     std::unique_ptr<SoftwareKey> key_;
   };
   FailingSigner signer;
@@ -112,8 +112,8 @@ X509* makeCert(const char* cn, const EcPublicKey& subjectKey, SoftwareKey& issue
   ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
   X509_gmtime_adj(X509_getm_notBefore(x), fromSeconds);
   X509_gmtime_adj(X509_getm_notAfter(x), toSeconds);
-  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
-                             reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn),
+                             -1, -1, 0);
   X509_set_issuer_name(x, issuer != nullptr ? X509_get_subject_name(issuer) : X509_get_subject_name(x));
   Bytes spki = subjectKey.spkiDer();
   const unsigned char* p = spki.data();
@@ -144,7 +144,7 @@ Certificate wrap(X509* x) {
 }
 
 class PkiChain : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     root.key = *SoftwareKey::generate();
     root.cert = makeCert("Test Root", root.key->publicKey(), *root.key, nullptr, true, 1, -3600, 86400);

@@ -5,7 +5,9 @@
 namespace kms::pki {
 namespace {
 
-std::string text(const Bytes& b) { return {b.begin(), b.end()}; }
+std::string text(const Bytes& b) {
+  return {b.begin(), b.end()};
+}
 
 TEST(PkiEncoding, Base64UrlRfc4648Vectors) {
   EXPECT_EQ(base64UrlEncode(asBytes("")), "");
@@ -44,8 +46,7 @@ TEST(PkiEncoding, HexAndFingerprint) {
   EXPECT_FALSE(hexDecode("0g").has_value());
   EXPECT_FALSE(hexDecode("abc").has_value());
   // SHA-256("abc"), FIPS 180-2 example.
-  EXPECT_EQ(hexEncode(sha256(asBytes("abc"))),
-            "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD");
+  EXPECT_EQ(hexEncode(sha256(asBytes("abc"))), "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD");
   EXPECT_EQ(sha256Fingerprint(asBytes("abc")).substr(0, 16), "SHA256 BA:78:16:");
 }
 

@@ -73,12 +73,12 @@ TEST(PkiTnAuthList, RejectsInvalidEntries) {
 
 TEST(PkiTnAuthList, RejectsMalformedDer) {
   const char* bad[] = {
-      "",                        // nothing
-      "3000",                    // empty list
-      "3008A00616043132333400",  // trailing byte
-      "3008A0061604313233",      // truncated
-      "3008A306160431323334",    // unknown tag [3]
-      "3008A00604043132333400",  // wrong inner type (OCTET STRING)
+      "",                                  // nothing
+      "3000",                              // empty list
+      "3008A00616043132333400",            // trailing byte
+      "3008A0061604313233",                // truncated
+      "3008A306160431323334",              // unknown tag [3]
+      "3008A00604043132333400",            // wrong inner type (OCTET STRING)
       "300FA20D160B31323135353535313261",  // 'a' in a TN
       "3081083008A006160431323334",        // non-minimal length
       "300BA10930071602313202 01FF",       // garbage

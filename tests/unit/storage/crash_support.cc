@@ -39,8 +39,7 @@ Result<std::int64_t> crashSetup(Db& db, Store& store) {
   if (!created.has_value()) {
     return fail(created.error());
   }
-  if (auto cert = store.upsertCertificate(kCrashCert, CertKind::shaken, R"(["spc:1234"])");
-      !cert.has_value()) {
+  if (auto cert = store.upsertCertificate(kCrashCert, CertKind::shaken, R"(["spc:1234"])"); !cert.has_value()) {
     return fail(cert.error());
   }
   auto open = store.getOpenOrder(kCrashCert);
@@ -121,11 +120,9 @@ Result<std::int64_t> crashCheck(Db& db, Store& store) {
   const std::string expectedUrl =
       counter.value() == 0 ? std::string() : kChallengePrefix + std::to_string(counter.value());
   const std::string url = order->has_value() ? order->value().challengeUrl.value_or("") : "?";
-  if (counter.value() != events.value() || counter.value() != maxField.value() ||
-      url != expectedUrl) {
-    return fail(Errc::internal, "invariant broken: counter " + std::to_string(counter.value()) +
-                                    ", events " + std::to_string(events.value()) +
-                                    ", max n " + std::to_string(maxField.value()) +
+  if (counter.value() != events.value() || counter.value() != maxField.value() || url != expectedUrl) {
+    return fail(Errc::internal, "invariant broken: counter " + std::to_string(counter.value()) + ", events " +
+                                    std::to_string(events.value()) + ", max n " + std::to_string(maxField.value()) +
                                     ", challenge URL '" + url + "'");
   }
   return counter;

@@ -43,7 +43,7 @@ bool stillRunning(pid_t pid) {
 }
 
 class StorageCrash : public ::testing::Test {
-protected:
+ protected:
   void TearDown() override {
     if (pid_ > 0) {
       ::kill(pid_, SIGKILL);

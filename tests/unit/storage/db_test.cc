@@ -14,7 +14,7 @@ namespace kms::storage {
 namespace {
 
 class StorageDb : public ::testing::Test {
-protected:
+ protected:
   std::unique_ptr<Db> openDb(const std::string& name = "kmsd.db", OpenOptions options = {}) {
     auto db = Db::open(sandbox_.file(name), options);
     EXPECT_TRUE(db.has_value()) << db.error().toString();
@@ -69,11 +69,12 @@ TEST_F(StorageDb, CantOpenNamesPathAndDirectory) {
   EXPECT_EQ(db.error().nativeName, "SQLITE_CANTOPEN");
   EXPECT_EQ(db.error().context, path);
   EXPECT_FALSE(db.error().retryable);
-  EXPECT_EQ(db.error().toString(),
-            path + ": cannot open database: unable to open database file; check that the "
-                   "directory " + sandbox_.file("missing-dir") +
-                " exists and that kmsd may read and write it and the database file "
-                "(SQLITE_CANTOPEN)");
+  EXPECT_EQ(db.error().toString(), path +
+                                       ": cannot open database: unable to open database file; check that the "
+                                       "directory " +
+                                       sandbox_.file("missing-dir") +
+                                       " exists and that kmsd may read and write it and the database file "
+                                       "(SQLITE_CANTOPEN)");
 }
 
 TEST_F(StorageDb, MissingFileWithoutCreateIsCantOpen) {
@@ -101,8 +102,7 @@ TEST_F(StorageDb, StmtBindsAndReadsEveryType) {
   KMS_ASSERT_OK(insert);
   const std::vector<std::uint8_t> blob{0x00, 0xff, 0x10};
   const std::string text("a\0b", 3);
-  insert->bindInt64(1, -9007199254740993LL).bindDouble(2, 2.5).bindText(3, text)
-      .bindBlob(4, blob).bindNull(5);
+  insert->bindInt64(1, -9007199254740993LL).bindDouble(2, 2.5).bindText(3, text).bindBlob(4, blob).bindNull(5);
   KMS_ASSERT_OK(insert->run());
   insert->reset();
   insert->bindInt64(1, 7).bindDouble(2, 0).bindText(3, "").bindBlob(4, {}).bindNull(5);
@@ -149,8 +149,7 @@ TEST_F(StorageDb, BindErrorIsReportedByStep) {
   ASSERT_FALSE(row.has_value());
   EXPECT_EQ(row.error().nativeName, "SQLITE_RANGE");
   EXPECT_EQ(row.error().context, db->path());
-  EXPECT_NE(row.error().message.find("bind parameter 5 of 'SELECT ?1'"), std::string::npos)
-      << row.error().message;
+  EXPECT_NE(row.error().message.find("bind parameter 5 of 'SELECT ?1'"), std::string::npos) << row.error().message;
   stmt->reset();  // clears the pending bind error
   stmt->bindInt64(1, 3);
   row = stmt->step();
@@ -165,8 +164,7 @@ TEST_F(StorageDb, PrepareErrorsNameThePathAndSql) {
   ASSERT_FALSE(bad.has_value());
   EXPECT_EQ(bad.error().code, Errc::storage);
   EXPECT_EQ(bad.error().nativeName, "SQLITE_ERROR");
-  EXPECT_EQ(bad.error().toString(),
-            db->path() + ": prepare 'SELEC 1': near \"SELEC\": syntax error (SQLITE_ERROR)");
+  EXPECT_EQ(bad.error().toString(), db->path() + ": prepare 'SELEC 1': near \"SELEC\": syntax error (SQLITE_ERROR)");
   auto two = db->prepare("SELECT 1; SELECT 2");
   ASSERT_FALSE(two.has_value());
   EXPECT_EQ(two.error().code, Errc::internal);
@@ -185,7 +183,7 @@ TEST_F(StorageDb, ExecErrorNamesThePath) {
 }
 
 class StorageTransaction : public StorageDb {
-protected:
+ protected:
   void SetUp() override {
     db_ = openDb();
     ASSERT_NE(db_, nullptr);

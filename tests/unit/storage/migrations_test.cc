@@ -13,7 +13,7 @@ namespace kms::storage {
 namespace {
 
 class StorageMigrations : public ::testing::Test {
-protected:
+ protected:
   std::string path() const { return sandbox_.file("kmsd.db"); }
 
   std::unique_ptr<Db> openRaw() {
@@ -41,8 +41,8 @@ TEST_F(StorageMigrations, FreshDatabaseGetsTheWholeSchema) {
   KMS_ASSERT_OK(db);
   EXPECT_EQ(supportedSchemaVersion(), 1);
   EXPECT_EQ((*db)->pragmaInt("user_version").value(), supportedSchemaVersion());
-  for (const char* table : {"hsm_keys", "acme_accounts", "managed_certificates", "orders",
-                            "issued_certificates", "spc_tokens", "events"}) {
+  for (const char* table :
+       {"hsm_keys", "acme_accounts", "managed_certificates", "orders", "issued_certificates", "spc_tokens", "events"}) {
     EXPECT_TRUE(hasTable(**db, table)) << table;
   }
 }
@@ -51,8 +51,8 @@ TEST_F(StorageMigrations, ReopenDoesNotReapply) {
   {
     auto db = Db::open(path());
     KMS_ASSERT_OK(db);
-    KMS_ASSERT_OK((*db)->exec(
-        "INSERT INTO events (time, event_id, level, message) VALUES (1, 'KMS_TEST', 'info', 'x')"));
+    KMS_ASSERT_OK(
+        (*db)->exec("INSERT INTO events (time, event_id, level, message) VALUES (1, 'KMS_TEST', 'info', 'x')"));
   }
   auto db = Db::open(path());  // re-running step 1 would fail with "table already exists"
   KMS_ASSERT_OK(db);
@@ -72,9 +72,8 @@ TEST_F(StorageMigrations, NewerDatabaseIsRefused) {
     KMS_ASSERT_OK(db);
     KMS_ASSERT_OK((*db)->exec("PRAGMA user_version=7"));
   }
-  const std::string expected =
-      path() + ": database schema version 7 is newer than this kmsd supports (" +
-      std::to_string(supportedSchemaVersion()) + "); upgrade kmsd or restore a backup";
+  const std::string expected = path() + ": database schema version 7 is newer than this kmsd supports (" +
+                               std::to_string(supportedSchemaVersion()) + "); upgrade kmsd or restore a backup";
   auto db = Db::open(path());
   ASSERT_FALSE(db.has_value());
   EXPECT_EQ(db.error().code, Errc::unsupported);
@@ -120,9 +119,9 @@ TEST_F(StorageMigrations, FailingStepIsRolledBackAndNamed) {
   }};
   auto r = applyMigrations(*db, steps);
   ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().toString(),
-            path() + ": migration to schema version 2 failed: exec 'CREATE TABLE c (z INTEGER); "
-                     "INSERT INTO nosuch VALUES (1);': no such table: nosuch (SQLITE_ERROR)");
+  EXPECT_EQ(r.error().toString(), path() +
+                                      ": migration to schema version 2 failed: exec 'CREATE TABLE c (z INTEGER); "
+                                      "INSERT INTO nosuch VALUES (1);': no such table: nosuch (SQLITE_ERROR)");
   EXPECT_EQ(db->pragmaInt("user_version").value(), 1);
   EXPECT_TRUE(hasTable(*db, "a"));
   EXPECT_FALSE(hasTable(*db, "c"));

@@ -14,7 +14,7 @@ constexpr std::int64_t kT0 = 1700000000;
 constexpr const char* kPem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
 class StorageStore : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     auto db = Db::open(sandbox_.file("kmsd.db"));
     ASSERT_TRUE(db.has_value()) << db.error().toString();
@@ -38,8 +38,8 @@ protected:
     ASSERT_TRUE(r.has_value()) << r.error().toString();
   }
 
-  IssuedCert issued(const std::string& name, const std::string& serial, std::int64_t notBefore,
-                    std::int64_t notAfter, const std::string& keyUri) {
+  IssuedCert issued(const std::string& name, const std::string& serial, std::int64_t notBefore, std::int64_t notAfter,
+                    const std::string& keyUri) {
     IssuedCert c;
     c.certName = name;
     c.serial = serial;
@@ -280,8 +280,7 @@ TEST_F(StorageStore, IssuedCertificatesAndLatestValid) {
   KMS_ASSERT_OK(future);
   auto web = store_->insertIssued(issued("web", "1a", kT0 - day, kT0 + day, k1));
   KMS_ASSERT_OK(web);
-  KMS_ASSERT_OK(store_->markPublished(currentId.value(), "https://cr.example.net/main-0b.pem",
-                                      kT0 - 5));
+  KMS_ASSERT_OK(store_->markPublished(currentId.value(), "https://cr.example.net/main-0b.pem", kT0 - 5));
 
   auto list = store_->listIssued("main");
   KMS_ASSERT_OK(list);
@@ -431,16 +430,14 @@ TEST_F(StorageStore, SpcTokenMetadataWithoutTheToken) {
   KMS_ASSERT_OK(other);
   EXPECT_FALSE(other->has_value());
 
-  auto columns = db_->prepare(
-      "SELECT count(*) FROM pragma_table_info('spc_tokens') WHERE name LIKE '%token%'");
+  auto columns = db_->prepare("SELECT count(*) FROM pragma_table_info('spc_tokens') WHERE name LIKE '%token%'");
   KMS_ASSERT_OK(columns);
   KMS_ASSERT_OK(columns->step());
   EXPECT_EQ(columns->columnInt64(0), 0);
 }
 
 TEST_F(StorageStore, EventsNewestFirstAndAppendOnly) {
-  auto append = [this](std::int64_t time, std::optional<std::string> cert, const char* id,
-                       const std::string& message) {
+  auto append = [this](std::int64_t time, std::optional<std::string> cert, const char* id, const std::string& message) {
     Event e;
     e.time = time;
     e.certName = std::move(cert);
