@@ -12,3 +12,7 @@ find_library(KMS_SOFTHSM2_MODULE NAMES softhsm2
 if(NOT KMS_SOFTHSM2_MODULE)
   set(KMS_SOFTHSM2_MODULE /usr/lib/softhsm/libsofthsm2.so)
 endif()
+find_package(CURL REQUIRED)
+set(THREADS_PREFER_PTHREAD_FLAG ON)
+find_package(Threads REQUIRED)
+find_package(Boost 1.74 REQUIRED)

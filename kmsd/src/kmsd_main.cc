@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "engine.h"
 
 namespace {
 
@@ -28,8 +29,11 @@ int run(int argc, char** argv) {
     if (check) {
       return checkConfig(configPath, std::cout, std::cerr);
     }
-    // The lifecycle engine (--once and the daemon loop) is delivered by the ACME issue.
-    std::cerr << "kmsd: only --check-config is available in this build\n";
+    if (once) {
+      return runOnceCommand(configPath, std::cout, std::cerr);
+    }
+    // The long-running daemon loop comes with the daemon issue.
+    std::cerr << "kmsd: the daemon loop is not in this build; use --once (from cron or a timer) or --check-config\n";
     return kExitUsage;
   } catch (const std::exception& e) {
     std::cerr << "kmsd: fatal: " << e.what() << '\n';

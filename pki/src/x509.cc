@@ -288,7 +288,8 @@ Result<void> verifyChain(const std::vector<Certificate>& chain, const std::vecto
             {},
             err,
             "X509_V_ERR " + std::to_string(err),
-            false};
+            false,
+            std::nullopt};
     return fail(e);
   }
   return ok();

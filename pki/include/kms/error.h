@@ -5,7 +5,9 @@
 /// Only the members that std::expected shares are used (has_value, value, error, and_then),
 /// so moving to C++23 is an alias change.
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -42,6 +44,8 @@ struct Error {
   std::int64_t native = 0;  ///< native code (CK_RV, sqlite rc, CURLcode, HTTP status)
   std::string nativeName;   ///< symbolic native code ("CKR_PIN_INCORRECT", "SQLITE_BUSY")
   bool retryable = false;   ///< true when trying again later may succeed
+  /// When the peer said when to come back (HTTP Retry-After), that delay.
+  std::optional<std::chrono::seconds> retryAfter;
 
   /// "context: message (nativeName)" — one line, no secrets.
   [[nodiscard]] std::string toString() const;
@@ -52,7 +56,7 @@ using Result = tl::expected<T, Error>;
 
 /// `return kms::fail(Errc::io, "cannot open", path);`
 [[nodiscard]] inline tl::unexpected<Error> fail(Errc code, std::string message, std::string context = {}) {
-  return tl::unexpected<Error>(Error{code, std::move(message), std::move(context), 0, {}, false});
+  return tl::unexpected<Error>(Error{code, std::move(message), std::move(context), 0, {}, false, std::nullopt});
 }
 
 /// Wraps an already built Error.

@@ -1,0 +1,99 @@
+#pragma once
+/// @file One certificate from newOrder to a checked chain: challenges through solvers,
+/// finalize with an HSM-signed CSR, polling, download (with alternates), and the checks
+/// before a chain is accepted (leaf key, identifiers, chain to trust anchors).
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "acme/client.h"
+#include "acme/http01_responder.h"
+#include "pki/csr.h"
+#include "pki/x509.h"
+
+namespace kms::acme {
+
+/// Answers one challenge type.
+class ChallengeSolver {
+public:
+  virtual ~ChallengeSolver() = default;
+  /// Makes the answer available for the CA to validate and returns the JSON payload to
+  /// POST to the challenge URL ("{}" for http-01 and dns-01).
+  [[nodiscard]] virtual Result<std::string> present(const Authorization& authz, const Challenge& challenge,
+                                                    const std::string& keyAuthorization) = 0;
+  /// Withdraws the answer (always called after present, whatever the outcome).
+  virtual void cleanup(const Authorization& authz, const Challenge& challenge, const std::string& keyAuthorization) = 0;
+};
+
+/// http-01 through the built-in responder.
+class Http01Solver : public ChallengeSolver {
+public:
+  explicit Http01Solver(Http01Responder& responder) : responder_(responder) {}
+  [[nodiscard]] Result<std::string> present(const Authorization& authz, const Challenge& challenge,
+                                            const std::string& keyAuthorization) override;
+  void cleanup(const Authorization& authz, const Challenge& challenge, const std::string& keyAuthorization) override;
+
+private:
+  Http01Responder& responder_;
+};
+
+/// dns-01 through an operator hook, run like certbot's manual hooks: `HOOK present` and
+/// `HOOK cleanup` with KMS_DOMAIN, KMS_RECORD (_acme-challenge.<domain>), KMS_VALIDATION
+/// (the TXT value) and KMS_TOKEN in the environment. A non-zero exit fails the challenge.
+class Dns01HookSolver : public ChallengeSolver {
+public:
+  explicit Dns01HookSolver(std::string hook) : hook_(std::move(hook)) {}
+  [[nodiscard]] Result<std::string> present(const Authorization& authz, const Challenge& challenge,
+                                            const std::string& keyAuthorization) override;
+  void cleanup(const Authorization& authz, const Challenge& challenge, const std::string& keyAuthorization) override;
+
+private:
+  std::string hook_;
+};
+
+/// The TXT value of a dns-01 challenge: base64url(SHA-256(keyAuthorization)).
+[[nodiscard]] std::string dns01TxtValue(const std::string& keyAuthorization);
+
+/// What to issue.
+struct IssueRequest {
+  std::vector<Identifier> identifiers;
+  std::string challengeType;                     ///< "http-01", "dns-01", "tkauth-01"
+  pki::CsrRequest csr;                           ///< subject/SAN/TNAuthList for the CSR
+  pki::Signer* certKey = nullptr;                ///< the certificate key (in the HSM)
+  std::optional<std::string> resumeOrderUrl;     ///< continue this order (after a crash)
+  std::optional<std::string> replaces;           ///< ARI certID of the certificate renewed
+  std::vector<pki::Certificate> trustAnchors;    ///< the chain must verify to one of these
+};
+
+/// Lifecycle steps reported while issuing, so the caller can persist them first.
+enum class IssueStep { orderPending, authorized, finalizing };
+
+/// Called after each step; a failure aborts issuance with that error.
+using ProgressFn = std::function<Result<void>(IssueStep step, const Order& order)>;
+
+/// An accepted certificate.
+struct IssuedChain {
+  std::string pem;                       ///< the chain as served to verifiers (leaf first)
+  std::vector<pki::Certificate> chain;   ///< parsed, leaf first
+  std::string orderUrl;
+  bool alternate = false;                ///< an alternate chain was the one that verified
+};
+
+/// Issues one certificate. Solvers are looked up by challenge type. Every server
+/// answer is checked; a certificate failing a check is not returned (Errc::crypto or
+/// Errc::protocol naming the check).
+[[nodiscard]] Result<IssuedChain> issueCertificate(AcmeClient& client, const AccountRef& account,
+                                                   const IssueRequest& request,
+                                                   const std::map<std::string, ChallengeSolver*>& solvers,
+                                                   const ProgressFn& progress = {});
+
+/// The acceptance checks alone: leaf key == certKey, identifiers == the request's, chain
+/// verifies to the trust anchors at `now` (skipped only when no anchors are given).
+[[nodiscard]] Result<void> checkIssuedChain(const std::vector<pki::Certificate>& chain, const IssueRequest& request,
+                                            pki::SystemTime now);
+
+}  // namespace kms::acme

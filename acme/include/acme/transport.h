@@ -1,0 +1,60 @@
+#pragma once
+/// @file HTTP for the ACME client (and later the STI-PA client): one request in, one
+/// response out, over HTTPS with the system trust plus an optional extra CA bundle.
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kms/error.h"
+
+namespace kms::acme {
+
+/// One HTTP request.
+struct HttpRequest {
+  std::string method = "GET";  ///< GET, HEAD, POST
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;  ///< e.g. {"Content-Type", "application/jose+json"}
+  std::string body;
+};
+
+/// One HTTP response. Header names are lower-cased; repeated headers (Link) keep every value.
+struct HttpResponse {
+  long status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  /// First value of a header (name compared case-insensitively), if present.
+  [[nodiscard]] std::optional<std::string> header(std::string_view name) const;
+  /// Every value of a header, in order.
+  [[nodiscard]] std::vector<std::string> headerValues(std::string_view name) const;
+};
+
+/// How the transport connects.
+struct TransportOptions {
+  std::optional<std::string> caBundle;               ///< extra PEM trust (Pebble, kms-lab)
+  std::chrono::milliseconds connectTimeout{10000};
+  std::chrono::milliseconds requestTimeout{30000};   ///< whole request
+  std::size_t maxBodyBytes = 1 << 20;                ///< larger bodies fail (non-retryable)
+  std::string userAgent = "shaken-kms";
+};
+
+/// Sends requests. Implementations are thread-safe: many threads may call send() at once.
+class Transport {
+public:
+  virtual ~Transport() = default;
+  /// Performs the request. Connection failures and timeouts are Errc::network /
+  /// Errc::timeout with retryable = true and name the URL; a body over maxBodyBytes is
+  /// Errc::protocol, not retryable. Any HTTP status is a successful send.
+  [[nodiscard]] virtual Result<HttpResponse> send(const HttpRequest& request) = 0;
+};
+
+/// libcurl transport: keep-alive connections shared between threads (curl share
+/// interface), TLS verified against the system store plus options.caBundle.
+[[nodiscard]] Result<std::unique_ptr<Transport>> makeCurlTransport(const TransportOptions& options);
+
+}  // namespace kms::acme

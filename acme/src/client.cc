@@ -1,0 +1,530 @@
+#include "acme/client.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "acme/jws.h"
+#include "objects.h"
+#include "pki/encoding.h"
+
+namespace kms::acme {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr std::string_view kProblemPrefix = "urn:ietf:params:acme:error:";
+constexpr std::size_t kMaxPooledNonces = 64;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+/// Media type without parameters, lower-cased.
+std::string mediaType(const HttpResponse& r) {
+  std::string ct = lower(r.header("content-type").value_or(""));
+  auto semi = ct.find(';');
+  if (semi != std::string::npos) {
+    ct.resize(semi);
+  }
+  while (!ct.empty() && ct.back() == ' ') {
+    ct.pop_back();
+  }
+  return ct;
+}
+
+Error protocolError(const std::string& url, std::string message) {
+  Error e;
+  e.code = Errc::protocol;
+  e.message = std::move(message);
+  e.context = url;
+  return e;
+}
+
+/// Link: <url>;rel="alternate" values of a response.
+std::vector<std::string> links(const HttpResponse& r, std::string_view rel) {
+  std::vector<std::string> out;
+  for (const std::string& value : r.headerValues("link")) {
+    std::size_t pos = 0;
+    while ((pos = value.find('<', pos)) != std::string::npos) {
+      std::size_t end = value.find('>', pos);
+      if (end == std::string::npos) {
+        break;
+      }
+      std::string target = value.substr(pos + 1, end - pos - 1);
+      std::size_t next = value.find('<', end);
+      std::string params = lower(value.substr(end + 1, next == std::string::npos ? std::string::npos : next - end - 1));
+      if (params.find("rel=\"" + std::string(rel) + "\"") != std::string::npos ||
+          params.find("rel=" + std::string(rel)) != std::string::npos) {
+        out.push_back(target);
+      }
+      pos = end + 1;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value, pki::SystemTime now) {
+  std::string v(value);
+  while (!v.empty() && v.back() == ' ') {
+    v.pop_back();
+  }
+  if (v.empty()) {
+    return std::nullopt;
+  }
+  if (std::all_of(v.begin(), v.end(), [](unsigned char c) { return std::isdigit(c) != 0; })) {
+    if (v.size() > 9) {
+      return std::chrono::seconds(86400L * 365);
+    }
+    return std::chrono::seconds(std::stol(v));
+  }
+  std::tm tm{};
+  const char* end = strptime(v.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (end == nullptr || *end != '\0') {
+    return std::nullopt;
+  }
+  auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
+  auto delta = std::chrono::duration_cast<std::chrono::seconds>(at - now);
+  return std::max(delta, std::chrono::seconds(0));
+}
+
+Error problemError(const HttpResponse& response, const std::string& url) {
+  Error e;
+  e.context = url;
+  e.native = response.status;
+  e.code = Errc::protocol;
+  std::string type;
+  std::string detail;
+  json j = json::parse(response.body, nullptr, false);
+  if (!j.is_discarded() && j.is_object()) {
+    type = j.value("type", "");
+    detail = j.value("detail", "");
+    if (auto sub = j.find("subproblems"); sub != j.end() && sub->is_array()) {
+      for (const auto& p : *sub) {
+        if (p.is_object()) {
+          std::string id = p.contains("identifier") && p["identifier"].is_object()
+                               ? p["identifier"].value("value", "")
+                               : std::string();
+          detail += "; " + (id.empty() ? std::string() : id + ": ") + p.value("detail", p.value("type", ""));
+        }
+      }
+    }
+  }
+  std::string shortType = type.rfind(kProblemPrefix, 0) == 0 ? type.substr(kProblemPrefix.size()) : type;
+  if (shortType.empty()) {
+    shortType = "HTTP " + std::to_string(response.status);
+  }
+  e.nativeName = shortType;
+  e.message = "ACME " + shortType + (detail.empty() ? std::string() : ": " + detail);
+  if (shortType == "unauthorized" || shortType == "externalAccountRequired" || shortType == "userActionRequired") {
+    e.code = Errc::unauthorized;
+  } else if (shortType == "accountDoesNotExist") {
+    e.code = Errc::notFound;
+  } else if (shortType == "badNonce" || shortType == "rateLimited" || shortType == "serverInternal" ||
+             response.status >= 500 || response.status == 429) {
+    e.retryable = true;
+  }
+  if (auto ra = response.header("retry-after")) {
+    e.retryAfter = parseRetryAfter(*ra, std::chrono::system_clock::now());
+  }
+  return e;
+}
+
+// ---------------------------------------------------------------------------------------
+
+class AcmeClient::Impl {
+public:
+  Impl(Transport& transport, ClientOptions options) : transport_(transport), options_(std::move(options)) {}
+
+  Transport& transport_;
+  ClientOptions options_;
+  Directory directory_;
+  std::mutex nonceMutex_;
+  std::deque<std::string> nonces_;
+  std::atomic<std::uint64_t> badNonceRetries_{0};
+
+  void harvest(const HttpResponse& r) {
+    if (auto n = r.header("replay-nonce"); n && !n->empty()) {
+      std::lock_guard<std::mutex> lock(nonceMutex_);
+      nonces_.push_back(*n);
+      if (nonces_.size() > kMaxPooledNonces) {
+        nonces_.pop_front();
+      }
+    }
+  }
+
+  Result<std::string> takeNonce() {
+    {
+      std::lock_guard<std::mutex> lock(nonceMutex_);
+      if (!nonces_.empty()) {
+        std::string n = std::move(nonces_.front());
+        nonces_.pop_front();
+        return n;
+      }
+    }
+    HttpRequest req{"HEAD", directory_.newNonce, {}, {}};
+    auto r = transport_.send(req);
+    if (!r) {
+      return fail(r.error());
+    }
+    auto n = r->header("replay-nonce");
+    if (r->status >= 400 || !n || n->empty()) {
+      return fail(protocolError(directory_.newNonce, "newNonce answered HTTP " + std::to_string(r->status) +
+                                                         " without a Replay-Nonce header"));
+    }
+    return *n;
+  }
+
+  /// Signed POST with badNonce retry. kid empty = jwk form. Error statuses become errors.
+  Result<HttpResponse> post(pki::Signer& key, const std::string& kid, const std::string& url,
+                            const std::string& payload, bool conflictIsAnswer = false) {
+    for (int attempt = 0;; ++attempt) {
+      auto nonce = takeNonce();
+      if (!nonce) {
+        return fail(nonce.error());
+      }
+      auto body = signRequest(key, url, *nonce, kid, payload);
+      if (!body) {
+        return fail(body.error());
+      }
+      HttpRequest req{"POST", url, {{"Content-Type", "application/jose+json"}}, std::move(*body)};
+      auto r = transport_.send(req);
+      if (!r) {
+        return fail(r.error());
+      }
+      harvest(*r);
+      if (r->status < 400 || (conflictIsAnswer && r->status == 409)) {
+        return r;
+      }
+      Error e = problemError(*r, url);
+      if (e.nativeName == "badNonce" && attempt < options_.maxBadNonceRetries) {
+        ++badNonceRetries_;
+        continue;
+      }
+      return fail(e);
+    }
+  }
+
+  /// post() then parse a JSON body, checking the media type.
+  Result<HttpResponse> postJson(pki::Signer& key, const std::string& kid, const std::string& url,
+                                const std::string& payload) {
+    auto r = post(key, kid, url, payload);
+    if (!r) {
+      return r;
+    }
+    std::string mt = mediaType(*r);
+    if (mt != "application/json") {
+      return fail(protocolError(url, "expected application/json, got '" + mt + "' (HTTP " +
+                                         std::to_string(r->status) + ")"));
+    }
+    return r;
+  }
+
+  /// Waits before the next poll: Retry-After if given (clamped), else exponential with jitter.
+  void pollWait(const HttpResponse& r, int round) {
+    std::chrono::milliseconds wait = options_.pollFirstInterval * (1 << std::min(round, 16));
+    wait = std::min(wait, options_.pollMaxInterval);
+    if (auto ra = r.header("retry-after")) {
+      if (auto secs = parseRetryAfter(*ra, std::chrono::system_clock::now())) {
+        wait = std::min<std::chrono::milliseconds>(*secs, options_.pollMaxRetryAfter);
+      }
+    }
+    thread_local std::mt19937 rng(std::random_device{}());
+    std::uniform_real_distribution<double> jitter(0.8, 1.2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(static_cast<double>(wait.count()) * jitter(rng))));
+  }
+};
+
+AcmeClient::AcmeClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+AcmeClient::~AcmeClient() = default;
+
+Result<std::unique_ptr<AcmeClient>> AcmeClient::create(Transport& transport, ClientOptions options) {
+  auto impl = std::make_unique<Impl>(transport, std::move(options));
+  const std::string url = impl->options_.directoryUrl;
+  auto r = transport.send(HttpRequest{"GET", url, {}, {}});
+  if (!r) {
+    return fail(r.error());
+  }
+  if (r->status != 200) {
+    return fail(problemError(*r, url));
+  }
+  auto dir = detail::parseDirectory(r->body, url);
+  if (!dir) {
+    return fail(dir.error());
+  }
+  impl->directory_ = std::move(*dir);
+  return std::unique_ptr<AcmeClient>(new AcmeClient(std::move(impl)));
+}
+
+const Directory& AcmeClient::directory() const { return impl_->directory_; }
+std::uint64_t AcmeClient::badNonceRetries() const { return impl_->badNonceRetries_.load(); }
+
+Result<Account> AcmeClient::newAccount(pki::Signer& key, const std::vector<std::string>& contact,
+                                       const ExternalAccountBinding* eab) {
+  const std::string& url = impl_->directory_.newAccount;
+  json payload{{"termsOfServiceAgreed", true}};
+  if (!contact.empty()) {
+    payload["contact"] = contact;
+  }
+  if (eab != nullptr) {
+    auto binding = externalAccountBinding(eab->hmacKey, eab->kid, url, key.publicKey());
+    if (!binding) {
+      return fail(binding.error());
+    }
+    payload["externalAccountBinding"] = json::parse(*binding);
+  }
+  auto r = impl_->postJson(key, "", url, payload.dump());
+  if (!r) {
+    return fail(r.error());
+  }
+  auto location = r->header("location");
+  if (!location) {
+    return fail(protocolError(url, "newAccount answered without a Location header"));
+  }
+  auto account = detail::parseAccount(r->body, url);
+  if (!account) {
+    return fail(account.error());
+  }
+  account->url = *location;
+  return account;
+}
+
+Result<Account> AcmeClient::findAccount(pki::Signer& key) {
+  const std::string& url = impl_->directory_.newAccount;
+  auto r = impl_->postJson(key, "", url, R"({"onlyReturnExisting":true})");
+  if (!r) {
+    return fail(r.error());
+  }
+  auto location = r->header("location");
+  if (!location) {
+    return fail(protocolError(url, "newAccount answered without a Location header"));
+  }
+  auto account = detail::parseAccount(r->body, url);
+  if (!account) {
+    return fail(account.error());
+  }
+  account->url = *location;
+  return account;
+}
+
+Result<void> AcmeClient::changeKey(const AccountRef& account, pki::Signer& newKey) {
+  const std::string& url = impl_->directory_.keyChange;
+  if (url.empty()) {
+    return fail(Errc::unsupported, "the ACME directory has no keyChange", impl_->options_.directoryUrl);
+  }
+  auto inner = keyChangeInner(newKey, url, account.url, account.key.publicKey());
+  if (!inner) {
+    return fail(inner.error());
+  }
+  auto r = impl_->post(account.key, account.url, url, *inner, true);
+  if (!r) {
+    return fail(r.error());
+  }
+  if (r->status == 409) {
+    Error e = problemError(*r, url);
+    e.code = Errc::alreadyExists;
+    e.message = "the new key already belongs to an account";
+    if (auto other = r->header("location")) {
+      e.message += " (" + *other + ")";
+    }
+    return fail(e);
+  }
+  return ok();
+}
+
+Result<Account> AcmeClient::deactivate(const AccountRef& account) {
+  auto r = impl_->postJson(account.key, account.url, account.url, R"({"status":"deactivated"})");
+  if (!r) {
+    return fail(r.error());
+  }
+  auto a = detail::parseAccount(r->body, account.url);
+  if (!a) {
+    return fail(a.error());
+  }
+  a->url = account.url;
+  return a;
+}
+
+Result<Order> AcmeClient::newOrder(const AccountRef& account, const std::vector<Identifier>& identifiers,
+                                   const std::optional<std::string>& replaces) {
+  const std::string& url = impl_->directory_.newOrder;
+  json ids = json::array();
+  for (const Identifier& id : identifiers) {
+    ids.push_back({{"type", id.type}, {"value", id.value}});
+  }
+  json payload{{"identifiers", ids}};
+  if (replaces) {
+    payload["replaces"] = *replaces;
+  }
+  auto r = impl_->postJson(account.key, account.url, url, payload.dump());
+  if (!r) {
+    return fail(r.error());
+  }
+  auto location = r->header("location");
+  if (!location) {
+    return fail(protocolError(url, "newOrder answered without a Location header"));
+  }
+  auto order = detail::parseOrder(r->body, *location);
+  if (!order) {
+    return fail(order.error());
+  }
+  return order;
+}
+
+Result<Order> AcmeClient::getOrder(const AccountRef& account, const std::string& url) {
+  auto r = impl_->postJson(account.key, account.url, url, "");
+  if (!r) {
+    return fail(r.error());
+  }
+  return detail::parseOrder(r->body, url);
+}
+
+Result<Authorization> AcmeClient::getAuthorization(const AccountRef& account, const std::string& url) {
+  auto r = impl_->postJson(account.key, account.url, url, "");
+  if (!r) {
+    return fail(r.error());
+  }
+  return detail::parseAuthorization(r->body, url);
+}
+
+Result<Challenge> AcmeClient::respondChallenge(const AccountRef& account, const std::string& url,
+                                               const std::string& payloadJson) {
+  auto r = impl_->postJson(account.key, account.url, url, payloadJson);
+  if (!r) {
+    return fail(r.error());
+  }
+  return detail::parseChallenge(r->body, url);
+}
+
+Result<Order> AcmeClient::finalize(const AccountRef& account, const Order& order, const pki::Bytes& csrDer) {
+  json payload{{"csr", pki::base64UrlEncode(csrDer)}};
+  auto r = impl_->postJson(account.key, account.url, order.finalize, payload.dump());
+  if (!r) {
+    return fail(r.error());
+  }
+  return detail::parseOrder(r->body, order.url);
+}
+
+Result<Order> AcmeClient::pollOrder(const AccountRef& account, const std::string& url) {
+  auto deadline = std::chrono::steady_clock::now() + impl_->options_.pollDeadline;
+  for (int round = 0;; ++round) {
+    auto r = impl_->postJson(account.key, account.url, url, "");
+    if (!r) {
+      return fail(r.error());
+    }
+    auto order = detail::parseOrder(r->body, url);
+    if (!order) {
+      return fail(order.error());
+    }
+    if (order->status != "pending" && order->status != "processing") {
+      return order;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      break;
+    }
+    impl_->pollWait(*r, round);
+  }
+  Error e = protocolError(url, "order still not final after polling for " +
+                                   std::to_string(impl_->options_.pollDeadline.count()) + " ms");
+  e.code = Errc::timeout;
+  e.retryable = true;
+  return fail(e);
+}
+
+Result<Authorization> AcmeClient::pollAuthorization(const AccountRef& account, const std::string& url) {
+  auto deadline = std::chrono::steady_clock::now() + impl_->options_.pollDeadline;
+  for (int round = 0;; ++round) {
+    auto r = impl_->postJson(account.key, account.url, url, "");
+    if (!r) {
+      return fail(r.error());
+    }
+    auto authz = detail::parseAuthorization(r->body, url);
+    if (!authz) {
+      return fail(authz.error());
+    }
+    if (authz->status != "pending") {
+      return authz;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      break;
+    }
+    impl_->pollWait(*r, round);
+  }
+  Error e = protocolError(url, "authorization still pending after polling for " +
+                                   std::to_string(impl_->options_.pollDeadline.count()) + " ms");
+  e.code = Errc::timeout;
+  e.retryable = true;
+  return fail(e);
+}
+
+Result<CertificateChain> AcmeClient::downloadCertificate(const AccountRef& account, const std::string& url) {
+  auto r = impl_->post(account.key, account.url, url, "");
+  if (!r) {
+    return fail(r.error());
+  }
+  std::string mt = mediaType(*r);
+  if (mt != "application/pem-certificate-chain") {
+    return fail(protocolError(url, "expected application/pem-certificate-chain, got '" + mt + "'"));
+  }
+  CertificateChain chain;
+  chain.pem = std::move(r->body);
+  chain.alternates = links(*r, "alternate");
+  return chain;
+}
+
+Result<void> AcmeClient::revoke(const AccountRef& account, const pki::Bytes& certDer, std::optional<int> reason) {
+  const std::string& url = impl_->directory_.revokeCert;
+  if (url.empty()) {
+    return fail(Errc::unsupported, "the ACME directory has no revokeCert", impl_->options_.directoryUrl);
+  }
+  json payload{{"certificate", pki::base64UrlEncode(certDer)}};
+  if (reason) {
+    payload["reason"] = *reason;
+  }
+  auto r = impl_->post(account.key, account.url, url, payload.dump());
+  if (!r) {
+    return fail(r.error());
+  }
+  return ok();
+}
+
+Result<RenewalInfo> AcmeClient::renewalInfo(const std::string& certId) {
+  if (!impl_->directory_.renewalInfo) {
+    return fail(Errc::unsupported, "the ACME directory has no renewalInfo (ARI)", impl_->options_.directoryUrl);
+  }
+  std::string base = *impl_->directory_.renewalInfo;
+  std::string url = base + (base.empty() || base.back() == '/' ? "" : "/") + certId;
+  auto r = impl_->transport_.send(HttpRequest{"GET", url, {}, {}});
+  if (!r) {
+    return fail(r.error());
+  }
+  if (r->status != 200) {
+    return fail(problemError(*r, url));
+  }
+  auto info = detail::parseRenewalInfo(r->body, url);
+  if (!info) {
+    return fail(info.error());
+  }
+  std::chrono::seconds retry{21600};
+  if (auto ra = r->header("retry-after")) {
+    if (auto secs = parseRetryAfter(*ra, std::chrono::system_clock::now())) {
+      retry = *secs;
+    }
+  }
+  info->retryAfter = std::clamp(retry, std::chrono::seconds(60), std::chrono::seconds(86400));
+  return info;
+}
+
+}  // namespace kms::acme

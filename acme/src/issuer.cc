@@ -1,0 +1,355 @@
+#include "acme/issuer.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "acme/jws.h"
+#include "pki/encoding.h"
+#include "pki/tn_auth_list.h"
+
+extern char** environ;
+
+namespace kms::acme {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+Error stepError(Errc code, std::string message, std::string context) {
+  Error e;
+  e.code = code;
+  e.message = std::move(message);
+  e.context = std::move(context);
+  return e;
+}
+
+/// Runs `hook action` with extra environment, bounded to two minutes.
+Result<void> runHook(const std::string& hook, const char* action, const std::vector<std::string>& env) {
+  std::vector<std::string> envStore;
+  for (char** e = environ; *e != nullptr; ++e) {
+    envStore.emplace_back(*e);
+  }
+  envStore.insert(envStore.end(), env.begin(), env.end());
+  std::vector<char*> envp;
+  for (auto& s : envStore) {
+    envp.push_back(s.data());
+  }
+  envp.push_back(nullptr);
+  std::string actionArg = action;
+  std::string hookArg = hook;
+  char* argv[] = {hookArg.data(), actionArg.data(), nullptr};
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, hook.c_str(), nullptr, nullptr, argv, envp.data());
+  if (rc != 0) {
+    return fail(Errc::io, std::string("cannot run the dns-01 hook: ") + std::strerror(rc), hook);
+  }
+  auto deadline = std::chrono::steady_clock::now() + 120s;
+  int status = 0;
+  while (true) {
+    pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) {
+      break;
+    }
+    if (done < 0) {
+      return fail(Errc::io, "waitpid failed for the dns-01 hook", hook);
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      Error e = stepError(Errc::timeout, std::string("dns-01 hook '") + action + "' ran longer than 120 s", hook);
+      e.retryable = true;
+      return fail(e);
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return fail(Errc::io,
+                std::string("dns-01 hook '") + action + "' failed with " +
+                    (WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status)) : std::string("a signal")),
+                hook);
+  }
+  return ok();
+}
+
+Result<void> verifyIdentifiers(const pki::Certificate& leaf, const std::vector<Identifier>& identifiers) {
+  std::set<std::string> wantDns;
+  for (const Identifier& id : identifiers) {
+    if (id.type == "dns") {
+      wantDns.insert(lower(id.value));
+    } else if (id.type == "TNAuthList") {
+      auto want = pki::TnAuthList::fromIdentifierValue(id.value);
+      auto wantDer = want ? want->toDer() : Result<pki::Bytes>(fail(want.error()));
+      auto got = leaf.tnAuthListDer();
+      if (!wantDer || !got || *got != *wantDer) {
+        return fail(stepError(Errc::protocol, "check tnauthlist: the certificate's TNAuthList differs from the order's",
+                              leaf.subject()));
+      }
+    } else {
+      return fail(stepError(Errc::unsupported, "check identifiers: unknown identifier type '" + id.type + "'",
+                            leaf.subject()));
+    }
+  }
+  if (!wantDns.empty()) {
+    std::set<std::string> got;
+    for (const std::string& n : leaf.dnsNames()) {
+      got.insert(lower(n));
+    }
+    if (got != wantDns) {
+      std::string list;
+      for (const auto& n : got) {
+        list += (list.empty() ? "" : ",") + n;
+      }
+      return fail(stepError(Errc::protocol, "check identifiers: the certificate names [" + list +
+                                                "] differ from the order's identifiers",
+                            leaf.subject()));
+    }
+  }
+  return ok();
+}
+
+}  // namespace
+
+std::string dns01TxtValue(const std::string& keyAuthorization) {
+  return pki::base64UrlEncode(pki::sha256(pki::asBytes(keyAuthorization)));
+}
+
+Result<std::string> Http01Solver::present(const Authorization& /*authz*/, const Challenge& challenge,
+                                          const std::string& keyAuthorization) {
+  responder_.put(challenge.token, keyAuthorization);
+  return std::string("{}");
+}
+
+void Http01Solver::cleanup(const Authorization& /*authz*/, const Challenge& challenge,
+                           const std::string& /*keyAuthorization*/) {
+  responder_.remove(challenge.token);
+}
+
+Result<std::string> Dns01HookSolver::present(const Authorization& authz, const Challenge& challenge,
+                                             const std::string& keyAuthorization) {
+  auto r = runHook(hook_, "present",
+                   {"KMS_DOMAIN=" + authz.identifier.value, "KMS_RECORD=_acme-challenge." + authz.identifier.value,
+                    "KMS_VALIDATION=" + dns01TxtValue(keyAuthorization), "KMS_TOKEN=" + challenge.token});
+  if (!r) {
+    return fail(r.error());
+  }
+  return std::string("{}");
+}
+
+void Dns01HookSolver::cleanup(const Authorization& authz, const Challenge& challenge,
+                              const std::string& keyAuthorization) {
+  // A failing cleanup leaves a stale TXT record: harmless for validation, so not fatal.
+  (void)runHook(hook_, "cleanup",
+                {"KMS_DOMAIN=" + authz.identifier.value, "KMS_RECORD=_acme-challenge." + authz.identifier.value,
+                 "KMS_VALIDATION=" + dns01TxtValue(keyAuthorization), "KMS_TOKEN=" + challenge.token});
+}
+
+Result<void> checkIssuedChain(const std::vector<pki::Certificate>& chain, const IssueRequest& request,
+                              pki::SystemTime now) {
+  if (chain.empty()) {
+    return fail(Errc::protocol, "check chain: the CA returned no certificate");
+  }
+  const pki::Certificate& leaf = chain.front();
+  if (request.certKey == nullptr || !leaf.hasPublicKey(request.certKey->publicKey())) {
+    return fail(stepError(Errc::crypto, "check key: the certificate's public key is not the HSM key",
+                          leaf.subject()));
+  }
+  if (auto r = verifyIdentifiers(leaf, request.identifiers); !r) {
+    return r;
+  }
+  if (leaf.notAfter() <= now) {
+    return fail(stepError(Errc::protocol, "check validity: the certificate has already expired", leaf.subject()));
+  }
+  if (!request.trustAnchors.empty()) {
+    if (auto r = pki::verifyChain(chain, request.trustAnchors, now); !r) {
+      Error e = r.error();
+      e.message = "check chain: " + e.message;
+      e.context = leaf.subject();
+      return fail(e);
+    }
+  }
+  return ok();
+}
+
+Result<IssuedChain> issueCertificate(AcmeClient& client, const AccountRef& account, const IssueRequest& request,
+                                     const std::map<std::string, ChallengeSolver*>& solvers,
+                                     const ProgressFn& progress) {
+  auto report = [&](IssueStep step, const Order& order) -> Result<void> {
+    return progress ? progress(step, order) : ok();
+  };
+  if (request.certKey == nullptr) {
+    return fail(Errc::invalidArgument, "no certificate key");
+  }
+
+  // 1. The order: resumed when it is still usable, else a new one.
+  std::optional<Order> order;
+  if (request.resumeOrderUrl) {
+    auto resumed = client.getOrder(account, *request.resumeOrderUrl);
+    if (resumed && resumed->status != "invalid") {
+      order = std::move(*resumed);
+    } else if (!resumed && resumed.error().retryable) {
+      return fail(resumed.error());
+    }
+  }
+  if (!order) {
+    auto created = client.newOrder(account, request.identifiers, request.replaces);
+    if (!created) {
+      return fail(created.error());
+    }
+    order = std::move(*created);
+    if (auto r = report(IssueStep::orderPending, *order); !r) {
+      return fail(r.error());
+    }
+  }
+
+  // 2. Authorizations.
+  if (order->status == "pending") {
+    for (const std::string& authzUrl : order->authorizations) {
+      auto authz = client.getAuthorization(account, authzUrl);
+      if (!authz) {
+        return fail(authz.error());
+      }
+      if (authz->status == "valid") {
+        continue;
+      }
+      if (authz->status != "pending") {
+        return fail(stepError(Errc::protocol, "authorization for " + authz->identifier.value + " is " + authz->status,
+                              authzUrl));
+      }
+      auto ch = std::find_if(authz->challenges.begin(), authz->challenges.end(),
+                             [&](const Challenge& c) { return c.type == request.challengeType; });
+      if (ch == authz->challenges.end()) {
+        return fail(stepError(Errc::unsupported,
+                              "the CA offers no " + request.challengeType + " challenge for " + authz->identifier.value,
+                              authzUrl));
+      }
+      auto solver = solvers.find(request.challengeType);
+      if (solver == solvers.end() || solver->second == nullptr) {
+        return fail(stepError(Errc::unsupported, "no solver configured for " + request.challengeType, authzUrl));
+      }
+      std::string keyAuth = keyAuthorization(ch->token, account.key.publicKey());
+      auto payload = solver->second->present(*authz, *ch, keyAuth);
+      if (!payload) {
+        solver->second->cleanup(*authz, *ch, keyAuth);
+        return fail(payload.error());
+      }
+      Result<Authorization> final = [&]() -> Result<Authorization> {
+        if (ch->status == "pending") {
+          auto answered = client.respondChallenge(account, ch->url, *payload);
+          if (!answered) {
+            return fail(answered.error());
+          }
+        }
+        return client.pollAuthorization(account, authzUrl);
+      }();
+      solver->second->cleanup(*authz, *ch, keyAuth);
+      if (!final) {
+        return fail(final.error());
+      }
+      if (final->status != "valid") {
+        Error e;
+        for (const Challenge& c : final->challenges) {
+          if (c.type == request.challengeType && c.error) {
+            e = *c.error;
+          }
+        }
+        e.code = e.code == Errc::internal ? Errc::protocol : e.code;
+        e.retryable = false;
+        e.message = request.challengeType + " challenge for " + final->identifier.value + " failed" +
+                    (e.message.empty() ? ": authorization is " + final->status : ": " + e.message);
+        e.context = authzUrl;
+        return fail(e);
+      }
+    }
+    auto polled = client.pollOrder(account, order->url);
+    if (!polled) {
+      return fail(polled.error());
+    }
+    order = std::move(*polled);
+  }
+  if (order->status == "invalid") {
+    Error e = order->error.value_or(stepError(Errc::protocol, "order is invalid", order->url));
+    e.message = "order invalid: " + e.message;
+    e.retryable = false;
+    return fail(e);
+  }
+  if (order->status == "ready") {
+    if (auto r = report(IssueStep::authorized, *order); !r) {
+      return fail(r.error());
+    }
+    // 3. Finalize with a CSR signed in the HSM.
+    auto csr = pki::buildCsr(request.csr, *request.certKey);
+    if (!csr) {
+      return fail(csr.error());
+    }
+    auto finalized = client.finalize(account, *order, *csr);
+    if (!finalized) {
+      return fail(finalized.error());
+    }
+    order = std::move(*finalized);
+    if (auto r = report(IssueStep::finalizing, *order); !r) {
+      return fail(r.error());
+    }
+  }
+  if (order->status == "processing") {
+    auto polled = client.pollOrder(account, order->url);
+    if (!polled) {
+      return fail(polled.error());
+    }
+    order = std::move(*polled);
+  }
+  if (order->status != "valid" || !order->certificate) {
+    Error e = order->error.value_or(stepError(Errc::protocol, "order ended " + order->status, order->url));
+    return fail(e);
+  }
+
+  // 4. Download and check; try the alternate chains when the default one does not verify.
+  auto chain = client.downloadCertificate(account, *order->certificate);
+  if (!chain) {
+    return fail(chain.error());
+  }
+  auto now = std::chrono::system_clock::now();
+  std::vector<std::pair<std::string, std::string>> candidates{{chain->pem, ""}};
+  for (const std::string& alt : chain->alternates) {
+    candidates.emplace_back("", alt);
+  }
+  std::optional<Error> firstError;
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    std::string pem = candidates[i].first;
+    if (pem.empty()) {
+      auto alt = client.downloadCertificate(account, candidates[i].second);
+      if (!alt) {
+        continue;
+      }
+      pem = alt->pem;
+    }
+    auto parsed = pki::parsePemChain(pem);
+    if (!parsed) {
+      Error e = parsed.error();
+      e.code = Errc::protocol;
+      e.message = "check chain: " + e.message;
+      e.context = *order->certificate;
+      firstError = firstError.value_or(e);
+      continue;
+    }
+    auto checked = checkIssuedChain(*parsed, request, now);
+    if (checked) {
+      return IssuedChain{pem, std::move(*parsed), order->url, i > 0};
+    }
+    firstError = firstError.value_or(checked.error());
+  }
+  return fail(*firstError);
+}
+
+}  // namespace kms::acme

@@ -1,0 +1,40 @@
+#pragma once
+/// @file The STI-CR web root sink: each certificate chain is written once under an
+/// immutable name, then the certificate's current pointer is switched atomically
+/// (temp file, fsync, rename, fsync of the directory), so a reader sees the old chain or
+/// the new one, never a torn file.
+
+#include <string>
+
+#include "kms/error.h"
+
+namespace kms::publisher {
+
+/// Where a chain was published.
+struct Published {
+  std::string immutablePath;  ///< web_root/<name>/<serial>.pem
+  std::string currentPath;    ///< web_root/<name>.pem
+  std::string x5uUrl;         ///< base_url + "<name>/<serial>.pem"
+};
+
+class WebRoot {
+public:
+  WebRoot(std::string webRoot, std::string baseUrl) : root_(std::move(webRoot)), baseUrl_(std::move(baseUrl)) {}
+
+  /// Publishes chainPem for certificate `name` with serial `serialHex`. Creates the
+  /// directories (0755) it needs. An existing immutable file with other content is an
+  /// error (Errc::alreadyExists); with the same content it is kept. Errors name the path.
+  [[nodiscard]] Result<Published> publish(const std::string& name, const std::string& serialHex,
+                                          const std::string& chainPem) const;
+
+private:
+  std::string root_;
+  std::string baseUrl_;
+};
+
+/// Writes content to path atomically: a temp file in the same directory, fsync, rename,
+/// fsync of the directory. mode applies to the new file.
+[[nodiscard]] Result<void> writeFileAtomically(const std::string& path, const std::string& content,
+                                               unsigned mode = 0644);
+
+}  // namespace kms::publisher

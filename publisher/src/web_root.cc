@@ -1,0 +1,127 @@
+#include "publisher/web_root.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace kms::publisher {
+namespace {
+
+Error ioError(const std::string& what, const std::string& path, int err) {
+  Error e;
+  e.code = Errc::io;
+  e.message = what + ": " + std::strerror(err);
+  e.context = path;
+  e.native = err;
+  return e;
+}
+
+Result<void> ensureDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return fail(ioError("cannot create directory", dir, ec.value()));
+  }
+  return ok();
+}
+
+Result<void> fsyncDir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return fail(ioError("cannot open directory", dir, errno));
+  }
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    return fail(ioError("cannot fsync directory", dir, err));
+  }
+  return ok();
+}
+
+bool validName(const std::string& s) {
+  return !s.empty() && s.find('/') == std::string::npos && s != "." && s != "..";
+}
+
+}  // namespace
+
+Result<void> writeFileAtomically(const std::string& path, const std::string& content, unsigned mode) {
+  std::filesystem::path p(path);
+  std::string dir = p.parent_path().string();
+  std::string tmpl = dir + "/." + p.filename().string() + ".tmp-XXXXXX";
+  int fd = ::mkstemp(tmpl.data());
+  if (fd < 0) {
+    return fail(ioError("cannot create temp file", dir, errno));
+  }
+  auto cleanup = [&](const Error& e) -> Result<void> {
+    ::close(fd);
+    ::unlink(tmpl.c_str());
+    return fail(e);
+  };
+  std::size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return cleanup(ioError("cannot write", tmpl, errno));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) {
+    return cleanup(ioError("cannot chmod", tmpl, errno));
+  }
+  if (::fsync(fd) != 0) {
+    return cleanup(ioError("cannot fsync", tmpl, errno));
+  }
+  if (::close(fd) != 0) {
+    int err = errno;
+    ::unlink(tmpl.c_str());
+    return fail(ioError("cannot close", tmpl, err));
+  }
+  if (::rename(tmpl.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmpl.c_str());
+    return fail(ioError("cannot rename into place", path, err));
+  }
+  return fsyncDir(dir);
+}
+
+Result<Published> WebRoot::publish(const std::string& name, const std::string& serialHex,
+                                   const std::string& chainPem) const {
+  if (!validName(name) || !validName(serialHex)) {
+    return fail(Errc::invalidArgument, "certificate name and serial must be plain file names", name);
+  }
+  Published out;
+  std::string dir = root_ + "/" + name;
+  out.immutablePath = dir + "/" + serialHex + ".pem";
+  out.currentPath = root_ + "/" + name + ".pem";
+  out.x5uUrl = baseUrl_ + name + "/" + serialHex + ".pem";
+  if (auto r = ensureDir(dir); !r) {
+    return fail(r.error());
+  }
+  struct stat st {};
+  if (::stat(out.immutablePath.c_str(), &st) == 0) {
+    std::ifstream in(out.immutablePath, std::ios::binary);
+    std::ostringstream existing;
+    existing << in.rdbuf();
+    if (existing.str() != chainPem) {
+      return fail(Errc::alreadyExists, "an immutable chain file with other content exists", out.immutablePath);
+    }
+  } else if (auto r = writeFileAtomically(out.immutablePath, chainPem); !r) {
+    return fail(r.error());
+  }
+  if (auto r = writeFileAtomically(out.currentPath, chainPem); !r) {
+    return fail(r.error());
+  }
+  return out;
+}
+
+}  // namespace kms::publisher

@@ -1,0 +1,153 @@
+// kmsd --once as an operator runs it, against a real Pebble, a real SoftHSM2 token and a
+// real SQLite state directory.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include "pebble_server.h"
+#include "pki/x509.h"
+#include "sandbox.h"
+#include "softhsm_token.h"
+
+namespace kms {
+namespace {
+
+using test::PebbleOptions;
+using test::PebbleServer;
+using test::SoftHsmToken;
+
+const std::string kKmsd = KMS_BINARY_DIR "/kmsd/kmsd";
+const std::string kKmsctl = KMS_BINARY_DIR "/kmsd/kmsctl";
+
+struct CmdResult {
+  int rc;
+  std::string output;
+};
+
+bool exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+class KmsdOnce : public ::testing::Test {
+protected:
+  void start(PebbleOptions options = {}, const std::string& acmeExtra = "") {
+    pebble_ = std::make_unique<PebbleServer>(options);
+    roots_ = pebble_->writeIssuingRoots(softhsm_.sandbox().file("pebble-roots.pem"));
+    writeConfig(acmeExtra);
+  }
+
+  void writeConfig(const std::string& acmeExtra = "", const std::string& anchors = "") {
+    const auto& sb = softhsm_.sandbox();
+    config_ = sb.write("kmsd.toml",
+                       "[daemon]\nstate_dir = \"" + sb.file("state") + "\"\n"
+                       "[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" + softhsm_.pinFile() + "\"\n"
+                       "[acme]\ndirectory_url = \"" + pebble_->directoryUrl() + "\"\n"
+                       "ca_bundle = \"" + pebble_->tlsCaFile() + "\"\n"
+                       "trust_anchors = \"" + (anchors.empty() ? roots_ : anchors) + "\"\n"
+                       "http01_listen = \"127.0.0.1:" + std::to_string(pebble_->httpPort()) + "\"\n" + acmeExtra +
+                       "[publisher]\nweb_root = \"" + sb.file("www") + "\"\nbase_url = \"https://cr.example.net/\"\n"
+                       "[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example.com\"]\n"
+                       "[[certificate]]\nname = \"api\"\nidentifiers = [\"dns:api.example.com\", \"dns:v2.example.com\"]\n");
+  }
+
+  CmdResult run(const std::string& tool, const std::string& args) {
+    CmdResult r{};
+    r.rc = test::runCommand("SOFTHSM2_CONF=" + softhsm_.confPath() + " " + tool + " --config " + config_ + " " + args,
+                            &r.output);
+    return r;
+  }
+
+  std::string www(const std::string& rel) const { return softhsm_.sandbox().file("www/" + rel); }
+
+  SoftHsmToken softhsm_{"kms-test"};
+  std::unique_ptr<PebbleServer> pebble_;
+  std::string roots_;
+  std::string config_;
+};
+
+TEST_F(KmsdOnce, IssuesPublishesThenNothingIsDue) {
+  start();
+  CmdResult first = run(kKmsd, "--once");
+  ASSERT_EQ(first.rc, 0) << first.output;
+  EXPECT_NE(first.output.find("web: issued serial "), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find("api: issued serial "), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find(", published https://cr.example.net/web/"), std::string::npos) << first.output;
+
+  // The published chain is the one for the HSM key and verifies to Pebble's root.
+  ASSERT_TRUE(exists(www("web.pem")));
+  auto chain = pki::parsePemChain(test::readFile(www("web.pem")));
+  ASSERT_TRUE(chain.has_value());
+  EXPECT_EQ(chain->front().dnsNames(), std::vector<std::string>{"web.example.com"});
+  auto anchors = pki::parsePemChain(test::readFile(roots_));
+  EXPECT_TRUE(pki::verifyChain(*chain, *anchors, std::chrono::system_clock::now()).has_value());
+  EXPECT_TRUE(exists(www("web/" + chain->front().serialHex() + ".pem")));
+
+  CmdResult second = run(kKmsd, "--once");
+  EXPECT_EQ(second.rc, 0) << second.output;
+  EXPECT_NE(second.output.find("web: valid until "), std::string::npos) << second.output;
+  EXPECT_NE(second.output.find("not due (renewal due "), std::string::npos) << second.output;
+
+  CmdResult status = run(kKmsctl, "status");
+  EXPECT_EQ(status.rc, 0) << status.output;
+  EXPECT_NE(status.output.find("web                 active"), std::string::npos) << status.output;
+  CmdResult keys = run(kKmsctl, "keys");
+  EXPECT_NE(keys.output.find("3 key(s)"), std::string::npos) << keys.output;  // account + 2 certificates
+  EXPECT_EQ(keys.output.find("unmanaged"), std::string::npos) << keys.output;
+}
+
+TEST_F(KmsdOnce, PebbleDownFailsThenTheNextRunSucceeds) {
+  start();
+  pebble_->stop();
+  CmdResult down = run(kKmsd, "--once");
+  EXPECT_EQ(down.rc, 3) << down.output;
+  EXPECT_NE(down.output.find("web: FAILED: " + pebble_->directoryUrl()), std::string::npos) << down.output;
+  EXPECT_FALSE(exists(www("web.pem")));
+
+  pebble_->start();  // a fresh Pebble: new issuing roots, no accounts
+  roots_ = pebble_->writeIssuingRoots(softhsm_.sandbox().file("pebble-roots.pem"));
+  CmdResult up = run(kKmsd, "--once");
+  EXPECT_EQ(up.rc, 0) << up.output;
+  EXPECT_TRUE(exists(www("web.pem")));
+
+  // With valid certificates, an unreachable CA is not a failure: nothing is due.
+  pebble_->stop();
+  CmdResult idle = run(kKmsd, "--once");
+  EXPECT_EQ(idle.rc, 0) << idle.output;
+  EXPECT_NE(idle.output.find("web: valid until "), std::string::npos) << idle.output;
+}
+
+TEST_F(KmsdOnce, ChainThatDoesNotVerifyIsNotPublishedAndLeavesNoKey) {
+  start();
+  writeConfig("", pebble_->tlsCaFile());  // the wrong roots
+  CmdResult r = run(kKmsd, "--once");
+  EXPECT_EQ(r.rc, 3) << r.output;
+  EXPECT_NE(r.output.find("web: FAILED: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("check chain: chain does not verify"), std::string::npos) << r.output;
+  EXPECT_FALSE(exists(www("web.pem")));
+  EXPECT_FALSE(exists(www("api.pem")));
+  CmdResult keys = run(kKmsctl, "keys");
+  EXPECT_NE(keys.output.find("1 key(s)"), std::string::npos) << keys.output;  // only the account key
+  CmdResult events = run(kKmsctl, "events");
+  EXPECT_NE(events.output.find("KMS_ISSUE_FAILED web"), std::string::npos) << events.output;
+}
+
+TEST_F(KmsdOnce, ExternalAccountBindingFromTheConfig) {
+  PebbleOptions options;
+  options.eabRequired = true;
+  options.eabKeys = {{"kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"}};
+  pebble_ = std::make_unique<PebbleServer>(options);
+  roots_ = pebble_->writeIssuingRoots(softhsm_.sandbox().file("pebble-roots.pem"));
+  writeConfig();
+  CmdResult refused = run(kKmsd, "--once");
+  EXPECT_EQ(refused.rc, 3) << refused.output;
+  EXPECT_NE(refused.output.find("externalAccountRequired"), std::string::npos) << refused.output;
+
+  std::string key = softhsm_.sandbox().write("eab.key", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n");
+  writeConfig("eab_kid = \"kid-1\"\neab_hmac_file = \"" + key + "\"\n");
+  CmdResult r = run(kKmsd, "--once");
+  EXPECT_EQ(r.rc, 0) << r.output;
+}
+
+}  // namespace
+}  // namespace kms

@@ -1,0 +1,157 @@
+// ACME wire formats without a server: JWS shapes, EAB, key change, key authorization,
+// problem documents, Retry-After, object parsing.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "acme/client.h"
+#include "acme/issuer.h"
+#include "acme/jws.h"
+#include "pki/encoding.h"
+
+namespace kms::acme {
+namespace {
+
+using nlohmann::json;
+
+json decodeJson(const std::string& b64) {
+  auto bytes = pki::base64UrlDecode(b64);
+  EXPECT_TRUE(bytes.has_value());
+  return json::parse(std::string(bytes->begin(), bytes->end()));
+}
+
+TEST(AcmeJws, KidAndJwkForms) {
+  auto key = *pki::SoftwareKey::generate();
+  auto withKid = signRequest(*key, "https://ca/new-order", "nonce-1", "https://ca/acct/1", R"({"a":1})");
+  ASSERT_TRUE(withKid.has_value());
+  json jws = json::parse(*withKid);
+  json header = decodeJson(jws["protected"]);
+  EXPECT_EQ(header, (json{{"alg", "ES256"}, {"kid", "https://ca/acct/1"}, {"nonce", "nonce-1"}, {"url", "https://ca/new-order"}}));
+  EXPECT_EQ(decodeJson(jws["payload"]), json::parse(R"({"a":1})"));
+  auto sig = pki::base64UrlDecode(jws["signature"].get<std::string>());
+  ASSERT_EQ(sig->size(), 64U);
+  std::string input = jws["protected"].get<std::string>() + "." + jws["payload"].get<std::string>();
+  EXPECT_TRUE(*key->publicKey().verifyEs256(pki::asBytes(input), *sig));
+
+  auto withJwk = signRequest(*key, "https://ca/new-acct", "n2", "", "");
+  json jws2 = json::parse(*withJwk);
+  json header2 = decodeJson(jws2["protected"]);
+  EXPECT_FALSE(header2.contains("kid"));
+  EXPECT_EQ(header2["jwk"], json::parse(key->publicKey().jwkJson()));
+  EXPECT_EQ(jws2["payload"], "");  // POST-as-GET
+}
+
+TEST(AcmeJws, ExternalAccountBindingIsHs256OverTheJwk) {
+  auto key = *pki::SoftwareKey::generate();
+  SecretBytes hmac(std::string_view("0123456789abcdef0123456789abcdef"));
+  auto eab = externalAccountBinding(hmac, "kid-1", "https://ca/new-acct", key->publicKey());
+  ASSERT_TRUE(eab.has_value());
+  auto parsed = parseFlattenedJws(*eab);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(json::parse(parsed->protectedJson), (json{{"alg", "HS256"}, {"kid", "kid-1"}, {"url", "https://ca/new-acct"}}));
+  EXPECT_EQ(parsed->payload, key->publicKey().jwkJson());
+  // Recompute the MAC with openssl's CLI-independent path: HMAC is deterministic.
+  auto again = externalAccountBinding(hmac, "kid-1", "https://ca/new-acct", key->publicKey());
+  EXPECT_EQ(*again, *eab);
+  SecretBytes other(std::string_view("another key"));
+  EXPECT_NE(*externalAccountBinding(other, "kid-1", "https://ca/new-acct", key->publicKey()), *eab);
+  EXPECT_EQ(parsed->signature.size(), 32U);
+}
+
+TEST(AcmeJws, KeyChangeInnerHasNoNonceOrKid) {
+  auto oldKey = *pki::SoftwareKey::generate();
+  auto newKey = *pki::SoftwareKey::generate();
+  auto inner = keyChangeInner(*newKey, "https://ca/key-change", "https://ca/acct/7", oldKey->publicKey());
+  ASSERT_TRUE(inner.has_value());
+  auto parsed = parseFlattenedJws(*inner);
+  json header = json::parse(parsed->protectedJson);
+  EXPECT_EQ(header.size(), 3U);
+  EXPECT_EQ(header["jwk"], json::parse(newKey->publicKey().jwkJson()));
+  EXPECT_EQ(header["url"], "https://ca/key-change");
+  EXPECT_EQ(json::parse(parsed->payload),
+            (json{{"account", "https://ca/acct/7"}, {"oldKey", json::parse(oldKey->publicKey().jwkJson())}}));
+  EXPECT_TRUE(*newKey->publicKey().verifyEs256(pki::asBytes(parsed->signingInput), parsed->signature));
+}
+
+TEST(AcmeJws, KeyAuthorizationAndDnsValue) {
+  auto key = pki::EcPublicKey::fromJwkCoordinates("f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                                                  "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0");
+  EXPECT_EQ(keyAuthorization("tok", *key), "tok.oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U");
+  EXPECT_EQ(dns01TxtValue("tok.oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U"),
+            pki::base64UrlEncode(pki::sha256(pki::asBytes("tok.oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U"))));
+}
+
+TEST(AcmeJws, CompactParsingRejectsGarbage) {
+  EXPECT_EQ(parseCompactJws("a.b").error().message, "compact JWS must have exactly three parts");
+  EXPECT_EQ(parseCompactJws("a.b.c.d").error().message, "compact JWS must have exactly three parts");
+  EXPECT_EQ(parseCompactJws("!!.e30.AA").error().message, "JWS protected header is not base64url");
+  EXPECT_EQ(parseCompactJws("bm90IGpzb24.e30.AA").error().message, "JWS protected header is not JSON");
+  auto ok = parseCompactJws("e30.aGk.AAAA");
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->payload, "hi");
+  EXPECT_EQ(parseFlattenedJws("[]").error().message, "flattened JWS is not a JSON object");
+  EXPECT_EQ(parseFlattenedJws(R"({"protected":"e30","payload":1})").error().message,
+            "flattened JWS has no string member 'payload'");
+}
+
+HttpResponse problem(long status, const std::string& body, std::optional<std::string> retryAfter = std::nullopt) {
+  HttpResponse r;
+  r.status = status;
+  r.headers.emplace_back("content-type", "application/problem+json");
+  if (retryAfter) {
+    r.headers.emplace_back("retry-after", *retryAfter);
+  }
+  r.body = body;
+  return r;
+}
+
+TEST(AcmeProblem, TypedErrors) {
+  Error bad = problemError(problem(400, R"({"type":"urn:ietf:params:acme:error:badNonce","detail":"stale"})"), "u");
+  EXPECT_EQ(bad.nativeName, "badNonce");
+  EXPECT_TRUE(bad.retryable);
+  EXPECT_EQ(bad.toString(), "u: ACME badNonce: stale (badNonce)");
+
+  Error rate = problemError(problem(429, R"({"type":"urn:ietf:params:acme:error:rateLimited","detail":"slow"})", "120"), "u");
+  EXPECT_TRUE(rate.retryable);
+  EXPECT_EQ(rate.retryAfter, std::chrono::seconds(120));
+
+  Error unauth = problemError(problem(403, R"({"type":"urn:ietf:params:acme:error:unauthorized","detail":"no"})"), "u");
+  EXPECT_EQ(unauth.code, Errc::unauthorized);
+  EXPECT_FALSE(unauth.retryable);
+
+  Error csr = problemError(problem(400, R"({"type":"urn:ietf:params:acme:error:badCSR","detail":"key"})"), "u");
+  EXPECT_EQ(csr.code, Errc::protocol);
+  EXPECT_EQ(csr.native, 400);
+
+  Error gone = problemError(problem(400, R"({"type":"urn:ietf:params:acme:error:accountDoesNotExist"})"), "u");
+  EXPECT_EQ(gone.code, Errc::notFound);
+
+  Error internal = problemError(problem(500, R"({"type":"urn:ietf:params:acme:error:serverInternal"})"), "u");
+  EXPECT_TRUE(internal.retryable);
+
+  Error sub = problemError(
+      problem(400, R"({"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"bad names",
+                       "subproblems":[{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"no",
+                                       "identifier":{"type":"dns","value":"x.example"}}]})"),
+      "u");
+  EXPECT_EQ(sub.message, "ACME rejectedIdentifier: bad names; x.example: no");
+
+  HttpResponse html;
+  html.status = 502;
+  html.body = "<html>bad gateway</html>";
+  Error gw = problemError(html, "u");
+  EXPECT_EQ(gw.nativeName, "HTTP 502");
+  EXPECT_TRUE(gw.retryable);
+}
+
+TEST(AcmeProblem, RetryAfterForms) {
+  auto now = std::chrono::system_clock::from_time_t(784111777);  // Sun, 06 Nov 1994 08:49:37 GMT
+  EXPECT_EQ(parseRetryAfter("30", now), std::chrono::seconds(30));
+  EXPECT_EQ(parseRetryAfter("Sun, 06 Nov 1994 08:50:37 GMT", now), std::chrono::seconds(60));
+  EXPECT_EQ(parseRetryAfter("Sun, 06 Nov 1994 08:40:37 GMT", now), std::chrono::seconds(0));
+  EXPECT_EQ(parseRetryAfter("soon", now), std::nullopt);
+  EXPECT_EQ(parseRetryAfter("", now), std::nullopt);
+}
+
+}  // namespace
+}  // namespace kms::acme
