@@ -20,6 +20,10 @@ packages=(
   softhsm2 libsofthsm2          # embedded default HSM (PKCS#11 module + softhsm2-util)
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  pebble                        # the independent ACME server (pebble, pebble-challtestsrv)
+  curl                          # used by the dns-01 test hook to reach pebble-challtestsrv
+  python3                       # python3 -m http.server serves recorded ACME responses
+  lego                          # reference ACME client for tests/bench/acme_issue
   procps                        # ps/pkill used by tests
 )
 

@@ -100,6 +100,18 @@ std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value, pki:
   return std::max(delta, std::chrono::seconds(0));
 }
 
+pki::SystemTime pickRenewalTime(const RenewalInfo& info, pki::SystemTime now, std::uint64_t randomValue) {
+  if (info.windowEnd <= now) {
+    return now;
+  }
+  pki::SystemTime from = std::max(info.windowStart, now);
+  auto span = std::chrono::duration_cast<std::chrono::seconds>(info.windowEnd - from).count();
+  if (span <= 0) {
+    return from;
+  }
+  return from + std::chrono::seconds(static_cast<std::int64_t>(randomValue % static_cast<std::uint64_t>(span)));
+}
+
 Error problemError(const HttpResponse& response, const std::string& url) {
   Error e;
   e.context = url;

@@ -57,7 +57,9 @@ struct CurlCodeName {
 };
 
 #define KMS_CURLE(code) \
-  CurlCodeName { code, #code }
+  CurlCodeName {        \
+    code, #code         \
+  }
 constexpr std::array kCurlCodeNames{
     KMS_CURLE(CURLE_OK),
     KMS_CURLE(CURLE_UNSUPPORTED_PROTOCOL),
@@ -199,9 +201,10 @@ Result<std::vector<X509Ptr>> parseCertificates(const std::string& bundle) {
   if (!pem.has_value()) {
     return fail(pem.error());
   }
+  const std::string& text = pem.value();
   const bool isInline = bundle.find("-----BEGIN") != std::string::npos;
   const std::string where = isInline ? std::string("caBundle") : bundle;
-  Bio bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
+  Bio bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
   if (!bio) {
     return fail(Errc::internal, "BIO_new_mem_buf failed", where);
   }
@@ -241,7 +244,7 @@ CURLcode addExtraTrust(CURL* /*easy*/, void* sslCtx, void* userData) {
 
 /// curl_easy_setopt that remembers the first failure, so a block of options reads linearly.
 struct OptionSetter {
-  CURL* easy;
+  CURL* easy = nullptr;
   const std::string& url;
   std::optional<Error> error;
 
@@ -319,7 +322,7 @@ bool hasLineBreak(std::string_view s) {
 // ---------------------------------------------------------------------------------------------
 
 class CurlTransport final : public Transport {
-public:
+ public:
   CurlTransport(TransportOptions options, std::vector<X509Ptr> extraTrust)
       : options_(std::move(options)), extraTrust_(std::move(extraTrust)) {}
 
@@ -335,8 +338,8 @@ public:
     }
     for (curl_lock_data data : {CURL_LOCK_DATA_DNS, CURL_LOCK_DATA_SSL_SESSION}) {
       if (CURLSHcode rc = curl_share_setopt(share_.get(), CURLSHOPT_SHARE, data); rc != CURLSHE_OK) {
-        return fail(Errc::internal, std::string("curl_share_setopt(CURLSHOPT_SHARE) failed: ") +
-                                        curl_share_strerror(rc));
+        return fail(Errc::internal,
+                    std::string("curl_share_setopt(CURLSHOPT_SHARE) failed: ") + curl_share_strerror(rc));
       }
     }
     CURLSHcode rc = curl_share_setopt(share_.get(), CURLSHOPT_USERDATA, this);
@@ -362,7 +365,7 @@ public:
     return response;
   }
 
-private:
+ private:
   static void lockShare(CURL* /*easy*/, curl_lock_data data, curl_lock_access /*access*/, void* userData) {
     static_cast<CurlTransport*>(userData)->shareMutex(data).lock();
   }
@@ -463,7 +466,10 @@ private:
         return fail(Errc::invalidArgument, "malformed request header \"" + name + "\"", request.url);
       }
       // "Name;" is curl's syntax for a header sent with an empty value.
-      if (!append(value.empty() ? name + ";" : name + ": " + value)) {
+      std::string line = name;
+      line += value.empty() ? ";" : ": ";
+      line += value;
+      if (!append(line)) {
         return fail(Errc::internal, "curl_slist_append failed", request.url);
       }
     }

@@ -36,13 +36,13 @@ using Tcp = asio::ip::tcp;
 constexpr std::string_view kChallengePrefix = "/.well-known/acme-challenge/";
 constexpr std::chrono::seconds kReadTimeout{10};
 constexpr std::chrono::seconds kWriteTimeout{10};
-constexpr std::uint32_t kHeaderLimit = 8 * 1024;
-constexpr std::uint64_t kBodyLimit = 8 * 1024;
+constexpr std::uint32_t kHeaderLimit = 8192;
+constexpr std::uint64_t kBodyLimit = 8192;
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 
 /// Tokens and counters shared by the responder object and its sessions.
 class ChallengeStore {
-public:
+ public:
   void put(const std::string& token, const std::string& keyAuthorization) {
     std::lock_guard lock(mutex_);
     tokens_[token] = keyAuthorization;
@@ -65,7 +65,7 @@ public:
   void countServed() { served_.fetch_add(1, std::memory_order_relaxed); }
   [[nodiscard]] std::uint64_t served() const { return served_.load(std::memory_order_relaxed); }
 
-private:
+ private:
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::string> tokens_;
   std::atomic<std::uint64_t> served_{0};
@@ -107,7 +107,7 @@ Response answer(const Request& request, ChallengeStore& store) {
 
 /// One client connection: read a request, answer, repeat while keep-alive.
 class Session : public std::enable_shared_from_this<Session> {
-public:
+ public:
   Session(Tcp::socket socket, std::shared_ptr<ChallengeStore> store)
       : stream_(std::move(socket)), store_(std::move(store)) {}
 
@@ -120,7 +120,7 @@ public:
                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->onRead(ec); });
   }
 
-private:
+ private:
   void onRead(beast::error_code ec) {
     if (ec) {
       close();  // end of stream, timeout, oversized or malformed request: drop the connection
@@ -155,7 +155,7 @@ private:
 
 /// Accept loop.
 class Listener : public std::enable_shared_from_this<Listener> {
-public:
+ public:
   Listener(asio::io_context& io, std::shared_ptr<ChallengeStore> store)
       : io_(io), acceptor_(io), retryTimer_(io), store_(std::move(store)) {}
 
@@ -167,7 +167,7 @@ public:
     });
   }
 
-private:
+ private:
   void onAccept(beast::error_code ec, Tcp::socket socket) {
     if (ec == asio::error::operation_aborted) {
       return;
@@ -212,7 +212,7 @@ Error bindError(const std::string& what, const std::string& address, const beast
 }
 
 class BeastResponder final : public Http01Responder {
-public:
+ public:
   BeastResponder() : io_(1), store_(std::make_shared<ChallengeStore>()) {}
 
   BeastResponder(const BeastResponder&) = delete;
@@ -271,7 +271,7 @@ public:
   void remove(const std::string& token) override { store_->remove(token); }
   [[nodiscard]] std::uint64_t served() const override { return store_->served(); }
 
-private:
+ private:
   void run() {
     // Handlers report failures through error codes; only allocation failures can throw. Keep
     // serving rather than let an exception end the thread.

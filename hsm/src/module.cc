@@ -122,7 +122,7 @@ Error ckError(const char* function, CK_RV rv, std::string context) {
   }
   return Error{
       code,     std::string(function) + " failed", std::move(context), static_cast<std::int64_t>(rv), ckrName(rv),
-      retryable};
+      retryable, std::nullopt};
 }
 
 Result<std::shared_ptr<Module>> Module::open(const std::string& path) {

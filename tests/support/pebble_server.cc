@@ -115,8 +115,9 @@ class PortReservation {
 
 bool isProxyVariable(std::string_view name) {
   for (std::string_view proxy : {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}) {
-    if (name.size() == proxy.size() &&
-        std::equal(name.begin(), name.end(), proxy.begin(), [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; })) {
+    if (name.size() == proxy.size() && std::equal(name.begin(), name.end(), proxy.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) == b;
+        })) {
       return true;
     }
   }
@@ -236,13 +237,12 @@ bool dnsAnswersLoopback(uint16_t port) {
   if (fd < 0) {
     return false;
   }
-  timeval timeout{0, 200 * 1000};
+  timeval timeout{0, 200000};  // 200 ms
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   sockaddr_in addr = loopbackAddress(port);
   // id 0x4b4d, recursion desired, one question: probe.test. IN A
-  constexpr std::array<unsigned char, 28> kQuery = {0x4b, 0x4d, 0x01, 0x00, 0,   1,   0,   0,   0,   0,
-                                                    0,    0,    5,    'p',  'r', 'o', 'b', 'e', 4,   't',
-                                                    'e',  's',  't',  0,    0,   1,   0,   1};
+  constexpr std::array<unsigned char, 28> kQuery = {0x4b, 0x4d, 0x01, 0x00, 0, 1,   0,   0,   0,   0, 0, 0, 5, 'p',
+                                                    'r',  'o',  'b',  'e',  4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
   std::array<unsigned char, 512> reply{};
   ssize_t n = -1;
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
@@ -280,14 +280,14 @@ std::string logTail(const std::string& path) {
   } catch (const std::runtime_error&) {
     return "(no log at " + path + ")\n";
   }
+  // Walk back over kLogTailLines line ends, not counting the one ending the file.
   std::size_t start = content.size();
-  for (std::size_t lines = 0; start > 0 && lines <= kLogTailLines; --start) {
-    if (content[start - 1] == '\n') {
-      ++lines;
+  std::size_t lines = 0;
+  while (start > 0) {
+    if (content[start - 1] == '\n' && start != content.size() && ++lines == kLogTailLines) {
+      break;
     }
-  }
-  if (start > 0) {
-    start += 1;  // skip the newline ending the line before the tail
+    --start;
   }
   return content.substr(start);
 }
@@ -446,8 +446,8 @@ void PebbleServer::start() {
       std::this_thread::sleep_for(milliseconds(200));  // keep the ports the client was given
     }
   }
-  throw std::runtime_error(failureReport("Pebble: ports still in use after " + std::to_string(kStartAttempts) +
-                                         " start attempts"));
+  throw std::runtime_error(
+      failureReport("Pebble: ports still in use after " + std::to_string(kStartAttempts) + " start attempts"));
 }
 
 void PebbleServer::pickPorts() {
@@ -484,10 +484,10 @@ void PebbleServer::writeTlsCertificates() {
   const std::string newKey = " -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -config " + shellQuote(conf);
   const std::string caKey = sandbox_.file("tls-ca.key");
   tlsCaFile_ = sandbox_.file("tls-ca.pem");
-  runOpenssl("req -x509 -days 7 -extensions ca_ext -subj '/CN=shaken-kms test Pebble TLS CA'" + newKey +
-             " -keyout " + shellQuote(caKey) + " -out " + shellQuote(tlsCaFile_));
-  runOpenssl("req -new -subj /CN=localhost" + newKey + " -keyout " + shellQuote(sandbox_.file("tls.key")) +
-             " -out " + shellQuote(sandbox_.file("tls.csr")));
+  runOpenssl("req -x509 -days 7 -extensions ca_ext -subj '/CN=shaken-kms test Pebble TLS CA'" + newKey + " -keyout " +
+             shellQuote(caKey) + " -out " + shellQuote(tlsCaFile_));
+  runOpenssl("req -new -subj /CN=localhost" + newKey + " -keyout " + shellQuote(sandbox_.file("tls.key")) + " -out " +
+             shellQuote(sandbox_.file("tls.csr")));
   runOpenssl("x509 -req -days 7 -in " + shellQuote(sandbox_.file("tls.csr")) + " -CA " + shellQuote(tlsCaFile_) +
              " -CAkey " + shellQuote(caKey) + " -CAserial " + shellQuote(sandbox_.file("tls-ca.srl")) +
              " -CAcreateserial -extfile " + shellQuote(conf) + " -extensions leaf_ext -out " +
@@ -542,9 +542,9 @@ PebbleServer::Outcome PebbleServer::waitUntilReady() {
       return Outcome::ready;
     }
     if (Clock::now() >= deadline) {
-      throw std::runtime_error(failureReport("Pebble not ready within 10 s (dns " + std::to_string(dnsUp) +
-                                             ", acme " + std::to_string(acmeUp) + ", management " +
-                                             std::to_string(managementUp) + ")"));
+      throw std::runtime_error(failureReport("Pebble not ready within 10 s (dns " + std::to_string(dnsUp) + ", acme " +
+                                             std::to_string(acmeUp) + ", management " + std::to_string(managementUp) +
+                                             ")"));
     }
     dnsUp = dnsUp || dnsAnswersLoopback(dnsPort_);
     auto answered = [this](const std::string& url) {

@@ -169,6 +169,10 @@ private:
   std::unique_ptr<Impl> impl_;
 };
 
+/// RFC 9773 §4.2: a uniformly random instant in the suggested window; `now` when the
+/// window has already passed (renew at once), and never before `now`.
+[[nodiscard]] pki::SystemTime pickRenewalTime(const RenewalInfo& info, pki::SystemTime now, std::uint64_t randomValue);
+
 /// Parses an HTTP Retry-After value (delta-seconds or IMF-fixdate) relative to now.
 [[nodiscard]] std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value,
                                                                   pki::SystemTime now);

@@ -26,7 +26,7 @@ using Clock = std::chrono::steady_clock;
 
 /// A blocking TCP client with bounded waits.
 class RawClient {
-public:
+ public:
   explicit RawClient(std::uint16_t port) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
@@ -80,7 +80,7 @@ public:
 
   [[nodiscard]] const std::string& leftover() const { return buffer_; }
 
-private:
+ private:
   bool fill() {
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, 2000) <= 0) {
@@ -107,7 +107,7 @@ std::string request(const std::string& method, const std::string& target, const 
 }
 
 class AcmeHttp01ResponderTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     auto started = Http01Responder::start("127.0.0.1", 0);
     ASSERT_TRUE(started.has_value()) << started.error().toString();
@@ -182,8 +182,8 @@ TEST_F(AcmeHttp01ResponderTest, KeepAliveAndPipelining) {
     ASSERT_TRUE(client.response().ends_with("a.thumb")) << i;
   }
   // Two requests in one write are answered in order.
-  ASSERT_TRUE(client.send(request("GET", "/.well-known/acme-challenge/b") +
-                          request("GET", "/.well-known/acme-challenge/a")));
+  ASSERT_TRUE(
+      client.send(request("GET", "/.well-known/acme-challenge/b") + request("GET", "/.well-known/acme-challenge/a")));
   EXPECT_TRUE(client.response().ends_with("b.thumb"));
   EXPECT_TRUE(client.response().ends_with("a.thumb"));
   EXPECT_EQ(responder_->served(), 22U);
@@ -221,7 +221,7 @@ TEST_F(AcmeHttp01ResponderTest, PutReplacesAndRemoveStopsServing) {
 TEST_F(AcmeHttp01ResponderTest, OversizedOrMalformedRequestsDropTheConnection) {
   RawClient huge(responder_->port());
   ASSERT_TRUE(huge.connected());
-  ASSERT_TRUE(huge.send(request("GET", "/", "X-Pad: " + std::string(16 * 1024, 'p') + "\r\n")));
+  ASSERT_TRUE(huge.send(request("GET", "/", "X-Pad: " + std::string(16384, 'p') + "\r\n")));
   EXPECT_TRUE(huge.closedByPeer());
   EXPECT_EQ(huge.leftover(), "");
 

@@ -37,15 +37,15 @@ using Clock = std::chrono::steady_clock;
 
 /// A listening socket on 127.0.0.1 with an OS-chosen port; closed in the destructor.
 class ListenSocket {
-public:
+ public:
   explicit ListenSocket(bool listening = true) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof addr;
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-        (listening && ::listen(fd_, 64) != 0) || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 || (listening && ::listen(fd_, 64) != 0) ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
       throw std::runtime_error(std::string("test listener: ") + std::strerror(errno));
     }
     port_ = ntohs(addr.sin_port);
@@ -57,7 +57,7 @@ public:
   [[nodiscard]] int fd() const { return fd_; }
   [[nodiscard]] std::uint16_t port() const { return port_; }
 
-private:
+ private:
   int fd_ = -1;
   std::uint16_t port_ = 0;
 };
@@ -66,7 +66,7 @@ private:
 /// request (headers only) with `response`, keeping the connection open. Counts accepted
 /// connections.
 class RawServer {
-public:
+ public:
   explicit RawServer(std::string response = {}) : response_(std::move(response)) {
     thread_ = std::thread([this] { loop(); });
   }
@@ -83,7 +83,7 @@ public:
     return "http://127.0.0.1:" + std::to_string(port()) + path;
   }
 
-private:
+ private:
   struct Client {
     int fd;
     std::string pending;
@@ -145,7 +145,7 @@ private:
   std::thread thread_;
 };
 
-std::unique_ptr<Transport> makeTransport(TransportOptions options = {}) {
+std::unique_ptr<Transport> makeTransport(const TransportOptions& options = {}) {
   auto transport = makeCurlTransport(options);
   if (!transport.has_value()) {
     ADD_FAILURE() << transport.error().toString();
@@ -162,7 +162,7 @@ HttpRequest get(const std::string& url, const std::string& method = "GET") {
 }
 
 class AcmeTransportTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     auto started = Http01Responder::start("127.0.0.1", 0);
     ASSERT_TRUE(started.has_value()) << started.error().toString();
@@ -226,6 +226,7 @@ TEST_F(AcmeTransportTest, ConcurrentSendsFromEightThreads) {
   constexpr int kPerThread = 25;
   std::atomic<int> good{0};
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < kPerThread; ++i) {
@@ -290,6 +291,7 @@ TEST(AcmeTransport, KeepAliveReusesConnections) {
 
   // Threads borrow pooled handles: at most one connection per concurrent sender.
   std::vector<std::thread> threads;
+  threads.reserve(4);
   std::atomic<int> good{0};
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
@@ -388,13 +390,14 @@ TEST(AcmeTransport, RejectsBadRequestsAndOptions) {
 
 /// Runs `openssl s_server` on 127.0.0.1 (port chosen by the OS, read from its "ACCEPT" line).
 class TlsServer {
-public:
+ public:
   explicit TlsServer(const test::Sandbox& box) {
     std::string log = box.file("s_server.log");
     std::string cert = box.file("leaf.pem");
     std::string key = box.file("leaf.key");
     std::vector<std::string> args{"openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", cert, "-key", key, "-www"};
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (auto& arg : args) {
       argv.push_back(arg.data());
     }
@@ -431,7 +434,7 @@ public:
 
   [[nodiscard]] std::string url() const { return "https://127.0.0.1:" + std::to_string(port_) + "/"; }
 
-private:
+ private:
   void stop() {
     if (pid_ > 0) {
       ::kill(pid_, SIGTERM);
@@ -445,7 +448,7 @@ private:
 };
 
 class AcmeTransportTlsTest : public ::testing::Test {
-protected:
+ protected:
   static void SetUpTestSuite() {
     box_ = new test::Sandbox();
     box_->write("ca.cnf",

@@ -1,0 +1,189 @@
+// What the ACME client does with answers no local ACME server can be made to give:
+// ARI windows (Debian's Pebble has no ARI), malformed or oversized bodies, wrong media
+// types, persistent badNonce, 503 with Retry-After. The server is real (HTTP over
+// loopback); its answers are recorded.
+#include <gtest/gtest.h>
+
+#include "acme/client.h"
+#include "recorded_server.h"
+
+namespace kms::acme {
+namespace {
+
+using namespace std::chrono_literals;
+using test::RecordedServer;
+
+std::string route(const std::string& key, int status, const std::string& contentType, const std::string& body,
+                  const std::string& extraHeaders = "") {
+  std::string escaped;
+  for (char c : body) {
+    if (c == '"' || c == '\\') {
+      escaped += '\\';
+    }
+    escaped += c;
+  }
+  return "\"" + key + "\":{\"status\":" + std::to_string(status) + ",\"headers\":{\"Content-Type\":\"" + contentType +
+         "\"" + extraHeaders + "},\"body\":\"" + escaped + "\"}";
+}
+
+const std::string kDirectory =
+    R"({"newNonce":"http://127.0.0.1:@PORT@/nonce","newAccount":"http://127.0.0.1:@PORT@/new-account",)"
+    R"("newOrder":"http://127.0.0.1:@PORT@/new-order","revokeCert":"http://127.0.0.1:@PORT@/revoke",)"
+    R"("keyChange":"http://127.0.0.1:@PORT@/key-change","renewalInfo":"http://127.0.0.1:@PORT@/ari"})";
+
+std::unique_ptr<Transport> transport(std::size_t maxBody = 1 << 20) {
+  TransportOptions o;
+  o.maxBodyBytes = maxBody;
+  auto t = makeCurlTransport(o);
+  EXPECT_TRUE(t.has_value());
+  return std::move(*t);
+}
+
+TEST(AcmeRecorded, RenewalInfoWindowAndRetryAfterClamps) {
+  RecordedServer server("{" + route("GET /dir", 200, "application/json", kDirectory) + "," +
+                        route("GET /ari/aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE", 200, "application/json",
+                              R"({"suggestedWindow":{"start":"2026-11-20T00:00:00Z","end":"2026-11-22T00:00:00Z"},)"
+                              R"("explanationURL":"https://ca.example/why"})",
+                              ",\"Retry-After\":\"30\"") +
+                        "," +
+                        route("GET /ari/long", 200, "application/json",
+                              R"({"suggestedWindow":{"start":"2026-11-20T00:00:00.5+01:00","end":"2026-11-21T00:00:00Z"}})",
+                              ",\"Retry-After\":\"604800\"") +
+                        "," +
+                        route("GET /ari/none", 200, "application/json",
+                              R"({"suggestedWindow":{"start":"2026-11-20T00:00:00Z","end":"2026-11-21T00:00:00Z"}})") +
+                        "," +
+                        route("GET /ari/backwards", 200, "application/json",
+                              R"({"suggestedWindow":{"start":"2026-11-22T00:00:00Z","end":"2026-11-21T00:00:00Z"}})") +
+                        "}");
+  auto t = transport();
+  auto client = AcmeClient::create(*t, ClientOptions{server.url("/dir")});
+  ASSERT_TRUE(client.has_value()) << client.error().toString();
+  ASSERT_TRUE((*client)->directory().renewalInfo.has_value());
+
+  auto info = (*client)->renewalInfo("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+  ASSERT_TRUE(info.has_value()) << info.error().toString();
+  EXPECT_EQ(std::chrono::system_clock::to_time_t(info->windowStart), 1795132800);  // 2026-11-20T00:00:00Z
+  EXPECT_EQ(std::chrono::system_clock::to_time_t(info->windowEnd), 1795305600);
+  EXPECT_EQ(info->explanationUrl, std::optional<std::string>("https://ca.example/why"));
+  EXPECT_EQ(info->retryAfter, 60s);  // 30 s clamped up to a minute
+
+  auto longer = (*client)->renewalInfo("long");
+  ASSERT_TRUE(longer.has_value()) << longer.error().toString();
+  EXPECT_EQ(longer->retryAfter, 86400s);  // a week clamped down to a day
+  EXPECT_EQ(std::chrono::system_clock::to_time_t(longer->windowStart), 1795132800 - 3600);
+  EXPECT_EQ((*client)->renewalInfo("none")->retryAfter, 21600s);  // absent: 6 h
+
+  auto backwards = (*client)->renewalInfo("backwards");
+  ASSERT_FALSE(backwards.has_value());
+  EXPECT_EQ(backwards.error().message, "suggestedWindow end is not after its start");
+  auto missing = (*client)->renewalInfo("unknown");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().native, 404);
+}
+
+TEST(AcmeRecorded, RenewalTimePicker) {
+  RenewalInfo info;
+  info.windowStart = std::chrono::system_clock::from_time_t(1000);
+  info.windowEnd = std::chrono::system_clock::from_time_t(2000);
+  auto at = [](std::time_t t) { return std::chrono::system_clock::from_time_t(t); };
+  EXPECT_EQ(pickRenewalTime(info, at(0), 0), at(1000));
+  EXPECT_EQ(pickRenewalTime(info, at(0), 999), at(1999));
+  EXPECT_EQ(pickRenewalTime(info, at(0), 1000), at(1000));  // wraps inside [start, end)
+  EXPECT_EQ(pickRenewalTime(info, at(1500), 7), at(1507));  // never in the past
+  EXPECT_EQ(pickRenewalTime(info, at(2500), 7), at(2500));  // window passed: now
+}
+
+TEST(AcmeRecorded, NoRenewalInfoInTheDirectoryIsUnsupported) {
+  RecordedServer server("{" + route("GET /dir", 200, "application/json",
+                                    R"({"newNonce":"n","newAccount":"a","newOrder":"o"})") + "}");
+  auto t = transport();
+  auto client = AcmeClient::create(*t, ClientOptions{server.url("/dir")});
+  ASSERT_TRUE(client.has_value());
+  auto info = (*client)->renewalInfo("x.y");
+  ASSERT_FALSE(info.has_value());
+  EXPECT_EQ(info.error().code, Errc::unsupported);
+}
+
+TEST(AcmeRecorded, MalformedDirectoriesAreClearErrors) {
+  RecordedServer server("{" + route("GET /garbage", 200, "application/json", "{not json") + "," +
+                        route("GET /partial", 200, "application/json", R"({"newNonce":"n","newOrder":"o"})") + "," +
+                        route("GET /busy", 503, "application/problem+json",
+                              R"({"type":"urn:ietf:params:acme:error:serverInternal","detail":"maintenance"})",
+                              ",\"Retry-After\":\"120\"") +
+                        "}");
+  auto t = transport();
+  auto garbage = AcmeClient::create(*t, ClientOptions{server.url("/garbage")});
+  ASSERT_FALSE(garbage.has_value());
+  EXPECT_EQ(garbage.error().toString(), server.url("/garbage") + ": ACME directory is not a JSON object");
+  EXPECT_FALSE(garbage.error().retryable);
+
+  auto partial = AcmeClient::create(*t, ClientOptions{server.url("/partial")});
+  ASSERT_FALSE(partial.has_value());
+  EXPECT_EQ(partial.error().message, "ACME directory has no string member 'newAccount'");
+
+  auto busy = AcmeClient::create(*t, ClientOptions{server.url("/busy")});
+  ASSERT_FALSE(busy.has_value());
+  EXPECT_TRUE(busy.error().retryable);
+  EXPECT_EQ(busy.error().retryAfter, std::optional<std::chrono::seconds>(120s));
+  EXPECT_EQ(busy.error().message, "ACME serverInternal: maintenance");
+}
+
+TEST(AcmeRecorded, OversizedBodyIsCapped) {
+  RecordedServer server("{\"GET /big\":{\"status\":200,\"headers\":{\"Content-Type\":\"application/json\"},"
+                        "\"body\":\"xxxxxxxxxxxxxxxx\",\"body_repeat\":8192}}");
+  auto t = transport(64 * 1024);
+  auto client = AcmeClient::create(*t, ClientOptions{server.url("/big")});
+  ASSERT_FALSE(client.has_value());
+  EXPECT_EQ(client.error().code, Errc::protocol);
+  EXPECT_FALSE(client.error().retryable);
+}
+
+const std::string kNonceRoute = "\"HEAD /nonce\":{\"status\":200,\"headers\":{\"Replay-Nonce\":\"abc\"},\"body\":\"\"}";
+
+TEST(AcmeRecorded, WrongMediaTypeAndPersistentBadNonce) {
+  RecordedServer server("{" + route("GET /dir", 200, "application/json", kDirectory) + "," + kNonceRoute + "," +
+                        route("POST /new-account", 201, "text/html", "<html>hello</html>",
+                              ",\"Location\":\"http://127.0.0.1:@PORT@/acct/1\",\"Replay-Nonce\":\"n2\"") +
+                        "," +
+                        route("POST /new-order", 400, "application/problem+json",
+                              R"({"type":"urn:ietf:params:acme:error:badNonce","detail":"stale nonce"})",
+                              ",\"Replay-Nonce\":\"n3\"") +
+                        "}");
+  auto t = transport();
+  ClientOptions options{server.url("/dir")};
+  options.maxBadNonceRetries = 3;
+  auto client = AcmeClient::create(*t, options);
+  ASSERT_TRUE(client.has_value()) << client.error().toString();
+  auto key = *pki::SoftwareKey::generate();
+  auto account = (*client)->newAccount(*key, {});
+  ASSERT_FALSE(account.has_value());
+  EXPECT_EQ(account.error().message, "expected application/json, got 'text/html' (HTTP 201)");
+  EXPECT_FALSE(account.error().retryable);
+
+  auto order = (*client)->newOrder(AccountRef{*key, server.url("/acct/1")}, {{"dns", "x.example"}});
+  ASSERT_FALSE(order.has_value());
+  EXPECT_EQ(order.error().nativeName, "badNonce");
+  EXPECT_TRUE(order.error().retryable);
+  EXPECT_EQ((*client)->badNonceRetries(), 3U);
+}
+
+TEST(AcmeRecorded, OrderWithoutLocationOrWithBadFieldsIsRefused) {
+  RecordedServer server(
+      "{" + route("GET /dir", 200, "application/json", kDirectory) + "," + kNonceRoute + "," +
+      route("POST /new-order", 201, "application/json",
+            R"({"status":"pending","identifiers":[{"type":"dns","value":"x"}],"authorizations":"nope","finalize":"f"})",
+            ",\"Location\":\"http://127.0.0.1:@PORT@/order/1\"") +
+      "}");
+  auto t = transport();
+  auto client = AcmeClient::create(*t, ClientOptions{server.url("/dir")});
+  ASSERT_TRUE(client.has_value());
+  auto key = *pki::SoftwareKey::generate();
+  auto order = (*client)->newOrder(AccountRef{*key, "acct"}, {{"dns", "x"}});
+  ASSERT_FALSE(order.has_value());
+  EXPECT_EQ(order.error().message, "ACME order member 'authorizations' is not an array");
+  EXPECT_EQ(order.error().context, server.url("/order/1"));
+}
+
+}  // namespace
+}  // namespace kms::acme
