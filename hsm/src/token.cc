@@ -200,6 +200,22 @@ class TokenImpl {
     return KeyInfo{*id, labelText, Pkcs11Uri::forKey(options_.tokenLabel, labelText, *id), *pub};
   }
 
+  /// The key pair from both handles, without searching the token (just after generation).
+  Result<KeyInfo> describePair(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub, const pki::Bytes& id,
+                               const std::string& label) {
+    auto point = attribute(s, pub, CKA_EC_POINT);
+    if (!point) {
+      return fail(point.error());
+    }
+    auto key = parseEcPoint(*point);
+    if (!key) {
+      Error e = key.error();
+      e.context = context_ + " key '" + label + "'";
+      return fail(e);
+    }
+    return KeyInfo{id, label, Pkcs11Uri::forKey(options_.tokenLabel, label, id), *key};
+  }
+
   /// Private-key handles matching a URI (id preferred, else object label).
   Result<std::vector<CK_OBJECT_HANDLE>> findPrivate(CK_SESSION_HANDLE s, const Pkcs11Uri& uri) {
     if (auto t = uri.path("token"); t && *t != options_.tokenLabel) {
@@ -366,7 +382,7 @@ const std::string& Token::label() const {
   return impl_->options().tokenLabel;
 }
 
-Result<KeyInfo> Token::generateKey(const std::string& label) {
+Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& label) {
   if (label.empty()) {
     return fail(Errc::invalidArgument, "key label is empty", impl_->context());
   }
@@ -410,14 +426,22 @@ Result<KeyInfo> Token::generateKey(const std::string& label) {
   if (rv != CKR_OK) {
     return fail(ckError("C_GenerateKeyPair", rv, impl_->context()));
   }
-  auto info = impl_->describe(session.get(), priv);
+  auto info = impl_->describePair(session.get(), pub, pki::Bytes(id.begin(), id.end()), label);
   if (!info) {
     // Leave no half-usable key behind.
     impl_->fn()->C_DestroyObject(session.get(), priv);
     impl_->fn()->C_DestroyObject(session.get(), pub);
     return fail(info.error());
   }
-  return info;
+  return std::unique_ptr<KeySigner>(new KeySigner(impl_, std::move(*info), priv, impl_->generation()));
+}
+
+Result<KeyInfo> Token::generateKey(const std::string& label) {
+  auto signer = generateSigner(label);
+  if (!signer) {
+    return fail(signer.error());
+  }
+  return (*signer)->info();
 }
 
 Result<std::vector<KeyInfo>> Token::listKeys() {

@@ -140,6 +140,20 @@ void BM_OpenSslSign(benchmark::State& state) {
   state.counters["sig/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+void BM_HsmGenerateKey(benchmark::State& state) {
+  int i = 0;
+  for (auto _ : state) {
+    auto signer = fx().token->generateSigner("gen-" + std::to_string(state.thread_index()) + "-" + std::to_string(++i));
+    if (!signer) {
+      state.SkipWithError(signer.error().toString().c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(signer->get());
+  }
+  state.counters["keys/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+BENCHMARK(BM_HsmGenerateKey)->UseRealTime()->Iterations(50)->Repetitions(4);
 BENCHMARK(BM_BarePkcs11Sign)->Threads(1)->Threads(2)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_HsmLayerSign)->Threads(1)->Threads(2)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_OpenSslSign)->Threads(1)->UseRealTime()->MinTime(2.0);

@@ -1,7 +1,6 @@
 #include "pebble_server.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -19,12 +18,14 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include <curl/curl.h>
+#include <nlohmann/json.hpp>
 
 namespace kms::test {
 

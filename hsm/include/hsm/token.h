@@ -77,6 +77,8 @@ class Token {
   /// CKA_SENSITIVE, CKA_SIGN true and CKA_EXTRACTABLE false; a random 16-byte CKA_ID
   /// shared by both halves.
   [[nodiscard]] Result<KeyInfo> generateKey(const std::string& label);
+  /// generateKey, returning a signer for the new key at once (no search of the token).
+  [[nodiscard]] Result<std::unique_ptr<KeySigner>> generateSigner(const std::string& label);
   /// Every EC private key on the token with its public key.
   [[nodiscard]] Result<std::vector<KeyInfo>> listKeys();
   /// Finds the key a pkcs11: URI names (by id, else by object label) and returns a
