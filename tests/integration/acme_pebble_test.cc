@@ -2,6 +2,10 @@
 // http-01 through the built-in responder, revocation, nonce rejection, failures.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
+
 #include "acme/client.h"
 #include "acme/http01_responder.h"
 #include "acme/issuer.h"
@@ -264,6 +268,36 @@ TEST_F(AcmePebble, WrongTrustAnchorsRejectTheChain) {
   auto issued = issueCertificate(*client_, AccountRef{*accountKey_, account}, r, {{"http-01", solver_.get()}});
   ASSERT_FALSE(issued.has_value());
   EXPECT_EQ(issued.error().message.rfind("check chain: chain does not verify", 0), 0U) << issued.error().toString();
+}
+
+TEST_F(AcmePebble, Dns01ThroughAnOperatorHookIncludingAWildcard) {
+  startAll();
+  ::setenv("CHALLTESTSRV", ("http://127.0.0.1:" + std::to_string(pebble_->dnsManagementPort())).c_str(), 1);
+  std::string account = registerAccount();
+  auto certKey = newSigner("dns");
+  Dns01HookSolver hook(KMS_TEST_DATA_DIR "/dns01-hook.sh");
+  IssueRequest r = request({"*.dns.example.com", "dns.example.com"}, *certKey);
+  r.challengeType = "dns-01";
+  auto issued = issueCertificate(*client_, AccountRef{*accountKey_, account}, r, {{"dns-01", &hook}});
+  ASSERT_TRUE(issued.has_value()) << issued.error().toString();
+  auto names = issued->chain.front().dnsNames();
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"*.dns.example.com", "dns.example.com"}));
+  EXPECT_EQ(responder_->served(), 0U);  // no http-01 involved
+}
+
+TEST_F(AcmePebble, FailingDns01HookNamesTheHookAndItsExitStatus) {
+  startAll();
+  std::string account = registerAccount();
+  auto certKey = newSigner("dns-fail");
+  std::string hookPath = softhsm_.sandbox().write("hook.sh", "#!/bin/sh\nexit 7\n");
+  ::chmod(hookPath.c_str(), 0700);
+  Dns01HookSolver hook(hookPath);
+  IssueRequest r = request({"fail.example.com"}, *certKey);
+  r.challengeType = "dns-01";
+  auto issued = issueCertificate(*client_, AccountRef{*accountKey_, account}, r, {{"dns-01", &hook}});
+  ASSERT_FALSE(issued.has_value());
+  EXPECT_EQ(issued.error().toString(), hookPath + ": dns-01 hook 'present' failed with exit status 7");
 }
 
 }  // namespace

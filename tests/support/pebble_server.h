@@ -69,6 +69,8 @@ class PebbleServer {
   [[nodiscard]] uint16_t httpPort() const { return httpPort_; }
   /// DNS port of the pebble-challtestsrv (UDP and TCP on 127.0.0.1).
   [[nodiscard]] uint16_t dnsPort() const { return dnsPort_; }
+  /// pebble-challtestsrv management API (set-txt, clear-txt) for dns-01 tests.
+  [[nodiscard]] uint16_t dnsManagementPort() const { return dnsManagementPort_; }
   /// PID of Pebble, -1 when stopped.
   [[nodiscard]] pid_t pid() const { return pebblePid_; }
   /// PID of pebble-challtestsrv, -1 when stopped.
