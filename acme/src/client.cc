@@ -126,9 +126,8 @@ Error problemError(const HttpResponse& response, const std::string& url) {
     if (auto sub = j.find("subproblems"); sub != j.end() && sub->is_array()) {
       for (const auto& p : *sub) {
         if (p.is_object()) {
-          std::string id = p.contains("identifier") && p["identifier"].is_object()
-                               ? p["identifier"].value("value", "")
-                               : std::string();
+          std::string id = p.contains("identifier") && p["identifier"].is_object() ? p["identifier"].value("value", "")
+                                                                                   : std::string();
           detail += "; " + (id.empty() ? std::string() : id + ": ") + p.value("detail", p.value("type", ""));
         }
       }
@@ -157,7 +156,7 @@ Error problemError(const HttpResponse& response, const std::string& url) {
 // ---------------------------------------------------------------------------------------
 
 class AcmeClient::Impl {
-public:
+ public:
   Impl(Transport& transport, ClientOptions options) : transport_(transport), options_(std::move(options)) {}
 
   Transport& transport_;
@@ -238,8 +237,8 @@ public:
     }
     std::string mt = mediaType(*r);
     if (mt != "application/json") {
-      return fail(protocolError(url, "expected application/json, got '" + mt + "' (HTTP " +
-                                         std::to_string(r->status) + ")"));
+      return fail(
+          protocolError(url, "expected application/json, got '" + mt + "' (HTTP " + std::to_string(r->status) + ")"));
     }
     return r;
   }
@@ -255,7 +254,8 @@ public:
     }
     thread_local std::mt19937 rng(std::random_device{}());
     std::uniform_real_distribution<double> jitter(0.8, 1.2);
-    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(static_cast<double>(wait.count()) * jitter(rng))));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(static_cast<long>(static_cast<double>(wait.count()) * jitter(rng))));
   }
 };
 
@@ -280,8 +280,12 @@ Result<std::unique_ptr<AcmeClient>> AcmeClient::create(Transport& transport, Cli
   return std::unique_ptr<AcmeClient>(new AcmeClient(std::move(impl)));
 }
 
-const Directory& AcmeClient::directory() const { return impl_->directory_; }
-std::uint64_t AcmeClient::badNonceRetries() const { return impl_->badNonceRetries_.load(); }
+const Directory& AcmeClient::directory() const {
+  return impl_->directory_;
+}
+std::uint64_t AcmeClient::badNonceRetries() const {
+  return impl_->badNonceRetries_.load();
+}
 
 Result<Account> AcmeClient::newAccount(pki::Signer& key, const std::vector<std::string>& contact,
                                        const ExternalAccountBinding* eab) {
@@ -448,8 +452,8 @@ Result<Order> AcmeClient::pollOrder(const AccountRef& account, const std::string
     }
     impl_->pollWait(*r, round);
   }
-  Error e = protocolError(url, "order still not final after polling for " +
-                                   std::to_string(impl_->options_.pollDeadline.count()) + " ms");
+  Error e = protocolError(
+      url, "order still not final after polling for " + std::to_string(impl_->options_.pollDeadline.count()) + " ms");
   e.code = Errc::timeout;
   e.retryable = true;
   return fail(e);

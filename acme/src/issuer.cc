@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <set>
 #include <thread>
 
@@ -43,6 +43,7 @@ Result<void> runHook(const std::string& hook, const char* action, const std::vec
   }
   envStore.insert(envStore.end(), env.begin(), env.end());
   std::vector<char*> envp;
+  envp.reserve(envStore.size() + 1);
   for (auto& s : envStore) {
     envp.push_back(s.data());
   }
@@ -75,10 +76,11 @@ Result<void> runHook(const std::string& hook, const char* action, const std::vec
     std::this_thread::sleep_for(10ms);
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return fail(Errc::io,
-                std::string("dns-01 hook '") + action + "' failed with " +
-                    (WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status)) : std::string("a signal")),
-                hook);
+    return fail(
+        Errc::io,
+        std::string("dns-01 hook '") + action + "' failed with " +
+            (WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status)) : std::string("a signal")),
+        hook);
   }
   return ok();
 }
@@ -97,8 +99,8 @@ Result<void> verifyIdentifiers(const pki::Certificate& leaf, const std::vector<I
                               leaf.subject()));
       }
     } else {
-      return fail(stepError(Errc::unsupported, "check identifiers: unknown identifier type '" + id.type + "'",
-                            leaf.subject()));
+      return fail(
+          stepError(Errc::unsupported, "check identifiers: unknown identifier type '" + id.type + "'", leaf.subject()));
     }
   }
   if (!wantDns.empty()) {
@@ -111,9 +113,9 @@ Result<void> verifyIdentifiers(const pki::Certificate& leaf, const std::vector<I
       for (const auto& n : got) {
         list += (list.empty() ? "" : ",") + n;
       }
-      return fail(stepError(Errc::protocol, "check identifiers: the certificate names [" + list +
-                                                "] differ from the order's identifiers",
-                            leaf.subject()));
+      return fail(stepError(
+          Errc::protocol, "check identifiers: the certificate names [" + list + "] differ from the order's identifiers",
+          leaf.subject()));
     }
   }
   return ok();
@@ -162,8 +164,7 @@ Result<void> checkIssuedChain(const std::vector<pki::Certificate>& chain, const 
   }
   const pki::Certificate& leaf = chain.front();
   if (request.certKey == nullptr || !leaf.hasPublicKey(request.certKey->publicKey())) {
-    return fail(stepError(Errc::crypto, "check key: the certificate's public key is not the HSM key",
-                          leaf.subject()));
+    return fail(stepError(Errc::crypto, "check key: the certificate's public key is not the HSM key", leaf.subject()));
   }
   if (auto r = verifyIdentifiers(leaf, request.identifiers); !r) {
     return r;

@@ -12,7 +12,9 @@ namespace {
 
 using nlohmann::json;
 
-json jwkObject(const pki::EcPublicKey& key) { return json::parse(key.jwkJson()); }
+json jwkObject(const pki::EcPublicKey& key) {
+  return json::parse(key.jwkJson());
+}
 
 std::string flattened(const std::string& protectedB64, const std::string& payloadB64, pki::ByteView signature) {
   json out{{"protected", protectedB64}, {"payload", payloadB64}, {"signature", pki::base64UrlEncode(signature)}};

@@ -43,8 +43,8 @@ std::optional<std::string> optStr(const json& j, const char* member) {
   return it->get<std::string>();
 }
 
-Result<std::vector<std::string>> strArray(const json& j, const char* member, const std::string& url,
-                                          const char* what, bool required) {
+Result<std::vector<std::string>> strArray(const json& j, const char* member, const std::string& url, const char* what,
+                                          bool required) {
   std::vector<std::string> out;
   auto it = j.find(member);
   if (it == j.end()) {

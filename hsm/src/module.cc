@@ -120,9 +120,13 @@ Error ckError(const char* function, CK_RV rv, std::string context) {
     default:
       break;
   }
-  return Error{
-      code,     std::string(function) + " failed", std::move(context), static_cast<std::int64_t>(rv), ckrName(rv),
-      retryable, std::nullopt};
+  return Error{code,
+               std::string(function) + " failed",
+               std::move(context),
+               static_cast<std::int64_t>(rv),
+               ckrName(rv),
+               retryable,
+               std::nullopt};
 }
 
 Result<std::shared_ptr<Module>> Module::open(const std::string& path) {

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <ctime>
 #include <filesystem>
-#include <map>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <ostream>
 #include <random>
@@ -34,8 +34,12 @@ namespace {
 
 using Clock = std::chrono::system_clock;
 
-std::int64_t unixNow() { return static_cast<std::int64_t>(std::time(nullptr)); }
-std::int64_t toUnix(pki::SystemTime t) { return static_cast<std::int64_t>(Clock::to_time_t(t)); }
+std::int64_t unixNow() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
+std::int64_t toUnix(pki::SystemTime t) {
+  return static_cast<std::int64_t>(Clock::to_time_t(t));
+}
 
 std::string isoTime(std::int64_t t) {
   std::time_t tt = static_cast<std::time_t>(t);
@@ -67,7 +71,7 @@ Result<std::string> readText(const std::string& path) {
 /// Backoff after n consecutive failures: 1, 2, 4 … minutes up to 6 h, ±20% jitter.
 std::int64_t backoffSeconds(std::int64_t failures) {
   std::int64_t base = 60LL << std::min<std::int64_t>(failures, 9);
-  base = std::min<std::int64_t>(base, 6 * 3600);
+  base = std::min<std::int64_t>(base, std::int64_t{6} * 3600);
   thread_local std::mt19937 rng(std::random_device{}());
   std::uniform_real_distribution<double> jitter(0.8, 1.2);
   return static_cast<std::int64_t>(static_cast<double>(base) * jitter(rng));
@@ -76,7 +80,7 @@ std::int64_t backoffSeconds(std::int64_t failures) {
 }  // namespace
 
 class EngineImpl {
-public:
+ public:
   explicit EngineImpl(config::Config cfg)
       : cfg_(std::move(cfg)), webRoot_(cfg_.publisher.webRoot, cfg_.publisher.baseUrl) {}
 
@@ -259,8 +263,13 @@ public:
       return out;
     };
     if (c.spc) {
-      return failed(Error{Errc::unsupported, "SHAKEN (spc) certificates need the STI-PA client, not in this build",
-                          c.name, 0, {}, false, std::nullopt});
+      return failed(Error{Errc::unsupported,
+                          "SHAKEN (spc) certificates need the STI-PA client, not in this build",
+                          c.name,
+                          0,
+                          {},
+                          false,
+                          std::nullopt});
     }
     std::vector<acme::Identifier> identifiers;
     nlohmann::json idsJson = nlohmann::json::array();
@@ -523,7 +532,7 @@ std::vector<CertOutcome> Engine::runOnce() {
   }
   // A bounded pool: many orders in flight, never a thread per certificate. Two workers
   // per core: more only adds lock contention in OpenSSL and the token (tests/bench/acme_issue).
-  std::size_t perCore = 2 * std::max(1U, std::thread::hardware_concurrency());
+  std::size_t perCore = std::size_t{2} * std::max(1U, std::thread::hardware_concurrency());
   std::size_t threads = std::min<std::size_t>(outcomes.size(), std::max<std::size_t>(4, perCore));
   boost::asio::thread_pool pool(threads);
   for (std::size_t i = 0; i < outcomes.size(); ++i) {

@@ -23,7 +23,7 @@ struct CertOutcome {
 class EngineImpl;
 
 class Engine {
-public:
+ public:
   /// Opens the state DB (creating state_dir), the HSM token and the ACME transport.
   [[nodiscard]] static Result<std::unique_ptr<Engine>> create(const config::Config& config);
   ~Engine();
@@ -34,7 +34,7 @@ public:
   /// bounded worker pool. One outcome per configured certificate, in config order.
   [[nodiscard]] std::vector<CertOutcome> runOnce();
 
-private:
+ private:
   explicit Engine(std::unique_ptr<EngineImpl> impl);
   std::unique_ptr<EngineImpl> impl_;
 };

@@ -118,14 +118,16 @@ struct Row {
 };
 
 void print(const Row& r) {
-  std::printf("%-42s %4d certs %8.2f s %9.1f ms/cert %8.1f certs/s  client CPU %6.2f ms/cert  pebble CPU %6.2f ms/cert  peak RSS %6ld KiB\n",
-              r.what.c_str(), r.count, r.wall, 1000.0 * r.wall / r.count, r.count / r.wall, 1000.0 * r.cpu / r.count,
-              1000.0 * r.pebbleCpu / r.count, r.rssKb);
+  std::printf(
+      "%-42s %4d certs %8.2f s %9.1f ms/cert %8.1f certs/s  client CPU %6.2f ms/cert  pebble CPU %6.2f ms/cert  peak "
+      "RSS %6ld KiB\n",
+      r.what.c_str(), r.count, r.wall, 1000.0 * r.wall / r.count, r.count / r.wall, 1000.0 * r.cpu / r.count,
+      1000.0 * r.pebbleCpu / r.count, r.rssKb);
   std::fflush(stdout);
 }
 
 class Bench {
-public:
+ public:
   explicit Bench(bool alwaysValid) {
     test::PebbleOptions o;
     o.alwaysValid = alwaysValid;
@@ -161,8 +163,8 @@ public:
     r.csr.dnsNames = {name};
     r.certKey = signer->get();
     r.trustAnchors = anchors_;
-    auto issued = acme::issueCertificate(*client_, acme::AccountRef{*accountKey_, accountUrl_}, r,
-                                         {{"http-01", solver_.get()}});
+    auto issued =
+        acme::issueCertificate(*client_, acme::AccountRef{*accountKey_, accountUrl_}, r, {{"http-01", solver_.get()}});
     if (!issued) {
       std::fprintf(stderr, "%s: %s\n", name.c_str(), issued.error().toString().c_str());
     }
@@ -189,7 +191,11 @@ public:
     if (good != count) {
       std::fprintf(stderr, "%s: only %d of %d issued\n", label.c_str(), good.load(), count);
     }
-    return Row{label, count, wall, cpuSeconds(RUSAGE_SELF) - cpu0, processCpuSeconds(pebble_->pid()) - peb0,
+    return Row{label,
+               count,
+               wall,
+               cpuSeconds(RUSAGE_SELF) - cpu0,
+               processCpuSeconds(pebble_->pid()) - peb0,
                peakRssKb(RUSAGE_SELF)};
   }
 
@@ -200,10 +206,20 @@ public:
     auto t0 = Clock::now();
     for (int i = 0; i < count; ++i) {
       std::string dir = pebble_->sandbox().file("lego-" + label + std::to_string(i));
-      std::vector<std::string> args{"lego",     "--accept-tos", "--email", "bench@example.net", "--server",
-                                    pebble_->directoryUrl(), "--http", "--http.port",
-                                    "127.0.0.1:" + std::to_string(pebble_->httpPort()), "--domains",
-                                    "lego-" + std::to_string(i) + "." + label + ".example.com", "--path", dir, "run"};
+      std::vector<std::string> args{"lego",
+                                    "--accept-tos",
+                                    "--email",
+                                    "bench@example.net",
+                                    "--server",
+                                    pebble_->directoryUrl(),
+                                    "--http",
+                                    "--http.port",
+                                    "127.0.0.1:" + std::to_string(pebble_->httpPort()),
+                                    "--domains",
+                                    "lego-" + std::to_string(i) + "." + label + ".example.com",
+                                    "--path",
+                                    dir,
+                                    "run"};
       int legoRc = spawnMeasured(args, {"LEGO_CA_CERTIFICATES=" + pebble_->tlsCaFile()}, dir + ".log");
       if (std::getenv("KMS_BENCH_VERBOSE") != nullptr) {
         std::fprintf(stderr, "%s\n", test::readFile(dir + ".log").c_str());
@@ -213,11 +229,11 @@ public:
       }
     }
     double wall = std::chrono::duration<double>(Clock::now() - t0).count();
-    return Row{"lego (" + label + ", sequential processes)", count, wall, cpuSeconds(RUSAGE_CHILDREN) - cpu0,
-               processCpuSeconds(pebble_->pid()) - peb0, childPeakKb};
+    return Row{"lego (" + label + ", sequential processes)", count,      wall, cpuSeconds(RUSAGE_CHILDREN) - cpu0,
+               processCpuSeconds(pebble_->pid()) - peb0,     childPeakKb};
   }
 
-private:
+ private:
   test::SoftHsmToken softhsm_{"bench"};
   std::unique_ptr<test::PebbleServer> pebble_;
   std::unique_ptr<hsm::Token> token_;
@@ -229,7 +245,7 @@ private:
   std::unique_ptr<acme::Http01Solver> solver_;
   std::vector<pki::Certificate> anchors_;
 
-public:
+ public:
   std::atomic<long long> keyNs_{0};
 };
 
@@ -246,7 +262,8 @@ int main(int argc, char** argv) {
     bench.run(mode + " warm-up", "warm", 2, 1);
     bench.keyNs_ = 0;
     print(bench.run(mode + " sequential", "seq", count, 1));
-    std::printf("  of which HSM key generation + lookup: %.1f ms/cert\n", static_cast<double>(bench.keyNs_) / 1e6 / count);
+    std::printf("  of which HSM key generation + lookup: %.1f ms/cert\n",
+                static_cast<double>(bench.keyNs_) / 1e6 / count);
     print(bench.run(mode + " concurrent (" + std::to_string(workers) + " workers)", "con", count, workers));
     int legoCount = alwaysValid ? legoAlways : legoHttp;
     if (legoCount > 0) {

@@ -21,7 +21,7 @@ using test::PebbleServer;
 using test::SoftHsmToken;
 
 class AcmePebble : public ::testing::Test {
-protected:
+ protected:
   void startAll(PebbleOptions options = {}) {
     pebble_ = std::make_unique<PebbleServer>(options);
     auto token = hsm::Token::open({SoftHsmToken::modulePath(), softhsm_.label(), softhsm_.pinFile(), 4});
@@ -77,8 +77,8 @@ protected:
     return r;
   }
 
-  Result<IssuedChain> issue(const std::string& accountUrl, const std::vector<std::string>& names,
-                            pki::Signer& certKey, const ProgressFn& progress = {}) {
+  Result<IssuedChain> issue(const std::string& accountUrl, const std::vector<std::string>& names, pki::Signer& certKey,
+                            const ProgressFn& progress = {}) {
     return issueCertificate(*client_, AccountRef{*accountKey_, accountUrl}, request(names, certKey),
                             {{"http-01", solver_.get()}}, progress);
   }
@@ -208,7 +208,7 @@ TEST_F(AcmePebble, NonceRejectionAtThirtyPercentStillIssues) {
 
 /// Serves a key authorization that is not the right one.
 class WrongAnswerSolver : public ChallengeSolver {
-public:
+ public:
   explicit WrongAnswerSolver(Http01Responder& r) : responder_(r) {}
   Result<std::string> present(const Authorization&, const Challenge& c, const std::string&) override {
     responder_.put(c.token, c.token + ".not-the-thumbprint");
@@ -216,7 +216,7 @@ public:
   }
   void cleanup(const Authorization&, const Challenge& c, const std::string&) override { responder_.remove(c.token); }
 
-private:
+ private:
   Http01Responder& responder_;
 };
 

@@ -40,22 +40,23 @@ std::unique_ptr<Transport> transport(std::size_t maxBody = 1 << 20) {
 }
 
 TEST(AcmeRecorded, RenewalInfoWindowAndRetryAfterClamps) {
-  RecordedServer server("{" + route("GET /dir", 200, "application/json", kDirectory) + "," +
-                        route("GET /ari/aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE", 200, "application/json",
-                              R"({"suggestedWindow":{"start":"2026-11-20T00:00:00Z","end":"2026-11-22T00:00:00Z"},)"
-                              R"("explanationURL":"https://ca.example/why"})",
-                              ",\"Retry-After\":\"30\"") +
-                        "," +
-                        route("GET /ari/long", 200, "application/json",
-                              R"({"suggestedWindow":{"start":"2026-11-20T00:00:00.5+01:00","end":"2026-11-21T00:00:00Z"}})",
-                              ",\"Retry-After\":\"604800\"") +
-                        "," +
-                        route("GET /ari/none", 200, "application/json",
-                              R"({"suggestedWindow":{"start":"2026-11-20T00:00:00Z","end":"2026-11-21T00:00:00Z"}})") +
-                        "," +
-                        route("GET /ari/backwards", 200, "application/json",
-                              R"({"suggestedWindow":{"start":"2026-11-22T00:00:00Z","end":"2026-11-21T00:00:00Z"}})") +
-                        "}");
+  RecordedServer server(
+      "{" + route("GET /dir", 200, "application/json", kDirectory) + "," +
+      route("GET /ari/aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE", 200, "application/json",
+            R"({"suggestedWindow":{"start":"2026-11-20T00:00:00Z","end":"2026-11-22T00:00:00Z"},)"
+            R"("explanationURL":"https://ca.example/why"})",
+            ",\"Retry-After\":\"30\"") +
+      "," +
+      route("GET /ari/long", 200, "application/json",
+            R"({"suggestedWindow":{"start":"2026-11-20T00:00:00.5+01:00","end":"2026-11-21T00:00:00Z"}})",
+            ",\"Retry-After\":\"604800\"") +
+      "," +
+      route("GET /ari/none", 200, "application/json",
+            R"({"suggestedWindow":{"start":"2026-11-20T00:00:00Z","end":"2026-11-21T00:00:00Z"}})") +
+      "," +
+      route("GET /ari/backwards", 200, "application/json",
+            R"({"suggestedWindow":{"start":"2026-11-22T00:00:00Z","end":"2026-11-21T00:00:00Z"}})") +
+      "}");
   auto t = transport();
   auto client = AcmeClient::create(*t, ClientOptions{server.url("/dir")});
   ASSERT_TRUE(client.has_value()) << client.error().toString();
@@ -95,8 +96,8 @@ TEST(AcmeRecorded, RenewalTimePicker) {
 }
 
 TEST(AcmeRecorded, NoRenewalInfoInTheDirectoryIsUnsupported) {
-  RecordedServer server("{" + route("GET /dir", 200, "application/json",
-                                    R"({"newNonce":"n","newAccount":"a","newOrder":"o"})") + "}");
+  RecordedServer server(
+      "{" + route("GET /dir", 200, "application/json", R"({"newNonce":"n","newAccount":"a","newOrder":"o"})") + "}");
   auto t = transport();
   auto client = AcmeClient::create(*t, ClientOptions{server.url("/dir")});
   ASSERT_TRUE(client.has_value());
@@ -130,8 +131,9 @@ TEST(AcmeRecorded, MalformedDirectoriesAreClearErrors) {
 }
 
 TEST(AcmeRecorded, OversizedBodyIsCapped) {
-  RecordedServer server("{\"GET /big\":{\"status\":200,\"headers\":{\"Content-Type\":\"application/json\"},"
-                        "\"body\":\"xxxxxxxxxxxxxxxx\",\"body_repeat\":8192}}");
+  RecordedServer server(
+      "{\"GET /big\":{\"status\":200,\"headers\":{\"Content-Type\":\"application/json\"},"
+      "\"body\":\"xxxxxxxxxxxxxxxx\",\"body_repeat\":8192}}");
   auto t = transport(64 * 1024);
   auto client = AcmeClient::create(*t, ClientOptions{server.url("/big")});
   ASSERT_FALSE(client.has_value());

@@ -30,7 +30,7 @@ bool exists(const std::string& p) {
 }
 
 class KmsdOnce : public ::testing::Test {
-protected:
+ protected:
   void start(PebbleOptions options = {}, const std::string& acmeExtra = "") {
     pebble_ = std::make_unique<PebbleServer>(options);
     roots_ = pebble_->writeIssuingRoots(softhsm_.sandbox().file("pebble-roots.pem"));
@@ -39,16 +39,27 @@ protected:
 
   void writeConfig(const std::string& acmeExtra = "", const std::string& anchors = "") {
     const auto& sb = softhsm_.sandbox();
-    config_ = sb.write("kmsd.toml",
-                       "[daemon]\nstate_dir = \"" + sb.file("state") + "\"\n"
-                       "[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" + softhsm_.pinFile() + "\"\n"
-                       "[acme]\ndirectory_url = \"" + pebble_->directoryUrl() + "\"\n"
-                       "ca_bundle = \"" + pebble_->tlsCaFile() + "\"\n"
-                       "trust_anchors = \"" + (anchors.empty() ? roots_ : anchors) + "\"\n"
-                       "http01_listen = \"127.0.0.1:" + std::to_string(pebble_->httpPort()) + "\"\n" + acmeExtra +
-                       "[publisher]\nweb_root = \"" + sb.file("www") + "\"\nbase_url = \"https://cr.example.net/\"\n"
-                       "[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example.com\"]\n"
-                       "[[certificate]]\nname = \"api\"\nidentifiers = [\"dns:api.example.com\", \"dns:v2.example.com\"]\n");
+    config_ = sb.write(
+        "kmsd.toml",
+        "[daemon]\nstate_dir = \"" + sb.file("state") +
+            "\"\n"
+            "[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" +
+            softhsm_.pinFile() +
+            "\"\n"
+            "[acme]\ndirectory_url = \"" +
+            pebble_->directoryUrl() +
+            "\"\n"
+            "ca_bundle = \"" +
+            pebble_->tlsCaFile() +
+            "\"\n"
+            "trust_anchors = \"" +
+            (anchors.empty() ? roots_ : anchors) +
+            "\"\n"
+            "http01_listen = \"127.0.0.1:" +
+            std::to_string(pebble_->httpPort()) + "\"\n" + acmeExtra + "[publisher]\nweb_root = \"" + sb.file("www") +
+            "\"\nbase_url = \"https://cr.example.net/\"\n"
+            "[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example.com\"]\n"
+            "[[certificate]]\nname = \"api\"\nidentifiers = [\"dns:api.example.com\", \"dns:v2.example.com\"]\n");
   }
 
   CmdResult run(const std::string& tool, const std::string& args) {
@@ -143,7 +154,8 @@ TEST_F(KmsdOnce, ExternalAccountBindingFromTheConfig) {
   EXPECT_EQ(refused.rc, 3) << refused.output;
   EXPECT_NE(refused.output.find("externalAccountRequired"), std::string::npos) << refused.output;
 
-  std::string key = softhsm_.sandbox().write("eab.key", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n");
+  std::string key =
+      softhsm_.sandbox().write("eab.key", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n");
   writeConfig("eab_kid = \"kid-1\"\neab_hmac_file = \"" + key + "\"\n");
   CmdResult r = run(kKmsd, "--once");
   EXPECT_EQ(r.rc, 0) << r.output;

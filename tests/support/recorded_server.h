@@ -12,7 +12,7 @@
 namespace kms::test {
 
 class RecordedServer {
-public:
+ public:
   /// routesJson: {"GET /dir": {"status":200,"headers":{...},"body":"..."}, ...}; "@PORT@"
   /// in bodies and headers becomes the bound port. Throws std::runtime_error if it does not start.
   explicit RecordedServer(const std::string& routesJson);
@@ -23,7 +23,7 @@ public:
   /// "http://127.0.0.1:<port>" + path
   [[nodiscard]] std::string url(const std::string& path) const;
 
-private:
+ private:
   Sandbox sandbox_;
   pid_t pid_ = -1;
   int port_ = 0;

@@ -34,7 +34,7 @@ struct Directory {
 };
 
 struct Identifier {
-  std::string type;   ///< "dns", "TNAuthList"
+  std::string type;  ///< "dns", "TNAuthList"
   std::string value;
   friend bool operator==(const Identifier&, const Identifier&) = default;
 };
@@ -113,7 +113,7 @@ struct ClientOptions {
 };
 
 class AcmeClient {
-public:
+ public:
   /// Fetches and checks the directory. Errors: the transport's, or Errc::protocol when the
   /// directory lacks newNonce/newAccount/newOrder or is not JSON.
   [[nodiscard]] static Result<std::unique_ptr<AcmeClient>> create(Transport& transport, ClientOptions options);
@@ -163,7 +163,7 @@ public:
   /// Test hook: how many requests were retried after badNonce so far.
   [[nodiscard]] std::uint64_t badNonceRetries() const;
 
-private:
+ private:
   class Impl;
   explicit AcmeClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
@@ -174,8 +174,7 @@ private:
 [[nodiscard]] pki::SystemTime pickRenewalTime(const RenewalInfo& info, pki::SystemTime now, std::uint64_t randomValue);
 
 /// Parses an HTTP Retry-After value (delta-seconds or IMF-fixdate) relative to now.
-[[nodiscard]] std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value,
-                                                                  pki::SystemTime now);
+[[nodiscard]] std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value, pki::SystemTime now);
 
 /// Turns an error response into an Error (problem+json when present). Exposed for tests.
 [[nodiscard]] Error problemError(const HttpResponse& response, const std::string& url);

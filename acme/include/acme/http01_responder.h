@@ -12,7 +12,7 @@ namespace kms::acme {
 
 /// A small HTTP/1.1 server (Boost.Beast) on its own thread. Thread-safe put/remove.
 class Http01Responder {
-public:
+ public:
   /// Binds host:port (port 0 picks a free one) and starts serving. Errc::io naming the
   /// address when it cannot bind.
   [[nodiscard]] static Result<std::unique_ptr<Http01Responder>> start(const std::string& host, std::uint16_t port);

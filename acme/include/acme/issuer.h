@@ -19,7 +19,7 @@ namespace kms::acme {
 
 /// Answers one challenge type.
 class ChallengeSolver {
-public:
+ public:
   virtual ~ChallengeSolver() = default;
   /// Makes the answer available for the CA to validate and returns the JSON payload to
   /// POST to the challenge URL ("{}" for http-01 and dns-01).
@@ -31,13 +31,13 @@ public:
 
 /// http-01 through the built-in responder.
 class Http01Solver : public ChallengeSolver {
-public:
+ public:
   explicit Http01Solver(Http01Responder& responder) : responder_(responder) {}
   [[nodiscard]] Result<std::string> present(const Authorization& authz, const Challenge& challenge,
                                             const std::string& keyAuthorization) override;
   void cleanup(const Authorization& authz, const Challenge& challenge, const std::string& keyAuthorization) override;
 
-private:
+ private:
   Http01Responder& responder_;
 };
 
@@ -45,13 +45,13 @@ private:
 /// `HOOK cleanup` with KMS_DOMAIN, KMS_RECORD (_acme-challenge.<domain>), KMS_VALIDATION
 /// (the TXT value) and KMS_TOKEN in the environment. A non-zero exit fails the challenge.
 class Dns01HookSolver : public ChallengeSolver {
-public:
+ public:
   explicit Dns01HookSolver(std::string hook) : hook_(std::move(hook)) {}
   [[nodiscard]] Result<std::string> present(const Authorization& authz, const Challenge& challenge,
                                             const std::string& keyAuthorization) override;
   void cleanup(const Authorization& authz, const Challenge& challenge, const std::string& keyAuthorization) override;
 
-private:
+ private:
   std::string hook_;
 };
 
@@ -61,12 +61,12 @@ private:
 /// What to issue.
 struct IssueRequest {
   std::vector<Identifier> identifiers;
-  std::string challengeType;                     ///< "http-01", "dns-01", "tkauth-01"
-  pki::CsrRequest csr;                           ///< subject/SAN/TNAuthList for the CSR
-  pki::Signer* certKey = nullptr;                ///< the certificate key (in the HSM)
-  std::optional<std::string> resumeOrderUrl;     ///< continue this order (after a crash)
-  std::optional<std::string> replaces;           ///< ARI certID of the certificate renewed
-  std::vector<pki::Certificate> trustAnchors;    ///< the chain must verify to one of these
+  std::string challengeType;                   ///< "http-01", "dns-01", "tkauth-01"
+  pki::CsrRequest csr;                         ///< subject/SAN/TNAuthList for the CSR
+  pki::Signer* certKey = nullptr;              ///< the certificate key (in the HSM)
+  std::optional<std::string> resumeOrderUrl;   ///< continue this order (after a crash)
+  std::optional<std::string> replaces;         ///< ARI certID of the certificate renewed
+  std::vector<pki::Certificate> trustAnchors;  ///< the chain must verify to one of these
 };
 
 /// Lifecycle steps reported while issuing, so the caller can persist them first.
@@ -77,10 +77,10 @@ using ProgressFn = std::function<Result<void>(IssueStep step, const Order& order
 
 /// An accepted certificate.
 struct IssuedChain {
-  std::string pem;                       ///< the chain as served to verifiers (leaf first)
-  std::vector<pki::Certificate> chain;   ///< parsed, leaf first
+  std::string pem;                      ///< the chain as served to verifiers (leaf first)
+  std::vector<pki::Certificate> chain;  ///< parsed, leaf first
   std::string orderUrl;
-  bool alternate = false;                ///< an alternate chain was the one that verified
+  bool alternate = false;  ///< an alternate chain was the one that verified
 };
 
 /// Issues one certificate. Solvers are looked up by challenge type. Every server

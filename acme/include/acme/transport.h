@@ -36,16 +36,16 @@ struct HttpResponse {
 
 /// How the transport connects.
 struct TransportOptions {
-  std::optional<std::string> caBundle;               ///< extra PEM trust (Pebble, kms-lab)
+  std::optional<std::string> caBundle;  ///< extra PEM trust (Pebble, kms-lab)
   std::chrono::milliseconds connectTimeout{10000};
-  std::chrono::milliseconds requestTimeout{30000};   ///< whole request
-  std::size_t maxBodyBytes = 1 << 20;                ///< larger bodies fail (non-retryable)
+  std::chrono::milliseconds requestTimeout{30000};  ///< whole request
+  std::size_t maxBodyBytes = 1 << 20;               ///< larger bodies fail (non-retryable)
   std::string userAgent = "shaken-kms";
 };
 
 /// Sends requests. Implementations are thread-safe: many threads may call send() at once.
 class Transport {
-public:
+ public:
   virtual ~Transport() = default;
   /// Performs the request. Connection failures and timeouts are Errc::network /
   /// Errc::timeout with retryable = true and name the URL; a body over maxBodyBytes is

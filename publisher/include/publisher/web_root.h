@@ -18,7 +18,7 @@ struct Published {
 };
 
 class WebRoot {
-public:
+ public:
   WebRoot(std::string webRoot, std::string baseUrl) : root_(std::move(webRoot)), baseUrl_(std::move(baseUrl)) {}
 
   /// Publishes chainPem for certificate `name` with serial `serialHex`. Creates the
@@ -27,7 +27,7 @@ public:
   [[nodiscard]] Result<Published> publish(const std::string& name, const std::string& serialHex,
                                           const std::string& chainPem) const;
 
-private:
+ private:
   std::string root_;
   std::string baseUrl_;
 };

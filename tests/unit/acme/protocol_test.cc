@@ -26,7 +26,9 @@ TEST(AcmeJws, KidAndJwkForms) {
   ASSERT_TRUE(withKid.has_value());
   json jws = json::parse(*withKid);
   json header = decodeJson(jws["protected"]);
-  EXPECT_EQ(header, (json{{"alg", "ES256"}, {"kid", "https://ca/acct/1"}, {"nonce", "nonce-1"}, {"url", "https://ca/new-order"}}));
+  EXPECT_EQ(
+      header,
+      (json{{"alg", "ES256"}, {"kid", "https://ca/acct/1"}, {"nonce", "nonce-1"}, {"url", "https://ca/new-order"}}));
   EXPECT_EQ(decodeJson(jws["payload"]), json::parse(R"({"a":1})"));
   auto sig = pki::base64UrlDecode(jws["signature"].get<std::string>());
   ASSERT_EQ(sig->size(), 64U);
@@ -48,7 +50,8 @@ TEST(AcmeJws, ExternalAccountBindingIsHs256OverTheJwk) {
   ASSERT_TRUE(eab.has_value());
   auto parsed = parseFlattenedJws(*eab);
   ASSERT_TRUE(parsed.has_value());
-  EXPECT_EQ(json::parse(parsed->protectedJson), (json{{"alg", "HS256"}, {"kid", "kid-1"}, {"url", "https://ca/new-acct"}}));
+  EXPECT_EQ(json::parse(parsed->protectedJson),
+            (json{{"alg", "HS256"}, {"kid", "kid-1"}, {"url", "https://ca/new-acct"}}));
   EXPECT_EQ(parsed->payload, key->publicKey().jwkJson());
   // Recompute the MAC with openssl's CLI-independent path: HMAC is deterministic.
   auto again = externalAccountBinding(hmac, "kid-1", "https://ca/new-acct", key->publicKey());
@@ -111,7 +114,8 @@ TEST(AcmeProblem, TypedErrors) {
   EXPECT_TRUE(bad.retryable);
   EXPECT_EQ(bad.toString(), "u: ACME badNonce: stale (badNonce)");
 
-  Error rate = problemError(problem(429, R"({"type":"urn:ietf:params:acme:error:rateLimited","detail":"slow"})", "120"), "u");
+  Error rate =
+      problemError(problem(429, R"({"type":"urn:ietf:params:acme:error:rateLimited","detail":"slow"})", "120"), "u");
   EXPECT_TRUE(rate.retryable);
   EXPECT_EQ(rate.retryAfter, std::chrono::seconds(120));
 
@@ -129,11 +133,10 @@ TEST(AcmeProblem, TypedErrors) {
   Error internal = problemError(problem(500, R"({"type":"urn:ietf:params:acme:error:serverInternal"})"), "u");
   EXPECT_TRUE(internal.retryable);
 
-  Error sub = problemError(
-      problem(400, R"({"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"bad names",
+  Error sub = problemError(problem(400, R"({"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"bad names",
                        "subproblems":[{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"no",
                                        "identifier":{"type":"dns","value":"x.example"}}]})"),
-      "u");
+                           "u");
   EXPECT_EQ(sub.message, "ACME rejectedIdentifier: bad names; x.example: no");
 
   HttpResponse html;
