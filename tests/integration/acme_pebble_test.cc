@@ -270,6 +270,28 @@ TEST_F(AcmePebble, WrongTrustAnchorsRejectTheChain) {
   EXPECT_EQ(issued.error().message.rfind("check chain: chain does not verify", 0), 0U) << issued.error().toString();
 }
 
+TEST_F(AcmePebble, AlternateChainIsUsedWhenOnlyItsRootIsTrusted) {
+  PebbleOptions options;
+  options.alternateRoots = 1;
+  startAll(options);
+  std::string account = registerAccount();
+  auto certKey = newSigner("alt");
+  IssueRequest r = request({"alt.example.com"}, *certKey);
+  auto defaultIssued = issueCertificate(*client_, AccountRef{*accountKey_, account}, r, {{"http-01", solver_.get()}});
+  ASSERT_TRUE(defaultIssued.has_value()) << defaultIssued.error().toString();
+  EXPECT_FALSE(defaultIssued->alternate);
+
+  auto altRoot = pki::parsePemChain(pebble_->issuingRootsPem(1));
+  ASSERT_TRUE(altRoot.has_value());
+  r.trustAnchors = *altRoot;
+  auto certKey2 = newSigner("alt2");
+  r.certKey = certKey2.get();
+  auto altIssued = issueCertificate(*client_, AccountRef{*accountKey_, account}, r, {{"http-01", solver_.get()}});
+  ASSERT_TRUE(altIssued.has_value()) << altIssued.error().toString();
+  EXPECT_TRUE(altIssued->alternate);
+  EXPECT_TRUE(pki::verifyChain(altIssued->chain, *altRoot, std::chrono::system_clock::now()).has_value());
+}
+
 TEST_F(AcmePebble, Dns01ThroughAnOperatorHookIncludingAWildcard) {
   startAll();
   ::setenv("CHALLTESTSRV", ("http://127.0.0.1:" + std::to_string(pebble_->dnsManagementPort())).c_str(), 1);

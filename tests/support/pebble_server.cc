@@ -143,6 +143,9 @@ std::vector<std::string> childEnvironment(const PebbleOptions& options) {
   if (options.alwaysValid) {
     env.emplace_back("PEBBLE_VA_ALWAYS_VALID=1");
   }
+  if (options.alternateRoots > 0) {
+    env.push_back("PEBBLE_ALTERNATE_ROOTS=" + std::to_string(options.alternateRoots));
+  }
   return env;
 }
 
@@ -400,8 +403,8 @@ std::string PebbleServer::dnsLogFile() const {
   return sandbox_.file("challtestsrv." + std::to_string(starts_) + ".log");
 }
 
-std::string PebbleServer::issuingRootsPem() const {
-  return managementGet("/roots/0");
+std::string PebbleServer::issuingRootsPem(int index) const {
+  return managementGet("/roots/" + std::to_string(index));
 }
 
 std::string PebbleServer::intermediatesPem() const {

@@ -27,6 +27,7 @@ struct PebbleOptions {
   bool alwaysValid = false;                    ///< PEBBLE_VA_ALWAYS_VALID=1: challenges pass unchecked
   bool noSleep = true;                         ///< PEBBLE_VA_NOSLEEP=1: no random validation delay
   int authzReusePercent = 0;                   ///< PEBBLE_AUTHZREUSE, 0..100
+  int alternateRoots = 0;                      ///< PEBBLE_ALTERNATE_ROOTS: extra root hierarchies (alternate chains)
   uint16_t httpPort = 0;                       ///< port Pebble validates http-01 on; 0: pick a free one
 };
 
@@ -57,7 +58,7 @@ class PebbleServer {
   [[nodiscard]] const std::string& tlsCaFile() const { return tlsCaFile_; }
 
   /// Pebble's current issuing root (management port /roots/0), PEM. Changes at every start.
-  [[nodiscard]] std::string issuingRootsPem() const;
+  [[nodiscard]] std::string issuingRootsPem(int index = 0) const;
   /// Pebble's current intermediate (management port /intermediates/0), PEM.
   [[nodiscard]] std::string intermediatesPem() const;
   /// Writes issuingRootsPem() to `path` (for `[acme] trust_anchors`) and returns `path`.
