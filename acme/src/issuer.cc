@@ -180,6 +180,9 @@ Result<void> checkIssuedChain(const std::vector<pki::Certificate>& chain, const 
       return fail(e);
     }
   }
+  if (request.extraCheck) {
+    return request.extraCheck(chain);
+  }
   return ok();
 }
 

@@ -25,7 +25,10 @@
 #include "kms/secret.h"
 #include "pki/encoding.h"
 #include "pki/x509.h"
+#include "pki/shaken_profile.h"
+#include "pki/tn_auth_list.h"
 #include "publisher/web_root.h"
+#include "sti_pa/client.h"
 #include "storage/db.h"
 #include "storage/store.h"
 
@@ -94,6 +97,8 @@ class EngineImpl {
   std::unique_ptr<acme::Http01Responder> responder_;
   std::unique_ptr<acme::Http01Solver> http01_;
   std::unique_ptr<acme::Dns01HookSolver> dns01_;
+  std::unique_ptr<sti_pa::StiPaClient> stiPa_;
+  std::unique_ptr<sti_pa::TkauthSolver> tkauth_;
   std::map<std::string, acme::ChallengeSolver*> solvers_;
   std::vector<pki::Certificate> anchors_;
   std::unique_ptr<hsm::KeySigner> accountKey_;
@@ -161,6 +166,28 @@ class EngineImpl {
       return fail(client.error());
     }
     client_ = std::move(*client);
+    if (cfg_.stiPa && !stiPa_) {
+      sti_pa::StiPaOptions o;
+      o.url = cfg_.stiPa->url;
+      o.userId = cfg_.stiPa->userId;
+      o.passwordFile = cfg_.stiPa->passwordFile;
+      o.fingerprint = cfg_.stiPa->fingerprint == config::Fingerprint::spki ? sti_pa::FingerprintKind::spki
+                                                                             : sti_pa::FingerprintKind::jwkThumbprint;
+      if (cfg_.stiPa->trustAnchor) {
+        auto pem = readText(*cfg_.stiPa->trustAnchor);
+        if (!pem) {
+          return fail(pem.error());
+        }
+        auto anchors = pki::parsePemChain(*pem);
+        if (!anchors) {
+          Error e = anchors.error();
+          e.context = *cfg_.stiPa->trustAnchor;
+          return fail(e);
+        }
+        o.trustAnchors = std::move(*anchors);
+      }
+      stiPa_ = sti_pa::StiPaClient::create(*transport_, std::move(o));
+    }
     return ok();
   }
 
@@ -262,23 +289,26 @@ class EngineImpl {
       out.line = c.name + ": FAILED: " + e.toString();
       return out;
     };
-    if (c.spc) {
-      return failed(Error{Errc::unsupported,
-                          "SHAKEN (spc) certificates need the STI-PA client, not in this build",
-                          c.name,
-                          0,
-                          {},
-                          false,
-                          std::nullopt});
-    }
     std::vector<acme::Identifier> identifiers;
     nlohmann::json idsJson = nlohmann::json::array();
+    if (c.spc) {
+      auto der = pki::TnAuthList::forSpc(*c.spc).toDer();
+      if (!der) {
+        return failed(der.error());
+      }
+      // US practice: padded standard base64, the same bytes as the token's tkvalue (spec §9.3).
+      identifiers.push_back({"TNAuthList", pki::base64Encode(*der)});
+      idsJson.push_back("spc:" + *c.spc);
+    }
     for (const std::string& n : c.dnsNames) {
       identifiers.push_back({"dns", n});
       idsJson.push_back("dns:" + n);
     }
     auto upsert = withStore(
-        [&](storage::Store& s) { return s.upsertCertificate(c.name, storage::CertKind::acme, idsJson.dump()); });
+        [&](storage::Store& s) {
+          return s.upsertCertificate(c.name, c.spc ? storage::CertKind::shaken : storage::CertKind::acme,
+                                     idsJson.dump());
+        });
     if (!upsert) {
       return failed(upsert.error());
     }
@@ -357,7 +387,19 @@ class EngineImpl {
     acme::IssueRequest request;
     request.identifiers = identifiers;
     request.challengeType = config::toString(c.challenge);
-    request.csr.dnsNames = c.dnsNames;
+    if (c.spc) {
+      auto csr = pki::CsrRequest::shaken(*c.spc, c.subjectO.value_or(""), c.subjectC);
+      if (!csr) {
+        return failed(csr.error());
+      }
+      request.csr = std::move(*csr);
+      std::string spc = *c.spc;
+      request.extraCheck = [spc](const std::vector<pki::Certificate>& chain) {
+        return pki::checkShakenProfile(chain.front(), spc);
+      };
+    } else {
+      request.csr.dnsNames = c.dnsNames;
+    }
     request.certKey = certKey.get();
     request.resumeOrderUrl = order->orderUrl;
     request.trustAnchors = anchors_;
@@ -525,6 +567,10 @@ std::vector<CertOutcome> Engine::runOnce() {
     e.responder_ = std::move(*responder);
     e.http01_ = std::make_unique<acme::Http01Solver>(*e.responder_);
     e.solvers_["http-01"] = e.http01_.get();
+  }
+  if (e.client_ && e.stiPa_ && e.accountKey_ && !e.tkauth_) {
+    e.tkauth_ = std::make_unique<sti_pa::TkauthSolver>(*e.stiPa_, e.accountKey_->publicKey());
+    e.solvers_["tkauth-01"] = e.tkauth_.get();
   }
   if (e.cfg_.acme.dns01Hook && !e.dns01_) {
     e.dns01_ = std::make_unique<acme::Dns01HookSolver>(*e.cfg_.acme.dns01Hook);

@@ -67,6 +67,8 @@ struct IssueRequest {
   std::optional<std::string> resumeOrderUrl;   ///< continue this order (after a crash)
   std::optional<std::string> replaces;         ///< ARI certID of the certificate renewed
   std::vector<pki::Certificate> trustAnchors;  ///< the chain must verify to one of these
+  /// A further acceptance check on the parsed chain (e.g. the SHAKEN profile).
+  std::function<Result<void>(const std::vector<pki::Certificate>& chain)> extraCheck;
 };
 
 /// Lifecycle steps reported while issuing, so the caller can persist them first.

@@ -1,0 +1,113 @@
+#pragma once
+/// @file STI-PA client (spec §2, ATIS-1000080 token API as iconectiv serves it): log in,
+/// obtain SPC tokens bound to the ACME account key, verify them before use, fetch the CA
+/// trust list and the CRL; and the tkauth-01 challenge solver that answers with a token.
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "acme/issuer.h"
+#include "acme/transport.h"
+#include "kms/error.h"
+#include "pki/ec_key.h"
+#include "pki/x509.h"
+
+namespace kms::sti_pa {
+
+/// Which digest of the ACME account key goes into atc.fingerprint (spec §9.1).
+enum class FingerprintKind { spki, jwkThumbprint };
+
+struct StiPaOptions {
+  std::string url;           ///< API base, e.g. https://authenticate-api.iconectiv.com/api/v1
+  std::string userId;
+  std::string passwordFile;  ///< read at each login, wiped after use
+  /// Roots the token signer (x5u) and the CA-list signer must chain to; empty: the
+  /// signature is still checked against the x5u certificate, the chain is not.
+  std::vector<pki::Certificate> trustAnchors;
+  FingerprintKind fingerprint = FingerprintKind::spki;
+  /// A cached token is reused only while it has at least this long left.
+  std::chrono::seconds minRemaining{180};
+};
+
+/// A verified SPC token.
+struct SpcToken {
+  std::string jwt;          ///< compact JWS, as presented to the STI-CA
+  std::string spc;
+  std::string fingerprint;  ///< "SHA256 AA:..." it is bound to
+  std::string jti;
+  pki::SystemTime exp;
+  std::string crlUrl;       ///< from the token response, when given
+};
+
+/// The "atc" object of a token request (and of the token's payload).
+struct Atc {
+  std::string tktype = "TNAuthList";
+  std::string tkvalue;  ///< padded standard base64 of the DER TNAuthList
+  bool ca = false;
+  std::string fingerprint;
+};
+
+/// Verifies an SPC token: compact JWS, ES256, x5u https and fetched through fetchX5u,
+/// signer chained to anchors (when given), signature, exp after now, jti present, and the
+/// atc claim equal to `expected`. Errors name the check that failed.
+[[nodiscard]] Result<SpcToken> verifySpcToken(const std::string& jwt, const Atc& expected,
+                                              const std::vector<pki::Certificate>& anchors, pki::SystemTime now,
+                                              const std::function<Result<std::string>(const std::string&)>& fetchX5u);
+
+class StiPaClient {
+public:
+  /// Does no I/O; the first request logs in.
+  [[nodiscard]] static std::unique_ptr<StiPaClient> create(acme::Transport& transport, StiPaOptions options);
+
+  /// A verified token for (spc, account key): cached until minRemaining before exp and
+  /// until presented once (a CA may treat jti as single use). Logs in again once on 401.
+  /// Errors: Errc::unauthorized (credentials; 403 with an allow-listing hint),
+  /// Errc::protocol (a malformed answer or a token failing verification), network errors.
+  [[nodiscard]] Result<SpcToken> spcToken(const std::string& spc, const pki::EcPublicKey& accountKey, bool ca = false);
+  /// Marks a token as presented to a CA: it will not be handed out again.
+  void markUsed(const std::string& jti);
+  /// Drops every cached token (after an ACME account key rollover the fingerprint changes).
+  void forgetTokens();
+  /// The CA list JWS, verified; returns the approved STI-CA roots.
+  [[nodiscard]] Result<std::vector<pki::Certificate>> caList();
+  /// The STI-PA CRL (DER), from the URL the last token response named, else `<url>/../download/v1/crl`.
+  [[nodiscard]] Result<pki::Bytes> crl();
+  /// atc.fingerprint for an account key in the configured flavour.
+  [[nodiscard]] std::string fingerprintOf(const pki::EcPublicKey& key) const;
+  /// How many logins and token requests went to the STI-PA (for tests and metrics).
+  [[nodiscard]] int logins() const;
+  [[nodiscard]] int tokenRequests() const;
+
+  ~StiPaClient();
+  StiPaClient(const StiPaClient&) = delete;
+  StiPaClient& operator=(const StiPaClient&) = delete;
+
+private:
+  class Impl;
+  explicit StiPaClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// tkauth-01 (RFC 9447/9448): answers with {"atc": <SPC token>} (or {"tkauth": …} for
+/// servers built on RFC 9447's generic example, spec §9.2).
+class TkauthSolver : public acme::ChallengeSolver {
+public:
+  TkauthSolver(StiPaClient& client, const pki::EcPublicKey& accountKey, std::string member = "atc")
+      : client_(client), accountKey_(accountKey), member_(std::move(member)) {}
+  [[nodiscard]] Result<std::string> present(const acme::Authorization& authz, const acme::Challenge& challenge,
+                                            const std::string& keyAuthorization) override;
+  void cleanup(const acme::Authorization& authz, const acme::Challenge& challenge,
+               const std::string& keyAuthorization) override;
+
+private:
+  StiPaClient& client_;
+  pki::EcPublicKey accountKey_;
+  std::string member_;
+};
+
+}  // namespace kms::sti_pa

@@ -1,0 +1,448 @@
+#include "sti_pa/client.h"
+
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include <nlohmann/json.hpp>
+
+#include "acme/jws.h"
+#include "kms/secret.h"
+#include "pki/encoding.h"
+#include "pki/tn_auth_list.h"
+
+namespace kms::sti_pa {
+namespace {
+
+using nlohmann::json;
+
+Error err(Errc code, std::string message, std::string context, long status = 0) {
+  Error e;
+  e.code = code;
+  e.message = std::move(message);
+  e.context = std::move(context);
+  e.native = status;
+  if (status != 0) {
+    e.nativeName = "HTTP " + std::to_string(status);
+  }
+  return e;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+/// The "message" member of an STI-PA JSON answer, if any.
+std::string messageOf(const std::string& body) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("message") && j["message"].is_string()) {
+    return j["message"].get<std::string>();
+  }
+  return {};
+}
+
+/// Maps a non-success STI-PA answer to an error naming the endpoint.
+Error answerError(const acme::HttpResponse& r, const std::string& url, const std::string& what) {
+  std::string msg = messageOf(r.body);
+  std::string detail = msg.empty() ? "" : ": " + msg;
+  if (r.status == 401) {
+    return err(Errc::unauthorized, what + " was refused (HTTP 401)" + detail, url, r.status);
+  }
+  if (r.status == 403) {
+    return err(Errc::unauthorized,
+               what + " was forbidden (HTTP 403)" + detail +
+                   "; check that this host's egress IP address is allow-listed at the STI-PA",
+               url, r.status);
+  }
+  Error e = err(Errc::protocol, what + " failed (HTTP " + std::to_string(r.status) + ")" + detail, url, r.status);
+  e.retryable = r.status >= 500 || r.status == 429;
+  return e;
+}
+
+Result<json> successJson(const acme::HttpResponse& r, const std::string& url, const std::string& what) {
+  if (r.status != 200) {
+    return fail(answerError(r, url, what));
+  }
+  json j = json::parse(r.body, nullptr, false);
+  if (!j.is_object()) {
+    return fail(err(Errc::protocol, what + ": the answer is not a JSON object", url, r.status));
+  }
+  if (j.value("status", "") != "success") {
+    std::string msg = j.value("message", "");
+    return fail(err(Errc::protocol, what + ": status is not \"success\"" + (msg.empty() ? "" : ": " + msg), url,
+                    r.status));
+  }
+  return j;
+}
+
+/// Verifies a compact ES256 JWS signed by the first certificate at its x5u, chained to anchors.
+Result<json> verifyX5uJws(const std::string& compact, const std::vector<pki::Certificate>& anchors,
+                          pki::SystemTime now,
+                          const std::function<Result<std::string>(const std::string&)>& fetchX5u,
+                          const char* what) {
+  auto jws = acme::parseCompactJws(compact);
+  if (!jws) {
+    Error e = jws.error();
+    e.code = Errc::protocol;
+    e.message = std::string(what) + ": " + e.message;
+    return fail(e);
+  }
+  json header = json::parse(jws->protectedJson, nullptr, false);
+  if (!header.is_object() || header.value("alg", "") != "ES256") {
+    return fail(err(Errc::protocol, std::string(what) + ": alg must be ES256", ""));
+  }
+  std::string x5u = header.value("x5u", "");
+  if (x5u.rfind("https://", 0) != 0) {
+    return fail(err(Errc::protocol, std::string(what) + ": x5u must be an https URL", x5u));
+  }
+  auto pem = fetchX5u(x5u);
+  if (!pem) {
+    return fail(pem.error());
+  }
+  auto chain = pki::parsePemChain(*pem);
+  if (!chain) {
+    return fail(err(Errc::protocol, std::string(what) + ": x5u does not hold a PEM certificate", x5u));
+  }
+  if (!anchors.empty()) {
+    if (auto v = pki::verifyChain(*chain, anchors, now); !v) {
+      return fail(err(Errc::protocol, std::string(what) + ": signer certificate " + v.error().message, x5u));
+    }
+  }
+  auto key = pki::EcPublicKey::fromSpkiDer(chain->front().spkiDer());
+  if (!key) {
+    return fail(err(Errc::protocol, std::string(what) + ": signer key is not P-256", x5u));
+  }
+  auto good = key->verifyEs256(pki::asBytes(jws->signingInput), jws->signature);
+  if (!good || !*good) {
+    return fail(err(Errc::protocol, std::string(what) + ": signature does not verify", x5u));
+  }
+  json payload = json::parse(jws->payload, nullptr, false);
+  if (!payload.is_object()) {
+    return fail(err(Errc::protocol, std::string(what) + ": payload is not a JSON object", x5u));
+  }
+  return payload;
+}
+
+}  // namespace
+
+Result<SpcToken> verifySpcToken(const std::string& jwt, const Atc& expected,
+                                const std::vector<pki::Certificate>& anchors, pki::SystemTime now,
+                                const std::function<Result<std::string>(const std::string&)>& fetchX5u) {
+  auto payload = verifyX5uJws(jwt, anchors, now, fetchX5u, "SPC token");
+  if (!payload) {
+    return fail(payload.error());
+  }
+  const json& p = *payload;
+  if (!p.contains("exp") || !p["exp"].is_number_integer()) {
+    return fail(err(Errc::protocol, "SPC token: no integer exp claim", ""));
+  }
+  auto exp = std::chrono::system_clock::from_time_t(static_cast<std::time_t>(p["exp"].get<std::int64_t>()));
+  if (exp <= now) {
+    return fail(err(Errc::protocol, "SPC token: expired", ""));
+  }
+  if (!p.contains("jti") || !p["jti"].is_string() || p["jti"].get<std::string>().empty()) {
+    return fail(err(Errc::protocol, "SPC token: no jti claim", ""));
+  }
+  if (!p.contains("atc") || !p["atc"].is_object()) {
+    return fail(err(Errc::protocol, "SPC token: no atc claim", ""));
+  }
+  const json& atc = p["atc"];
+  if (lower(atc.value("tktype", "")) != "tnauthlist") {
+    return fail(err(Errc::protocol, "SPC token: atc.tktype is not TNAuthList", ""));
+  }
+  if (atc.value("tkvalue", "") != expected.tkvalue) {
+    return fail(err(Errc::protocol, "SPC token: atc.tkvalue differs from the request (another SPC?)", ""));
+  }
+  if (atc.value("fingerprint", "") != expected.fingerprint) {
+    return fail(err(Errc::protocol, "SPC token: atc.fingerprint is not the account key's", ""));
+  }
+  bool ca = atc.contains("ca") && atc["ca"].is_boolean() && atc["ca"].get<bool>();
+  if (ca != expected.ca) {
+    return fail(err(Errc::protocol, "SPC token: atc.ca differs from the request", ""));
+  }
+  SpcToken t;
+  t.jwt = jwt;
+  t.fingerprint = expected.fingerprint;
+  t.jti = p["jti"].get<std::string>();
+  t.exp = exp;
+  auto list = pki::TnAuthList::fromIdentifierValue(expected.tkvalue);
+  if (list && list->singleSpc()) {
+    t.spc = *list->singleSpc();
+  }
+  return t;
+}
+
+class StiPaClient::Impl {
+public:
+  Impl(acme::Transport& transport, StiPaOptions options) : transport_(transport), options_(std::move(options)) {}
+
+  acme::Transport& transport_;
+  StiPaOptions options_;
+  std::mutex mutex_;
+  std::optional<SecretBytes> accessToken_;
+  std::map<std::string, SpcToken> cache_;  // key: spc|fingerprint|ca
+  std::map<std::string, bool> used_;       // jti → presented
+  std::map<std::string, std::string> x5uCache_;
+  std::string lastCrlUrl_;
+  std::atomic<int> logins_{0};
+  std::atomic<int> tokenRequests_{0};
+
+  std::string url(const std::string& path) const {
+    std::string base = options_.url;
+    while (!base.empty() && base.back() == '/') {
+      base.pop_back();
+    }
+    return base + path;
+  }
+
+  Result<acme::HttpResponse> send(const std::string& method, const std::string& u, const std::string& body,
+                                  bool auth) {
+    acme::HttpRequest req{method, u, {{"Accept", "application/json"}}, body};
+    if (!body.empty()) {
+      req.headers.emplace_back("Content-Type", "application/json");
+    }
+    if (auth && accessToken_) {
+      req.headers.emplace_back("Authorization", std::string(accessToken_->view()));
+    }
+    return transport_.send(req);
+  }
+
+  Result<void> login() {
+    auto password = readSecretFile(options_.passwordFile);
+    if (!password) {
+      Error e = password.error();
+      e.message = "cannot read the STI-PA password file: " + e.message;
+      return fail(e);
+    }
+    json body{{"userId", options_.userId}, {"password", std::string(password->view())}};
+    std::string text = body.dump();
+    const std::string u = url("/auth/login");
+    auto r = send("POST", u, text, false);
+    OPENSSL_cleanse(text.data(), text.size());
+    if (!r) {
+      return fail(r.error());
+    }
+    ++logins_;
+    if (r->status == 401) {
+      Error e = answerError(*r, u, "login of user '" + options_.userId + "'");
+      return fail(e);
+    }
+    auto j = successJson(*r, u, "login of user '" + options_.userId + "'");
+    if (!j) {
+      return fail(j.error());
+    }
+    if (!j->contains("accessToken") || !(*j)["accessToken"].is_string()) {
+      return fail(err(Errc::protocol, "login answer has no accessToken", u));
+    }
+    accessToken_ = SecretBytes(std::string_view((*j)["accessToken"].get<std::string>()));
+    return ok();
+  }
+
+  /// An authenticated request; logs in first if needed and once more on 401.
+  Result<acme::HttpResponse> authed(const std::string& method, const std::string& u, const std::string& body) {
+    if (!accessToken_) {
+      if (auto l = login(); !l) {
+        return fail(l.error());
+      }
+    }
+    auto r = send(method, u, body, true);
+    if (r && r->status == 401) {
+      accessToken_.reset();
+      if (auto l = login(); !l) {
+        return fail(l.error());
+      }
+      r = send(method, u, body, true);
+    }
+    return r;
+  }
+
+  Result<std::string> fetchX5u(const std::string& u) {
+    if (auto it = x5uCache_.find(u); it != x5uCache_.end()) {
+      return it->second;
+    }
+    auto r = transport_.send(acme::HttpRequest{"GET", u, {}, {}});
+    if (!r) {
+      return fail(r.error());
+    }
+    if (r->status != 200) {
+      return fail(err(Errc::protocol, "x5u certificate download failed (HTTP " + std::to_string(r->status) + ")", u,
+                      r->status));
+    }
+    x5uCache_[u] = r->body;
+    return r->body;
+  }
+};
+
+StiPaClient::StiPaClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StiPaClient::~StiPaClient() = default;
+
+std::unique_ptr<StiPaClient> StiPaClient::create(acme::Transport& transport, StiPaOptions options) {
+  return std::unique_ptr<StiPaClient>(new StiPaClient(std::make_unique<Impl>(transport, std::move(options))));
+}
+
+std::string StiPaClient::fingerprintOf(const pki::EcPublicKey& key) const {
+  return impl_->options_.fingerprint == FingerprintKind::spki ? key.spkiFingerprint() : key.thumbprintFingerprint();
+}
+
+int StiPaClient::logins() const { return impl_->logins_.load(); }
+int StiPaClient::tokenRequests() const { return impl_->tokenRequests_.load(); }
+
+Result<SpcToken> StiPaClient::spcToken(const std::string& spc, const pki::EcPublicKey& accountKey, bool ca) {
+  Impl& d = *impl_;
+  if (!pki::isValidSpc(spc)) {
+    return fail(Errc::invalidArgument, "SPC must be one or more of 0-9 A-Z: '" + spc + "'");
+  }
+  auto der = pki::TnAuthList::forSpc(spc).toDer();
+  if (!der) {
+    return fail(der.error());
+  }
+  Atc atc;
+  atc.tkvalue = pki::base64Encode(*der);
+  atc.ca = ca;
+  atc.fingerprint = fingerprintOf(accountKey);
+  const std::string key = spc + "|" + atc.fingerprint + "|" + (ca ? "ca" : "ee");
+  std::lock_guard<std::mutex> lock(d.mutex_);
+  auto now = std::chrono::system_clock::now();
+  if (auto it = d.cache_.find(key); it != d.cache_.end()) {
+    if (!d.used_[it->second.jti] && it->second.exp - d.options_.minRemaining > now) {
+      return it->second;
+    }
+    d.cache_.erase(it);
+  }
+  json body{{"atc", {{"tktype", atc.tktype}, {"tkvalue", atc.tkvalue}, {"ca", atc.ca}, {"fingerprint", atc.fingerprint}}}};
+  const std::string u = d.url("/account/" + spc + "/token");
+  auto r = d.authed("POST", u, body.dump());
+  if (!r) {
+    return fail(r.error());
+  }
+  ++d.tokenRequests_;
+  auto j = successJson(*r, u, "SPC token request for " + spc);
+  if (!j) {
+    return fail(j.error());
+  }
+  if (!j->contains("token") || !(*j)["token"].is_string()) {
+    return fail(err(Errc::protocol, "SPC token answer has no token", u));
+  }
+  auto token = verifySpcToken((*j)["token"].get<std::string>(), atc, d.options_.trustAnchors, now,
+                              [&d](const std::string& x5u) { return d.fetchX5u(x5u); });
+  if (!token) {
+    Error e = token.error();
+    if (e.context.empty()) {
+      e.context = u;
+    }
+    return fail(e);
+  }
+  token->spc = spc;
+  token->crlUrl = j->value("crl", "");
+  if (!token->crlUrl.empty()) {
+    d.lastCrlUrl_ = token->crlUrl;
+  }
+  d.cache_[key] = *token;
+  return token;
+}
+
+void StiPaClient::markUsed(const std::string& jti) {
+  std::lock_guard<std::mutex> lock(impl_->mutex_);
+  impl_->used_[jti] = true;
+}
+
+void StiPaClient::forgetTokens() {
+  std::lock_guard<std::mutex> lock(impl_->mutex_);
+  impl_->cache_.clear();
+}
+
+Result<std::vector<pki::Certificate>> StiPaClient::caList() {
+  Impl& d = *impl_;
+  std::lock_guard<std::mutex> lock(d.mutex_);
+  const std::string u = d.url("/ca-list");
+  auto r = d.authed("GET", u, "");
+  if (!r) {
+    return fail(r.error());
+  }
+  auto j = successJson(*r, u, "CA list request");
+  if (!j) {
+    return fail(j.error());
+  }
+  if (!j->contains("caList") || !(*j)["caList"].is_string()) {
+    return fail(err(Errc::protocol, "CA list answer has no caList", u));
+  }
+  auto payload = verifyX5uJws((*j)["caList"].get<std::string>(), d.options_.trustAnchors,
+                              std::chrono::system_clock::now(),
+                              [&d](const std::string& x5u) { return d.fetchX5u(x5u); }, "CA list");
+  if (!payload) {
+    return fail(payload.error());
+  }
+  if (!payload->contains("trustList") || !(*payload)["trustList"].is_array()) {
+    return fail(err(Errc::protocol, "CA list: no trustList array", u));
+  }
+  std::vector<pki::Certificate> roots;
+  for (const auto& pem : (*payload)["trustList"]) {
+    if (!pem.is_string()) {
+      return fail(err(Errc::protocol, "CA list: trustList holds a non-string", u));
+    }
+    auto certs = pki::parsePemChain(pem.get<std::string>());
+    if (!certs) {
+      return fail(err(Errc::protocol, "CA list: trustList holds an entry that is not a PEM certificate", u));
+    }
+    roots.insert(roots.end(), certs->begin(), certs->end());
+  }
+  return roots;
+}
+
+Result<pki::Bytes> StiPaClient::crl() {
+  Impl& d = *impl_;
+  std::string u;
+  {
+    std::lock_guard<std::mutex> lock(d.mutex_);
+    u = d.lastCrlUrl_;
+  }
+  if (u.empty()) {
+    std::string base = d.options_.url;
+    auto api = base.rfind("/api/");
+    u = (api == std::string::npos ? base : base.substr(0, api)) + "/download/v1/crl";
+  }
+  auto r = d.transport_.send(acme::HttpRequest{"GET", u, {{"Accept", "application/pkix-crl"}}, {}});
+  if (!r) {
+    return fail(r.error());
+  }
+  if (r->status != 200) {
+    return fail(answerError(*r, u, "CRL download"));
+  }
+  const auto* p = reinterpret_cast<const unsigned char*>(r->body.data());
+  X509_CRL* crl = d2i_X509_CRL(nullptr, &p, static_cast<long>(r->body.size()));
+  if (crl == nullptr) {
+    return fail(err(Errc::protocol, "the CRL is not DER", u));
+  }
+  X509_CRL_free(crl);
+  return pki::Bytes(r->body.begin(), r->body.end());
+}
+
+Result<std::string> TkauthSolver::present(const acme::Authorization& authz, const acme::Challenge& challenge,
+                                          const std::string& /*keyAuthorization*/) {
+  if (authz.identifier.type != "TNAuthList") {
+    return fail(Errc::unsupported, "tkauth-01 needs a TNAuthList identifier, got " + authz.identifier.type,
+                challenge.url);
+  }
+  if (challenge.tkauthType && *challenge.tkauthType != "atc") {
+    return fail(Errc::unsupported, "tkauth-01 challenge asks for tkauth-type '" + *challenge.tkauthType + "'",
+                challenge.url);
+  }
+  auto list = pki::TnAuthList::fromIdentifierValue(authz.identifier.value);
+  if (!list || !list->singleSpc()) {
+    return fail(Errc::unsupported, "tkauth-01: the identifier is not a TNAuthList with one SPC", challenge.url);
+  }
+  auto token = client_.spcToken(*list->singleSpc(), accountKey_);
+  if (!token) {
+    return fail(token.error());
+  }
+  // Presented once: a CA may refuse a jti it has seen (spec §2).
+  client_.markUsed(token->jti);
+  return nlohmann::json{{member_, token->jwt}}.dump();
+}
+
+void TkauthSolver::cleanup(const acme::Authorization& /*authz*/, const acme::Challenge& /*challenge*/,
+                           const std::string& /*keyAuthorization*/) {}
+
+}  // namespace kms::sti_pa
