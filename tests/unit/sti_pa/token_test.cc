@@ -1,0 +1,179 @@
+// SPC token verification (spec §2, RFC 9448 §6 from the client's side): tokens made here
+// with a real P-256 key and a small real CA; the x5u "fetch" returns the signer's PEM.
+#include <gtest/gtest.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <nlohmann/json.hpp>
+
+#include "pki/encoding.h"
+#include "pki/signer.h"
+#include "pki/tn_auth_list.h"
+#include "sti_pa/client.h"
+
+namespace kms::sti_pa {
+namespace {
+
+using nlohmann::json;
+
+X509* makeCert(const char* cn, const pki::EcPublicKey& subject, pki::SoftwareKey& issuerKey, X509* issuer, bool ca) {
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), ca ? 1 : 2);
+  X509_gmtime_adj(X509_getm_notBefore(x), -60);
+  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn),
+                             -1, -1, 0);
+  X509_set_issuer_name(x, issuer != nullptr ? X509_get_subject_name(issuer) : X509_get_subject_name(x));
+  pki::Bytes spki = subject.spkiDer();
+  const unsigned char* p = spki.data();
+  EVP_PKEY* pub = d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size()));
+  X509_set_pubkey(x, pub);
+  EVP_PKEY_free(pub);
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer != nullptr ? issuer : x, x, nullptr, nullptr, 0);
+  X509_EXTENSION* bc = X509V3_EXT_conf_nid(nullptr, &ctx, NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");
+  X509_add_ext(x, bc, -1);
+  X509_EXTENSION_free(bc);
+  X509_sign(x, static_cast<EVP_PKEY*>(issuerKey.evpPkey()), EVP_sha256());
+  return x;
+}
+
+pki::Certificate wrap(X509* x) {
+  unsigned char* der = nullptr;
+  int len = i2d_X509(x, &der);
+  auto c = pki::Certificate::fromDer(pki::ByteView(der, static_cast<size_t>(len)));
+  OPENSSL_free(der);
+  X509_free(x);
+  return *c;
+}
+
+class StiPaToken : public ::testing::Test {
+protected:
+  void SetUp() override {
+    rootKey_ = *pki::SoftwareKey::generate();
+    X509* root = makeCert("STI-PA Root", rootKey_->publicKey(), *rootKey_, nullptr, true);
+    signerKey_ = *pki::SoftwareKey::generate();
+    X509* signer = makeCert("STI-PA Token Signer", signerKey_->publicKey(), *rootKey_, root, false);
+    signerPem_ = wrap(signer).pem();
+    anchors_ = {wrap(root)};
+    accountKey_ = *pki::SoftwareKey::generate();
+    expected_.tkvalue = pki::base64Encode(*pki::TnAuthList::forSpc("1234").toDer());
+    expected_.fingerprint = accountKey_->publicKey().spkiFingerprint();
+  }
+
+  json atc(const Atc& a) const {
+    return {{"tktype", a.tktype}, {"tkvalue", a.tkvalue}, {"ca", a.ca}, {"fingerprint", a.fingerprint}};
+  }
+
+  std::string token(const json& payload, pki::SoftwareKey& key, const std::string& x5u = kX5u,
+                    const std::string& alg = "ES256") {
+    json header{{"alg", alg}, {"typ", "JWT"}, {"x5u", x5u}};
+    std::string input = pki::base64UrlEncode(pki::asBytes(header.dump())) + "." +
+                        pki::base64UrlEncode(pki::asBytes(payload.dump()));
+    auto sig = key.signMessage(pki::asBytes(input));
+    return input + "." + pki::base64UrlEncode(*sig);
+  }
+
+  json goodPayload() const {
+    return {{"exp", std::time(nullptr) + 3600}, {"jti", "0b6f2d3e-1"}, {"atc", atc(expected_)}};
+  }
+
+  Result<SpcToken> verify(const std::string& jwt) {
+    return verifySpcToken(jwt, expected_, anchors_, std::chrono::system_clock::now(),
+                          [this](const std::string& url) -> Result<std::string> {
+                            fetched_.push_back(url);
+                            return signerPem_;
+                          });
+  }
+
+  static constexpr const char* kX5u = "https://sti-pa.example/download/v1/certificate/certificateId_1.crt";
+  std::unique_ptr<pki::SoftwareKey> rootKey_;
+  std::unique_ptr<pki::SoftwareKey> signerKey_;
+  std::unique_ptr<pki::SoftwareKey> accountKey_;
+  std::string signerPem_;
+  std::vector<pki::Certificate> anchors_;
+  std::vector<std::string> fetched_;
+  Atc expected_;
+};
+
+TEST_F(StiPaToken, ValidTokenVerifies) {
+  auto t = verify(token(goodPayload(), *signerKey_));
+  ASSERT_TRUE(t.has_value()) << t.error().toString();
+  EXPECT_EQ(t->jti, "0b6f2d3e-1");
+  EXPECT_EQ(t->spc, "1234");
+  EXPECT_EQ(fetched_, std::vector<std::string>{kX5u});
+}
+
+TEST_F(StiPaToken, TamperedSignatureIsRefused) {
+  std::string jwt = token(goodPayload(), *signerKey_);
+  jwt[jwt.size() - 5] = jwt[jwt.size() - 5] == 'A' ? 'B' : 'A';
+  EXPECT_EQ(verify(jwt).error().message, "SPC token: signature does not verify");
+  // Signed by a key that is not the x5u certificate's.
+  EXPECT_EQ(verify(token(goodPayload(), *accountKey_)).error().message, "SPC token: signature does not verify");
+}
+
+TEST_F(StiPaToken, ExpiredTokenIsRefused) {
+  json p = goodPayload();
+  p["exp"] = std::time(nullptr) - 1;
+  EXPECT_EQ(verify(token(p, *signerKey_)).error().message, "SPC token: expired");
+}
+
+TEST_F(StiPaToken, TokenForAnotherSpcIsRefused) {
+  Atc other = expected_;
+  other.tkvalue = pki::base64Encode(*pki::TnAuthList::forSpc("9999").toDer());
+  json p = goodPayload();
+  p["atc"] = atc(other);
+  EXPECT_EQ(verify(token(p, *signerKey_)).error().message,
+            "SPC token: atc.tkvalue differs from the request (another SPC?)");
+}
+
+TEST_F(StiPaToken, FingerprintOfAnotherKeyIsRefused) {
+  Atc other = expected_;
+  other.fingerprint = signerKey_->publicKey().spkiFingerprint();
+  json p = goodPayload();
+  p["atc"] = atc(other);
+  EXPECT_EQ(verify(token(p, *signerKey_)).error().message, "SPC token: atc.fingerprint is not the account key's");
+}
+
+TEST_F(StiPaToken, SignerNotChainedToTheAnchorIsRefused) {
+  auto otherRoot = *pki::SoftwareKey::generate();
+  X509* root = makeCert("Other Root", otherRoot->publicKey(), *otherRoot, nullptr, true);
+  anchors_ = {wrap(root)};
+  auto r = verify(token(goodPayload(), *signerKey_));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().message.rfind("SPC token: signer certificate chain does not verify", 0), 0U) << r.error().message;
+}
+
+TEST_F(StiPaToken, MalformedTokensAreRefused) {
+  EXPECT_EQ(verify("abc").error().message, "SPC token: compact JWS must have exactly three parts");
+  EXPECT_EQ(verify(token(goodPayload(), *signerKey_, "http://sti-pa.example/cert.crt")).error().message,
+            "SPC token: x5u must be an https URL");
+  EXPECT_EQ(verify(token(goodPayload(), *signerKey_, kX5u, "HS256")).error().message, "SPC token: alg must be ES256");
+  json noJti = goodPayload();
+  noJti.erase("jti");
+  EXPECT_EQ(verify(token(noJti, *signerKey_)).error().message, "SPC token: no jti claim");
+  json caTrue = goodPayload();
+  caTrue["atc"]["ca"] = true;
+  EXPECT_EQ(verify(token(caTrue, *signerKey_)).error().message, "SPC token: atc.ca differs from the request");
+}
+
+TEST(StiPaFingerprint, BothFlavours) {
+  auto key = pki::EcPublicKey::fromJwkCoordinates("f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                                                  "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0");
+  auto transport = acme::makeCurlTransport({});
+  StiPaOptions spki;
+  auto a = StiPaClient::create(**transport, spki);
+  EXPECT_EQ(a->fingerprintOf(*key),
+            "SHA256 2B:D1:BB:0C:44:A8:97:C3:0A:7A:A0:99:1C:DE:38:D8:06:2F:E4:41:DE:50:DA:0F:46:82:53:44:F6:02:E8:27");
+  StiPaOptions thumb;
+  thumb.fingerprint = FingerprintKind::jwkThumbprint;
+  auto b = StiPaClient::create(**transport, thumb);
+  EXPECT_EQ(b->fingerprintOf(*key),
+            "SHA256 A0:A2:32:C2:F1:94:A5:35:53:CB:13:10:DD:BC:08:21:E4:14:B9:D7:EB:FC:29:0B:32:30:84:D7:D1:02:0F:E5");
+}
+
+}  // namespace
+}  // namespace kms::sti_pa
