@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The quickstart: installs the Debian packages, builds and installs kmsd/kmsctl into
-# ./.kms-quickstart, creates a SoftHSM2 token there (the embedded default HSM) with a
-# random PIN, writes a kmsd.toml for it and checks that configuration end to end
-# (config, HSM login, state DB). Re-running it reuses the token and the state.
+# The quickstart: installs the Debian packages, builds and installs kmsd, kmsctl and
+# kms-lab into ./.kms-quickstart, starts kms-lab (a local STI-PA + STI-CA on 127.0.0.1)
+# in the background, and runs `kmsd --once` on the configuration kms-lab wrote: a SoftHSM2
+# token, an SPC token from the STI-PA, ACME with tkauth-01, a checked SHAKEN certificate
+# published to a local STI-CR web root. It ends with `kmsctl status`. Re-running it reuses
+# the lab's PKI, the token and the state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD/.kms-quickstart
@@ -13,54 +15,34 @@ cmake -S . -B build-quickstart -DCMAKE_BUILD_TYPE=Release -DKMS_BUILD_TESTS=OFF 
 cmake --build build-quickstart -j"$(nproc)"
 cmake --install build-quickstart --prefix "$root" >/dev/null
 
-mkdir -p "$root/softhsm/tokens" "$root/state" "$root/www"
-chmod 700 "$root/softhsm" "$root/state"
-cat > "$root/softhsm/softhsm2.conf" <<CONF
-directories.tokendir = $root/softhsm/tokens
-objectstore.backend = file
-log.level = ERROR
-CONF
-export SOFTHSM2_CONF=$root/softhsm/softhsm2.conf
-if ! softhsm2-util --show-slots 2>/dev/null | grep -q 'Label: *kms *$'; then
-  umask 077
-  od -An -N12 -tx1 /dev/urandom | tr -d ' \n' > "$root/softhsm/hsm.pin"
-  od -An -N12 -tx1 /dev/urandom | tr -d ' \n' > "$root/softhsm/so.pin"
-  softhsm2-util --init-token --free --label kms \
-    --pin "$(cat "$root/softhsm/hsm.pin")" --so-pin "$(cat "$root/softhsm/so.pin")" >/dev/null
+# A kms-lab from an earlier run is stopped first (by its PID).
+if [ -f "$root/kms-lab.pid" ] && kill -0 "$(cat "$root/kms-lab.pid")" 2>/dev/null; then
+  kill "$(cat "$root/kms-lab.pid")"
+  sleep 1
 fi
+mkdir -p "$root/lab"
+"$root/bin/kms-lab" --dir "$root/lab" >"$root/kms-lab.log" 2>&1 &
+echo $! >"$root/kms-lab.pid"
+for _ in $(seq 100); do
+  grep -q 'kms-lab listening on' "$root/kms-lab.log" && break
+  kill -0 "$(cat "$root/kms-lab.pid")" 2>/dev/null || { cat "$root/kms-lab.log"; exit 1; }
+  sleep 0.1
+done
+grep 'kms-lab listening on' "$root/kms-lab.log"
 
-module=$(find /usr/lib -name libsofthsm2.so -path '*softhsm*' | head -n 1)
-cat > "$root/kmsd.toml" <<CONF
-# Written by deploy/quickstart.sh: kmsd against a local SoftHSM2 token.
-[daemon]
-state_dir = "$root/state"
-control_socket = "$root/kmsd.sock"
+export SOFTHSM2_CONF=$root/lab/softhsm2.conf
+echo "== kmsd --once"
+"$root/bin/kmsd" --config "$root/lab/kmsd.toml" --once
 
-[hsm]
-module = "$module"
-token_label = "kms"
-pin_file = "$root/softhsm/hsm.pin"
-
-[acme]
-directory_url = "https://127.0.0.1:14000/dir"
-
-[publisher]
-web_root = "$root/www"
-base_url = "https://127.0.0.1:8443/"
-
-[[certificate]]
-name = "web"
-identifiers = ["dns:localhost"]
-CONF
-
-echo "== kmsd --check-config"
-"$root/bin/kmsd" --config "$root/kmsd.toml" --check-config
-echo "== kmsctl keys"
-"$root/bin/kmsctl" --config "$root/kmsd.toml" keys
+pem=$root/lab/www/main.pem
+echo "== the issued certificate: $pem"
+openssl x509 -in "$pem" -noout -subject -issuer -enddate -ext 1.3.6.1.5.5.7.1.26 2>/dev/null ||
+  openssl x509 -in "$pem" -noout -subject -issuer -enddate
 echo "== kmsctl status"
-"$root/bin/kmsctl" --config "$root/kmsd.toml" status
+"$root/bin/kmsctl" --config "$root/lab/kmsd.toml" status
 cat <<DONE
 
-kmsd and kmsctl are in $root/bin; the config is $root/kmsd.toml.
-Use them with:  export SOFTHSM2_CONF=$SOFTHSM2_CONF
+kmsd, kmsctl and kms-lab are in $root/bin; the config kms-lab wrote is $root/lab/kmsd.toml
+(use it with SOFTHSM2_CONF=$SOFTHSM2_CONF). kms-lab keeps running in the background;
+stop it with:  kill \$(cat $root/kms-lab.pid)
 DONE

@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "hsm/token.h"
+#include "pki/x509.h"
 #include "storage/db.h"
 #include "storage/store.h"
 
@@ -57,6 +58,11 @@ std::string isoTime(std::int64_t t) {
     return std::to_string(t);
   }
   return buf;
+}
+
+std::string subjectOf(const std::string& chainPem) {
+  auto chain = pki::parsePemChain(chainPem);
+  return chain ? chain->front().subject() : std::string("?");
 }
 
 }  // namespace
@@ -210,6 +216,17 @@ int showStatus(const std::string& configPath, bool json, std::ostream& out, std:
     const auto* i = latestFor(c.name);
     out << std::setw(20) << c.name << std::setw(14) << storage::toString(c.state) << std::setw(22)
         << (i != nullptr ? isoTime(i->notAfter) : "-") << (i != nullptr && i->x5uUrl ? *i->x5uUrl : "-") << '\n';
+    nlohmann::json ids = nlohmann::json::parse(c.identifiersJson, nullptr, false);
+    if (ids.is_array() && !ids.empty()) {
+      out << "    identifiers:";
+      for (const auto& id : ids) {
+        out << ' ' << (id.is_string() ? id.get<std::string>() : id.dump());
+      }
+      out << '\n';
+    }
+    if (i != nullptr) {
+      out << "    serial " << i->serial << ", subject " << subjectOf(i->chainPem) << '\n';
+    }
     if (c.lastError) {
       out << "    last error: " << *c.lastError << '\n';
     }
