@@ -118,7 +118,9 @@ TEST_F(StiPaToken, TamperedSignatureIsRefused) {
 TEST_F(StiPaToken, ExpiredTokenIsRefused) {
   json p = goodPayload();
   p["exp"] = std::time(nullptr) - 1;
-  EXPECT_EQ(verify(token(p, *signerKey_)).error().message, "SPC token: expired");
+  EXPECT_EQ(verify(token(p, *signerKey_)).error().message, "SPC token: expired or expiring within 30 s");
+  p["exp"] = std::time(nullptr) + 10;
+  EXPECT_EQ(verify(token(p, *signerKey_)).error().message, "SPC token: expired or expiring within 30 s");
 }
 
 TEST_F(StiPaToken, TokenForAnotherSpcIsRefused) {

@@ -1,0 +1,498 @@
+// kms-lab as a black box: started as a child process in a sandbox, driven over HTTPS with
+// the project's curl transport and ACME client.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <openssl/x509.h>
+
+#include "acme/client.h"
+#include "acme/issuer.h"
+#include "acme/jws.h"
+#include "acme/transport.h"
+#include "pki/csr.h"
+#include "pki/ec_key.h"
+#include "pki/encoding.h"
+#include "pki/signer.h"
+#include "pki/x509.h"
+#include "sandbox.h"
+
+namespace kms::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kLabBinary = KMS_LAB_BINARY;
+constexpr auto kStartTimeout = 30s;
+constexpr const char* kSpc1234 = "MAigBhYEMTIzNA==";
+
+/// One kms-lab child process. Stopped (SIGTERM, then SIGKILL) by PID in the destructor.
+class LabProcess {
+ public:
+  LabProcess(const std::string& dir, std::vector<std::string> flags = {}) : dir_(dir) {
+    std::vector<std::string> args{kLabBinary, "--dir", dir};
+    args.insert(args.end(), flags.begin(), flags.end());
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) {
+      throw std::runtime_error("pipe failed");
+    }
+    std::string log = dir + ".log";
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], STDOUT_FILENO);
+      int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+      if (err >= 0) {
+        ::dup2(err, STDERR_FILENO);
+      }
+      std::vector<char*> argv;
+      for (auto& a : args) {
+        argv.push_back(a.data());
+      }
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    stdout_ = out[0];
+    line_ = readLine(kStartTimeout);
+    const std::string prefix = "kms-lab listening on ";
+    if (!line_.starts_with(prefix)) {
+      stop();
+      std::string tail;
+      runCommand("tail -n 20 " + log, &tail);
+      throw std::runtime_error("kms-lab did not start; stdout: '" + line_ + "'; log:\n" + tail);
+    }
+    baseUrl_ = line_.substr(prefix.size());
+  }
+  ~LabProcess() { stop(); }
+  LabProcess(const LabProcess&) = delete;
+  LabProcess& operator=(const LabProcess&) = delete;
+
+  void stop() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      auto deadline = std::chrono::steady_clock::now() + 5s;
+      while (::waitpid(pid_, &status, WNOHANG) == 0) {
+        if (std::chrono::steady_clock::now() > deadline) {
+          ::kill(pid_, SIGKILL);
+          ::waitpid(pid_, &status, 0);
+          break;
+        }
+        std::this_thread::sleep_for(20ms);
+      }
+      pid_ = -1;
+    }
+    if (stdout_ >= 0) {
+      ::close(stdout_);
+      stdout_ = -1;
+    }
+  }
+
+  [[nodiscard]] const std::string& baseUrl() const { return baseUrl_; }
+  [[nodiscard]] json labJson() const { return json::parse(readFile(dir_ + "/lab.json")); }
+  [[nodiscard]] std::string file(const std::string& name) const { return dir_ + "/" + name; }
+
+ private:
+  /// One line from the child's stdout within timeout ("" on timeout or EOF).
+  std::string readLine(std::chrono::milliseconds timeout) {
+    std::string line;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{stdout_, POLLIN, 0};
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (::poll(&p, 1, static_cast<int>(std::max<long>(1, left.count()))) <= 0) {
+        continue;
+      }
+      char c = 0;
+      if (::read(stdout_, &c, 1) != 1) {
+        break;
+      }
+      if (c == '\n') {
+        return line;
+      }
+      line += c;
+    }
+    return line;
+  }
+
+  std::string dir_;
+  pid_t pid_ = -1;
+  int stdout_ = -1;
+  std::string line_;
+  std::string baseUrl_;
+};
+
+/// A sandbox with a lab in <sandbox>/lab and an HTTPS transport trusting its TLS CA.
+class LabTest : public ::testing::Test {
+ protected:
+  void start(std::vector<std::string> flags = {}) {
+    lab_ = std::make_unique<LabProcess>(dir(), std::move(flags));
+    acme::TransportOptions options;
+    options.caBundle = lab_->file("tls-ca.pem");
+    options.requestTimeout = 10000ms;
+    auto t = acme::makeCurlTransport(options);
+    ASSERT_TRUE(t.has_value()) << t.error().toString();
+    transport_ = std::move(*t);
+  }
+  [[nodiscard]] std::string dir() const { return sandbox_.path() + "/lab"; }
+
+  acme::HttpResponse send(const std::string& method, const std::string& url, const std::string& body = "",
+                          std::vector<std::pair<std::string, std::string>> headers = {}) {
+    if (!body.empty()) {
+      headers.emplace_back("Content-Type", "application/json");
+    }
+    auto r = transport_->send(acme::HttpRequest{method, url, headers, body});
+    if (!r) {
+      ADD_FAILURE() << r.error().toString();
+      return {};
+    }
+    return *r;
+  }
+
+  std::string stiPa(const std::string& path) const { return lab_->baseUrl() + "/sti-pa/api/v1" + path; }
+
+  std::string login() {
+    std::string password = readFile(lab_->file("sti-pa.password"));
+    password.erase(password.find_last_not_of("\r\n") + 1);
+    auto r = send("POST", stiPa("/auth/login"), json{{"userId", "kms-lab"}, {"password", password}}.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::parse(r.body).value("accessToken", "");
+  }
+
+  acme::HttpResponse requestToken(const std::string& access, const std::string& spc, const std::string& tkvalue,
+                                  const std::string& fingerprint) {
+    json body{{"atc", {{"tktype", "TNAuthList"}, {"tkvalue", tkvalue}, {"ca", false}, {"fingerprint", fingerprint}}}};
+    return send("POST", stiPa("/account/" + spc + "/token"), body.dump(), {{"Authorization", access}});
+  }
+
+  /// Verifies a compact JWS with its x5u certificate (fetched) chained to the STI-PA root;
+  /// returns the payload.
+  json verifyStiPaJws(const std::string& compact) {
+    auto jws = acme::parseCompactJws(compact);
+    EXPECT_TRUE(jws.has_value());
+    json header = json::parse(jws->protectedJson);
+    EXPECT_EQ(header["alg"], "ES256");
+    std::string x5u = header.value("x5u", "");
+    EXPECT_TRUE(x5u.starts_with("https://127.0.0.1:"));
+    auto certReply = send("GET", x5u);
+    EXPECT_EQ(certReply.status, 200);
+    auto signer = pki::Certificate::fromPem(certReply.body);
+    EXPECT_TRUE(signer.has_value());
+    auto root = pki::Certificate::fromPem(readFile(lab_->file("sti-pa-root.pem")));
+    EXPECT_TRUE(root.has_value());
+    auto chain = pki::verifyChain({*signer}, {*root}, std::chrono::system_clock::now());
+    EXPECT_TRUE(chain.has_value()) << chain.error().toString();
+    auto key = pki::EcPublicKey::fromSpkiDer(signer->spkiDer());
+    EXPECT_TRUE(key.has_value());
+    auto good = key->verifyEs256(pki::asBytes(jws->signingInput), jws->signature);
+    EXPECT_TRUE(good.has_value() && *good);
+    return json::parse(jws->payload);
+  }
+
+  Sandbox sandbox_;
+  std::unique_ptr<LabProcess> lab_;
+  std::unique_ptr<acme::Transport> transport_;
+};
+
+TEST_F(LabTest, LabFilesWritesLabJsonKmsdTomlAndToken) {
+  start();
+  json lab = lab_->labJson();
+  EXPECT_EQ(lab["base_url"], lab_->baseUrl());
+  EXPECT_EQ(lab["sti_pa_url"], lab_->baseUrl() + "/sti-pa/api/v1");
+  EXPECT_EQ(lab["acme_directory_url"], lab_->baseUrl() + "/acme/directory");
+  EXPECT_EQ(lab["crl_url"], lab_->baseUrl() + "/sti-pa/download/v1/crl");
+  EXPECT_EQ(lab["eab_kid"], "kid-1");
+  for (const char* key : {"sti_pa_password_file", "sti_pa_trust_anchor", "tls_ca_file", "eab_key_file",
+                          "sti_ca_trust_anchors", "kmsd_toml", "softhsm2_conf", "hsm_pin_file"}) {
+    EXPECT_TRUE(std::filesystem::exists(lab[key].get<std::string>())) << key;
+  }
+  std::string toml = readFile(lab_->file("kmsd.toml"));
+  EXPECT_NE(toml.find("url = \"" + lab_->baseUrl() + "/sti-pa/api/v1\""), std::string::npos) << toml;
+  EXPECT_NE(toml.find("base_url = \"" + lab_->baseUrl() + "/sti-cr/\""), std::string::npos) << toml;
+  EXPECT_NE(toml.find("spc = \"1234\""), std::string::npos);
+  const std::string kmsd = std::string(KMS_BINARY_DIR) + "/kmsd/kmsd";
+  if (std::filesystem::exists(kmsd)) {
+    std::string out;
+    int rc = runCommand("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf") + " " + kmsd + " --config " +
+                            lab_->file("kmsd.toml") + " --check-config",
+                        &out);
+    EXPECT_EQ(rc, 0) << out;
+  }
+}
+
+TEST_F(LabTest, LabStiPaLoginAndBadPassword) {
+  start();
+  EXPECT_FALSE(login().empty());
+  auto bad = send("POST", stiPa("/auth/login"), R"({"userId":"kms-lab","password":"nope"})");
+  EXPECT_EQ(bad.status, 401);
+  EXPECT_EQ(json::parse(bad.body)["status"], "failed");
+  EXPECT_EQ(json::parse(bad.body)["message"], "invalid credentials");
+}
+
+TEST_F(LabTest, LabStiPaTokenVerifiesWithX5uChainedToRoot) {
+  start();
+  auto key = pki::SoftwareKey::generate();
+  ASSERT_TRUE(key.has_value());
+  std::string fingerprint = (*key)->publicKey().spkiFingerprint();
+  auto r = requestToken(login(), "1234", kSpc1234, fingerprint);
+  ASSERT_EQ(r.status, 200) << r.body;
+  json body = json::parse(r.body);
+  EXPECT_EQ(body["status"], "success");
+  EXPECT_EQ(body["message"], "SPC token for spc: 1234 is created successfully");
+  EXPECT_EQ(body["crl"], lab_->baseUrl() + "/sti-pa/download/v1/crl");
+  json payload = verifyStiPaJws(body["token"].get<std::string>());
+  EXPECT_GT(payload["exp"].get<std::int64_t>(), std::chrono::duration_cast<std::chrono::seconds>(
+                                                     std::chrono::system_clock::now().time_since_epoch())
+                                                     .count());
+  EXPECT_FALSE(payload.value("jti", "").empty());
+  EXPECT_EQ(payload["atc"]["tkvalue"], kSpc1234);
+  EXPECT_EQ(payload["atc"]["fingerprint"], fingerprint);
+  EXPECT_EQ(payload["atc"]["ca"], false);
+}
+
+TEST_F(LabTest, LabStiPaRefusesOtherSpcBadTokenAndMissingLogin) {
+  start();
+  std::string access = login();
+  auto key = pki::SoftwareKey::generate();
+  ASSERT_TRUE(key.has_value());
+  std::string fp = (*key)->publicKey().spkiFingerprint();
+  auto other = requestToken(access, "281K", "MAigBhYEMjgxSw==", fp);
+  EXPECT_EQ(other.status, 403) << other.body;
+  EXPECT_EQ(json::parse(other.body)["message"], "SPC 281K is not assigned to this account");
+  auto mismatch = requestToken(access, "1234", "MAigBhYEMjgxSw==", fp);
+  EXPECT_EQ(mismatch.status, 400) << mismatch.body;
+  auto noLogin = requestToken("not-a-token", "1234", kSpc1234, fp);
+  EXPECT_EQ(noLogin.status, 401);
+  auto bearer = requestToken("Bearer " + access, "1234", kSpc1234, fp);
+  EXPECT_EQ(bearer.status, 401);
+}
+
+TEST_F(LabTest, LabStiPaCaListAndCrl) {
+  start();
+  auto r = send("GET", stiPa("/ca-list"), "", {{"Authorization", login()}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json payload = verifyStiPaJws(json::parse(r.body)["caList"].get<std::string>());
+  ASSERT_EQ(payload["trustList"].size(), 1U);
+  EXPECT_EQ(payload["trustList"][0], readFile(lab_->file("sti-ca-root.pem")));
+  EXPECT_EQ(send("GET", stiPa("/ca-list")).status, 401);
+
+  auto crl = send("GET", lab_->baseUrl() + "/sti-pa/download/v1/crl");
+  ASSERT_EQ(crl.status, 200);
+  EXPECT_EQ(crl.header("content-type").value_or(""), "application/pkix-crl");
+  const auto* p = reinterpret_cast<const unsigned char*>(crl.body.data());
+  X509_CRL* parsed = d2i_X509_CRL(nullptr, &p, static_cast<long>(crl.body.size()));
+  ASSERT_NE(parsed, nullptr);
+  X509_CRL_free(parsed);
+}
+
+TEST_F(LabTest, LabAcmeDirectoryAnswers) {
+  start();
+  auto client = acme::AcmeClient::create(*transport_, {lab_->baseUrl() + "/acme/directory"});
+  ASSERT_TRUE(client.has_value()) << client.error().toString();
+  const auto& dir = (*client)->directory();
+  EXPECT_TRUE(dir.externalAccountRequired);
+  EXPECT_EQ(dir.renewalInfo.value_or(""), lab_->baseUrl() + "/acme/renewal-info");
+  EXPECT_EQ(dir.newNonce, lab_->baseUrl() + "/acme/new-nonce");
+}
+
+/// Answers tkauth-01 with a fresh SPC token from the lab STI-PA.
+class TokenSolver : public acme::ChallengeSolver {
+ public:
+  explicit TokenSolver(std::function<std::string()> fetch) : fetch_(std::move(fetch)) {}
+  Result<std::string> present(const acme::Authorization& /*authz*/, const acme::Challenge& challenge,
+                              const std::string& /*keyAuthorization*/) override {
+    seenTokenAuthority = challenge.tokenAuthority.value_or("");
+    return json{{"atc", fetch_()}}.dump();
+  }
+  void cleanup(const acme::Authorization&, const acme::Challenge&, const std::string&) override {}
+  std::string seenTokenAuthority;
+
+ private:
+  std::function<std::string()> fetch_;
+};
+
+class LabAcmeFlow : public LabTest {
+ protected:
+  struct Outcome {
+    Result<acme::IssuedChain> issued = fail(Errc::internal, "not run");
+    std::unique_ptr<acme::AcmeClient> client;
+    std::unique_ptr<pki::SoftwareKey> accountKey;
+    std::string accountUrl;
+  };
+
+  Outcome issue(const std::string& fingerprintFlavour = "spki") {
+    Outcome out;
+    auto client = acme::AcmeClient::create(*transport_, {lab_->baseUrl() + "/acme/directory"});
+    EXPECT_TRUE(client.has_value());
+    out.client = std::move(*client);
+    out.accountKey = std::move(*pki::SoftwareKey::generate());
+    std::string eabText = readFile(lab_->file("eab.key"));
+    eabText.erase(eabText.find_last_not_of("\r\n") + 1);
+    auto hmac = pki::base64UrlDecode(eabText);
+    EXPECT_TRUE(hmac.has_value());
+    acme::ExternalAccountBinding eab{"kid-1", SecretBytes(*hmac)};
+    auto account = out.client->newAccount(*out.accountKey, {"mailto:noc@example.net"}, &eab);
+    EXPECT_TRUE(account.has_value()) << account.error().toString();
+    out.accountUrl = account->url;
+
+    std::string access = login();
+    const pki::EcPublicKey& pub = out.accountKey->publicKey();
+    std::string fp = fingerprintFlavour == "spki" ? pub.spkiFingerprint() : pub.thumbprintFingerprint();
+    TokenSolver solver([&] {
+      auto r = requestToken(access, "1234", kSpc1234, fp);
+      return json::parse(r.body).value("token", "");
+    });
+    certKey_ = std::move(*pki::SoftwareKey::generate());
+    acme::IssueRequest request;
+    request.identifiers = {{"TNAuthList", kSpc1234}};
+    request.challengeType = "tkauth-01";
+    request.csr = *pki::CsrRequest::shaken("1234", "Example Telecom");
+    request.certKey = certKey_.get();
+    request.trustAnchors = {*pki::Certificate::fromPem(readFile(lab_->file("sti-ca-root.pem")))};
+    acme::AccountRef ref{*out.accountKey, out.accountUrl};
+    out.issued = acme::issueCertificate(*out.client, ref, request, {{"tkauth-01", &solver}});
+    if (out.issued.has_value()) {
+      EXPECT_EQ(solver.seenTokenAuthority, lab_->baseUrl() + "/sti-pa/api/v1");
+    }
+    return out;
+  }
+
+  std::unique_ptr<pki::SoftwareKey> certKey_;
+};
+
+TEST_F(LabAcmeFlow, LabAcmeIssuesRenewalInfoAndRevocationReachesCrl) {
+  start({"--cert-lifetime", "600"});
+  auto out = issue();
+  ASSERT_TRUE(out.issued.has_value()) << out.issued.error().toString();
+  const pki::Certificate& leaf = out.issued->chain.front();
+  EXPECT_EQ(leaf.subjectField("CN").value_or(""), "SHAKEN 1234");
+  EXPECT_EQ(leaf.subjectField("O").value_or(""), "Example Telecom");
+  EXPECT_EQ(leaf.extensionCritical("2.5.29.19"), std::optional<bool>(true));
+  EXPECT_EQ(leaf.extensionCritical("2.5.29.15"), std::optional<bool>(true));
+  EXPECT_EQ(leaf.extensionCritical("2.5.29.32"), std::optional<bool>(false));
+  EXPECT_TRUE(leaf.extensionValue("2.5.29.31").has_value());
+  EXPECT_EQ(leaf.notAfter() - leaf.notBefore(), std::chrono::seconds(600));
+  EXPECT_GE(leaf.serialContent().size(), 9U);
+
+  auto certId = leaf.ariCertId();
+  ASSERT_TRUE(certId.has_value());
+  auto info = out.client->renewalInfo(*certId);
+  ASSERT_TRUE(info.has_value()) << info.error().toString();
+  EXPECT_EQ(info->windowStart, leaf.notBefore() + std::chrono::seconds(400));
+  EXPECT_EQ(info->windowEnd, leaf.notBefore() + std::chrono::seconds(500));
+  EXPECT_EQ(info->retryAfter, std::chrono::seconds(3600));
+
+  acme::AccountRef ref{*out.accountKey, out.accountUrl};
+  auto revoked = out.client->revoke(ref, leaf.der(), 1);
+  ASSERT_TRUE(revoked.has_value()) << revoked.error().toString();
+  auto again = out.client->revoke(ref, leaf.der(), 1);
+  EXPECT_FALSE(again.has_value());
+
+  auto crl = send("GET", lab_->baseUrl() + "/sti-pa/download/v1/crl");
+  const auto* p = reinterpret_cast<const unsigned char*>(crl.body.data());
+  X509_CRL* parsed = d2i_X509_CRL(nullptr, &p, static_cast<long>(crl.body.size()));
+  ASSERT_NE(parsed, nullptr);
+  STACK_OF(X509_REVOKED)* entries = X509_CRL_get_REVOKED(parsed);
+  ASSERT_EQ(sk_X509_REVOKED_num(entries), 1);
+  const ASN1_INTEGER* serial = X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(entries, 0));
+  EXPECT_EQ(ASN1_INTEGER_cmp(serial, X509_get0_serialNumber(static_cast<X509*>(leaf.native()))), 0);
+  X509_CRL_free(parsed);
+}
+
+TEST_F(LabAcmeFlow, LabSwitchFingerprintMismatchFailsTheChallenge) {
+  start({"--fingerprint", "jwk-thumbprint"});
+  auto out = issue("spki");
+  ASSERT_FALSE(out.issued.has_value());
+  EXPECT_NE(out.issued.error().message.find("atc.fingerprint does not match the account key"), std::string::npos)
+      << out.issued.error().toString();
+  EXPECT_TRUE(issue("jwk-thumbprint").issued.has_value());
+}
+
+TEST_F(LabAcmeFlow, LabSwitchBrokenChainIsRejectedByTheClient) {
+  start({"--broken-chain"});
+  auto out = issue();
+  ASSERT_FALSE(out.issued.has_value());
+  // The decoy has the intermediate's name but another key (and SKI): no issuer for the leaf.
+  EXPECT_NE(out.issued.error().toString().find("chain does not verify"), std::string::npos)
+      << out.issued.error().toString();
+}
+
+TEST_F(LabAcmeFlow, LabSwitchChallengeMemberTkauth) {
+  start({"--challenge-member", "tkauth"});
+  auto out = issue();  // the solver answers {"atc": ...}
+  ASSERT_FALSE(out.issued.has_value());
+  EXPECT_NE(out.issued.error().toString().find("no string member 'tkauth'"), std::string::npos)
+      << out.issued.error().toString();
+}
+
+TEST_F(LabAcmeFlow, LabSwitchIdentifierEncodingBase64Url) {
+  start({"--identifier-encoding", "base64url"});
+  auto out = issue();  // padded identifier
+  ASSERT_FALSE(out.issued.has_value());
+  EXPECT_NE(out.issued.error().toString().find("unpadded base64url"), std::string::npos)
+      << out.issued.error().toString();
+  acme::AccountRef ref{*out.accountKey, out.accountUrl};
+  auto order = out.client->newOrder(ref, {{"TNAuthList", "MAigBhYEMTIzNA"}});
+  EXPECT_TRUE(order.has_value()) << order.error().toString();
+  auto dns = out.client->newOrder(ref, {{"dns", "example.net"}});
+  ASSERT_FALSE(dns.has_value());
+  EXPECT_EQ(dns.error().nativeName, "unsupportedIdentifier");
+}
+
+TEST_F(LabTest, LabSwitchIpAllowListAndSlowResponses) {
+  start({"--sti-pa-allowed-ip", "10.9.9.9", "--slow-ms", "300"});
+  auto begin = std::chrono::steady_clock::now();
+  auto r = send("POST", stiPa("/auth/login"), R"({"userId":"kms-lab","password":"x"})");
+  EXPECT_GE(std::chrono::steady_clock::now() - begin, 300ms);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(json::parse(r.body)["message"], "IP address not allowed");
+}
+
+TEST_F(LabAcmeFlow, LabSwitchWrongTnAuthListIsRejectedByTheClient) {
+  start({"--wrong-tnauthlist"});
+  auto out = issue();
+  ASSERT_FALSE(out.issued.has_value());
+  EXPECT_NE(out.issued.error().message.find("TNAuthList"), std::string::npos) << out.issued.error().toString();
+}
+
+TEST_F(LabTest, LabSwitchesFromFileFailStiPaAndNoEab) {
+  std::filesystem::create_directories(dir());
+  sandbox_.write("lab/lab-switches.json", R"({"fail-sti-pa": true, "no-eab": true})");
+  start();
+  auto r = send("POST", stiPa("/auth/login"), R"({"userId":"kms-lab","password":"x"})");
+  EXPECT_EQ(r.status, 500);
+  auto client = acme::AcmeClient::create(*transport_, {lab_->baseUrl() + "/acme/directory"});
+  ASSERT_TRUE(client.has_value());
+  EXPECT_FALSE((*client)->directory().externalAccountRequired);
+}
+
+TEST_F(LabTest, LabRestartReusesPortAndPki) {
+  start();
+  std::string url = lab_->baseUrl();
+  std::string root = readFile(lab_->file("sti-ca-root.pem"));
+  lab_->stop();
+  start();
+  EXPECT_EQ(lab_->baseUrl(), url);
+  EXPECT_EQ(readFile(lab_->file("sti-ca-root.pem")), root);
+  EXPECT_FALSE(login().empty());
+}
+
+}  // namespace
+}  // namespace kms::test

@@ -1,0 +1,38 @@
+#pragma once
+/// @file State shared by the lab's STI-PA and STI-CA: options, PKI, CA store, URLs.
+/// One mutex (held by the router around each request) serialises all of it.
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "ca_store.h"
+#include "lab_pki.h"
+#include "options.h"
+
+namespace kms::lab {
+
+/// The STI-PA API user of the lab account.
+inline constexpr const char* kStiPaUserId = "kms-lab";
+/// The EAB key id the lab CA hands out.
+inline constexpr const char* kEabKid = "kid-1";
+
+struct LabContext {
+  LabOptions options;
+  std::unique_ptr<LabPki> pki;
+  CaStore store;
+  std::string baseUrl;  ///< https://127.0.0.1:<port>
+  std::string stiPaPassword;
+  pki::Bytes eabKey;  ///< raw HMAC key (D/eab.key holds its base64url)
+
+  [[nodiscard]] std::string stiPaUrl() const { return baseUrl + "/sti-pa/api/v1"; }
+  [[nodiscard]] std::string crlUrl() const { return baseUrl + "/sti-pa/download/v1/crl"; }
+  [[nodiscard]] std::string tokenSignerUrl() const {
+    return baseUrl + "/sti-pa/download/v1/certificate/certificateId_1.crt";
+  }
+  [[nodiscard]] std::string acmeUrl(const std::string& path) const { return baseUrl + "/acme/" + path; }
+  [[nodiscard]] std::string directoryUrl() const { return acmeUrl("directory"); }
+  [[nodiscard]] std::string stiCrBaseUrl() const { return baseUrl + "/sti-cr/"; }
+};
+
+}  // namespace kms::lab
