@@ -24,6 +24,7 @@ packages=(
   curl                          # used by the dns-01 test hook to reach pebble-challtestsrv
   python3                       # python3 -m http.server serves recorded ACME responses
   lego                          # reference ACME client for tests/bench/acme_issue
+  clang-14 libfuzzer-14-dev libclang-rt-14-dev   # fuzzing (tests/fuzz: libFuzzer + ASan/UBSan)
   procps                        # ps/pkill used by tests
 )
 

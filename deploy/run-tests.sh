@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs the Debian packages, builds one configuration with
-# ASan+UBSan and -Werror, and runs the whole ctest suite. Benchmarks are compiled in
+# ASan+UBSan and -Werror, runs the whole ctest suite and a libFuzzer smoke run. Benchmarks are compiled in
 # their own Release build (run them by hand: see tests/bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,9 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300
+
+# Every parser of outside input, under libFuzzer with ASan+UBSan, for a short smoke run.
+ASAN_OPTIONS=detect_leaks=1 bash tests/fuzz/run-smoke.sh "${KMS_FUZZ_SECONDS:-60}"
 
 bench=${KMS_BENCH_BUILD_DIR:-build-bench}
 cmake -S . -B "$bench" -DCMAKE_BUILD_TYPE=Release -DKMS_BUILD_TESTS=OFF -DKMS_BUILD_BENCH=ON -DKMS_WERROR=ON

@@ -95,9 +95,12 @@ std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value, pki:
   if (end == nullptr || *end != '\0') {
     return std::nullopt;
   }
-  auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
-  auto delta = std::chrono::duration_cast<std::chrono::seconds>(at - now);
-  return std::max(delta, std::chrono::seconds(0));
+  // time_t arithmetic: a date far from now must not overflow system_clock's nanoseconds.
+  std::int64_t at = static_cast<std::int64_t>(timegm(&tm));
+  std::int64_t nowSeconds = static_cast<std::int64_t>(std::chrono::system_clock::to_time_t(now));
+  std::int64_t delta = at - nowSeconds;
+  constexpr std::int64_t kYear = 86400LL * 365;
+  return std::chrono::seconds(std::clamp<std::int64_t>(delta, 0, kYear));
 }
 
 pki::SystemTime pickRenewalTime(const RenewalInfo& info, pki::SystemTime now, std::uint64_t randomValue) {
@@ -120,16 +123,25 @@ Error problemError(const HttpResponse& response, const std::string& url) {
   std::string type;
   std::string detail;
   json j = json::parse(response.body, nullptr, false);
+  // Every member is read only when it has the expected type: a server controls this text.
+  auto text = [](const json& o, const char* key) -> std::string {
+    auto it = o.find(key);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
   if (!j.is_discarded() && j.is_object()) {
-    type = j.value("type", "");
-    detail = j.value("detail", "");
+    type = text(j, "type");
+    detail = text(j, "detail");
     if (auto sub = j.find("subproblems"); sub != j.end() && sub->is_array()) {
       for (const auto& p : *sub) {
-        if (p.is_object()) {
-          std::string id = p.contains("identifier") && p["identifier"].is_object() ? p["identifier"].value("value", "")
-                                                                                   : std::string();
-          detail += "; " + (id.empty() ? std::string() : id + ": ") + p.value("detail", p.value("type", ""));
+        if (!p.is_object()) {
+          continue;
         }
+        std::string id;
+        if (auto ident = p.find("identifier"); ident != p.end() && ident->is_object()) {
+          id = text(*ident, "value");
+        }
+        std::string what = text(p, "detail");
+        detail += "; " + (id.empty() ? std::string() : id + ": ") + (what.empty() ? text(p, "type") : what);
       }
     }
   }

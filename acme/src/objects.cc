@@ -1,5 +1,6 @@
 #include "objects.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 
@@ -83,7 +84,10 @@ std::optional<Error> embeddedProblem(const json& j, const std::string& url) {
     return std::nullopt;
   }
   HttpResponse fake;
-  fake.status = it->value("status", 0);
+  auto status = it->find("status");
+  if (status != it->end() && status->is_number_integer()) {
+    fake.status = std::clamp<std::int64_t>(status->get<std::int64_t>(), 0, 999);
+  }
   fake.headers.emplace_back("content-type", "application/problem+json");
   fake.body = it->dump();
   return problemError(fake, url);
@@ -123,7 +127,10 @@ std::optional<pki::SystemTime> parseRfc3339(const std::string& text) {
   } else {
     return std::nullopt;
   }
-  if (pos != text.size() || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) {
+  // Years outside 1970..2200 are refused: they are no renewal window, and far dates would
+  // overflow system_clock's nanoseconds.
+  if (pos != text.size() || y < 1970 || y > 2200 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+      s > 60) {
     return std::nullopt;
   }
   std::tm tm{};

@@ -147,6 +147,15 @@ TEST(AcmeProblem, TypedErrors) {
   EXPECT_TRUE(gw.retryable);
 }
 
+TEST(AcmeProblem, HostileMembersNeitherThrowNorOverflow) {
+  // Inputs found by tests/fuzz (fuzz_acme_objects).
+  Error e = problemError(problem(400, R"({"type":1,"detail":[],"subproblems":[{"identifier":{"value":5}},3]})"), "u");
+  EXPECT_EQ(e.nativeName, "HTTP 400");
+  auto now = std::chrono::system_clock::from_time_t(1795132800);
+  EXPECT_EQ(parseRetryAfter("Wed, 21 Oct 1007 07:28:00 GMT", now), std::chrono::seconds(0));
+  EXPECT_EQ(parseRetryAfter("Fri, 31 Dec 9999 23:59:59 GMT", now), std::chrono::seconds(86400L * 365));
+}
+
 TEST(AcmeProblem, RetryAfterForms) {
   auto now = std::chrono::system_clock::from_time_t(784111777);  // Sun, 06 Nov 1994 08:49:37 GMT
   EXPECT_EQ(parseRetryAfter("30", now), std::chrono::seconds(30));
