@@ -157,5 +157,7 @@ int main(int argc, char** argv) {
               "signatures) %.1f ms, rest (JSON, checks, CSR) %.1f ms\n",
               ms(stiPa0) / runs, ms(acme0) / runs, ms(hsm0) / runs,
               (std::accumulate(totals.begin(), totals.end(), 0.0) - ms(stiPa0 + acme0 + hsm0)) / runs);
+  std::printf("STI-PA: %d login(s), %d token request(s) for %d issuances (one fresh token per order)\n",
+              stiPa->logins(), stiPa->tokenRequests(), runs + 1);
   return 0;
 }
