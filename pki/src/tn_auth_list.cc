@@ -180,11 +180,10 @@ Result<TnAuthList> TnAuthList::fromDer(ByteView data) {
       if (!count) {
         return fail(count.error());
       }
-      // The range type is extensible ("..."): later elements are skipped if well formed.
-      while (!range.atEnd()) {
-        if (!range.next()) {
-          return fail(Errc::invalidArgument, "TNAuthList: malformed range extension");
-        }
+      // The type is extensible ("..."), but no extension is defined; accepting unknown
+      // elements would break the byte-identical round trip the CSR relies on.
+      if (!range.atEnd()) {
+        return fail(Errc::invalidArgument, "TNAuthList: unexpected element after the range count");
       }
       entry = TnEntry::range(std::move(*start), *count);
     } else {

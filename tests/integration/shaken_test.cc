@@ -124,6 +124,15 @@ TEST_F(Shaken, ExpiredTokenIsNotPresented) {
   EXPECT_EQ(keyCount(), 1);
 }
 
+TEST_F(Shaken, TamperedTokenSignatureIsRefusedBeforeUse) {
+  startLab({"--tamper-token"});
+  CmdResult r = run(kKmsd, "--once");
+  EXPECT_EQ(r.rc, 3) << r.output;
+  EXPECT_NE(r.output.find("SPC token: signature does not verify"), std::string::npos) << r.output;
+  expectNothingPublished();
+  EXPECT_EQ(keyCount(), 1);
+}
+
 TEST_F(Shaken, FingerprintOfAnotherKeyIsRefusedByTheCa) {
   // The CA checks the JWK-thumbprint flavour while kmsd is configured for the SPKI flavour.
   startLab({"--fingerprint", "jwk-thumbprint"});

@@ -74,7 +74,8 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
       list.push_back(item.get<std::string>());
     }
     (key == "spc" ? o.spcs : o.stiPaAllowedIps) = list;
-  } else if (key == "wrong-tnauthlist" || key == "broken-chain" || key == "fail-sti-pa" || key == "no-eab") {
+  } else if (key == "wrong-tnauthlist" || key == "broken-chain" || key == "fail-sti-pa" || key == "no-eab" ||
+             key == "tamper-token") {
     need(value.is_boolean());
     bool v = value.get<bool>();
     if (key == "wrong-tnauthlist") {
@@ -83,6 +84,8 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
       o.brokenChain = v;
     } else if (key == "fail-sti-pa") {
       o.failStiPa = v;
+    } else if (key == "tamper-token") {
+      o.tamperToken = v;
     } else {
       o.noEab = v;
     }
@@ -122,7 +125,8 @@ json LabOptions::toJson() const {
               {"broken-chain", brokenChain},
               {"slow-ms", slowMs},
               {"fail-sti-pa", failStiPa},
-              {"no-eab", noEab}};
+              {"no-eab", noEab},
+              {"tamper-token", tamperToken}};
 }
 
 ParseOutcome parseOptions(int argc, char** argv) {
@@ -150,6 +154,7 @@ ParseOutcome parseOptions(int argc, char** argv) {
   app.add_option("--slow-ms", o.slowMs, "delay every response by this many milliseconds")->check(CLI::NonNegativeNumber);
   app.add_flag("--fail-sti-pa", o.failStiPa, "every STI-PA request answers 500");
   app.add_flag("--no-eab", o.noEab, "do not require External Account Binding");
+  app.add_flag("--tamper-token", o.tamperToken, "hand out SPC tokens whose signature does not verify");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

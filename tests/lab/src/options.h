@@ -37,6 +37,7 @@ struct LabOptions {
   int slowMs = 0;                ///< delay every response
   bool failStiPa = false;        ///< every STI-PA call answers 500
   bool noEab = false;            ///< externalAccountRequired false
+  bool tamperToken = false;      ///< SPC tokens carry a corrupted signature
 
   /// The switches as JSON (the lab-switches.json spelling), for logs and lab.json.
   [[nodiscard]] nlohmann::json toJson() const;

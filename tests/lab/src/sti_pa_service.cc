@@ -164,6 +164,11 @@ LabReply StiPaService::token(const LabRequest& request, const std::string& spc) 
   if (!jwt) {
     return failed(500, jwt.error().toString());
   }
+  if (ctx_.options.tamperToken) {
+    // Flip one bit in the middle of the signature: the token no longer verifies.
+    std::size_t at = jwt->rfind('.') + 10;
+    (*jwt)[at] = (*jwt)[at] == 'A' ? 'B' : 'A';
+  }
   return LabReply::json(200, json{{"status", "success"},
                                   {"message", "SPC token for spc: " + spc + " is created successfully"},
                                   {"token", *jwt},

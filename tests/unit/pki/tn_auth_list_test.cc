@@ -82,6 +82,7 @@ TEST(PkiTnAuthList, RejectsMalformedDer) {
       "300FA20D160B31323135353535313261",  // 'a' in a TN
       "3081083008A006160431323334",        // non-minimal length
       "300BA10930071602313202 01FF",       // garbage
+      "3014A1123010160136020164000016020164360201 64",  // extra element in a range (found by fuzzing)
   };
   for (const char* hex : bad) {
     std::string clean;

@@ -1,0 +1,100 @@
+// The STI-PA client against kms-lab's STI-PA over HTTPS: tokens, the CA list, the CRL,
+// logging in again after the access token expired, and the 403 allow-listing hint.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "config/config.h"
+#include "lab_process.h"
+#include "pki/signer.h"
+#include "sandbox.h"
+#include "sti_pa/client.h"
+
+namespace kms::sti_pa {
+namespace {
+
+class StiPaLab : public ::testing::Test {
+protected:
+  void start(std::vector<std::string> switches = {}) {
+    lab_ = std::make_unique<test::LabProcess>(sandbox_.file("lab"), std::move(switches));
+    auto cfg = config::loadConfigFile(lab_->file("kmsd.toml"), {});
+    ASSERT_TRUE(cfg.has_value()) << config::formatErrors(cfg.error());
+    acme::TransportOptions topts;
+    topts.caBundle = cfg->acme.caBundle;
+    transport_ = std::move(*acme::makeCurlTransport(topts));
+    StiPaOptions o;
+    o.url = cfg->stiPa->url;
+    o.userId = cfg->stiPa->userId;
+    o.passwordFile = cfg->stiPa->passwordFile;
+    o.trustAnchors = *pki::parsePemChain(test::readFile(*cfg->stiPa->trustAnchor));
+    client_ = StiPaClient::create(*transport_, o);
+    staRoots_ = *pki::parsePemChain(test::readFile(*cfg->acme.trustAnchors));
+    accountKey_ = *pki::SoftwareKey::generate();
+  }
+
+  test::Sandbox sandbox_;
+  std::unique_ptr<test::LabProcess> lab_;
+  std::unique_ptr<acme::Transport> transport_;
+  std::unique_ptr<StiPaClient> client_;
+  std::vector<pki::Certificate> staRoots_;
+  std::unique_ptr<pki::SoftwareKey> accountKey_;
+};
+
+TEST_F(StiPaLab, TokenIsCachedUntilPresented) {
+  start();
+  auto a = client_->spcToken("1234", accountKey_->publicKey());
+  ASSERT_TRUE(a.has_value()) << a.error().toString();
+  EXPECT_EQ(a->spc, "1234");
+  EXPECT_EQ(a->fingerprint, accountKey_->publicKey().spkiFingerprint());
+  EXPECT_FALSE(a->crlUrl.empty());
+  auto b = client_->spcToken("1234", accountKey_->publicKey());
+  EXPECT_EQ(b->jti, a->jti);  // cached
+  client_->markUsed(a->jti);
+  auto c = client_->spcToken("1234", accountKey_->publicKey());
+  EXPECT_NE(c->jti, a->jti);  // a presented token is not handed out again
+  client_->forgetTokens();
+  auto d = client_->spcToken("1234", accountKey_->publicKey());
+  EXPECT_NE(d->jti, c->jti);
+  EXPECT_EQ(client_->logins(), 1);
+  EXPECT_EQ(client_->tokenRequests(), 3);
+}
+
+TEST_F(StiPaLab, CaListAndCrl) {
+  start();
+  auto roots = client_->caList();
+  ASSERT_TRUE(roots.has_value()) << roots.error().toString();
+  ASSERT_EQ(roots->size(), 1U);
+  EXPECT_EQ(roots->front().der(), staRoots_.front().der());
+  auto crl = client_->crl();
+  ASSERT_TRUE(crl.has_value()) << crl.error().toString();
+  EXPECT_GT(crl->size(), 0U);
+}
+
+TEST_F(StiPaLab, LogsInAgainWhenTheAccessTokenExpired) {
+  start({"--access-token-lifetime", "1"});
+  ASSERT_TRUE(client_->spcToken("1234", accountKey_->publicKey()).has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  client_->forgetTokens();
+  auto again = client_->spcToken("1234", accountKey_->publicKey());
+  ASSERT_TRUE(again.has_value()) << again.error().toString();
+  EXPECT_EQ(client_->logins(), 2);
+}
+
+TEST_F(StiPaLab, ForbiddenCarriesTheAllowListHint) {
+  start({"--sti-pa-allowed-ip", "192.0.2.1"});
+  auto t = client_->spcToken("1234", accountKey_->publicKey());
+  ASSERT_FALSE(t.has_value());
+  EXPECT_EQ(t.error().code, Errc::unauthorized);
+  EXPECT_NE(t.error().message.find("HTTP 403"), std::string::npos) << t.error().toString();
+  EXPECT_NE(t.error().message.find("allow-listed at the STI-PA"), std::string::npos) << t.error().toString();
+}
+
+TEST_F(StiPaLab, ServerErrorsAreRetryable) {
+  start({"--fail-sti-pa"});
+  auto t = client_->spcToken("1234", accountKey_->publicKey());
+  ASSERT_FALSE(t.has_value());
+  EXPECT_TRUE(t.error().retryable) << t.error().toString();
+}
+
+}  // namespace
+}  // namespace kms::sti_pa
