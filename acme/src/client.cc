@@ -255,6 +255,54 @@ class AcmeClient::Impl {
     return r;
   }
 
+  /// POST to newAccount (jwk form); the account URL comes from Location.
+  Result<Account> accountRequest(pki::Signer& key, const std::string& payload) {
+    const std::string& url = directory_.newAccount;
+    auto r = postJson(key, "", url, payload);
+    if (!r) {
+      return fail(r.error());
+    }
+    auto location = r->header("location");
+    if (!location) {
+      return fail(protocolError(url, "newAccount answered without a Location header"));
+    }
+    auto account = detail::parseAccount(r->body, url);
+    if (!account) {
+      return fail(account.error());
+    }
+    account->url = *location;
+    return account;
+  }
+
+  /// POST-as-GET url until parse(body)->status leaves `waiting`, within the poll deadline.
+  template <class T, class Parse>
+  Result<T> poll(const AccountRef& account, const std::string& url, Parse parse,
+                 std::initializer_list<std::string_view> waiting, const char* what) {
+    auto deadline = std::chrono::steady_clock::now() + options_.pollDeadline;
+    for (int round = 0;; ++round) {
+      auto r = postJson(account.key, account.url, url, "");
+      if (!r) {
+        return fail(r.error());
+      }
+      Result<T> object = parse(r->body, url);
+      if (!object) {
+        return fail(object.error());
+      }
+      if (std::find(waiting.begin(), waiting.end(), object->status) == waiting.end()) {
+        return object;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        break;
+      }
+      pollWait(*r, round);
+    }
+    Error e = protocolError(url, std::string(what) + " still not final after polling for " +
+                                     std::to_string(options_.pollDeadline.count()) + " ms");
+    e.code = Errc::timeout;
+    e.retryable = true;
+    return fail(e);
+  }
+
   /// Waits before the next poll: Retry-After if given (clamped), else exponential with jitter.
   void pollWait(const HttpResponse& r, int round) {
     std::chrono::milliseconds wait = options_.pollFirstInterval * (1 << std::min(round, 16));
@@ -313,38 +361,11 @@ Result<Account> AcmeClient::newAccount(pki::Signer& key, const std::vector<std::
     }
     payload["externalAccountBinding"] = json::parse(*binding);
   }
-  auto r = impl_->postJson(key, "", url, payload.dump());
-  if (!r) {
-    return fail(r.error());
-  }
-  auto location = r->header("location");
-  if (!location) {
-    return fail(protocolError(url, "newAccount answered without a Location header"));
-  }
-  auto account = detail::parseAccount(r->body, url);
-  if (!account) {
-    return fail(account.error());
-  }
-  account->url = *location;
-  return account;
+  return impl_->accountRequest(key, payload.dump());
 }
 
 Result<Account> AcmeClient::findAccount(pki::Signer& key) {
-  const std::string& url = impl_->directory_.newAccount;
-  auto r = impl_->postJson(key, "", url, R"({"onlyReturnExisting":true})");
-  if (!r) {
-    return fail(r.error());
-  }
-  auto location = r->header("location");
-  if (!location) {
-    return fail(protocolError(url, "newAccount answered without a Location header"));
-  }
-  auto account = detail::parseAccount(r->body, url);
-  if (!account) {
-    return fail(account.error());
-  }
-  account->url = *location;
-  return account;
+  return impl_->accountRequest(key, R"({"onlyReturnExisting":true})");
 }
 
 Result<void> AcmeClient::changeKey(const AccountRef& account, pki::Signer& newKey) {
@@ -446,55 +467,11 @@ Result<Order> AcmeClient::finalize(const AccountRef& account, const Order& order
 }
 
 Result<Order> AcmeClient::pollOrder(const AccountRef& account, const std::string& url) {
-  auto deadline = std::chrono::steady_clock::now() + impl_->options_.pollDeadline;
-  for (int round = 0;; ++round) {
-    auto r = impl_->postJson(account.key, account.url, url, "");
-    if (!r) {
-      return fail(r.error());
-    }
-    auto order = detail::parseOrder(r->body, url);
-    if (!order) {
-      return fail(order.error());
-    }
-    if (order->status != "pending" && order->status != "processing") {
-      return order;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) {
-      break;
-    }
-    impl_->pollWait(*r, round);
-  }
-  Error e = protocolError(
-      url, "order still not final after polling for " + std::to_string(impl_->options_.pollDeadline.count()) + " ms");
-  e.code = Errc::timeout;
-  e.retryable = true;
-  return fail(e);
+  return impl_->poll<Order>(account, url, detail::parseOrder, {"pending", "processing"}, "order");
 }
 
 Result<Authorization> AcmeClient::pollAuthorization(const AccountRef& account, const std::string& url) {
-  auto deadline = std::chrono::steady_clock::now() + impl_->options_.pollDeadline;
-  for (int round = 0;; ++round) {
-    auto r = impl_->postJson(account.key, account.url, url, "");
-    if (!r) {
-      return fail(r.error());
-    }
-    auto authz = detail::parseAuthorization(r->body, url);
-    if (!authz) {
-      return fail(authz.error());
-    }
-    if (authz->status != "pending") {
-      return authz;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) {
-      break;
-    }
-    impl_->pollWait(*r, round);
-  }
-  Error e = protocolError(url, "authorization still pending after polling for " +
-                                   std::to_string(impl_->options_.pollDeadline.count()) + " ms");
-  e.code = Errc::timeout;
-  e.retryable = true;
-  return fail(e);
+  return impl_->poll<Authorization>(account, url, detail::parseAuthorization, {"pending"}, "authorization");
 }
 
 Result<CertificateChain> AcmeClient::downloadCertificate(const AccountRef& account, const std::string& url) {

@@ -14,6 +14,7 @@
 #include "pki/x509.h"
 #include "storage/db.h"
 #include "storage/store.h"
+#include "time_format.h"
 
 namespace kms::daemon {
 namespace {
@@ -47,17 +48,6 @@ Result<std::unique_ptr<storage::Db>> openExistingDb(const config::Config& cfg) {
   options.create = false;
   options.migrate = false;
   return storage::Db::open(dbPath(cfg), options);
-}
-
-std::string isoTime(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  if (std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-    return std::to_string(t);
-  }
-  return buf;
 }
 
 std::string subjectOf(const std::string& chainPem) {

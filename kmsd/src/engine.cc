@@ -1,4 +1,5 @@
 #include "engine.h"
+#include "time_format.h"
 
 #include <sys/stat.h>
 
@@ -24,9 +25,9 @@
 #include "hsm/token.h"
 #include "kms/secret.h"
 #include "pki/encoding.h"
-#include "pki/x509.h"
 #include "pki/shaken_profile.h"
 #include "pki/tn_auth_list.h"
+#include "pki/x509.h"
 #include "publisher/web_root.h"
 #include "sti_pa/client.h"
 #include "storage/db.h"
@@ -42,17 +43,6 @@ std::int64_t unixNow() {
 }
 std::int64_t toUnix(pki::SystemTime t) {
   return static_cast<std::int64_t>(Clock::to_time_t(t));
-}
-
-std::string isoTime(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  if (std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-    return std::to_string(t);
-  }
-  return buf;
 }
 
 std::string lowerHex(const pki::Bytes& b) {
@@ -172,7 +162,7 @@ class EngineImpl {
       o.userId = cfg_.stiPa->userId;
       o.passwordFile = cfg_.stiPa->passwordFile;
       o.fingerprint = cfg_.stiPa->fingerprint == config::Fingerprint::spki ? sti_pa::FingerprintKind::spki
-                                                                             : sti_pa::FingerprintKind::jwkThumbprint;
+                                                                           : sti_pa::FingerprintKind::jwkThumbprint;
       if (cfg_.stiPa->trustAnchor) {
         auto pem = readText(*cfg_.stiPa->trustAnchor);
         if (!pem) {
@@ -304,11 +294,9 @@ class EngineImpl {
       identifiers.push_back({"dns", n});
       idsJson.push_back("dns:" + n);
     }
-    auto upsert = withStore(
-        [&](storage::Store& s) {
-          return s.upsertCertificate(c.name, c.spc ? storage::CertKind::shaken : storage::CertKind::acme,
-                                     idsJson.dump());
-        });
+    auto upsert = withStore([&](storage::Store& s) {
+      return s.upsertCertificate(c.name, c.spc ? storage::CertKind::shaken : storage::CertKind::acme, idsJson.dump());
+    });
     if (!upsert) {
       return failed(upsert.error());
     }

@@ -49,8 +49,7 @@ Result<void> checkShakenProfile(const Certificate& leaf, const std::string& spc)
     return broken(leaf, "certificatePolicies must be present and not critical");
   }
   {
-    auto* policies =
-        static_cast<CERTIFICATEPOLICIES*>(X509_get_ext_d2i(x, NID_certificate_policies, nullptr, nullptr));
+    auto* policies = static_cast<CERTIFICATEPOLICIES*>(X509_get_ext_d2i(x, NID_certificate_policies, nullptr, nullptr));
     bool shaken = false;
     int count = policies != nullptr ? sk_POLICYINFO_num(policies) : 0;
     for (int i = 0; i < count; ++i) {
@@ -65,8 +64,7 @@ Result<void> checkShakenProfile(const Certificate& leaf, const std::string& spc)
   }
   {
     auto* dps = static_cast<CRL_DIST_POINTS*>(X509_get_ext_d2i(x, NID_crl_distribution_points, nullptr, nullptr));
-    bool good = dps != nullptr && sk_DIST_POINT_num(dps) == 1 &&
-                sk_DIST_POINT_value(dps, 0)->distpoint != nullptr &&
+    bool good = dps != nullptr && sk_DIST_POINT_num(dps) == 1 && sk_DIST_POINT_value(dps, 0)->distpoint != nullptr &&
                 sk_DIST_POINT_value(dps, 0)->distpoint->type == 0 && sk_DIST_POINT_value(dps, 0)->CRLissuer != nullptr;
     CRL_DIST_POINTS_free(dps);
     if (!leaf.extensionValue(kCrlDistributionPoints) || !good) {

@@ -71,17 +71,15 @@ Result<json> successJson(const acme::HttpResponse& r, const std::string& url, co
   }
   if (j.value("status", "") != "success") {
     std::string msg = j.value("message", "");
-    return fail(err(Errc::protocol, what + ": status is not \"success\"" + (msg.empty() ? "" : ": " + msg), url,
-                    r.status));
+    return fail(
+        err(Errc::protocol, what + ": status is not \"success\"" + (msg.empty() ? "" : ": " + msg), url, r.status));
   }
   return j;
 }
 
 /// Verifies a compact ES256 JWS signed by the first certificate at its x5u, chained to anchors.
-Result<json> verifyX5uJws(const std::string& compact, const std::vector<pki::Certificate>& anchors,
-                          pki::SystemTime now,
-                          const std::function<Result<std::string>(const std::string&)>& fetchX5u,
-                          const char* what) {
+Result<json> verifyX5uJws(const std::string& compact, const std::vector<pki::Certificate>& anchors, pki::SystemTime now,
+                          const std::function<Result<std::string>(const std::string&)>& fetchX5u, const char* what) {
   auto jws = acme::parseCompactJws(compact);
   if (!jws) {
     Error e = jws.error();
@@ -176,7 +174,7 @@ Result<SpcToken> verifySpcToken(const std::string& jwt, const Atc& expected,
 }
 
 class StiPaClient::Impl {
-public:
+ public:
   Impl(acme::Transport& transport, StiPaOptions options) : transport_(transport), options_(std::move(options)) {}
 
   acme::Transport& transport_;
@@ -198,8 +196,7 @@ public:
     return base + path;
   }
 
-  Result<acme::HttpResponse> send(const std::string& method, const std::string& u, const std::string& body,
-                                  bool auth) {
+  Result<acme::HttpResponse> send(const std::string& method, const std::string& u, const std::string& body, bool auth) {
     acme::HttpRequest req{method, u, {{"Accept", "application/json"}}, body};
     if (!body.empty()) {
       req.headers.emplace_back("Content-Type", "application/json");
@@ -287,8 +284,12 @@ std::string StiPaClient::fingerprintOf(const pki::EcPublicKey& key) const {
   return impl_->options_.fingerprint == FingerprintKind::spki ? key.spkiFingerprint() : key.thumbprintFingerprint();
 }
 
-int StiPaClient::logins() const { return impl_->logins_.load(); }
-int StiPaClient::tokenRequests() const { return impl_->tokenRequests_.load(); }
+int StiPaClient::logins() const {
+  return impl_->logins_.load();
+}
+int StiPaClient::tokenRequests() const {
+  return impl_->tokenRequests_.load();
+}
 
 Result<SpcToken> StiPaClient::spcToken(const std::string& spc, const pki::EcPublicKey& accountKey, bool ca) {
   Impl& d = *impl_;
@@ -312,7 +313,8 @@ Result<SpcToken> StiPaClient::spcToken(const std::string& spc, const pki::EcPubl
     }
     d.cache_.erase(it);
   }
-  json body{{"atc", {{"tktype", atc.tktype}, {"tkvalue", atc.tkvalue}, {"ca", atc.ca}, {"fingerprint", atc.fingerprint}}}};
+  json body{
+      {"atc", {{"tktype", atc.tktype}, {"tkvalue", atc.tkvalue}, {"ca", atc.ca}, {"fingerprint", atc.fingerprint}}}};
   const std::string u = d.url("/account/" + spc + "/token");
   auto r = d.authed("POST", u, body.dump());
   if (!r) {
@@ -369,9 +371,9 @@ Result<std::vector<pki::Certificate>> StiPaClient::caList() {
   if (!j->contains("caList") || !(*j)["caList"].is_string()) {
     return fail(err(Errc::protocol, "CA list answer has no caList", u));
   }
-  auto payload = verifyX5uJws((*j)["caList"].get<std::string>(), d.options_.trustAnchors,
-                              std::chrono::system_clock::now(),
-                              [&d](const std::string& x5u) { return d.fetchX5u(x5u); }, "CA list");
+  auto payload =
+      verifyX5uJws((*j)["caList"].get<std::string>(), d.options_.trustAnchors, std::chrono::system_clock::now(),
+                   [&d](const std::string& x5u) { return d.fetchX5u(x5u); }, "CA list");
   if (!payload) {
     return fail(payload.error());
   }

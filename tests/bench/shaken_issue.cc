@@ -3,10 +3,10 @@
 // and how the time splits between STI-PA requests, ACME requests and the HSM.
 //   shaken_issue [runs=20]     (kms-lab from the build tree, or $KMS_LAB_BINARY)
 #include <algorithm>
-#include <numeric>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <numeric>
 #include <vector>
 
 #include "acme/client.h"
@@ -36,7 +36,7 @@ long long since(Clock::time_point t0) {
 
 /// Times every request, attributed to the STI-PA or the ACME server by URL.
 class TimedTransport : public acme::Transport {
-public:
+ public:
   TimedTransport(acme::Transport& inner, std::string stiPaPrefix) : inner_(inner), prefix_(std::move(stiPaPrefix)) {}
   Result<acme::HttpResponse> send(const acme::HttpRequest& r) override {
     auto t0 = Clock::now();
@@ -45,14 +45,14 @@ public:
     return out;
   }
 
-private:
+ private:
   acme::Transport& inner_;
   std::string prefix_;
 };
 
 /// Times every signature made in the HSM.
 class TimedSigner : public pki::Signer {
-public:
+ public:
   explicit TimedSigner(pki::Signer& inner) : inner_(inner) {}
   Result<pki::RawSignature> signDigest(const pki::Digest& d) override {
     auto t0 = Clock::now();
@@ -62,13 +62,17 @@ public:
   }
   const pki::EcPublicKey& publicKey() const override { return inner_.publicKey(); }
 
-private:
+ private:
   pki::Signer& inner_;
 };
 
-std::string readText(const std::string& path) { return test::readFile(path); }
+std::string readText(const std::string& path) {
+  return test::readFile(path);
+}
 
-double ms(long long ns) { return static_cast<double>(ns) / 1e6; }
+double ms(long long ns) {
+  return static_cast<double>(ns) / 1e6;
+}
 
 }  // namespace
 
@@ -135,8 +139,8 @@ int main(int argc, char** argv) {
     r.certKey = &certKey;
     r.trustAnchors = anchors;
     r.extraCheck = [](const std::vector<pki::Certificate>& c) { return pki::checkShakenProfile(c.front(), "1234"); };
-    auto issued = acme::issueCertificate(**client, acme::AccountRef{accountKey, account->url}, r,
-                                         {{"tkauth-01", &tkauth}});
+    auto issued =
+        acme::issueCertificate(**client, acme::AccountRef{accountKey, account->url}, r, {{"tkauth-01", &tkauth}});
     long long total = since(t0);
     if (!issued) {
       std::fprintf(stderr, "run %d: %s\n", i, issued.error().toString().c_str());
@@ -153,10 +157,11 @@ int main(int argc, char** argv) {
   double median = totals[totals.size() / 2];
   std::printf("SHAKEN issuance against kms-lab, %d runs: median %.1f ms (min %.1f, max %.1f)\n", runs, median,
               totals.front(), totals.back());
-  std::printf("mean split per issuance: STI-PA requests %.1f ms, ACME requests %.1f ms, HSM (key generation + "
-              "signatures) %.1f ms, rest (JSON, checks, CSR) %.1f ms\n",
-              ms(stiPa0) / runs, ms(acme0) / runs, ms(hsm0) / runs,
-              (std::accumulate(totals.begin(), totals.end(), 0.0) - ms(stiPa0 + acme0 + hsm0)) / runs);
+  std::printf(
+      "mean split per issuance: STI-PA requests %.1f ms, ACME requests %.1f ms, HSM (key generation + "
+      "signatures) %.1f ms, rest (JSON, checks, CSR) %.1f ms\n",
+      ms(stiPa0) / runs, ms(acme0) / runs, ms(hsm0) / runs,
+      (std::accumulate(totals.begin(), totals.end(), 0.0) - ms(stiPa0 + acme0 + hsm0)) / runs);
   std::printf("STI-PA: %d login(s), %d token request(s) for %d issuances (one fresh token per order)\n",
               stiPa->logins(), stiPa->tokenRequests(), runs + 1);
   return 0;

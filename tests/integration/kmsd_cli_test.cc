@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include "cli.h"
 #include "sandbox.h"
 #include "softhsm_token.h"
 #include "storage/db.h"
@@ -14,13 +15,9 @@ namespace {
 
 using test::SoftHsmToken;
 
-const std::string kKmsd = KMS_BINARY_DIR "/kmsd/kmsd";
-const std::string kKmsctl = KMS_BINARY_DIR "/kmsd/kmsctl";
-
-struct CmdResult {
-  int rc;
-  std::string output;
-};
+using test::CmdResult;
+using test::kKmsctl;
+using test::kKmsd;
 
 class KmsdCli : public ::testing::Test {
  protected:
@@ -55,10 +52,7 @@ class KmsdCli : public ::testing::Test {
   }
 
   CmdResult run(const std::string& tool, const std::string& args) {
-    CmdResult r{};
-    r.rc = test::runCommand("SOFTHSM2_CONF=" + softhsm_.confPath() + " " + tool + " --config " + config_ + " " + args,
-                            &r.output);
-    return r;
+    return test::runTool("SOFTHSM2_CONF=" + softhsm_.confPath(), tool, config_, args);
   }
 
   SoftHsmToken softhsm_{"kms-test"};

@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include "cli.h"
 #include "pebble_server.h"
 #include "pki/x509.h"
 #include "sandbox.h"
@@ -16,17 +17,12 @@ using test::PebbleOptions;
 using test::PebbleServer;
 using test::SoftHsmToken;
 
-const std::string kKmsd = KMS_BINARY_DIR "/kmsd/kmsd";
-const std::string kKmsctl = KMS_BINARY_DIR "/kmsd/kmsctl";
-
-struct CmdResult {
-  int rc;
-  std::string output;
-};
+using test::CmdResult;
+using test::kKmsctl;
+using test::kKmsd;
 
 bool exists(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0;
+  return test::fileExists(p);
 }
 
 class KmsdOnce : public ::testing::Test {
@@ -63,10 +59,7 @@ class KmsdOnce : public ::testing::Test {
   }
 
   CmdResult run(const std::string& tool, const std::string& args) {
-    CmdResult r{};
-    r.rc = test::runCommand("SOFTHSM2_CONF=" + softhsm_.confPath() + " " + tool + " --config " + config_ + " " + args,
-                            &r.output);
-    return r;
+    return test::runTool("SOFTHSM2_CONF=" + softhsm_.confPath(), tool, config_, args);
   }
 
   std::string www(const std::string& rel) const { return softhsm_.sandbox().file("www/" + rel); }

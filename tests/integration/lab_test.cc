@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <functional>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -18,8 +18,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <openssl/x509.h>
+#include <nlohmann/json.hpp>
 
 #include "acme/client.h"
 #include "acme/issuer.h"
@@ -258,9 +258,9 @@ TEST_F(LabTest, LabStiPaTokenVerifiesWithX5uChainedToRoot) {
   EXPECT_EQ(body["message"], "SPC token for spc: 1234 is created successfully");
   EXPECT_EQ(body["crl"], lab_->baseUrl() + "/sti-pa/download/v1/crl");
   json payload = verifyStiPaJws(body["token"].get<std::string>());
-  EXPECT_GT(payload["exp"].get<std::int64_t>(), std::chrono::duration_cast<std::chrono::seconds>(
-                                                     std::chrono::system_clock::now().time_since_epoch())
-                                                     .count());
+  EXPECT_GT(
+      payload["exp"].get<std::int64_t>(),
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
   EXPECT_FALSE(payload.value("jti", "").empty());
   EXPECT_EQ(payload["atc"]["tkvalue"], kSpc1234);
   EXPECT_EQ(payload["atc"]["fingerprint"], fingerprint);

@@ -6,6 +6,7 @@
 
 #include <regex>
 
+#include "cli.h"
 #include "lab_process.h"
 #include "pki/shaken_profile.h"
 #include "pki/tn_auth_list.h"
@@ -17,32 +18,23 @@ namespace {
 
 using test::LabProcess;
 
-const std::string kKmsd = KMS_BINARY_DIR "/kmsd/kmsd";
-const std::string kKmsctl = KMS_BINARY_DIR "/kmsd/kmsctl";
-
-struct CmdResult {
-  int rc;
-  std::string output;
-};
+using test::CmdResult;
+using test::kKmsctl;
+using test::kKmsd;
 
 bool exists(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0;
+  return test::fileExists(p);
 }
 
 class Shaken : public ::testing::Test {
-protected:
+ protected:
   void startLab(std::vector<std::string> switches = {}) {
     lab_ = std::make_unique<LabProcess>(sandbox_.file("lab"), std::move(switches));
     config_ = lab_->file("kmsd.toml");
   }
 
   CmdResult run(const std::string& tool, const std::string& args, const std::string& env = "") {
-    CmdResult r{};
-    r.rc = test::runCommand("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf") + " " + env + " " + tool + " --config " +
-                                config_ + " " + args,
-                            &r.output);
-    return r;
+    return test::runTool("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf") + " " + env, tool, config_, args);
   }
 
   /// Rewrites the lab's kmsd.toml with one replacement.

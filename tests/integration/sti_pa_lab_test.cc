@@ -14,7 +14,7 @@ namespace kms::sti_pa {
 namespace {
 
 class StiPaLab : public ::testing::Test {
-protected:
+ protected:
   void start(std::vector<std::string> switches = {}) {
     lab_ = std::make_unique<test::LabProcess>(sandbox_.file("lab"), std::move(switches));
     auto cfg = config::loadConfigFile(lab_->file("kmsd.toml"), {});

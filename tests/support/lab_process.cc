@@ -69,7 +69,9 @@ LabProcess::LabProcess(std::string dir, std::vector<std::string> extraArgs) : di
   throw std::runtime_error("kms-lab did not become ready within 20 s");
 }
 
-LabProcess::~LabProcess() { stop(); }
+LabProcess::~LabProcess() {
+  stop();
+}
 
 void LabProcess::stop() {
   if (pid_ <= 0) {

@@ -10,7 +10,7 @@
 namespace kms::test {
 
 class LabProcess {
-public:
+ public:
   /// kms-lab --dir dir --port 0 extraArgs...; throws std::runtime_error (with its output)
   /// when it does not print "kms-lab listening on https://127.0.0.1:<port>" within 20 s.
   LabProcess(std::string dir, std::vector<std::string> extraArgs = {});
@@ -27,7 +27,7 @@ public:
 
   static std::string binary();
 
-private:
+ private:
   std::string dir_;
   std::string baseUrl_;
   std::string log_;

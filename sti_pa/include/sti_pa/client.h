@@ -23,7 +23,7 @@ namespace kms::sti_pa {
 enum class FingerprintKind { spki, jwkThumbprint };
 
 struct StiPaOptions {
-  std::string url;           ///< API base, e.g. https://authenticate-api.iconectiv.com/api/v1
+  std::string url;  ///< API base, e.g. https://authenticate-api.iconectiv.com/api/v1
   std::string userId;
   std::string passwordFile;  ///< read at each login, wiped after use
   /// Roots the token signer (x5u) and the CA-list signer must chain to; empty: the
@@ -36,12 +36,12 @@ struct StiPaOptions {
 
 /// A verified SPC token.
 struct SpcToken {
-  std::string jwt;          ///< compact JWS, as presented to the STI-CA
+  std::string jwt;  ///< compact JWS, as presented to the STI-CA
   std::string spc;
   std::string fingerprint;  ///< "SHA256 AA:..." it is bound to
   std::string jti;
   pki::SystemTime exp;
-  std::string crlUrl;       ///< from the token response, when given
+  std::string crlUrl;  ///< from the token response, when given
 };
 
 /// The "atc" object of a token request (and of the token's payload).
@@ -60,7 +60,7 @@ struct Atc {
                                               const std::function<Result<std::string>(const std::string&)>& fetchX5u);
 
 class StiPaClient {
-public:
+ public:
   /// Does no I/O; the first request logs in.
   [[nodiscard]] static std::unique_ptr<StiPaClient> create(acme::Transport& transport, StiPaOptions options);
 
@@ -87,7 +87,7 @@ public:
   StiPaClient(const StiPaClient&) = delete;
   StiPaClient& operator=(const StiPaClient&) = delete;
 
-private:
+ private:
   class Impl;
   explicit StiPaClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
@@ -96,7 +96,7 @@ private:
 /// tkauth-01 (RFC 9447/9448): answers with {"atc": <SPC token>} (or {"tkauth": …} for
 /// servers built on RFC 9447's generic example, spec §9.2).
 class TkauthSolver : public acme::ChallengeSolver {
-public:
+ public:
   TkauthSolver(StiPaClient& client, const pki::EcPublicKey& accountKey, std::string member = "atc")
       : client_(client), accountKey_(accountKey), member_(std::move(member)) {}
   [[nodiscard]] Result<std::string> present(const acme::Authorization& authz, const acme::Challenge& challenge,
@@ -104,7 +104,7 @@ public:
   void cleanup(const acme::Authorization& authz, const acme::Challenge& challenge,
                const std::string& keyAuthorization) override;
 
-private:
+ private:
   StiPaClient& client_;
   pki::EcPublicKey accountKey_;
   std::string member_;

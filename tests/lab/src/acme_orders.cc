@@ -129,11 +129,12 @@ LabReply AcmeService::newOrder(const Post& post) {
   std::string value = ident["value"].get<std::string>();
   auto der = decodeIdentifier(value, ctx_.options.identifierEncoding);
   if (!der) {
-    return acmeProblem(400, "malformed",
-                       std::string("TNAuthList identifier value is not ") +
-                           (ctx_.options.identifierEncoding == IdentifierEncoding::padded      ? "padded standard base64"
-                            : ctx_.options.identifierEncoding == IdentifierEncoding::base64url ? "unpadded base64url"
-                                                                                               : "base64 or base64url"));
+    return acmeProblem(
+        400, "malformed",
+        std::string("TNAuthList identifier value is not ") +
+            (ctx_.options.identifierEncoding == IdentifierEncoding::padded      ? "padded standard base64"
+             : ctx_.options.identifierEncoding == IdentifierEncoding::base64url ? "unpadded base64url"
+                                                                                : "base64 or base64url"));
   }
   auto list = pki::TnAuthList::fromDer(*der);
   if (!list) {
@@ -250,7 +251,7 @@ void AcmeService::validateChallenge(Authz& authz, Order& order, const std::strin
   expect.roots = {ctx_.pki->stiPaRoot->cert};
   expect.identifierDer = order.der;
   expect.fingerprint = ctx_.options.fingerprint == FingerprintFlavour::spki ? accountKey.spkiFingerprint()
-                                                                             : accountKey.thumbprintFingerprint();
+                                                                            : accountKey.thumbprintFingerprint();
   expect.usedJti = &usedJti_;
   auto now = std::chrono::system_clock::now();
   auto accepted = checkAuthorityToken(token, expect, now);

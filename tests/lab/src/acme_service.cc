@@ -87,8 +87,8 @@ LabReply AcmeService::route(const LabRequest& request) {
   static const std::regex resource("^(acct|order|authz|chall|cert)/([A-Za-z0-9_-]+)(/orders|/finalize)?$");
   std::smatch m;
   bool isResource = std::regex_match(path, m, resource);
-  bool known = isResource || path == "new-account" || path == "new-order" || path == "revoke-cert" ||
-               path == "key-change";
+  bool known =
+      isResource || path == "new-account" || path == "new-order" || path == "revoke-cert" || path == "key-change";
   if (!known) {
     return acmeProblem(404, "malformed", "no such resource: " + request.path);
   }
@@ -113,10 +113,14 @@ LabReply AcmeService::route(const LabRequest& request) {
   const std::string id = m[2].str();
   const std::string sub = m[3].str();
   if (kind == "acct") {
-    return sub == "/orders" ? accountOrders(post, id) : sub.empty() ? account(post, id) : acmeProblem(404, "malformed", "no such resource");
+    return sub == "/orders" ? accountOrders(post, id)
+           : sub.empty()    ? account(post, id)
+                            : acmeProblem(404, "malformed", "no such resource");
   }
   if (kind == "order") {
-    return sub == "/finalize" ? finalize(post, id) : sub.empty() ? order(post, id) : acmeProblem(404, "malformed", "no such resource");
+    return sub == "/finalize" ? finalize(post, id)
+           : sub.empty()      ? order(post, id)
+                              : acmeProblem(404, "malformed", "no such resource");
   }
   if (!sub.empty()) {
     return acmeProblem(404, "malformed", "no such resource: " + request.path);
@@ -268,8 +272,8 @@ LabReply AcmeService::newAccount(const Post& post) {
       return acmeProblem(401, "unauthorized", *problem);
     }
   } else if (!ctx_.options.noEab) {
-    return acmeProblem(400, "externalAccountRequired", "this CA requires External Account Binding (kid " +
-                                                           std::string(kEabKid) + ")");
+    return acmeProblem(400, "externalAccountRequired",
+                       "this CA requires External Account Binding (kid " + std::string(kEabKid) + ")");
   }
   std::vector<std::string> contact;
   if (payload.contains("contact")) {

@@ -39,12 +39,9 @@ Result<CaStore> CaStore::open(const std::string& path) {
       store.accounts_.emplace(acct.id, std::move(acct));
     }
     for (const auto& c : j.value("certificates", json::array())) {
-      StoredCertificate cert{c.at("id").get<std::string>(),
-                             c.at("account").get<std::string>(),
-                             c.at("pem").get<std::string>(),
-                             c.at("ari").get<std::string>(),
-                             c.at("revoked").get<bool>(),
-                             c.at("reason").get<int>(),
+      StoredCertificate cert{c.at("id").get<std::string>(),         c.at("account").get<std::string>(),
+                             c.at("pem").get<std::string>(),        c.at("ari").get<std::string>(),
+                             c.at("revoked").get<bool>(),           c.at("reason").get<int>(),
                              c.at("revoked_at").get<std::int64_t>()};
       store.certificates_.emplace(cert.id, std::move(cert));
     }

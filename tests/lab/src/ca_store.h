@@ -23,7 +23,7 @@ struct StoredAccount {
 };
 
 struct StoredCertificate {
-  std::string id;         ///< serial, upper-case hex
+  std::string id;  ///< serial, upper-case hex
   std::string accountId;
   std::string leafPem;
   std::string ariCertId;  ///< RFC 9773 certID

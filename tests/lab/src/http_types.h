@@ -35,8 +35,7 @@ struct LabReply {
     return *this;
   }
 
-  static LabReply json(int status, const nlohmann::json& body,
-                       const std::string& contentType = "application/json") {
+  static LabReply json(int status, const nlohmann::json& body, const std::string& contentType = "application/json") {
     LabReply r{status, {{"Content-Type", contentType}}, body.dump()};
     return r;
   }

@@ -175,8 +175,9 @@ void HttpsServer::run() {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
     }
-    std::thread([this, s = std::move(socket)]() mutable { serveConnection(std::move(s), impl_->tls, impl_->handler); })
-        .detach();
+    std::thread([this, s = std::move(socket)]() mutable {
+      serveConnection(std::move(s), impl_->tls, impl_->handler);
+    }).detach();
   }
 }
 

@@ -115,8 +115,8 @@ int main(int argc, char** argv) {
   auto server = HttpsServer::create(chainFile, dir + "/pki/tls.key", port, handler);
   if (!server) {
     if (reused) {
-      return die(server.error().toString() + " (port " + std::to_string(port) +
-                 " recorded in " + dir + "/lab.json is taken; pass --port to choose another, which rewrites the "
+      return die(server.error().toString() + " (port " + std::to_string(port) + " recorded in " + dir +
+                 "/lab.json is taken; pass --port to choose another, which rewrites the "
                  "generated files)");
     }
     return die(server.error().toString());

@@ -151,7 +151,8 @@ ParseOutcome parseOptions(int argc, char** argv) {
   app.add_option("--sti-pa-allowed-ip", o.stiPaAllowedIps, "STI-PA client address allow-list (repeatable)");
   app.add_flag("--wrong-tnauthlist", o.wrongTnAuthList, "issue certificates whose TNAuthList names another SPC");
   app.add_flag("--broken-chain", o.brokenChain, "serve an intermediate that did not sign the leaf");
-  app.add_option("--slow-ms", o.slowMs, "delay every response by this many milliseconds")->check(CLI::NonNegativeNumber);
+  app.add_option("--slow-ms", o.slowMs, "delay every response by this many milliseconds")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--fail-sti-pa", o.failStiPa, "every STI-PA request answers 500");
   app.add_flag("--no-eab", o.noEab, "do not require External Account Binding");
   app.add_flag("--tamper-token", o.tamperToken, "hand out SPC tokens whose signature does not verify");

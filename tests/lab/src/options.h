@@ -18,15 +18,15 @@ enum class IdentifierEncoding { any, padded, base64url };
 
 /// Every behaviour switch. Defaults are the conforming, US-practice behaviour.
 struct LabOptions {
-  std::string dir;          ///< absolute; everything lives here
-  std::uint16_t port = 0;   ///< 0: reuse D/lab.json's port, else pick a free one
-  bool portGiven = false;   ///< --port was on the command line
+  std::string dir;         ///< absolute; everything lives here
+  std::uint16_t port = 0;  ///< 0: reuse D/lab.json's port, else pick a free one
+  bool portGiven = false;  ///< --port was on the command line
 
   std::int64_t certLifetime = 90LL * 86400;  ///< seconds, issued certificates
   std::int64_t tokenLifetime = 3600;         ///< seconds, SPC tokens
   std::int64_t accessTokenLifetime = 3600;   ///< seconds, STI-PA login tokens
   FingerprintFlavour fingerprint = FingerprintFlavour::spki;
-  std::string challengeMember = "atc";       ///< "atc" or "tkauth"
+  std::string challengeMember = "atc";  ///< "atc" or "tkauth"
   IdentifierEncoding identifierEncoding = IdentifierEncoding::any;
   std::vector<std::string> spcs{"1234"};     ///< SPCs the lab STI-PA account owns
   std::vector<std::string> stiPaAllowedIps;  ///< empty: every client address allowed

@@ -37,8 +37,7 @@ Result<pki::Certificate> issueShakenCertificate(const LabContext& ctx, const Csr
                 ctx.pki->stiCaIntermediate->key.get(),
                 now,
                 now + std::chrono::seconds(ctx.options.certLifetime),
-                {{"basicConstraints", "critical,CA:FALSE"},
-                 {"keyUsage", "critical,digitalSignature"}},
+                {{"basicConstraints", "critical,CA:FALSE"}, {"keyUsage", "critical,digitalSignature"}},
                 {{"2.5.29.32", *policies, false}, {"2.5.29.31", *cdp, false}, {pki::kTnAuthListOid, tn, false}},
                 true};
   return buildCertificate(spec);

@@ -14,7 +14,6 @@ namespace kms::lab {
 /// DP (lab CRL URL + cRLIssuer), SKI, AKI, TNAuthList = tnAuthListDer (another SPC with
 /// --wrong-tnauthlist). Lifetime from --cert-lifetime.
 [[nodiscard]] Result<pki::Certificate> issueShakenCertificate(const LabContext& ctx, const CsrInfo& csr,
-                                                              const std::string& spc,
-                                                              const pki::Bytes& tnAuthListDer);
+                                                              const std::string& spc, const pki::Bytes& tnAuthListDer);
 
 }  // namespace kms::lab

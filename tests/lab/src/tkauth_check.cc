@@ -80,7 +80,8 @@ Result<TkauthAccepted> checkAuthorityToken(const std::string& jwt, const TkauthE
     return reject("token jti " + jti + " was already used");
   }
   const json& atc = payload["atc"];
-  if (!atc.contains("tktype") || !atc["tktype"].is_string() || !iequals(atc["tktype"].get<std::string>(), "TNAuthList")) {
+  if (!atc.contains("tktype") || !atc["tktype"].is_string() ||
+      !iequals(atc["tktype"].get<std::string>(), "TNAuthList")) {
     return reject("atc.tktype is not TNAuthList");
   }
   if (!atc.contains("tkvalue") || !atc["tkvalue"].is_string()) {

@@ -14,11 +14,11 @@ namespace kms::lab {
 
 /// What the token must match.
 struct TkauthExpectations {
-  std::string trustedX5u;                  ///< the only token-authority certificate URL trusted
+  std::string trustedX5u;                    ///< the only token-authority certificate URL trusted
   const pki::Certificate* signer = nullptr;  ///< the certificate served at trustedX5u
-  std::vector<pki::Certificate> roots;     ///< STI-PA trust anchors the signer must chain to
-  pki::Bytes identifierDer;                ///< DER of the authorization's TNAuthList
-  std::string fingerprint;                 ///< "SHA256 AA:..." of the account key, flavour chosen by the CA
+  std::vector<pki::Certificate> roots;       ///< STI-PA trust anchors the signer must chain to
+  pki::Bytes identifierDer;                  ///< DER of the authorization's TNAuthList
+  std::string fingerprint;                   ///< "SHA256 AA:..." of the account key, flavour chosen by the CA
   const std::set<std::string>* usedJti = nullptr;
 };
 

@@ -73,15 +73,15 @@ TEST(PkiTnAuthList, RejectsInvalidEntries) {
 
 TEST(PkiTnAuthList, RejectsMalformedDer) {
   const char* bad[] = {
-      "",                                  // nothing
-      "3000",                              // empty list
-      "3008A00616043132333400",            // trailing byte
-      "3008A0061604313233",                // truncated
-      "3008A306160431323334",              // unknown tag [3]
-      "3008A00604043132333400",            // wrong inner type (OCTET STRING)
-      "300FA20D160B31323135353535313261",  // 'a' in a TN
-      "3081083008A006160431323334",        // non-minimal length
-      "300BA10930071602313202 01FF",       // garbage
+      "",                                               // nothing
+      "3000",                                           // empty list
+      "3008A00616043132333400",                         // trailing byte
+      "3008A0061604313233",                             // truncated
+      "3008A306160431323334",                           // unknown tag [3]
+      "3008A00604043132333400",                         // wrong inner type (OCTET STRING)
+      "300FA20D160B31323135353535313261",               // 'a' in a TN
+      "3081083008A006160431323334",                     // non-minimal length
+      "300BA10930071602313202 01FF",                    // garbage
       "3014A1123010160136020164000016020164360201 64",  // extra element in a range (found by fuzzing)
   };
   for (const char* hex : bad) {

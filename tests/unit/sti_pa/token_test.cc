@@ -51,7 +51,7 @@ pki::Certificate wrap(X509* x) {
 }
 
 class StiPaToken : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     rootKey_ = *pki::SoftwareKey::generate();
     X509* root = makeCert("STI-PA Root", rootKey_->publicKey(), *rootKey_, nullptr, true);
@@ -71,8 +71,8 @@ protected:
   std::string token(const json& payload, pki::SoftwareKey& key, const std::string& x5u = kX5u,
                     const std::string& alg = "ES256") {
     json header{{"alg", alg}, {"typ", "JWT"}, {"x5u", x5u}};
-    std::string input = pki::base64UrlEncode(pki::asBytes(header.dump())) + "." +
-                        pki::base64UrlEncode(pki::asBytes(payload.dump()));
+    std::string input =
+        pki::base64UrlEncode(pki::asBytes(header.dump())) + "." + pki::base64UrlEncode(pki::asBytes(payload.dump()));
     auto sig = key.signMessage(pki::asBytes(input));
     return input + "." + pki::base64UrlEncode(*sig);
   }
