@@ -58,6 +58,7 @@ int runWithSoftHsmConf(const std::vector<std::string>& argv, const std::string& 
   if (pid == 0) {
     ::setenv("SOFTHSM2_CONF", conf.c_str(), 1);
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (const auto& a : argv) {
       args.push_back(const_cast<char*>(a.c_str()));
     }

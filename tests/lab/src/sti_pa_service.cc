@@ -18,7 +18,7 @@ using ojson = nlohmann::ordered_json;
 constexpr std::string_view kApi = "/sti-pa/api/v1";
 constexpr std::string_view kDownload = "/sti-pa/download/v1";
 constexpr std::chrono::seconds kCrlValidity{24 * 3600};
-constexpr std::int64_t kCaListLifetime = 24 * 3600;
+constexpr std::int64_t kCaListLifetime = std::int64_t{24} * 3600;
 
 LabReply failed(int status, const std::string& message) {
   return LabReply::json(status, json{{"status", "failed"}, {"message", message}});
