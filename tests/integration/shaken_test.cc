@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <regex>
+#include <thread>
 
 #include "cli.h"
 #include "lab_process.h"
@@ -82,6 +83,27 @@ TEST_F(Shaken, IssuesChecksAndPublishesASpcCertificate) {
   CmdResult again = run(kKmsd, "--once");
   EXPECT_EQ(again.rc, 0) << again.output;
   EXPECT_NE(again.output.find("main: valid until "), std::string::npos) << again.output;
+}
+
+TEST_F(Shaken, RenewsWhenTheAriWindowOpensAndKeepsThePreviousChain) {
+  startLab({"--cert-lifetime", "9"});  // ARI window: 6 s .. 7.5 s after notBefore
+  CmdResult first = run(kKmsd, "--once");
+  ASSERT_EQ(first.rc, 0) << first.output;
+  std::smatch m;
+  std::regex serialRe("main: issued serial ([0-9A-F]+)");
+  ASSERT_TRUE(std::regex_search(first.output, m, serialRe)) << first.output;
+  std::string firstSerial = m[1];
+  CmdResult early = run(kKmsd, "--once");
+  EXPECT_EQ(early.rc, 0) << early.output;
+  EXPECT_NE(early.output.find("not due (ARI window opens "), std::string::npos) << early.output;
+  std::this_thread::sleep_for(std::chrono::milliseconds(7600));
+  CmdResult renewed = run(kKmsd, "--once");
+  ASSERT_EQ(renewed.rc, 0) << renewed.output;
+  ASSERT_TRUE(std::regex_search(renewed.output, m, serialRe)) << renewed.output;
+  EXPECT_NE(m[1], firstSerial);
+  EXPECT_TRUE(exists(lab_->file("www/main/" + firstSerial + ".pem")));  // the previous chain stays
+  auto chain = pki::parsePemChain(test::readFile(lab_->file("www/main.pem")));
+  EXPECT_EQ(chain->front().serialHex(), std::string(m[1]));
 }
 
 TEST_F(Shaken, WrongStiPaPassword) {
