@@ -23,6 +23,12 @@ using test::SoftHsmToken;
 class AcmePebble : public ::testing::Test {
  protected:
   void startAll(PebbleOptions options = {}) {
+    // The responder binds first and Pebble is told its port: no window for another test
+    // running in parallel to take a port chosen but not yet bound.
+    auto responder = Http01Responder::start("127.0.0.1", 0);
+    ASSERT_TRUE(responder.has_value()) << responder.error().toString();
+    responder_ = std::move(*responder);
+    options.httpPort = responder_->port();
     pebble_ = std::make_unique<PebbleServer>(options);
     auto token = hsm::Token::open({SoftHsmToken::modulePath(), softhsm_.label(), softhsm_.pinFile(), 4});
     ASSERT_TRUE(token.has_value()) << token.error().toString();
@@ -34,9 +40,6 @@ class AcmePebble : public ::testing::Test {
     ASSERT_TRUE(transport.has_value()) << transport.error().toString();
     transport_ = std::move(*transport);
     connect();
-    auto responder = Http01Responder::start("127.0.0.1", pebble_->httpPort());
-    ASSERT_TRUE(responder.has_value()) << responder.error().toString();
-    responder_ = std::move(*responder);
     solver_ = std::make_unique<Http01Solver>(*responder_);
   }
 

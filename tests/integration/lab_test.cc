@@ -30,6 +30,7 @@
 #include "pki/encoding.h"
 #include "pki/signer.h"
 #include "pki/x509.h"
+#include "lab_process.h"
 #include "sandbox.h"
 
 namespace kms::test {
@@ -38,106 +39,7 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-constexpr const char* kLabBinary = KMS_LAB_BINARY;
-constexpr auto kStartTimeout = 30s;
 constexpr const char* kSpc1234 = "MAigBhYEMTIzNA==";
-
-/// One kms-lab child process. Stopped (SIGTERM, then SIGKILL) by PID in the destructor.
-class LabProcess {
- public:
-  LabProcess(const std::string& dir, std::vector<std::string> flags = {}) : dir_(dir) {
-    std::vector<std::string> args{kLabBinary, "--dir", dir};
-    args.insert(args.end(), flags.begin(), flags.end());
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) {
-      throw std::runtime_error("pipe failed");
-    }
-    std::string log = dir + ".log";
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], STDOUT_FILENO);
-      int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-      if (err >= 0) {
-        ::dup2(err, STDERR_FILENO);
-      }
-      std::vector<char*> argv;
-      for (auto& a : args) {
-        argv.push_back(a.data());
-      }
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    stdout_ = out[0];
-    line_ = readLine(kStartTimeout);
-    const std::string prefix = "kms-lab listening on ";
-    if (!line_.starts_with(prefix)) {
-      stop();
-      std::string tail;
-      runCommand("tail -n 20 " + log, &tail);
-      throw std::runtime_error("kms-lab did not start; stdout: '" + line_ + "'; log:\n" + tail);
-    }
-    baseUrl_ = line_.substr(prefix.size());
-  }
-  ~LabProcess() { stop(); }
-  LabProcess(const LabProcess&) = delete;
-  LabProcess& operator=(const LabProcess&) = delete;
-
-  void stop() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      auto deadline = std::chrono::steady_clock::now() + 5s;
-      while (::waitpid(pid_, &status, WNOHANG) == 0) {
-        if (std::chrono::steady_clock::now() > deadline) {
-          ::kill(pid_, SIGKILL);
-          ::waitpid(pid_, &status, 0);
-          break;
-        }
-        std::this_thread::sleep_for(20ms);
-      }
-      pid_ = -1;
-    }
-    if (stdout_ >= 0) {
-      ::close(stdout_);
-      stdout_ = -1;
-    }
-  }
-
-  [[nodiscard]] const std::string& baseUrl() const { return baseUrl_; }
-  [[nodiscard]] json labJson() const { return json::parse(readFile(dir_ + "/lab.json")); }
-  [[nodiscard]] std::string file(const std::string& name) const { return dir_ + "/" + name; }
-
- private:
-  /// One line from the child's stdout within timeout ("" on timeout or EOF).
-  std::string readLine(std::chrono::milliseconds timeout) {
-    std::string line;
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{stdout_, POLLIN, 0};
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (::poll(&p, 1, static_cast<int>(std::max<long>(1, left.count()))) <= 0) {
-        continue;
-      }
-      char c = 0;
-      if (::read(stdout_, &c, 1) != 1) {
-        break;
-      }
-      if (c == '\n') {
-        return line;
-      }
-      line += c;
-    }
-    return line;
-  }
-
-  std::string dir_;
-  pid_t pid_ = -1;
-  int stdout_ = -1;
-  std::string line_;
-  std::string baseUrl_;
-};
 
 /// A sandbox with a lab in <sandbox>/lab and an HTTPS transport trusting its TLS CA.
 class LabTest : public ::testing::Test {
@@ -213,7 +115,7 @@ class LabTest : public ::testing::Test {
 
 TEST_F(LabTest, LabFilesWritesLabJsonKmsdTomlAndToken) {
   start();
-  json lab = lab_->labJson();
+  json lab = json::parse(readFile(lab_->file("lab.json")));
   EXPECT_EQ(lab["base_url"], lab_->baseUrl());
   EXPECT_EQ(lab["sti_pa_url"], lab_->baseUrl() + "/sti-pa/api/v1");
   EXPECT_EQ(lab["acme_directory_url"], lab_->baseUrl() + "/acme/directory");

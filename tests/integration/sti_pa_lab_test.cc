@@ -71,9 +71,10 @@ TEST_F(StiPaLab, CaListAndCrl) {
 }
 
 TEST_F(StiPaLab, LogsInAgainWhenTheAccessTokenExpired) {
-  start({"--access-token-lifetime", "1"});
+  // 3 s: long enough that the fresh access token does not also expire on a loaded machine.
+  start({"--access-token-lifetime", "3"});
   ASSERT_TRUE(client_->spcToken("1234", accountKey_->publicKey()).has_value());
-  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(3200));
   client_->forgetTokens();
   auto again = client_->spcToken("1234", accountKey_->publicKey());
   ASSERT_TRUE(again.has_value()) << again.error().toString();

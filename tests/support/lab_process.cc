@@ -21,14 +21,17 @@ std::string LabProcess::binary() {
 
 LabProcess::LabProcess(std::string dir, std::vector<std::string> extraArgs) : dir_(std::move(dir)) {
   log_ = dir_ + ".kms-lab.log";
-  std::vector<std::string> args{binary(), "--dir", dir_, "--port", "0"};
+  // No --port: the first start picks a free port, later starts in the same dir reuse it.
+  std::vector<std::string> args{binary(), "--dir", dir_};
   args.insert(args.end(), extraArgs.begin(), extraArgs.end());
+  // Emptied here, before the child starts: a restart must not read the last run's line.
+  ::close(::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600));
   pid_ = ::fork();
   if (pid_ < 0) {
     throw std::runtime_error("fork failed");
   }
   if (pid_ == 0) {
-    int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int fd = ::open(log_.c_str(), O_WRONLY | O_APPEND, 0600);
     if (fd >= 0) {
       ::dup2(fd, STDOUT_FILENO);
       ::dup2(fd, STDERR_FILENO);

@@ -11,7 +11,7 @@ namespace kms::test {
 
 class LabProcess {
  public:
-  /// kms-lab --dir dir --port 0 extraArgs...; throws std::runtime_error (with its output)
+  /// kms-lab --dir dir extraArgs... (a free port on first start, the same one after); throws std::runtime_error (with its output)
   /// when it does not print "kms-lab listening on https://127.0.0.1:<port>" within 20 s.
   LabProcess(std::string dir, std::vector<std::string> extraArgs = {});
   ~LabProcess();
