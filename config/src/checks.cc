@@ -300,7 +300,10 @@ bool isValidDnsName(std::string_view name) {
   return true;
 }
 
-std::optional<std::string> checkReadableFile(const std::string& path) {
+namespace {
+
+/// stat + regular file + access(mode); `denied` words the access failure.
+std::optional<std::string> checkFileAccess(const std::string& path, int mode, const std::string& denied) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     int err = errno;
@@ -309,11 +312,17 @@ std::optional<std::string> checkReadableFile(const std::string& path) {
   if (!S_ISREG(st.st_mode)) {
     return quoted(path) + " is not a regular file";
   }
-  if (::access(path.c_str(), R_OK) != 0) {
+  if (::access(path.c_str(), mode) != 0) {
     int err = errno;
-    return "cannot read " + quoted(path) + ": " + describeErrno(err);
+    return denied + ": " + describeErrno(err);
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> checkReadableFile(const std::string& path) {
+  return checkFileAccess(path, R_OK, "cannot read " + quoted(path));
 }
 
 std::optional<std::string> checkSecretFile(const std::string& path) {
@@ -325,19 +334,7 @@ std::optional<std::string> checkSecretFile(const std::string& path) {
 }
 
 std::optional<std::string> checkExecutableFile(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    int err = errno;
-    return "cannot access " + quoted(path) + ": " + describeErrno(err);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return quoted(path) + " is not a regular file";
-  }
-  if (::access(path.c_str(), X_OK) != 0) {
-    int err = errno;
-    return quoted(path) + " is not executable: " + describeErrno(err);
-  }
-  return std::nullopt;
+  return checkFileAccess(path, X_OK, quoted(path) + " is not executable");
 }
 
 }  // namespace kms::config::detail

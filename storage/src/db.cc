@@ -243,8 +243,12 @@ Result<void> Db::exec(std::string_view sql) {
   return ok();
 }
 
-Result<std::int64_t> Db::pragmaInt(std::string_view name) {
-  auto stmt = prepare("PRAGMA " + std::string(name));
+namespace {
+
+/// The single value a PRAGMA returns, read with get(stmt).
+template <class T, class Get>
+Result<T> pragmaValue(Db& db, const std::string& path, std::string_view name, Get get) {
+  auto stmt = db.prepare("PRAGMA " + std::string(name));
   if (!stmt.has_value()) {
     return fail(stmt.error());
   }
@@ -253,24 +257,19 @@ Result<std::int64_t> Db::pragmaInt(std::string_view name) {
     return fail(row.error());
   }
   if (!row.value()) {
-    return fail(Errc::internal, "PRAGMA " + std::string(name) + " returned no row", path_);
+    return fail(Errc::internal, "PRAGMA " + std::string(name) + " returned no row", path);
   }
-  return stmt->columnInt64(0);
+  return get(*stmt);
+}
+
+}  // namespace
+
+Result<std::int64_t> Db::pragmaInt(std::string_view name) {
+  return pragmaValue<std::int64_t>(*this, path_, name, [](Stmt& s) { return s.columnInt64(0); });
 }
 
 Result<std::string> Db::pragmaText(std::string_view name) {
-  auto stmt = prepare("PRAGMA " + std::string(name));
-  if (!stmt.has_value()) {
-    return fail(stmt.error());
-  }
-  auto row = stmt->step();
-  if (!row.has_value()) {
-    return fail(row.error());
-  }
-  if (!row.value()) {
-    return fail(Errc::internal, "PRAGMA " + std::string(name) + " returned no row", path_);
-  }
-  return stmt->columnText(0);
+  return pragmaValue<std::string>(*this, path_, name, [](Stmt& s) { return s.columnText(0); });
 }
 
 std::int64_t Db::lastInsertId() const noexcept {
