@@ -67,6 +67,11 @@ class TokenImpl {
   [[nodiscard]] const TokenOptions& options() const { return options_; }
   [[nodiscard]] unsigned generation() const { return generation_.load(std::memory_order_acquire); }
 
+  /// Held while objects are created, destroyed or searched. SoftHSM2's file store has
+  /// failed concurrent object creation with CKR_GENERAL_ERROR (seen in kmsd's test suite);
+  /// signing, the hot path, does not take it.
+  std::mutex& catalog() { return catalog_; }
+
   Result<void> openPool() {
     std::size_t n = std::clamp<std::size_t>(options_.sessionPool, 1, 64);
     for (std::size_t i = 0; i < n; ++i) {
@@ -274,6 +279,7 @@ class TokenImpl {
   std::vector<CK_SESSION_HANDLE> free_;
   std::size_t total_ = 0;
   std::atomic<unsigned> generation_{0};
+  std::mutex catalog_;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -291,6 +297,7 @@ Result<pki::RawSignature> KeySigner::signDigest(const pki::Digest& digest) {
     CK_OBJECT_HANDLE key = handle_.load(std::memory_order_acquire);
     unsigned current = token_->generation();
     if (attempt > 0 || current != generation_.load(std::memory_order_acquire)) {
+      std::lock_guard<std::mutex> catalogLock(token_->catalog());
       auto found = token_->findPrivate(session.get(), info_.uri);
       if (!found || found->size() != 1) {
         return fail(Errc::notFound, "signing key is gone from the token", info_.uri.toString());
@@ -418,7 +425,8 @@ Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& labe
       attr(CKA_ID, id.data(), id.size()),
   };
   CK_MECHANISM mech{CKM_EC_KEY_PAIR_GEN, nullptr, 0};
-  auto session = impl_->lease();
+  auto session = impl_->lease();  // session first, then the catalog: the order signDigest uses
+  std::lock_guard<std::mutex> catalogLock(impl_->catalog());
   CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE;
   CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE;
   CK_RV rv = impl_->fn()->C_GenerateKeyPair(session.get(), &mech, pubTmpl, std::size(pubTmpl), privTmpl,
@@ -445,7 +453,8 @@ Result<KeyInfo> Token::generateKey(const std::string& label) {
 }
 
 Result<std::vector<KeyInfo>> Token::listKeys() {
-  auto session = impl_->lease();
+  auto session = impl_->lease();  // session first, then the catalog: the order signDigest uses
+  std::lock_guard<std::mutex> catalogLock(impl_->catalog());
   CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
   CK_KEY_TYPE kt = CKK_EC;
   std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls), attr(CKA_KEY_TYPE, &kt, sizeof kt)};
@@ -466,7 +475,8 @@ Result<std::vector<KeyInfo>> Token::listKeys() {
 }
 
 Result<std::unique_ptr<KeySigner>> Token::signer(const Pkcs11Uri& uri) {
-  auto session = impl_->lease();
+  auto session = impl_->lease();  // session first, then the catalog: the order signDigest uses
+  std::lock_guard<std::mutex> catalogLock(impl_->catalog());
   unsigned generation = impl_->generation();
   auto handles = impl_->findPrivate(session.get(), uri);
   if (!handles) {
@@ -486,7 +496,8 @@ Result<std::unique_ptr<KeySigner>> Token::signer(const Pkcs11Uri& uri) {
 }
 
 Result<void> Token::destroyKey(const Pkcs11Uri& uri) {
-  auto session = impl_->lease();
+  auto session = impl_->lease();  // session first, then the catalog: the order signDigest uses
+  std::lock_guard<std::mutex> catalogLock(impl_->catalog());
   auto handles = impl_->findPrivate(session.get(), uri);
   if (!handles) {
     return fail(handles.error());
@@ -519,7 +530,8 @@ Result<void> Token::destroyKey(const Pkcs11Uri& uri) {
 }
 
 Result<pki::Bytes> Token::readPrivateValue(const Pkcs11Uri& uri) {
-  auto session = impl_->lease();
+  auto session = impl_->lease();  // session first, then the catalog: the order signDigest uses
+  std::lock_guard<std::mutex> catalogLock(impl_->catalog());
   auto handles = impl_->findPrivate(session.get(), uri);
   if (!handles) {
     return fail(handles.error());

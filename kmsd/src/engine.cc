@@ -114,24 +114,28 @@ class EngineImpl {
     (void)withStore([&](storage::Store& s) { return s.appendEvent(e); });
   }
 
-  Result<hsm::KeyInfo> newKey(const std::string& label, storage::KeyPurpose purpose) {
-    auto key = token_->generateKey(label);
-    if (!key) {
-      return fail(key.error());
+  /// A new key on the token, recorded in the DB before anything relies on it.
+  Result<std::unique_ptr<hsm::KeySigner>> newKey(const std::string& label, storage::KeyPurpose purpose) {
+    auto signer = token_->generateSigner(label);
+    if (!signer) {
+      return fail(signer.error());
     }
+    const hsm::KeyInfo& key = (*signer)->info();
     storage::HsmKey row;
-    row.keyUri = key->uri.toString();
-    row.ckaIdHex = lowerHex(key->id);
+    row.keyUri = key.uri.toString();
+    row.ckaIdHex = lowerHex(key.id);
     row.label = label;
     row.purpose = purpose;
     row.createdAt = unixNow();
     auto rec = withStore([&](storage::Store& s) { return s.recordKey(row); });
     if (!rec) {
       // Never leave an unrecorded key on the token.
-      (void)token_->destroyKey(key->uri);
+      hsm::Pkcs11Uri uri = key.uri;
+      signer->reset();
+      (void)token_->destroyKey(uri);
       return fail(rec.error());
     }
-    return key;
+    return signer;
   }
 
   void destroyKey(const std::string& uriText) {
@@ -214,12 +218,8 @@ class EngineImpl {
       if (!key) {
         return fail(key.error());
       }
-      auto signer = token_->signer(key->uri);
-      if (!signer) {
-        return fail(signer.error());
-      }
-      accountKey_ = std::move(*signer);
-      keyUri = key->uri.toString();
+      accountKey_ = std::move(*key);
+      keyUri = accountKey_->info().uri.toString();
     }
     std::optional<acme::ExternalAccountBinding> eab;
     if (cfg_.acme.eabKid && cfg_.acme.eabHmacFile) {
@@ -347,12 +347,8 @@ class EngineImpl {
       if (!key) {
         return failed(key.error());
       }
-      auto signer = token_->signer(key->uri);
-      if (!signer) {
-        return failed(signer.error());
-      }
-      certKey = std::move(*signer);
-      std::string uriText = key->uri.toString();
+      certKey = std::move(*key);
+      std::string uriText = certKey->info().uri.toString();
       auto created = withStore([&](storage::Store& s) -> Result<storage::Order> {
         auto o = s.createOrder(c.name, storage::CertState::keyReady);
         if (!o) {

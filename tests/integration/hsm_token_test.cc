@@ -121,6 +121,53 @@ TEST_F(HsmToken, ConcurrentSigningThroughThePool) {
   EXPECT_EQ(good.load(), 200);
 }
 
+TEST_F(HsmToken, KeyGenerationWhileOtherThreadsSignAndGenerate) {
+  // As the engine does: orders on several workers generate certificate keys while the
+  // account key signs JWS. SoftHSM2's file store fails concurrent object creation now and
+  // then (CKR_GENERAL_ERROR); the token serialises generation and destruction.
+  auto token = openToken(4);
+  auto account = token->generateSigner("account");
+  ASSERT_TRUE(account.has_value());
+  std::atomic<int> generated{0};
+  std::atomic<int> signatures{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::string> errors(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        auto signer = token->generateSigner("k" + std::to_string(t) + "-" + std::to_string(i));
+        if (signer && (*signer)->signMessage(pki::asBytes("csr")).has_value()) {
+          ++generated;
+        } else if (!signer) {
+          errors[static_cast<std::size_t>(t)] = signer.error().toString();
+        }
+      }
+    });
+  }
+  for (int t = 2; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      while (!stop.load()) {
+        auto sig = (*account)->signMessage(pki::asBytes("jws"));
+        if (sig) {
+          ++signatures;
+        } else {
+          errors[static_cast<std::size_t>(t)] = sig.error().toString();
+        }
+      }
+    });
+  }
+  threads[0].join();
+  threads[1].join();
+  stop = true;
+  threads[2].join();
+  threads[3].join();
+  EXPECT_EQ(generated.load(), 50) << errors[0] << errors[1];
+  EXPECT_TRUE(errors[2].empty() && errors[3].empty()) << errors[2] << errors[3];
+  EXPECT_GT(signatures.load(), 0);
+  EXPECT_EQ(token->listKeys()->size(), 51U);
+}
+
 TEST_F(HsmToken, CsrSignedInTheHsmPassesOpensslVerify) {
   auto token = openToken();
   auto key = token->generateKey("csr-key");
