@@ -82,7 +82,6 @@ class TokenImpl {
       }
       free_.push_back(s);
     }
-    total_ = n;
     return login(free_.front());
   }
 
@@ -277,7 +276,6 @@ class TokenImpl {
   std::mutex mutex_;
   std::condition_variable available_;
   std::vector<CK_SESSION_HANDLE> free_;
-  std::size_t total_ = 0;
   std::atomic<unsigned> generation_{0};
   std::mutex catalog_;
 };
