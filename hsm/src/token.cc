@@ -172,7 +172,9 @@ class TokenImpl {
     return value;
   }
 
-  /// The key pair described by a private-key handle.
+  /// The key pair described by a private-key handle. The public half comes from the
+  /// private key's CKA_PUBLIC_KEY_INFO (how keys generated here keep it), else from the
+  /// public-key object with the same CKA_ID (keys made by other tools).
   Result<KeyInfo> describe(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv) {
     auto id = attribute(s, priv, CKA_ID);
     if (!id) {
@@ -180,6 +182,17 @@ class TokenImpl {
     }
     auto label = attribute(s, priv, CKA_LABEL);
     std::string labelText = label ? std::string(label->begin(), label->end()) : std::string();
+    auto keyError = [&](Error e) {
+      e.context = context_ + " key '" + labelText + "'";
+      return fail(std::move(e));
+    };
+    if (auto spki = attribute(s, priv, CKA_PUBLIC_KEY_INFO); spki && !spki->empty()) {
+      auto pub = pki::EcPublicKey::fromSpkiDer(*spki);
+      if (!pub) {
+        return keyError(pub.error());
+      }
+      return KeyInfo{*id, labelText, Pkcs11Uri::forKey(options_.tokenLabel, labelText, *id), *pub};
+    }
     CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
     CK_KEY_TYPE kt = CKK_EC;
     std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls), attr(CKA_KEY_TYPE, &kt, sizeof kt),
@@ -189,7 +202,9 @@ class TokenImpl {
       return fail(pubs.error());
     }
     if (pubs->empty()) {
-      return fail(Errc::notFound, "no public key with the CKA_ID of private key '" + labelText + "'", context_);
+      return fail(Errc::notFound,
+                  "private key '" + labelText + "' has no CKA_PUBLIC_KEY_INFO and no public key with its CKA_ID",
+                  context_);
     }
     auto point = attribute(s, pubs->front(), CKA_EC_POINT);
     if (!point) {
@@ -197,21 +212,56 @@ class TokenImpl {
     }
     auto pub = parseEcPoint(*point);
     if (!pub) {
-      Error e = pub.error();
-      e.context = context_ + " key '" + labelText + "'";
-      return fail(e);
+      return keyError(pub.error());
     }
     return KeyInfo{*id, labelText, Pkcs11Uri::forKey(options_.tokenLabel, labelText, *id), *pub};
   }
 
-  /// The key pair from both handles, without searching the token (just after generation).
-  Result<KeyInfo> describePair(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub, const pki::Bytes& id,
-                               const std::string& label) {
-    auto point = attribute(s, pub, CKA_EC_POINT);
-    if (!point) {
-      return fail(point.error());
+  /// Keeps the public half of a new key on the token. SoftHSM2's file store rewrites an
+  /// object's file for nearly every attribute it sets, so a second token object per key
+  /// doubles the cost of key generation on disk. CKA_PUBLIC_KEY_INFO on the private key
+  /// (PKCS#11 2.40) is one more write; a token that refuses it gets a public-key object.
+  Result<void> keepPublicHalf(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv, const KeyInfo& key,
+                              const pki::Bytes& ecPoint) {
+    pki::Bytes spki = key.publicKey.spkiDer();
+    CK_ATTRIBUTE info = attr(CKA_PUBLIC_KEY_INFO, spki.data(), spki.size());
+    CK_RV rv = fn()->C_SetAttributeValue(s, priv, &info, 1);
+    if (rv == CKR_OK) {
+      return ok();
     }
-    auto key = parseEcPoint(*point);
+    CK_BBOOL yes = CK_TRUE;
+    CK_BBOOL no = CK_FALSE;
+    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+    CK_KEY_TYPE kt = CKK_EC;
+    std::string label = key.label;
+    pki::Bytes id = key.id;
+    pki::Bytes point = ecPoint;
+    CK_ATTRIBUTE tmpl[] = {
+        attr(CKA_CLASS, &cls, sizeof cls),
+        attr(CKA_KEY_TYPE, &kt, sizeof kt),
+        attr(CKA_TOKEN, &yes, sizeof yes),
+        attr(CKA_PRIVATE, &no, sizeof no),
+        attr(CKA_VERIFY, &yes, sizeof yes),
+        attr(CKA_EC_PARAMS, const_cast<CK_BYTE*>(kP256Params), sizeof kP256Params),
+        attr(CKA_EC_POINT, point.data(), point.size()),
+        attr(CKA_LABEL, label.data(), label.size()),
+        attr(CKA_ID, id.data(), id.size()),
+    };
+    CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE;
+    CK_RV crv = fn()->C_CreateObject(s, tmpl, std::size(tmpl), &pub);
+    if (crv != CKR_OK) {
+      Error e = ckError("C_CreateObject", crv, context_);
+      e.message = "cannot keep the public key on the token (C_SetAttributeValue CKA_PUBLIC_KEY_INFO: " +
+                  ckrName(rv) + "): " + e.message;
+      return fail(std::move(e));
+    }
+    return ok();
+  }
+
+  /// The key pair from the public key's EC point, without searching the token (just after
+  /// generation).
+  Result<KeyInfo> describePoint(const pki::Bytes& point, const pki::Bytes& id, const std::string& label) {
+    auto key = parseEcPoint(point);
     if (!key) {
       Error e = key.error();
       e.context = context_ + " key '" + label + "'";
@@ -401,10 +451,12 @@ Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& labe
   CK_OBJECT_CLASS privClass = CKO_PRIVATE_KEY;
   CK_KEY_TYPE kt = CKK_EC;
   std::string lbl = label;
+  // The public half is generated as a session object (memory only): its point goes into
+  // the private key's CKA_PUBLIC_KEY_INFO (keepPublicHalf) and the object is dropped.
   CK_ATTRIBUTE pubTmpl[] = {
       attr(CKA_CLASS, &pubClass, sizeof pubClass),
       attr(CKA_KEY_TYPE, &kt, sizeof kt),
-      attr(CKA_TOKEN, &yes, sizeof yes),
+      attr(CKA_TOKEN, &no, sizeof no),
       attr(CKA_PRIVATE, &no, sizeof no),
       attr(CKA_VERIFY, &yes, sizeof yes),
       attr(CKA_EC_PARAMS, const_cast<CK_BYTE*>(kP256Params), sizeof kP256Params),
@@ -432,12 +484,15 @@ Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& labe
   if (rv != CKR_OK) {
     return fail(ckError("C_GenerateKeyPair", rv, impl_->context()));
   }
-  auto info = impl_->describePair(session.get(), pub, pki::Bytes(id.begin(), id.end()), label);
-  if (!info) {
+  auto point = impl_->attribute(session.get(), pub, CKA_EC_POINT);
+  impl_->fn()->C_DestroyObject(session.get(), pub);
+  Result<KeyInfo> info = point ? impl_->describePoint(*point, pki::Bytes(id.begin(), id.end()), label)
+                               : Result<KeyInfo>(fail(point.error()));
+  Result<void> kept = info ? impl_->keepPublicHalf(session.get(), priv, *info, *point) : ok();
+  if (!info || !kept) {
     // Leave no half-usable key behind.
     impl_->fn()->C_DestroyObject(session.get(), priv);
-    impl_->fn()->C_DestroyObject(session.get(), pub);
-    return fail(info.error());
+    return fail(!info ? info.error() : kept.error());
   }
   return std::unique_ptr<KeySigner>(new KeySigner(impl_, std::move(*info), priv, impl_->generation()));
 }

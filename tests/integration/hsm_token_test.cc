@@ -1,7 +1,11 @@
 // The hsm/ layer against a real SoftHSM2 token created for each test process.
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
+#include <p11-kit/pkcs11.h>
+
 #include <atomic>
+#include <cstring>
 #include <thread>
 
 #include "hsm/token.h"
@@ -15,6 +19,110 @@ namespace kms::hsm {
 namespace {
 
 using test::SoftHsmToken;
+
+/// A second, raw PKCS#11 view of the token the hsm/ layer has open (same module, same
+/// login state), to see which objects are on it and to make keys the way other tools do.
+class RawToken {
+ public:
+  explicit RawToken(const std::string& label) {
+    void* lib = ::dlopen(SoftHsmToken::modulePath().c_str(), RTLD_NOW);
+    if (lib == nullptr) {
+      throw std::runtime_error("dlopen failed");
+    }
+    auto getList = reinterpret_cast<CK_C_GetFunctionList>(::dlsym(lib, "C_GetFunctionList"));
+    getList(&f_);
+    CK_C_INITIALIZE_ARGS args{};
+    args.flags = CKF_OS_LOCKING_OK;
+    CK_RV rv = f_->C_Initialize(&args);  // already initialised by the Token under test
+    if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+      throw std::runtime_error("C_Initialize failed");
+    }
+    std::vector<CK_SLOT_ID> slots(16);
+    CK_ULONG n = slots.size();
+    f_->C_GetSlotList(CK_TRUE, slots.data(), &n);
+    for (CK_ULONG i = 0; i < n; ++i) {
+      CK_TOKEN_INFO info{};
+      if (f_->C_GetTokenInfo(slots[i], &info) == CKR_OK &&
+          std::string(reinterpret_cast<const char*>(info.label), sizeof info.label).rfind(label + " ", 0) == 0) {
+        f_->C_OpenSession(slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &session_);
+        return;
+      }
+    }
+    throw std::runtime_error("no token " + label);
+  }
+  ~RawToken() { f_->C_CloseSession(session_); }
+  RawToken(const RawToken&) = delete;
+  RawToken& operator=(const RawToken&) = delete;
+
+  /// Token objects of a class with this CKA_ID.
+  std::size_t count(CK_OBJECT_CLASS cls, const pki::Bytes& id) {
+    CK_BBOOL yes = CK_TRUE;
+    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls},
+                           {CKA_TOKEN, &yes, sizeof yes},
+                           {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()}};
+    f_->C_FindObjectsInit(session_, tmpl, 3);
+    std::vector<CK_OBJECT_HANDLE> found(16);
+    CK_ULONG n = 0;
+    f_->C_FindObjects(session_, found.data(), found.size(), &n);
+    f_->C_FindObjectsFinal(session_);
+    return n;
+  }
+
+  /// CKA_PUBLIC_KEY_INFO of the private key with this CKA_ID.
+  pki::Bytes publicKeyInfo(const pki::Bytes& id) {
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()}};
+    f_->C_FindObjectsInit(session_, tmpl, 2);
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_ULONG n = 0;
+    f_->C_FindObjects(session_, &h, 1, &n);
+    f_->C_FindObjectsFinal(session_);
+    pki::Bytes out(256);
+    CK_ATTRIBUTE a{CKA_PUBLIC_KEY_INFO, out.data(), out.size()};
+    if (n != 1 || f_->C_GetAttributeValue(session_, h, &a, 1) != CKR_OK) {
+      return {};
+    }
+    out.resize(a.ulValueLen);
+    return out;
+  }
+
+  /// A P-256 pair as pkcs11-tool and most HSM tooling make one: two token objects, no
+  /// CKA_PUBLIC_KEY_INFO. Returns the public key's CKA_EC_POINT.
+  pki::Bytes generateTwoObjectKey(const pki::Bytes& id, const std::string& label) {
+    static constexpr CK_BYTE kP256[] = {0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07};
+    CK_BBOOL yes = CK_TRUE;
+    CK_OBJECT_CLASS pubClass = CKO_PUBLIC_KEY;
+    CK_OBJECT_CLASS privClass = CKO_PRIVATE_KEY;
+    std::string lbl = label;
+    pki::Bytes idCopy = id;
+    CK_ATTRIBUTE pub[] = {{CKA_CLASS, &pubClass, sizeof pubClass},
+                          {CKA_TOKEN, &yes, sizeof yes},
+                          {CKA_EC_PARAMS, const_cast<CK_BYTE*>(kP256), sizeof kP256},
+                          {CKA_LABEL, lbl.data(), lbl.size()},
+                          {CKA_ID, idCopy.data(), idCopy.size()}};
+    CK_ATTRIBUTE priv[] = {{CKA_CLASS, &privClass, sizeof privClass},
+                           {CKA_TOKEN, &yes, sizeof yes},
+                           {CKA_PRIVATE, &yes, sizeof yes},
+                           {CKA_SIGN, &yes, sizeof yes},
+                           {CKA_LABEL, lbl.data(), lbl.size()},
+                           {CKA_ID, idCopy.data(), idCopy.size()}};
+    CK_MECHANISM mech{CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+    CK_OBJECT_HANDLE hPub = CK_INVALID_HANDLE;
+    CK_OBJECT_HANDLE hPriv = CK_INVALID_HANDLE;
+    if (f_->C_GenerateKeyPair(session_, &mech, pub, 5, priv, 6, &hPub, &hPriv) != CKR_OK) {
+      return {};
+    }
+    pki::Bytes point(128);
+    CK_ATTRIBUTE a{CKA_EC_POINT, point.data(), point.size()};
+    f_->C_GetAttributeValue(session_, hPub, &a, 1);
+    point.resize(a.ulValueLen);
+    return point;
+  }
+
+ private:
+  CK_FUNCTION_LIST* f_ = nullptr;
+  CK_SESSION_HANDLE session_ = CK_INVALID_HANDLE;
+};
 
 class HsmToken : public ::testing::Test {
  protected:
@@ -97,6 +205,45 @@ TEST_F(HsmToken, ListAndDestroy) {
   EXPECT_EQ(token->destroyKey(a->uri).error().code, Errc::notFound);
 }
 
+TEST_F(HsmToken, NewKeyIsOneTokenObjectCarryingItsPublicKeyInfo) {
+  auto token = openToken();
+  auto key = token->generateKey("one-object");
+  ASSERT_TRUE(key.has_value()) << key.error().toString();
+  RawToken raw("kms-test");
+  EXPECT_EQ(raw.count(CKO_PRIVATE_KEY, key->id), 1U);
+  EXPECT_EQ(raw.count(CKO_PUBLIC_KEY, key->id), 0U);  // the session object was dropped
+  EXPECT_EQ(raw.publicKeyInfo(key->id), key->publicKey.spkiDer());
+  // Read back from the token alone (a fresh handle, not the generation result).
+  auto listed = token->listKeys();
+  ASSERT_TRUE(listed.has_value()) << listed.error().toString();
+  ASSERT_EQ(listed->size(), 1U);
+  EXPECT_EQ((*listed)[0].publicKey, key->publicKey);
+  ASSERT_TRUE(token->destroyKey(key->uri).has_value());
+  EXPECT_EQ(raw.count(CKO_PRIVATE_KEY, key->id), 0U);
+}
+
+TEST_F(HsmToken, KeysMadeByOtherToolsUseTheirPublicKeyObject) {
+  auto token = openToken();
+  RawToken raw("kms-test");
+  pki::Bytes id{0xAB, 0xCD, 0x01};
+  pki::Bytes point = raw.generateTwoObjectKey(id, "imported");
+  ASSERT_FALSE(point.empty());
+  EXPECT_TRUE(raw.publicKeyInfo(id).empty());
+  auto signer = token->signer(Pkcs11Uri::forKey("kms-test", "imported", id));
+  ASSERT_TRUE(signer.has_value()) << signer.error().toString();
+  // CKA_EC_POINT is a DER OCTET STRING (04 41) around the 65-byte uncompressed point.
+  ASSERT_EQ(point.size(), 67U);
+  EXPECT_EQ((*signer)->publicKey().spkiDer().size(), 91U);
+  EXPECT_TRUE(std::equal(point.begin() + 2, point.end(), (*signer)->publicKey().spkiDer().end() - 65));
+  auto sig = (*signer)->signMessage(pki::asBytes("payload"));
+  ASSERT_TRUE(sig.has_value()) << sig.error().toString();
+  EXPECT_TRUE(*(*signer)->publicKey().verifyEs256(pki::asBytes("payload"), *sig));
+  signer->reset();
+  ASSERT_TRUE(token->destroyKey(Pkcs11Uri::forKey("kms-test", "imported", id)).has_value());
+  EXPECT_EQ(raw.count(CKO_PRIVATE_KEY, id), 0U);
+  EXPECT_EQ(raw.count(CKO_PUBLIC_KEY, id), 0U);
+}
+
 TEST_F(HsmToken, ConcurrentSigningThroughThePool) {
   auto token = openToken(2);
   auto key = token->generateKey("busy");
@@ -104,6 +251,7 @@ TEST_F(HsmToken, ConcurrentSigningThroughThePool) {
   ASSERT_TRUE(signer.has_value());
   std::atomic<int> good{0};
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 50; ++i) {
@@ -133,6 +281,7 @@ TEST_F(HsmToken, KeyGenerationWhileOtherThreadsSignAndGenerate) {
   std::atomic<bool> stop{false};
   std::vector<std::string> errors(4);
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 2; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 25; ++i) {

@@ -74,12 +74,15 @@ class Token {
   [[nodiscard]] const std::string& label() const;
 
   /// Generates an EC P-256 key pair on the token: private key CKA_TOKEN, CKA_PRIVATE,
-  /// CKA_SENSITIVE, CKA_SIGN true and CKA_EXTRACTABLE false; a random 16-byte CKA_ID
-  /// shared by both halves.
+  /// CKA_SENSITIVE, CKA_SIGN true and CKA_EXTRACTABLE false, a random 16-byte CKA_ID.
+  /// The public half is kept in the private key's CKA_PUBLIC_KEY_INFO (one token object
+  /// per key: half the file writes on SoftHSM2); a token that refuses that attribute gets
+  /// a public-key object with the same CKA_ID instead.
   [[nodiscard]] Result<KeyInfo> generateKey(const std::string& label);
   /// generateKey, returning a signer for the new key at once (no search of the token).
   [[nodiscard]] Result<std::unique_ptr<KeySigner>> generateSigner(const std::string& label);
-  /// Every EC private key on the token with its public key.
+  /// Every EC private key on the token with its public key (from CKA_PUBLIC_KEY_INFO, else
+  /// the public-key object with the same CKA_ID).
   [[nodiscard]] Result<std::vector<KeyInfo>> listKeys();
   /// Finds the key a pkcs11: URI names (by id, else by object label) and returns a
   /// signer for it. Errc::notFound when no key matches, Errc::invalidArgument when the
