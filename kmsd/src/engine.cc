@@ -194,7 +194,12 @@ class EngineImpl {
     std::optional<std::string> keyUri;
     if (*stored) {
       if (auto uri = hsm::Pkcs11Uri::parse((*stored)->keyUri)) {
-        if (auto signer = token_->signer(*uri)) {
+        auto signer = token_->signer(*uri);
+        if (!signer && signer.error().code != Errc::notFound) {
+          // The token failed, the key is not known to be gone: no new account for that.
+          return fail(signer.error());
+        }
+        if (signer) {
           accountKey_ = std::move(*signer);
           keyUri = (*stored)->keyUri;
         }
@@ -333,7 +338,12 @@ class EngineImpl {
     std::unique_ptr<hsm::KeySigner> certKey;
     if (order && order->keyUri) {
       if (auto uri = hsm::Pkcs11Uri::parse(*order->keyUri)) {
-        if (auto signer = token_->signer(*uri)) {
+        auto signer = token_->signer(*uri);
+        if (!signer && signer.error().code != Errc::notFound) {
+          // A token failure is retried later; only a key that is gone abandons the order.
+          return failed(signer.error());
+        }
+        if (signer) {
           certKey = std::move(*signer);
         }
       }
