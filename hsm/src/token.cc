@@ -31,6 +31,43 @@ CK_ATTRIBUTE attr(CK_ATTRIBUTE_TYPE type, void* value, std::size_t len) {
   return CK_ATTRIBUTE{type, value, static_cast<CK_ULONG>(len)};
 }
 
+/// The template of a P-256 public key, owning the values its attributes point at: for
+/// C_GenerateKeyPair (no point, a session object) or C_CreateObject (point, on the token).
+class PublicKeyTemplate {
+ public:
+  PublicKeyTemplate(bool onToken, std::string label, pki::Bytes id, pki::Bytes point = {})
+      : token_(onToken ? CK_TRUE : CK_FALSE), label_(std::move(label)), id_(std::move(id)), point_(std::move(point)) {
+    attrs_ = {
+        attr(CKA_CLASS, &class_, sizeof class_),
+        attr(CKA_KEY_TYPE, &type_, sizeof type_),
+        attr(CKA_TOKEN, &token_, sizeof token_),
+        attr(CKA_PRIVATE, &no_, sizeof no_),
+        attr(CKA_VERIFY, &yes_, sizeof yes_),
+        attr(CKA_EC_PARAMS, const_cast<CK_BYTE*>(kP256Params), sizeof kP256Params),
+        attr(CKA_LABEL, label_.data(), label_.size()),
+        attr(CKA_ID, id_.data(), id_.size()),
+    };
+    if (!point_.empty()) {
+      attrs_.push_back(attr(CKA_EC_POINT, point_.data(), point_.size()));
+    }
+  }
+  PublicKeyTemplate(const PublicKeyTemplate&) = delete;
+  PublicKeyTemplate& operator=(const PublicKeyTemplate&) = delete;
+  [[nodiscard]] CK_ATTRIBUTE* data() { return attrs_.data(); }
+  [[nodiscard]] CK_ULONG size() const { return static_cast<CK_ULONG>(attrs_.size()); }
+
+ private:
+  CK_OBJECT_CLASS class_ = CKO_PUBLIC_KEY;
+  CK_KEY_TYPE type_ = CKK_EC;
+  CK_BBOOL yes_ = CK_TRUE;
+  CK_BBOOL no_ = CK_FALSE;
+  CK_BBOOL token_;
+  std::string label_;
+  pki::Bytes id_;
+  pki::Bytes point_;
+  std::vector<CK_ATTRIBUTE> attrs_;
+};
+
 // CKA_EC_POINT is a DER OCTET STRING around 04||x||y (PKCS#11 v2.40); some modules
 // return the bare point.
 Result<pki::EcPublicKey> parseEcPoint(const pki::Bytes& value) {
@@ -229,26 +266,9 @@ class TokenImpl {
     if (rv == CKR_OK) {
       return ok();
     }
-    CK_BBOOL yes = CK_TRUE;
-    CK_BBOOL no = CK_FALSE;
-    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
-    CK_KEY_TYPE kt = CKK_EC;
-    std::string label = key.label;
-    pki::Bytes id = key.id;
-    pki::Bytes point = ecPoint;
-    CK_ATTRIBUTE tmpl[] = {
-        attr(CKA_CLASS, &cls, sizeof cls),
-        attr(CKA_KEY_TYPE, &kt, sizeof kt),
-        attr(CKA_TOKEN, &yes, sizeof yes),
-        attr(CKA_PRIVATE, &no, sizeof no),
-        attr(CKA_VERIFY, &yes, sizeof yes),
-        attr(CKA_EC_PARAMS, const_cast<CK_BYTE*>(kP256Params), sizeof kP256Params),
-        attr(CKA_EC_POINT, point.data(), point.size()),
-        attr(CKA_LABEL, label.data(), label.size()),
-        attr(CKA_ID, id.data(), id.size()),
-    };
+    PublicKeyTemplate tmpl(true, key.label, key.id, ecPoint);
     CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE;
-    CK_RV crv = fn()->C_CreateObject(s, tmpl, std::size(tmpl), &pub);
+    CK_RV crv = fn()->C_CreateObject(s, tmpl.data(), tmpl.size(), &pub);
     if (crv != CKR_OK) {
       Error e = ckError("C_CreateObject", crv, context_);
       e.message = "cannot keep the public key on the token (C_SetAttributeValue CKA_PUBLIC_KEY_INFO: " +
@@ -447,22 +467,12 @@ Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& labe
   }
   CK_BBOOL yes = CK_TRUE;
   CK_BBOOL no = CK_FALSE;
-  CK_OBJECT_CLASS pubClass = CKO_PUBLIC_KEY;
   CK_OBJECT_CLASS privClass = CKO_PRIVATE_KEY;
   CK_KEY_TYPE kt = CKK_EC;
   std::string lbl = label;
   // The public half is generated as a session object (memory only): its point goes into
   // the private key's CKA_PUBLIC_KEY_INFO (keepPublicHalf) and the object is dropped.
-  CK_ATTRIBUTE pubTmpl[] = {
-      attr(CKA_CLASS, &pubClass, sizeof pubClass),
-      attr(CKA_KEY_TYPE, &kt, sizeof kt),
-      attr(CKA_TOKEN, &no, sizeof no),
-      attr(CKA_PRIVATE, &no, sizeof no),
-      attr(CKA_VERIFY, &yes, sizeof yes),
-      attr(CKA_EC_PARAMS, const_cast<CK_BYTE*>(kP256Params), sizeof kP256Params),
-      attr(CKA_LABEL, lbl.data(), lbl.size()),
-      attr(CKA_ID, id.data(), id.size()),
-  };
+  PublicKeyTemplate pubTmpl(false, label, pki::Bytes(id.begin(), id.end()));
   CK_ATTRIBUTE privTmpl[] = {
       attr(CKA_CLASS, &privClass, sizeof privClass),
       attr(CKA_KEY_TYPE, &kt, sizeof kt),
@@ -479,7 +489,7 @@ Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& labe
   std::lock_guard<std::mutex> catalogLock(impl_->catalog());
   CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE;
   CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE;
-  CK_RV rv = impl_->fn()->C_GenerateKeyPair(session.get(), &mech, pubTmpl, std::size(pubTmpl), privTmpl,
+  CK_RV rv = impl_->fn()->C_GenerateKeyPair(session.get(), &mech, pubTmpl.data(), pubTmpl.size(), privTmpl,
                                             std::size(privTmpl), &pub, &priv);
   if (rv != CKR_OK) {
     return fail(ckError("C_GenerateKeyPair", rv, impl_->context()));
