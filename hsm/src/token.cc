@@ -457,13 +457,32 @@ const std::string& Token::label() const {
   return impl_->options().tokenLabel;
 }
 
-Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& label) {
+Result<pki::Bytes> Token::newKeyId() {
+  pki::Bytes id(kIdLength);
+  if (::getrandom(id.data(), id.size(), 0) != static_cast<ssize_t>(id.size())) {
+    return fail(Errc::io, "getrandom failed for CKA_ID");
+  }
+  return id;
+}
+
+Pkcs11Uri Token::keyUri(const std::string& label, const pki::Bytes& id) const {
+  return Pkcs11Uri::forKey(impl_->options().tokenLabel, label, id);
+}
+
+Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& label, const pki::Bytes& chosenId) {
   if (label.empty()) {
     return fail(Errc::invalidArgument, "key label is empty", impl_->context());
   }
-  std::array<CK_BYTE, kIdLength> id{};
-  if (::getrandom(id.data(), id.size(), 0) != static_cast<ssize_t>(id.size())) {
-    return fail(Errc::io, "getrandom failed for CKA_ID", impl_->context());
+  if (chosenId.size() > 64) {
+    return fail(Errc::invalidArgument, "CKA_ID longer than 64 bytes", impl_->context());
+  }
+  pki::Bytes id = chosenId;
+  if (id.empty()) {
+    auto fresh = newKeyId();
+    if (!fresh) {
+      return fail(fresh.error());
+    }
+    id = std::move(*fresh);
   }
   CK_BBOOL yes = CK_TRUE;
   CK_BBOOL no = CK_FALSE;
@@ -472,7 +491,7 @@ Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& labe
   std::string lbl = label;
   // The public half is generated as a session object (memory only): its point goes into
   // the private key's CKA_PUBLIC_KEY_INFO (keepPublicHalf) and the object is dropped.
-  PublicKeyTemplate pubTmpl(false, label, pki::Bytes(id.begin(), id.end()));
+  PublicKeyTemplate pubTmpl(false, label, id);
   CK_ATTRIBUTE privTmpl[] = {
       attr(CKA_CLASS, &privClass, sizeof privClass),
       attr(CKA_KEY_TYPE, &kt, sizeof kt),
@@ -496,7 +515,7 @@ Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& labe
   }
   auto point = impl_->attribute(session.get(), pub, CKA_EC_POINT);
   impl_->fn()->C_DestroyObject(session.get(), pub);
-  Result<KeyInfo> info = point ? impl_->describePoint(*point, pki::Bytes(id.begin(), id.end()), label)
+  Result<KeyInfo> info = point ? impl_->describePoint(*point, id, label)
                                : Result<KeyInfo>(fail(point.error()));
   Result<void> kept = info ? impl_->keepPublicHalf(session.get(), priv, *info, *point) : ok();
   if (!info || !kept) {

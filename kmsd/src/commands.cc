@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <ctime>
 #include <iomanip>
 #include <optional>
@@ -120,6 +121,14 @@ int listKeys(const std::string& configPath, bool json, std::ostream& out, std::o
     }
     return std::string("unmanaged");
   };
+  // Recorded as live in the state DB but not on the token: deleted behind kmsd's back, or
+  // a crash came between recording a key and generating it (kmsd retires those itself).
+  std::vector<const storage::HsmKey*> missing;
+  for (const auto& row : known) {
+    if (std::none_of(keys->begin(), keys->end(), [&](const hsm::KeyInfo& k) { return k.uri.toString() == row.keyUri; })) {
+      missing.push_back(&row);
+    }
+  }
   if (json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& k : *keys) {
@@ -127,7 +136,14 @@ int listKeys(const std::string& configPath, bool json, std::ostream& out, std::o
                      {"uri", k.uri.toString()},
                      {"jwk_thumbprint", k.publicKey.jwkThumbprint()},
                      {"spki_fingerprint", k.publicKey.spkiFingerprint()},
-                     {"managed", managed(k)}});
+                     {"managed", managed(k)},
+                     {"on_token", true}});
+    }
+    for (const auto* row : missing) {
+      arr.push_back({{"label", row->label},
+                     {"uri", row->keyUri},
+                     {"managed", storage::toString(row->purpose)},
+                     {"on_token", false}});
     }
     out << arr.dump(2) << '\n';
     return kExitOk;
@@ -136,6 +152,12 @@ int listKeys(const std::string& configPath, bool json, std::ostream& out, std::o
   for (const auto& k : *keys) {
     out << "  " << k.label << "  [" << managed(k) << "]\n    " << k.uri.toString() << "\n    "
         << k.publicKey.spkiFingerprint() << '\n';
+  }
+  if (!missing.empty()) {
+    out << missing.size() << " recorded key(s) NOT on the token\n";
+    for (const auto* row : missing) {
+      out << "  " << row->label << "  [" << storage::toString(row->purpose) << "]\n    " << row->keyUri << '\n';
+    }
   }
   return kExitOk;
 }

@@ -114,33 +114,79 @@ class EngineImpl {
     (void)withStore([&](storage::Store& s) { return s.appendEvent(e); });
   }
 
-  /// A new key on the token, recorded in the DB before anything relies on it.
-  Result<std::unique_ptr<hsm::KeySigner>> newKey(const std::string& label, storage::KeyPurpose purpose) {
-    auto signer = token_->generateSigner(label);
-    if (!signer) {
-      return fail(signer.error());
-    }
-    const hsm::KeyInfo& key = (*signer)->info();
+  /// A key about to be generated. Its CKA_ID, and so its URI, is chosen first so that the
+  /// DB records the key before the token has it: a crash in between leaves a recorded key
+  /// the token does not have (retired when next looked up), never a key the DB does not know.
+  struct PlannedKey {
+    std::string label;
+    pki::Bytes id;
     storage::HsmKey row;
-    row.keyUri = key.uri.toString();
-    row.ckaIdHex = lowerHex(key.id);
-    row.label = label;
-    row.purpose = purpose;
-    row.createdAt = unixNow();
-    auto rec = withStore([&](storage::Store& s) { return s.recordKey(row); });
-    if (!rec) {
-      // Never leave an unrecorded key on the token.
-      hsm::Pkcs11Uri uri = key.uri;
-      signer->reset();
-      (void)token_->destroyKey(uri);
-      return fail(rec.error());
+  };
+
+  Result<PlannedKey> planKey(const std::string& label, storage::KeyPurpose purpose) {
+    auto id = hsm::Token::newKeyId();
+    if (!id) {
+      return fail(id.error());
+    }
+    PlannedKey k{label, *id, {}};
+    k.row.keyUri = token_->keyUri(label, *id).toString();
+    k.row.ckaIdHex = lowerHex(*id);
+    k.row.label = label;
+    k.row.purpose = purpose;
+    k.row.createdAt = unixNow();
+    return k;
+  }
+
+  /// Generates a key recorded by planKey's caller; when the token fails, the record is
+  /// retired (the key never came to exist).
+  Result<std::unique_ptr<hsm::KeySigner>> generatePlanned(const PlannedKey& k) {
+    auto signer = token_->generateSigner(k.label, k.id);
+    if (!signer) {
+      (void)withStore([&](storage::Store& s) { return s.markKeyDestroyed(k.row.keyUri, unixNow()); });
+      return fail(signer.error());
     }
     return signer;
   }
 
+  /// A new key: recorded in the DB, then generated on the token.
+  Result<std::unique_ptr<hsm::KeySigner>> newKey(const std::string& label, storage::KeyPurpose purpose) {
+    auto k = planKey(label, purpose);
+    if (!k) {
+      return fail(k.error());
+    }
+    auto rec = withStore([&](storage::Store& s) { return s.recordKey(k->row); });
+    if (!rec) {
+      return fail(rec.error());
+    }
+    return generatePlanned(*k);
+  }
+
+  /// The signer for a recorded key. A key the token does not have (its generation never
+  /// ran before a crash, or someone deleted it) is retired in the DB with a warning and
+  /// reported as Errc::notFound; any other token failure is returned as it is.
+  Result<std::unique_ptr<hsm::KeySigner>> recordedKey(const std::optional<std::string>& cert,
+                                                      const std::string& uriText) {
+    auto uri = hsm::Pkcs11Uri::parse(uriText);
+    if (!uri) {
+      return fail(uri.error());
+    }
+    auto signer = token_->signer(*uri);
+    if (!signer && signer.error().code == Errc::notFound) {
+      (void)withStore([&](storage::Store& s) { return s.markKeyDestroyed(uriText, unixNow()); });
+      event(cert, "KMS_KEY_MISSING", storage::EventLevel::warning,
+            "recorded key " + uriText + " is not on the token; retired");
+    }
+    return signer;
+  }
+
+  /// Destroys a key on the token and records that; a key already gone counts as destroyed.
   void destroyKey(const std::string& uriText) {
     auto uri = hsm::Pkcs11Uri::parse(uriText);
-    if (uri && token_->destroyKey(*uri)) {
+    if (!uri) {
+      return;
+    }
+    auto destroyed = token_->destroyKey(*uri);
+    if (destroyed || destroyed.error().code == Errc::notFound) {
       (void)withStore([&](storage::Store& s) { return s.markKeyDestroyed(uriText, unixNow()); });
     }
   }
@@ -193,16 +239,25 @@ class EngineImpl {
     }
     std::optional<std::string> keyUri;
     if (*stored) {
-      if (auto uri = hsm::Pkcs11Uri::parse((*stored)->keyUri)) {
-        auto signer = token_->signer(*uri);
-        if (!signer && signer.error().code != Errc::notFound) {
-          // The token failed, the key is not known to be gone: no new account for that.
-          return fail(signer.error());
-        }
-        if (signer) {
-          accountKey_ = std::move(*signer);
-          keyUri = (*stored)->keyUri;
-        }
+      auto signer = recordedKey(std::nullopt, (*stored)->keyUri);
+      if (!signer && signer.error().code != Errc::notFound) {
+        // The token failed, the key is not known to be gone: no new account for that.
+        return fail(signer.error());
+      }
+      if (signer) {
+        accountKey_ = std::move(*signer);
+        keyUri = (*stored)->keyUri;
+      }
+    } else {
+      // A run that generated an account key and stopped before registering it left the
+      // key recorded and used by no account: register with that one.
+      auto unused = unusedAccountKey();
+      if (!unused) {
+        return fail(unused.error());
+      }
+      if (*unused) {
+        keyUri = (**unused)->info().uri.toString();
+        accountKey_ = std::move(**unused);
       }
     }
     if (accountKey_) {
@@ -245,6 +300,39 @@ class EngineImpl {
     accountUrl_ = account->url;
     event(std::nullopt, "KMS_ACCOUNT_REGISTERED", storage::EventLevel::info, "ACME account " + accountUrl_);
     return saveAccount(*keyUri);
+  }
+
+  /// A recorded account key that is on the token but belongs to no account, if any.
+  Result<std::optional<std::unique_ptr<hsm::KeySigner>>> unusedAccountKey() {
+    auto rows = withStore([&](storage::Store& s) -> Result<std::vector<storage::HsmKey>> {
+      auto keys = s.listKeys(false);
+      auto accounts = s.listAccounts();
+      if (!keys || !accounts) {
+        return fail(!keys ? keys.error() : accounts.error());
+      }
+      std::vector<storage::HsmKey> out;
+      for (auto& k : *keys) {
+        bool used = std::any_of(accounts->begin(), accounts->end(),
+                                [&](const storage::AcmeAccount& a) { return a.keyUri == k.keyUri; });
+        if (k.purpose == storage::KeyPurpose::account && !used) {
+          out.push_back(std::move(k));
+        }
+      }
+      return out;
+    });
+    if (!rows) {
+      return fail(rows.error());
+    }
+    for (auto it = rows->rbegin(); it != rows->rend(); ++it) {  // the newest first
+      auto signer = recordedKey(std::nullopt, it->keyUri);
+      if (signer) {
+        return std::optional<std::unique_ptr<hsm::KeySigner>>(std::move(*signer));
+      }
+      if (signer.error().code != Errc::notFound) {
+        return fail(signer.error());
+      }
+    }
+    return std::optional<std::unique_ptr<hsm::KeySigner>>();
   }
 
   Result<void> saveAccount(const std::string& keyUri) {
@@ -337,43 +425,56 @@ class EngineImpl {
     std::optional<storage::Order> order = *open;
     std::unique_ptr<hsm::KeySigner> certKey;
     if (order && order->keyUri) {
-      if (auto uri = hsm::Pkcs11Uri::parse(*order->keyUri)) {
-        auto signer = token_->signer(*uri);
-        if (!signer && signer.error().code != Errc::notFound) {
-          // A token failure is retried later; only a key that is gone abandons the order.
-          return failed(signer.error());
-        }
-        if (signer) {
-          certKey = std::move(*signer);
-        }
+      auto signer = recordedKey(c.name, *order->keyUri);
+      if (!signer && signer.error().code != Errc::notFound) {
+        // A token failure is retried later; only a key that is gone abandons the order.
+        return failed(signer.error());
       }
-      if (!certKey) {
+      if (signer) {
+        certKey = std::move(*signer);
+      } else {
         (void)withStore([&](storage::Store& s) { return s.closeOrder(order->id, storage::OrderStatus::abandoned); });
         order.reset();
       }
     }
     if (!order) {
-      auto key = newKey(c.name + "-" + std::to_string(unixNow()), storage::KeyPurpose::certificate);
+      // Key record and order in one transaction, then the key: a crash at any point leaves
+      // either nothing or an order whose key is recorded.
+      auto planned = planKey(c.name + "-" + std::to_string(unixNow()), storage::KeyPurpose::certificate);
+      if (!planned) {
+        return failed(planned.error());
+      }
+      std::optional<storage::Order> created;
+      auto tx = withStore([&](storage::Store& s) {
+        return s.transact([&]() -> Result<void> {
+          if (auto k = s.recordKey(planned->row); !k) {
+            return fail(k.error());
+          }
+          auto o = s.createOrder(c.name, storage::CertState::keyReady);
+          if (!o) {
+            return fail(o.error());
+          }
+          storage::OrderUpdate u;
+          u.step = storage::CertState::keyReady;
+          u.keyUri = planned->row.keyUri;
+          auto advanced = s.advanceOrder(o->id, u);
+          if (!advanced) {
+            return fail(advanced.error());
+          }
+          created = std::move(*advanced);
+          return ok();
+        });
+      });
+      if (!tx) {
+        return failed(tx.error());
+      }
+      auto key = generatePlanned(*planned);
       if (!key) {
+        (void)withStore([&](storage::Store& s) { return s.closeOrder(created->id, storage::OrderStatus::abandoned); });
         return failed(key.error());
       }
       certKey = std::move(*key);
-      std::string uriText = certKey->info().uri.toString();
-      auto created = withStore([&](storage::Store& s) -> Result<storage::Order> {
-        auto o = s.createOrder(c.name, storage::CertState::keyReady);
-        if (!o) {
-          return o;
-        }
-        storage::OrderUpdate u;
-        u.step = storage::CertState::keyReady;
-        u.keyUri = uriText;
-        return s.advanceOrder(o->id, u);
-      });
-      if (!created) {
-        destroyKey(uriText);
-        return failed(created.error());
-      }
-      order = std::move(*created);
+      order = std::move(created);
     }
     const std::int64_t orderId = order->id;
     const std::string keyUri = *order->keyUri;

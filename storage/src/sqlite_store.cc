@@ -384,6 +384,16 @@ class SqliteStore final : public Store {
     return readOne<AcmeAccount>(*stmt, readAccount);
   }
 
+  Result<std::vector<AcmeAccount>> listAccounts() override {
+    auto stmt = db_.prepare(
+        "SELECT id, directory_url, account_url, key_uri, status, created_at FROM acme_accounts "
+        "ORDER BY directory_url");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    return readAll<AcmeAccount>(*stmt, readAccount);
+  }
+
   Result<void> saveSpcToken(const SpcTokenMeta& m) override {
     auto stmt = db_.prepare(
         "INSERT INTO spc_tokens (spc, account_key_fingerprint, jti, exp, fetched_at) "

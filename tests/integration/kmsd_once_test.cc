@@ -4,9 +4,17 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+
 #include "cli.h"
+#include "hsm/token.h"
 #include "pebble_server.h"
+#include "pki/encoding.h"
 #include "pki/x509.h"
+#include "storage/db.h"
+#include "storage/store.h"
 #include "sandbox.h"
 #include "softhsm_token.h"
 
@@ -27,7 +35,7 @@ bool exists(const std::string& p) {
 
 class KmsdOnce : public ::testing::Test {
  protected:
-  void start(PebbleOptions options = {}, const std::string& acmeExtra = "") {
+  void start(const PebbleOptions& options = {}, const std::string& acmeExtra = "") {
     pebble_ = std::make_unique<PebbleServer>(options);
     roots_ = pebble_->writeIssuingRoots(softhsm_.sandbox().file("pebble-roots.pem"));
     writeConfig(acmeExtra);
@@ -152,6 +160,67 @@ TEST_F(KmsdOnce, ExternalAccountBindingFromTheConfig) {
   writeConfig("eab_kid = \"kid-1\"\neab_hmac_file = \"" + key + "\"\n");
   CmdResult r = run(kKmsd, "--once");
   EXPECT_EQ(r.rc, 0) << r.output;
+}
+
+TEST_F(KmsdOnce, ResumesFromWhatCrashesLeft) {
+  // The state two crashes leave behind: an account key recorded and generated but never
+  // registered, and an open order for "web" whose key was recorded but never generated.
+  start();
+  const auto& sb = softhsm_.sandbox();
+  ASSERT_EQ(::mkdir(sb.file("state").c_str(), 0700), 0);
+  auto lowerHex = [](const pki::Bytes& b) {
+    std::string h = pki::hexEncode(b);
+    std::transform(h.begin(), h.end(), h.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    return h;
+  };
+  std::string accountUri;
+  std::string missingUri;
+  {
+    auto token = hsm::Token::open({SoftHsmToken::modulePath(), "kms-test", softhsm_.pinFile(), 2});
+    ASSERT_TRUE(token.has_value()) << token.error().toString();
+    auto db = storage::Db::open(sb.file("state/kmsd.db"));
+    ASSERT_TRUE(db.has_value()) << db.error().toString();
+    auto store = storage::makeSqliteStore(**db);
+    const std::int64_t now = std::time(nullptr);
+
+    auto accountId = hsm::Token::newKeyId();
+    auto account = (*token)->generateSigner("acme-account-1", *accountId);
+    ASSERT_TRUE(account.has_value()) << account.error().toString();
+    accountUri = (*account)->info().uri.toString();
+    storage::HsmKey a{0, accountUri, lowerHex(*accountId), "acme-account-1", storage::KeyPurpose::account, now, {}};
+    ASSERT_TRUE(store->recordKey(a).has_value());
+
+    auto webId = hsm::Token::newKeyId();
+    missingUri = (*token)->keyUri("web-1", *webId).toString();
+    storage::HsmKey w{0, missingUri, lowerHex(*webId), "web-1", storage::KeyPurpose::certificate, now, {}};
+    ASSERT_TRUE(store->recordKey(w).has_value());
+    ASSERT_TRUE(store->upsertCertificate("web", storage::CertKind::acme, R"(["dns:web.example.com"])").has_value());
+    auto order = store->createOrder("web", storage::CertState::keyReady);
+    ASSERT_TRUE(order.has_value()) << order.error().toString();
+    storage::OrderUpdate u;
+    u.step = storage::CertState::keyReady;
+    u.keyUri = missingUri;
+    ASSERT_TRUE(store->advanceOrder(order->id, u).has_value());
+  }
+  CmdResult before = run(kKmsctl, "keys");
+  EXPECT_NE(before.output.find("1 recorded key(s) NOT on the token\n  web-1  [certificate]"), std::string::npos)
+      << before.output;
+
+  CmdResult r = run(kKmsd, "--once");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("web: issued serial "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("api: issued serial "), std::string::npos) << r.output;
+
+  // The unregistered account key was registered, no second one made; the missing
+  // certificate key was retired and replaced; nothing on the token is unknown to the DB.
+  CmdResult keys = run(kKmsctl, "keys");
+  EXPECT_NE(keys.output.find("3 key(s)"), std::string::npos) << keys.output;
+  EXPECT_NE(keys.output.find("acme-account-1  [account]\n    " + accountUri), std::string::npos) << keys.output;
+  EXPECT_EQ(keys.output.find("unmanaged"), std::string::npos) << keys.output;
+  EXPECT_EQ(keys.output.find("NOT on the token"), std::string::npos) << keys.output;
+  EXPECT_EQ(keys.output.find(missingUri), std::string::npos) << keys.output;
+  CmdResult events = run(kKmsctl, "events");
+  EXPECT_NE(events.output.find("KMS_KEY_MISSING web"), std::string::npos) << events.output;
 }
 
 }  // namespace

@@ -80,7 +80,14 @@ class Token {
   /// a public-key object with the same CKA_ID instead.
   [[nodiscard]] Result<KeyInfo> generateKey(const std::string& label);
   /// generateKey, returning a signer for the new key at once (no search of the token).
-  [[nodiscard]] Result<std::unique_ptr<KeySigner>> generateSigner(const std::string& label);
+  /// `id` is the CKA_ID to give the key, chosen beforehand (newKeyId) so that the key can
+  /// be recorded before it exists; empty means a fresh random one.
+  [[nodiscard]] Result<std::unique_ptr<KeySigner>> generateSigner(const std::string& label,
+                                                                  const pki::Bytes& id = {});
+  /// 16 random bytes for a CKA_ID.
+  [[nodiscard]] static Result<pki::Bytes> newKeyId();
+  /// The URI a key with this object label and CKA_ID has on this token.
+  [[nodiscard]] Pkcs11Uri keyUri(const std::string& label, const pki::Bytes& id) const;
   /// Every EC private key on the token with its public key (from CKA_PUBLIC_KEY_INFO, else
   /// the public-key object with the same CKA_ID).
   [[nodiscard]] Result<std::vector<KeyInfo>> listKeys();

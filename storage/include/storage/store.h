@@ -215,6 +215,8 @@ class Store {
   /// Inserts or replaces the account for its directory URL; returns its id.
   [[nodiscard]] virtual Result<std::int64_t> saveAccount(const AcmeAccount& account) = 0;
   [[nodiscard]] virtual Result<std::optional<AcmeAccount>> getAccount(std::string_view directoryUrl) = 0;
+  /// Every account, by directory URL.
+  [[nodiscard]] virtual Result<std::vector<AcmeAccount>> listAccounts() = 0;
 
   // --- SPC token metadata (one row per SPC and account key) ---
   [[nodiscard]] virtual Result<void> saveSpcToken(const SpcTokenMeta& meta) = 0;

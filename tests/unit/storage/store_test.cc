@@ -407,6 +407,18 @@ TEST_F(StorageStore, AcmeAccountPerDirectory) {
   auto none = store_->getAccount("https://other.test/directory");
   KMS_ASSERT_OK(none);
   EXPECT_FALSE(none->has_value());
+
+  account.directoryUrl = "https://a.test/directory";
+  account.accountUrl = "https://a.test/acct/9";
+  account.keyUri = key;
+  KMS_ASSERT_OK(store_->saveAccount(account));
+  auto all = store_->listAccounts();
+  KMS_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2U);
+  EXPECT_EQ((*all)[0].directoryUrl, "https://a.test/directory");
+  EXPECT_EQ((*all)[0].keyUri, key);
+  EXPECT_EQ((*all)[1].directoryUrl, "https://ca.test/directory");
+  EXPECT_EQ((*all)[1].keyUri, key2);
 }
 
 TEST_F(StorageStore, SpcTokenMetadataWithoutTheToken) {
