@@ -8,6 +8,7 @@
 #include <cctype>
 #include <ctime>
 
+#include "acme/http01_responder.h"
 #include "cli.h"
 #include "hsm/token.h"
 #include "pebble_server.h"
@@ -60,7 +61,7 @@ class KmsdOnce : public ::testing::Test {
             (anchors.empty() ? roots_ : anchors) +
             "\"\n"
             "http01_listen = \"127.0.0.1:" +
-            std::to_string(pebble_->httpPort()) + "\"\n" + acmeExtra + "[publisher]\nweb_root = \"" + sb.file("www") +
+            std::to_string(kmsdHttpPort_ != 0 ? kmsdHttpPort_ : pebble_->httpPort()) + "\"\n" + acmeExtra + "[publisher]\nweb_root = \"" + sb.file("www") +
             "\"\nbase_url = \"https://cr.example.net/\"\n"
             "[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example.com\"]\n"
             "[[certificate]]\nname = \"api\"\nidentifiers = [\"dns:api.example.com\", \"dns:v2.example.com\"]\n");
@@ -76,6 +77,7 @@ class KmsdOnce : public ::testing::Test {
   std::unique_ptr<PebbleServer> pebble_;
   std::string roots_;
   std::string config_;
+  std::uint16_t kmsdHttpPort_ = 0;  ///< kmsd's http-01 responder port; 0: the one Pebble validates on
 };
 
 TEST_F(KmsdOnce, IssuesPublishesThenNothingIsDue) {
@@ -160,6 +162,37 @@ TEST_F(KmsdOnce, ExternalAccountBindingFromTheConfig) {
   writeConfig("eab_kid = \"kid-1\"\neab_hmac_file = \"" + key + "\"\n");
   CmdResult r = run(kKmsd, "--once");
   EXPECT_EQ(r.rc, 0) << r.output;
+}
+
+TEST_F(KmsdOnce, WrongHttp01AnswerFailsTypedAndPublishesNothing) {
+  // Pebble validates http-01 against a responder that knows no token (404), not kmsd's.
+  auto decoy = acme::Http01Responder::start("127.0.0.1", 0);
+  ASSERT_TRUE(decoy.has_value()) << decoy.error().toString();
+  PebbleOptions options;
+  options.httpPort = (*decoy)->port();
+  pebble_ = std::make_unique<PebbleServer>(options);
+  roots_ = pebble_->writeIssuingRoots(softhsm_.sandbox().file("pebble-roots.pem"));
+  {
+    auto spare = acme::Http01Responder::start("127.0.0.1", 0);
+    ASSERT_TRUE(spare.has_value());
+    kmsdHttpPort_ = (*spare)->port();
+  }
+  writeConfig();
+  CmdResult r = run(kKmsd, "--once");
+  EXPECT_EQ(r.rc, 3) << r.output;
+  // The line names the authorization, the challenge and the CA's own words (404).
+  std::size_t at = r.output.find("web: FAILED: https://127.0.0.1:" + std::to_string(pebble_->acmePort()) + "/authZ/");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  std::string line = r.output.substr(at, r.output.find('\n', at) - at);
+  EXPECT_NE(line.find("http-01 challenge for web.example.com failed: ACME unauthorized"), std::string::npos) << line;
+  EXPECT_NE(line.find("returned 404 (unauthorized)"), std::string::npos) << line;
+  EXPECT_FALSE(exists(www("web.pem")));
+  EXPECT_FALSE(exists(www("api.pem")));
+  CmdResult keys = run(kKmsctl, "keys");
+  EXPECT_NE(keys.output.find("1 key(s)"), std::string::npos) << keys.output;  // only the account key
+  EXPECT_EQ(keys.output.find("NOT on the token"), std::string::npos) << keys.output;
+  CmdResult status = run(kKmsctl, "status");
+  EXPECT_NE(status.output.find("web                 failed"), std::string::npos) << status.output;
 }
 
 TEST_F(KmsdOnce, ResumesFromWhatCrashesLeft) {
