@@ -68,6 +68,35 @@ class RawToken {
     return n;
   }
 
+  /// Objects with this CKA_ID, session objects of any session included.
+  std::size_t countAll(const pki::Bytes& id) {
+    CK_ATTRIBUTE tmpl[] = {{CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()}};
+    f_->C_FindObjectsInit(session_, tmpl, 1);
+    std::vector<CK_OBJECT_HANDLE> found(16);
+    CK_ULONG n = 0;
+    f_->C_FindObjects(session_, found.data(), found.size(), &n);
+    f_->C_FindObjectsFinal(session_);
+    return n;
+  }
+
+  /// Boolean attributes of the private key with this CKA_ID, in the order asked.
+  std::vector<int> flags(const pki::Bytes& id, const std::vector<CK_ATTRIBUTE_TYPE>& types) {
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()}};
+    f_->C_FindObjectsInit(session_, tmpl, 2);
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_ULONG n = 0;
+    f_->C_FindObjects(session_, &h, 1, &n);
+    f_->C_FindObjectsFinal(session_);
+    std::vector<int> out;
+    for (CK_ATTRIBUTE_TYPE t : types) {
+      CK_BBOOL v = 2;
+      CK_ATTRIBUTE a{t, &v, sizeof v};
+      out.push_back(n == 1 && f_->C_GetAttributeValue(session_, h, &a, 1) == CKR_OK ? v : -1);
+    }
+    return out;
+  }
+
   /// CKA_PUBLIC_KEY_INFO of the private key with this CKA_ID.
   pki::Bytes publicKeyInfo(const pki::Bytes& id) {
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
@@ -211,7 +240,12 @@ TEST_F(HsmToken, NewKeyIsOneTokenObjectCarryingItsPublicKeyInfo) {
   ASSERT_TRUE(key.has_value()) << key.error().toString();
   RawToken raw("kms-test");
   EXPECT_EQ(raw.count(CKO_PRIVATE_KEY, key->id), 1U);
-  EXPECT_EQ(raw.count(CKO_PUBLIC_KEY, key->id), 0U);  // the session object was dropped
+  EXPECT_EQ(raw.count(CKO_PUBLIC_KEY, key->id), 0U);
+  EXPECT_EQ(raw.countAll(key->id), 1U);  // no session object left behind either
+  // Generated in the token's memory and copied onto it: still a key that never left it.
+  EXPECT_EQ(raw.flags(key->id, {CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_SIGN, CKA_LOCAL,
+                                CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE}),
+            (std::vector<int>{1, 1, 1, 0, 1, 1, 1, 1}));
   EXPECT_EQ(raw.publicKeyInfo(key->id), key->publicKey.spkiDer());
   // Read back from the token alone (a fresh handle, not the generation result).
   auto listed = token->listKeys();

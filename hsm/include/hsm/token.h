@@ -75,9 +75,11 @@ class Token {
 
   /// Generates an EC P-256 key pair on the token: private key CKA_TOKEN, CKA_PRIVATE,
   /// CKA_SENSITIVE, CKA_SIGN true and CKA_EXTRACTABLE false, a random 16-byte CKA_ID.
-  /// The public half is kept in the private key's CKA_PUBLIC_KEY_INFO (one token object
-  /// per key: half the file writes on SoftHSM2); a token that refuses that attribute gets
-  /// a public-key object with the same CKA_ID instead.
+  /// The pair is generated in the token's memory and the private key copied onto the
+  /// token (C_CopyObject; generated in place when the token will not copy), which costs
+  /// SoftHSM2's file store one write instead of ~30. The public half is kept in the private
+  /// key's CKA_PUBLIC_KEY_INFO (one token object per key); a token that refuses that
+  /// attribute gets a public-key object with the same CKA_ID instead.
   [[nodiscard]] Result<KeyInfo> generateKey(const std::string& label);
   /// generateKey, returning a signer for the new key at once (no search of the token).
   /// `id` is the CKA_ID to give the key, chosen beforehand (newKeyId) so that the key can
