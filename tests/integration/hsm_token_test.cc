@@ -54,61 +54,53 @@ class RawToken {
   RawToken(const RawToken&) = delete;
   RawToken& operator=(const RawToken&) = delete;
 
+  /// Handles of the objects matching a template (session objects of any session included).
+  std::vector<CK_OBJECT_HANDLE> find(std::vector<CK_ATTRIBUTE> tmpl) {
+    f_->C_FindObjectsInit(session_, tmpl.data(), tmpl.size());
+    std::vector<CK_OBJECT_HANDLE> found(16);
+    CK_ULONG n = 0;
+    f_->C_FindObjects(session_, found.data(), found.size(), &n);
+    f_->C_FindObjectsFinal(session_);
+    found.resize(n);
+    return found;
+  }
+  static CK_ATTRIBUTE idAttr(const pki::Bytes& id) {
+    return {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()};
+  }
+  /// The private key with this CKA_ID, CK_INVALID_HANDLE unless exactly one.
+  CK_OBJECT_HANDLE privateKey(const pki::Bytes& id) {
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    auto found = find({{CKA_CLASS, &cls, sizeof cls}, idAttr(id)});
+    return found.size() == 1 ? found.front() : CK_INVALID_HANDLE;
+  }
+
   /// Token objects of a class with this CKA_ID.
   std::size_t count(CK_OBJECT_CLASS cls, const pki::Bytes& id) {
     CK_BBOOL yes = CK_TRUE;
-    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls},
-                           {CKA_TOKEN, &yes, sizeof yes},
-                           {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()}};
-    f_->C_FindObjectsInit(session_, tmpl, 3);
-    std::vector<CK_OBJECT_HANDLE> found(16);
-    CK_ULONG n = 0;
-    f_->C_FindObjects(session_, found.data(), found.size(), &n);
-    f_->C_FindObjectsFinal(session_);
-    return n;
+    return find({{CKA_CLASS, &cls, sizeof cls}, {CKA_TOKEN, &yes, sizeof yes}, idAttr(id)}).size();
   }
 
   /// Objects with this CKA_ID, session objects of any session included.
-  std::size_t countAll(const pki::Bytes& id) {
-    CK_ATTRIBUTE tmpl[] = {{CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()}};
-    f_->C_FindObjectsInit(session_, tmpl, 1);
-    std::vector<CK_OBJECT_HANDLE> found(16);
-    CK_ULONG n = 0;
-    f_->C_FindObjects(session_, found.data(), found.size(), &n);
-    f_->C_FindObjectsFinal(session_);
-    return n;
-  }
+  std::size_t countAll(const pki::Bytes& id) { return find({idAttr(id)}).size(); }
 
-  /// Boolean attributes of the private key with this CKA_ID, in the order asked.
+  /// Boolean attributes of the private key with this CKA_ID, in the order asked (-1: unreadable).
   std::vector<int> flags(const pki::Bytes& id, const std::vector<CK_ATTRIBUTE_TYPE>& types) {
-    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()}};
-    f_->C_FindObjectsInit(session_, tmpl, 2);
-    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-    CK_ULONG n = 0;
-    f_->C_FindObjects(session_, &h, 1, &n);
-    f_->C_FindObjectsFinal(session_);
+    CK_OBJECT_HANDLE h = privateKey(id);
     std::vector<int> out;
     for (CK_ATTRIBUTE_TYPE t : types) {
       CK_BBOOL v = 2;
       CK_ATTRIBUTE a{t, &v, sizeof v};
-      out.push_back(n == 1 && f_->C_GetAttributeValue(session_, h, &a, 1) == CKR_OK ? v : -1);
+      out.push_back(h != CK_INVALID_HANDLE && f_->C_GetAttributeValue(session_, h, &a, 1) == CKR_OK ? v : -1);
     }
     return out;
   }
 
   /// CKA_PUBLIC_KEY_INFO of the private key with this CKA_ID.
   pki::Bytes publicKeyInfo(const pki::Bytes& id) {
-    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()}};
-    f_->C_FindObjectsInit(session_, tmpl, 2);
-    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-    CK_ULONG n = 0;
-    f_->C_FindObjects(session_, &h, 1, &n);
-    f_->C_FindObjectsFinal(session_);
+    CK_OBJECT_HANDLE h = privateKey(id);
     pki::Bytes out(256);
     CK_ATTRIBUTE a{CKA_PUBLIC_KEY_INFO, out.data(), out.size()};
-    if (n != 1 || f_->C_GetAttributeValue(session_, h, &a, 1) != CKR_OK) {
+    if (h == CK_INVALID_HANDLE || f_->C_GetAttributeValue(session_, h, &a, 1) != CKR_OK) {
       return {};
     }
     out.resize(a.ulValueLen);
