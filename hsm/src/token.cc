@@ -209,6 +209,12 @@ class TokenImpl {
     return value;
   }
 
+  /// `e` about the key with this label on this token.
+  Error keyError(Error e, const std::string& label) const {
+    e.context = context_ + " key '" + label + "'";
+    return e;
+  }
+
   /// The key pair described by a private-key handle. The public half comes from the
   /// private key's CKA_PUBLIC_KEY_INFO (how keys generated here keep it), else from the
   /// public-key object with the same CKA_ID (keys made by other tools).
@@ -219,14 +225,10 @@ class TokenImpl {
     }
     auto label = attribute(s, priv, CKA_LABEL);
     std::string labelText = label ? std::string(label->begin(), label->end()) : std::string();
-    auto keyError = [&](Error e) {
-      e.context = context_ + " key '" + labelText + "'";
-      return fail(std::move(e));
-    };
     if (auto spki = attribute(s, priv, CKA_PUBLIC_KEY_INFO); spki && !spki->empty()) {
       auto pub = pki::EcPublicKey::fromSpkiDer(*spki);
       if (!pub) {
-        return keyError(pub.error());
+        return fail(keyError(pub.error(), labelText));
       }
       return KeyInfo{*id, labelText, Pkcs11Uri::forKey(options_.tokenLabel, labelText, *id), *pub};
     }
@@ -247,44 +249,37 @@ class TokenImpl {
     if (!point) {
       return fail(point.error());
     }
-    auto pub = parseEcPoint(*point);
-    if (!pub) {
-      return keyError(pub.error());
-    }
-    return KeyInfo{*id, labelText, Pkcs11Uri::forKey(options_.tokenLabel, labelText, *id), *pub};
+    return describePoint(*point, *id, labelText);
   }
 
-  /// Keeps the public half of a new key on the token: in the private key's
-  /// CKA_PUBLIC_KEY_INFO (PKCS#11 2.40), one token object per key; a token that refuses
-  /// that attribute gets a public-key object with the same CKA_ID.
-  Result<void> keepPublicHalf(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv, const KeyInfo& key,
-                              const pki::Bytes& ecPoint) {
-    pki::Bytes spki = key.publicKey.spkiDer();
+  /// Stores the SubjectPublicKeyInfo in a private key's CKA_PUBLIC_KEY_INFO (PKCS#11 2.40),
+  /// where kmsd keeps the public half: one token object per key. The token's answer.
+  CK_RV setPublicKeyInfo(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv, const pki::EcPublicKey& key) {
+    pki::Bytes spki = key.spkiDer();
     CK_ATTRIBUTE info = attr(CKA_PUBLIC_KEY_INFO, spki.data(), spki.size());
-    CK_RV rv = fn()->C_SetAttributeValue(s, priv, &info, 1);
-    if (rv == CKR_OK) {
-      return ok();
-    }
+    return fn()->C_SetAttributeValue(s, priv, &info, 1);
+  }
+
+  /// For a token that refused CKA_PUBLIC_KEY_INFO (`refused`: its answer): the public half
+  /// as a public-key object with the key's CKA_ID.
+  Result<void> createPublicObject(CK_SESSION_HANDLE s, const KeyInfo& key, const pki::Bytes& ecPoint, CK_RV refused) {
     PublicKeyTemplate tmpl(true, key.label, key.id, ecPoint);
     CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE;
-    CK_RV crv = fn()->C_CreateObject(s, tmpl.data(), tmpl.size(), &pub);
-    if (crv != CKR_OK) {
-      Error e = ckError("C_CreateObject", crv, context_);
+    CK_RV rv = fn()->C_CreateObject(s, tmpl.data(), tmpl.size(), &pub);
+    if (rv != CKR_OK) {
+      Error e = ckError("C_CreateObject", rv, context_);
       e.message = "cannot keep the public key on the token (C_SetAttributeValue CKA_PUBLIC_KEY_INFO: " +
-                  ckrName(rv) + "): " + e.message;
+                  ckrName(refused) + "): " + e.message;
       return fail(std::move(e));
     }
     return ok();
   }
 
-  /// The key pair from the public key's EC point, without searching the token (just after
-  /// generation).
+  /// The key pair from the public key's CKA_EC_POINT.
   Result<KeyInfo> describePoint(const pki::Bytes& point, const pki::Bytes& id, const std::string& label) {
     auto key = parseEcPoint(point);
     if (!key) {
-      Error e = key.error();
-      e.context = context_ + " key '" + label + "'";
-      return fail(e);
+      return fail(keyError(key.error(), label));
     }
     return KeyInfo{id, label, Pkcs11Uri::forKey(options_.tokenLabel, label, id), *key};
   }
@@ -338,7 +333,8 @@ class TokenImpl {
     return key;
   }
 
-  /// A new P-256 key on the token with its public half kept (keepPublicHalf). Generated in
+  /// A new P-256 key on the token with its public half kept (setPublicKeyInfo, else
+  /// createPublicObject). Generated in
   /// the token's memory (session objects) and copied onto the token with C_CopyObject:
   /// SoftHSM2's file store rewrites a generated token object's file for nearly every
   /// attribute (~30 times, 5-9 ms on ext4), a copied one about once (~1 ms). The key never
@@ -349,9 +345,7 @@ class TokenImpl {
     if (!inMemory) {
       return fail(inMemory.error());
     }
-    pki::Bytes spki = inMemory->info.publicKey.spkiDer();
-    CK_ATTRIBUTE info = attr(CKA_PUBLIC_KEY_INFO, spki.data(), spki.size());
-    CK_RV infoRv = fn()->C_SetAttributeValue(s, inMemory->priv, &info, 1);
+    CK_RV infoRv = setPublicKeyInfo(s, inMemory->priv, inMemory->info.publicKey);
     CK_BBOOL yes = CK_TRUE;
     CK_ATTRIBUTE toToken = attr(CKA_TOKEN, &yes, sizeof yes);
     CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
@@ -361,16 +355,19 @@ class TokenImpl {
     if (copyRv == CKR_OK) {
       key = std::move(*inMemory);
       key.priv = copy;
+      if (infoRv != CKR_OK) {  // refused on the session key; the token copy may take it
+        infoRv = setPublicKeyInfo(s, key.priv, key.info.publicKey);
+      }
     } else {
       auto onToken = generatePair(s, label, id, true);
       if (!onToken) {
         return fail(onToken.error());
       }
       key = std::move(*onToken);
-      infoRv = CKR_FUNCTION_NOT_SUPPORTED;  // not set on this key yet
+      infoRv = setPublicKeyInfo(s, key.priv, key.info.publicKey);
     }
     if (infoRv != CKR_OK) {
-      if (auto kept = keepPublicHalf(s, key.priv, key.info, key.ecPoint); !kept) {
+      if (auto kept = createPublicObject(s, key.info, key.ecPoint, infoRv); !kept) {
         fn()->C_DestroyObject(s, key.priv);
         return fail(kept.error());
       }

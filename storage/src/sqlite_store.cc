@@ -374,9 +374,7 @@ class SqliteStore final : public Store {
   }
 
   Result<std::optional<AcmeAccount>> getAccount(std::string_view directoryUrl) override {
-    auto stmt = db_.prepare(
-        "SELECT id, directory_url, account_url, key_uri, status, created_at FROM acme_accounts "
-        "WHERE directory_url = ?1");
+    auto stmt = db_.prepare(std::string(kAccountColumns) + "WHERE directory_url = ?1");
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
@@ -385,9 +383,7 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<AcmeAccount>> listAccounts() override {
-    auto stmt = db_.prepare(
-        "SELECT id, directory_url, account_url, key_uri, status, created_at FROM acme_accounts "
-        "ORDER BY directory_url");
+    auto stmt = db_.prepare(std::string(kAccountColumns) + "ORDER BY directory_url");
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }

@@ -72,6 +72,9 @@ inline constexpr const char* kIssuedColumns =
 inline constexpr const char* kKeyColumns =
     "SELECT id, key_uri, cka_id, label, purpose, created_at, destroyed_at FROM hsm_keys ";
 
+inline constexpr const char* kAccountColumns =
+    "SELECT id, directory_url, account_url, key_uri, status, created_at FROM acme_accounts ";
+
 Result<ManagedCert> readCert(const Stmt& s);
 Result<Order> readOrder(const Stmt& s);
 Result<IssuedCert> readIssued(const Stmt& s);
