@@ -13,6 +13,7 @@ packages=(
   libtomlplusplus-dev           # config file parser
   libexpected-dev               # tl::expected (Result type until std::expected)
   libcli11-dev                  # command-line parsing for kmsd/kmsctl
+  libspdlog-dev                 # kmsd's log lines (text or JSON) on stderr
   nlohmann-json3-dev            # JSON for JWK/JWS and APIs
   libcurl4-openssl-dev          # HTTP client (ACME, STI-PA)
   libboost-dev                  # Asio/Beast

@@ -9,7 +9,7 @@ bash deploy/install-deps.sh
 
 jobs=$(nproc)
 build=${KMS_TEST_BUILD_DIR:-build-test}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DKMS_SANITIZE=ON -DKMS_WERROR=ON
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DKMS_SANITIZE=ON -DKMS_WERROR=ON -DKMS_FAILPOINTS=ON
 cmake --build "$build" -j"$jobs"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}

@@ -432,12 +432,38 @@ Result<Order> AcmeClient::newOrder(const AccountRef& account, const std::vector<
   return order;
 }
 
+namespace {
+
+/// The answer's Retry-After, clamped to [0, 1 day]; empty when absent or unreadable.
+std::optional<std::chrono::seconds> answerRetryAfter(const HttpResponse& r) {
+  auto ra = r.header("retry-after");
+  if (!ra) {
+    return std::nullopt;
+  }
+  auto secs = parseRetryAfter(*ra, std::chrono::system_clock::now());
+  if (!secs) {
+    return std::nullopt;
+  }
+  return std::clamp<std::chrono::seconds>(*secs, std::chrono::seconds(0), std::chrono::seconds(86400));
+}
+
+/// Parses an order or authorization answer and keeps its Retry-After.
+template <class T>
+Result<T> withRetryAfter(const HttpResponse& r, Result<T> parsed) {
+  if (parsed) {
+    parsed->retryAfter = answerRetryAfter(r);
+  }
+  return parsed;
+}
+
+}  // namespace
+
 Result<Order> AcmeClient::getOrder(const AccountRef& account, const std::string& url) {
   auto r = impl_->postJson(account.key, account.url, url, "");
   if (!r) {
     return fail(r.error());
   }
-  return detail::parseOrder(r->body, url);
+  return withRetryAfter(*r, detail::parseOrder(r->body, url));
 }
 
 Result<Authorization> AcmeClient::getAuthorization(const AccountRef& account, const std::string& url) {
@@ -445,7 +471,7 @@ Result<Authorization> AcmeClient::getAuthorization(const AccountRef& account, co
   if (!r) {
     return fail(r.error());
   }
-  return detail::parseAuthorization(r->body, url);
+  return withRetryAfter(*r, detail::parseAuthorization(r->body, url));
 }
 
 Result<Challenge> AcmeClient::respondChallenge(const AccountRef& account, const std::string& url,
@@ -463,7 +489,7 @@ Result<Order> AcmeClient::finalize(const AccountRef& account, const Order& order
   if (!r) {
     return fail(r.error());
   }
-  return detail::parseOrder(r->body, order.url);
+  return withRetryAfter(*r, detail::parseOrder(r->body, order.url));
 }
 
 Result<Order> AcmeClient::pollOrder(const AccountRef& account, const std::string& url) {

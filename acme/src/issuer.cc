@@ -318,8 +318,17 @@ Result<IssuedChain> issueCertificate(AcmeClient& client, const AccountRef& accou
     return fail(e);
   }
 
-  // 4. Download and check; try the alternate chains when the default one does not verify.
-  auto chain = client.downloadCertificate(account, *order->certificate);
+  // 4. Download and check.
+  return downloadCheckedChain(client, account, request, *order);
+}
+
+Result<IssuedChain> downloadCheckedChain(AcmeClient& client, const AccountRef& account, const IssueRequest& request,
+                                         const Order& order) {
+  if (order.status != "valid" || !order.certificate) {
+    return fail(stepError(Errc::protocol, "order ended " + order.status, order.url));
+  }
+  // Try the alternate chains when the default one does not verify.
+  auto chain = client.downloadCertificate(account, *order.certificate);
   if (!chain) {
     return fail(chain.error());
   }
@@ -343,13 +352,13 @@ Result<IssuedChain> issueCertificate(AcmeClient& client, const AccountRef& accou
       Error e = parsed.error();
       e.code = Errc::protocol;
       e.message = "check chain: " + e.message;
-      e.context = *order->certificate;
+      e.context = *order.certificate;
       firstError = firstError.value_or(e);
       continue;
     }
     auto checked = checkIssuedChain(*parsed, request, now);
     if (checked) {
-      return IssuedChain{pem, std::move(*parsed), order->url, i > 0};
+      return IssuedChain{pem, std::move(*parsed), order.url, i > 0};
     }
     firstError = firstError.value_or(checked.error());
   }

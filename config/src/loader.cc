@@ -54,6 +54,30 @@ void readDaemon(SectionReader& r, DaemonConfig& out) {
       r.fail("log_format", R"(must be "text" or "json")");
     }
   }
+  if (auto orders = r.integer("max_concurrent_orders", Need::optional)) {
+    if (*orders < 0 || *orders > 1024) {
+      r.fail("max_concurrent_orders", "must be between 1 and 1024 (0: two per core), got " + std::to_string(*orders));
+    } else {
+      out.maxConcurrentOrders = static_cast<int>(*orders);
+    }
+  }
+  auto duration = [&](const char* key, std::chrono::seconds& value) {
+    if (auto text = r.string(key, Need::optional)) {
+      auto parsed = parseDuration(*text);
+      if (!parsed.has_value()) {
+        r.fail(key, parsed.error());
+      } else if (*parsed > std::chrono::seconds(86400)) {
+        r.fail(key, "must be at most 1d");
+      } else {
+        value = *parsed;
+      }
+    }
+  };
+  duration("retry_first", out.retryFirst);
+  duration("retry_max", out.retryMax);
+  if (out.retryMax < out.retryFirst) {
+    r.fail("retry_max", "must be at least retry_first (" + formatDuration(out.retryFirst) + ")");
+  }
 }
 
 void readHsm(SectionReader& r, HsmConfig& out) {

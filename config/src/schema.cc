@@ -17,6 +17,10 @@ constexpr std::array kSettings = {
             "absolute path of the control API Unix socket"},
     Setting{"daemon", "metrics_listen", Kind::string, "", "host:port of the Prometheus endpoint; none when unset"},
     Setting{"daemon", "log_format", Kind::string, "text", "\"text\" or \"json\""},
+    Setting{"daemon", "max_concurrent_orders", Kind::integer, "0",
+            "ACME orders in flight at once (1..1024); 0: two per CPU core"},
+    Setting{"daemon", "retry_first", Kind::string, "1m", "first wait after a failed step (1s..1d)"},
+    Setting{"daemon", "retry_max", Kind::string, "1h", "longest wait between retries (at least retry_first)"},
     // [hsm]
     Setting{"hsm", "module", Kind::string, KMS_DEFAULT_PKCS11_MODULE, "PKCS#11 module (.so) path"},
     Setting{"hsm", "token_label", Kind::string, "", "label of the token (1..32 bytes)"},

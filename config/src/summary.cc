@@ -88,6 +88,9 @@ std::string redactedSummary(const Config& config) {
     w.text("metrics_listen", config.daemon.metricsListen->toString());
   }
   w.text("log_format", toString(config.daemon.logFormat));
+  w.line("max_concurrent_orders", std::to_string(config.daemon.maxConcurrentOrders));
+  w.text("retry_first", detail::formatDuration(config.daemon.retryFirst));
+  w.text("retry_max", detail::formatDuration(config.daemon.retryMax));
 
   w.section("[hsm]");
   w.text("module", config.hsm.module);

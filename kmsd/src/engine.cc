@@ -1,693 +1,933 @@
+// The engine's loop: scheduler, worker pool, signals, reload and the control API routes.
+// The one translation unit of kmsd that instantiates Boost.Asio's timers and pools.
 #include "engine.h"
-#include "time_format.h"
 
-#include <sys/stat.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <ctime>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <atomic>
+#include <deque>
 #include <map>
-#include <mutex>
 #include <ostream>
-#include <random>
-#include <sstream>
+#include <queue>
 #include <thread>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 
-#include "acme/client.h"
-#include "acme/http01_responder.h"
-#include "acme/issuer.h"
-#include "acme/transport.h"
-#include "hsm/token.h"
-#include "kms/secret.h"
-#include "pki/encoding.h"
-#include "pki/shaken_profile.h"
-#include "pki/tn_auth_list.h"
-#include "pki/x509.h"
-#include "publisher/web_root.h"
-#include "sti_pa/client.h"
-#include "storage/db.h"
-#include "storage/store.h"
+#include "clock.h"
+#include "control_api.h"
+#include "event_sink.h"
+#include "planner.h"
+#include "services.h"
+#include "steps.h"
+#include "time_format.h"
 
 namespace kms::daemon {
+
+namespace asio = boost::asio;
+using storage::EventLevel;
+
 namespace {
 
-using Clock = std::chrono::system_clock;
+/// The per-certificate state the loop keeps in memory (the DB holds the rest).
+struct CertRuntime {
+  config::CertificateConfig cfg;
+  std::uint64_t gen = 0;  ///< heap entries of older generations are stale
+  bool running = false;
+  bool removed = false;
+  bool renewRequested = false;
+  PollState poll;
+  Plan lastPlan;
+  // --once bookkeeping
+  bool settled = false;
+  CertOutcome outcome;
+};
+using CertPtr = std::shared_ptr<CertRuntime>;
 
-std::int64_t unixNow() {
-  return static_cast<std::int64_t>(std::time(nullptr));
-}
-std::int64_t toUnix(pki::SystemTime t) {
-  return static_cast<std::int64_t>(Clock::to_time_t(t));
-}
+struct HeapEntry {
+  TimePoint at;
+  std::uint64_t seq = 0;
+  std::string name;
+  std::uint64_t gen = 0;
+  bool operator>(const HeapEntry& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+};
 
-std::string lowerHex(const pki::Bytes& b) {
-  std::string h = pki::hexEncode(b);
-  std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::tolower(c); });
-  return h;
-}
+/// What a worker found and did for one certificate.
+struct WorkResult {
+  Plan plan;
+  bool ranStep = false;
+  std::optional<Error> error;
+  std::optional<Millis> wait;
+  std::optional<storage::IssuedCert> activated;
+  bool orderClosed = false;   ///< a slot was released
+  bool needSlot = false;      ///< planned startOrder but no slot was free
+  std::optional<std::int64_t> activeNotAfter;  ///< of the certificate verifiers get now
+  PollState poll;
+};
 
-Result<std::string> readText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return fail(Errc::io, "cannot read file", path);
+/// An exclusive lock on the state directory: one kmsd per state dir.
+class DirLock {
+ public:
+  static Result<std::unique_ptr<DirLock>> take(const std::string& dir) {
+    std::string path = dir + "/kmsd.lock";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+      return fail(Errc::io, std::string("[daemon] state_dir: cannot open lock file: ") + std::strerror(errno), path);
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      return fail(Errc::alreadyExists, "[daemon] state_dir: another kmsd holds this state directory", dir);
+    }
+    return std::unique_ptr<DirLock>(new DirLock(fd));
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+  ~DirLock() { ::close(fd_); }
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
 
-/// Backoff after n consecutive failures: 1, 2, 4 … minutes up to 6 h, ±20% jitter.
-std::int64_t backoffSeconds(std::int64_t failures) {
-  std::int64_t base = 60LL << std::min<std::int64_t>(failures, 9);
-  base = std::min<std::int64_t>(base, std::int64_t{6} * 3600);
-  thread_local std::mt19937 rng(std::random_device{}());
-  std::uniform_real_distribution<double> jitter(0.8, 1.2);
-  return static_cast<std::int64_t>(static_cast<double>(base) * jitter(rng));
+ private:
+  explicit DirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+std::size_t defaultConcurrency(const config::Config& c) {
+  if (c.daemon.maxConcurrentOrders > 0) {
+    return static_cast<std::size_t>(c.daemon.maxConcurrentOrders);
+  }
+  return std::size_t{2} * std::max(1U, std::thread::hardware_concurrency());
 }
 
 }  // namespace
 
-class EngineImpl {
+class Engine::Impl {
  public:
-  explicit EngineImpl(config::Config cfg)
-      : cfg_(std::move(cfg)), webRoot_(cfg_.publisher.webRoot, cfg_.publisher.baseUrl) {}
+  Impl(const config::Config& config, Logger& log, Options options)
+      : config_(config),
+        options_(std::move(options)),
+        log_(log),
+        clock_(systemClock()),
+        random_(systemRandom()),
+        maxOrders_(defaultConcurrency(config)),
+        pool_(maxOrders_),
+        timer_(io_),
+        signals_(io_) {}
 
-  config::Config cfg_;
-  std::unique_ptr<storage::Db> db_;
-  std::unique_ptr<storage::Store> store_;
-  std::mutex storeMutex_;  // one SQLite connection: one writer at a time
-  std::unique_ptr<hsm::Token> token_;
-  std::unique_ptr<acme::Transport> transport_;
-  std::unique_ptr<acme::AcmeClient> client_;
-  std::unique_ptr<acme::Http01Responder> responder_;
-  std::unique_ptr<acme::Http01Solver> http01_;
-  std::unique_ptr<acme::Dns01HookSolver> dns01_;
-  std::unique_ptr<sti_pa::StiPaClient> stiPa_;
-  std::unique_ptr<sti_pa::TkauthSolver> tkauth_;
-  std::map<std::string, acme::ChallengeSolver*> solvers_;
-  std::vector<pki::Certificate> anchors_;
-  std::unique_ptr<hsm::KeySigner> accountKey_;
-  std::string accountUrl_;
-  Error connectError_;  // why the CA could not be reached, when client_ is null
-  publisher::WebRoot webRoot_;
-
-  template <class F>
-  auto withStore(F&& f) {
-    std::lock_guard<std::mutex> lock(storeMutex_);
-    return f(*store_);
+  ~Impl() {
+    pool_.join();
   }
 
-  void event(const std::optional<std::string>& cert, const char* id, storage::EventLevel level,
-             const std::string& message) {
-    storage::Event e;
-    e.time = unixNow();
-    e.certName = cert;
-    e.eventId = id;
-    e.level = level;
-    e.message = message;
-    // The event log is best effort: a failure to log must not fail the certificate.
-    (void)withStore([&](storage::Store& s) { return s.appendEvent(e); });
-  }
-
-  /// A key about to be generated. Its CKA_ID, and so its URI, is chosen first so that the
-  /// DB records the key before the token has it: a crash in between leaves a recorded key
-  /// the token does not have (retired when next looked up), never a key the DB does not know.
-  struct PlannedKey {
-    std::string label;
-    pki::Bytes id;
-    storage::HsmKey row;
-  };
-
-  Result<PlannedKey> planKey(const std::string& label, storage::KeyPurpose purpose) {
-    auto id = hsm::Token::newKeyId();
-    if (!id) {
-      return fail(id.error());
+  Result<void> open() {
+    // Before the DB: a second kmsd must not touch it at all.
+    std::error_code ec;
+    std::filesystem::create_directories(config_.daemon.stateDir, ec);
+    auto lock = DirLock::take(config_.daemon.stateDir);
+    if (!lock) {
+      return fail(lock.error());
     }
-    PlannedKey k{label, *id, {}};
-    k.row.keyUri = token_->keyUri(label, *id).toString();
-    k.row.ckaIdHex = lowerHex(*id);
-    k.row.label = label;
-    k.row.purpose = purpose;
-    k.row.createdAt = unixNow();
-    return k;
-  }
-
-  /// Generates a key recorded by planKey's caller; when the token fails, the record is
-  /// retired (the key never came to exist).
-  Result<std::unique_ptr<hsm::KeySigner>> generatePlanned(const PlannedKey& k) {
-    auto signer = token_->generateSigner(k.label, k.id);
-    if (!signer) {
-      (void)withStore([&](storage::Store& s) { return s.markKeyDestroyed(k.row.keyUri, unixNow()); });
-      return fail(signer.error());
+    lock_ = std::move(*lock);
+    auto state = openStateDb(config_);
+    if (!state) {
+      return fail(state.error());
     }
-    return signer;
-  }
-
-  /// A new key: recorded in the DB, then generated on the token.
-  Result<std::unique_ptr<hsm::KeySigner>> newKey(const std::string& label, storage::KeyPurpose purpose) {
-    auto k = planKey(label, purpose);
-    if (!k) {
-      return fail(k.error());
+    state_ = std::move(*state);
+    sink_ = std::make_unique<StoreEventSink>(*state_.locked, log_);
+    auto services = Services::create(config_, *clock_, *sink_, *state_.locked);
+    if (!services) {
+      return fail(services.error());
     }
-    auto rec = withStore([&](storage::Store& s) { return s.recordKey(k->row); });
-    if (!rec) {
-      return fail(rec.error());
+    services_ = std::move(*services);
+    steps_ = std::make_unique<Steps>(*services_, *clock_, *random_, *sink_);
+    policy_ = RetryPolicy{config_.daemon.retryFirst.count(), config_.daemon.retryMax.count()};
+    for (const auto& c : config_.certificates) {
+      if (auto r = upsert(c); !r) {
+        return fail(r.error());
+      }
+      auto rt = std::make_shared<CertRuntime>();
+      rt->cfg = c;
+      rt->outcome.name = c.name;
+      certs_[c.name] = rt;
+      order_.push_back(c.name);
     }
-    return generatePlanned(*k);
-  }
-
-  /// The signer for a recorded key. A key the token does not have (its generation never
-  /// ran before a crash, or someone deleted it) is retired in the DB with a warning and
-  /// reported as Errc::notFound; any other token failure is returned as it is.
-  Result<std::unique_ptr<hsm::KeySigner>> recordedKey(const std::optional<std::string>& cert,
-                                                      const std::string& uriText) {
-    auto uri = hsm::Pkcs11Uri::parse(uriText);
-    if (!uri) {
-      return fail(uri.error());
-    }
-    auto signer = token_->signer(*uri);
-    if (!signer && signer.error().code == Errc::notFound) {
-      (void)withStore([&](storage::Store& s) { return s.markKeyDestroyed(uriText, unixNow()); });
-      event(cert, "KMS_KEY_MISSING", storage::EventLevel::warning,
-            "recorded key " + uriText + " is not on the token; retired");
-    }
-    return signer;
-  }
-
-  /// Destroys a key on the token and records that; a key already gone counts as destroyed.
-  void destroyKey(const std::string& uriText) {
-    auto uri = hsm::Pkcs11Uri::parse(uriText);
-    if (!uri) {
-      return;
-    }
-    auto destroyed = token_->destroyKey(*uri);
-    if (destroyed || destroyed.error().code == Errc::notFound) {
-      (void)withStore([&](storage::Store& s) { return s.markKeyDestroyed(uriText, unixNow()); });
-    }
-  }
-
-  Result<void> connect() {
-    acme::TransportOptions topts;
-    topts.caBundle = cfg_.acme.caBundle;
-    auto transport = acme::makeCurlTransport(topts);
-    if (!transport) {
-      return fail(transport.error());
-    }
-    transport_ = std::move(*transport);
-    acme::ClientOptions copts;
-    copts.directoryUrl = cfg_.acme.directoryUrl;
-    auto client = acme::AcmeClient::create(*transport_, copts);
-    if (!client) {
-      return fail(client.error());
-    }
-    client_ = std::move(*client);
-    if (cfg_.stiPa && !stiPa_) {
-      sti_pa::StiPaOptions o;
-      o.url = cfg_.stiPa->url;
-      o.userId = cfg_.stiPa->userId;
-      o.passwordFile = cfg_.stiPa->passwordFile;
-      o.fingerprint = cfg_.stiPa->fingerprint == config::Fingerprint::spki ? sti_pa::FingerprintKind::spki
-                                                                           : sti_pa::FingerprintKind::jwkThumbprint;
-      if (cfg_.stiPa->trustAnchor) {
-        auto pem = readText(*cfg_.stiPa->trustAnchor);
-        if (!pem) {
-          return fail(pem.error());
+    auto open = state_.locked->with([&](storage::Store& s) -> Result<std::size_t> {
+      std::size_t n = 0;
+      for (const auto& c : config_.certificates) {
+        auto o = s.getOpenOrder(c.name);
+        if (!o) {
+          return fail(o.error());
         }
-        auto anchors = pki::parsePemChain(*pem);
-        if (!anchors) {
-          Error e = anchors.error();
-          e.context = *cfg_.stiPa->trustAnchor;
-          return fail(e);
-        }
-        o.trustAnchors = std::move(*anchors);
+        n += o->has_value() ? 1 : 0;
       }
-      stiPa_ = sti_pa::StiPaClient::create(*transport_, std::move(o));
-    }
-    return ok();
-  }
-
-  Result<void> ensureAccount() {
-    const std::string& dir = cfg_.acme.directoryUrl;
-    auto stored = withStore([&](storage::Store& s) { return s.getAccount(dir); });
-    if (!stored) {
-      return fail(stored.error());
-    }
-    std::optional<std::string> keyUri;
-    if (*stored) {
-      auto signer = recordedKey(std::nullopt, (*stored)->keyUri);
-      if (!signer && signer.error().code != Errc::notFound) {
-        // The token failed, the key is not known to be gone: no new account for that.
-        return fail(signer.error());
-      }
-      if (signer) {
-        accountKey_ = std::move(*signer);
-        keyUri = (*stored)->keyUri;
-      }
-    } else {
-      // A run that generated an account key and stopped before registering it left the
-      // key recorded and used by no account: register with that one.
-      auto unused = unusedAccountKey();
-      if (!unused) {
-        return fail(unused.error());
-      }
-      if (*unused) {
-        keyUri = (**unused)->info().uri.toString();
-        accountKey_ = std::move(**unused);
-      }
-    }
-    if (accountKey_) {
-      auto found = client_->findAccount(*accountKey_);
-      if (found && found->status == "valid") {
-        accountUrl_ = found->url;
-        if (found->url != (*stored)->accountUrl) {
-          return saveAccount(*keyUri);
-        }
-        return ok();
-      }
-      if (!found && found.error().code != Errc::notFound) {
-        return fail(found.error());
-      }
-      // The CA forgot the account (e.g. a test CA restarted): register the same key again.
-    } else {
-      auto key = newKey("acme-account-" + std::to_string(unixNow()), storage::KeyPurpose::account);
-      if (!key) {
-        return fail(key.error());
-      }
-      accountKey_ = std::move(*key);
-      keyUri = accountKey_->info().uri.toString();
-    }
-    std::optional<acme::ExternalAccountBinding> eab;
-    if (cfg_.acme.eabKid && cfg_.acme.eabHmacFile) {
-      auto secret = readSecretFile(*cfg_.acme.eabHmacFile);
-      if (!secret) {
-        return fail(secret.error());
-      }
-      auto key = pki::base64UrlDecode(secret->view());
-      if (!key) {
-        return fail(Errc::config, "EAB HMAC key is not base64url", *cfg_.acme.eabHmacFile);
-      }
-      eab = acme::ExternalAccountBinding{*cfg_.acme.eabKid, SecretBytes(std::move(*key))};
-    }
-    auto account = client_->newAccount(*accountKey_, cfg_.acme.contact, eab ? &*eab : nullptr);
-    if (!account) {
-      return fail(account.error());
-    }
-    accountUrl_ = account->url;
-    event(std::nullopt, "KMS_ACCOUNT_REGISTERED", storage::EventLevel::info, "ACME account " + accountUrl_);
-    return saveAccount(*keyUri);
-  }
-
-  /// A recorded account key that is on the token but belongs to no account, if any.
-  Result<std::optional<std::unique_ptr<hsm::KeySigner>>> unusedAccountKey() {
-    auto rows = withStore([&](storage::Store& s) -> Result<std::vector<storage::HsmKey>> {
-      auto keys = s.listKeys(false);
-      auto accounts = s.listAccounts();
-      if (!keys || !accounts) {
-        return fail(!keys ? keys.error() : accounts.error());
-      }
-      std::vector<storage::HsmKey> out;
-      for (auto& k : *keys) {
-        bool used = std::any_of(accounts->begin(), accounts->end(),
-                                [&](const storage::AcmeAccount& a) { return a.keyUri == k.keyUri; });
-        if (k.purpose == storage::KeyPurpose::account && !used) {
-          out.push_back(std::move(k));
-        }
-      }
-      return out;
+      return n;
     });
-    if (!rows) {
-      return fail(rows.error());
-    }
-    for (auto it = rows->rbegin(); it != rows->rend(); ++it) {  // the newest first
-      auto signer = recordedKey(std::nullopt, it->keyUri);
-      if (signer) {
-        return std::optional<std::unique_ptr<hsm::KeySigner>>(std::move(*signer));
-      }
-      if (signer.error().code != Errc::notFound) {
-        return fail(signer.error());
-      }
-    }
-    return std::optional<std::unique_ptr<hsm::KeySigner>>();
-  }
-
-  Result<void> saveAccount(const std::string& keyUri) {
-    storage::AcmeAccount row;
-    row.directoryUrl = cfg_.acme.directoryUrl;
-    row.accountUrl = accountUrl_;
-    row.keyUri = keyUri;
-    row.createdAt = unixNow();
-    auto saved = withStore([&](storage::Store& s) { return s.saveAccount(row); });
-    if (!saved) {
-      return fail(saved.error());
-    }
-    return ok();
-  }
-
-  /// Whether the newest valid certificate is due for renewal (ARI first, else fraction).
-  bool isDue(const storage::IssuedCert& latest, const config::CertificateConfig& c, std::string* why) {
-    std::int64_t now = unixNow();
-    if (client_ && client_->directory().renewalInfo && latest.ariCertId) {
-      if (auto info = client_->renewalInfo(*latest.ariCertId)) {
-        std::int64_t start = toUnix(info->windowStart);
-        *why = "ARI window opens " + isoTime(start);
-        return now >= start;
-      }
-    }
-    auto lifetime = latest.notAfter - latest.notBefore;
-    auto renewAt = latest.notAfter - static_cast<std::int64_t>(static_cast<double>(lifetime) * c.renewBeforeFraction);
-    *why = "renewal due " + isoTime(renewAt);
-    return now >= renewAt;
-  }
-
-  CertOutcome issueOne(const config::CertificateConfig& c) {
-    CertOutcome out;
-    out.name = c.name;
-    auto failed = [&](const Error& e) {
-      out.kind = CertOutcome::Kind::failed;
-      out.line = c.name + ": FAILED: " + e.toString();
-      return out;
-    };
-    std::vector<acme::Identifier> identifiers;
-    nlohmann::json idsJson = nlohmann::json::array();
-    if (c.spc) {
-      auto der = pki::TnAuthList::forSpc(*c.spc).toDer();
-      if (!der) {
-        return failed(der.error());
-      }
-      // US practice: padded standard base64, the same bytes as the token's tkvalue (spec §9.3).
-      identifiers.push_back({"TNAuthList", pki::base64Encode(*der)});
-      idsJson.push_back("spc:" + *c.spc);
-    }
-    for (const std::string& n : c.dnsNames) {
-      identifiers.push_back({"dns", n});
-      idsJson.push_back("dns:" + n);
-    }
-    auto upsert = withStore([&](storage::Store& s) {
-      return s.upsertCertificate(c.name, c.spc ? storage::CertKind::shaken : storage::CertKind::acme, idsJson.dump());
-    });
-    if (!upsert) {
-      return failed(upsert.error());
-    }
-
-    // Due?
-    auto issued = withStore([&](storage::Store& s) { return s.listIssued(c.name); });
-    if (!issued) {
-      return failed(issued.error());
-    }
-    const storage::IssuedCert* latest = nullptr;
-    for (const auto& i : *issued) {
-      if (!i.revokedAt && i.notAfter > unixNow() && (latest == nullptr || i.notBefore > latest->notBefore)) {
-        latest = &i;
-      }
-    }
-    if (latest != nullptr) {
-      std::string why;
-      if (!isDue(*latest, c, &why)) {
-        out.line = c.name + ": valid until " + isoTime(latest->notAfter) + ", not due (" + why + ")";
-        return out;
-      }
-    }
-
-    if (!client_) {
-      return failed(connectError_);
-    }
-
-    // The order in flight, or a new key and order.
-    auto open = withStore([&](storage::Store& s) { return s.getOpenOrder(c.name); });
     if (!open) {
-      return failed(open.error());
+      return fail(open.error());
     }
-    std::optional<storage::Order> order = *open;
-    std::unique_ptr<hsm::KeySigner> certKey;
-    if (order && order->keyUri) {
-      auto signer = recordedKey(c.name, *order->keyUri);
-      if (!signer && signer.error().code != Errc::notFound) {
-        // A token failure is retried later; only a key that is gone abandons the order.
-        return failed(signer.error());
-      }
-      if (signer) {
-        certKey = std::move(*signer);
+    openOrders_ = *open;
+    if (options_.controlApi && !options_.once) {
+      auto server = ControlServer::start(io_, config_.daemon.controlSocket,
+                                         [this](const ControlRequest& r, std::function<void(ControlResponse)> reply) {
+                                           route(r, std::move(reply));
+                                         });
+      if (!server) {
+        // The control API is not essential to renewing: say so loudly and keep going.
+        sink_->emit({"KMS_CONTROL_API_FAILED", EventLevel::error, std::nullopt, server.error().toString(),
+                     {{"socket", config_.daemon.controlSocket}}});
       } else {
-        (void)withStore([&](storage::Store& s) { return s.closeOrder(order->id, storage::OrderStatus::abandoned); });
-        order.reset();
+        control_ = std::move(*server);
       }
     }
-    if (!order) {
-      // Key record and order in one transaction, then the key: a crash at any point leaves
-      // either nothing or an order whose key is recorded.
-      auto planned = planKey(c.name + "-" + std::to_string(unixNow()), storage::KeyPurpose::certificate);
-      if (!planned) {
-        return failed(planned.error());
-      }
-      std::optional<storage::Order> created;
-      auto tx = withStore([&](storage::Store& s) {
-        return s.transact([&]() -> Result<void> {
-          if (auto k = s.recordKey(planned->row); !k) {
-            return fail(k.error());
-          }
-          auto o = s.createOrder(c.name, storage::CertState::keyReady);
-          if (!o) {
-            return fail(o.error());
-          }
-          storage::OrderUpdate u;
-          u.step = storage::CertState::keyReady;
-          u.keyUri = planned->row.keyUri;
-          auto advanced = s.advanceOrder(o->id, u);
-          if (!advanced) {
-            return fail(advanced.error());
-          }
-          created = std::move(*advanced);
-          return ok();
-        });
-      });
-      if (!tx) {
-        return failed(tx.error());
-      }
-      auto key = generatePlanned(*planned);
-      if (!key) {
-        (void)withStore([&](storage::Store& s) { return s.closeOrder(created->id, storage::OrderStatus::abandoned); });
-        return failed(key.error());
-      }
-      certKey = std::move(*key);
-      order = std::move(created);
-    }
-    const std::int64_t orderId = order->id;
-    const std::string keyUri = *order->keyUri;
+    return ok();
+  }
 
-    acme::IssueRequest request;
-    request.identifiers = identifiers;
-    request.challengeType = config::toString(c.challenge);
+  Result<void> upsert(const config::CertificateConfig& c) {
+    nlohmann::json ids = nlohmann::json::array();
     if (c.spc) {
-      auto csr = pki::CsrRequest::shaken(*c.spc, c.subjectO.value_or(""), c.subjectC);
-      if (!csr) {
-        return failed(csr.error());
-      }
-      request.csr = std::move(*csr);
-      std::string spc = *c.spc;
-      request.extraCheck = [spc](const std::vector<pki::Certificate>& chain) {
-        return pki::checkShakenProfile(chain.front(), spc);
-      };
-    } else {
-      request.csr.dnsNames = c.dnsNames;
+      ids.push_back("spc:" + *c.spc);
     }
-    request.certKey = certKey.get();
-    request.resumeOrderUrl = order->orderUrl;
-    request.trustAnchors = anchors_;
-    if (latest != nullptr && latest->ariCertId && client_->directory().renewalInfo) {
-      request.replaces = latest->ariCertId;
+    for (const auto& n : c.dnsNames) {
+      ids.push_back("dns:" + n);
     }
-    acme::AccountRef account{*accountKey_, accountUrl_};
-    auto progress = [&](acme::IssueStep step, const acme::Order& o) -> Result<void> {
-      storage::OrderUpdate u;
-      u.step = step == acme::IssueStep::orderPending ? storage::CertState::orderPending
-               : step == acme::IssueStep::authorized ? storage::CertState::authorized
-                                                     : storage::CertState::finalizing;
-      u.orderUrl = o.url;
-      u.authorizationUrlsJson = nlohmann::json(o.authorizations).dump();
-      u.finalizeUrl = o.finalize;
-      u.certificateUrl = o.certificate;
-      u.acmeStatus = o.status;
-      auto r = withStore([&](storage::Store& s) { return s.advanceOrder(orderId, u); });
-      if (!r) {
-        return fail(r.error());
-      }
-      return ok();
-    };
-    auto result = acme::issueCertificate(*client_, account, request, solvers_, progress);
-    if (!result) {
-      const Error& e = result.error();
-      auto failures = withStore([&](storage::Store& s) { return s.getCertificate(c.name); });
-      std::int64_t count = failures && *failures ? (*failures)->failureCount : 0;
-      (void)withStore([&](storage::Store& s) {
-        return s.recordFailure(c.name, e.toString(), unixNow() + backoffSeconds(count),
-                               e.retryable ? std::nullopt : std::optional(storage::CertState::failed));
-      });
-      if (!e.retryable) {
-        // The order cannot succeed: abandon it and leave no key behind.
-        (void)withStore([&](storage::Store& s) { return s.closeOrder(orderId, storage::OrderStatus::abandoned); });
-        certKey.reset();
-        destroyKey(keyUri);
-      }
-      event(c.name, "KMS_ISSUE_FAILED", storage::EventLevel::error, e.toString());
-      return failed(e);
+    auto r = state_.locked->with([&](storage::Store& s) {
+      return s.upsertCertificate(c.name, c.spc ? storage::CertKind::shaken : storage::CertKind::acme, ids.dump());
+    });
+    if (!r) {
+      return fail(r.error());
     }
+    return ok();
+  }
 
-    // Record, publish, activate.
-    const pki::Certificate& leaf = result->chain.front();
-    storage::IssuedCert row;
-    row.certName = c.name;
-    row.serial = leaf.serialHex();
-    row.notBefore = toUnix(leaf.notBefore());
-    row.notAfter = toUnix(leaf.notAfter());
-    row.chainPem = result->pem;
-    row.keyUri = keyUri;
-    if (auto id = leaf.ariCertId()) {
-      row.ariCertId = *id;
+  int run() {
+    started_ = true;
+    sink_->emit({"KMS_STARTED", EventLevel::info, std::nullopt,
+                 std::string(options_.once ? "kmsd --once" : "kmsd") + " started with " +
+                     std::to_string(config_.certificates.size()) + " certificate(s)",
+                 {{"pid", std::to_string(::getpid())}, {"max_concurrent_orders", std::to_string(maxOrders_)}}});
+    if (!options_.once) {
+      signals_.add(SIGTERM);
+      signals_.add(SIGINT);
+      signals_.add(SIGHUP);
+      waitSignal();
     }
-    auto issuedId = withStore([&](storage::Store& s) -> Result<std::int64_t> {
-      auto id = s.insertIssued(row);
-      if (!id) {
-        return id;
-      }
-      storage::OrderUpdate u;
-      u.step = storage::CertState::issued;
-      if (auto r = s.advanceOrder(orderId, u); !r) {
-        return fail(r.error());
-      }
-      return id;
-    });
-    if (!issuedId) {
-      return failed(issuedId.error());
+    for (const auto& name : order_) {
+      schedule(certs_[name], clock_->now());
     }
-    auto published = webRoot_.publish(c.name, row.serial, result->pem);
-    if (!published) {
-      (void)withStore([&](storage::Store& s) {
-        return s.recordFailure(c.name, published.error().toString(), unixNow() + backoffSeconds(0));
-      });
-      event(c.name, "KMS_PUBLISH_FAILED", storage::EventLevel::error, published.error().toString());
-      return failed(published.error());
+    runHousekeeping();
+    if (order_.empty() && options_.once) {
+      return 0;
     }
-    auto done = withStore([&](storage::Store& s) -> Result<void> {
-      if (auto r = s.markPublished(*issuedId, published->x5uUrl, unixNow()); !r) {
-        return r;
-      }
-      if (auto r = s.closeOrder(orderId, storage::OrderStatus::done); !r) {
-        return r;
-      }
-      return s.setState(c.name, storage::CertState::active, std::nullopt);
-    });
-    if (!done) {
-      return failed(done.error());
+    // Steps run on the pool and post back: the loop must not run out of work meanwhile.
+    auto guard = asio::make_work_guard(io_);
+    io_.run();
+    pool_.join();
+    if (!options_.once) {
+      sink_->emit({"KMS_STOPPED", EventLevel::info, std::nullopt, "kmsd stopped", {}});
     }
-    event(c.name, "KMS_CERT_ISSUED", storage::EventLevel::info,
-          "serial " + row.serial + " not after " + isoTime(row.notAfter) + " published " + published->x5uUrl);
-    out.kind = CertOutcome::Kind::issued;
-    out.line = c.name + ": issued serial " + row.serial + ", not after " + isoTime(row.notAfter) + ", published " +
-               published->x5uUrl;
+    return 0;
+  }
+
+  std::vector<CertOutcome> outcomes() const {
+    std::vector<CertOutcome> out;
+    for (const auto& name : order_) {
+      out.push_back(certs_.at(name)->outcome);
+    }
     return out;
   }
+
+ private:
+  // ---------------------------------------------------------------- scheduler (loop thread)
+
+  void schedule(const CertPtr& rt, TimePoint at) {
+    ++rt->gen;
+    heap_.push(HeapEntry{at, seq_++, rt->cfg.name, rt->gen});
+    arm();
+  }
+
+  void arm() {
+    if (heap_.empty() || stopping_) {
+      return;
+    }
+    const TimePoint head = heap_.top().at;
+    if (armedFor_ && *armedFor_ <= head) {
+      return;  // already armed as early
+    }
+    armedFor_ = head;
+    auto delay = std::max(Millis(0), std::chrono::duration_cast<Millis>(head - clock_->now()));
+    timer_.expires_after(delay);
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) {
+        return;
+      }
+      armedFor_.reset();
+      fire();
+    });
+  }
+
+  void fire() {
+    const TimePoint t = clock_->now();
+    while (!heap_.empty() && heap_.top().at <= t && !stopping_) {
+      HeapEntry e = heap_.top();
+      heap_.pop();
+      auto it = certs_.find(e.name);
+      if (it == certs_.end() || it->second->gen != e.gen || it->second->removed || it->second->running) {
+        continue;  // stale; a running certificate is rescheduled when its step completes
+      }
+      dispatch(it->second);
+    }
+    arm();
+  }
+
+  void dispatch(const CertPtr& rt) {
+    rt->running = true;
+    ++running_;
+    asio::post(pool_, [this, rt, cfg = rt->cfg, poll = rt->poll, renew = rt->renewRequested]() mutable {
+      WorkResult result;
+      try {
+        result = work(cfg, poll, renew);
+      } catch (const std::exception& ex) {
+        result.error = Error{Errc::internal, std::string("internal error: ") + ex.what(), cfg.name, 0, {}, true, {}};
+      }
+      asio::post(io_, [this, rt, result = std::move(result)]() mutable { complete(rt, std::move(result)); });
+    });
+  }
+
+  // ---------------------------------------------------------------- worker threads
+
+  WorkResult work(const config::CertificateConfig& cfg, PollState poll, bool renewRequested) {
+    WorkResult r;
+    const std::int64_t now = unixSeconds(clock_->now());
+    auto snap = steps_->snapshot(cfg, renewRequested);
+    if (!snap) {
+      r.error = snap.error();
+      r.error->retryable = true;
+      recordFailure(cfg, std::nullopt, *r.error, r);
+      return r;
+    }
+    r.plan = plan(*snap, now);
+    if (snap->active) {
+      r.activeNotAfter = snap->active->notAfter;
+    }
+    const std::int64_t caPause = caPausedUntil_.load();
+    if (needsCa(r.plan.action) && caPause > r.plan.at) {
+      r.plan.at = caPause;
+      r.plan.why = "the CA asked to wait until " + isoTime(caPause);
+    }
+    if (r.plan.action == Action::wait || r.plan.at > now) {
+      r.poll = poll;
+      return r;
+    }
+    if (r.plan.action == Action::startOrder) {
+      if (openOrders_.fetch_add(1) >= maxOrders_) {
+        openOrders_.fetch_sub(1);
+        r.needSlot = true;
+        return r;
+      }
+    }
+    r.ranStep = true;
+    auto outcome = steps_->run(r.plan.action, *snap, cfg, poll);
+    r.poll = poll;
+    if (!outcome) {
+      if (r.plan.action == Action::startOrder) {
+        openOrders_.fetch_sub(1);
+      }
+      r.error = outcome.error();
+      recordFailure(cfg, snap->order, *r.error, r, &*snap);
+      return r;
+    }
+    r.wait = outcome->wait;
+    if (outcome->wait) {
+      // Kept in the DB too, so a restart does not poll a CA that asked to wait.
+      auto at = now + std::chrono::duration_cast<std::chrono::seconds>(*outcome->wait).count();
+      auto w = state_.locked->with([&](storage::Store& s) { return s.setNextAttempt(cfg.name, at); });
+      if (!w) {
+        services_->storeWriteFailed(cfg.name, "record the next poll", w.error());
+      }
+    }
+    r.activated = outcome->activated;
+    if (outcome->activated || outcome->orderClosed) {
+      r.orderClosed = true;
+      openOrders_.fetch_sub(1);
+    }
+    return r;
+  }
+
+  /// A failed step: failure counted with backoff, event, and for a failure that cannot
+  /// succeed the order abandoned and its key destroyed (the active certificate stays).
+  void recordFailure(const config::CertificateConfig& cfg, const std::optional<storage::Order>& order,
+                     const Error& e, WorkResult& r, const CertSnapshot* snap = nullptr) {
+    const std::int64_t now = unixSeconds(clock_->now());
+    const std::int64_t failures = (snap != nullptr ? snap->cert.failureCount : 0) + 1;
+    std::int64_t delay = backoffSeconds(policy_, failures, random_->unit());
+    if (e.retryAfter) {
+      delay = std::max<std::int64_t>(1, e.retryAfter->count());
+    }
+    const bool abandon = !e.retryable && order.has_value();
+    const bool hasActive = snap != nullptr && snap->active.has_value();
+    auto rec = state_.locked->with([&](storage::Store& s) {
+      return s.recordFailure(cfg.name, e.toString(), now + delay,
+                             abandon && !hasActive ? std::optional(storage::CertState::failed) : std::nullopt);
+    });
+    if (!rec) {
+      services_->storeWriteFailed(cfg.name, "record a failure", rec.error());
+    }
+    if (abandon) {
+      auto closed =
+          state_.locked->with([&](storage::Store& s) { return s.closeOrder(order->id, storage::OrderStatus::abandoned); });
+      if (!closed) {
+        services_->storeWriteFailed(cfg.name, "abandon the order", closed.error());
+      } else {
+        r.orderClosed = true;
+        openOrders_.fetch_sub(1);
+        if (order->keyUri) {
+          if (auto d = services_->destroyKey(cfg.name, *order->keyUri); !d) {
+            sink_->emit({"KMS_KEY_DESTROY_FAILED", EventLevel::warning, cfg.name,
+                         "could not destroy " + *order->keyUri + ": " + d.error().toString(), {}});
+          }
+        }
+      }
+      sink_->emit({"KMS_ISSUE_FAILED", EventLevel::error, cfg.name, e.toString() + "; order abandoned",
+                   {{"step", toString(r.plan.action)}, {"retry_at", isoTime(now + delay)}}});
+    } else {
+      sink_->emit({"KMS_RENEW_FAILED", EventLevel::warning, cfg.name, e.toString(),
+                   {{"step", toString(r.plan.action)},
+                    {"failures", std::to_string(failures)},
+                    {"retry_at", isoTime(now + delay)}}});
+    }
+    // The CA said to slow down: every order to that CA waits, not only this one.
+    if (needsCa(r.plan.action) && (e.retryAfter || e.native == 429 || e.nativeName == "rateLimited")) {
+      std::int64_t until = now + delay;
+      std::int64_t prev = caPausedUntil_.load();
+      while (prev < until && !caPausedUntil_.compare_exchange_weak(prev, until)) {
+      }
+      if (prev < until) {
+        sink_->emit({"KMS_CA_BACKOFF", EventLevel::warning, std::nullopt,
+                     "the CA asked to wait; all orders wait until " + isoTime(until), {{"until", isoTime(until)}}});
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- back on the loop
+
+  void complete(const CertPtr& rt, WorkResult r) {
+    rt->running = false;
+    --running_;
+    rt->poll = r.poll;
+    rt->lastPlan = r.plan;
+    if (r.ranStep && r.plan.action == Action::startOrder) {
+      rt->renewRequested = false;
+    }
+    if (r.orderClosed) {
+      wakeSlotWaiter();
+    }
+    if (r.activated) {
+      const auto& a = *r.activated;
+      rt->outcome.kind = CertOutcome::Kind::issued;
+      rt->outcome.line = rt->cfg.name + ": issued serial " + a.serial + ", not after " + isoTime(a.notAfter) +
+                         ", published " + a.x5uUrl.value_or("");
+      runHousekeeping();
+    }
+    if (stopping_) {
+      maybeFinishStop();
+      return;
+    }
+    if (rt->removed) {
+      return;
+    }
+    if (options_.once && settleOnce(rt, r)) {
+      return;
+    }
+    if (r.needSlot) {
+      slotWaiters_.push_back(rt->cfg.name);
+      return;
+    }
+    TimePoint next = clock_->now();
+    if (r.error) {
+      next = fromUnix(unixSeconds(next) + 1);  // replanned from the DB's backoff
+    } else if (r.wait) {
+      next += *r.wait;
+    } else if (!r.ranStep) {
+      next = std::max(next, fromUnix(r.plan.at));
+    }
+    schedule(rt, next);
+  }
+
+  /// --once: a certificate is done when it failed, or when its plan is a wait without an
+  /// order in flight. Returns true when it settled now.
+  bool settleOnce(const CertPtr& rt, const WorkResult& r) {
+    if (rt->settled) {
+      return true;
+    }
+    bool done = false;
+    if (r.error) {
+      rt->outcome.kind = CertOutcome::Kind::failed;
+      rt->outcome.line = rt->cfg.name + ": FAILED: " + r.error->toString();
+      done = true;
+    } else if (!r.ranStep && !r.needSlot && (r.plan.action == Action::wait || r.plan.at > unixSeconds(clock_->now()))) {
+      if (r.plan.action == Action::wait) {
+        if (rt->outcome.kind != CertOutcome::Kind::issued) {
+          rt->outcome.kind = CertOutcome::Kind::notDue;
+          rt->outcome.line = rt->cfg.name + ": valid until " + isoTime(r.activeNotAfter.value_or(0)) +
+                             ", not due (" + r.plan.why + ")";
+        }
+        done = true;
+      } else if (!rt->poll.since) {
+        // Held back (backoff, or the CA asked to wait) before doing anything this run.
+        rt->outcome.kind = CertOutcome::Kind::failed;
+        rt->outcome.line = rt->cfg.name + ": FAILED: not attempted: " + r.plan.why;
+        done = true;
+      }
+    }
+    if (done) {
+      rt->settled = true;
+      if (std::all_of(certs_.begin(), certs_.end(), [](const auto& kv) { return kv.second->settled; })) {
+        io_.stop();
+      }
+    }
+    return done;
+  }
+
+  void wakeSlotWaiter() {
+    while (!slotWaiters_.empty()) {
+      std::string name = slotWaiters_.front();
+      slotWaiters_.pop_front();
+      auto it = certs_.find(name);
+      if (it != certs_.end() && !it->second->removed) {
+        schedule(it->second, clock_->now());
+        return;
+      }
+    }
+  }
+
+  void runHousekeeping() {
+    asio::post(pool_, [this] {
+      auto r = steps_->retireKeys();
+      if (!r) {
+        sink_->emit({"KMS_KEY_DESTROY_FAILED", EventLevel::warning, std::nullopt,
+                     "key housekeeping failed: " + r.error().toString(), {}});
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- signals and reload
+
+  void waitSignal() {
+    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+      if (ec) {
+        return;
+      }
+      if (sig == SIGHUP) {
+        reload();
+        waitSignal();
+        return;
+      }
+      sink_->emit({"KMS_STOPPING", EventLevel::info, std::nullopt,
+                   std::string("signal ") + (sig == SIGTERM ? "TERM" : "INT") + ": finishing the steps in flight",
+                   {{"in_flight", std::to_string(running_)}}});
+      stopping_ = true;
+      timer_.cancel();
+      if (control_) {
+        control_->stop();
+      }
+      maybeFinishStop();
+    });
+  }
+
+  void maybeFinishStop() {
+    if (stopping_ && running_ == 0) {
+      signals_.cancel();
+      io_.stop();
+    }
+  }
+
+  void reload() {
+    auto cfg = config::loadConfigFile(options_.configPath, config::environmentSnapshot());
+    if (!cfg) {
+      std::string text = config::formatErrors(cfg.error());
+      if (!text.empty() && text.back() == '\n') {
+        text.pop_back();
+      }
+      sink_->emit({"KMS_RELOAD_FAILED", EventLevel::error, std::nullopt,
+                   "configuration not reloaded, the previous one stays: " + text, {{"file", options_.configPath}}});
+      return;
+    }
+    int added = 0;
+    int removed = 0;
+    for (const auto& c : cfg->certificates) {
+      auto it = certs_.find(c.name);
+      if (it == certs_.end() || it->second->removed) {
+        if (auto r = upsert(c); !r) {
+          sink_->emit({"KMS_RELOAD_FAILED", EventLevel::error, c.name, r.error().toString(), {}});
+          continue;
+        }
+        auto rt = std::make_shared<CertRuntime>();
+        rt->cfg = c;
+        rt->outcome.name = c.name;
+        certs_[c.name] = rt;
+        order_.push_back(c.name);
+        schedule(rt, clock_->now());
+        ++added;
+      } else if (!(it->second->cfg == c)) {
+        it->second->cfg = c;
+        schedule(it->second, clock_->now());
+      }
+    }
+    for (auto& [name, rt] : certs_) {
+      bool kept = std::any_of(cfg->certificates.begin(), cfg->certificates.end(),
+                              [&](const auto& c) { return c.name == name; });
+      if (!kept && !rt->removed) {
+        rt->removed = true;
+        ++removed;
+        sink_->emit({"KMS_CERT_REMOVED", EventLevel::warning, name,
+                     "no longer in the configuration: renewal stopped, published files kept", {}});
+      }
+    }
+    std::erase_if(order_, [&](const std::string& n) { return certs_[n]->removed; });
+    services_->setCertificates(cfg->certificates);
+    sink_->emit({"KMS_RELOADED", EventLevel::info, std::nullopt,
+                 "configuration reloaded: " + std::to_string(added) + " added, " + std::to_string(removed) + " removed",
+                 {{"file", options_.configPath}}});
+  }
+
+  // ---------------------------------------------------------------- control API routes
+
+  void route(const ControlRequest& req, std::function<void(ControlResponse)> reply);
+  static nlohmann::json certificateJson(const storage::ManagedCert& c, const storage::IssuedCert* active,
+                                        const std::map<std::string, nlohmann::json>& runtime);
+
+  /// The loop's view of each certificate (taken on the loop thread).
+  std::map<std::string, nlohmann::json> runtimeInfo() const {
+    std::map<std::string, nlohmann::json> out;
+    for (const auto& [name, rt] : certs_) {
+      if (!rt->removed) {
+        out[name] = {{"next_action", toString(rt->lastPlan.action)},
+                     {"plan", rt->lastPlan.why},
+                     {"renewal_requested", rt->renewRequested}};
+      }
+    }
+    return out;
+  }
+
+  /// Every certificate with its active one (two indexed queries, whatever the count).
+  nlohmann::json listJson(const std::map<std::string, nlohmann::json>& runtime) {
+    const std::int64_t now = unixSeconds(clock_->now());
+    std::vector<storage::ManagedCert> certs;
+    std::map<std::string, storage::IssuedCert> active;
+    auto read = state_.locked->with([&](storage::Store& s) -> Result<void> {
+      auto rows = s.listCertificates();
+      if (!rows) {
+        return fail(rows.error());
+      }
+      certs = std::move(*rows);
+      auto latest = s.listLatestValid(now);
+      if (!latest) {
+        return fail(latest.error());
+      }
+      for (auto& i : *latest) {
+        active.emplace(i.certName, std::move(i));
+      }
+      return ok();
+    });
+    if (!read) {
+      throw std::runtime_error(read.error().toString());
+    }
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& c : certs) {
+      auto a = active.find(c.name);
+      arr.push_back(certificateJson(c, a == active.end() ? nullptr : &a->second, runtime));
+    }
+    return arr;
+  }
+
+  config::Config config_;
+  Options options_;
+  Logger& log_;
+  std::unique_ptr<Clock> clock_;
+  std::unique_ptr<Random> random_;
+  std::size_t maxOrders_;
+  asio::io_context io_;
+  asio::thread_pool pool_;
+  asio::steady_timer timer_;
+  asio::signal_set signals_;
+  std::unique_ptr<DirLock> lock_;
+  StateDb state_;
+  std::unique_ptr<StoreEventSink> sink_;
+  std::unique_ptr<Services> services_;
+  std::unique_ptr<Steps> steps_;
+  std::unique_ptr<ControlServer> control_;
+  RetryPolicy policy_;
+
+  // loop thread only
+  std::map<std::string, CertPtr> certs_;
+  std::vector<std::string> order_;  ///< config order
+  std::priority_queue<HeapEntry, std::vector<HeapEntry>, std::greater<>> heap_;
+  std::uint64_t seq_ = 0;
+  std::optional<TimePoint> armedFor_;
+  std::deque<std::string> slotWaiters_;
+  int running_ = 0;
+  bool stopping_ = false;
+  bool started_ = false;
+
+  // shared with workers
+  std::atomic<std::size_t> openOrders_{0};
+  std::atomic<std::int64_t> caPausedUntil_{0};
 };
 
-Engine::Engine(std::unique_ptr<EngineImpl> impl) : impl_(std::move(impl)) {}
+
+namespace {
+
+/// "/v1/certificates/main/renew?x=1" -> {"v1","certificates","main","renew"}, query.
+std::vector<std::string> pathParts(const std::string& target, std::string* query) {
+  std::string path = target.substr(0, target.find('?'));
+  *query = target.size() > path.size() ? target.substr(path.size() + 1) : std::string();
+  std::vector<std::string> parts;
+  std::size_t i = 0;
+  while (i < path.size()) {
+    std::size_t j = path.find('/', i);
+    if (j == std::string::npos) {
+      j = path.size();
+    }
+    if (j > i) {
+      parts.push_back(path.substr(i, j - i));
+    }
+    i = j + 1;
+  }
+  return parts;
+}
+
+std::optional<std::int64_t> queryInt(const std::string& query, const std::string& name) {
+  std::size_t pos = 0;
+  while (pos < query.size()) {
+    std::size_t end = query.find('&', pos);
+    std::string kv = query.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    if (kv.rfind(name + "=", 0) == 0) {
+      try {
+        std::size_t used = 0;
+        std::int64_t v = std::stoll(kv.substr(name.size() + 1), &used);
+        if (used == kv.size() - name.size() - 1) {
+          return v;
+        }
+      } catch (const std::exception&) {
+      }
+      return std::nullopt;
+    }
+    if (end == std::string::npos) {
+      break;
+    }
+    pos = end + 1;
+  }
+  return std::nullopt;
+}
+
+ControlResponse jsonResponse(int status, const nlohmann::json& j) {
+  return ControlResponse{status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                         "application/json"};
+}
+
+}  // namespace
+
+nlohmann::json Engine::Impl::certificateJson(const storage::ManagedCert& c, const storage::IssuedCert* active,
+                                             const std::map<std::string, nlohmann::json>& runtime) {
+  nlohmann::json row{{"name", c.name},
+                     {"kind", storage::toString(c.kind)},
+                     {"state", storage::toString(c.state)},
+                     {"failures", c.failureCount}};
+  if (c.lastError) {
+    row["last_error"] = sanitize(*c.lastError);
+  }
+  if (c.renewAt) {
+    row["renew_at"] = isoTime(*c.renewAt);
+  }
+  if (c.nextAttemptAt) {
+    row["next_attempt_at"] = isoTime(*c.nextAttemptAt);
+  }
+  if (active != nullptr) {
+    row["serial"] = active->serial;
+    row["not_after"] = isoTime(active->notAfter);
+    if (active->x5uUrl) {
+      row["x5u"] = *active->x5uUrl;
+    }
+  }
+  auto it = runtime.find(c.name);
+  row["managed"] = it != runtime.end();
+  if (it != runtime.end()) {
+    row.update(it->second);
+  }
+  return row;
+}
+
+void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlResponse)> reply) {
+  std::string query;
+  const auto parts = pathParts(req.target, &query);
+  const bool get = req.method == "GET";
+  const bool post = req.method == "POST";
+  auto notAllowed = [&] { reply(problem(405, "method not allowed", req.method + " " + req.target)); };
+
+  if (parts.size() == 1 && (parts[0] == "healthz" || parts[0] == "readyz")) {
+    if (!get) {
+      return notAllowed();
+    }
+    if (parts[0] == "readyz" && (!started_ || stopping_)) {
+      return reply(jsonResponse(503, {{"status", stopping_ ? "stopping" : "starting"}}));
+    }
+    return reply(jsonResponse(200, {{"status", "ok"}}));
+  }
+  if (parts.empty() || parts[0] != "v1" || parts.size() < 2) {
+    return reply(problem(404, "not found", req.target));
+  }
+  const std::string& what = parts[1];
+  // Reads run on the pool (one SQLite connection, shared with the steps), replies from there.
+  auto readDb = [this, reply](std::function<ControlResponse()> body) {
+    asio::post(pool_, [reply, body = std::move(body)] {
+      try {
+        reply(body());
+      } catch (const std::exception& e) {
+        reply(problem(500, "internal error", e.what()));
+      }
+    });
+  };
+  if (what == "status" && parts.size() == 2) {
+    if (!get) {
+      return notAllowed();
+    }
+    nlohmann::json daemon{{"pid", ::getpid()},
+                          {"certificates", order_.size()},
+                          {"open_orders", openOrders_.load()},
+                          {"max_concurrent_orders", maxOrders_},
+                          {"steps_running", running_},
+                          {"ca_paused_until", caPausedUntil_.load() > 0 ? isoTime(caPausedUntil_.load()) : ""}};
+    return readDb([this, daemon, rt = runtimeInfo()]() {
+      return jsonResponse(200, {{"daemon", daemon}, {"certificates", listJson(rt)}});
+    });
+  }
+  if (what == "certificates") {
+    if (parts.size() == 2) {
+      if (!get) {
+        return notAllowed();
+      }
+      return readDb([this, rt = runtimeInfo()]() { return jsonResponse(200, {{"certificates", listJson(rt)}}); });
+    }
+    const std::string name = parts[2];
+    auto it = certs_.find(name);
+    if (parts.size() == 3) {
+      if (!get) {
+        return notAllowed();
+      }
+      return readDb([this, name, rt = runtimeInfo()]() {
+        for (auto& row : listJson(rt)) {
+          if (row["name"] == name) {
+            return jsonResponse(200, row);
+          }
+        }
+        return problem(404, "no such certificate", name);
+      });
+    }
+    if (parts.size() != 4) {
+      return reply(problem(404, "not found", req.target));
+    }
+    if (it == certs_.end() || it->second->removed) {
+      return reply(problem(404, "no such certificate", "'" + name + "' is not a configured certificate"));
+    }
+    if (!post) {
+      return notAllowed();
+    }
+    if (parts[3] == "renew") {
+      it->second->renewRequested = true;
+      sink_->emit({"KMS_RENEW_REQUESTED", EventLevel::info, name, "renewal requested through the control API", {}});
+      if (!it->second->running) {
+        schedule(it->second, clock_->now());
+      }
+      return reply(jsonResponse(202, {{"name", name}, {"renewal_requested", true}}));
+    }
+    if (parts[3] == "revoke") {
+      int reason = 0;
+      if (!req.body.empty()) {
+        auto body = nlohmann::json::parse(req.body, nullptr, false);
+        if (body.is_discarded() || !body.is_object() ||
+            (body.contains("reason") && !body["reason"].is_number_integer())) {
+          return reply(problem(400, "bad request", R"(body must be {"reason": <RFC 5280 reason code>})"));
+        }
+        reason = body.value("reason", 0);
+      }
+      if (reason < 0 || reason > 10 || reason == 7) {
+        return reply(problem(400, "bad request", "reason must be an RFC 5280 code 0..10 other than 7"));
+      }
+      auto cfg = it->second->cfg;
+      asio::post(pool_, [this, cfg, reason, reply, rt = it->second] {
+        auto serial = steps_->revoke(cfg, reason);
+        if (!serial) {
+          const int status = serial.error().code == Errc::notFound ? 409 : 502;
+          reply(problem(status, "revocation failed", serial.error().toString()));
+          return;
+        }
+        reply(jsonResponse(200, {{"name", cfg.name}, {"revoked_serial", *serial}, {"reason", reason}}));
+        // No valid certificate now: the planner starts a new order.
+        asio::post(io_, [this, rt] {
+          if (!rt->running && !rt->removed) {
+            schedule(rt, clock_->now());
+          }
+        });
+      });
+      return;
+    }
+    return reply(problem(404, "not found", req.target));
+  }
+  if (what == "events" && parts.size() == 2) {
+    if (!get) {
+      return notAllowed();
+    }
+    std::int64_t since = 0;
+    if (!query.empty()) {
+      auto v = queryInt(query, "since");
+      if (!v || *v < 0) {
+        return reply(problem(400, "bad request", "since must be a non-negative event id"));
+      }
+      since = *v;
+    }
+    return readDb([this, since]() {
+      auto events = state_.locked->with([&](storage::Store& s) { return s.listEventsAfter(since, 1000); });
+      if (!events) {
+        return problem(500, "state DB", events.error().toString());
+      }
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& e : *events) {
+        arr.push_back({{"id", e.id},
+                       {"time", isoTime(e.time)},
+                       {"level", storage::toString(e.level)},
+                       {"event", e.eventId},
+                       {"cert", e.certName.value_or("")},
+                       {"message", sanitize(e.message)}});
+      }
+      return jsonResponse(200, {{"events", arr}});
+    });
+  }
+  reply(problem(404, "not found", req.target));
+}
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 
-Result<std::unique_ptr<Engine>> Engine::create(const config::Config& config) {
-  auto impl = std::make_unique<EngineImpl>(config);
-  std::error_code ec;
-  std::filesystem::create_directories(config.daemon.stateDir, ec);
-  if (ec) {
-    return fail(Errc::io, "cannot create state_dir: " + ec.message(), config.daemon.stateDir);
-  }
-  auto db = storage::Db::open(config.daemon.stateDir + "/kmsd.db", {});
-  if (!db) {
-    return fail(db.error());
-  }
-  impl->db_ = std::move(*db);
-  impl->store_ = storage::makeSqliteStore(*impl->db_);
-  auto token = hsm::Token::open(hsm::TokenOptions{config.hsm.module, config.hsm.tokenLabel, config.hsm.pinFile,
-                                                  static_cast<std::size_t>(config.hsm.sessionPool)});
-  if (!token) {
-    return fail(token.error());
-  }
-  impl->token_ = std::move(*token);
-  if (config.acme.trustAnchors) {
-    auto pem = readText(*config.acme.trustAnchors);
-    if (!pem) {
-      return fail(pem.error());
-    }
-    auto anchors = pki::parsePemChain(*pem);
-    if (!anchors) {
-      Error e = anchors.error();
-      e.context = *config.acme.trustAnchors;
-      return fail(e);
-    }
-    impl->anchors_ = std::move(*anchors);
+Result<std::unique_ptr<Engine>> Engine::create(const config::Config& config, Logger& log, Options options) {
+  auto impl = std::make_unique<Impl>(config, log, std::move(options));
+  if (auto r = impl->open(); !r) {
+    return fail(r.error());
   }
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
-std::vector<CertOutcome> Engine::runOnce() {
-  EngineImpl& e = *impl_;
-  std::vector<CertOutcome> outcomes(e.cfg_.certificates.size());
-  auto failAll = [&](const Error& err) {
-    for (std::size_t i = 0; i < outcomes.size(); ++i) {
-      outcomes[i] = CertOutcome{e.cfg_.certificates[i].name, CertOutcome::Kind::failed,
-                                e.cfg_.certificates[i].name + ": FAILED: " + err.toString()};
-    }
-    return outcomes;
-  };
-  if (outcomes.empty()) {
-    return outcomes;
-  }
-  // Certificates that are not due need no CA: a CA outage is only a failure for the others.
-  if (auto r = e.connect(); !r) {
-    e.connectError_ = r.error();
-    e.client_.reset();
-  } else if (auto a = e.ensureAccount(); !a) {
-    e.connectError_ = a.error();
-    e.client_.reset();
-  }
-  bool needHttp01 = std::any_of(e.cfg_.certificates.begin(), e.cfg_.certificates.end(),
-                                [](const auto& c) { return c.challenge == config::Challenge::http01; });
-  if (needHttp01 && !e.responder_) {
-    auto responder = acme::Http01Responder::start(e.cfg_.acme.http01Listen.host, e.cfg_.acme.http01Listen.port);
-    if (!responder) {
-      return failAll(responder.error());
-    }
-    e.responder_ = std::move(*responder);
-    e.http01_ = std::make_unique<acme::Http01Solver>(*e.responder_);
-    e.solvers_["http-01"] = e.http01_.get();
-  }
-  if (e.client_ && e.stiPa_ && e.accountKey_ && !e.tkauth_) {
-    e.tkauth_ = std::make_unique<sti_pa::TkauthSolver>(*e.stiPa_, e.accountKey_->publicKey());
-    e.solvers_["tkauth-01"] = e.tkauth_.get();
-  }
-  if (e.cfg_.acme.dns01Hook && !e.dns01_) {
-    e.dns01_ = std::make_unique<acme::Dns01HookSolver>(*e.cfg_.acme.dns01Hook);
-    e.solvers_["dns-01"] = e.dns01_.get();
-  }
-  // A bounded pool: many orders in flight, never a thread per certificate. Two workers
-  // per core: more only adds lock contention in OpenSSL and the token (tests/bench/acme_issue).
-  std::size_t perCore = std::size_t{2} * std::max(1U, std::thread::hardware_concurrency());
-  std::size_t threads = std::min<std::size_t>(outcomes.size(), std::max<std::size_t>(4, perCore));
-  boost::asio::thread_pool pool(threads);
-  for (std::size_t i = 0; i < outcomes.size(); ++i) {
-    boost::asio::post(pool, [&e, &outcomes, i] {
-      try {
-        outcomes[i] = e.issueOne(e.cfg_.certificates[i]);
-      } catch (const std::exception& ex) {
-        outcomes[i] = CertOutcome{e.cfg_.certificates[i].name, CertOutcome::Kind::failed,
-                                  e.cfg_.certificates[i].name + ": FAILED: internal error: " + ex.what()};
-      }
-    });
-  }
-  pool.join();
-  return outcomes;
+int Engine::run() {
+  return impl_->run();
+}
+
+std::vector<CertOutcome> Engine::outcomes() const {
+  return impl_->outcomes();
 }
 
 int runOnceCommand(const std::string& configPath, std::ostream& out, std::ostream& err) {
@@ -696,17 +936,34 @@ int runOnceCommand(const std::string& configPath, std::ostream& out, std::ostrea
     err << config::formatErrors(cfg.error());
     return 1;
   }
-  auto engine = Engine::create(*cfg);
+  Logger log(cfg->daemon.logFormat);
+  auto engine = Engine::create(*cfg, log, Engine::Options{true, configPath, false});
   if (!engine) {
     err << "kmsd: " << engine.error().toString() << '\n';
     return 1;
   }
+  (*engine)->run();
   bool allGood = true;
-  for (const CertOutcome& o : (*engine)->runOnce()) {
+  for (const CertOutcome& o : (*engine)->outcomes()) {
     out << o.line << '\n';
     allGood = allGood && o.kind != CertOutcome::Kind::failed;
   }
   return allGood ? 0 : 3;
+}
+
+int runDaemonCommand(const std::string& configPath, std::ostream& err) {
+  auto cfg = config::loadConfigFile(configPath, config::environmentSnapshot());
+  if (!cfg) {
+    err << config::formatErrors(cfg.error());
+    return 1;
+  }
+  Logger log(cfg->daemon.logFormat);
+  auto engine = Engine::create(*cfg, log, Engine::Options{false, configPath, true});
+  if (!engine) {
+    err << "kmsd: " << engine.error().toString() << '\n';
+    return 1;
+  }
+  return (*engine)->run();
 }
 
 }  // namespace kms::daemon

@@ -32,9 +32,7 @@ int run(int argc, char** argv) {
     if (once) {
       return runOnceCommand(configPath, std::cout, std::cerr);
     }
-    // The long-running daemon loop comes with the daemon issue.
-    std::cerr << "kmsd: the daemon loop is not in this build; use --once (from cron or a timer) or --check-config\n";
-    return kExitUsage;
+    return runDaemonCommand(configPath, std::cerr);
   } catch (const std::exception& e) {
     std::cerr << "kmsd: fatal: " << e.what() << '\n';
     return kExitRuntime;

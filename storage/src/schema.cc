@@ -126,8 +126,17 @@ BEGIN
 END;
 )sql";
 
-constexpr std::array<Migration, 1> kMigrations{{
+// The daemon: the renewal instant chosen for the active certificate (kept across restarts so
+// the random point in the ARI window or the jittered share of the lifetime does not move),
+// when the CA's renewalInfo is next read, and the event log read by id for `events -f`.
+constexpr const char* kSchemaV2 = R"sql(
+ALTER TABLE managed_certificates ADD COLUMN renew_at INTEGER;
+ALTER TABLE managed_certificates ADD COLUMN ari_next_check INTEGER;
+)sql";
+
+constexpr std::array<Migration, 2> kMigrations{{
     {1, kSchemaV1},
+    {2, kSchemaV2},
 }};
 
 }  // namespace

@@ -111,6 +111,32 @@ class SqliteStore final : public Store {
     return runExpectingRow(*stmt, "certificate '" + std::string(name) + "' does not exist");
   }
 
+  Result<void> setRenewal(std::string_view name, std::optional<std::int64_t> renewAt,
+                          std::optional<std::int64_t> ariNextCheck) override {
+    auto stmt = db_.prepare(
+        "UPDATE managed_certificates SET renew_at = ?2, ari_next_check = ?3, updated_at = ?4 WHERE name = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, name);
+    bindOpt(*stmt, 2, renewAt);
+    bindOpt(*stmt, 3, ariNextCheck);
+    stmt->bindInt64(4, now_());
+    return runExpectingRow(*stmt, "certificate '" + std::string(name) + "' does not exist");
+  }
+
+  Result<void> setNextAttempt(std::string_view name, std::optional<std::int64_t> nextAttemptAt) override {
+    auto stmt =
+        db_.prepare("UPDATE managed_certificates SET next_attempt_at = ?2, updated_at = ?3 WHERE name = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, name);
+    bindOpt(*stmt, 2, nextAttemptAt);
+    stmt->bindInt64(3, now_());
+    return runExpectingRow(*stmt, "certificate '" + std::string(name) + "' does not exist");
+  }
+
   Result<void> recordFailure(std::string_view name, std::string_view error, std::optional<std::int64_t> nextAttemptAt,
                              std::optional<CertState> newState) override {
     auto stmt = db_.prepare(
@@ -240,7 +266,8 @@ class SqliteStore final : public Store {
         "INSERT INTO issued_certificates (cert_id, serial, not_before, not_after, chain_pem, "
         "key_uri, ari_cert_id, x5u_url, published_at, revoked_at, created_at) "
         "SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 "
-        "FROM managed_certificates WHERE name = ?1");
+        "FROM managed_certificates WHERE name = ?1 "
+        "ON CONFLICT (cert_id, serial) DO NOTHING");
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
@@ -255,10 +282,28 @@ class SqliteStore final : public Store {
     bindOpt(*stmt, 9, c.publishedAt);
     bindOpt(*stmt, 10, c.revokedAt);
     stmt->bindInt64(11, c.createdAt != 0 ? c.createdAt : now_());
-    if (auto r = runExpectingRow(*stmt, "certificate '" + c.certName + "' does not exist"); !r.has_value()) {
+    if (auto r = stmt->run(); !r.has_value()) {
       return fail(r.error());
     }
-    return db_.lastInsertId();
+    if (db_.changes() != 0) {
+      return db_.lastInsertId();
+    }
+    // Nothing inserted: the certificate is unknown, or this serial is already stored.
+    auto existing = db_.prepare(
+        "SELECT i.id FROM issued_certificates i JOIN managed_certificates c ON c.id = i.cert_id "
+        "WHERE c.name = ?1 AND i.serial = ?2");
+    if (!existing.has_value()) {
+      return fail(existing.error());
+    }
+    existing->bindText(1, c.certName).bindText(2, c.serial);
+    auto more = existing->step();
+    if (!more.has_value()) {
+      return fail(more.error());
+    }
+    if (!more.value()) {
+      return fail(Errc::notFound, "certificate '" + c.certName + "' does not exist", db_.path());
+    }
+    return existing->columnInt64(0);
   }
 
   Result<std::vector<IssuedCert>> listIssued(std::string_view certName) override {
@@ -447,6 +492,52 @@ class SqliteStore final : public Store {
     if (certName.has_value()) {
       stmt->bindText(2, *certName);
     }
+    return readAll<Event>(*stmt, readEvent);
+  }
+
+  Result<std::vector<std::pair<std::string, std::optional<std::string>>>> listRetirableKeys(
+      std::int64_t now, std::int64_t retainSeconds) override {
+    // A certificate's successor: the earliest publication of a newer certificate for it.
+    auto stmt = db_.prepare(R"sql(
+      SELECT k.key_uri,
+             (SELECT c.name FROM issued_certificates i JOIN managed_certificates c ON c.id = i.cert_id
+               WHERE i.key_uri = k.key_uri
+              UNION ALL
+              SELECT c.name FROM orders o JOIN managed_certificates c ON c.id = o.cert_id
+               WHERE o.key_uri = k.key_uri LIMIT 1)
+      FROM hsm_keys k
+      WHERE k.destroyed_at IS NULL AND k.purpose = 'certificate'
+        AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.key_uri = k.key_uri AND o.status = 'open')
+        AND NOT EXISTS (
+          SELECT 1 FROM issued_certificates i
+          WHERE i.key_uri = k.key_uri AND i.revoked_at IS NULL AND i.not_after > ?1
+            AND coalesce((SELECT min(n.published_at) FROM issued_certificates n
+                          WHERE n.cert_id = i.cert_id AND n.published_at IS NOT NULL
+                            AND (n.not_before > i.not_before
+                                 OR (n.not_before = i.not_before AND n.id > i.id))),
+                         ?1) > ?1 - ?2)
+      ORDER BY k.id)sql");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, now).bindInt64(2, retainSeconds);
+    return readAll<std::pair<std::string, std::optional<std::string>>>(
+        *stmt, [](const Stmt& s) -> Result<std::pair<std::string, std::optional<std::string>>> {
+          return std::pair<std::string, std::optional<std::string>>(s.columnText(0), optText(s, 1));
+        });
+  }
+
+  Result<std::vector<Event>> listEventsAfter(std::int64_t afterId, int limit) override {
+    if (limit < 0) {
+      return fail(Errc::invalidArgument, "listEventsAfter: negative limit", db_.path());
+    }
+    auto stmt = db_.prepare(
+        "SELECT id, time, cert_name, event_id, level, message, fields FROM events WHERE id > ?1 "
+        "ORDER BY id LIMIT ?2");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, afterId).bindInt64(2, limit);
     return readAll<Event>(*stmt, readEvent);
   }
 

@@ -74,6 +74,8 @@ Result<ManagedCert> readCert(const Stmt& s) {
   c.lastError = optText(s, 7);
   c.createdAt = s.columnInt64(8);
   c.updatedAt = s.columnInt64(9);
+  c.renewAt = optInt(s, 10);
+  c.ariNextCheck = optInt(s, 11);
   return c;
 }
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "storage/migrations.h"
 #include "sandbox.h"
 #include "softhsm_token.h"
 #include "storage/db.h"
@@ -155,7 +156,7 @@ TEST_F(KmsdCli, NewerSchemaDatabaseIsRefused) {
   CmdResult r = run(kKmsd, "--check-config");
   EXPECT_EQ(r.rc, 1);
   EXPECT_EQ(r.output, config_ + ": [daemon] state_dir: " + db +
-                          ": database schema version 99 is newer than this kmsd supports (1); upgrade kmsd or "
+                          ": database schema version 99 is newer than this kmsd supports (" + std::to_string(storage::supportedSchemaVersion()) + "); upgrade kmsd or "
                           "restore a backup\n");
 }
 
@@ -184,7 +185,7 @@ TEST_F(KmsdCli, KmsctlStatusAndKeys) {
 TEST_F(KmsdCli, UsageErrors) {
   CmdResult r = run(kKmsctl, "frobnicate");
   EXPECT_EQ(r.rc, 2) << r.output;
-  CmdResult d = run(kKmsd, "");
+  CmdResult d = run(kKmsd, "--no-such-switch");
   EXPECT_EQ(d.rc, 2) << d.output;
 }
 

@@ -73,6 +73,9 @@ class KmsdOnce : public ::testing::Test {
 
   std::string www(const std::string& rel) const { return softhsm_.sandbox().file("www/" + rel); }
 
+  /// As if the backoff after a failed run had passed: the next run may try again.
+  void backoffPassed() { ASSERT_TRUE(test::backoffPassed(softhsm_.sandbox().file("state/kmsd.db"))); }
+
   SoftHsmToken softhsm_{"kms-test"};
   std::unique_ptr<PebbleServer> pebble_;
   std::string roots_;
@@ -120,6 +123,12 @@ TEST_F(KmsdOnce, PebbleDownFailsThenTheNextRunSucceeds) {
 
   pebble_->start();  // a fresh Pebble: new issuing roots, no accounts
   roots_ = pebble_->writeIssuingRoots(softhsm_.sandbox().file("pebble-roots.pem"));
+  // The failure set a backoff, and the next run honours it without touching the CA.
+  CmdResult early = run(kKmsd, "--once");
+  EXPECT_EQ(early.rc, 3) << early.output;
+  EXPECT_NE(early.output.find("web: FAILED: not attempted: retry "), std::string::npos) << early.output;
+  EXPECT_NE(early.output.find(" after 1 failure(s)"), std::string::npos) << early.output;
+  backoffPassed();
   CmdResult up = run(kKmsd, "--once");
   EXPECT_EQ(up.rc, 0) << up.output;
   EXPECT_TRUE(exists(www("web.pem")));
@@ -160,6 +169,7 @@ TEST_F(KmsdOnce, ExternalAccountBindingFromTheConfig) {
   std::string key =
       softhsm_.sandbox().write("eab.key", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n");
   writeConfig("eab_kid = \"kid-1\"\neab_hmac_file = \"" + key + "\"\n");
+  backoffPassed();
   CmdResult r = run(kKmsd, "--once");
   EXPECT_EQ(r.rc, 0) << r.output;
 }

@@ -95,7 +95,7 @@ TEST_F(Shaken, RenewsWhenTheAriWindowOpensAndKeepsThePreviousChain) {
   std::string firstSerial = m[1];
   CmdResult early = run(kKmsd, "--once");
   EXPECT_EQ(early.rc, 0) << early.output;
-  EXPECT_NE(early.output.find("not due (ARI window opens "), std::string::npos) << early.output;
+  EXPECT_NE(early.output.find("not due (renewal due "), std::string::npos) << early.output;
   std::this_thread::sleep_for(std::chrono::milliseconds(7600));
   CmdResult renewed = run(kKmsd, "--once");
   ASSERT_EQ(renewed.rc, 0) << renewed.output;
@@ -158,8 +158,9 @@ TEST_F(Shaken, FingerprintOfAnotherKeyIsRefusedByTheCa) {
   EXPECT_NE(r.output.find("fingerprint"), std::string::npos) << r.output;
   expectNothingPublished();
   EXPECT_EQ(keyCount(), 1);
-  // Configured to match (the lab's own kmsd.toml), the same lab issues.
+  // Configured to match (the lab's own kmsd.toml), the same lab issues (after the backoff).
   config_ = labConfig;
+  ASSERT_TRUE(test::backoffPassed(lab_->file("state/kmsd.db")));
   CmdResult ok = run(kKmsd, "--once");
   EXPECT_EQ(ok.rc, 0) << ok.output;
 }
@@ -193,7 +194,8 @@ TEST_F(Shaken, StiPaUnreachableIsRetryableAndLeavesNoUnmanagedKey) {
   expectNothingPublished();
   CmdResult keys = run(kKmsctl, "keys");
   EXPECT_EQ(keys.output.find("unmanaged"), std::string::npos) << keys.output;
-  // The STI-PA back: the order in flight completes.
+  // The STI-PA back: the order in flight completes (after the backoff).
+  ASSERT_TRUE(test::backoffPassed(lab_->file("state/kmsd.db")));
   CmdResult ok = run(kKmsd, "--once");
   EXPECT_EQ(ok.rc, 0) << ok.output;
   EXPECT_TRUE(exists(lab_->file("www/main.pem")));

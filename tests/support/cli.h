@@ -26,6 +26,14 @@ inline CmdResult runTool(const std::string& env, const std::string& tool, const 
   return r;
 }
 
+/// As if the backoff after a failed `kmsd --once` had passed: clears every certificate's
+/// next attempt in the state DB at `dbPath`, so the next run tries again at once.
+/// Returns false when sqlite3 failed.
+inline bool backoffPassed(const std::string& dbPath) {
+  std::string out;
+  return runCommand("sqlite3 '" + dbPath + "' 'UPDATE managed_certificates SET next_attempt_at = NULL'", &out) == 0;
+}
+
 inline bool fileExists(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0;

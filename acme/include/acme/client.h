@@ -53,6 +53,8 @@ struct Order {
   std::string finalize;
   std::optional<std::string> certificate;
   std::optional<Error> error;  ///< the order's problem document, when invalid
+  /// The Retry-After of the answer that carried this order (clamped to [0, 1 day]).
+  std::optional<std::chrono::seconds> retryAfter;
 };
 
 struct Challenge {
@@ -71,6 +73,8 @@ struct Authorization {
   Identifier identifier;
   std::vector<Challenge> challenges;
   bool wildcard = false;
+  /// The Retry-After of the answer that carried this authorization (clamped to [0, 1 day]).
+  std::optional<std::chrono::seconds> retryAfter;
 };
 
 /// A downloaded certificate chain and the URLs of alternate chains (Link rel="alternate").

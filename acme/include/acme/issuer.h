@@ -93,6 +93,12 @@ struct IssuedChain {
                                                    const std::map<std::string, ChallengeSolver*>& solvers,
                                                    const ProgressFn& progress = {});
 
+/// Downloads the certificate of a valid order and runs the acceptance checks, trying the
+/// alternate chains when the default one does not verify. Errors: the transport's, or the
+/// first failed check (Errc::crypto / Errc::protocol naming it).
+[[nodiscard]] Result<IssuedChain> downloadCheckedChain(AcmeClient& client, const AccountRef& account,
+                                                       const IssueRequest& request, const Order& order);
+
 /// The acceptance checks alone: leaf key == certKey, identifiers == the request's, chain
 /// verifies to the trust anchors at `now` (skipped only when no anchors are given).
 [[nodiscard]] Result<void> checkIssuedChain(const std::vector<pki::Certificate>& chain, const IssueRequest& request,

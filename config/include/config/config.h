@@ -52,6 +52,9 @@ struct DaemonConfig {
   std::string controlSocket = "/run/kmsd/control.sock";
   std::optional<HostPort> metricsListen;  ///< no metrics endpoint when empty
   LogFormat logFormat = LogFormat::text;
+  int maxConcurrentOrders = 0;                 ///< 0: two per core
+  std::chrono::seconds retryFirst{60};         ///< first backoff after a failure
+  std::chrono::seconds retryMax{3600};         ///< backoff cap
   bool operator==(const DaemonConfig&) const = default;
 };
 

@@ -64,6 +64,8 @@ struct ManagedCert {
   std::optional<std::string> lastError;
   std::int64_t createdAt = 0;
   std::int64_t updatedAt = 0;
+  std::optional<std::int64_t> renewAt;       ///< when the active certificate is to be renewed
+  std::optional<std::int64_t> ariNextCheck;  ///< when the CA's renewalInfo is read next
 };
 
 struct Order {
@@ -171,6 +173,13 @@ class Store {
   /// A step succeeded: sets state and next attempt, and clears failure_count / last_error.
   [[nodiscard]] virtual Result<void> setState(std::string_view name, CertState state,
                                               std::optional<std::int64_t> nextAttemptAt) = 0;
+  /// Records when the active certificate is to be renewed and when renewalInfo is read
+  /// next (empty clears). Errc::notFound for an unknown certificate.
+  [[nodiscard]] virtual Result<void> setRenewal(std::string_view name, std::optional<std::int64_t> renewAt,
+                                                std::optional<std::int64_t> ariNextCheck) = 0;
+  /// Only the next attempt (a wait: polling, Retry-After); state and failures are kept.
+  [[nodiscard]] virtual Result<void> setNextAttempt(std::string_view name,
+                                                    std::optional<std::int64_t> nextAttemptAt) = 0;
   /// A step failed: failure_count + 1, last_error, next attempt (backoff); the state is kept
   /// unless `newState` is given (e.g. failed).
   [[nodiscard]] virtual Result<void> recordFailure(std::string_view name, std::string_view error,
@@ -191,7 +200,9 @@ class Store {
   [[nodiscard]] virtual Result<void> closeOrder(std::int64_t orderId, OrderStatus status) = 0;
 
   // --- issued certificates ---
-  /// Stores a downloaded chain; returns its id. Errc::notFound for an unknown certificate.
+  /// Stores a downloaded chain; returns its id. Storing the same serial again for the same
+  /// certificate returns the existing row's id (a resumed order is idempotent).
+  /// Errc::notFound for an unknown certificate.
   [[nodiscard]] virtual Result<std::int64_t> insertIssued(const IssuedCert& cert) = 0;
   /// Every certificate issued for `certName`, newest notBefore first.
   [[nodiscard]] virtual Result<std::vector<IssuedCert>> listIssued(std::string_view certName) = 0;
@@ -208,6 +219,12 @@ class Store {
   [[nodiscard]] virtual Result<std::int64_t> recordKey(const HsmKey& key) = 0;
   /// Keys by id; destroyed ones only when `includeDestroyed`.
   [[nodiscard]] virtual Result<std::vector<HsmKey>> listKeys(bool includeDestroyed) = 0;
+  /// Live certificate keys nothing needs at `now`: not the key of an open order, and not
+  /// the key of an unrevoked, unexpired certificate that is the newest published one of its
+  /// certificate or was replaced (a newer one published) less than `retainSeconds` ago.
+  /// Pairs of key URI and the certificate it belonged to (if any), oldest key first.
+  [[nodiscard]] virtual Result<std::vector<std::pair<std::string, std::optional<std::string>>>> listRetirableKeys(
+      std::int64_t now, std::int64_t retainSeconds) = 0;
   /// Errc::notFound when no live key has this URI.
   [[nodiscard]] virtual Result<void> markKeyDestroyed(std::string_view keyUri, std::int64_t at) = 0;
 
@@ -229,6 +246,8 @@ class Store {
   /// Newest first (time, then insertion order), at most `limit`; only `certName`'s events
   /// when given.
   [[nodiscard]] virtual Result<std::vector<Event>> listEvents(std::optional<std::string_view> certName, int limit) = 0;
+  /// Events with an id above `afterId`, oldest first, at most `limit`.
+  [[nodiscard]] virtual Result<std::vector<Event>> listEventsAfter(std::int64_t afterId, int limit) = 0;
 };
 
 /// Returns the current time in Unix seconds.

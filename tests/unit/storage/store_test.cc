@@ -155,6 +155,22 @@ TEST_F(StorageStore, StateAndFailureBookkeeping) {
   ASSERT_FALSE(unknownFailure.has_value());
   EXPECT_EQ(unknownFailure.error().code, Errc::notFound);
 
+  // A wait (polling, Retry-After) moves only the next attempt; failures stay counted.
+  KMS_ASSERT_OK(store_->recordFailure("main", "CA busy", kT0 + 60));
+  KMS_ASSERT_OK(store_->setNextAttempt("main", kT0 + 7));
+  auto waiting = store_->getCertificate("main");
+  EXPECT_EQ(waiting->value().nextAttemptAt, kT0 + 7);
+  EXPECT_EQ(waiting->value().failureCount, 1);
+  EXPECT_EQ(waiting->value().lastError, "CA busy");
+  KMS_ASSERT_OK(store_->setRenewal("main", kT0 + 1000, kT0 + 86400));
+  auto renewal = store_->getCertificate("main");
+  EXPECT_EQ(renewal->value().renewAt, kT0 + 1000);
+  EXPECT_EQ(renewal->value().ariNextCheck, kT0 + 86400);
+  KMS_ASSERT_OK(store_->setRenewal("main", std::nullopt, std::nullopt));
+  EXPECT_FALSE(store_->getCertificate("main")->value().renewAt.has_value());
+  EXPECT_EQ(store_->setRenewal("nope", 1, 1).error().code, Errc::notFound);
+  EXPECT_EQ(store_->setNextAttempt("nope", 1).error().code, Errc::notFound);
+
   EXPECT_EQ(parseCertState("renewal_due").value(), CertState::renewalDue);
   EXPECT_STREQ(toString(CertState::orderPending), "order_pending");
   EXPECT_FALSE(parseCertState("Planned").has_value());
@@ -317,9 +333,11 @@ TEST_F(StorageStore, IssuedCertificatesAndLatestValid) {
   auto backwards = store_->insertIssued(issued("main", "fe", kT0, kT0 - 1, k1));
   ASSERT_FALSE(backwards.has_value());
   EXPECT_EQ(backwards.error().nativeName, "SQLITE_CONSTRAINT_CHECK");
+  // The same serial again (an order resumed after a kill): the stored row, not a second one.
   auto duplicate = store_->insertIssued(issued("main", "0a", kT0, kT0 + day, k1));
-  ASSERT_FALSE(duplicate.has_value());
-  EXPECT_EQ(duplicate.error().nativeName, "SQLITE_CONSTRAINT_UNIQUE");
+  KMS_ASSERT_OK(duplicate);
+  EXPECT_EQ(duplicate.value(), expired.value());
+  EXPECT_EQ(store_->listIssued("main")->size(), 4u);
   EXPECT_EQ(store_->markPublished(999, "https://x", kT0).error().code, Errc::notFound);
   EXPECT_EQ(store_->markRevoked(999, kT0).error().code, Errc::notFound);
 }
@@ -490,6 +508,17 @@ TEST_F(StorageStore, EventsNewestFirstAndAppendOnly) {
   KMS_ASSERT_OK(none);
   EXPECT_TRUE(none->empty());
   EXPECT_EQ(store_->listEvents(std::nullopt, -1).error().code, Errc::invalidArgument);
+
+  // By id for followers (`kmsctl events -f`): oldest first after the id given.
+  auto after = store_->listEventsAfter(all->at(2).id, 100);  // after "m2"
+  KMS_ASSERT_OK(after);
+  std::vector<std::string> later;
+  for (const Event& e : after.value()) {
+    later.push_back(e.message);
+  }
+  EXPECT_EQ(later, (std::vector<std::string>{"m3", "daemon", "m-now"}));
+  EXPECT_EQ(store_->listEventsAfter(0, 2)->size(), 2u);
+  EXPECT_EQ(store_->listEventsAfter(0, -1).error().code, Errc::invalidArgument);
 
   auto update = db_->exec("UPDATE events SET message = 'rewritten'");
   ASSERT_FALSE(update.has_value());

@@ -1,0 +1,146 @@
+#include "event_sink.h"
+
+#include <atomic>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "clock.h"
+
+namespace kms::daemon {
+namespace {
+
+spdlog::level::level_enum spdLevel(storage::EventLevel level) {
+  switch (level) {
+    case storage::EventLevel::debug:
+      return spdlog::level::debug;
+    case storage::EventLevel::info:
+      return spdlog::level::info;
+    case storage::EventLevel::warning:
+      return spdlog::level::warn;
+    case storage::EventLevel::error:
+      return spdlog::level::err;
+  }
+  return spdlog::level::info;
+}
+
+/// key="value" with quotes only where needed.
+void appendField(std::string& out, const std::string& key, const std::string& value) {
+  out += ' ';
+  out += key;
+  out += '=';
+  bool plain = !value.empty() && value.find_first_of(" \"=\\") == std::string::npos;
+  if (plain) {
+    out += value;
+    return;
+  }
+  out += '"';
+  for (char c : value) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+    }
+    out += c;
+  }
+  out += '"';
+}
+
+}  // namespace
+
+std::string sanitize(const std::string& text, std::size_t maxBytes) {
+  std::string out;
+  out.reserve(std::min(text.size(), maxBytes));
+  for (unsigned char c : text) {
+    if (out.size() >= maxBytes) {
+      out += "...";
+      break;
+    }
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+struct Logger::Impl {
+  std::shared_ptr<spdlog::logger> logger;
+  std::atomic<config::LogFormat> format{config::LogFormat::text};
+};
+
+Logger::Logger(config::LogFormat format) : impl_(std::make_unique<Impl>()) {
+  auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  impl_->logger = std::make_shared<spdlog::logger>("kmsd", sink);
+  impl_->logger->set_level(spdlog::level::debug);
+  impl_->logger->flush_on(spdlog::level::debug);
+  setFormat(format);
+}
+
+Logger::~Logger() = default;
+
+void Logger::setFormat(config::LogFormat format) {
+  impl_->format = format;
+  // JSON lines carry their own time stamp; text lines get one in UTC.
+  if (format == config::LogFormat::json) {
+    impl_->logger->set_pattern("%v");
+  } else {
+    impl_->logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
+  }
+}
+
+std::string Logger::format(const EventRecord& e) const {
+  if (impl_->format == config::LogFormat::json) {
+    nlohmann::json j;
+    j["time"] = unixSeconds(std::chrono::system_clock::now());
+    j["level"] = storage::toString(e.level);
+    j["event"] = e.id;
+    if (e.cert) {
+      j["cert"] = *e.cert;
+    }
+    j["message"] = sanitize(e.message);
+    for (const auto& [k, v] : e.fields) {
+      j[k] = sanitize(v);
+    }
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  std::string line = e.id;
+  if (e.cert) {
+    appendField(line, "cert", *e.cert);
+  }
+  for (const auto& [k, v] : e.fields) {
+    appendField(line, k, sanitize(v));
+  }
+  appendField(line, "msg", sanitize(e.message));
+  return line;
+}
+
+void Logger::write(const EventRecord& event) {
+  impl_->logger->log(spdLevel(event.level), "{}", format(event));
+}
+
+void StoreEventSink::emit(const EventRecord& event) {
+  log_.write(event);
+  storage::Event row;
+  row.certName = event.cert;
+  row.eventId = event.id;
+  row.level = event.level;
+  row.message = sanitize(event.message);
+  nlohmann::json fields = nlohmann::json::object();
+  for (const auto& [k, v] : event.fields) {
+    fields[k] = sanitize(v);
+  }
+  row.fieldsJson = fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  auto appended = store_.with([&](storage::Store& s) { return s.appendEvent(row); });
+  if (!appended) {
+    log_.write(EventRecord{"KMS_EVENT_LOG_FAILED", storage::EventLevel::error, event.cert,
+                           "could not append " + std::string(event.id) + " to the event log: " +
+                               appended.error().toString(),
+                           {}});
+  }
+}
+
+}  // namespace kms::daemon

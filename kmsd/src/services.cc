@@ -1,0 +1,379 @@
+#include "services.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "kms/secret.h"
+#include "pki/encoding.h"
+
+namespace kms::daemon {
+namespace {
+
+std::string lowerHex(const pki::Bytes& b) {
+  std::string h = pki::hexEncode(b);
+  std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::tolower(c); });
+  return h;
+}
+
+Result<std::vector<pki::Certificate>> readAnchors(const std::string& path, const char* field) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return fail(Errc::io, std::string(field) + ": cannot read file", path);
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  auto anchors = pki::parsePemChain(ss.str());
+  if (!anchors) {
+    Error e = anchors.error();
+    e.message = std::string(field) + ": " + e.message;
+    e.context = path;
+    return fail(e);
+  }
+  return anchors;
+}
+
+}  // namespace
+
+Result<StateDb> openStateDb(const config::Config& config) {
+  std::error_code ec;
+  std::filesystem::create_directories(config.daemon.stateDir, ec);
+  if (ec) {
+    return fail(Errc::io, "[daemon] state_dir: cannot create: " + ec.message(), config.daemon.stateDir);
+  }
+  StateDb s;
+  auto db = storage::Db::open(config.daemon.stateDir + "/kmsd.db", {});
+  if (!db) {
+    return fail(db.error());
+  }
+  s.db = std::move(*db);
+  s.store = storage::makeSqliteStore(*s.db);
+  s.locked = std::make_unique<LockedStore>(*s.store);
+  return s;
+}
+
+Services::Services(const config::Config& config, const Clock& clock, EventSink& events, LockedStore& store)
+    : config_(config),
+      clock_(clock),
+      events_(events),
+      store_(store),
+      webRoot_(config.publisher.webRoot, config.publisher.baseUrl) {}
+
+Services::~Services() = default;
+
+Result<std::unique_ptr<Services>> Services::create(const config::Config& config, const Clock& clock,
+                                                   EventSink& events, LockedStore& store) {
+  std::unique_ptr<Services> s(new Services(config, clock, events, store));
+  auto token = hsm::Token::open(hsm::TokenOptions{config.hsm.module, config.hsm.tokenLabel, config.hsm.pinFile,
+                                                  static_cast<std::size_t>(config.hsm.sessionPool)});
+  if (!token) {
+    Error e = token.error();
+    e.message = "[hsm] token_label '" + config.hsm.tokenLabel + "': " + e.message;
+    return fail(e);
+  }
+  s->token_ = std::move(*token);
+  if (config.acme.trustAnchors) {
+    auto anchors = readAnchors(*config.acme.trustAnchors, "[acme] trust_anchors");
+    if (!anchors) {
+      return fail(anchors.error());
+    }
+    s->anchors_ = std::move(*anchors);
+  }
+  acme::TransportOptions topts;
+  topts.caBundle = config.acme.caBundle;
+  auto transport = acme::makeCurlTransport(topts);
+  if (!transport) {
+    return fail(transport.error());
+  }
+  s->transport_ = std::move(*transport);
+  if (config.stiPa) {
+    sti_pa::StiPaOptions o;
+    o.url = config.stiPa->url;
+    o.userId = config.stiPa->userId;
+    o.passwordFile = config.stiPa->passwordFile;
+    o.fingerprint = config.stiPa->fingerprint == config::Fingerprint::spki ? sti_pa::FingerprintKind::spki
+                                                                           : sti_pa::FingerprintKind::jwkThumbprint;
+    if (config.stiPa->trustAnchor) {
+      auto anchors = readAnchors(*config.stiPa->trustAnchor, "[sti_pa] trust_anchor");
+      if (!anchors) {
+        return fail(anchors.error());
+      }
+      o.trustAnchors = std::move(*anchors);
+    }
+    s->stiPa_ = sti_pa::StiPaClient::create(*s->transport_, std::move(o));
+  }
+  bool needHttp01 = std::any_of(config.certificates.begin(), config.certificates.end(),
+                                [](const auto& c) { return c.challenge == config::Challenge::http01; });
+  if (needHttp01) {
+    auto responder = acme::Http01Responder::start(config.acme.http01Listen.host, config.acme.http01Listen.port);
+    if (!responder) {
+      Error e = responder.error();
+      e.message = "[acme] http01_listen " + config.acme.http01Listen.toString() + ": " + e.message;
+      return fail(e);
+    }
+    s->responder_ = std::move(*responder);
+    s->http01_ = std::make_unique<acme::Http01Solver>(*s->responder_);
+  }
+  if (config.acme.dns01Hook) {
+    s->dns01_ = std::make_unique<acme::Dns01HookSolver>(*config.acme.dns01Hook);
+  }
+  return s;
+}
+
+void Services::setCertificates(std::vector<config::CertificateConfig> certificates) {
+  std::lock_guard<std::mutex> lock(acmeMutex_);
+  config_.certificates = std::move(certificates);
+}
+
+Result<acme::AcmeClient*> Services::acme() {
+  std::lock_guard<std::mutex> lock(acmeMutex_);
+  if (!client_) {
+    acme::ClientOptions copts;
+    copts.directoryUrl = config_.acme.directoryUrl;
+    auto client = acme::AcmeClient::create(*transport_, copts);
+    if (!client) {
+      Error e = client.error();
+      e.message = "[acme] directory_url: " + e.message;
+      e.retryable = true;  // the CA may come back; its directory is what we could not read
+      return fail(e);
+    }
+    client_ = std::move(*client);
+  }
+  return client_.get();
+}
+
+bool Services::ariOffered() {
+  std::lock_guard<std::mutex> lock(acmeMutex_);
+  return client_ && client_->directory().renewalInfo.has_value();
+}
+
+Result<acme::AccountRef> Services::account() {
+  auto client = acme();
+  if (!client) {
+    return fail(client.error());
+  }
+  std::lock_guard<std::mutex> lock(acmeMutex_);
+  if (!accountKey_ || accountUrl_.empty()) {
+    if (auto r = ensureAccount(); !r) {
+      accountKey_.reset();
+      accountUrl_.clear();
+      return fail(r.error());
+    }
+  }
+  return acme::AccountRef{*accountKey_, accountUrl_};
+}
+
+std::map<std::string, acme::ChallengeSolver*> Services::solvers() {
+  std::lock_guard<std::mutex> lock(acmeMutex_);
+  std::map<std::string, acme::ChallengeSolver*> out;
+  if (http01_) {
+    out["http-01"] = http01_.get();
+  }
+  if (dns01_) {
+    out["dns-01"] = dns01_.get();
+  }
+  if (stiPa_ && accountKey_) {
+    if (!tkauth_) {
+      tkauth_ = std::make_unique<sti_pa::TkauthSolver>(*stiPa_, accountKey_->publicKey());
+    }
+    out["tkauth-01"] = tkauth_.get();
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Accounts (called with acmeMutex_ held)
+
+Result<void> Services::ensureAccount() {
+  const std::string& dir = config_.acme.directoryUrl;
+  auto stored = store_.with([&](storage::Store& s) { return s.getAccount(dir); });
+  if (!stored) {
+    return fail(stored.error());
+  }
+  std::optional<std::string> keyUri;
+  if (*stored) {
+    auto signer = recordedKey(std::nullopt, (*stored)->keyUri);
+    if (!signer && signer.error().code != Errc::notFound) {
+      return fail(signer.error());  // the token failed; the key is not known to be gone
+    }
+    if (signer) {
+      accountKey_ = std::move(*signer);
+      keyUri = (*stored)->keyUri;
+    }
+  } else {
+    // A run that generated an account key and stopped before saving the account left the
+    // key recorded and used by no account: use that one.
+    auto unused = unusedAccountKey();
+    if (!unused) {
+      return fail(unused.error());
+    }
+    if (*unused) {
+      keyUri = (**unused)->info().uri.toString();
+      accountKey_ = std::move(**unused);
+    }
+  }
+  if (accountKey_) {
+    auto found = client_->findAccount(*accountKey_);
+    if (found && found->status == "valid") {
+      accountUrl_ = found->url;
+      // No account row yet (a kill after newAccount, before it was saved), or another URL.
+      if (!*stored || found->url != (*stored)->accountUrl) {
+        return saveAccount(*keyUri);
+      }
+      return ok();
+    }
+    if (!found && found.error().code != Errc::notFound) {
+      return fail(found.error());
+    }
+    // The CA does not know this key (e.g. a test CA restarted): register it again.
+  } else {
+    auto planned = planKey("acme-account-" + std::to_string(unixSeconds(clock_.now())), storage::KeyPurpose::account);
+    if (!planned) {
+      return fail(planned.error());
+    }
+    if (auto r = store_.with([&](storage::Store& s) { return s.recordKey(planned->row); }); !r) {
+      return fail(r.error());
+    }
+    auto key = generate(planned->label, planned->id);
+    if (!key) {
+      return fail(key.error());
+    }
+    accountKey_ = std::move(*key);
+    keyUri = planned->row.keyUri;
+  }
+  std::optional<acme::ExternalAccountBinding> eab;
+  if (config_.acme.eabKid && config_.acme.eabHmacFile) {
+    auto secret = readSecretFile(*config_.acme.eabHmacFile);
+    if (!secret) {
+      return fail(secret.error());
+    }
+    auto key = pki::base64UrlDecode(secret->view());
+    if (!key) {
+      return fail(Errc::config, "[acme] eab_hmac_file: the EAB HMAC key is not base64url", *config_.acme.eabHmacFile);
+    }
+    eab = acme::ExternalAccountBinding{*config_.acme.eabKid, SecretBytes(std::move(*key))};
+  }
+  auto account = client_->newAccount(*accountKey_, config_.acme.contact, eab ? &*eab : nullptr);
+  if (!account) {
+    return fail(account.error());
+  }
+  accountUrl_ = account->url;
+  if (auto r = saveAccount(*keyUri); !r) {
+    return r;
+  }
+  events_.emit({"KMS_ACCOUNT_REGISTERED", storage::EventLevel::info, std::nullopt, "ACME account " + accountUrl_,
+                {{"account", accountUrl_}, {"key", *keyUri}}});
+  return ok();
+}
+
+Result<std::optional<std::unique_ptr<hsm::KeySigner>>> Services::unusedAccountKey() {
+  auto rows = store_.with([&](storage::Store& s) -> Result<std::vector<storage::HsmKey>> {
+    auto keys = s.listKeys(false);
+    auto accounts = s.listAccounts();
+    if (!keys || !accounts) {
+      return fail(!keys ? keys.error() : accounts.error());
+    }
+    std::vector<storage::HsmKey> out;
+    for (auto& k : *keys) {
+      bool used = std::any_of(accounts->begin(), accounts->end(),
+                              [&](const storage::AcmeAccount& a) { return a.keyUri == k.keyUri; });
+      if (k.purpose == storage::KeyPurpose::account && !used) {
+        out.push_back(std::move(k));
+      }
+    }
+    return out;
+  });
+  if (!rows) {
+    return fail(rows.error());
+  }
+  for (auto it = rows->rbegin(); it != rows->rend(); ++it) {  // the newest first
+    auto signer = recordedKey(std::nullopt, it->keyUri);
+    if (signer) {
+      return std::optional<std::unique_ptr<hsm::KeySigner>>(std::move(*signer));
+    }
+    if (signer.error().code != Errc::notFound) {
+      return fail(signer.error());
+    }
+  }
+  return std::optional<std::unique_ptr<hsm::KeySigner>>();
+}
+
+Result<void> Services::saveAccount(const std::string& keyUri) {
+  storage::AcmeAccount row;
+  row.directoryUrl = config_.acme.directoryUrl;
+  row.accountUrl = accountUrl_;
+  row.keyUri = keyUri;
+  row.createdAt = unixSeconds(clock_.now());
+  auto saved = store_.with([&](storage::Store& s) { return s.saveAccount(row); });
+  if (!saved) {
+    return fail(saved.error());
+  }
+  return ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys
+
+Result<Services::PlannedKey> Services::planKey(const std::string& label, storage::KeyPurpose purpose) {
+  auto id = hsm::Token::newKeyId();
+  if (!id) {
+    return fail(id.error());
+  }
+  PlannedKey k{label, *id, {}};
+  k.row.keyUri = token_->keyUri(label, *id).toString();
+  k.row.ckaIdHex = lowerHex(*id);
+  k.row.label = label;
+  k.row.purpose = purpose;
+  k.row.createdAt = unixSeconds(clock_.now());
+  return k;
+}
+
+Result<std::unique_ptr<hsm::KeySigner>> Services::generate(const std::string& label, const pki::Bytes& id) {
+  return token_->generateSigner(label, id);
+}
+
+Result<std::unique_ptr<hsm::KeySigner>> Services::recordedKey(const std::optional<std::string>& cert,
+                                                              const std::string& uriText) {
+  auto uri = hsm::Pkcs11Uri::parse(uriText);
+  if (!uri) {
+    return fail(uri.error());
+  }
+  auto signer = token_->signer(*uri);
+  if (!signer && signer.error().code == Errc::notFound) {
+    auto retired = store_.with([&](storage::Store& s) { return s.markKeyDestroyed(uriText, unixSeconds(clock_.now())); });
+    if (!retired && retired.error().code != Errc::notFound) {
+      storeWriteFailed(cert, "retire a missing key", retired.error());
+    }
+    events_.emit({"KMS_KEY_MISSING", storage::EventLevel::warning, cert,
+                  "recorded key " + uriText + " is not on the token; retired", {{"key", uriText}}});
+  }
+  return signer;
+}
+
+Result<void> Services::destroyKey(const std::optional<std::string>& cert, const std::string& uriText) {
+  auto uri = hsm::Pkcs11Uri::parse(uriText);
+  if (!uri) {
+    return fail(uri.error());
+  }
+  auto destroyed = token_->destroyKey(*uri);
+  if (!destroyed && destroyed.error().code != Errc::notFound) {
+    return fail(destroyed.error());
+  }
+  auto marked = store_.with([&](storage::Store& s) { return s.markKeyDestroyed(uriText, unixSeconds(clock_.now())); });
+  if (!marked && marked.error().code != Errc::notFound) {
+    return fail(marked.error());
+  }
+  events_.emit({"KMS_KEY_DESTROYED", storage::EventLevel::info, cert, "key " + uriText + " destroyed",
+                {{"key", uriText}}});
+  return ok();
+}
+
+void Services::storeWriteFailed(const std::optional<std::string>& cert, const char* what, const Error& e) {
+  events_.emit({"KMS_STORE_WRITE_FAILED", storage::EventLevel::error, cert,
+                std::string("could not ") + what + ": " + e.toString(), {}});
+}
+
+}  // namespace kms::daemon

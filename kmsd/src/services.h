@@ -1,0 +1,110 @@
+#pragma once
+// The long-lived services of the daemon, built once at start-up and kept until it stops:
+// state DB, HSM token, HTTP transport, ACME client (connected lazily: a CA outage must not
+// stop the daemon), STI-PA client, challenge solvers, the web root, trust anchors, and the
+// ACME account. Keys are recorded in the DB before they exist on the token.
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "acme/client.h"
+#include "acme/http01_responder.h"
+#include "acme/issuer.h"
+#include "acme/transport.h"
+#include "clock.h"
+#include "config/config.h"
+#include "event_sink.h"
+#include "hsm/token.h"
+#include "publisher/web_root.h"
+#include "sti_pa/client.h"
+#include "storage/db.h"
+#include "storage/store.h"
+
+namespace kms::daemon {
+
+/// The state DB: one connection shared by the workers through LockedStore.
+struct StateDb {
+  std::unique_ptr<storage::Db> db;
+  std::unique_ptr<storage::Store> store;
+  std::unique_ptr<LockedStore> locked;
+};
+/// Creates state_dir (0700) and opens or creates kmsd.db in it, migrating the schema.
+[[nodiscard]] Result<StateDb> openStateDb(const config::Config& config);
+
+class Services {
+ public:
+  /// Opens the token and the transport, reads the trust anchors, and starts the http-01
+  /// responder when a certificate uses it. Errors name the config field.
+  [[nodiscard]] static Result<std::unique_ptr<Services>> create(const config::Config& config, const Clock& clock,
+                                                                EventSink& events, LockedStore& store);
+  ~Services();
+  Services(const Services&) = delete;
+  Services& operator=(const Services&) = delete;
+
+  [[nodiscard]] const config::Config& config() const { return config_; }
+  /// Takes a reloaded configuration (certificates only; other sections need a restart).
+  void setCertificates(std::vector<config::CertificateConfig> certificates);
+  [[nodiscard]] LockedStore& store() { return store_; }
+  [[nodiscard]] hsm::Token& token() { return *token_; }
+  [[nodiscard]] const publisher::WebRoot& webRoot() const { return webRoot_; }
+  [[nodiscard]] const std::vector<pki::Certificate>& trustAnchors() const { return anchors_; }
+  [[nodiscard]] sti_pa::StiPaClient* stiPa() { return stiPa_.get(); }
+
+  /// The ACME client; fetches the directory on first use and after a failure.
+  [[nodiscard]] Result<acme::AcmeClient*> acme();
+  /// The registered ACME account (registered on first use; see ensureAccount).
+  [[nodiscard]] Result<acme::AccountRef> account();
+  /// Solvers by challenge type ("http-01", "dns-01", "tkauth-01").
+  [[nodiscard]] std::map<std::string, acme::ChallengeSolver*> solvers();
+  /// Whether the directory (when fetched) offers renewalInfo.
+  [[nodiscard]] bool ariOffered();
+
+  // --- keys: recorded before generated ---
+  struct PlannedKey {
+    std::string label;
+    pki::Bytes id;
+    storage::HsmKey row;
+  };
+  [[nodiscard]] Result<PlannedKey> planKey(const std::string& label, storage::KeyPurpose purpose);
+  /// Generates a recorded key on the token.
+  [[nodiscard]] Result<std::unique_ptr<hsm::KeySigner>> generate(const std::string& label, const pki::Bytes& id);
+  /// The signer for a recorded key. A key the token does not have is retired in the DB
+  /// (KMS_KEY_MISSING) and reported as Errc::notFound; other token failures as they are.
+  [[nodiscard]] Result<std::unique_ptr<hsm::KeySigner>> recordedKey(const std::optional<std::string>& cert,
+                                                                    const std::string& uri);
+  /// Destroys a key on the token and records it; a key already gone counts as destroyed.
+  [[nodiscard]] Result<void> destroyKey(const std::optional<std::string>& cert, const std::string& uri);
+
+  /// Logs a failed store write that the caller cannot act on (never silent).
+  void storeWriteFailed(const std::optional<std::string>& cert, const char* what, const Error& e);
+
+ private:
+  Services(const config::Config& config, const Clock& clock, EventSink& events, LockedStore& store);
+  Result<void> ensureAccount();
+  Result<std::optional<std::unique_ptr<hsm::KeySigner>>> unusedAccountKey();
+  Result<void> saveAccount(const std::string& keyUri);
+
+  config::Config config_;
+  const Clock& clock_;
+  EventSink& events_;
+  LockedStore& store_;
+  std::unique_ptr<hsm::Token> token_;
+  std::unique_ptr<acme::Transport> transport_;
+  std::unique_ptr<sti_pa::StiPaClient> stiPa_;
+  publisher::WebRoot webRoot_;
+  std::vector<pki::Certificate> anchors_;
+  std::unique_ptr<acme::Http01Responder> responder_;
+  std::unique_ptr<acme::Http01Solver> http01_;
+  std::unique_ptr<acme::Dns01HookSolver> dns01_;
+
+  std::mutex acmeMutex_;  // guards the members below
+  std::unique_ptr<acme::AcmeClient> client_;
+  std::unique_ptr<hsm::KeySigner> accountKey_;
+  std::string accountUrl_;
+  std::unique_ptr<sti_pa::TkauthSolver> tkauth_;
+};
+
+}  // namespace kms::daemon

@@ -1,0 +1,786 @@
+#include "steps.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "acme/jws.h"
+#include "failpoint.h"
+#include "pki/encoding.h"
+#include "pki/shaken_profile.h"
+#include "pki/tn_auth_list.h"
+#include "time_format.h"
+
+namespace kms::daemon {
+namespace {
+
+using storage::CertState;
+
+storage::OrderUpdate at(CertState step) {
+  storage::OrderUpdate u;
+  u.step = step;
+  return u;
+}
+
+Error nonRetryable(Error e) {
+  e.retryable = false;
+  return e;
+}
+
+Error protocolError(std::string message, std::string context) {
+  Error e;
+  e.code = Errc::protocol;
+  e.message = std::move(message);
+  e.context = std::move(context);
+  return e;
+}
+
+/// The newest certificate issued with `keyUri` (the one an order produced).
+std::optional<storage::IssuedCert> issuedWithKey(const std::vector<storage::IssuedCert>& issued,
+                                                 const std::string& keyUri) {
+  for (const auto& i : issued) {
+    if (i.keyUri == keyUri) {
+      return i;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<CertSnapshot> Steps::snapshot(const config::CertificateConfig& c, bool renewRequested) {
+  const std::int64_t t = now();
+  CertSnapshot snap;
+  auto read = s_.store().with([&](storage::Store& st) -> Result<void> {
+    auto cert = st.getCertificate(c.name);
+    if (!cert) {
+      return fail(cert.error());
+    }
+    if (!*cert) {
+      return fail(Errc::notFound, "certificate '" + c.name + "' is not in the state DB");
+    }
+    snap.cert = std::move(**cert);
+    auto order = st.getOpenOrder(c.name);
+    if (!order) {
+      return fail(order.error());
+    }
+    snap.order = std::move(*order);
+    auto issued = st.listIssued(c.name);  // newest notBefore first
+    if (!issued) {
+      return fail(issued.error());
+    }
+    for (auto& i : *issued) {
+      if (i.publishedAt && !i.revokedAt && i.notAfter > t) {
+        snap.active = std::move(i);
+        break;
+      }
+    }
+    return ok();
+  });
+  if (!read) {
+    return fail(read.error());
+  }
+  snap.shaken = c.spc.has_value();
+  snap.renewRequested = renewRequested;
+  snap.renewBeforeFraction = c.renewBeforeFraction;
+  snap.ariOffered = s_.ariOffered();
+  if (snap.active && !snap.order) {
+    std::unique_lock<std::mutex> lock(checkedMutex_);
+    bool checked = keyChecked_.count(snap.active->keyUri) != 0;
+    lock.unlock();
+    if (!checked) {
+      auto key = s_.recordedKey(c.name, snap.active->keyUri);
+      if (!key && key.error().code != Errc::notFound) {
+        return fail(key.error());
+      }
+      snap.activeKeyMissing = !key;
+      lock.lock();
+      if (key) {
+        keyChecked_.insert(snap.active->keyUri);
+      }
+    }
+  }
+  return snap;
+}
+
+Result<StepOutcome> Steps::run(Action action, const CertSnapshot& snap, const config::CertificateConfig& c,
+                               PollState& poll) {
+  if (poll.action != action) {
+    poll = PollState{0, std::nullopt, action};
+  }
+  switch (action) {
+    case Action::wait:
+      return StepOutcome{};
+    case Action::startOrder:
+      return startOrder(snap, c);
+    case Action::refreshRenewal:
+      return refreshRenewal(snap, c);
+    default:
+      break;
+  }
+  if (!snap.order) {
+    return fail(Errc::internal, std::string("no open order for ") + toString(action), c.name);
+  }
+  const storage::Order& o = *snap.order;
+  switch (action) {
+    case Action::generateKey:
+      return generateKey(o, c);
+    case Action::fetchToken:
+      return fetchToken(o, c);
+    case Action::newOrder:
+      return newOrder(snap, c);
+    case Action::authorize:
+      return authorize(o, c, poll);
+    case Action::finalize:
+      return finalize(o, c, poll);
+    case Action::awaitIssuance:
+      return awaitIssuance(o, c, poll);
+    case Action::publish:
+      return publish(o, c);
+    case Action::activate:
+      return activate(o, c);
+    default:
+      return fail(Errc::internal, std::string("unexpected action ") + toString(action), c.name);
+  }
+}
+
+Result<void> Steps::advance(const storage::Order& order, const storage::OrderUpdate& update) {
+  auto r = s_.store().with([&](storage::Store& st) { return st.advanceOrder(order.id, update); });
+  if (!r) {
+    return fail(r.error());
+  }
+  return ok();
+}
+
+Result<Millis> Steps::pollWait(PollState& poll, std::optional<std::chrono::seconds> retryAfter,
+                               const std::string& what, const std::string& url) {
+  const TimePoint t = clock_.now();
+  if (!poll.since) {
+    poll.since = t;
+  }
+  if (t - *poll.since > pollDeadline) {
+    Error e;
+    e.code = Errc::timeout;
+    e.retryable = true;
+    e.message = what + " still not final after polling for " +
+                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(pollDeadline).count()) + " s";
+    e.context = url;
+    poll = PollState{0, std::nullopt, poll.action};
+    return fail(e);
+  }
+  Millis wait = pollFirst * (1 << std::min(poll.round, 16));
+  wait = std::min(wait, pollMax);
+  if (retryAfter) {
+    wait = std::chrono::duration_cast<Millis>(*retryAfter);
+  }
+  ++poll.round;
+  const double factor = 0.9 + 0.2 * random_.unit();
+  return Millis(static_cast<Millis::rep>(static_cast<double>(wait.count()) * factor));
+}
+
+Result<acme::IssueRequest> Steps::requestFor(const config::CertificateConfig& c, pki::Signer* certKey) {
+  acme::IssueRequest request;
+  if (c.spc) {
+    auto der = pki::TnAuthList::forSpc(*c.spc).toDer();
+    if (!der) {
+      return fail(der.error());
+    }
+    // US practice: padded standard base64, the same bytes as the token's tkvalue (spec §9.3).
+    request.identifiers.push_back({"TNAuthList", pki::base64Encode(*der)});
+    auto csr = pki::CsrRequest::shaken(*c.spc, c.subjectO.value_or(""), c.subjectC);
+    if (!csr) {
+      return fail(csr.error());
+    }
+    request.csr = std::move(*csr);
+    std::string spc = *c.spc;
+    request.extraCheck = [spc](const std::vector<pki::Certificate>& chain) {
+      return pki::checkShakenProfile(chain.front(), spc);
+    };
+  } else {
+    request.csr.dnsNames = c.dnsNames;
+  }
+  for (const std::string& n : c.dnsNames) {
+    request.identifiers.push_back({"dns", n});
+  }
+  request.challengeType = config::toString(c.challenge);
+  request.certKey = certKey;
+  request.trustAnchors = s_.trustAnchors();
+  return request;
+}
+
+// --- planned: a key recorded with its order -------------------------------------------
+
+Result<StepOutcome> Steps::startOrder(const CertSnapshot& snap, const config::CertificateConfig& c) {
+  auto planned = s_.planKey(c.name + "-" + std::to_string(now()), storage::KeyPurpose::certificate);
+  if (!planned) {
+    return fail(planned.error());
+  }
+  // Key record and order in one transaction: a kill leaves nothing or an order whose key
+  // is recorded (and generated by the next step, or found already generated).
+  auto tx = s_.store().with([&](storage::Store& st) {
+    return st.transact([&]() -> Result<void> {
+      if (auto k = st.recordKey(planned->row); !k) {
+        return fail(k.error());
+      }
+      auto o = st.createOrder(c.name, CertState::planned);
+      if (!o) {
+        return fail(o.error());
+      }
+      storage::OrderUpdate u = at(CertState::planned);
+      u.keyUri = planned->row.keyUri;
+      if (auto r = st.advanceOrder(o->id, u); !r) {
+        return fail(r.error());
+      }
+      return ok();
+    });
+  });
+  if (!tx) {
+    return fail(tx.error());
+  }
+  failpoint("key_recorded");
+  std::string why = !snap.active ? "no valid certificate" : snap.activeKeyMissing ? "the active key is missing"
+                                                        : snap.renewRequested   ? "renewal requested"
+                                                                                : "renewal due";
+  events_.emit({"KMS_RENEWAL_STARTED", storage::EventLevel::info, c.name, "order started: " + why,
+                {{"key", planned->row.keyUri}, {"reason", why}}});
+  return StepOutcome{};
+}
+
+// --- key_ready ------------------------------------------------------------------------
+
+Result<StepOutcome> Steps::generateKey(const storage::Order& order, const config::CertificateConfig& c) {
+  auto uri = hsm::Pkcs11Uri::parse(order.keyUri.value_or(""));
+  if (!uri) {
+    return fail(uri.error());
+  }
+  // Generated before a kill? Then the token has it; otherwise generate it now.
+  auto existing = s_.token().signer(*uri);
+  if (!existing && existing.error().code != Errc::notFound) {
+    return fail(existing.error());
+  }
+  if (!existing) {
+    auto key = s_.generate(uri->path("object").value_or(c.name), uri->id());
+    if (!key) {
+      return fail(key.error());
+    }
+    failpoint("key_generated");
+  }
+  if (auto r = advance(order, at(CertState::keyReady)); !r) {
+    return fail(r.error());
+  }
+  return StepOutcome{};
+}
+
+// --- token_ready (SHAKEN) -------------------------------------------------------------
+
+Result<StepOutcome> Steps::fetchToken(const storage::Order& order, const config::CertificateConfig& c) {
+  auto account = s_.account();
+  if (!account) {
+    return fail(account.error());
+  }
+  sti_pa::StiPaClient* sp = s_.stiPa();
+  if (sp == nullptr) {
+    return fail(Errc::config, "spc needs the [sti_pa] section", c.name);
+  }
+  auto token = sp->spcToken(*c.spc, account->key.publicKey());
+  if (!token) {
+    return fail(token.error());
+  }
+  storage::SpcTokenMeta meta;
+  meta.spc = token->spc;
+  meta.accountKeyFingerprint = token->fingerprint;
+  meta.jti = token->jti;
+  meta.exp = unixSeconds(token->exp);
+  meta.fetchedAt = now();
+  auto saved = s_.store().with([&](storage::Store& st) { return st.saveSpcToken(meta); });
+  if (!saved) {
+    s_.storeWriteFailed(c.name, "record the SPC token's metadata", saved.error());
+  }
+  if (auto r = advance(order, at(CertState::tokenReady)); !r) {
+    return fail(r.error());
+  }
+  failpoint("token_obtained");
+  return StepOutcome{};
+}
+
+// --- order_pending --------------------------------------------------------------------
+
+Result<StepOutcome> Steps::newOrder(const CertSnapshot& snap, const config::CertificateConfig& c) {
+  auto client = s_.acme();
+  if (!client) {
+    return fail(client.error());
+  }
+  auto account = s_.account();
+  if (!account) {
+    return fail(account.error());
+  }
+  // The key must exist before the CA hears of the order (a lost object file, an old run).
+  if (auto key = s_.recordedKey(c.name, snap.order->keyUri.value_or("")); !key) {
+    return key.error().code == Errc::notFound ? abandonForMissingKey(*snap.order, c) : fail(key.error());
+  }
+  auto request = requestFor(c, nullptr);
+  if (!request) {
+    return fail(request.error());
+  }
+  std::optional<std::string> replaces;
+  if (snap.active && snap.active->ariCertId && (*client)->directory().renewalInfo) {
+    replaces = snap.active->ariCertId;
+  }
+  auto created = (*client)->newOrder(*account, request->identifiers, replaces);
+  if (!created) {
+    return fail(created.error());
+  }
+  storage::OrderUpdate u = at(CertState::orderPending);
+  u.orderUrl = created->url;
+  u.authorizationUrlsJson = nlohmann::json(created->authorizations).dump();
+  u.finalizeUrl = created->finalize;
+  u.acmeStatus = created->status;
+  if (auto r = advance(*snap.order, u); !r) {
+    return fail(r.error());
+  }
+  failpoint("order_created");
+  events_.emit({"KMS_ORDER_CREATED", storage::EventLevel::info, c.name, "order " + created->url,
+                {{"order", created->url}}});
+  return StepOutcome{};
+}
+
+// --- authorized -----------------------------------------------------------------------
+
+Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::CertificateConfig& c,
+                                     PollState& poll) {
+  auto client = s_.acme();
+  if (!client) {
+    return fail(client.error());
+  }
+  auto account = s_.account();
+  if (!account) {
+    return fail(account.error());
+  }
+  const std::string url = order.orderUrl.value_or("");
+  auto o = (*client)->getOrder(*account, url);
+  if (!o) {
+    return fail(o.error());
+  }
+  if (o->status == "ready") {
+    storage::OrderUpdate u = at(CertState::authorized);
+    u.acmeStatus = o->status;
+    if (auto r = advance(order, u); !r) {
+      return fail(r.error());
+    }
+    return StepOutcome{};
+  }
+  if (o->status == "processing" || o->status == "valid") {  // finalized before a kill
+    if (auto r = advance(order, at(CertState::finalizing)); !r) {
+      return fail(r.error());
+    }
+    return StepOutcome{};
+  }
+  auto solvers = s_.solvers();
+  const std::string type = config::toString(c.challenge);
+  std::optional<std::chrono::seconds> retryAfter = o->retryAfter;
+  for (const std::string& authzUrl : o->authorizations) {
+    auto authz = (*client)->getAuthorization(*account, authzUrl);
+    if (!authz) {
+      return fail(authz.error());
+    }
+    if (authz->status == "valid") {
+      continue;
+    }
+    auto ch = std::find_if(authz->challenges.begin(), authz->challenges.end(),
+                           [&](const acme::Challenge& x) { return x.type == type; });
+    if (authz->status != "pending") {
+      Error e = protocolError("authorization for " + authz->identifier.value + " is " + authz->status, authzUrl);
+      if (ch != authz->challenges.end() && ch->error) {
+        e = *ch->error;
+        e.code = e.code == Errc::internal ? Errc::protocol : e.code;
+        e.message = type + " challenge for " + authz->identifier.value + " failed: " + e.message;
+        e.context = authzUrl;
+      }
+      return fail(nonRetryable(e));
+    }
+    if (o->status == "invalid") {
+      continue;  // only looking for the authorization that failed
+    }
+    if (ch == authz->challenges.end()) {
+      return fail(nonRetryable(Error{Errc::unsupported,
+                                     "the CA offers no " + type + " challenge for " + authz->identifier.value,
+                                     authzUrl, 0, {}, false, std::nullopt}));
+    }
+    auto solver = solvers.find(type);
+    if (solver == solvers.end()) {
+      return fail(nonRetryable(
+          Error{Errc::unsupported, "no solver configured for " + type, authzUrl, 0, {}, false, std::nullopt}));
+    }
+    const std::string keyAuth = acme::keyAuthorization(ch->token, account->key.publicKey());
+    if (ch->status == "pending") {
+      auto payload = solver->second->present(*authz, *ch, keyAuth);
+      if (!payload) {
+        solver->second->cleanup(*authz, *ch, keyAuth);
+        return fail(payload.error());
+      }
+      auto answered = (*client)->respondChallenge(*account, ch->url, *payload);
+      if (!answered) {
+        return fail(answered.error());
+      }
+      storage::OrderUpdate u = at(CertState::orderPending);
+      u.challengeUrl = ch->url;
+      if (auto r = advance(order, u); !r) {
+        return fail(r.error());
+      }
+      failpoint("challenge_answered");
+      events_.emit({"KMS_CHALLENGE_ANSWERED", storage::EventLevel::info, c.name,
+                    type + " for " + authz->identifier.value, {{"challenge", ch->url}}});
+    } else if (type != "tkauth-01") {
+      // Answered by an earlier process: serve the answer again while the CA validates.
+      auto payload = solver->second->present(*authz, *ch, keyAuth);
+      if (!payload) {
+        return fail(payload.error());
+      }
+    }
+    if (authz->retryAfter) {
+      retryAfter = authz->retryAfter;
+    }
+  }
+  if (o->status == "invalid") {
+    Error e = o->error.value_or(protocolError("order is invalid", url));
+    e.message = "order invalid: " + e.message;
+    return fail(nonRetryable(e));
+  }
+  auto wait = pollWait(poll, retryAfter, "authorization", url);
+  if (!wait) {
+    return fail(wait.error());
+  }
+  return StepOutcome{*wait, std::nullopt};
+}
+
+// --- finalizing -----------------------------------------------------------------------
+
+Result<StepOutcome> Steps::finalize(const storage::Order& order, const config::CertificateConfig& c,
+                                    PollState& poll) {
+  auto client = s_.acme();
+  if (!client) {
+    return fail(client.error());
+  }
+  auto account = s_.account();
+  if (!account) {
+    return fail(account.error());
+  }
+  auto key = s_.recordedKey(c.name, order.keyUri.value_or(""));
+  if (!key) {
+    return key.error().code == Errc::notFound ? abandonForMissingKey(order, c) : fail(key.error());
+  }
+  auto request = requestFor(c, key->get());
+  if (!request) {
+    return fail(request.error());
+  }
+  auto csr = pki::buildCsr(request->csr, **key);
+  if (!csr) {
+    return fail(csr.error());
+  }
+  acme::Order o;
+  o.url = order.orderUrl.value_or("");
+  o.finalize = order.finalizeUrl.value_or("");
+  auto finalized = (*client)->finalize(*account, o, *csr);
+  if (!finalized) {
+    if (finalized.error().nativeName == "orderNotReady") {
+      // Finalized by an earlier process: carry on with the order as it is.
+      auto current = (*client)->getOrder(*account, o.url);
+      if (current && (current->status == "processing" || current->status == "valid")) {
+        if (auto r = advance(order, at(CertState::finalizing)); !r) {
+          return fail(r.error());
+        }
+        return StepOutcome{};
+      }
+    }
+    return fail(finalized.error());
+  }
+  storage::OrderUpdate u = at(CertState::finalizing);
+  u.acmeStatus = finalized->status;
+  u.certificateUrl = finalized->certificate;
+  if (auto r = advance(order, u); !r) {
+    return fail(r.error());
+  }
+  failpoint("finalized");
+  events_.emit({"KMS_ORDER_FINALIZED", storage::EventLevel::info, c.name, "CSR sent, order " + finalized->status,
+                {{"order", o.url}}});
+  if (finalized->status == "processing") {
+    // Honour the CA's Retry-After before the first poll.
+    PollState fresh{0, std::nullopt, Action::awaitIssuance};
+    auto wait = pollWait(fresh, finalized->retryAfter, "order", o.url);
+    if (!wait) {
+      return fail(wait.error());
+    }
+    poll = fresh;
+    return StepOutcome{*wait, std::nullopt};
+  }
+  return StepOutcome{};
+}
+
+// --- issued ---------------------------------------------------------------------------
+
+Result<StepOutcome> Steps::awaitIssuance(const storage::Order& order, const config::CertificateConfig& c,
+                                         PollState& poll) {
+  auto client = s_.acme();
+  if (!client) {
+    return fail(client.error());
+  }
+  auto account = s_.account();
+  if (!account) {
+    return fail(account.error());
+  }
+  const std::string url = order.orderUrl.value_or("");
+  auto o = (*client)->getOrder(*account, url);
+  if (!o) {
+    return fail(o.error());
+  }
+  if (o->status == "processing") {
+    auto wait = pollWait(poll, o->retryAfter, "order", url);
+    if (!wait) {
+      return fail(wait.error());
+    }
+    return StepOutcome{*wait, std::nullopt};
+  }
+  if (o->status == "ready") {  // the finalize never reached the CA
+    if (auto r = advance(order, at(CertState::authorized)); !r) {
+      return fail(r.error());
+    }
+    return StepOutcome{};
+  }
+  if (o->status != "valid") {
+    Error e = o->error.value_or(protocolError("order ended " + o->status, url));
+    return fail(nonRetryable(e));
+  }
+  auto key = s_.recordedKey(c.name, order.keyUri.value_or(""));
+  if (!key) {
+    return key.error().code == Errc::notFound ? abandonForMissingKey(order, c) : fail(key.error());
+  }
+  auto request = requestFor(c, key->get());
+  if (!request) {
+    return fail(request.error());
+  }
+  auto chain = acme::downloadCheckedChain(**client, *account, *request, *o);
+  if (!chain) {
+    return fail(chain.error());
+  }
+  failpoint("downloaded");
+  const pki::Certificate& leaf = chain->chain.front();
+  storage::IssuedCert row;
+  row.certName = c.name;
+  row.serial = leaf.serialHex();
+  row.notBefore = unixSeconds(leaf.notBefore());
+  row.notAfter = unixSeconds(leaf.notAfter());
+  row.chainPem = chain->pem;
+  row.keyUri = *order.keyUri;
+  if (auto id = leaf.ariCertId()) {
+    row.ariCertId = *id;
+  }
+  auto tx = s_.store().with([&](storage::Store& st) {
+    return st.transact([&]() -> Result<void> {
+      if (auto id = st.insertIssued(row); !id) {  // idempotent for a resumed order
+        return fail(id.error());
+      }
+      storage::OrderUpdate u = at(CertState::issued);
+      u.acmeStatus = o->status;
+      u.certificateUrl = o->certificate;
+      if (auto r = st.advanceOrder(order.id, u); !r) {
+        return fail(r.error());
+      }
+      return ok();
+    });
+  });
+  if (!tx) {
+    return fail(tx.error());
+  }
+  failpoint("recorded");
+  events_.emit({"KMS_CERT_ISSUED", storage::EventLevel::info, c.name,
+                "serial " + row.serial + " not after " + isoTime(row.notAfter),
+                {{"serial", row.serial}, {"not_after", isoTime(row.notAfter)}}});
+  return StepOutcome{};
+}
+
+// --- published ------------------------------------------------------------------------
+
+Result<StepOutcome> Steps::publish(const storage::Order& order, const config::CertificateConfig& c) {
+  auto issued = s_.store().with([&](storage::Store& st) { return st.listIssued(c.name); });
+  if (!issued) {
+    return fail(issued.error());
+  }
+  auto row = issuedWithKey(*issued, order.keyUri.value_or(""));
+  if (!row) {
+    return fail(Errc::internal, "order at issued has no recorded certificate", c.name);
+  }
+  auto published = s_.webRoot().publish(c.name, row->serial, row->chainPem);
+  if (!published) {
+    Error e = published.error();
+    e.message = "publish to [publisher] web_root: " + e.message;
+    e.retryable = true;  // a full or read-only disk can be mended; the certificate stays valid
+    events_.emit({"KMS_PUBLISH_FAILED", storage::EventLevel::error, c.name, e.toString(), {}});
+    return fail(e);
+  }
+  auto tx = s_.store().with([&](storage::Store& st) {
+    return st.transact([&]() -> Result<void> {
+      if (auto r = st.markPublished(row->id, published->x5uUrl, now()); !r) {
+        return r;
+      }
+      if (auto r = st.advanceOrder(order.id, at(CertState::published)); !r) {
+        return fail(r.error());
+      }
+      return ok();
+    });
+  });
+  if (!tx) {
+    return fail(tx.error());
+  }
+  failpoint("published");
+  events_.emit({"KMS_CERT_PUBLISHED", storage::EventLevel::info, c.name, "published " + published->x5uUrl,
+                {{"serial", row->serial}, {"x5u", published->x5uUrl}}});
+  return StepOutcome{};
+}
+
+// --- active ---------------------------------------------------------------------------
+
+Result<StepOutcome> Steps::activate(const storage::Order& order, const config::CertificateConfig& c) {
+  auto issued = s_.store().with([&](storage::Store& st) { return st.listIssued(c.name); });
+  if (!issued) {
+    return fail(issued.error());
+  }
+  auto row = issuedWithKey(*issued, order.keyUri.value_or(""));
+  if (!row) {
+    return fail(Errc::internal, "order at published has no recorded certificate", c.name);
+  }
+  // The renewal instant without ARI, chosen now with jitter; the CA's window (when it
+  // offers one) is read by the next step and replaces it.
+  const std::int64_t renewAt =
+      fractionRenewalTime(row->notBefore, row->notAfter, c.renewBeforeFraction, random_.unit());
+  auto tx = s_.store().with([&](storage::Store& st) {
+    return st.transact([&]() -> Result<void> {
+      if (auto r = st.closeOrder(order.id, storage::OrderStatus::done); !r) {
+        return r;
+      }
+      if (auto r = st.setState(c.name, CertState::active, std::nullopt); !r) {
+        return r;
+      }
+      return st.setRenewal(c.name, renewAt, s_.ariOffered() ? std::optional<std::int64_t>(now()) : std::nullopt);
+    });
+  });
+  if (!tx) {
+    return fail(tx.error());
+  }
+  failpoint("activated");
+  {
+    std::lock_guard<std::mutex> lock(checkedMutex_);
+    keyChecked_.insert(row->keyUri);
+  }
+  events_.emit({"KMS_CERT_ACTIVATED", storage::EventLevel::info, c.name,
+                "serial " + row->serial + " active, not after " + isoTime(row->notAfter) + ", x5u " +
+                    row->x5uUrl.value_or(""),
+                {{"serial", row->serial}, {"x5u", row->x5uUrl.value_or("")}, {"renew_at", isoTime(renewAt)}}});
+  StepOutcome out;
+  out.activated = *row;
+  return out;
+}
+
+Result<StepOutcome> Steps::refreshRenewal(const CertSnapshot& snap, const config::CertificateConfig& c) {
+  if (!snap.active) {
+    return StepOutcome{};
+  }
+  const storage::IssuedCert& a = *snap.active;
+  std::int64_t renewAt =
+      snap.cert.renewAt.value_or(fractionRenewalTime(a.notBefore, a.notAfter, c.renewBeforeFraction, random_.unit()));
+  std::optional<std::int64_t> nextCheck;
+  auto client = s_.acme();
+  if (client && (*client)->directory().renewalInfo && a.ariCertId) {
+    auto info = (*client)->renewalInfo(*a.ariCertId);
+    if (info) {
+      // RFC 9773 §4.2: a random instant inside the window; read again when the CA says,
+      // and at least daily.
+      renewAt = unixSeconds(acme::pickRenewalTime(*info, clock_.now(), random_.next()));
+      nextCheck = now() + std::min<std::int64_t>(info->retryAfter.count(), 86400);
+      events_.emit({"KMS_RENEWAL_PLANNED", storage::EventLevel::info, c.name,
+                    "renewal at " + isoTime(renewAt) + " (ARI window " + isoTime(unixSeconds(info->windowStart)) +
+                        " .. " + isoTime(unixSeconds(info->windowEnd)) + ")",
+                    {{"renew_at", isoTime(renewAt)}, {"source", "ari"}}});
+    } else {
+      nextCheck = now() + (info.error().retryAfter ? info.error().retryAfter->count() : 3600);
+      events_.emit({"KMS_ARI_FAILED", storage::EventLevel::warning, c.name,
+                    "renewalInfo: " + info.error().toString() + "; keeping " + isoTime(renewAt), {}});
+    }
+  } else if (!snap.cert.renewAt) {
+    events_.emit({"KMS_RENEWAL_PLANNED", storage::EventLevel::info, c.name, "renewal at " + isoTime(renewAt),
+                  {{"renew_at", isoTime(renewAt)}, {"source", "lifetime"}}});
+  }
+  auto r = s_.store().with([&](storage::Store& st) { return st.setRenewal(c.name, renewAt, nextCheck); });
+  if (!r) {
+    return fail(r.error());
+  }
+  return StepOutcome{};
+}
+
+Result<StepOutcome> Steps::abandonForMissingKey(const storage::Order& order, const config::CertificateConfig& c) {
+  auto closed = s_.store().with([&](storage::Store& st) { return st.closeOrder(order.id, storage::OrderStatus::abandoned); });
+  if (!closed) {
+    return fail(closed.error());
+  }
+  events_.emit({"KMS_ORDER_ABANDONED", storage::EventLevel::warning, c.name,
+                "the order's key is not on the token; a new order starts", {{"key", order.keyUri.value_or("")}}});
+  StepOutcome out;
+  out.orderClosed = true;
+  return out;
+}
+
+// --- housekeeping ---------------------------------------------------------------------
+
+Result<int> Steps::retireKeys() {
+  const std::int64_t t = now();
+  const std::int64_t retain = s_.config().publisher.retain.count();
+  auto keys = s_.store().with([&](storage::Store& st) { return st.listRetirableKeys(t, retain); });
+  if (!keys) {
+    return fail(keys.error());
+  }
+  int destroyed = 0;
+  for (const auto& [uri, cert] : *keys) {
+    if (auto r = s_.destroyKey(cert, uri); !r) {
+      events_.emit({"KMS_KEY_DESTROY_FAILED", storage::EventLevel::warning, cert,
+                    "could not destroy " + uri + ": " + r.error().toString(), {{"key", uri}}});
+      continue;
+    }
+    failpoint("old_key_destroyed");
+    ++destroyed;
+  }
+  return destroyed;
+}
+
+Result<std::string> Steps::revoke(const config::CertificateConfig& c, int reason) {
+  auto snap = snapshot(c, false);
+  if (!snap) {
+    return fail(snap.error());
+  }
+  if (!snap->active) {
+    return fail(Errc::notFound, "no active certificate to revoke", c.name);
+  }
+  auto client = s_.acme();
+  if (!client) {
+    return fail(client.error());
+  }
+  auto account = s_.account();
+  if (!account) {
+    return fail(account.error());
+  }
+  auto chain = pki::parsePemChain(snap->active->chainPem);
+  if (!chain) {
+    return fail(chain.error());
+  }
+  if (auto r = (*client)->revoke(*account, chain->front().der(), reason); !r) {
+    return fail(r.error());
+  }
+  auto marked = s_.store().with([&](storage::Store& st) { return st.markRevoked(snap->active->id, now()); });
+  if (!marked) {
+    return fail(marked.error());
+  }
+  events_.emit({"KMS_CERT_REVOKED", storage::EventLevel::warning, c.name,
+                "serial " + snap->active->serial + " revoked (reason " + std::to_string(reason) + ")",
+                {{"serial", snap->active->serial}, {"reason", std::to_string(reason)}}});
+  return snap->active->serial;
+}
+
+}  // namespace kms::daemon

@@ -1,0 +1,92 @@
+#pragma once
+// The step functions: one per lifecycle action, each performing one side effect and
+// recording its result in the state DB before anything relies on it.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "clock.h"
+#include "config/config.h"
+#include "event_sink.h"
+#include "planner.h"
+#include "services.h"
+
+namespace kms::daemon {
+
+/// What a successful step asks for next.
+struct StepOutcome {
+  std::optional<Millis> wait;  ///< run the same action again after this (polling)
+  std::optional<storage::IssuedCert> activated;  ///< the certificate this step made active
+  bool orderClosed = false;                      ///< the order was closed (activated or abandoned)
+};
+
+/// Polling state of one certificate's current step, kept in memory by the engine.
+struct PollState {
+  int round = 0;                   ///< polls so far in this step
+  std::optional<TimePoint> since;  ///< when this step started polling
+  Action action = Action::wait;
+};
+
+class Steps {
+ public:
+  Steps(Services& services, const Clock& clock, Random& random, EventSink& events)
+      : s_(services), clock_(clock), random_(random), events_(events) {}
+
+  /// Performs `action` for certificate `c` as planned from `snap`.
+  [[nodiscard]] Result<StepOutcome> run(Action action, const CertSnapshot& snap, const config::CertificateConfig& c,
+                                        PollState& poll);
+
+  /// Reads what the planner needs for `c` from the DB (and whether the active key is on
+  /// the token, checked once per process per certificate).
+  [[nodiscard]] Result<CertSnapshot> snapshot(const config::CertificateConfig& c, bool renewRequested);
+
+  /// Destroys keys nothing needs any more: keys of abandoned or superseded orders (after
+  /// [publisher] retain), of expired or revoked certificates, and recorded keys the token
+  /// lacks. Returns how many were destroyed.
+  [[nodiscard]] Result<int> retireKeys();
+
+  /// Revokes the active certificate of `c` at the CA and records it.
+  [[nodiscard]] Result<std::string> revoke(const config::CertificateConfig& c, int reason);
+
+  /// Polling tuning (tests shorten it).
+  Millis pollFirst{250};
+  Millis pollMax{5000};
+  Millis pollDeadline{std::chrono::minutes(10)};
+
+ private:
+  Result<StepOutcome> startOrder(const CertSnapshot& snap, const config::CertificateConfig& c);
+  Result<StepOutcome> generateKey(const storage::Order& order, const config::CertificateConfig& c);
+  Result<StepOutcome> fetchToken(const storage::Order& order, const config::CertificateConfig& c);
+  Result<StepOutcome> newOrder(const CertSnapshot& snap, const config::CertificateConfig& c);
+  Result<StepOutcome> authorize(const storage::Order& order, const config::CertificateConfig& c, PollState& poll);
+  Result<StepOutcome> finalize(const storage::Order& order, const config::CertificateConfig& c, PollState& poll);
+  Result<StepOutcome> awaitIssuance(const storage::Order& order, const config::CertificateConfig& c,
+                                    PollState& poll);
+  Result<StepOutcome> publish(const storage::Order& order, const config::CertificateConfig& c);
+  Result<StepOutcome> activate(const storage::Order& order, const config::CertificateConfig& c);
+  Result<StepOutcome> refreshRenewal(const CertSnapshot& snap, const config::CertificateConfig& c);
+  /// The order's key is gone from the token (a lost object file): close the order so that
+  /// the next plan starts a new one with a new key.
+  Result<StepOutcome> abandonForMissingKey(const storage::Order& order, const config::CertificateConfig& c);
+
+  Result<void> advance(const storage::Order& order, const storage::OrderUpdate& update);
+  /// The wait before the next poll: Retry-After when given, else doubling from pollFirst.
+  Result<Millis> pollWait(PollState& poll, std::optional<std::chrono::seconds> retryAfter, const std::string& what,
+                          const std::string& url);
+  Result<acme::IssueRequest> requestFor(const config::CertificateConfig& c, pki::Signer* certKey);
+  std::int64_t now() const { return unixSeconds(clock_.now()); }
+
+  Services& s_;
+  const Clock& clock_;
+  Random& random_;
+  EventSink& events_;
+  std::mutex checkedMutex_;
+  std::set<std::string> keyChecked_;  ///< active keys already found on the token
+};
+
+}  // namespace kms::daemon
