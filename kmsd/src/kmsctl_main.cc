@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "ctl_commands.h"
 
 namespace {
 
@@ -25,6 +26,18 @@ int run(int argc, char** argv) {
   keys->add_flag("--json", json, "machine-readable output");
   auto* events = app.add_subcommand("events", "the newest lifecycle events");
   events->add_option("-n,--limit", limit, "how many events")->check(CLI::Range(1, 100000));
+  bool follow = false;
+  events->add_flag("-f,--follow", follow, "keep printing new events (needs the daemon)");
+  std::string name;
+  bool wait = false;
+  auto* renew = app.add_subcommand("renew", "ask the daemon to renew a certificate now");
+  renew->add_option("name", name, "certificate name")->required();
+  renew->add_flag("--wait", wait, "wait until the new certificate is active (or the renewal failed)");
+  int reason = 0;
+  auto* revoke = app.add_subcommand("revoke", "revoke the active certificate at the CA (a new one is issued)");
+  revoke->add_option("name", name, "certificate name")->required();
+  revoke->add_option("--reason", reason, "RFC 5280 reason code (0 unspecified, 1 keyCompromise, 4 superseded, ...)")
+      ->check(CLI::Range(0, 10));
   auto* check = app.add_subcommand("check-config", "validate the configuration and log in to the HSM");
 
   try {
@@ -34,13 +47,19 @@ int run(int argc, char** argv) {
   }
   try {
     if (status->parsed()) {
-      return showStatus(configPath, json, std::cout, std::cerr);
+      return ctlStatus(configPath, json, std::cout, std::cerr);
     }
     if (keys->parsed()) {
       return listKeys(configPath, json, std::cout, std::cerr);
     }
     if (events->parsed()) {
-      return showEvents(configPath, limit, std::cout, std::cerr);
+      return ctlEvents(configPath, limit, follow, std::cout, std::cerr);
+    }
+    if (renew->parsed()) {
+      return ctlRenew(configPath, name, wait, std::cout, std::cerr);
+    }
+    if (revoke->parsed()) {
+      return ctlRevoke(configPath, name, reason, std::cout, std::cerr);
     }
     if (check->parsed()) {
       return checkConfig(configPath, std::cout, std::cerr);

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "hsm/token_store.h"
 #include "kms/secret.h"
 #include "pki/encoding.h"
 
@@ -67,6 +68,24 @@ Services::~Services() = default;
 Result<std::unique_ptr<Services>> Services::create(const config::Config& config, const Clock& clock,
                                                    EventSink& events, LockedStore& store) {
   std::unique_ptr<Services> s(new Services(config, clock, events, store));
+  // Before the module is loaded: SoftHSM2 rewrites token.object in place at every C_Login,
+  // and a kill in between would lose the token with every key on it.
+  hsm::TokenStoreOptions guardOptions;
+  guardOptions.modulePath = config.hsm.module;
+  auto guard = hsm::guardSoftHsmStore(guardOptions);
+  if (!guard) {
+    Error e = guard.error();
+    e.message = "[hsm] token store: " + e.message;
+    return fail(e);
+  }
+  for (const auto& r : guard->restored) {
+    events.emit({"KMS_TOKEN_RESTORED", storage::EventLevel::warning, std::nullopt,
+                 r.path + ": " + r.reason + "; restored from its verified copy", {{"file", r.path}}});
+  }
+  for (const auto& q : guard->quarantined) {
+    events.emit({"KMS_TOKEN_OBJECT_QUARANTINED", storage::EventLevel::warning, std::nullopt,
+                 q.path + ": " + q.reason + "; moved to " + q.movedTo, {{"file", q.path}}});
+  }
   auto token = hsm::Token::open(hsm::TokenOptions{config.hsm.module, config.hsm.tokenLabel, config.hsm.pinFile,
                                                   static_cast<std::size_t>(config.hsm.sessionPool)});
   if (!token) {

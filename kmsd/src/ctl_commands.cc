@@ -1,0 +1,190 @@
+#include "ctl_commands.h"
+
+#include <chrono>
+#include <iomanip>
+#include <ostream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "config/config.h"
+#include "control_api.h"
+#include "event_sink.h"
+
+namespace kms::daemon {
+namespace {
+
+std::optional<config::Config> load(const std::string& path, std::ostream& err) {
+  auto cfg = config::loadConfigFile(path, config::environmentSnapshot());
+  if (!cfg) {
+    err << config::formatErrors(cfg.error());
+    return std::nullopt;
+  }
+  return std::move(*cfg);
+}
+
+/// The daemon's JSON answer; nullopt when it does not run (err says nothing then).
+std::optional<nlohmann::json> ask(const config::Config& cfg, const std::string& method, const std::string& target,
+                                  const std::string& body, std::ostream& err, int* status = nullptr) {
+  auto r = controlRequest(cfg.daemon.controlSocket, method, target, body);
+  if (!r) {
+    return std::nullopt;
+  }
+  if (status != nullptr) {
+    *status = r->status;
+  }
+  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  if (j.is_discarded()) {
+    err << "kmsctl: the daemon answered HTTP " << r->status << " with a body that is not JSON\n";
+    return nlohmann::json::object();
+  }
+  return j;
+}
+
+std::string str(const nlohmann::json& j, const char* key, const char* dflt = "-") {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() && !it->get<std::string>().empty() ? it->get<std::string>()
+                                                                             : std::string(dflt);
+}
+
+void printTable(const nlohmann::json& certs, std::ostream& out) {
+  out << std::left << std::setw(20) << "NAME" << std::setw(14) << "STATE" << std::setw(22) << "NOT AFTER"
+      << std::setw(22) << "NEXT RENEWAL" << "X5U\n";
+  for (const auto& c : certs) {
+    std::string next = str(c, "renew_at");
+    if (c.contains("next_attempt_at") && c.value("failures", 0) > 0) {
+      next = str(c, "next_attempt_at") + " (retry)";
+    }
+    out << std::setw(20) << str(c, "name") << std::setw(14) << str(c, "state") << std::setw(22)
+        << str(c, "not_after") << std::setw(22) << next << str(c, "x5u") << '\n';
+    if (c.contains("last_error")) {
+      out << "    last error: " << sanitize(str(c, "last_error")) << '\n';
+    }
+  }
+}
+
+}  // namespace
+
+int ctlStatus(const std::string& configPath, bool json, std::ostream& out, std::ostream& err) {
+  auto cfg = load(configPath, err);
+  if (!cfg) {
+    return kExitCheckFailed;
+  }
+  auto status = ask(*cfg, "GET", "/v1/status", "", err);
+  if (!status) {
+    if (!json) {
+      out << "kmsd is not running; read from the state DB\n";
+    }
+    return showStatus(configPath, json, out, err);
+  }
+  if (json) {
+    out << status->dump(2) << '\n';
+    return kExitOk;
+  }
+  const auto& d = (*status)["daemon"];
+  out << "kmsd running (pid " << d.value("pid", 0) << "), " << d.value("open_orders", 0) << " order(s) in flight\n";
+  printTable((*status)["certificates"], out);
+  return kExitOk;
+}
+
+int ctlRenew(const std::string& configPath, const std::string& name, bool wait, std::ostream& out,
+             std::ostream& err) {
+  auto cfg = load(configPath, err);
+  if (!cfg) {
+    return kExitCheckFailed;
+  }
+  auto before = ask(*cfg, "GET", "/v1/certificates/" + name, "", err);
+  int code = 0;
+  auto r = ask(*cfg, "POST", "/v1/certificates/" + name + "/renew", "", err, &code);
+  if (!r) {
+    err << "kmsctl: kmsd is not running (" << cfg->daemon.controlSocket << "); nothing renewed\n";
+    return kExitCheckFailed;
+  }
+  if (code != 202) {
+    err << "kmsctl: " << str(*r, "detail", "renewal refused") << '\n';
+    return kExitCheckFailed;
+  }
+  out << name << ": renewal requested\n";
+  if (!wait) {
+    return kExitOk;
+  }
+  const std::string oldSerial = before ? str(*before, "serial", "") : "";
+  const std::int64_t oldFailures = before ? before->value("failures", 0) : 0;
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto now = ask(*cfg, "GET", "/v1/certificates/" + name, "", err);
+    if (!now) {
+      err << "kmsctl: kmsd stopped while renewing " << name << '\n';
+      return kExitRuntime;
+    }
+    const std::string serial = str(*now, "serial", "");
+    if (!serial.empty() && serial != oldSerial && str(*now, "state") == "active") {
+      out << name << ": active serial " << serial << ", not after " << str(*now, "not_after") << ", x5u "
+          << str(*now, "x5u") << '\n';
+      return kExitOk;
+    }
+    if (now->value("failures", 0) > oldFailures) {
+      err << name << ": renewal failed: " << sanitize(str(*now, "last_error")) << '\n';
+      return kExitRuntime;
+    }
+  }
+}
+
+int ctlRevoke(const std::string& configPath, const std::string& name, int reason, std::ostream& out,
+              std::ostream& err) {
+  auto cfg = load(configPath, err);
+  if (!cfg) {
+    return kExitCheckFailed;
+  }
+  int code = 0;
+  auto r = ask(*cfg, "POST", "/v1/certificates/" + name + "/revoke", nlohmann::json{{"reason", reason}}.dump(), err,
+               &code);
+  if (!r) {
+    err << "kmsctl: kmsd is not running (" << cfg->daemon.controlSocket << "); nothing revoked\n";
+    return kExitCheckFailed;
+  }
+  if (code != 200) {
+    err << "kmsctl: " << sanitize(str(*r, "detail", "revocation refused")) << '\n';
+    return kExitRuntime;
+  }
+  out << name << ": revoked serial " << str(*r, "revoked_serial") << " (reason " << reason
+      << "); a new certificate is being issued\n";
+  return kExitOk;
+}
+
+int ctlEvents(const std::string& configPath, int limit, bool follow, std::ostream& out, std::ostream& err) {
+  auto cfg = load(configPath, err);
+  if (!cfg) {
+    return kExitCheckFailed;
+  }
+  if (!follow) {
+    return showEvents(configPath, limit, out, err);
+  }
+  std::int64_t since = 0;
+  bool first = true;
+  for (;;) {
+    auto r = ask(*cfg, "GET", "/v1/events?since=" + std::to_string(since), "", err);
+    if (!r) {
+      err << "kmsctl: kmsd is not running (" << cfg->daemon.controlSocket << ")\n";
+      return kExitCheckFailed;
+    }
+    const auto& events = (*r)["events"];
+    std::size_t skip = first && events.size() > static_cast<std::size_t>(limit) ? events.size() - limit : 0;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const auto& e = events[i];
+      since = std::max<std::int64_t>(since, e.value("id", std::int64_t{0}));
+      if (i < skip) {
+        continue;
+      }
+      out << str(e, "time") << ' ' << str(e, "level") << ' ' << str(e, "event") << ' ' << str(e, "cert") << ' '
+          << sanitize(str(e, "message")) << std::endl;
+    }
+    if (events.size() < 1000) {  // caught up
+      first = false;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  }
+}
+
+}  // namespace kms::daemon
