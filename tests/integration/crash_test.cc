@@ -1,0 +1,168 @@
+// Crash safety proven by killing: kmsd is SIGKILLed right after every lifecycle step
+// (failpoints, compiled into the test build only) and at random instants while it renews
+// SHAKEN certificates from kms-lab; every restart must end with the certificate active and
+// published, no key on the token the DB does not know, no recorded key left unused, and at
+// most one extra order per renewal.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "lab_process.h"
+#include "pki/x509.h"
+#include "sandbox.h"
+
+namespace kms {
+namespace {
+
+using namespace std::chrono_literals;
+using test::CmdResult;
+using test::kKmsctl;
+using test::kKmsd;
+using test::LabProcess;
+
+class Crash : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    lab_ = std::make_unique<LabProcess>(sandbox_.file("lab"), std::vector<std::string>{"--slow-ms", "20"});
+    std::string text = test::readFile(lab_->file("kmsd.toml"));
+    auto at = text.find("[publisher]\n");
+    ASSERT_NE(at, std::string::npos);
+    text.insert(at + 12, "retain = \"1s\"\n");
+    at = text.find("[daemon]\n");
+    ASSERT_NE(at, std::string::npos);
+    text.insert(at + 9, "retry_first = \"1s\"\nretry_max = \"2s\"\n");
+    config_ = sandbox_.write("kmsd.toml", text);
+    db_ = lab_->file("state/kmsd.db");
+  }
+
+  CmdResult run(const std::string& tool, const std::string& args, const std::string& env = "") {
+    return test::runTool("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf") + " " + env, tool, config_, args);
+  }
+
+  std::string sql(const std::string& query) {
+    std::string out;
+    EXPECT_EQ(test::runCommand("sqlite3 '" + db_ + "' \"" + query + "\"", &out), 0) << query << out;
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) {
+      out.pop_back();
+    }
+    return out;
+  }
+  long count(const std::string& query) { return std::stol(sql(query)); }
+
+  /// As if time passed: the active certificate is due now, and no backoff holds it.
+  void makeDue() { sql("UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL, next_attempt_at = NULL"); }
+
+  /// The invariants after a restart that ran to completion.
+  void expectConsistent(const std::string& when) {
+    SCOPED_TRACE(when);
+    CmdResult status = run(kKmsctl, "status --json");
+    ASSERT_EQ(status.rc, 0) << status.output;
+    auto j = nlohmann::json::parse(status.output.substr(status.output.find('{')));
+    ASSERT_EQ(j["certificates"].size(), 1u) << status.output;
+    const auto& c = j["certificates"][0];
+    EXPECT_EQ(c["state"], "active") << status.output;
+    ASSERT_TRUE(c.contains("x5u")) << status.output;
+    // Published: the current pointer serves the active certificate.
+    auto chain = pki::parsePemChain(test::readFile(lab_->file("www/main.pem")));
+    ASSERT_TRUE(chain.has_value());
+    EXPECT_EQ(chain->front().serialHex(), c["serial"].get<std::string>());
+    // No key on the token the DB does not know, and no recorded key missing from the token.
+    CmdResult keys = run(kKmsctl, "keys --json");
+    ASSERT_EQ(keys.rc, 0) << keys.output;
+    EXPECT_EQ(keys.output.find("\"unmanaged\""), std::string::npos) << keys.output;
+    EXPECT_EQ(keys.output.find("\"on_token\": false"), std::string::npos) << keys.output;
+    // No recorded certificate key left unused: each live one belongs to an open order or
+    // to an unexpired certificate.
+    EXPECT_EQ(count("SELECT count(*) FROM hsm_keys k WHERE k.destroyed_at IS NULL AND k.purpose = 'certificate' "
+                    "AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.key_uri = k.key_uri AND o.status = 'open') "
+                    "AND NOT EXISTS (SELECT 1 FROM issued_certificates i WHERE i.key_uri = k.key_uri "
+                    "AND i.not_after > strftime('%s','now'))"),
+              0);
+    EXPECT_EQ(count("SELECT count(*) FROM orders WHERE status = 'open'"), 0);
+  }
+
+  test::Sandbox sandbox_;
+  std::unique_ptr<LabProcess> lab_;
+  std::string config_;
+  std::string db_;
+};
+
+TEST_F(Crash, KilledRightAfterEveryStepResumes) {
+  CmdResult first = run(kKmsd, "--once");
+  ASSERT_EQ(first.rc, 0) << first.output;
+  expectConsistent("first issuance");
+  const std::vector<std::string> points{"key_recorded", "key_generated", "token_obtained", "order_created",
+                                        "challenge_answered", "finalized", "downloaded", "recorded",
+                                        "published", "activated", "old_key_destroyed"};
+  for (const std::string& point : points) {
+    SCOPED_TRACE(point);
+    std::this_thread::sleep_for(1100ms);  // past [publisher] retain: the previous key may go
+    makeDue();
+    const long ordersBefore = count("SELECT count(*) FROM orders");
+    const std::string serialBefore = sql("SELECT serial FROM issued_certificates WHERE published_at IS NOT NULL "
+                                         "ORDER BY not_before DESC, id DESC LIMIT 1");
+    CmdResult killed = run(kKmsd, "--once", "KMSD_FAILPOINT=" + point);
+    EXPECT_EQ(killed.rc, 128 + SIGKILL) << "the failpoint was not reached: " << killed.output;
+    CmdResult resumed = run(kKmsd, "--once");
+    // After a kill past activation the renewal is complete; before, the restart finishes it.
+    EXPECT_EQ(resumed.rc, 0) << resumed.output;
+    expectConsistent("after " + point);
+    EXPECT_NE(sql("SELECT serial FROM issued_certificates WHERE published_at IS NOT NULL "
+                  "ORDER BY not_before DESC, id DESC LIMIT 1"),
+              serialBefore);
+    EXPECT_LE(count("SELECT count(*) FROM orders") - ordersBefore, 1) << "more than one order for one renewal";
+  }
+}
+
+TEST_F(Crash, RandomKillsDuringThreeRenewals) {
+  CmdResult first = run(kKmsd, "--once");
+  ASSERT_EQ(first.rc, 0) << first.output;
+  const std::uint64_t seed = std::random_device{}();
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> delayMs(0, 700);
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  int kills = 0;
+  int renewals = 0;
+  for (int round = 0; round < 4; ++round) {
+    makeDue();
+    for (int i = 0; i < 30; ++i) {
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        ::setenv("SOFTHSM2_CONF", lab_->file("softhsm2.conf").c_str(), 1);
+        int devnull = ::open("/dev/null", O_WRONLY);
+        ::dup2(devnull, 1);
+        ::dup2(devnull, 2);
+        ::execl(kKmsd.c_str(), kKmsd.c_str(), "--config", config_.c_str(), "--once", static_cast<char*>(nullptr));
+        ::_exit(127);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(delayMs(rng)));
+      ::kill(pid, SIGKILL);
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      kills += WIFSIGNALED(status) ? 1 : 0;
+    }
+    const std::string before = sql("SELECT count(*) FROM issued_certificates");
+    CmdResult finish = run(kKmsd, "--once");
+    ASSERT_EQ(finish.rc, 0) << finish.output;
+    expectConsistent("after round " + std::to_string(round));
+    renewals = static_cast<int>(count("SELECT count(*) FROM issued_certificates")) - 1;
+    (void)before;
+  }
+  EXPECT_GE(kills, 100);
+  EXPECT_GE(renewals, 3);
+  std::printf("random kills: %d kills, %d renewals, seed %llu\n", kills, renewals,
+              static_cast<unsigned long long>(seed));
+}
+
+}  // namespace
+}  // namespace kms

@@ -1,0 +1,214 @@
+// kmsd as a daemon against kms-lab: renewal on its own through several rotations with no gap
+// in what the web root serves, the control API and kmsctl, signals, and reload.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "control_api.h"
+#include "lab_process.h"
+#include "pki/x509.h"
+#include "sandbox.h"
+
+namespace kms {
+namespace {
+
+using namespace std::chrono_literals;
+using test::CmdResult;
+using test::kKmsctl;
+using test::kKmsd;
+using test::LabProcess;
+
+/// kmsd in the foreground as a child process, stderr to a log file, stopped by PID.
+class DaemonProcess {
+ public:
+  DaemonProcess(const std::string& softhsmConf, const std::string& config, const std::string& log) : log_(log) {
+    std::ofstream(log, std::ios::trunc).flush();  // exists before the child writes to it
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::setenv("SOFTHSM2_CONF", softhsmConf.c_str(), 1);
+      FILE* f = std::freopen(log.c_str(), "a", stderr);
+      (void)f;
+      ::execl(kKmsd.c_str(), kKmsd.c_str(), "--config", config.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  }
+  ~DaemonProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  /// Sends `sig` and waits for the exit; the exit status (or 128 + signal).
+  int stop(int sig = SIGTERM) {
+    ::kill(pid_, sig);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  void signal(int sig) const { ::kill(pid_, sig); }
+  [[nodiscard]] std::string log() const { return test::readFile(log_); }
+  /// Waits until the log has `text` (bounded: a missing line fails the caller's assertion).
+  bool waitFor(const std::string& text, std::chrono::seconds limit = 60s) const {
+    for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;) {
+      if (log().find(text) != std::string::npos) {
+        return true;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
+  }
+
+ private:
+  std::string log_;
+  pid_t pid_ = -1;
+};
+
+class Daemon : public ::testing::Test {
+ protected:
+  void startLab(std::vector<std::string> switches = {}) {
+    lab_ = std::make_unique<LabProcess>(sandbox_.file("lab"), std::move(switches));
+    config_ = lab_->file("kmsd.toml");
+  }
+  std::unique_ptr<DaemonProcess> startDaemon() {
+    return std::make_unique<DaemonProcess>(lab_->file("softhsm2.conf"), config_, sandbox_.file("kmsd.log"));
+  }
+  CmdResult run(const std::string& tool, const std::string& args) {
+    return test::runTool("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf"), tool, config_, args);
+  }
+  Result<daemon::ControlResponse> api(const std::string& method, const std::string& target,
+                                      const std::string& body = "") {
+    return daemon::controlRequest(lab_->file("kmsd.sock"), method, target, body);
+  }
+
+  test::Sandbox sandbox_;
+  std::unique_ptr<LabProcess> lab_;
+  std::string config_;
+};
+
+TEST_F(Daemon, RenewsThroughThreeRotationsWithoutAGap) {
+  startLab({"--cert-lifetime", "60"});
+  auto kmsd = startDaemon();
+  const std::string current = lab_->file("www/main.pem");
+  std::set<std::string> serials;
+  bool sawGap = false;
+  std::string gapAt;
+  auto end = std::chrono::steady_clock::now() + 240s;
+  while (serials.size() < 4 && std::chrono::steady_clock::now() < end) {
+    if (test::fileExists(current)) {
+      auto chain = pki::parsePemChain(test::readFile(current));
+      auto now = std::chrono::system_clock::now();
+      if (!chain || chain->front().notBefore() > now || chain->front().notAfter() <= now) {
+        sawGap = true;
+        gapAt = chain ? chain->front().serialHex() : "unparsable";
+      } else {
+        serials.insert(chain->front().serialHex());
+      }
+    } else if (!serials.empty()) {
+      sawGap = true;
+      gapAt = "missing";
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_GE(serials.size(), 4u) << kmsd->log();  // the first certificate and three renewals
+  EXPECT_FALSE(sawGap) << gapAt;
+  EXPECT_EQ(kmsd->stop(), 0) << kmsd->log();
+  const std::string log = kmsd->log();
+  EXPECT_NE(log.find("KMS_RENEWAL_PLANNED cert=main"), std::string::npos);
+  EXPECT_NE(log.find("source=ari"), std::string::npos) << log;  // kms-lab serves renewalInfo
+  EXPECT_EQ(log.find("KMS_RENEW_FAILED"), std::string::npos) << log;
+}
+
+TEST_F(Daemon, ControlApiKmsctlSignalsAndReload) {
+  startLab();
+  auto kmsd = startDaemon();
+  ASSERT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd->log();
+
+  // Health and status.
+  auto health = api("GET", "/healthz");
+  ASSERT_TRUE(health.has_value()) << health.error().toString();
+  EXPECT_EQ(health->status, 200);
+  auto ready = api("GET", "/readyz");
+  EXPECT_EQ(ready->status, 200);
+  CmdResult status = run(kKmsctl, "status");
+  EXPECT_EQ(status.rc, 0) << status.output;
+  EXPECT_NE(status.output.find("kmsd running (pid "), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("main                active"), std::string::npos) << status.output;
+  CmdResult json = run(kKmsctl, "status --json");
+  auto j = nlohmann::json::parse(json.output.substr(json.output.find('{')));
+  ASSERT_EQ(j["certificates"].size(), 1u);
+  const std::string firstSerial = j["certificates"][0]["serial"];
+  EXPECT_TRUE(j["certificates"][0].contains("renew_at"));
+
+  // Bad requests are JSON problems with a 4xx status, and the daemon goes on.
+  auto unknown = api("POST", "/v1/certificates/nope/renew");
+  EXPECT_EQ(unknown->status, 404);
+  EXPECT_EQ(unknown->contentType, "application/problem+json");
+  EXPECT_EQ(api("DELETE", "/v1/status")->status, 405);
+  EXPECT_EQ(api("GET", "/v1/frobnicate")->status, 404);
+  EXPECT_EQ(api("POST", "/v1/certificates/main/revoke", "{not json")->status, 400);
+  EXPECT_EQ(api("POST", "/v1/certificates/main/revoke", R"({"reason": 7})")->status, 400);
+  EXPECT_EQ(api("GET", "/v1/events?since=abc")->status, 400);
+  auto events = api("GET", "/v1/events?since=0");
+  EXPECT_EQ(events->status, 200);
+  EXPECT_NE(events->body.find("KMS_CERT_ACTIVATED"), std::string::npos);
+
+  // kmsctl renew --wait: a new certificate, published.
+  CmdResult renew = run(kKmsctl, "renew main --wait");
+  EXPECT_EQ(renew.rc, 0) << renew.output << kmsd->log();
+  EXPECT_NE(renew.output.find("main: active serial "), std::string::npos) << renew.output;
+  EXPECT_EQ(renew.output.find(firstSerial), std::string::npos) << renew.output;
+
+  // Revoke: the CA revokes, and kmsd issues a replacement on its own.
+  CmdResult revoke = run(kKmsctl, "revoke main --reason 4");
+  EXPECT_EQ(revoke.rc, 0) << revoke.output << kmsd->log();
+  EXPECT_NE(revoke.output.find("revoked serial"), std::string::npos) << revoke.output;
+  EXPECT_TRUE(kmsd->waitFor("reason=\"no valid certificate\"")) << kmsd->log();
+
+  // SIGHUP with a broken file: the error with its position, the old config stays.
+  std::string good = test::readFile(config_);
+  {
+    std::ofstream(config_) << good << "\n[[certificate]]\nname = \"second\"\nspc = \"1234\"\nsubject_o = 7\n";
+  }
+  kmsd->signal(SIGHUP);
+  ASSERT_TRUE(kmsd->waitFor("KMS_RELOAD_FAILED")) << kmsd->log();
+  EXPECT_NE(kmsd->log().find("kmsd.toml:"), std::string::npos);
+  EXPECT_EQ(api("GET", "/healthz")->status, 200);
+  // A good file with a second certificate: scheduled and issued.
+  {
+    std::ofstream(config_) << good << "\n[[certificate]]\nname = \"second\"\nspc = \"1234\"\nsubject_o = \"Two\"\n";
+  }
+  kmsd->signal(SIGHUP);
+  ASSERT_TRUE(kmsd->waitFor("KMS_RELOADED")) << kmsd->log();
+  EXPECT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=second")) << kmsd->log();
+
+  // A second kmsd on the same state directory refuses to start.
+  CmdResult second = run(kKmsd, "");
+  EXPECT_EQ(second.rc, 1) << second.output;
+  EXPECT_NE(second.output.find("another kmsd holds this state directory"), std::string::npos) << second.output;
+
+  EXPECT_EQ(kmsd->stop(SIGTERM), 0) << kmsd->log();
+  EXPECT_NE(kmsd->log().find("KMS_STOPPED"), std::string::npos);
+  EXPECT_FALSE(test::fileExists(lab_->file("kmsd.sock")));
+
+  // With the daemon down: status from the DB, renew refused.
+  CmdResult offline = run(kKmsctl, "status");
+  EXPECT_EQ(offline.rc, 0) << offline.output;
+  EXPECT_NE(offline.output.find("kmsd is not running; read from the state DB"), std::string::npos);
+  CmdResult refused = run(kKmsctl, "renew main");
+  EXPECT_EQ(refused.rc, 1) << refused.output;
+  EXPECT_NE(refused.output.find("kmsd is not running"), std::string::npos) << refused.output;
+}
+
+}  // namespace
+}  // namespace kms
