@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The quickstart: installs the Debian packages, builds and installs kmsd, kmsctl and
 # kms-lab into ./.kms-quickstart, starts kms-lab (a local STI-PA + STI-CA on 127.0.0.1)
-# in the background, and runs `kmsd --once` on the configuration kms-lab wrote: a SoftHSM2
-# token, an SPC token from the STI-PA, ACME with tkauth-01, a checked SHAKEN certificate
-# published to a local STI-CR web root. It ends with `kmsctl status`. Re-running it reuses
-# the lab's PKI, the token and the state.
+# in the background, and starts the kmsd daemon (in the background too) on the configuration
+# kms-lab wrote: a SoftHSM2 token, an SPC token from the STI-PA, ACME with tkauth-01, a
+# checked SHAKEN certificate published to a local STI-CR web root, renewed on its own. It
+# waits until `kmsctl status` shows the certificate active and ends with it. Re-running it
+# reuses the lab's PKI, the token and the state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD/.kms-quickstart
@@ -15,11 +16,13 @@ cmake -S . -B build-quickstart -DCMAKE_BUILD_TYPE=Release -DKMS_BUILD_TESTS=OFF 
 cmake --build build-quickstart -j"$(nproc)"
 cmake --install build-quickstart --prefix "$root" >/dev/null
 
-# A kms-lab from an earlier run is stopped first (by its PID).
-if [ -f "$root/kms-lab.pid" ] && kill -0 "$(cat "$root/kms-lab.pid")" 2>/dev/null; then
-  kill "$(cat "$root/kms-lab.pid")"
-  sleep 1
-fi
+# A kmsd and kms-lab from an earlier run are stopped first (by their PIDs).
+for p in kmsd kms-lab; do
+  if [ -f "$root/$p.pid" ] && kill -0 "$(cat "$root/$p.pid")" 2>/dev/null; then
+    kill "$(cat "$root/$p.pid")"
+    while kill -0 "$(cat "$root/$p.pid")" 2>/dev/null; do sleep 0.1; done
+  fi
+done
 mkdir -p "$root/lab"
 "$root/bin/kms-lab" --dir "$root/lab" >"$root/kms-lab.log" 2>&1 &
 echo $! >"$root/kms-lab.pid"
@@ -31,18 +34,32 @@ done
 grep 'kms-lab listening on' "$root/kms-lab.log"
 
 export SOFTHSM2_CONF=$root/lab/softhsm2.conf
-echo "== kmsd --once"
-"$root/bin/kmsd" --config "$root/lab/kmsd.toml" --once
+config=$root/lab/kmsd.toml
+echo "== kmsd (daemon, log in $root/kmsd.log)"
+"$root/bin/kmsd" --config "$config" >>"$root/kmsd.log" 2>&1 &
+echo $! >"$root/kmsd.pid"
+active=
+for _ in $(seq 600); do
+  kill -0 "$(cat "$root/kmsd.pid")" 2>/dev/null || { cat "$root/kmsd.log"; exit 1; }
+  if "$root/bin/kmsctl" --config "$config" status --json 2>/dev/null | grep -q '"state": "active"'; then
+    active=1
+    break
+  fi
+  sleep 0.1
+done
+[ -n "$active" ] || { echo "kmsd did not make the certificate active within 60 s; its log:"; cat "$root/kmsd.log"; exit 1; }
 
 pem=$root/lab/www/main.pem
 echo "== the issued certificate: $pem"
 openssl x509 -in "$pem" -noout -subject -issuer -enddate -ext 1.3.6.1.5.5.7.1.26 2>/dev/null ||
   openssl x509 -in "$pem" -noout -subject -issuer -enddate
 echo "== kmsctl status"
-"$root/bin/kmsctl" --config "$root/lab/kmsd.toml" status
+"$root/bin/kmsctl" --config "$config" status
 cat <<DONE
 
-kmsd, kmsctl and kms-lab are in $root/bin; the config kms-lab wrote is $root/lab/kmsd.toml
-(use it with SOFTHSM2_CONF=$SOFTHSM2_CONF). kms-lab keeps running in the background;
-stop it with:  kill \$(cat $root/kms-lab.pid)
+kmsd, kmsctl and kms-lab are in $root/bin; the config kms-lab wrote is $config
+(use it with SOFTHSM2_CONF=$SOFTHSM2_CONF). kmsd and kms-lab keep running in the background:
+  $root/bin/kmsctl --config $config events -f       # follow what kmsd does
+  $root/bin/kmsctl --config $config renew main --wait
+stop them with:  kill \$(cat $root/kmsd.pid) \$(cat $root/kms-lab.pid)
 DONE

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "failpoint.h"
 #include "hsm/token_store.h"
 #include "kms/secret.h"
 #include "pki/encoding.h"
@@ -280,6 +281,7 @@ Result<void> Services::ensureAccount() {
     return fail(account.error());
   }
   accountUrl_ = account->url;
+  failpoint("account_registered");
   if (auto r = saveAccount(*keyUri); !r) {
     return r;
   }

@@ -124,6 +124,21 @@ TEST_F(Crash, KilledRightAfterEveryStepResumes) {
   }
 }
 
+TEST_F(Crash, KilledAfterTheCaRegisteredTheAccountBeforeItWasSaved) {
+  // The CA knows the account, the DB has its key but no account row: the restart finds the
+  // account by its key (onlyReturnExisting) and saves it, registering nothing new.
+  CmdResult killed = run(kKmsd, "--once", "KMSD_FAILPOINT=account_registered");
+  ASSERT_EQ(killed.rc, 128 + SIGKILL) << killed.output;
+  EXPECT_EQ(count("SELECT count(*) FROM acme_accounts"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM hsm_keys WHERE purpose = 'account'"), 1);
+  CmdResult resumed = run(kKmsd, "--once");
+  ASSERT_EQ(resumed.rc, 0) << resumed.output;
+  expectConsistent("after the account kill");
+  EXPECT_EQ(count("SELECT count(*) FROM acme_accounts"), 1);
+  EXPECT_EQ(count("SELECT count(*) FROM hsm_keys WHERE purpose = 'account'"), 1);
+  EXPECT_EQ(resumed.output.find("KMS_ACCOUNT_REGISTERED"), std::string::npos) << resumed.output;
+}
+
 TEST_F(Crash, RandomKillsDuringThreeRenewals) {
   CmdResult first = run(kKmsd, "--once");
   ASSERT_EQ(first.rc, 0) << first.output;

@@ -106,6 +106,16 @@ TEST_F(Shaken, RenewsWhenTheAriWindowOpensAndKeepsThePreviousChain) {
   EXPECT_EQ(chain->front().serialHex(), std::string(m[1]));
 }
 
+TEST_F(Shaken, FinalizeAnsweringProcessingIsPolledOnlyAfterItsRetryAfter) {
+  // kms-lab refuses (429) a poll of the order that comes before the Retry-After it gave.
+  startLab({"--processing-seconds", "2"});
+  CmdResult r = run(kKmsd, "--once");
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("main: issued serial "), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("KMS_RENEW_FAILED"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("CSR sent, order processing"), std::string::npos) << r.output;
+}
+
 TEST_F(Shaken, WrongStiPaPassword) {
   startLab();
   std::string bad = sandbox_.write("bad.password", "not-the-password\n");
@@ -117,6 +127,12 @@ TEST_F(Shaken, WrongStiPaPassword) {
   EXPECT_EQ(r.output.find("not-the-password"), std::string::npos);
   expectNothingPublished();
   EXPECT_EQ(keyCount(), 1);  // the account key only
+  // The failure is on record: an event and a failure count, not a silent "planned".
+  CmdResult events = run(kKmsctl, "events");
+  EXPECT_NE(events.output.find("KMS_ISSUE_FAILED main"), std::string::npos) << events.output;
+  CmdResult status = run(kKmsctl, "status --json");
+  EXPECT_NE(status.output.find("\"failures\": 1"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("login of user"), std::string::npos) << status.output;
 }
 
 TEST_F(Shaken, SpcTheAccountDoesNotOwnIsRefusedByTheStiPa) {

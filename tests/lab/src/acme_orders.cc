@@ -193,8 +193,19 @@ LabReply AcmeService::order(const Post& post, const std::string& id) {
   if (it->second.accountId != post.account->id) {
     return acmeProblem(403, "unauthorized", "order " + id + " belongs to another account");
   }
-  refreshOrder(it->second);
-  return LabReply::json(200, orderJson(it->second));
+  Order& order = it->second;
+  if (order.processingUntil) {
+    const int secs = ctx_.options.processingSeconds;
+    if (std::chrono::steady_clock::now() < *order.processingUntil) {
+      return acmeProblem(429, "rateLimited", "order polled before the Retry-After its finalize answer gave")
+          .with("Retry-After", std::to_string(secs));
+    }
+    order.processingUntil.reset();
+    order.status = "valid";
+    order.certId = order.pendingCertId;
+  }
+  refreshOrder(order);
+  return LabReply::json(200, orderJson(order));
 }
 
 LabReply AcmeService::authorization(const Post& post, const std::string& id) {
@@ -312,6 +323,15 @@ LabReply AcmeService::finalize(const Post& post, const std::string& id) {
   auto ari = cert->ariCertId();
   StoredCertificate stored{cert->serialHex(), order.accountId, cert->pem(), ari ? *ari : std::string(), false, 0, 0};
   ctx_.store.addCertificate(stored);
+  if (ctx_.options.processingSeconds > 0) {
+    const int secs = ctx_.options.processingSeconds;
+    order.status = "processing";
+    order.pendingCertId = stored.id;
+    order.processingUntil = std::chrono::steady_clock::now() + std::chrono::seconds(secs);
+    return saveOr500(LabReply::json(200, orderJson(order))
+                         .with("Location", ctx_.acmeUrl("order/" + order.id))
+                         .with("Retry-After", std::to_string(secs)));
+  }
   order.certId = stored.id;
   order.status = "valid";
   return saveOr500(LabReply::json(200, orderJson(order)).with("Location", ctx_.acmeUrl("order/" + order.id)));

@@ -12,6 +12,7 @@
 
 #include <deque>
 #include <map>
+#include <chrono>
 #include <optional>
 #include <set>
 #include <string>
@@ -61,6 +62,9 @@ class AcmeService {
     std::string certId;
     std::optional<std::string> replaces;
     std::optional<nlohmann::json> error;
+    /// --processing-seconds: when the order turns valid (certId is set then).
+    std::optional<std::chrono::steady_clock::time_point> processingUntil;
+    std::string pendingCertId;
   };
   /// A verified POST: who signed it and what.
   struct Post {

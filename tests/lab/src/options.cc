@@ -45,7 +45,8 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
       throw std::runtime_error(std::string(kSwitchesFile) + ": " + key + ": wrong type");
     }
   };
-  if (key == "cert-lifetime" || key == "token-lifetime" || key == "access-token-lifetime" || key == "slow-ms") {
+  if (key == "cert-lifetime" || key == "token-lifetime" || key == "access-token-lifetime" || key == "slow-ms" ||
+      key == "processing-seconds") {
     need(value.is_number_integer() && value.get<std::int64_t>() >= 0);
     auto v = value.get<std::int64_t>();
     if (key == "cert-lifetime") {
@@ -54,6 +55,8 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
       o.tokenLifetime = v;
     } else if (key == "access-token-lifetime") {
       o.accessTokenLifetime = v;
+    } else if (key == "processing-seconds") {
+      o.processingSeconds = static_cast<int>(v);
     } else {
       o.slowMs = static_cast<int>(v);
     }
@@ -124,6 +127,7 @@ json LabOptions::toJson() const {
               {"wrong-tnauthlist", wrongTnAuthList},
               {"broken-chain", brokenChain},
               {"slow-ms", slowMs},
+              {"processing-seconds", processingSeconds},
               {"fail-sti-pa", failStiPa},
               {"no-eab", noEab},
               {"tamper-token", tamperToken}};
@@ -152,6 +156,9 @@ ParseOutcome parseOptions(int argc, char** argv) {
   app.add_flag("--wrong-tnauthlist", o.wrongTnAuthList, "issue certificates whose TNAuthList names another SPC");
   app.add_flag("--broken-chain", o.brokenChain, "serve an intermediate that did not sign the leaf");
   app.add_option("--slow-ms", o.slowMs, "delay every response by this many milliseconds")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--processing-seconds", o.processingSeconds,
+                 "finalize answers processing with this Retry-After; earlier polls are refused")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--fail-sti-pa", o.failStiPa, "every STI-PA request answers 500");
   app.add_flag("--no-eab", o.noEab, "do not require External Account Binding");

@@ -38,6 +38,9 @@ struct LabOptions {
   bool failStiPa = false;        ///< every STI-PA call answers 500
   bool noEab = false;            ///< externalAccountRequired false
   bool tamperToken = false;      ///< SPC tokens carry a corrupted signature
+  /// finalize answers "processing" with Retry-After: N; polling the order sooner is
+  /// refused (429 rateLimited), afterwards it is valid. 0: valid at once.
+  int processingSeconds = 0;
 
   /// The switches as JSON (the lab-switches.json spelling), for logs and lab.json.
   [[nodiscard]] nlohmann::json toJson() const;
