@@ -204,7 +204,34 @@ class StiPaClient::Impl {
     if (auth && accessToken_) {
       req.headers.emplace_back("Authorization", std::string(accessToken_->view()));
     }
-    return transport_.send(req);
+    auto r = transport_.send(req);
+    // The copies of the password (login body) and of the access token (header) go now.
+    OPENSSL_cleanse(req.body.data(), req.body.size());
+    for (auto& [name, value] : req.headers) {
+      OPENSSL_cleanse(value.data(), value.size());
+    }
+    return r;
+  }
+
+  /// {"userId": …, "password": …} with the password escaped straight into the buffer.
+  static std::string loginBody(const std::string& userId, const SecretBytes& password) {
+    std::string text = "{\"userId\":" + json(userId).dump() + ",\"password\":\"";
+    text.reserve(text.size() + password.size() * 6 + 2);
+    for (unsigned char c : password.view()) {
+      if (c == '"' || c == '\\') {
+        text += '\\';
+        text += static_cast<char>(c);
+      } else if (c < 0x20) {
+        static const char* hex = "0123456789abcdef";
+        text += "\\u00";
+        text += hex[c >> 4];
+        text += hex[c & 15];
+      } else {
+        text += static_cast<char>(c);
+      }
+    }
+    text += "\"}";
+    return text;
   }
 
   Result<void> login() {
@@ -214,8 +241,7 @@ class StiPaClient::Impl {
       e.message = "cannot read the STI-PA password file: " + e.message;
       return fail(e);
     }
-    json body{{"userId", options_.userId}, {"password", std::string(password->view())}};
-    std::string text = body.dump();
+    std::string text = loginBody(options_.userId, *password);
     const std::string u = url("/auth/login");
     auto r = send("POST", u, text, false);
     OPENSSL_cleanse(text.data(), text.size());
@@ -234,7 +260,10 @@ class StiPaClient::Impl {
     if (!j->contains("accessToken") || !(*j)["accessToken"].is_string()) {
       return fail(err(Errc::protocol, "login answer has no accessToken", u));
     }
-    accessToken_ = SecretBytes(std::string_view((*j)["accessToken"].get<std::string>()));
+    auto& token = (*j)["accessToken"].get_ref<std::string&>();
+    accessToken_ = SecretBytes(std::string_view(token));
+    OPENSSL_cleanse(token.data(), token.size());
+    OPENSSL_cleanse(r->body.data(), r->body.size());
     return ok();
   }
 
