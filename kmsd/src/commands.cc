@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "hsm/token.h"
+#include "hsm/token_store.h"
 #include "pki/x509.h"
 #include "storage/db.h"
 #include "storage/store.h"
@@ -64,6 +65,20 @@ int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& 
     return kExitCheckFailed;
   }
   int rc = kExitOk;
+  // Before the module is loaded: SoftHSM2 rewrites token.object in place at every C_Login.
+  hsm::TokenStoreOptions store;
+  store.modulePath = cfg->hsm.module;
+  if (auto guard = hsm::guardSoftHsmStore(store); !guard) {
+    err << configPath << ": [hsm] " << guard.error().toString() << '\n';
+    rc = kExitCheckFailed;
+  } else {
+    for (const auto& r : guard->restored) {
+      err << "KMS_TOKEN_RESTORED " << r.path << ": " << r.reason << "; restored from its verified copy\n";
+    }
+    for (const auto& q : guard->quarantined) {
+      err << "KMS_TOKEN_OBJECT_QUARANTINED " << q.path << ": " << q.reason << "; moved to " << q.movedTo << '\n';
+    }
+  }
   auto token = hsm::Token::open(tokenOptions(*cfg));
   if (!token) {
     err << configPath << ": [hsm] " << token.error().toString() << '\n';
@@ -125,7 +140,8 @@ int listKeys(const std::string& configPath, bool json, std::ostream& out, std::o
   // a crash came between recording a key and generating it (kmsd retires those itself).
   std::vector<const storage::HsmKey*> missing;
   for (const auto& row : known) {
-    if (std::none_of(keys->begin(), keys->end(), [&](const hsm::KeyInfo& k) { return k.uri.toString() == row.keyUri; })) {
+    if (std::none_of(keys->begin(), keys->end(),
+                     [&](const hsm::KeyInfo& k) { return k.uri.toString() == row.keyUri; })) {
       missing.push_back(&row);
     }
   }

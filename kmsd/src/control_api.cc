@@ -33,9 +33,8 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->body_limit(kMaxBody);
     parser_->header_limit(16 * 1024);
-    http::async_read(socket_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->onRead(ec);
-    });
+    http::async_read(socket_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->onRead(ec); });
   }
 
  private:
@@ -60,7 +59,8 @@ class Session : public std::enable_shared_from_this<Session> {
     auto executor = socket_.get_executor();
     try {
       handler_(r, [self, executor](ControlResponse resp) {
-        asio::post(executor, [self, resp = std::move(resp)]() mutable { self->send(std::move(resp), self->keepAlive_); });
+        asio::post(executor,
+                   [self, resp = std::move(resp)]() mutable { self->send(std::move(resp), self->keepAlive_); });
       });
     } catch (const std::exception& e) {
       send(problem(500, "internal error", e.what()), false);
@@ -207,8 +207,7 @@ Result<ControlResponse> controlRequest(const std::string& socketPath, const std:
     return fail(Errc::network, "control API read failed: " + ec.message(), socketPath);
   }
   auto res = parser.release();
-  return ControlResponse{static_cast<int>(res.result_int()), res.body(),
-                         std::string(res[http::field::content_type])};
+  return ControlResponse{static_cast<int>(res.result_int()), res.body(), std::string(res[http::field::content_type])};
 }
 
 }  // namespace kms::daemon

@@ -33,8 +33,8 @@ class ControlServer {
  public:
   /// Binds `path` (a stale socket file is replaced; another kind of file is an error),
   /// mode 0660. Errors name the path.
-  [[nodiscard]] static Result<std::unique_ptr<ControlServer>> start(boost::asio::io_context& io, const std::string& path,
-                                                                   ControlHandler handler);
+  [[nodiscard]] static Result<std::unique_ptr<ControlServer>> start(boost::asio::io_context& io,
+                                                                    const std::string& path, ControlHandler handler);
   virtual ~ControlServer() = default;
   /// Stops accepting and removes the socket file.
   virtual void stop() = 0;
@@ -45,6 +45,6 @@ class ControlServer {
 
 /// kmsctl's side: one request to the daemon's socket. Errc::network when nothing listens.
 [[nodiscard]] Result<ControlResponse> controlRequest(const std::string& socketPath, const std::string& method,
-                                                    const std::string& target, const std::string& body = {});
+                                                     const std::string& target, const std::string& body = {});
 
 }  // namespace kms::daemon

@@ -50,14 +50,15 @@ std::string str(const nlohmann::json& j, const char* key, const char* dflt = "-"
 
 void printTable(const nlohmann::json& certs, std::ostream& out) {
   out << std::left << std::setw(20) << "NAME" << std::setw(14) << "STATE" << std::setw(22) << "NOT AFTER"
-      << std::setw(22) << "NEXT RENEWAL" << "X5U\n";
+      << std::setw(22) << "NEXT RENEWAL"
+      << "X5U\n";
   for (const auto& c : certs) {
     std::string next = str(c, "renew_at");
     if (c.contains("next_attempt_at") && c.value("failures", 0) > 0) {
       next = str(c, "next_attempt_at") + " (retry)";
     }
-    out << std::setw(20) << str(c, "name") << std::setw(14) << str(c, "state") << std::setw(22)
-        << str(c, "not_after") << std::setw(22) << next << str(c, "x5u") << '\n';
+    out << std::setw(20) << str(c, "name") << std::setw(14) << str(c, "state") << std::setw(22) << str(c, "not_after")
+        << std::setw(22) << next << str(c, "x5u") << '\n';
     if (c.contains("last_error")) {
       out << "    last error: " << sanitize(str(c, "last_error")) << '\n';
     }
@@ -88,8 +89,7 @@ int ctlStatus(const std::string& configPath, bool json, std::ostream& out, std::
   return kExitOk;
 }
 
-int ctlRenew(const std::string& configPath, const std::string& name, bool wait, std::ostream& out,
-             std::ostream& err) {
+int ctlRenew(const std::string& configPath, const std::string& name, bool wait, std::ostream& out, std::ostream& err) {
   auto cfg = load(configPath, err);
   if (!cfg) {
     return kExitCheckFailed;
@@ -138,8 +138,8 @@ int ctlRevoke(const std::string& configPath, const std::string& name, int reason
     return kExitCheckFailed;
   }
   int code = 0;
-  auto r = ask(*cfg, "POST", "/v1/certificates/" + name + "/revoke", nlohmann::json{{"reason", reason}}.dump(), err,
-               &code);
+  auto r =
+      ask(*cfg, "POST", "/v1/certificates/" + name + "/revoke", nlohmann::json{{"reason", reason}}.dump(), err, &code);
   if (!r) {
     err << "kmsctl: kmsd is not running (" << cfg->daemon.controlSocket << "); nothing revoked\n";
     return kExitCheckFailed;

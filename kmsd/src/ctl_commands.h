@@ -13,11 +13,9 @@ namespace kms::daemon {
 int ctlStatus(const std::string& configPath, bool json, std::ostream& out, std::ostream& err);
 /// Asks the daemon to renew NAME; with `wait`, waits until a new certificate is active or
 /// the renewal failed. Exit 1 when the daemon is not running.
-int ctlRenew(const std::string& configPath, const std::string& name, bool wait, std::ostream& out,
-             std::ostream& err);
+int ctlRenew(const std::string& configPath, const std::string& name, bool wait, std::ostream& out, std::ostream& err);
 /// Asks the daemon to revoke NAME's active certificate (RFC 5280 reason code).
-int ctlRevoke(const std::string& configPath, const std::string& name, int reason, std::ostream& out,
-              std::ostream& err);
+int ctlRevoke(const std::string& configPath, const std::string& name, int reason, std::ostream& out, std::ostream& err);
 /// Events from the daemon (or the DB); with `follow`, keeps printing new ones.
 int ctlEvents(const std::string& configPath, int limit, bool follow, std::ostream& out, std::ostream& err);
 

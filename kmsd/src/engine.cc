@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
-#include <filesystem>
 #include <atomic>
+#include <cstring>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <ostream>
 #include <queue>
@@ -69,8 +69,8 @@ struct WorkResult {
   std::optional<Error> error;
   std::optional<Millis> wait;
   std::optional<storage::IssuedCert> activated;
-  bool orderClosed = false;   ///< a slot was released
-  bool needSlot = false;      ///< planned startOrder but no slot was free
+  bool orderClosed = false;                    ///< a slot was released
+  bool needSlot = false;                       ///< planned startOrder but no slot was free
   std::optional<std::int64_t> activeNotAfter;  ///< of the certificate verifiers get now
   PollState poll;
 };
@@ -121,9 +121,7 @@ class Engine::Impl {
         timer_(io_),
         signals_(io_) {}
 
-  ~Impl() {
-    pool_.join();
-  }
+  ~Impl() { pool_.join(); }
 
   Result<void> open() {
     // Before the DB: a second kmsd must not touch it at all.
@@ -173,13 +171,15 @@ class Engine::Impl {
     }
     openOrders_ = *open;
     if (options_.controlApi && !options_.once) {
-      auto server = ControlServer::start(io_, config_.daemon.controlSocket,
-                                         [this](const ControlRequest& r, std::function<void(ControlResponse)> reply) {
-                                           route(r, std::move(reply));
-                                         });
+      auto server = ControlServer::start(
+          io_, config_.daemon.controlSocket,
+          [this](const ControlRequest& r, std::function<void(ControlResponse)> reply) { route(r, std::move(reply)); });
       if (!server) {
         // The control API is not essential to renewing: say so loudly and keep going.
-        sink_->emit({"KMS_CONTROL_API_FAILED", EventLevel::error, std::nullopt, server.error().toString(),
+        sink_->emit({"KMS_CONTROL_API_FAILED",
+                     EventLevel::error,
+                     std::nullopt,
+                     server.error().toString(),
                      {{"socket", config_.daemon.controlSocket}}});
       } else {
         control_ = std::move(*server);
@@ -207,7 +207,9 @@ class Engine::Impl {
 
   int run() {
     started_ = true;
-    sink_->emit({"KMS_STARTED", EventLevel::info, std::nullopt,
+    sink_->emit({"KMS_STARTED",
+                 EventLevel::info,
+                 std::nullopt,
                  std::string(options_.once ? "kmsd --once" : "kmsd") + " started with " +
                      std::to_string(config_.certificates.size()) + " certificate(s)",
                  {{"pid", std::to_string(::getpid())}, {"max_concurrent_orders", std::to_string(maxOrders_)}}});
@@ -361,8 +363,8 @@ class Engine::Impl {
 
   /// A failed step: failure counted with backoff, event, and for a failure that cannot
   /// succeed the order abandoned and its key destroyed (the active certificate stays).
-  void recordFailure(const config::CertificateConfig& cfg, const std::optional<storage::Order>& order,
-                     const Error& e, WorkResult& r, const CertSnapshot* snap = nullptr) {
+  void recordFailure(const config::CertificateConfig& cfg, const std::optional<storage::Order>& order, const Error& e,
+                     WorkResult& r, const CertSnapshot* snap = nullptr) {
     const std::int64_t now = unixSeconds(clock_->now());
     const std::int64_t failures = (snap != nullptr ? snap->cert.failureCount : 0) + 1;
     std::int64_t delay = backoffSeconds(policy_, failures, random_->unit());
@@ -379,8 +381,8 @@ class Engine::Impl {
       services_->storeWriteFailed(cfg.name, "record a failure", rec.error());
     }
     if (abandon) {
-      auto closed =
-          state_.locked->with([&](storage::Store& s) { return s.closeOrder(order->id, storage::OrderStatus::abandoned); });
+      auto closed = state_.locked->with(
+          [&](storage::Store& s) { return s.closeOrder(order->id, storage::OrderStatus::abandoned); });
       if (!closed) {
         services_->storeWriteFailed(cfg.name, "abandon the order", closed.error());
       } else {
@@ -388,15 +390,24 @@ class Engine::Impl {
         openOrders_.fetch_sub(1);
         if (order->keyUri) {
           if (auto d = services_->destroyKey(cfg.name, *order->keyUri); !d) {
-            sink_->emit({"KMS_KEY_DESTROY_FAILED", EventLevel::warning, cfg.name,
-                         "could not destroy " + *order->keyUri + ": " + d.error().toString(), {}});
+            sink_->emit({"KMS_KEY_DESTROY_FAILED",
+                         EventLevel::warning,
+                         cfg.name,
+                         "could not destroy " + *order->keyUri + ": " + d.error().toString(),
+                         {}});
           }
         }
       }
-      sink_->emit({"KMS_ISSUE_FAILED", EventLevel::error, cfg.name, e.toString() + "; order abandoned",
+      sink_->emit({"KMS_ISSUE_FAILED",
+                   EventLevel::error,
+                   cfg.name,
+                   e.toString() + "; order abandoned",
                    {{"step", toString(r.plan.action)}, {"retry_at", isoTime(now + delay)}}});
     } else {
-      sink_->emit({"KMS_RENEW_FAILED", EventLevel::warning, cfg.name, e.toString(),
+      sink_->emit({"KMS_RENEW_FAILED",
+                   EventLevel::warning,
+                   cfg.name,
+                   e.toString(),
                    {{"step", toString(r.plan.action)},
                     {"failures", std::to_string(failures)},
                     {"retry_at", isoTime(now + delay)}}});
@@ -408,8 +419,11 @@ class Engine::Impl {
       while (prev < until && !caPausedUntil_.compare_exchange_weak(prev, until)) {
       }
       if (prev < until) {
-        sink_->emit({"KMS_CA_BACKOFF", EventLevel::warning, std::nullopt,
-                     "the CA asked to wait; all orders wait until " + isoTime(until), {{"until", isoTime(until)}}});
+        sink_->emit({"KMS_CA_BACKOFF",
+                     EventLevel::warning,
+                     std::nullopt,
+                     "the CA asked to wait; all orders wait until " + isoTime(until),
+                     {{"until", isoTime(until)}}});
       }
     }
   }
@@ -474,8 +488,8 @@ class Engine::Impl {
       if (r.plan.action == Action::wait) {
         if (rt->outcome.kind != CertOutcome::Kind::issued) {
           rt->outcome.kind = CertOutcome::Kind::notDue;
-          rt->outcome.line = rt->cfg.name + ": valid until " + isoTime(r.activeNotAfter.value_or(0)) +
-                             ", not due (" + r.plan.why + ")";
+          rt->outcome.line = rt->cfg.name + ": valid until " + isoTime(r.activeNotAfter.value_or(0)) + ", not due (" +
+                             r.plan.why + ")";
         }
         done = true;
       } else if (!rt->poll.since) {
@@ -510,8 +524,11 @@ class Engine::Impl {
     asio::post(pool_, [this] {
       auto r = steps_->retireKeys();
       if (!r) {
-        sink_->emit({"KMS_KEY_DESTROY_FAILED", EventLevel::warning, std::nullopt,
-                     "key housekeeping failed: " + r.error().toString(), {}});
+        sink_->emit({"KMS_KEY_DESTROY_FAILED",
+                     EventLevel::warning,
+                     std::nullopt,
+                     "key housekeeping failed: " + r.error().toString(),
+                     {}});
       }
     });
   }
@@ -528,7 +545,9 @@ class Engine::Impl {
         waitSignal();
         return;
       }
-      sink_->emit({"KMS_STOPPING", EventLevel::info, std::nullopt,
+      sink_->emit({"KMS_STOPPING",
+                   EventLevel::info,
+                   std::nullopt,
                    std::string("signal ") + (sig == SIGTERM ? "TERM" : "INT") + ": finishing the steps in flight",
                    {{"in_flight", std::to_string(running_)}}});
       stopping_ = true;
@@ -554,8 +573,11 @@ class Engine::Impl {
       if (!text.empty() && text.back() == '\n') {
         text.pop_back();
       }
-      sink_->emit({"KMS_RELOAD_FAILED", EventLevel::error, std::nullopt,
-                   "configuration not reloaded, the previous one stays: " + text, {{"file", options_.configPath}}});
+      sink_->emit({"KMS_RELOAD_FAILED",
+                   EventLevel::error,
+                   std::nullopt,
+                   "configuration not reloaded, the previous one stays: " + text,
+                   {{"file", options_.configPath}}});
       return;
     }
     int added = 0;
@@ -585,13 +607,18 @@ class Engine::Impl {
       if (!kept && !rt->removed) {
         rt->removed = true;
         ++removed;
-        sink_->emit({"KMS_CERT_REMOVED", EventLevel::warning, name,
-                     "no longer in the configuration: renewal stopped, published files kept", {}});
+        sink_->emit({"KMS_CERT_REMOVED",
+                     EventLevel::warning,
+                     name,
+                     "no longer in the configuration: renewal stopped, published files kept",
+                     {}});
       }
     }
     std::erase_if(order_, [&](const std::string& n) { return certs_[n]->removed; });
     services_->setCertificates(cfg->certificates);
-    sink_->emit({"KMS_RELOADED", EventLevel::info, std::nullopt,
+    sink_->emit({"KMS_RELOADED",
+                 EventLevel::info,
+                 std::nullopt,
                  "configuration reloaded: " + std::to_string(added) + " added, " + std::to_string(removed) + " removed",
                  {{"file", options_.configPath}}});
   }
@@ -680,7 +707,6 @@ class Engine::Impl {
   std::atomic<std::int64_t> caPausedUntil_{0};
 };
 
-
 namespace {
 
 /// "/v1/certificates/main/renew?x=1" -> {"v1","certificates","main","renew"}, query.
@@ -727,8 +753,7 @@ std::optional<std::int64_t> queryInt(const std::string& query, const std::string
 }
 
 ControlResponse jsonResponse(int status, const nlohmann::json& j) {
-  return ControlResponse{status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                         "application/json"};
+  return ControlResponse{status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json"};
 }
 
 }  // namespace

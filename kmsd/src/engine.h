@@ -30,9 +30,9 @@ struct CertOutcome {
 class Engine {
  public:
   struct Options {
-    bool once = false;          ///< settle every certificate, then stop
-    std::string configPath;     ///< re-read on SIGHUP
-    bool controlApi = true;     ///< serve [daemon] control_socket
+    bool once = false;       ///< settle every certificate, then stop
+    std::string configPath;  ///< re-read on SIGHUP
+    bool controlApi = true;  ///< serve [daemon] control_socket
   };
   /// Opens the state DB (taking its directory lock), the token, the transport and the
   /// control socket. Errors name the config field and the file or peer.

@@ -3,9 +3,9 @@
 #include <atomic>
 #include <cstdio>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "clock.h"
 
@@ -136,10 +136,12 @@ void StoreEventSink::emit(const EventRecord& event) {
   row.fieldsJson = fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   auto appended = store_.with([&](storage::Store& s) { return s.appendEvent(row); });
   if (!appended) {
-    log_.write(EventRecord{"KMS_EVENT_LOG_FAILED", storage::EventLevel::error, event.cert,
-                           "could not append " + std::string(event.id) + " to the event log: " +
-                               appended.error().toString(),
-                           {}});
+    log_.write(
+        EventRecord{"KMS_EVENT_LOG_FAILED",
+                    storage::EventLevel::error,
+                    event.cert,
+                    "could not append " + std::string(event.id) + " to the event log: " + appended.error().toString(),
+                    {}});
   }
 }
 

@@ -96,10 +96,9 @@ Action continueOrder(const storage::Order& order, bool shaken) {
 Plan plan(const CertSnapshot& s, std::int64_t now) {
   const std::int64_t notBefore = std::max(now, s.cert.nextAttemptAt.value_or(now));
   const bool backingOff = notBefore > now;
-  const std::string backoffWhy =
-      s.cert.failureCount > 0
-          ? "retry " + isoTime(notBefore) + " after " + std::to_string(s.cert.failureCount) + " failure(s)"
-          : "next attempt " + isoTime(notBefore);
+  const std::string backoffWhy = s.cert.failureCount > 0 ? "retry " + isoTime(notBefore) + " after " +
+                                                               std::to_string(s.cert.failureCount) + " failure(s)"
+                                                         : "next attempt " + isoTime(notBefore);
 
   if (s.order) {
     Action next = continueOrder(*s.order, s.shaken);

@@ -36,7 +36,7 @@ struct CertSnapshot {
   std::optional<storage::Order> order;  ///< the open order
   /// The certificate verifiers get now: newest published, not revoked, not expired.
   std::optional<storage::IssuedCert> active;
-  bool shaken = false;           ///< needs an SPC token before newOrder
+  bool shaken = false;            ///< needs an SPC token before newOrder
   bool activeKeyMissing = false;  ///< the active certificate's key is gone from the token
   bool renewRequested = false;    ///< an operator asked for a renewal (kmsctl renew)
   bool ariOffered = false;        ///< the CA's directory has renewalInfo

@@ -66,8 +66,8 @@ Services::Services(const config::Config& config, const Clock& clock, EventSink& 
 
 Services::~Services() = default;
 
-Result<std::unique_ptr<Services>> Services::create(const config::Config& config, const Clock& clock,
-                                                   EventSink& events, LockedStore& store) {
+Result<std::unique_ptr<Services>> Services::create(const config::Config& config, const Clock& clock, EventSink& events,
+                                                   LockedStore& store) {
   std::unique_ptr<Services> s(new Services(config, clock, events, store));
   // Before the module is loaded: SoftHSM2 rewrites token.object in place at every C_Login,
   // and a kill in between would lose the token with every key on it.
@@ -80,12 +80,18 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
     return fail(e);
   }
   for (const auto& r : guard->restored) {
-    events.emit({"KMS_TOKEN_RESTORED", storage::EventLevel::warning, std::nullopt,
-                 r.path + ": " + r.reason + "; restored from its verified copy", {{"file", r.path}}});
+    events.emit({"KMS_TOKEN_RESTORED",
+                 storage::EventLevel::warning,
+                 std::nullopt,
+                 r.path + ": " + r.reason + "; restored from its verified copy",
+                 {{"file", r.path}}});
   }
   for (const auto& q : guard->quarantined) {
-    events.emit({"KMS_TOKEN_OBJECT_QUARANTINED", storage::EventLevel::warning, std::nullopt,
-                 q.path + ": " + q.reason + "; moved to " + q.movedTo, {{"file", q.path}}});
+    events.emit({"KMS_TOKEN_OBJECT_QUARANTINED",
+                 storage::EventLevel::warning,
+                 std::nullopt,
+                 q.path + ": " + q.reason + "; moved to " + q.movedTo,
+                 {{"file", q.path}}});
   }
   auto token = hsm::Token::open(hsm::TokenOptions{config.hsm.module, config.hsm.tokenLabel, config.hsm.pinFile,
                                                   static_cast<std::size_t>(config.hsm.sessionPool)});
@@ -285,7 +291,10 @@ Result<void> Services::ensureAccount() {
   if (auto r = saveAccount(*keyUri); !r) {
     return r;
   }
-  events_.emit({"KMS_ACCOUNT_REGISTERED", storage::EventLevel::info, std::nullopt, "ACME account " + accountUrl_,
+  events_.emit({"KMS_ACCOUNT_REGISTERED",
+                storage::EventLevel::info,
+                std::nullopt,
+                "ACME account " + accountUrl_,
                 {{"account", accountUrl_}, {"key", *keyUri}}});
   return ok();
 }
@@ -364,12 +373,16 @@ Result<std::unique_ptr<hsm::KeySigner>> Services::recordedKey(const std::optiona
   }
   auto signer = token_->signer(*uri);
   if (!signer && signer.error().code == Errc::notFound) {
-    auto retired = store_.with([&](storage::Store& s) { return s.markKeyDestroyed(uriText, unixSeconds(clock_.now())); });
+    auto retired =
+        store_.with([&](storage::Store& s) { return s.markKeyDestroyed(uriText, unixSeconds(clock_.now())); });
     if (!retired && retired.error().code != Errc::notFound) {
       storeWriteFailed(cert, "retire a missing key", retired.error());
     }
-    events_.emit({"KMS_KEY_MISSING", storage::EventLevel::warning, cert,
-                  "recorded key " + uriText + " is not on the token; retired", {{"key", uriText}}});
+    events_.emit({"KMS_KEY_MISSING",
+                  storage::EventLevel::warning,
+                  cert,
+                  "recorded key " + uriText + " is not on the token; retired",
+                  {{"key", uriText}}});
   }
   return signer;
 }
@@ -387,14 +400,17 @@ Result<void> Services::destroyKey(const std::optional<std::string>& cert, const 
   if (!marked && marked.error().code != Errc::notFound) {
     return fail(marked.error());
   }
-  events_.emit({"KMS_KEY_DESTROYED", storage::EventLevel::info, cert, "key " + uriText + " destroyed",
-                {{"key", uriText}}});
+  events_.emit(
+      {"KMS_KEY_DESTROYED", storage::EventLevel::info, cert, "key " + uriText + " destroyed", {{"key", uriText}}});
   return ok();
 }
 
 void Services::storeWriteFailed(const std::optional<std::string>& cert, const char* what, const Error& e) {
-  events_.emit({"KMS_STORE_WRITE_FAILED", storage::EventLevel::error, cert,
-                std::string("could not ") + what + ": " + e.toString(), {}});
+  events_.emit({"KMS_STORE_WRITE_FAILED",
+                storage::EventLevel::error,
+                cert,
+                std::string("could not ") + what + ": " + e.toString(),
+                {}});
 }
 
 }  // namespace kms::daemon

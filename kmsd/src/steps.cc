@@ -152,8 +152,8 @@ Result<void> Steps::advance(const storage::Order& order, const storage::OrderUpd
   return ok();
 }
 
-Result<Millis> Steps::pollWait(PollState& poll, std::optional<std::chrono::seconds> retryAfter,
-                               const std::string& what, const std::string& url) {
+Result<Millis> Steps::pollWait(PollState& poll, std::optional<std::chrono::seconds> retryAfter, const std::string& what,
+                               const std::string& url) {
   const TimePoint t = clock_.now();
   if (!poll.since) {
     poll.since = t;
@@ -170,11 +170,13 @@ Result<Millis> Steps::pollWait(PollState& poll, std::optional<std::chrono::secon
   }
   Millis wait = pollFirst * (1 << std::min(poll.round, 16));
   wait = std::min(wait, pollMax);
+  // The CA's Retry-After is a minimum: jitter only adds to it.
+  double factor = 0.9 + 0.2 * random_.unit();
   if (retryAfter) {
     wait = std::chrono::duration_cast<Millis>(*retryAfter);
+    factor = 1.0 + 0.1 * random_.unit();
   }
   ++poll.round;
-  const double factor = 0.9 + 0.2 * random_.unit();
   return Millis(static_cast<Millis::rep>(static_cast<double>(wait.count()) * factor));
 }
 
@@ -238,10 +240,14 @@ Result<StepOutcome> Steps::startOrder(const CertSnapshot& snap, const config::Ce
     return fail(tx.error());
   }
   failpoint("key_recorded");
-  std::string why = !snap.active ? "no valid certificate" : snap.activeKeyMissing ? "the active key is missing"
-                                                        : snap.renewRequested   ? "renewal requested"
-                                                                                : "renewal due";
-  events_.emit({"KMS_RENEWAL_STARTED", storage::EventLevel::info, c.name, "order started: " + why,
+  std::string why = !snap.active            ? "no valid certificate"
+                    : snap.activeKeyMissing ? "the active key is missing"
+                    : snap.renewRequested   ? "renewal requested"
+                                            : "renewal due";
+  events_.emit({"KMS_RENEWAL_STARTED",
+                storage::EventLevel::info,
+                c.name,
+                "order started: " + why,
                 {{"key", planned->row.keyUri}, {"reason", why}}});
   return StepOutcome{};
 }
@@ -327,6 +333,14 @@ Result<StepOutcome> Steps::newOrder(const CertSnapshot& snap, const config::Cert
     replaces = snap.active->ariCertId;
   }
   auto created = (*client)->newOrder(*account, request->identifiers, replaces);
+  if (!created && replaces && created.error().nativeName == "alreadyReplaced") {
+    // An order for this renewal reached the CA before a kill and was never recorded: the CA
+    // lets one order replace a certificate, so this one goes without `replaces`.
+    events_.emit({"KMS_ORDER_REPLACES_DROPPED", storage::EventLevel::warning, c.name,
+                  "the CA says certificate " + *replaces + " was already replaced; ordering without replaces",
+                  {{"replaces", *replaces}}});
+    created = (*client)->newOrder(*account, request->identifiers, std::nullopt);
+  }
   if (!created) {
     return fail(created.error());
   }
@@ -339,15 +353,14 @@ Result<StepOutcome> Steps::newOrder(const CertSnapshot& snap, const config::Cert
     return fail(r.error());
   }
   failpoint("order_created");
-  events_.emit({"KMS_ORDER_CREATED", storage::EventLevel::info, c.name, "order " + created->url,
-                {{"order", created->url}}});
+  events_.emit(
+      {"KMS_ORDER_CREATED", storage::EventLevel::info, c.name, "order " + created->url, {{"order", created->url}}});
   return StepOutcome{};
 }
 
 // --- authorized -----------------------------------------------------------------------
 
-Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::CertificateConfig& c,
-                                     PollState& poll) {
+Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::CertificateConfig& c, PollState& poll) {
   auto client = s_.acme();
   if (!client) {
     return fail(client.error());
@@ -404,7 +417,11 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
     if (ch == authz->challenges.end()) {
       return fail(nonRetryable(Error{Errc::unsupported,
                                      "the CA offers no " + type + " challenge for " + authz->identifier.value,
-                                     authzUrl, 0, {}, false, std::nullopt}));
+                                     authzUrl,
+                                     0,
+                                     {},
+                                     false,
+                                     std::nullopt}));
     }
     auto solver = solvers.find(type);
     if (solver == solvers.end()) {
@@ -428,8 +445,11 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
         return fail(r.error());
       }
       failpoint("challenge_answered");
-      events_.emit({"KMS_CHALLENGE_ANSWERED", storage::EventLevel::info, c.name,
-                    type + " for " + authz->identifier.value, {{"challenge", ch->url}}});
+      events_.emit({"KMS_CHALLENGE_ANSWERED",
+                    storage::EventLevel::info,
+                    c.name,
+                    type + " for " + authz->identifier.value,
+                    {{"challenge", ch->url}}});
     } else if (type != "tkauth-01") {
       // Answered by an earlier process: serve the answer again while the CA validates.
       auto payload = solver->second->present(*authz, *ch, keyAuth);
@@ -455,8 +475,7 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
 
 // --- finalizing -----------------------------------------------------------------------
 
-Result<StepOutcome> Steps::finalize(const storage::Order& order, const config::CertificateConfig& c,
-                                    PollState& poll) {
+Result<StepOutcome> Steps::finalize(const storage::Order& order, const config::CertificateConfig& c, PollState& poll) {
   auto client = s_.acme();
   if (!client) {
     return fail(client.error());
@@ -501,7 +520,10 @@ Result<StepOutcome> Steps::finalize(const storage::Order& order, const config::C
     return fail(r.error());
   }
   failpoint("finalized");
-  events_.emit({"KMS_ORDER_FINALIZED", storage::EventLevel::info, c.name, "CSR sent, order " + finalized->status,
+  events_.emit({"KMS_ORDER_FINALIZED",
+                storage::EventLevel::info,
+                c.name,
+                "CSR sent, order " + finalized->status,
                 {{"order", o.url}}});
   if (finalized->status == "processing") {
     // Honour the CA's Retry-After before the first poll.
@@ -592,7 +614,9 @@ Result<StepOutcome> Steps::awaitIssuance(const storage::Order& order, const conf
     return fail(tx.error());
   }
   failpoint("recorded");
-  events_.emit({"KMS_CERT_ISSUED", storage::EventLevel::info, c.name,
+  events_.emit({"KMS_CERT_ISSUED",
+                storage::EventLevel::info,
+                c.name,
                 "serial " + row.serial + " not after " + isoTime(row.notAfter),
                 {{"serial", row.serial}, {"not_after", isoTime(row.notAfter)}}});
   return StepOutcome{};
@@ -632,7 +656,10 @@ Result<StepOutcome> Steps::publish(const storage::Order& order, const config::Ce
     return fail(tx.error());
   }
   failpoint("published");
-  events_.emit({"KMS_CERT_PUBLISHED", storage::EventLevel::info, c.name, "published " + published->x5uUrl,
+  events_.emit({"KMS_CERT_PUBLISHED",
+                storage::EventLevel::info,
+                c.name,
+                "published " + published->x5uUrl,
                 {{"serial", row->serial}, {"x5u", published->x5uUrl}}});
   return StepOutcome{};
 }
@@ -671,10 +698,12 @@ Result<StepOutcome> Steps::activate(const storage::Order& order, const config::C
     std::lock_guard<std::mutex> lock(checkedMutex_);
     keyChecked_.insert(row->keyUri);
   }
-  events_.emit({"KMS_CERT_ACTIVATED", storage::EventLevel::info, c.name,
-                "serial " + row->serial + " active, not after " + isoTime(row->notAfter) + ", x5u " +
-                    row->x5uUrl.value_or(""),
-                {{"serial", row->serial}, {"x5u", row->x5uUrl.value_or("")}, {"renew_at", isoTime(renewAt)}}});
+  events_.emit(
+      {"KMS_CERT_ACTIVATED",
+       storage::EventLevel::info,
+       c.name,
+       "serial " + row->serial + " active, not after " + isoTime(row->notAfter) + ", x5u " + row->x5uUrl.value_or(""),
+       {{"serial", row->serial}, {"x5u", row->x5uUrl.value_or("")}, {"renew_at", isoTime(renewAt)}}});
   StepOutcome out;
   out.activated = *row;
   return out;
@@ -696,17 +725,25 @@ Result<StepOutcome> Steps::refreshRenewal(const CertSnapshot& snap, const config
       // and at least daily.
       renewAt = unixSeconds(acme::pickRenewalTime(*info, clock_.now(), random_.next()));
       nextCheck = now() + std::min<std::int64_t>(info->retryAfter.count(), 86400);
-      events_.emit({"KMS_RENEWAL_PLANNED", storage::EventLevel::info, c.name,
+      events_.emit({"KMS_RENEWAL_PLANNED",
+                    storage::EventLevel::info,
+                    c.name,
                     "renewal at " + isoTime(renewAt) + " (ARI window " + isoTime(unixSeconds(info->windowStart)) +
                         " .. " + isoTime(unixSeconds(info->windowEnd)) + ")",
                     {{"renew_at", isoTime(renewAt)}, {"source", "ari"}}});
     } else {
       nextCheck = now() + (info.error().retryAfter ? info.error().retryAfter->count() : 3600);
-      events_.emit({"KMS_ARI_FAILED", storage::EventLevel::warning, c.name,
-                    "renewalInfo: " + info.error().toString() + "; keeping " + isoTime(renewAt), {}});
+      events_.emit({"KMS_ARI_FAILED",
+                    storage::EventLevel::warning,
+                    c.name,
+                    "renewalInfo: " + info.error().toString() + "; keeping " + isoTime(renewAt),
+                    {}});
     }
   } else if (!snap.cert.renewAt) {
-    events_.emit({"KMS_RENEWAL_PLANNED", storage::EventLevel::info, c.name, "renewal at " + isoTime(renewAt),
+    events_.emit({"KMS_RENEWAL_PLANNED",
+                  storage::EventLevel::info,
+                  c.name,
+                  "renewal at " + isoTime(renewAt),
                   {{"renew_at", isoTime(renewAt)}, {"source", "lifetime"}}});
   }
   auto r = s_.store().with([&](storage::Store& st) { return st.setRenewal(c.name, renewAt, nextCheck); });
@@ -717,12 +754,16 @@ Result<StepOutcome> Steps::refreshRenewal(const CertSnapshot& snap, const config
 }
 
 Result<StepOutcome> Steps::abandonForMissingKey(const storage::Order& order, const config::CertificateConfig& c) {
-  auto closed = s_.store().with([&](storage::Store& st) { return st.closeOrder(order.id, storage::OrderStatus::abandoned); });
+  auto closed =
+      s_.store().with([&](storage::Store& st) { return st.closeOrder(order.id, storage::OrderStatus::abandoned); });
   if (!closed) {
     return fail(closed.error());
   }
-  events_.emit({"KMS_ORDER_ABANDONED", storage::EventLevel::warning, c.name,
-                "the order's key is not on the token; a new order starts", {{"key", order.keyUri.value_or("")}}});
+  events_.emit({"KMS_ORDER_ABANDONED",
+                storage::EventLevel::warning,
+                c.name,
+                "the order's key is not on the token; a new order starts",
+                {{"key", order.keyUri.value_or("")}}});
   StepOutcome out;
   out.orderClosed = true;
   return out;
@@ -740,8 +781,11 @@ Result<int> Steps::retireKeys() {
   int destroyed = 0;
   for (const auto& [uri, cert] : *keys) {
     if (auto r = s_.destroyKey(cert, uri); !r) {
-      events_.emit({"KMS_KEY_DESTROY_FAILED", storage::EventLevel::warning, cert,
-                    "could not destroy " + uri + ": " + r.error().toString(), {{"key", uri}}});
+      events_.emit({"KMS_KEY_DESTROY_FAILED",
+                    storage::EventLevel::warning,
+                    cert,
+                    "could not destroy " + uri + ": " + r.error().toString(),
+                    {{"key", uri}}});
       continue;
     }
     failpoint("old_key_destroyed");
@@ -777,7 +821,9 @@ Result<std::string> Steps::revoke(const config::CertificateConfig& c, int reason
   if (!marked) {
     return fail(marked.error());
   }
-  events_.emit({"KMS_CERT_REVOKED", storage::EventLevel::warning, c.name,
+  events_.emit({"KMS_CERT_REVOKED",
+                storage::EventLevel::warning,
+                c.name,
                 "serial " + snap->active->serial + " revoked (reason " + std::to_string(reason) + ")",
                 {{"serial", snap->active->serial}, {"reason", std::to_string(reason)}}});
   return snap->active->serial;

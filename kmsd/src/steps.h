@@ -20,7 +20,7 @@ namespace kms::daemon {
 
 /// What a successful step asks for next.
 struct StepOutcome {
-  std::optional<Millis> wait;  ///< run the same action again after this (polling)
+  std::optional<Millis> wait;                    ///< run the same action again after this (polling)
   std::optional<storage::IssuedCert> activated;  ///< the certificate this step made active
   bool orderClosed = false;                      ///< the order was closed (activated or abandoned)
 };
@@ -65,8 +65,7 @@ class Steps {
   Result<StepOutcome> newOrder(const CertSnapshot& snap, const config::CertificateConfig& c);
   Result<StepOutcome> authorize(const storage::Order& order, const config::CertificateConfig& c, PollState& poll);
   Result<StepOutcome> finalize(const storage::Order& order, const config::CertificateConfig& c, PollState& poll);
-  Result<StepOutcome> awaitIssuance(const storage::Order& order, const config::CertificateConfig& c,
-                                    PollState& poll);
+  Result<StepOutcome> awaitIssuance(const storage::Order& order, const config::CertificateConfig& c, PollState& poll);
   Result<StepOutcome> publish(const storage::Order& order, const config::CertificateConfig& c);
   Result<StepOutcome> activate(const storage::Order& order, const config::CertificateConfig& c);
   Result<StepOutcome> refreshRenewal(const CertSnapshot& snap, const config::CertificateConfig& c);

@@ -101,16 +101,17 @@ TEST_F(Crash, KilledRightAfterEveryStepResumes) {
   CmdResult first = run(kKmsd, "--once");
   ASSERT_EQ(first.rc, 0) << first.output;
   expectConsistent("first issuance");
-  const std::vector<std::string> points{"key_recorded", "key_generated", "token_obtained", "order_created",
-                                        "challenge_answered", "finalized", "downloaded", "recorded",
-                                        "published", "activated", "old_key_destroyed"};
+  const std::vector<std::string> points{"key_recorded",       "key_generated", "token_obtained",   "order_created",
+                                        "challenge_answered", "finalized",     "downloaded",       "recorded",
+                                        "published",          "activated",     "old_key_destroyed"};
   for (const std::string& point : points) {
     SCOPED_TRACE(point);
     std::this_thread::sleep_for(1100ms);  // past [publisher] retain: the previous key may go
     makeDue();
     const long ordersBefore = count("SELECT count(*) FROM orders");
-    const std::string serialBefore = sql("SELECT serial FROM issued_certificates WHERE published_at IS NOT NULL "
-                                         "ORDER BY not_before DESC, id DESC LIMIT 1");
+    const std::string serialBefore =
+        sql("SELECT serial FROM issued_certificates WHERE published_at IS NOT NULL "
+            "ORDER BY not_before DESC, id DESC LIMIT 1");
     CmdResult killed = run(kKmsd, "--once", "KMSD_FAILPOINT=" + point);
     EXPECT_EQ(killed.rc, 128 + SIGKILL) << "the failpoint was not reached: " << killed.output;
     CmdResult resumed = run(kKmsd, "--once");

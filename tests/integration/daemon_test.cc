@@ -177,17 +177,13 @@ TEST_F(Daemon, ControlApiKmsctlSignalsAndReload) {
 
   // SIGHUP with a broken file: the error with its position, the old config stays.
   std::string good = test::readFile(config_);
-  {
-    std::ofstream(config_) << good << "\n[[certificate]]\nname = \"second\"\nspc = \"1234\"\nsubject_o = 7\n";
-  }
+  { std::ofstream(config_) << good << "\n[[certificate]]\nname = \"second\"\nspc = \"1234\"\nsubject_o = 7\n"; }
   kmsd->signal(SIGHUP);
   ASSERT_TRUE(kmsd->waitFor("KMS_RELOAD_FAILED")) << kmsd->log();
   EXPECT_NE(kmsd->log().find("kmsd.toml:"), std::string::npos);
   EXPECT_EQ(api("GET", "/healthz")->status, 200);
   // A good file with a second certificate: scheduled and issued.
-  {
-    std::ofstream(config_) << good << "\n[[certificate]]\nname = \"second\"\nspc = \"1234\"\nsubject_o = \"Two\"\n";
-  }
+  { std::ofstream(config_) << good << "\n[[certificate]]\nname = \"second\"\nspc = \"1234\"\nsubject_o = \"Two\"\n"; }
   kmsd->signal(SIGHUP);
   ASSERT_TRUE(kmsd->waitFor("KMS_RELOADED")) << kmsd->log();
   EXPECT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=second")) << kmsd->log();

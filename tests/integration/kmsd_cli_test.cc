@@ -5,10 +5,10 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "storage/migrations.h"
 #include "sandbox.h"
 #include "softhsm_token.h"
 #include "storage/db.h"
+#include "storage/migrations.h"
 #include "storage/store.h"
 
 namespace kms {
@@ -156,14 +156,17 @@ TEST_F(KmsdCli, NewerSchemaDatabaseIsRefused) {
   CmdResult r = run(kKmsd, "--check-config");
   EXPECT_EQ(r.rc, 1);
   EXPECT_EQ(r.output, config_ + ": [daemon] state_dir: " + db +
-                          ": database schema version 99 is newer than this kmsd supports (" + std::to_string(storage::supportedSchemaVersion()) + "); upgrade kmsd or "
+                          ": database schema version 99 is newer than this kmsd supports (" +
+                          std::to_string(storage::supportedSchemaVersion()) +
+                          "); upgrade kmsd or "
                           "restore a backup\n");
 }
 
 TEST_F(KmsdCli, KmsctlStatusAndKeys) {
   CmdResult empty = run(kKmsctl, "status");
   EXPECT_EQ(empty.rc, 0) << empty.output;
-  EXPECT_EQ(empty.output, "no managed certificates yet (state: " + stateDir_ + "/kmsd.db)\n");
+  EXPECT_EQ(empty.output, "kmsd is not running; read from the state DB\nno managed certificates yet (state: " +
+                              stateDir_ + "/kmsd.db)\n");
 
   ::mkdir(stateDir_.c_str(), 0700);
   {

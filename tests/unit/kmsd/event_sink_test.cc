@@ -24,7 +24,10 @@ std::string slurp(const std::string& path) {
 
 TEST(EventLog, TextLineHasTheIdFieldsAndTheMessage) {
   Logger log(config::LogFormat::text);
-  EventRecord e{"KMS_CERT_ISSUED", storage::EventLevel::info, std::string("main"), "serial 0A issued",
+  EventRecord e{"KMS_CERT_ISSUED",
+                storage::EventLevel::info,
+                std::string("main"),
+                "serial 0A issued",
                 {{"serial", "0A"}, {"x5u", "https://cr.example.net/main/0A.pem"}}};
   EXPECT_EQ(log.format(e),
             "KMS_CERT_ISSUED cert=main serial=0A x5u=https://cr.example.net/main/0A.pem msg=\"serial 0A issued\"");
@@ -44,8 +47,11 @@ TEST(EventLog, JsonLineIsOneObject) {
 
 TEST(EventLog, OutsideTextCannotForgeLinesOrDriveTheTerminal) {
   Logger log(config::LogFormat::text);
-  EventRecord e{"KMS_ISSUE_FAILED", storage::EventLevel::error, std::string("main"),
-                "refused\n2026-01-01T00:00:00Z info KMS_CERT_ISSUED forged \x1b[2J", {}};
+  EventRecord e{"KMS_ISSUE_FAILED",
+                storage::EventLevel::error,
+                std::string("main"),
+                "refused\n2026-01-01T00:00:00Z info KMS_CERT_ISSUED forged \x1b[2J",
+                {}};
   const std::string line = log.format(e);
   EXPECT_EQ(line.find('\n'), std::string::npos);
   EXPECT_EQ(line.find('\x1b'), std::string::npos);

@@ -44,8 +44,8 @@ TEST(Planner, NoCertificateStartsAnOrderAtOnce) {
 
 TEST(Planner, AnOpenOrderContinuesAtItsStep) {
   const std::vector<std::pair<CertState, Action>> acme{
-      {CertState::planned, Action::generateKey},   {CertState::keyReady, Action::newOrder},
-      {CertState::orderPending, Action::authorize}, {CertState::authorized, Action::finalize},
+      {CertState::planned, Action::generateKey},      {CertState::keyReady, Action::newOrder},
+      {CertState::orderPending, Action::authorize},   {CertState::authorized, Action::finalize},
       {CertState::finalizing, Action::awaitIssuance}, {CertState::issued, Action::publish},
       {CertState::published, Action::activate}};
   for (const auto& [step, action] : acme) {
@@ -136,8 +136,8 @@ TEST(RetryPolicy, DoublesFromTheFirstWaitUpToTheCapWithJitter) {
   EXPECT_EQ(backoffSeconds(p, 6, 0.5), 1920);
   EXPECT_EQ(backoffSeconds(p, 7, 0.5), 3600);
   EXPECT_EQ(backoffSeconds(p, 1000, 0.5), 3600);
-  EXPECT_EQ(backoffSeconds(p, 1, 0.0), 48);   // -20%
-  EXPECT_EQ(backoffSeconds(p, 1, 1.0), 72);   // +20%
+  EXPECT_EQ(backoffSeconds(p, 1, 0.0), 48);                 // -20%
+  EXPECT_EQ(backoffSeconds(p, 1, 1.0), 72);                 // +20%
   EXPECT_EQ(backoffSeconds(RetryPolicy{1, 1}, 1, 0.0), 1);  // never below a second
 }
 
