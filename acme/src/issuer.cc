@@ -1,15 +1,18 @@
 #include "acme/issuer.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <set>
-#include <thread>
 
 #include "acme/jws.h"
 #include "pki/encoding.h"
@@ -19,8 +22,6 @@ extern char** environ;
 
 namespace kms::acme {
 namespace {
-
-using namespace std::chrono_literals;
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -56,24 +57,26 @@ Result<void> runHook(const std::string& hook, const char* action, const std::vec
   if (rc != 0) {
     return fail(Errc::io, std::string("cannot run the dns-01 hook: ") + std::strerror(rc), hook);
   }
-  auto deadline = std::chrono::steady_clock::now() + 120s;
+  // Wait for the exit on a pidfd (no polling loop): readable when the hook has exited.
   int status = 0;
-  while (true) {
-    pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done == pid) {
-      break;
-    }
-    if (done < 0) {
-      return fail(Errc::io, "waitpid failed for the dns-01 hook", hook);
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd >= 0) {
+    pollfd pfd{pidfd, POLLIN, 0};
+    int ready = 0;
+    do {
+      ready = ::poll(&pfd, 1, 120 * 1000);
+    } while (ready < 0 && errno == EINTR);
+    ::close(pidfd);
+    if (ready == 0) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, 0);
       Error e = stepError(Errc::timeout, std::string("dns-01 hook '") + action + "' ran longer than 120 s", hook);
       e.retryable = true;
       return fail(e);
     }
-    std::this_thread::sleep_for(10ms);
+  }
+  if (::waitpid(pid, &status, 0) != pid) {
+    return fail(Errc::io, "waitpid failed for the dns-01 hook", hook);
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return fail(

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pki/encoding.h"
+#include "pki/jose.h"
 
 namespace kms::acme {
 namespace {
@@ -22,46 +23,13 @@ std::string flattened(const std::string& protectedB64, const std::string& payloa
 }
 
 Result<std::string> signEs256(pki::Signer& key, const json& header, std::string_view payload) {
-  std::string protectedB64 = pki::base64UrlEncode(pki::asBytes(header.dump()));
-  std::string payloadB64 = pki::base64UrlEncode(pki::asBytes(payload));
-  std::string input = protectedB64 + "." + payloadB64;
+  std::string input = pki::jwsSigningInput(header.dump(), payload);
   auto sig = key.signMessage(pki::asBytes(input));
   if (!sig) {
     return fail(sig.error());
   }
-  return flattened(protectedB64, payloadB64, *sig);
-}
-
-Result<std::string> decodePart(std::string_view part, const char* what) {
-  auto bytes = pki::base64UrlDecode(part);
-  if (!bytes) {
-    return fail(Errc::invalidArgument, std::string("JWS ") + what + " is not base64url");
-  }
-  return std::string(bytes->begin(), bytes->end());
-}
-
-Result<ParsedJws> assemble(std::string_view protectedB64, std::string_view payloadB64, std::string_view sigB64) {
-  auto header = decodePart(protectedB64, "protected header");
-  if (!header) {
-    return fail(header.error());
-  }
-  auto payload = decodePart(payloadB64, "payload");
-  if (!payload) {
-    return fail(payload.error());
-  }
-  auto sig = pki::base64UrlDecode(sigB64);
-  if (!sig) {
-    return fail(Errc::invalidArgument, "JWS signature is not base64url");
-  }
-  if (!json::accept(*header)) {
-    return fail(Errc::invalidArgument, "JWS protected header is not JSON");
-  }
-  ParsedJws out;
-  out.protectedJson = std::move(*header);
-  out.payload = std::move(*payload);
-  out.signingInput = std::string(protectedB64) + "." + std::string(payloadB64);
-  out.signature = std::move(*sig);
-  return out;
+  const std::size_t dot = input.find('.');
+  return flattened(input.substr(0, dot), input.substr(dot + 1), *sig);
 }
 
 }  // namespace
@@ -106,30 +74,6 @@ Result<std::string> keyChangeInner(pki::Signer& newKey, std::string_view keyChan
 
 std::string keyAuthorization(std::string_view token, const pki::EcPublicKey& accountKey) {
   return std::string(token) + "." + accountKey.jwkThumbprint();
-}
-
-Result<ParsedJws> parseCompactJws(std::string_view compact) {
-  std::size_t a = compact.find('.');
-  std::size_t b = a == std::string_view::npos ? a : compact.find('.', a + 1);
-  if (a == std::string_view::npos || b == std::string_view::npos ||
-      compact.find('.', b + 1) != std::string_view::npos) {
-    return fail(Errc::invalidArgument, "compact JWS must have exactly three parts");
-  }
-  return assemble(compact.substr(0, a), compact.substr(a + 1, b - a - 1), compact.substr(b + 1));
-}
-
-Result<ParsedJws> parseFlattenedJws(std::string_view text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return fail(Errc::invalidArgument, "flattened JWS is not a JSON object");
-  }
-  for (const char* member : {"protected", "payload", "signature"}) {
-    if (!j.contains(member) || !j[member].is_string()) {
-      return fail(Errc::invalidArgument, std::string("flattened JWS has no string member '") + member + "'");
-    }
-  }
-  return assemble(j["protected"].get<std::string>(), j["payload"].get<std::string>(),
-                  j["signature"].get<std::string>());
 }
 
 }  // namespace kms::acme

@@ -15,7 +15,9 @@ extern char** environ;  // NOLINT: POSIX, not declared by <unistd.h> without _GN
 namespace kms::config {
 namespace {
 
-constexpr off_t kMaxConfigSize = off_t{1024} * 1024;
+/// A bound against a wrong file (a log, a disk image), not against real configurations: one
+/// [[certificate]] table is ~100 bytes, and a daemon may manage 100,000 of them.
+constexpr off_t kMaxConfigSize = off_t{64} * 1024 * 1024;
 
 tl::unexpected<ConfigErrors> single(std::string file, std::string what) {
   return tl::unexpected(ConfigErrors{ConfigError{std::move(file), 0, 0, "", "", std::move(what)}});
@@ -123,7 +125,7 @@ tl::expected<Config, ConfigErrors> loadConfigFile(const std::string& path, const
       return single(path, "cannot read config file: not a regular file");
     }
     if (st.st_size > kMaxConfigSize) {
-      return single(path, "cannot read config file: larger than 1 MiB");
+      return single(path, "cannot read config file: larger than 64 MiB");
     }
     std::ifstream in(path, std::ios::binary);
     if (!in) {

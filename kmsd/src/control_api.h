@@ -1,45 +1,19 @@
 #pragma once
-// The control API's transport: HTTP/1.1 on a Unix socket (Boost.Beast), one request at a
-// time per connection, answered by a handler that may reply from any thread.
+// The control API's wire: HTTP/1.1 + JSON on a Unix socket. The server is http/'s; this
+// holds the problem documents and kmsctl's client side.
 
-#include <functional>
-#include <memory>
 #include <string>
 
+#include "http/server.h"
 #include "kms/error.h"
-
-namespace boost::asio {
-class io_context;
-}
 
 namespace kms::daemon {
 
-struct ControlRequest {
-  std::string method;  ///< "GET", "POST"
-  std::string target;  ///< "/v1/status?x=y"
-  std::string body;
-};
+using ControlRequest = http::ServerRequest;
+using ControlResponse = http::ServerResponse;
 
-struct ControlResponse {
-  int status = 200;
-  std::string body;  ///< JSON
-  std::string contentType = "application/json";
-};
-
-/// Called on the loop thread; `reply` may be called once, from any thread.
-using ControlHandler = std::function<void(const ControlRequest&, std::function<void(ControlResponse)> reply)>;
-
-class ControlServer {
- public:
-  /// Binds `path` (a stale socket file is replaced; another kind of file is an error),
-  /// mode 0660. Errors name the path.
-  [[nodiscard]] static Result<std::unique_ptr<ControlServer>> start(boost::asio::io_context& io,
-                                                                    const std::string& path, ControlHandler handler);
-  virtual ~ControlServer() = default;
-  /// Stops accepting and removes the socket file.
-  virtual void stop() = 0;
-};
-
+/// A JSON response with this status.
+[[nodiscard]] ControlResponse jsonBody(int status, std::string body);
 /// A JSON problem document (RFC 9457) with this status.
 [[nodiscard]] ControlResponse problem(int status, const std::string& title, const std::string& detail);
 

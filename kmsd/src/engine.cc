@@ -145,41 +145,47 @@ class Engine::Impl {
     services_ = std::move(*services);
     steps_ = std::make_unique<Steps>(*services_, *clock_, *random_, *sink_);
     policy_ = RetryPolicy{config_.daemon.retryFirst.count(), config_.daemon.retryMax.count()};
-    for (const auto& c : config_.certificates) {
-      if (auto r = upsert(c); !r) {
-        return fail(r.error());
+    // Every certificate in one transaction (one fsync, not one per certificate), and the
+    // orders already in flight counted against the bound.
+    auto open = state_.locked->with([&](storage::Store& s) -> Result<std::size_t> {
+      auto tx = s.transact([&]() -> Result<void> {
+        for (const auto& c : config_.certificates) {
+          if (auto r = upsert(s, c); !r) {
+            return r;
+          }
+        }
+        return ok();
+      });
+      if (!tx) {
+        return fail(tx.error());
       }
+      auto orders = s.countOpenOrders();
+      if (!orders) {
+        return fail(orders.error());
+      }
+      return static_cast<std::size_t>(*orders);
+    });
+    if (!open) {
+      return fail(open.error());
+    }
+    for (const auto& c : config_.certificates) {
       auto rt = std::make_shared<CertRuntime>();
       rt->cfg = c;
       rt->outcome.name = c.name;
       certs_[c.name] = rt;
       order_.push_back(c.name);
     }
-    auto open = state_.locked->with([&](storage::Store& s) -> Result<std::size_t> {
-      std::size_t n = 0;
-      for (const auto& c : config_.certificates) {
-        auto o = s.getOpenOrder(c.name);
-        if (!o) {
-          return fail(o.error());
-        }
-        n += o->has_value() ? 1 : 0;
-      }
-      return n;
-    });
-    if (!open) {
-      return fail(open.error());
-    }
     openOrders_ = *open;
     if (options_.controlApi && !options_.once) {
-      auto server = ControlServer::start(
-          io_, config_.daemon.controlSocket,
-          [this](const ControlRequest& r, std::function<void(ControlResponse)> reply) { route(r, std::move(reply)); });
+      auto server =
+          http::Server::listenUnix(io_, config_.daemon.controlSocket, 0660,
+                                   [this](const ControlRequest& r, const http::Reply& reply) { route(r, reply); });
       if (!server) {
         // The control API is not essential to renewing: say so loudly and keep going.
         sink_->emit({"KMS_CONTROL_API_FAILED",
                      EventLevel::error,
                      std::nullopt,
-                     server.error().toString(),
+                     "[daemon] control_socket: " + server.error().toString(),
                      {{"socket", config_.daemon.controlSocket}}});
       } else {
         control_ = std::move(*server);
@@ -188,7 +194,8 @@ class Engine::Impl {
     return ok();
   }
 
-  Result<void> upsert(const config::CertificateConfig& c) {
+  /// Records a configured certificate (called with the store locked).
+  static Result<void> upsert(storage::Store& s, const config::CertificateConfig& c) {
     nlohmann::json ids = nlohmann::json::array();
     if (c.spc) {
       ids.push_back("spc:" + *c.spc);
@@ -196,9 +203,7 @@ class Engine::Impl {
     for (const auto& n : c.dnsNames) {
       ids.push_back("dns:" + n);
     }
-    auto r = state_.locked->with([&](storage::Store& s) {
-      return s.upsertCertificate(c.name, c.spc ? storage::CertKind::shaken : storage::CertKind::acme, ids.dump());
-    });
+    auto r = s.upsertCertificate(c.name, c.spc ? storage::CertKind::shaken : storage::CertKind::acme, ids.dump());
     if (!r) {
       return fail(r.error());
     }
@@ -585,7 +590,7 @@ class Engine::Impl {
     for (const auto& c : cfg->certificates) {
       auto it = certs_.find(c.name);
       if (it == certs_.end() || it->second->removed) {
-        if (auto r = upsert(c); !r) {
+        if (auto r = state_.locked->with([&](storage::Store& st) { return upsert(st, c); }); !r) {
           sink_->emit({"KMS_RELOAD_FAILED", EventLevel::error, c.name, r.error().toString(), {}});
           continue;
         }
@@ -688,7 +693,7 @@ class Engine::Impl {
   std::unique_ptr<StoreEventSink> sink_;
   std::unique_ptr<Services> services_;
   std::unique_ptr<Steps> steps_;
-  std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<http::Server> control_;
   RetryPolicy policy_;
 
   // loop thread only
@@ -753,7 +758,7 @@ std::optional<std::int64_t> queryInt(const std::string& query, const std::string
 }
 
 ControlResponse jsonResponse(int status, const nlohmann::json& j) {
-  return ControlResponse{status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json"};
+  return jsonBody(status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 }  // namespace

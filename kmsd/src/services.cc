@@ -40,6 +40,26 @@ Result<std::vector<pki::Certificate>> readAnchors(const std::string& path, const
 
 }  // namespace
 
+/// tkauth-01's token source: the STI-PA client, for the ACME account key. Each token is
+/// marked used once handed out (a CA may treat jti as single use).
+class StiPaTokenSource final : public acme::SpcTokenSource {
+ public:
+  StiPaTokenSource(sti_pa::StiPaClient& client, pki::EcPublicKey accountKey)
+      : client_(client), accountKey_(std::move(accountKey)) {}
+  Result<std::string> spcToken(const std::string& spc) override {
+    auto token = client_.spcToken(spc, accountKey_);
+    if (!token) {
+      return fail(token.error());
+    }
+    client_.markUsed(token->jti);
+    return token->jwt;
+  }
+
+ private:
+  sti_pa::StiPaClient& client_;
+  pki::EcPublicKey accountKey_;
+};
+
 Result<StateDb> openStateDb(const config::Config& config) {
   std::error_code ec;
   std::filesystem::create_directories(config.daemon.stateDir, ec);
@@ -108,9 +128,9 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
     }
     s->anchors_ = std::move(*anchors);
   }
-  acme::TransportOptions topts;
+  http::TransportOptions topts;
   topts.caBundle = config.acme.caBundle;
-  auto transport = acme::makeCurlTransport(topts);
+  auto transport = http::makeCurlTransport(topts);
   if (!transport) {
     return fail(transport.error());
   }
@@ -203,7 +223,8 @@ std::map<std::string, acme::ChallengeSolver*> Services::solvers() {
   }
   if (stiPa_ && accountKey_) {
     if (!tkauth_) {
-      tkauth_ = std::make_unique<sti_pa::TkauthSolver>(*stiPa_, accountKey_->publicKey());
+      spcTokens_ = std::make_unique<StiPaTokenSource>(*stiPa_, accountKey_->publicKey());
+      tkauth_ = std::make_unique<acme::TkauthSolver>(*spcTokens_);
     }
     out["tkauth-01"] = tkauth_.get();
   }

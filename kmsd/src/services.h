@@ -13,11 +13,12 @@
 #include "acme/client.h"
 #include "acme/http01_responder.h"
 #include "acme/issuer.h"
-#include "acme/transport.h"
+#include "acme/tkauth.h"
 #include "clock.h"
 #include "config/config.h"
 #include "event_sink.h"
 #include "hsm/token.h"
+#include "http/transport.h"
 #include "publisher/web_root.h"
 #include "sti_pa/client.h"
 #include "storage/db.h"
@@ -92,7 +93,7 @@ class Services {
   EventSink& events_;
   LockedStore& store_;
   std::unique_ptr<hsm::Token> token_;
-  std::unique_ptr<acme::Transport> transport_;
+  std::unique_ptr<http::Transport> transport_;
   std::unique_ptr<sti_pa::StiPaClient> stiPa_;
   publisher::WebRoot webRoot_;
   std::vector<pki::Certificate> anchors_;
@@ -104,7 +105,8 @@ class Services {
   std::unique_ptr<acme::AcmeClient> client_;
   std::unique_ptr<hsm::KeySigner> accountKey_;
   std::string accountUrl_;
-  std::unique_ptr<sti_pa::TkauthSolver> tkauth_;
+  std::unique_ptr<acme::SpcTokenSource> spcTokens_;  ///< the STI-PA client for this account
+  std::unique_ptr<acme::TkauthSolver> tkauth_;
 };
 
 }  // namespace kms::daemon

@@ -86,6 +86,15 @@ Result<CertSnapshot> Steps::snapshot(const config::CertificateConfig& c, bool re
   snap.ariOffered = s_.ariOffered();
   if (snap.active && !snap.order) {
     std::unique_lock<std::mutex> lock(checkedMutex_);
+    if (!tokenListed_) {
+      // One pass over the token at start instead of a search per certificate.
+      tokenListed_ = true;
+      if (auto keys = s_.token().listKeys()) {
+        for (const auto& k : *keys) {
+          keyChecked_.insert(k.uri.toString());
+        }
+      }
+    }
     bool checked = keyChecked_.count(snap.active->keyUri) != 0;
     lock.unlock();
     if (!checked) {
@@ -336,7 +345,9 @@ Result<StepOutcome> Steps::newOrder(const CertSnapshot& snap, const config::Cert
   if (!created && replaces && created.error().nativeName == "alreadyReplaced") {
     // An order for this renewal reached the CA before a kill and was never recorded: the CA
     // lets one order replace a certificate, so this one goes without `replaces`.
-    events_.emit({"KMS_ORDER_REPLACES_DROPPED", storage::EventLevel::warning, c.name,
+    events_.emit({"KMS_ORDER_REPLACES_DROPPED",
+                  storage::EventLevel::warning,
+                  c.name,
                   "the CA says certificate " + *replaces + " was already replaced; ordering without replaces",
                   {{"replaces", *replaces}}});
     created = (*client)->newOrder(*account, request->identifiers, std::nullopt);

@@ -86,6 +86,7 @@ class Steps {
   EventSink& events_;
   std::mutex checkedMutex_;
   std::set<std::string> keyChecked_;  ///< active keys already found on the token
+  bool tokenListed_ = false;          ///< keyChecked_ was seeded from one listing of the token
 };
 
 }  // namespace kms::daemon

@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "acme/jws.h"
 #include "kms/secret.h"
 #include "pki/encoding.h"
+#include "pki/jose.h"
 #include "pki/tn_auth_list.h"
 
 namespace kms::sti_pa {
@@ -44,7 +44,7 @@ std::string messageOf(const std::string& body) {
 }
 
 /// Maps a non-success STI-PA answer to an error naming the endpoint.
-Error answerError(const acme::HttpResponse& r, const std::string& url, const std::string& what) {
+Error answerError(const http::HttpResponse& r, const std::string& url, const std::string& what) {
   std::string msg = messageOf(r.body);
   std::string detail = msg.empty() ? "" : ": " + msg;
   if (r.status == 401) {
@@ -61,7 +61,7 @@ Error answerError(const acme::HttpResponse& r, const std::string& url, const std
   return e;
 }
 
-Result<json> successJson(const acme::HttpResponse& r, const std::string& url, const std::string& what) {
+Result<json> successJson(const http::HttpResponse& r, const std::string& url, const std::string& what) {
   if (r.status != 200) {
     return fail(answerError(r, url, what));
   }
@@ -80,7 +80,7 @@ Result<json> successJson(const acme::HttpResponse& r, const std::string& url, co
 /// Verifies a compact ES256 JWS signed by the first certificate at its x5u, chained to anchors.
 Result<json> verifyX5uJws(const std::string& compact, const std::vector<pki::Certificate>& anchors, pki::SystemTime now,
                           const std::function<Result<std::string>(const std::string&)>& fetchX5u, const char* what) {
-  auto jws = acme::parseCompactJws(compact);
+  auto jws = pki::parseCompactJws(compact);
   if (!jws) {
     Error e = jws.error();
     e.code = Errc::protocol;
@@ -175,9 +175,9 @@ Result<SpcToken> verifySpcToken(const std::string& jwt, const Atc& expected,
 
 class StiPaClient::Impl {
  public:
-  Impl(acme::Transport& transport, StiPaOptions options) : transport_(transport), options_(std::move(options)) {}
+  Impl(http::Transport& transport, StiPaOptions options) : transport_(transport), options_(std::move(options)) {}
 
-  acme::Transport& transport_;
+  http::Transport& transport_;
   StiPaOptions options_;
   std::mutex mutex_;
   std::optional<SecretBytes> accessToken_;
@@ -196,8 +196,8 @@ class StiPaClient::Impl {
     return base + path;
   }
 
-  Result<acme::HttpResponse> send(const std::string& method, const std::string& u, const std::string& body, bool auth) {
-    acme::HttpRequest req{method, u, {{"Accept", "application/json"}}, body};
+  Result<http::HttpResponse> send(const std::string& method, const std::string& u, const std::string& body, bool auth) {
+    http::HttpRequest req{method, u, {{"Accept", "application/json"}}, body};
     if (!body.empty()) {
       req.headers.emplace_back("Content-Type", "application/json");
     }
@@ -268,7 +268,7 @@ class StiPaClient::Impl {
   }
 
   /// An authenticated request; logs in first if needed and once more on 401.
-  Result<acme::HttpResponse> authed(const std::string& method, const std::string& u, const std::string& body) {
+  Result<http::HttpResponse> authed(const std::string& method, const std::string& u, const std::string& body) {
     if (!accessToken_) {
       if (auto l = login(); !l) {
         return fail(l.error());
@@ -289,7 +289,7 @@ class StiPaClient::Impl {
     if (auto it = x5uCache_.find(u); it != x5uCache_.end()) {
       return it->second;
     }
-    auto r = transport_.send(acme::HttpRequest{"GET", u, {}, {}});
+    auto r = transport_.send(http::HttpRequest{"GET", u, {}, {}});
     if (!r) {
       return fail(r.error());
     }
@@ -305,7 +305,7 @@ class StiPaClient::Impl {
 StiPaClient::StiPaClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StiPaClient::~StiPaClient() = default;
 
-std::unique_ptr<StiPaClient> StiPaClient::create(acme::Transport& transport, StiPaOptions options) {
+std::unique_ptr<StiPaClient> StiPaClient::create(http::Transport& transport, StiPaOptions options) {
   return std::unique_ptr<StiPaClient>(new StiPaClient(std::make_unique<Impl>(transport, std::move(options))));
 }
 
@@ -435,7 +435,7 @@ Result<pki::Bytes> StiPaClient::crl() {
     auto api = base.rfind("/api/");
     u = (api == std::string::npos ? base : base.substr(0, api)) + "/download/v1/crl";
   }
-  auto r = d.transport_.send(acme::HttpRequest{"GET", u, {{"Accept", "application/pkix-crl"}}, {}});
+  auto r = d.transport_.send(http::HttpRequest{"GET", u, {{"Accept", "application/pkix-crl"}}, {}});
   if (!r) {
     return fail(r.error());
   }
@@ -450,31 +450,5 @@ Result<pki::Bytes> StiPaClient::crl() {
   X509_CRL_free(crl);
   return pki::Bytes(r->body.begin(), r->body.end());
 }
-
-Result<std::string> TkauthSolver::present(const acme::Authorization& authz, const acme::Challenge& challenge,
-                                          const std::string& /*keyAuthorization*/) {
-  if (authz.identifier.type != "TNAuthList") {
-    return fail(Errc::unsupported, "tkauth-01 needs a TNAuthList identifier, got " + authz.identifier.type,
-                challenge.url);
-  }
-  if (challenge.tkauthType && *challenge.tkauthType != "atc") {
-    return fail(Errc::unsupported, "tkauth-01 challenge asks for tkauth-type '" + *challenge.tkauthType + "'",
-                challenge.url);
-  }
-  auto list = pki::TnAuthList::fromIdentifierValue(authz.identifier.value);
-  if (!list || !list->singleSpc()) {
-    return fail(Errc::unsupported, "tkauth-01: the identifier is not a TNAuthList with one SPC", challenge.url);
-  }
-  auto token = client_.spcToken(*list->singleSpc(), accountKey_);
-  if (!token) {
-    return fail(token.error());
-  }
-  // Presented once: a CA may refuse a jti it has seen (spec §2).
-  client_.markUsed(token->jti);
-  return nlohmann::json{{member_, token->jwt}}.dump();
-}
-
-void TkauthSolver::cleanup(const acme::Authorization& /*authz*/, const acme::Challenge& /*challenge*/,
-                           const std::string& /*keyAuthorization*/) {}
 
 }  // namespace kms::sti_pa

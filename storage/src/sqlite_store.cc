@@ -126,8 +126,7 @@ class SqliteStore final : public Store {
   }
 
   Result<void> setNextAttempt(std::string_view name, std::optional<std::int64_t> nextAttemptAt) override {
-    auto stmt =
-        db_.prepare("UPDATE managed_certificates SET next_attempt_at = ?2, updated_at = ?3 WHERE name = ?1");
+    auto stmt = db_.prepare("UPDATE managed_certificates SET next_attempt_at = ?2, updated_at = ?3 WHERE name = ?1");
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
@@ -525,6 +524,18 @@ class SqliteStore final : public Store {
         *stmt, [](const Stmt& s) -> Result<std::pair<std::string, std::optional<std::string>>> {
           return std::pair<std::string, std::optional<std::string>>(s.columnText(0), optText(s, 1));
         });
+  }
+
+  Result<std::int64_t> countOpenOrders() override {
+    auto stmt = db_.prepare("SELECT count(*) FROM orders WHERE status = 'open'");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    auto more = stmt->step();
+    if (!more.has_value()) {
+      return fail(more.error());
+    }
+    return stmt->columnInt64(0);
   }
 
   Result<std::vector<Event>> listEventsAfter(std::int64_t afterId, int limit) override {

@@ -137,9 +137,9 @@ class Bench {
     token_ = std::move(*token);
     auto key = token_->generateKey("account");
     accountKey_ = std::move(*token_->signer(key->uri));
-    acme::TransportOptions topts;
+    http::TransportOptions topts;
     topts.caBundle = pebble_->tlsCaFile();
-    transport_ = std::move(*acme::makeCurlTransport(topts));
+    transport_ = std::move(*http::makeCurlTransport(topts));
     acme::ClientOptions copts;
     copts.directoryUrl = pebble_->directoryUrl();
     copts.pollFirstInterval = std::chrono::milliseconds(5);
@@ -238,7 +238,7 @@ class Bench {
   std::unique_ptr<test::PebbleServer> pebble_;
   std::unique_ptr<hsm::Token> token_;
   std::unique_ptr<hsm::KeySigner> accountKey_;
-  std::unique_ptr<acme::Transport> transport_;
+  std::unique_ptr<http::Transport> transport_;
   std::unique_ptr<acme::AcmeClient> client_;
   std::string accountUrl_;
   std::unique_ptr<acme::Http01Responder> responder_;

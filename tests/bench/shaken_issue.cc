@@ -11,6 +11,7 @@
 
 #include "acme/client.h"
 #include "acme/issuer.h"
+#include "acme/tkauth.h"
 #include "config/config.h"
 #include "hsm/token.h"
 #include "kms/secret.h"
@@ -35,10 +36,10 @@ long long since(Clock::time_point t0) {
 }
 
 /// Times every request, attributed to the STI-PA or the ACME server by URL.
-class TimedTransport : public acme::Transport {
+class TimedTransport : public http::Transport {
  public:
-  TimedTransport(acme::Transport& inner, std::string stiPaPrefix) : inner_(inner), prefix_(std::move(stiPaPrefix)) {}
-  Result<acme::HttpResponse> send(const acme::HttpRequest& r) override {
+  TimedTransport(http::Transport& inner, std::string stiPaPrefix) : inner_(inner), prefix_(std::move(stiPaPrefix)) {}
+  Result<http::HttpResponse> send(const http::HttpRequest& r) override {
     auto t0 = Clock::now();
     auto out = inner_.send(r);
     (r.url.rfind(prefix_, 0) == 0 ? gStiPaNs : gAcmeNs) += since(t0);
@@ -46,7 +47,7 @@ class TimedTransport : public acme::Transport {
   }
 
  private:
-  acme::Transport& inner_;
+  http::Transport& inner_;
   std::string prefix_;
 };
 
@@ -91,9 +92,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", token.error().toString().c_str());
     return 1;
   }
-  acme::TransportOptions topts;
+  http::TransportOptions topts;
   topts.caBundle = cfg->acme.caBundle;
-  auto curl = acme::makeCurlTransport(topts);
+  auto curl = http::makeCurlTransport(topts);
   TimedTransport transport(**curl, cfg->stiPa->url.substr(0, cfg->stiPa->url.find("/api")));
   auto client = acme::AcmeClient::create(transport, {cfg->acme.directoryUrl});
   if (!client) {
@@ -115,7 +116,21 @@ int main(int argc, char** argv) {
   so.passwordFile = cfg->stiPa->passwordFile;
   so.trustAnchors = *pki::parsePemChain(readText(*cfg->stiPa->trustAnchor));
   auto stiPa = sti_pa::StiPaClient::create(transport, so);
-  sti_pa::TkauthSolver tkauth(*stiPa, accountKey.publicKey());
+  // tkauth-01 answered with tokens from the STI-PA client (kmsd's adapter does the same).
+  struct Tokens : acme::SpcTokenSource {
+    sti_pa::StiPaClient& client;
+    pki::EcPublicKey key;
+    Tokens(sti_pa::StiPaClient& c, pki::EcPublicKey k) : client(c), key(std::move(k)) {}
+    Result<std::string> spcToken(const std::string& spc) override {
+      auto t = client.spcToken(spc, key);
+      if (!t) {
+        return fail(t.error());
+      }
+      client.markUsed(t->jti);
+      return t->jwt;
+    }
+  } tokens(*stiPa, accountKey.publicKey());
+  acme::TkauthSolver tkauth(tokens);
   auto anchors = *pki::parsePemChain(readText(*cfg->acme.trustAnchors));
   std::string identifier = pki::base64Encode(*pki::TnAuthList::forSpc("1234").toDer());
 

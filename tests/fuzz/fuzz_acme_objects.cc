@@ -8,7 +8,7 @@
 #include <string>
 
 #include "acme/client.h"
-#include "acme/transport.h"
+#include "http/transport.h"
 #include "fuzz_check.h"
 #include "objects.h"
 
@@ -53,7 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   parseObject(selector, body);
 
-  kms::acme::HttpResponse response;
+  kms::http::HttpResponse response;
   response.status = 400 + (selector >> 3) * 3;  // 400 .. 493, including 429
   response.headers.emplace_back("content-type", "application/problem+json");
   response.headers.emplace_back("retry-after", body.substr(0, body.find('\n')));

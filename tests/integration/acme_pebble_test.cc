@@ -34,9 +34,9 @@ class AcmePebble : public ::testing::Test {
     ASSERT_TRUE(token.has_value()) << token.error().toString();
     token_ = std::move(*token);
     accountKey_ = newSigner("account");
-    TransportOptions topts;
+    http::TransportOptions topts;
     topts.caBundle = pebble_->tlsCaFile();
-    auto transport = makeCurlTransport(topts);
+    auto transport = http::makeCurlTransport(topts);
     ASSERT_TRUE(transport.has_value()) << transport.error().toString();
     transport_ = std::move(*transport);
     connect();

@@ -32,9 +32,9 @@ const std::string kDirectory =
     R"("keyChange":"http://127.0.0.1:@PORT@/key-change","renewalInfo":"http://127.0.0.1:@PORT@/ari"})";
 
 std::unique_ptr<Transport> transport(std::size_t maxBody = 1 << 20) {
-  TransportOptions o;
+  http::TransportOptions o;
   o.maxBodyBytes = maxBody;
-  auto t = makeCurlTransport(o);
+  auto t = http::makeCurlTransport(o);
   EXPECT_TRUE(t.has_value());
   return std::move(*t);
 }

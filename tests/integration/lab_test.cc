@@ -24,13 +24,14 @@
 #include "acme/client.h"
 #include "acme/issuer.h"
 #include "acme/jws.h"
-#include "acme/transport.h"
+#include "http/transport.h"
+#include "lab_process.h"
 #include "pki/csr.h"
 #include "pki/ec_key.h"
 #include "pki/encoding.h"
+#include "pki/jose.h"
 #include "pki/signer.h"
 #include "pki/x509.h"
-#include "lab_process.h"
 #include "sandbox.h"
 
 namespace kms::test {
@@ -46,21 +47,21 @@ class LabTest : public ::testing::Test {
  protected:
   void start(std::vector<std::string> flags = {}) {
     lab_ = std::make_unique<LabProcess>(dir(), std::move(flags));
-    acme::TransportOptions options;
+    http::TransportOptions options;
     options.caBundle = lab_->file("tls-ca.pem");
     options.requestTimeout = 10000ms;
-    auto t = acme::makeCurlTransport(options);
+    auto t = http::makeCurlTransport(options);
     ASSERT_TRUE(t.has_value()) << t.error().toString();
     transport_ = std::move(*t);
   }
   [[nodiscard]] std::string dir() const { return sandbox_.path() + "/lab"; }
 
-  acme::HttpResponse send(const std::string& method, const std::string& url, const std::string& body = "",
+  http::HttpResponse send(const std::string& method, const std::string& url, const std::string& body = "",
                           std::vector<std::pair<std::string, std::string>> headers = {}) {
     if (!body.empty()) {
       headers.emplace_back("Content-Type", "application/json");
     }
-    auto r = transport_->send(acme::HttpRequest{method, url, headers, body});
+    auto r = transport_->send(http::HttpRequest{method, url, headers, body});
     if (!r) {
       ADD_FAILURE() << r.error().toString();
       return {};
@@ -78,7 +79,7 @@ class LabTest : public ::testing::Test {
     return json::parse(r.body).value("accessToken", "");
   }
 
-  acme::HttpResponse requestToken(const std::string& access, const std::string& spc, const std::string& tkvalue,
+  http::HttpResponse requestToken(const std::string& access, const std::string& spc, const std::string& tkvalue,
                                   const std::string& fingerprint) {
     json body{{"atc", {{"tktype", "TNAuthList"}, {"tkvalue", tkvalue}, {"ca", false}, {"fingerprint", fingerprint}}}};
     return send("POST", stiPa("/account/" + spc + "/token"), body.dump(), {{"Authorization", access}});
@@ -87,7 +88,7 @@ class LabTest : public ::testing::Test {
   /// Verifies a compact JWS with its x5u certificate (fetched) chained to the STI-PA root;
   /// returns the payload.
   json verifyStiPaJws(const std::string& compact) {
-    auto jws = acme::parseCompactJws(compact);
+    auto jws = pki::parseCompactJws(compact);
     EXPECT_TRUE(jws.has_value());
     json header = json::parse(jws->protectedJson);
     EXPECT_EQ(header["alg"], "ES256");
@@ -110,7 +111,7 @@ class LabTest : public ::testing::Test {
 
   Sandbox sandbox_;
   std::unique_ptr<LabProcess> lab_;
-  std::unique_ptr<acme::Transport> transport_;
+  std::unique_ptr<http::Transport> transport_;
 };
 
 TEST_F(LabTest, LabFilesWritesLabJsonKmsdTomlAndToken) {

@@ -19,9 +19,9 @@ class StiPaLab : public ::testing::Test {
     lab_ = std::make_unique<test::LabProcess>(sandbox_.file("lab"), std::move(switches));
     auto cfg = config::loadConfigFile(lab_->file("kmsd.toml"), {});
     ASSERT_TRUE(cfg.has_value()) << config::formatErrors(cfg.error());
-    acme::TransportOptions topts;
+    http::TransportOptions topts;
     topts.caBundle = cfg->acme.caBundle;
-    transport_ = std::move(*acme::makeCurlTransport(topts));
+    transport_ = std::move(*http::makeCurlTransport(topts));
     StiPaOptions o;
     o.url = cfg->stiPa->url;
     o.userId = cfg->stiPa->userId;
@@ -34,7 +34,7 @@ class StiPaLab : public ::testing::Test {
 
   test::Sandbox sandbox_;
   std::unique_ptr<test::LabProcess> lab_;
-  std::unique_ptr<acme::Transport> transport_;
+  std::unique_ptr<http::Transport> transport_;
   std::unique_ptr<StiPaClient> client_;
   std::vector<pki::Certificate> staRoots_;
   std::unique_ptr<pki::SoftwareKey> accountKey_;

@@ -13,13 +13,18 @@
 #include <string>
 #include <vector>
 
-#include "acme/transport.h"
+#include "http/transport.h"
 #include "kms/error.h"
 #include "kms/secret.h"
 #include "pki/signer.h"
 #include "pki/x509.h"
 
 namespace kms::acme {
+
+// The HTTP seam lives in http/; ACME code names its types unqualified.
+using http::HttpRequest;
+using http::HttpResponse;
+using http::Transport;
 
 /// The directory object (RFC 8555 §7.1.1).
 struct Directory {

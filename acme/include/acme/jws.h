@@ -1,6 +1,7 @@
 #pragma once
 /// @file JWS for ACME (RFC 8555 §6.2, RFC 7515 flattened JSON): ES256 requests signed by
 /// a pki::Signer (the HSM), the HS256 External Account Binding, the key-change inner JWS.
+/// Parsing and verifying JWS in general is JOSE, in pki/jose.h.
 
 #include <optional>
 #include <string>
@@ -31,19 +32,5 @@ namespace kms::acme {
 
 /// RFC 8555 §8.1 key authorization: token "." thumbprint(account key).
 [[nodiscard]] std::string keyAuthorization(std::string_view token, const pki::EcPublicKey& accountKey);
-
-/// A parsed compact or flattened JWS: decoded header and payload, signing input, signature.
-struct ParsedJws {
-  std::string protectedJson;  ///< decoded protected header
-  std::string payload;        ///< decoded payload
-  std::string signingInput;   ///< b64u(protected) "." b64u(payload)
-  pki::Bytes signature;
-};
-
-/// Parses a compact JWS (three base64url parts) without verifying it. Fails on anything
-/// else, naming what is malformed. (Used for SPC tokens, EAB checks, fuzzing.)
-[[nodiscard]] Result<ParsedJws> parseCompactJws(std::string_view compact);
-/// Parses a flattened JSON JWS {"protected","payload","signature"} without verifying it.
-[[nodiscard]] Result<ParsedJws> parseFlattenedJws(std::string_view json);
 
 }  // namespace kms::acme

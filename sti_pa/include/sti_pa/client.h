@@ -1,7 +1,7 @@
 #pragma once
 /// @file STI-PA client (spec §2, ATIS-1000080 token API as iconectiv serves it): log in,
 /// obtain SPC tokens bound to the ACME account key, verify them before use, fetch the CA
-/// trust list and the CRL; and the tkauth-01 challenge solver that answers with a token.
+/// trust list and the CRL. (The tkauth-01 solver is in acme/, fed through an SpcTokenSource.)
 
 #include <chrono>
 #include <map>
@@ -11,8 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "acme/issuer.h"
-#include "acme/transport.h"
+#include "http/transport.h"
 #include "kms/error.h"
 #include "pki/ec_key.h"
 #include "pki/x509.h"
@@ -62,7 +61,7 @@ struct Atc {
 class StiPaClient {
  public:
   /// Does no I/O; the first request logs in.
-  [[nodiscard]] static std::unique_ptr<StiPaClient> create(acme::Transport& transport, StiPaOptions options);
+  [[nodiscard]] static std::unique_ptr<StiPaClient> create(http::Transport& transport, StiPaOptions options);
 
   /// A verified token for (spc, account key): cached until minRemaining before exp and
   /// until presented once (a CA may treat jti as single use). Logs in again once on 401.
@@ -91,23 +90,6 @@ class StiPaClient {
   class Impl;
   explicit StiPaClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
-};
-
-/// tkauth-01 (RFC 9447/9448): answers with {"atc": <SPC token>} (or {"tkauth": …} for
-/// servers built on RFC 9447's generic example, spec §9.2).
-class TkauthSolver : public acme::ChallengeSolver {
- public:
-  TkauthSolver(StiPaClient& client, const pki::EcPublicKey& accountKey, std::string member = "atc")
-      : client_(client), accountKey_(accountKey), member_(std::move(member)) {}
-  [[nodiscard]] Result<std::string> present(const acme::Authorization& authz, const acme::Challenge& challenge,
-                                            const std::string& keyAuthorization) override;
-  void cleanup(const acme::Authorization& authz, const acme::Challenge& challenge,
-               const std::string& keyAuthorization) override;
-
- private:
-  StiPaClient& client_;
-  pki::EcPublicKey accountKey_;
-  std::string member_;
 };
 
 }  // namespace kms::sti_pa

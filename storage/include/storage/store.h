@@ -191,6 +191,8 @@ class Store {
   /// Errc::notFound when the certificate does not exist.
   [[nodiscard]] virtual Result<Order> createOrder(std::string_view certName, CertState step) = 0;
   [[nodiscard]] virtual Result<std::optional<Order>> getOpenOrder(std::string_view certName) = 0;
+  /// How many orders are open, over all certificates.
+  [[nodiscard]] virtual Result<std::int64_t> countOpenOrders() = 0;
   /// Records the step an open order reached with the URLs learned, and moves the
   /// certificate to the same state (failures cleared), in one transaction.
   /// Errc::notFound when `orderId` is not an open order.

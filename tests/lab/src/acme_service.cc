@@ -3,6 +3,7 @@
 // challenges and finalize are in acme_orders.cc.
 
 #include "acme_service.h"
+#include "pki/jose.h"
 
 #include <chrono>
 #include <regex>
@@ -139,7 +140,7 @@ std::variant<AcmeService::Post, LabReply> AcmeService::verifyPost(const LabReque
   if (!request.header("content-type").starts_with("application/jose+json")) {
     return acmeProblem(415, "malformed", "Content-Type must be application/jose+json");
   }
-  auto jws = acme::parseFlattenedJws(request.body);
+  auto jws = pki::parseFlattenedJws(request.body);
   if (!jws) {
     return acmeProblem(400, "malformed", "request body is not a flattened JWS: " + jws.error().message);
   }
@@ -222,7 +223,7 @@ json AcmeService::accountJson(const StoredAccount& account) const {
 }
 
 std::optional<std::string> AcmeService::checkEab(const json& eab, const pki::EcPublicKey& accountKey) const {
-  auto jws = acme::parseFlattenedJws(eab.dump());
+  auto jws = pki::parseFlattenedJws(eab.dump());
   if (!jws) {
     return "externalAccountBinding is not a flattened JWS";
   }
@@ -326,7 +327,7 @@ LabReply AcmeService::accountOrders(const Post& post, const std::string& id) {
 }
 
 LabReply AcmeService::keyChange(const Post& post) {
-  auto inner = acme::parseFlattenedJws(post.payload);
+  auto inner = pki::parseFlattenedJws(post.payload);
   if (!inner) {
     return acmeProblem(400, "malformed", "keyChange payload must be a flattened JWS");
   }

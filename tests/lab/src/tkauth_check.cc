@@ -6,6 +6,7 @@
 
 #include "acme/jws.h"
 #include "pki/ec_key.h"
+#include "pki/jose.h"
 #include "util.h"
 
 namespace kms::lab {
@@ -22,7 +23,7 @@ tl::unexpected<Error> reject(const std::string& detail) {
 
 Result<TkauthAccepted> checkAuthorityToken(const std::string& jwt, const TkauthExpectations& expect,
                                            pki::SystemTime now) {
-  auto jws = acme::parseCompactJws(jwt);
+  auto jws = pki::parseCompactJws(jwt);
   if (!jws) {
     return reject("token is not a compact JWS: " + jws.error().message);
   }

@@ -8,6 +8,7 @@
 #include "acme/issuer.h"
 #include "acme/jws.h"
 #include "pki/encoding.h"
+#include "pki/jose.h"
 
 namespace kms::acme {
 namespace {
@@ -48,7 +49,7 @@ TEST(AcmeJws, ExternalAccountBindingIsHs256OverTheJwk) {
   SecretBytes hmac(std::string_view("0123456789abcdef0123456789abcdef"));
   auto eab = externalAccountBinding(hmac, "kid-1", "https://ca/new-acct", key->publicKey());
   ASSERT_TRUE(eab.has_value());
-  auto parsed = parseFlattenedJws(*eab);
+  auto parsed = pki::parseFlattenedJws(*eab);
   ASSERT_TRUE(parsed.has_value());
   EXPECT_EQ(json::parse(parsed->protectedJson),
             (json{{"alg", "HS256"}, {"kid", "kid-1"}, {"url", "https://ca/new-acct"}}));
@@ -66,7 +67,7 @@ TEST(AcmeJws, KeyChangeInnerHasNoNonceOrKid) {
   auto newKey = *pki::SoftwareKey::generate();
   auto inner = keyChangeInner(*newKey, "https://ca/key-change", "https://ca/acct/7", oldKey->publicKey());
   ASSERT_TRUE(inner.has_value());
-  auto parsed = parseFlattenedJws(*inner);
+  auto parsed = pki::parseFlattenedJws(*inner);
   json header = json::parse(parsed->protectedJson);
   EXPECT_EQ(header.size(), 3U);
   EXPECT_EQ(header["jwk"], json::parse(newKey->publicKey().jwkJson()));
@@ -85,15 +86,15 @@ TEST(AcmeJws, KeyAuthorizationAndDnsValue) {
 }
 
 TEST(AcmeJws, CompactParsingRejectsGarbage) {
-  EXPECT_EQ(parseCompactJws("a.b").error().message, "compact JWS must have exactly three parts");
-  EXPECT_EQ(parseCompactJws("a.b.c.d").error().message, "compact JWS must have exactly three parts");
-  EXPECT_EQ(parseCompactJws("!!.e30.AA").error().message, "JWS protected header is not base64url");
-  EXPECT_EQ(parseCompactJws("bm90IGpzb24.e30.AA").error().message, "JWS protected header is not JSON");
-  auto ok = parseCompactJws("e30.aGk.AAAA");
+  EXPECT_EQ(pki::parseCompactJws("a.b").error().message, "compact JWS must have exactly three parts");
+  EXPECT_EQ(pki::parseCompactJws("a.b.c.d").error().message, "compact JWS must have exactly three parts");
+  EXPECT_EQ(pki::parseCompactJws("!!.e30.AA").error().message, "JWS protected header is not base64url");
+  EXPECT_EQ(pki::parseCompactJws("bm90IGpzb24.e30.AA").error().message, "JWS protected header is not JSON");
+  auto ok = pki::parseCompactJws("e30.aGk.AAAA");
   ASSERT_TRUE(ok.has_value());
   EXPECT_EQ(ok->payload, "hi");
-  EXPECT_EQ(parseFlattenedJws("[]").error().message, "flattened JWS is not a JSON object");
-  EXPECT_EQ(parseFlattenedJws(R"({"protected":"e30","payload":1})").error().message,
+  EXPECT_EQ(pki::parseFlattenedJws("[]").error().message, "flattened JWS is not a JSON object");
+  EXPECT_EQ(pki::parseFlattenedJws(R"({"protected":"e30","payload":1})").error().message,
             "flattened JWS has no string member 'payload'");
 }
 

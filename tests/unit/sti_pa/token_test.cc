@@ -165,7 +165,7 @@ TEST_F(StiPaToken, MalformedTokensAreRefused) {
 TEST(StiPaFingerprint, BothFlavours) {
   auto key = pki::EcPublicKey::fromJwkCoordinates("f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
                                                   "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0");
-  auto transport = acme::makeCurlTransport({});
+  auto transport = http::makeCurlTransport({});
   StiPaOptions spki;
   auto a = StiPaClient::create(**transport, spki);
   EXPECT_EQ(a->fingerprintOf(*key),

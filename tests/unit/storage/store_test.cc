@@ -196,7 +196,9 @@ TEST_F(StorageStore, OneOpenOrderPerCertificate) {
       "SELECT id, 'planned', 0, 0 FROM managed_certificates WHERE name = 'main'");
   ASSERT_FALSE(direct.has_value());  // the partial unique index, not only the Store, says no
 
+  EXPECT_EQ(store_->countOpenOrders().value(), 1);
   KMS_ASSERT_OK(store_->closeOrder(order->id, OrderStatus::abandoned));
+  EXPECT_EQ(store_->countOpenOrders().value(), 0);
   auto none = store_->getOpenOrder("main");
   KMS_ASSERT_OK(none);
   EXPECT_FALSE(none->has_value());

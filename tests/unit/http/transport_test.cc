@@ -1,4 +1,4 @@
-// acme::Transport (libcurl) against real servers: the http-01 responder, raw TCP listeners in
+// http::Transport (libcurl) against real servers: the http-01 responder, raw TCP listeners in
 // this file, and `openssl s_server` for TLS.
 
 #include <array>
@@ -24,12 +24,13 @@
 #include <gtest/gtest.h>
 
 #include "acme/http01_responder.h"
-#include "acme/transport.h"
+#include "http/transport.h"
 #include "sandbox.h"
 
 extern char** environ;
 
-namespace kms::acme {
+namespace kms::http {
+using acme::Http01Responder;
 namespace {
 
 using namespace std::chrono_literals;
@@ -145,8 +146,8 @@ class RawServer {
   std::thread thread_;
 };
 
-std::unique_ptr<Transport> makeTransport(const TransportOptions& options = {}) {
-  auto transport = makeCurlTransport(options);
+std::unique_ptr<Transport> makeTransport(const http::TransportOptions& options = {}) {
+  auto transport = http::makeCurlTransport(options);
   if (!transport.has_value()) {
     ADD_FAILURE() << transport.error().toString();
     return nullptr;
@@ -247,7 +248,7 @@ TEST_F(AcmeTransportTest, ConcurrentSendsFromEightThreads) {
 TEST_F(AcmeTransportTest, BodyOverLimitIsProtocolErrorNotRetryable) {
   responder_->put("big", std::string(4096, 'k'));
   responder_->put("exact", std::string(1000, 'k'));
-  TransportOptions options;
+  http::TransportOptions options;
   options.maxBodyBytes = 1000;
   auto transport = makeTransport(options);
   ASSERT_NE(transport, nullptr);
@@ -342,7 +343,7 @@ TEST(AcmeTransport, ConnectionRefusedIsRetryableNetworkError) {
 
 TEST(AcmeTransport, SilentServerTimesOutRetryable) {
   RawServer silent;
-  TransportOptions options;
+  http::TransportOptions options;
   options.requestTimeout = 400ms;
   auto transport = makeTransport(options);
   ASSERT_NE(transport, nullptr);
@@ -377,9 +378,9 @@ TEST(AcmeTransport, RejectsBadRequestsAndOptions) {
   EXPECT_EQ(ftp.error().nativeName, "CURLE_UNSUPPORTED_PROTOCOL");
   EXPECT_FALSE(ftp.error().retryable);
 
-  TransportOptions missing;
+  http::TransportOptions missing;
   missing.caBundle = "/nonexistent/ca.pem";
-  auto noBundle = makeCurlTransport(missing);
+  auto noBundle = http::makeCurlTransport(missing);
   ASSERT_FALSE(noBundle.has_value());
   EXPECT_EQ(noBundle.error().code, Errc::config);
   EXPECT_EQ(noBundle.error().toString(), "/nonexistent/ca.pem: cannot read CA bundle: No such file or directory");
@@ -483,7 +484,7 @@ test::Sandbox* AcmeTransportTlsTest::box_ = nullptr;
 
 TEST_F(AcmeTransportTlsTest, CaBundleAddsTrust) {
   TlsServer server(*box_);
-  TransportOptions options;
+  http::TransportOptions options;
   options.caBundle = box_->file("ca.pem");
   auto transport = makeTransport(options);
   ASSERT_NE(transport, nullptr);
@@ -497,7 +498,7 @@ TEST_F(AcmeTransportTlsTest, CaBundleAddsTrust) {
 
 TEST_F(AcmeTransportTlsTest, CaBundleAsInlinePem) {
   TlsServer server(*box_);
-  TransportOptions options;
+  http::TransportOptions options;
   options.caBundle = test::readFile(box_->file("ca.pem"));
   auto transport = makeTransport(options);
   ASSERT_NE(transport, nullptr);
@@ -521,13 +522,13 @@ TEST_F(AcmeTransportTlsTest, UnknownIssuerFailsNotRetryable) {
 }
 
 TEST_F(AcmeTransportTlsTest, BundleWithoutCertificatesIsConfigError) {
-  TransportOptions options;
+  http::TransportOptions options;
   options.caBundle = box_->file("leaf.key");
-  auto transport = makeCurlTransport(options);
+  auto transport = http::makeCurlTransport(options);
   ASSERT_FALSE(transport.has_value());
   EXPECT_EQ(transport.error().code, Errc::config);
   EXPECT_EQ(transport.error().toString(), box_->file("leaf.key") + ": CA bundle holds no PEM certificate");
 }
 
 }  // namespace
-}  // namespace kms::acme
+}  // namespace kms::http

@@ -1,4 +1,4 @@
-// libcurl implementation of acme::Transport.
+// libcurl implementation of http::Transport.
 //
 // Thread safety and connection reuse: libcurl documents a shared connection cache
 // (CURL_LOCK_DATA_CONNECT) as unsafe between concurrent threads (curl KNOWN_BUGS, "A shared
@@ -26,10 +26,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "acme/transport.h"
+#include "http/transport.h"
 #include "kms/c_ptr.h"
 
-namespace kms::acme {
+namespace kms::http {
 
 namespace {
 
@@ -596,4 +596,4 @@ Result<std::unique_ptr<Transport>> makeCurlTransport(const TransportOptions& opt
   return std::unique_ptr<Transport>(std::move(transport));
 }
 
-}  // namespace kms::acme
+}  // namespace kms::http

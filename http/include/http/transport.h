@@ -1,6 +1,6 @@
 #pragma once
-/// @file HTTP for the ACME client (and later the STI-PA client): one request in, one
-/// response out, over HTTPS with the system trust plus an optional extra CA bundle.
+/// @file The HTTP client seam of the ACME and STI-PA clients: one request in, one response
+/// out, over HTTPS with the system trust plus an optional extra CA bundle (libcurl).
 
 #include <chrono>
 #include <cstddef>
@@ -12,7 +12,7 @@
 
 #include "kms/error.h"
 
-namespace kms::acme {
+namespace kms::http {
 
 /// One HTTP request.
 struct HttpRequest {
@@ -57,4 +57,4 @@ class Transport {
 /// interface), TLS verified against the system store plus options.caBundle.
 [[nodiscard]] Result<std::unique_ptr<Transport>> makeCurlTransport(const TransportOptions& options);
 
-}  // namespace kms::acme
+}  // namespace kms::http

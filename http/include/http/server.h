@@ -1,0 +1,91 @@
+#pragma once
+/// @file One small HTTP/1.1 server (Boost.Beast) that every kmsd listener uses: the http-01
+/// responder (TCP), the control API (a Unix socket), later metrics and the signing API.
+///
+/// Requests are read with header and body limits and a read timeout; a malformed, oversized
+/// or slow request closes the connection without an answer. Answers use the request's
+/// HTTP version and honour keep-alive / Connection: close. The handler runs on the loop thread and may
+/// reply later, from any thread, exactly once.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kms/error.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace kms::http {
+
+struct ServerRequest {
+  std::string method;  ///< "GET", "HEAD", "POST", ...
+  std::string target;  ///< "/v1/status?x=y"
+  std::string body;
+};
+
+struct ServerResponse {
+  int status = 200;
+  std::string contentType = "text/plain";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  ///< extra headers ("Allow", ...)
+};
+
+using Reply = std::function<void(ServerResponse)>;
+using Handler = std::function<void(const ServerRequest&, Reply)>;
+
+struct ServerOptions {
+  std::uint32_t headerLimit = 16 * 1024;
+  std::uint64_t bodyLimit = 64 * 1024;
+  std::chrono::seconds readTimeout{10};  ///< per request, from the first byte awaited
+  std::chrono::seconds writeTimeout{10};
+};
+
+class Server {
+ public:
+  /// Listens on host:port (port 0: a free one) on `io`. Errc::io naming the address.
+  [[nodiscard]] static Result<std::unique_ptr<Server>> listenTcp(boost::asio::io_context& io, const std::string& host,
+                                                                 std::uint16_t port, Handler handler,
+                                                                 ServerOptions options = {});
+  /// Listens on the Unix socket `path`, created with `mode` (a stale socket file is
+  /// replaced; any other file there is an error). Errc::io naming the path.
+  [[nodiscard]] static Result<std::unique_ptr<Server>> listenUnix(boost::asio::io_context& io, const std::string& path,
+                                                                  unsigned mode, Handler handler,
+                                                                  ServerOptions options = {});
+  virtual ~Server() = default;
+  /// The TCP port bound (0 for a Unix socket).
+  [[nodiscard]] virtual std::uint16_t port() const = 0;
+  /// Stops accepting (a Unix socket file is removed). Connections in progress finish.
+  virtual void stop() = 0;
+};
+
+/// An io_context on a thread of its own, for a server that does not live on a daemon's loop
+/// (the http-01 responder used by `kmsd --once`, tests, kms-lab). Stops and joins when
+/// destroyed.
+class ServerThread {
+ public:
+  ServerThread();
+  ~ServerThread();
+  ServerThread(const ServerThread&) = delete;
+  ServerThread& operator=(const ServerThread&) = delete;
+  [[nodiscard]] boost::asio::io_context& io();
+  /// Starts running io() on the thread (after the servers were created on it).
+  void start();
+  /// Stops io() and joins the thread (idempotent). Stop it before destroying the servers
+  /// that live on it, and destroy those before this object.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// "text/plain" response with this status and body.
+[[nodiscard]] ServerResponse textResponse(int status, std::string body);
+
+}  // namespace kms::http
