@@ -41,7 +41,7 @@ echo $! >"$root/kmsd.pid"
 active=
 for _ in $(seq 600); do
   kill -0 "$(cat "$root/kmsd.pid")" 2>/dev/null || { cat "$root/kmsd.log"; exit 1; }
-  if "$root/bin/kmsctl" --config "$config" status --json 2>/dev/null | grep -q '"state": "active"'; then
+  if "$root/bin/kmsctl" --config "$config" status --json 2>/dev/null | grep -Eq '"state": ?"active"'; then
     active=1
     break
   fi

@@ -41,7 +41,7 @@ namespace {
 
 /// The per-certificate state the loop keeps in memory (the DB holds the rest).
 struct CertRuntime {
-  config::CertificateConfig cfg;
+  std::shared_ptr<const config::CertificateConfig> cfg;  ///< shared with steps in flight
   std::uint64_t gen = 0;  ///< heap entries of older generations are stale
   bool running = false;
   bool removed = false;
@@ -57,7 +57,7 @@ using CertPtr = std::shared_ptr<CertRuntime>;
 struct HeapEntry {
   TimePoint at;
   std::uint64_t seq = 0;
-  std::string name;
+  CertRuntime* cert = nullptr;  ///< runtimes are never freed while the loop runs
   std::uint64_t gen = 0;
   bool operator>(const HeapEntry& o) const { return at != o.at ? at > o.at : seq > o.seq; }
 };
@@ -147,9 +147,22 @@ class Engine::Impl {
     policy_ = RetryPolicy{config_.daemon.retryFirst.count(), config_.daemon.retryMax.count()};
     // Every certificate in one transaction (one fsync, not one per certificate), and the
     // orders already in flight counted against the bound.
+    // Rows that already say what the configuration says are not written again.
     auto open = state_.locked->with([&](storage::Store& s) -> Result<std::size_t> {
+      auto known = s.listCertificates();
+      if (!known) {
+        return fail(known.error());
+      }
+      std::map<std::string, std::pair<storage::CertKind, std::string>> rows;
+      for (auto& k : *known) {
+        rows.emplace(std::move(k.name), std::pair(k.kind, std::move(k.identifiersJson)));
+      }
       auto tx = s.transact([&]() -> Result<void> {
         for (const auto& c : config_.certificates) {
+          auto row = rows.find(c.name);
+          if (row != rows.end() && row->second == std::pair(kindOf(c), identifiersOf(c))) {
+            continue;
+          }
           if (auto r = upsert(s, c); !r) {
             return r;
           }
@@ -168,13 +181,16 @@ class Engine::Impl {
     if (!open) {
       return fail(open.error());
     }
-    for (const auto& c : config_.certificates) {
+    for (auto& c : config_.certificates) {
       auto rt = std::make_shared<CertRuntime>();
-      rt->cfg = c;
       rt->outcome.name = c.name;
-      certs_[c.name] = rt;
       order_.push_back(c.name);
+      rt->cfg = std::make_shared<const config::CertificateConfig>(std::move(c));
+      certs_[rt->cfg->name] = rt;
     }
+    // The runtimes hold the certificates from here on (one copy, not three).
+    config_.certificates.clear();
+    config_.certificates.shrink_to_fit();
     openOrders_ = *open;
     if (options_.controlApi && !options_.once) {
       auto server =
@@ -194,8 +210,11 @@ class Engine::Impl {
     return ok();
   }
 
-  /// Records a configured certificate (called with the store locked).
-  static Result<void> upsert(storage::Store& s, const config::CertificateConfig& c) {
+  static storage::CertKind kindOf(const config::CertificateConfig& c) {
+    return c.spc ? storage::CertKind::shaken : storage::CertKind::acme;
+  }
+  /// The identifiers column: ["spc:1234"], ["dns:a.example", ...].
+  static std::string identifiersOf(const config::CertificateConfig& c) {
     nlohmann::json ids = nlohmann::json::array();
     if (c.spc) {
       ids.push_back("spc:" + *c.spc);
@@ -203,7 +222,12 @@ class Engine::Impl {
     for (const auto& n : c.dnsNames) {
       ids.push_back("dns:" + n);
     }
-    auto r = s.upsertCertificate(c.name, c.spc ? storage::CertKind::shaken : storage::CertKind::acme, ids.dump());
+    return ids.dump();
+  }
+
+  /// Records a configured certificate (called with the store locked).
+  static Result<void> upsert(storage::Store& s, const config::CertificateConfig& c) {
+    auto r = s.upsertCertificate(c.name, kindOf(c), identifiersOf(c));
     if (!r) {
       return fail(r.error());
     }
@@ -216,7 +240,7 @@ class Engine::Impl {
                  EventLevel::info,
                  std::nullopt,
                  std::string(options_.once ? "kmsd --once" : "kmsd") + " started with " +
-                     std::to_string(config_.certificates.size()) + " certificate(s)",
+                     std::to_string(order_.size()) + " certificate(s)",
                  {{"pid", std::to_string(::getpid())}, {"max_concurrent_orders", std::to_string(maxOrders_)}}});
     if (!options_.once) {
       signals_.add(SIGTERM);
@@ -254,7 +278,7 @@ class Engine::Impl {
 
   void schedule(const CertPtr& rt, TimePoint at) {
     ++rt->gen;
-    heap_.push(HeapEntry{at, seq_++, rt->cfg.name, rt->gen});
+    heap_.push(HeapEntry{at, seq_++, rt.get(), rt->gen});
     arm();
   }
 
@@ -283,11 +307,11 @@ class Engine::Impl {
     while (!heap_.empty() && heap_.top().at <= t && !stopping_) {
       HeapEntry e = heap_.top();
       heap_.pop();
-      auto it = certs_.find(e.name);
-      if (it == certs_.end() || it->second->gen != e.gen || it->second->removed || it->second->running) {
+      CertRuntime* rt = e.cert;
+      if (rt->gen != e.gen || rt->removed || rt->running) {
         continue;  // stale; a running certificate is rescheduled when its step completes
       }
-      dispatch(it->second);
+      dispatch(certs_.at(rt->cfg->name));
     }
     arm();
   }
@@ -298,9 +322,9 @@ class Engine::Impl {
     asio::post(pool_, [this, rt, cfg = rt->cfg, poll = rt->poll, renew = rt->renewRequested]() mutable {
       WorkResult result;
       try {
-        result = work(cfg, poll, renew);
+        result = work(*cfg, poll, renew);
       } catch (const std::exception& ex) {
-        result.error = Error{Errc::internal, std::string("internal error: ") + ex.what(), cfg.name, 0, {}, true, {}};
+        result.error = Error{Errc::internal, std::string("internal error: ") + ex.what(), cfg->name, 0, {}, true, {}};
       }
       asio::post(io_, [this, rt, result = std::move(result)]() mutable { complete(rt, std::move(result)); });
     });
@@ -449,7 +473,7 @@ class Engine::Impl {
     if (r.activated) {
       const auto& a = *r.activated;
       rt->outcome.kind = CertOutcome::Kind::issued;
-      rt->outcome.line = rt->cfg.name + ": issued serial " + a.serial + ", not after " + isoTime(a.notAfter) +
+      rt->outcome.line = rt->cfg->name + ": issued serial " + a.serial + ", not after " + isoTime(a.notAfter) +
                          ", published " + a.x5uUrl.value_or("");
       runHousekeeping();
     }
@@ -464,7 +488,7 @@ class Engine::Impl {
       return;
     }
     if (r.needSlot) {
-      slotWaiters_.push_back(rt->cfg.name);
+      slotWaiters_.push_back(rt->cfg->name);
       return;
     }
     TimePoint next = clock_->now();
@@ -487,20 +511,20 @@ class Engine::Impl {
     bool done = false;
     if (r.error) {
       rt->outcome.kind = CertOutcome::Kind::failed;
-      rt->outcome.line = rt->cfg.name + ": FAILED: " + r.error->toString();
+      rt->outcome.line = rt->cfg->name + ": FAILED: " + r.error->toString();
       done = true;
     } else if (!r.ranStep && !r.needSlot && (r.plan.action == Action::wait || r.plan.at > unixSeconds(clock_->now()))) {
       if (r.plan.action == Action::wait) {
         if (rt->outcome.kind != CertOutcome::Kind::issued) {
           rt->outcome.kind = CertOutcome::Kind::notDue;
-          rt->outcome.line = rt->cfg.name + ": valid until " + isoTime(r.activeNotAfter.value_or(0)) + ", not due (" +
+          rt->outcome.line = rt->cfg->name + ": valid until " + isoTime(r.activeNotAfter.value_or(0)) + ", not due (" +
                              r.plan.why + ")";
         }
         done = true;
       } else if (!rt->poll.since) {
         // Held back (backoff, or the CA asked to wait) before doing anything this run.
         rt->outcome.kind = CertOutcome::Kind::failed;
-        rt->outcome.line = rt->cfg.name + ": FAILED: not attempted: " + r.plan.why;
+        rt->outcome.line = rt->cfg->name + ": FAILED: not attempted: " + r.plan.why;
         done = true;
       }
     }
@@ -595,14 +619,14 @@ class Engine::Impl {
           continue;
         }
         auto rt = std::make_shared<CertRuntime>();
-        rt->cfg = c;
+        rt->cfg = std::make_shared<const config::CertificateConfig>(c);
         rt->outcome.name = c.name;
         certs_[c.name] = rt;
         order_.push_back(c.name);
         schedule(rt, clock_->now());
         ++added;
-      } else if (!(it->second->cfg == c)) {
-        it->second->cfg = c;
+      } else if (!(*it->second->cfg == c)) {
+        it->second->cfg = std::make_shared<const config::CertificateConfig>(c);
         schedule(it->second, clock_->now());
       }
     }
@@ -620,7 +644,6 @@ class Engine::Impl {
       }
     }
     std::erase_if(order_, [&](const std::string& n) { return certs_[n]->removed; });
-    services_->setCertificates(cfg->certificates);
     sink_->emit({"KMS_RELOADED",
                  EventLevel::info,
                  std::nullopt,
@@ -891,13 +914,13 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
       }
       auto cfg = it->second->cfg;
       asio::post(pool_, [this, cfg, reason, reply, rt = it->second] {
-        auto serial = steps_->revoke(cfg, reason);
+        auto serial = steps_->revoke(*cfg, reason);
         if (!serial) {
           const int status = serial.error().code == Errc::notFound ? 409 : 502;
           reply(problem(status, "revocation failed", serial.error().toString()));
           return;
         }
-        reply(jsonResponse(200, {{"name", cfg.name}, {"revoked_serial", *serial}, {"reason", reason}}));
+        reply(jsonResponse(200, {{"name", cfg->name}, {"revoked_serial", *serial}, {"reason", reason}}));
         // No valid certificate now: the planner starts a new order.
         asio::post(io_, [this, rt] {
           if (!rt->running && !rt->removed) {

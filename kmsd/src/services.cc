@@ -78,7 +78,8 @@ Result<StateDb> openStateDb(const config::Config& config) {
 }
 
 Services::Services(const config::Config& config, const Clock& clock, EventSink& events, LockedStore& store)
-    : config_(config),
+    : config_(config::Config{config.source, config.daemon, config.hsm, config.stiPa, config.acme, config.publisher,
+                             {}, config.envOverrides}),
       clock_(clock),
       events_(events),
       store_(store),
@@ -167,11 +168,6 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
     s->dns01_ = std::make_unique<acme::Dns01HookSolver>(*config.acme.dns01Hook);
   }
   return s;
-}
-
-void Services::setCertificates(std::vector<config::CertificateConfig> certificates) {
-  std::lock_guard<std::mutex> lock(acmeMutex_);
-  config_.certificates = std::move(certificates);
 }
 
 Result<acme::AcmeClient*> Services::acme() {

@@ -45,9 +45,8 @@ class Services {
   Services(const Services&) = delete;
   Services& operator=(const Services&) = delete;
 
+  /// The configuration without its certificates (the engine holds those).
   [[nodiscard]] const config::Config& config() const { return config_; }
-  /// Takes a reloaded configuration (certificates only; other sections need a restart).
-  void setCertificates(std::vector<config::CertificateConfig> certificates);
   [[nodiscard]] LockedStore& store() { return store_; }
   [[nodiscard]] hsm::Token& token() { return *token_; }
   [[nodiscard]] const publisher::WebRoot& webRoot() const { return webRoot_; }

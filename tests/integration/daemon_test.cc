@@ -206,5 +206,22 @@ TEST_F(Daemon, ControlApiKmsctlSignalsAndReload) {
   EXPECT_NE(refused.output.find("kmsd is not running"), std::string::npos) << refused.output;
 }
 
+TEST_F(Daemon, UnusableControlSocketIsReportedAndCertificatesStillRenew) {
+  startLab();
+  std::string text = test::readFile(config_);
+  const std::string from = "control_socket = \"" + lab_->file("kmsd.sock") + "\"";
+  auto at = text.find(from);
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, from.size(), "control_socket = \"" + sandbox_.file("no/such/dir/kmsd.sock") + "\"");
+  config_ = sandbox_.write("kmsd.toml", text);
+  auto kmsd = startDaemon();
+  ASSERT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd->log();
+  const std::string log = kmsd->log();
+  EXPECT_NE(log.find("KMS_CONTROL_API_FAILED"), std::string::npos) << log;
+  EXPECT_NE(log.find("[daemon] control_socket: "), std::string::npos) << log;
+  EXPECT_NE(log.find("no/such/dir/kmsd.sock"), std::string::npos) << log;
+  EXPECT_EQ(kmsd->stop(), 0);
+}
+
 }  // namespace
 }  // namespace kms

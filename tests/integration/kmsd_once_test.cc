@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <cctype>
 #include <ctime>
 
@@ -138,6 +140,37 @@ TEST_F(KmsdOnce, PebbleDownFailsThenTheNextRunSucceeds) {
   CmdResult idle = run(kKmsd, "--once");
   EXPECT_EQ(idle.rc, 0) << idle.output;
   EXPECT_NE(idle.output.find("web: valid until "), std::string::npos) << idle.output;
+}
+
+TEST_F(KmsdOnce, FailedPublicationIsRetriedWithoutANewOrder) {
+  start();
+  // The web root cannot be created (a file is in the way): the certificates are issued and
+  // recorded, publication fails, and the orders stay at "issued".
+  std::ofstream(softhsm_.sandbox().file("www")) << "in the way\n";
+  CmdResult failed = run(kKmsd, "--once");
+  EXPECT_EQ(failed.rc, 3) << failed.output;
+  EXPECT_NE(failed.output.find("KMS_PUBLISH_FAILED cert=web"), std::string::npos) << failed.output;
+  CmdResult status = run(kKmsctl, "status --json");
+  EXPECT_NE(status.output.find("\"state\": \"issued\""), std::string::npos) << status.output;
+  const std::string db = softhsm_.sandbox().file("state/kmsd.db");
+  std::string before;
+  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'SELECT count(*) FROM orders; SELECT count(*) FROM issued_certificates'",
+                             &before),
+            0);
+
+  // The disk mended and the backoff over: published from the recorded chain, no new order.
+  ::unlink(softhsm_.sandbox().file("www").c_str());
+  ASSERT_TRUE(test::backoffPassed(db));
+  CmdResult published = run(kKmsd, "--once");
+  EXPECT_EQ(published.rc, 0) << published.output;
+  EXPECT_NE(published.output.find("web: issued serial "), std::string::npos) << published.output;
+  EXPECT_TRUE(exists(www("web.pem")));
+  EXPECT_EQ(published.output.find("KMS_ORDER_CREATED"), std::string::npos) << published.output;
+  std::string after;
+  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'SELECT count(*) FROM orders; SELECT count(*) FROM issued_certificates'",
+                             &after),
+            0);
+  EXPECT_EQ(after, before);
 }
 
 TEST_F(KmsdOnce, ChainThatDoesNotVerifyIsNotPublishedAndLeavesNoKey) {
