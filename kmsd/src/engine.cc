@@ -15,6 +15,7 @@
 #include <ostream>
 #include <queue>
 #include <thread>
+#include <unordered_map>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -42,7 +43,7 @@ namespace {
 /// The per-certificate state the loop keeps in memory (the DB holds the rest).
 struct CertRuntime {
   std::shared_ptr<const config::CertificateConfig> cfg;  ///< shared with steps in flight
-  std::uint64_t gen = 0;  ///< heap entries of older generations are stale
+  std::uint64_t gen = 0;                                 ///< heap entries of older generations are stale
   bool running = false;
   bool removed = false;
   bool renewRequested = false;
@@ -654,51 +655,47 @@ class Engine::Impl {
   // ---------------------------------------------------------------- control API routes
 
   void route(const ControlRequest& req, std::function<void(ControlResponse)> reply);
-  static nlohmann::json certificateJson(const storage::ManagedCert& c, const storage::IssuedCert* active,
-                                        const std::map<std::string, nlohmann::json>& runtime);
 
-  /// The loop's view of each certificate (taken on the loop thread).
-  std::map<std::string, nlohmann::json> runtimeInfo() const {
-    std::map<std::string, nlohmann::json> out;
+  /// The loop's view of one certificate, copied on the loop thread for a listing.
+  struct RuntimeView {
+    const char* action = "wait";
+    std::string why;
+    bool renewRequested = false;
+  };
+  std::unordered_map<std::string, RuntimeView> runtimeInfo(const std::optional<std::string>& only = {}) const {
+    std::unordered_map<std::string, RuntimeView> out;
+    out.reserve(only ? 1 : certs_.size());
     for (const auto& [name, rt] : certs_) {
-      if (!rt->removed) {
-        out[name] = {{"next_action", toString(rt->lastPlan.action)},
-                     {"plan", rt->lastPlan.why},
-                     {"renewal_requested", rt->renewRequested}};
+      if (!rt->removed && (!only || *only == name)) {
+        out.emplace(name, RuntimeView{toString(rt->lastPlan.action), rt->lastPlan.why, rt->renewRequested});
       }
     }
     return out;
   }
 
-  /// Every certificate with its active one (two indexed queries, whatever the count).
-  nlohmann::json listJson(const std::map<std::string, nlohmann::json>& runtime) {
+  static void appendCertificateJson(std::string& out, const storage::CertStatus& c,
+                                    const std::unordered_map<std::string, RuntimeView>& runtime);
+
+  /// Every certificate as a JSON array, written as text (one query; 100,000 rows must not
+  /// become 100,000 JSON objects first).
+  std::string listJson(const std::unordered_map<std::string, RuntimeView>& runtime,
+                       const std::optional<std::string>& only = {}) {
     const std::int64_t now = unixSeconds(clock_->now());
-    std::vector<storage::ManagedCert> certs;
-    std::map<std::string, storage::IssuedCert> active;
-    auto read = state_.locked->with([&](storage::Store& s) -> Result<void> {
-      auto rows = s.listCertificates();
-      if (!rows) {
-        return fail(rows.error());
-      }
-      certs = std::move(*rows);
-      auto latest = s.listLatestValid(now);
-      if (!latest) {
-        return fail(latest.error());
-      }
-      for (auto& i : *latest) {
-        active.emplace(i.certName, std::move(i));
-      }
-      return ok();
-    });
-    if (!read) {
-      throw std::runtime_error(read.error().toString());
+    auto rows =
+        state_.locked->with([&](storage::Store& s) { return only ? s.listStatus(now, *only) : s.listStatus(now); });
+    if (!rows) {
+      throw std::runtime_error(rows.error().toString());
     }
-    nlohmann::json arr = nlohmann::json::array();
-    for (const auto& c : certs) {
-      auto a = active.find(c.name);
-      arr.push_back(certificateJson(c, a == active.end() ? nullptr : &a->second, runtime));
+    std::string out = "[";
+    out.reserve(rows->size() * 320);
+    bool first = true;
+    for (const auto& c : *rows) {
+      out += first ? "" : ",";
+      first = false;
+      appendCertificateJson(out, c, runtime);
     }
-    return arr;
+    out += "]";
+    return out;
   }
 
   config::Config config_;
@@ -786,34 +783,86 @@ ControlResponse jsonResponse(int status, const nlohmann::json& j) {
 
 }  // namespace
 
-nlohmann::json Engine::Impl::certificateJson(const storage::ManagedCert& c, const storage::IssuedCert* active,
-                                             const std::map<std::string, nlohmann::json>& runtime) {
-  nlohmann::json row{{"name", c.name},
-                     {"kind", storage::toString(c.kind)},
-                     {"state", storage::toString(c.state)},
-                     {"failures", c.failureCount}};
+namespace {
+
+/// A JSON string: quotes, escapes, control characters as \u00XX, invalid UTF-8 as U+FFFD.
+void appendJsonString(std::string& out, std::string_view text) {
+  out += '"';
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+      ++i;
+    } else if (c < 0x20) {
+      static const char* hex = "0123456789abcdef";
+      out += "\\u00";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+      ++i;
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+    } else {
+      const std::size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+      bool valid = len != 0 && c <= 0xF4 && i + len <= text.size();
+      for (std::size_t k = 1; valid && k < len; ++k) {
+        valid = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
+      }
+      if (valid) {
+        out.append(text.substr(i, len));
+        i += len;
+      } else {
+        out += "\xEF\xBF\xBD";
+        ++i;
+      }
+    }
+  }
+  out += '"';
+}
+
+void appendField(std::string& out, const char* key, std::string_view value) {
+  out += ",\"";
+  out += key;
+  out += "\":";
+  appendJsonString(out, value);
+}
+
+}  // namespace
+
+void Engine::Impl::appendCertificateJson(std::string& out, const storage::CertStatus& c,
+                                         const std::unordered_map<std::string, RuntimeView>& runtime) {
+  out += "{\"name\":";
+  appendJsonString(out, c.name);
+  appendField(out, "kind", storage::toString(c.kind));
+  appendField(out, "state", storage::toString(c.state));
+  out += ",\"failures\":" + std::to_string(c.failureCount);
   if (c.lastError) {
-    row["last_error"] = sanitize(*c.lastError);
+    appendField(out, "last_error", sanitize(*c.lastError));
   }
   if (c.renewAt) {
-    row["renew_at"] = isoTime(*c.renewAt);
+    appendField(out, "renew_at", isoTime(*c.renewAt));
   }
   if (c.nextAttemptAt) {
-    row["next_attempt_at"] = isoTime(*c.nextAttemptAt);
+    appendField(out, "next_attempt_at", isoTime(*c.nextAttemptAt));
   }
-  if (active != nullptr) {
-    row["serial"] = active->serial;
-    row["not_after"] = isoTime(active->notAfter);
-    if (active->x5uUrl) {
-      row["x5u"] = *active->x5uUrl;
+  if (c.serial) {
+    appendField(out, "serial", *c.serial);
+    appendField(out, "not_after", isoTime(c.notAfter.value_or(0)));
+    if (c.x5uUrl) {
+      appendField(out, "x5u", *c.x5uUrl);
     }
   }
   auto it = runtime.find(c.name);
-  row["managed"] = it != runtime.end();
+  out += ",\"managed\":";
+  out += it != runtime.end() ? "true" : "false";
   if (it != runtime.end()) {
-    row.update(it->second);
+    appendField(out, "next_action", it->second.action);
+    appendField(out, "plan", it->second.why);
+    out += ",\"renewal_requested\":";
+    out += it->second.renewRequested ? "true" : "false";
   }
-  return row;
+  out += '}';
 }
 
 void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlResponse)> reply) {
@@ -857,7 +906,7 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
                           {"steps_running", running_},
                           {"ca_paused_until", caPausedUntil_.load() > 0 ? isoTime(caPausedUntil_.load()) : ""}};
     return readDb([this, daemon, rt = runtimeInfo()]() {
-      return jsonResponse(200, {{"daemon", daemon}, {"certificates", listJson(rt)}});
+      return jsonBody(200, "{\"daemon\":" + daemon.dump() + ",\"certificates\":" + listJson(rt) + "}");
     });
   }
   if (what == "certificates") {
@@ -865,7 +914,7 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
       if (!get) {
         return notAllowed();
       }
-      return readDb([this, rt = runtimeInfo()]() { return jsonResponse(200, {{"certificates", listJson(rt)}}); });
+      return readDb([this, rt = runtimeInfo()]() { return jsonBody(200, "{\"certificates\":" + listJson(rt) + "}"); });
     }
     const std::string name = parts[2];
     auto it = certs_.find(name);
@@ -873,13 +922,12 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
       if (!get) {
         return notAllowed();
       }
-      return readDb([this, name, rt = runtimeInfo()]() {
-        for (auto& row : listJson(rt)) {
-          if (row["name"] == name) {
-            return jsonResponse(200, row);
-          }
+      return readDb([this, name, rt = runtimeInfo(name)]() {
+        std::string list = listJson(rt, name);  // "[{...}]" or "[]"
+        if (list.size() <= 2) {
+          return problem(404, "no such certificate", name);
         }
-        return problem(404, "no such certificate", name);
+        return jsonBody(200, list.substr(1, list.size() - 2));
       });
     }
     if (parts.size() != 4) {

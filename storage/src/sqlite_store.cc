@@ -327,6 +327,43 @@ class SqliteStore final : public Store {
     return readAll<IssuedCert>(*stmt, readIssued);
   }
 
+  Result<std::vector<CertStatus>> listStatus(std::int64_t now, std::optional<std::string_view> name) override {
+    std::string sql =
+        "SELECT c.name, c.kind, c.state, c.failure_count, c.last_error, c.renew_at, c.next_attempt_at, "
+        "i.serial, i.not_after, i.x5u_url FROM managed_certificates c "
+        "LEFT JOIN issued_certificates i ON i.id = (SELECT v.id FROM issued_certificates v "
+        "  WHERE v.cert_id = c.id AND v.revoked_at IS NULL AND v.not_before <= ?1 AND v.not_after > ?1 "
+        "  ORDER BY v.not_before DESC, v.id DESC LIMIT 1) ";
+    sql += name.has_value() ? "WHERE c.name = ?2 " : "";
+    sql += "ORDER BY c.name";
+    auto stmt = db_.prepare(sql);
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, now);
+    if (name.has_value()) {
+      stmt->bindText(2, *name);
+    }
+    return readAll<CertStatus>(*stmt, [](const Stmt& st) -> Result<CertStatus> {
+      CertStatus r;
+      r.name = st.columnText(0);
+      r.kind = st.columnText(1) == std::string_view("shaken") ? CertKind::shaken : CertKind::acme;
+      auto state = parseCertState(st.columnText(2));
+      if (!state.has_value()) {
+        return fail(state.error());
+      }
+      r.state = state.value();
+      r.failureCount = st.columnInt64(3);
+      r.lastError = optText(st, 4);
+      r.renewAt = optInt(st, 5);
+      r.nextAttemptAt = optInt(st, 6);
+      r.serial = optText(st, 7);
+      r.notAfter = optInt(st, 8);
+      r.x5uUrl = optText(st, 9);
+      return r;
+    });
+  }
+
   Result<void> markPublished(std::int64_t issuedId, std::string_view x5uUrl, std::int64_t at) override {
     auto stmt = db_.prepare("UPDATE issued_certificates SET x5u_url = ?2, published_at = ?3 WHERE id = ?1");
     if (!stmt.has_value()) {

@@ -150,6 +150,20 @@ struct Event {
   std::string fieldsJson = "{}";  ///< JSON object
 };
 
+/// One row of the status listing: a certificate and the one verifiers get.
+struct CertStatus {
+  std::string name;
+  CertKind kind = CertKind::shaken;
+  CertState state = CertState::planned;
+  std::int64_t failureCount = 0;
+  std::optional<std::string> lastError;
+  std::optional<std::int64_t> renewAt;
+  std::optional<std::int64_t> nextAttemptAt;
+  std::optional<std::string> serial;  ///< of the newest valid certificate, when there is one
+  std::optional<std::int64_t> notAfter;
+  std::optional<std::string> x5uUrl;
+};
+
 /// The storage seam used by the engine, control API and kmsctl.
 class Store {
  public:
@@ -208,6 +222,10 @@ class Store {
   [[nodiscard]] virtual Result<std::int64_t> insertIssued(const IssuedCert& cert) = 0;
   /// Every certificate issued for `certName`, newest notBefore first.
   [[nodiscard]] virtual Result<std::vector<IssuedCert>> listIssued(std::string_view certName) = 0;
+  /// Every certificate with its newest certificate not revoked and valid at `now` (as
+  /// listLatestValid picks it), by name; one query, no chains read. Only `name` when given.
+  [[nodiscard]] virtual Result<std::vector<CertStatus>> listStatus(std::int64_t now,
+                                                                   std::optional<std::string_view> name = {}) = 0;
   /// Per managed certificate, the newest one not revoked and not expired at `now`; by name.
   [[nodiscard]] virtual Result<std::vector<IssuedCert>> listLatestValid(std::int64_t now) = 0;
   /// Records publication and the x5u URL. Errc::notFound for an unknown id.

@@ -300,6 +300,23 @@ TEST_F(StorageStore, IssuedCertificatesAndLatestValid) {
   KMS_ASSERT_OK(web);
   KMS_ASSERT_OK(store_->markPublished(currentId.value(), "https://cr.example.net/main-0b.pem", kT0 - 5));
 
+  // The status listing picks the same certificate as listLatestValid, without the chain.
+  addCert("idle");
+  auto status = store_->listStatus(kT0);
+  KMS_ASSERT_OK(status);
+  ASSERT_EQ(status->size(), 3u);
+  EXPECT_EQ(status->at(0).name, "idle");
+  EXPECT_FALSE(status->at(0).serial.has_value());
+  EXPECT_EQ(status->at(1).name, "main");
+  EXPECT_EQ(status->at(1).serial, "0b");
+  EXPECT_EQ(status->at(1).notAfter, kT0 + 80 * day);
+  EXPECT_EQ(status->at(1).x5uUrl, "https://cr.example.net/main-0b.pem");
+  EXPECT_EQ(status->at(2).serial, "1a");
+  auto one = store_->listStatus(kT0, "main");
+  KMS_ASSERT_OK(one);
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ(one->at(0).serial, "0b");
+
   auto list = store_->listIssued("main");
   KMS_ASSERT_OK(list);
   ASSERT_EQ(list->size(), 4u);
