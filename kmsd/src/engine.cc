@@ -3,6 +3,7 @@
 #include "engine.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -1064,6 +1065,10 @@ int runDaemonCommand(const std::string& configPath, std::ostream& err) {
     err << "kmsd: " << engine.error().toString() << '\n';
     return 1;
   }
+  // The configuration's parse tree is gone: give its memory back to the system (a config
+  // with 100,000 certificates leaves ~100 MB of free heap otherwise).
+  *cfg = config::Config{};
+  ::malloc_trim(0);
   return (*engine)->run();
 }
 

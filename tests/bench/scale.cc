@@ -224,6 +224,10 @@ int scale(long count) {
   std::this_thread::sleep_for(60s);
   const double idleCpu = (cpuSeconds(pid) - cpu0) / 60.0 * 100.0;
 
+  auto d0 = Clock::now();
+  auto direct = kms::daemon::controlRequest(socket, "GET", "/v1/status");
+  const double directTime = secondsSince(d0);
+  const std::size_t bytes = direct ? direct->body.size() : 0;
   std::string out;
   auto s0 = Clock::now();
   int rc = kms::test::runCommand("SOFTHSM2_CONF=" + softhsm.confPath() + " " + kKmsctl + " --config " + config +
@@ -238,7 +242,9 @@ int scale(long count) {
   std::printf("  ready (/readyz 200) after %.2f s; start-up planning settled after %.1f s\n", ready, settled);
   std::printf("  RSS %.1f MiB (peak %.1f MiB)\n", static_cast<double>(rss) / 1024, static_cast<double>(hwm) / 1024);
   std::printf("  idle CPU over 60 s: %.3f %%\n", idleCpu);
-  std::printf("  kmsctl status --json: %.2f s, rc %d, %zu certificates listed\n", statusTime, rc, listed);
+  std::printf(
+      "  kmsctl status --json: %.2f s, rc %d, %zu certificates listed (GET /v1/status alone: %.2f s, %zu bytes)\n",
+      statusTime, rc, listed, directTime, bytes);
   return 0;
 }
 
