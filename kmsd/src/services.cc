@@ -78,8 +78,14 @@ Result<StateDb> openStateDb(const config::Config& config) {
 }
 
 Services::Services(const config::Config& config, const Clock& clock, EventSink& events, LockedStore& store)
-    : config_(config::Config{config.source, config.daemon, config.hsm, config.stiPa, config.acme, config.publisher,
-                             {}, config.envOverrides}),
+    : config_(config::Config{config.source,
+                             config.daemon,
+                             config.hsm,
+                             config.stiPa,
+                             config.acme,
+                             config.publisher,
+                             {},
+                             config.envOverrides}),
       clock_(clock),
       events_(events),
       store_(store),
@@ -404,7 +410,35 @@ Result<std::unique_ptr<hsm::KeySigner>> Services::recordedKey(const std::optiona
   return signer;
 }
 
+Result<std::shared_ptr<hsm::KeySigner>> Services::orderKey(const std::optional<std::string>& cert,
+                                                           const std::string& uri) {
+  {
+    std::lock_guard<std::mutex> lock(keysMutex_);
+    if (auto it = orderKeys_.find(uri); it != orderKeys_.end()) {
+      return it->second;
+    }
+  }
+  auto signer = recordedKey(cert, uri);
+  if (!signer) {
+    return fail(signer.error());
+  }
+  std::shared_ptr<hsm::KeySigner> shared = std::move(*signer);
+  keepOrderKey(uri, shared);
+  return shared;
+}
+
+void Services::keepOrderKey(const std::string& uri, std::shared_ptr<hsm::KeySigner> signer) {
+  std::lock_guard<std::mutex> lock(keysMutex_);
+  orderKeys_[uri] = std::move(signer);
+}
+
+void Services::forgetOrderKey(const std::string& uri) {
+  std::lock_guard<std::mutex> lock(keysMutex_);
+  orderKeys_.erase(uri);
+}
+
 Result<void> Services::destroyKey(const std::optional<std::string>& cert, const std::string& uriText) {
+  forgetOrderKey(uriText);
   auto uri = hsm::Pkcs11Uri::parse(uriText);
   if (!uri) {
     return fail(uri.error());

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "acme/client.h"
@@ -75,6 +76,12 @@ class Services {
   /// (KMS_KEY_MISSING) and reported as Errc::notFound; other token failures as they are.
   [[nodiscard]] Result<std::unique_ptr<hsm::KeySigner>> recordedKey(const std::optional<std::string>& cert,
                                                                     const std::string& uri);
+  /// The signer of an order's key: kept from its generation (or first lookup) until the
+  /// order closes, so a step does not search the token (SoftHSM2 searches every object).
+  [[nodiscard]] Result<std::shared_ptr<hsm::KeySigner>> orderKey(const std::optional<std::string>& cert,
+                                                                 const std::string& uri);
+  void keepOrderKey(const std::string& uri, std::shared_ptr<hsm::KeySigner> signer);
+  void forgetOrderKey(const std::string& uri);
   /// Destroys a key on the token and records it; a key already gone counts as destroyed.
   [[nodiscard]] Result<void> destroyKey(const std::optional<std::string>& cert, const std::string& uri);
 
@@ -99,6 +106,9 @@ class Services {
   std::unique_ptr<acme::Http01Responder> responder_;
   std::unique_ptr<acme::Http01Solver> http01_;
   std::unique_ptr<acme::Dns01HookSolver> dns01_;
+
+  std::mutex keysMutex_;
+  std::unordered_map<std::string, std::shared_ptr<hsm::KeySigner>> orderKeys_;
 
   std::mutex acmeMutex_;  // guards the members below
   std::unique_ptr<acme::AcmeClient> client_;

@@ -248,6 +248,10 @@ Result<StepOutcome> Steps::startOrder(const CertSnapshot& snap, const config::Ce
   if (!tx) {
     return fail(tx.error());
   }
+  {
+    std::lock_guard<std::mutex> lock(checkedMutex_);
+    plannedHere_.insert(planned->row.keyUri);
+  }
   failpoint("key_recorded");
   std::string why = !snap.active            ? "no valid certificate"
                     : snap.activeKeyMissing ? "the active key is missing"
@@ -264,22 +268,37 @@ Result<StepOutcome> Steps::startOrder(const CertSnapshot& snap, const config::Ce
 // --- key_ready ------------------------------------------------------------------------
 
 Result<StepOutcome> Steps::generateKey(const storage::Order& order, const config::CertificateConfig& c) {
-  auto uri = hsm::Pkcs11Uri::parse(order.keyUri.value_or(""));
+  const std::string uriText = order.keyUri.value_or("");
+  auto uri = hsm::Pkcs11Uri::parse(uriText);
   if (!uri) {
     return fail(uri.error());
   }
-  // Generated before a kill? Then the token has it; otherwise generate it now.
-  auto existing = s_.token().signer(*uri);
-  if (!existing && existing.error().code != Errc::notFound) {
-    return fail(existing.error());
+  // Recorded by an earlier process? Then it may have generated the key before a kill: look
+  // on the token first. A key recorded by this process is generated without a search.
+  bool fresh = false;
+  {
+    std::lock_guard<std::mutex> lock(checkedMutex_);
+    fresh = plannedHere_.erase(uriText) != 0;
+  }
+  std::unique_ptr<hsm::KeySigner> existing;
+  if (!fresh) {
+    auto found = s_.token().signer(*uri);
+    if (!found && found.error().code != Errc::notFound) {
+      return fail(found.error());
+    }
+    if (found) {
+      existing = std::move(*found);
+    }
   }
   if (!existing) {
     auto key = s_.generate(uri->path("object").value_or(c.name), uri->id());
     if (!key) {
       return fail(key.error());
     }
+    existing = std::move(*key);
     failpoint("key_generated");
   }
+  s_.keepOrderKey(uriText, std::move(existing));
   if (auto r = advance(order, at(CertState::keyReady)); !r) {
     return fail(r.error());
   }
@@ -330,7 +349,7 @@ Result<StepOutcome> Steps::newOrder(const CertSnapshot& snap, const config::Cert
     return fail(account.error());
   }
   // The key must exist before the CA hears of the order (a lost object file, an old run).
-  if (auto key = s_.recordedKey(c.name, snap.order->keyUri.value_or("")); !key) {
+  if (auto key = s_.orderKey(c.name, snap.order->keyUri.value_or("")); !key) {
     return key.error().code == Errc::notFound ? abandonForMissingKey(*snap.order, c) : fail(key.error());
   }
   auto request = requestFor(c, nullptr);
@@ -402,6 +421,8 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
   auto solvers = s_.solvers();
   const std::string type = config::toString(c.challenge);
   std::optional<std::chrono::seconds> retryAfter = o->retryAfter;
+  bool answeredNow = false;   // a challenge was answered in this step ...
+  bool decidedAtOnce = true;  // ... and every answer came back already decided
   for (const std::string& authzUrl : o->authorizations) {
     auto authz = (*client)->getAuthorization(*account, authzUrl);
     if (!authz) {
@@ -450,12 +471,15 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
       if (!answered) {
         return fail(answered.error());
       }
+      // A CA that validated while answering (kms-lab, some STI-CAs) is read back at once.
+      decidedAtOnce = decidedAtOnce && (answered->status == "valid" || answered->status == "invalid");
       storage::OrderUpdate u = at(CertState::orderPending);
       u.challengeUrl = ch->url;
       if (auto r = advance(order, u); !r) {
         return fail(r.error());
       }
       failpoint("challenge_answered");
+      answeredNow = true;
       events_.emit({"KMS_CHALLENGE_ANSWERED",
                     storage::EventLevel::info,
                     c.name,
@@ -477,6 +501,9 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
     e.message = "order invalid: " + e.message;
     return fail(nonRetryable(e));
   }
+  if (answeredNow && decidedAtOnce) {
+    return StepOutcome{};  // read the authorizations again now
+  }
   auto wait = pollWait(poll, retryAfter, "authorization", url);
   if (!wait) {
     return fail(wait.error());
@@ -495,7 +522,7 @@ Result<StepOutcome> Steps::finalize(const storage::Order& order, const config::C
   if (!account) {
     return fail(account.error());
   }
-  auto key = s_.recordedKey(c.name, order.keyUri.value_or(""));
+  auto key = s_.orderKey(c.name, order.keyUri.value_or(""));
   if (!key) {
     return key.error().code == Errc::notFound ? abandonForMissingKey(order, c) : fail(key.error());
   }
@@ -583,7 +610,7 @@ Result<StepOutcome> Steps::awaitIssuance(const storage::Order& order, const conf
     Error e = o->error.value_or(protocolError("order ended " + o->status, url));
     return fail(nonRetryable(e));
   }
-  auto key = s_.recordedKey(c.name, order.keyUri.value_or(""));
+  auto key = s_.orderKey(c.name, order.keyUri.value_or(""));
   if (!key) {
     return key.error().code == Errc::notFound ? abandonForMissingKey(order, c) : fail(key.error());
   }
@@ -705,6 +732,7 @@ Result<StepOutcome> Steps::activate(const storage::Order& order, const config::C
     return fail(tx.error());
   }
   failpoint("activated");
+  s_.forgetOrderKey(row->keyUri);
   {
     std::lock_guard<std::mutex> lock(checkedMutex_);
     keyChecked_.insert(row->keyUri);

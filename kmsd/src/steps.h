@@ -85,8 +85,9 @@ class Steps {
   Random& random_;
   EventSink& events_;
   std::mutex checkedMutex_;
-  std::set<std::string> keyChecked_;  ///< active keys already found on the token
-  bool tokenListed_ = false;          ///< keyChecked_ was seeded from one listing of the token
+  std::set<std::string> keyChecked_;   ///< active keys already found on the token
+  bool tokenListed_ = false;           ///< keyChecked_ was seeded from one listing of the token
+  std::set<std::string> plannedHere_;  ///< order keys this process recorded and not yet generated
 };
 
 }  // namespace kms::daemon

@@ -282,14 +282,17 @@ int storm(long count) {
       }
     }
     peakThreads = std::max(peakThreads, procStatus(pid, "Threads"));
-    std::this_thread::sleep_for(50ms);
+    std::this_thread::sleep_for(200ms);
   }
   const double elapsed = secondsSince(start);
   const long hwm = procStatus(pid, "VmHWM");
   const double cpu = cpuSeconds(pid);
+  std::string labPid;
+  kms::test::runCommand("pgrep -f 'kms-lab --dir " + lab.dir() + "' | head -1", &labPid);
+  const double labCpu = labPid.empty() ? -1 : cpuSeconds(static_cast<pid_t>(std::stol(labPid)));
   stop(pid);
-  std::printf("  %ld of %ld active after %.1f s (%.1f certificates/s), kmsd CPU %.1f s\n", activeCount, count, elapsed,
-              static_cast<double>(activeCount) / elapsed, cpu);
+  std::printf("  %ld of %ld active after %.1f s (%.1f certificates/s), CPU: kmsd %.1f s, kms-lab %.1f s\n", activeCount,
+              count, elapsed, static_cast<double>(activeCount) / elapsed, cpu, labCpu);
   std::printf("  peak orders in flight %ld (max_concurrent_orders %ld)\n", peakOrders, bound);
   std::printf("  peak RSS %.1f MiB, peak threads %ld\n", static_cast<double>(hwm) / 1024, peakThreads);
   return activeCount == count && peakOrders <= bound ? 0 : 1;
