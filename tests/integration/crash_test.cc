@@ -37,7 +37,7 @@ class Crash : public ::testing::Test {
     std::string text = test::readFile(lab_->file("kmsd.toml"));
     auto at = text.find("[publisher]\n");
     ASSERT_NE(at, std::string::npos);
-    text.insert(at + 12, "retain = \"1s\"\n");
+    text.insert(at + 12, "retain = \"3s\"\n");
     at = text.find("[daemon]\n");
     ASSERT_NE(at, std::string::npos);
     text.insert(at + 9, "retry_first = \"1s\"\nretry_max = \"2s\"\n");
@@ -124,10 +124,15 @@ TEST_F(Crash, KilledRightAfterEveryStepResumes) {
     EXPECT_NE(activeSerial(), serialBefore);
     EXPECT_LE(count("SELECT count(*) FROM orders") - ordersBefore, 1) << "more than one order for one renewal";
   }
-  // The last step: an old key destroyed once [publisher] retain (1 s) has passed since its
-  // certificate was replaced; kmsd's housekeeping at start does it.
+  // The last step: an old key destroyed once [publisher] retain (3 s) has passed since its
+  // certificate was replaced; kmsd's housekeeping at start does it. One more renewal first,
+  // so that a replaced certificate's key is certainly still there.
   SCOPED_TRACE("old_key_destroyed");
-  std::this_thread::sleep_for(1100ms);
+  makeDue();
+  CmdResult renewed = run(kKmsd, "--once");
+  ASSERT_EQ(renewed.rc, 0) << renewed.output;
+  ASSERT_GE(count("SELECT count(*) FROM hsm_keys WHERE destroyed_at IS NULL"), 3);  // account, active, replaced
+  std::this_thread::sleep_for(3100ms);
   const long liveBefore = count("SELECT count(*) FROM hsm_keys WHERE destroyed_at IS NULL");
   CmdResult killed = run(kKmsd, "--once", "KMSD_FAILPOINT=old_key_destroyed");
   EXPECT_EQ(killed.rc, 128 + SIGKILL) << "the failpoint was not reached: " << killed.output;
