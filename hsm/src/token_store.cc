@@ -17,6 +17,8 @@
 #include <string_view>
 #include <thread>
 
+#include "kms/fs.h"
+
 namespace kms::hsm {
 namespace {
 
@@ -225,15 +227,6 @@ std::optional<std::string> objectFileCut(std::string_view bytes) {
 
 // ---------------------------------------------------------------------------------------
 
-Error ioError(const std::string& what, const std::string& path, int err) {
-  Error e;
-  e.code = err == ENOENT ? Errc::notFound : Errc::io;
-  e.message = what + ": " + std::strerror(err);
-  e.context = path;
-  e.native = err;
-  return e;
-}
-
 struct FileImage {
   std::string bytes;
   struct stat st {};
@@ -293,20 +286,6 @@ Result<std::optional<FileImage>> readSettled(const std::string& path, std::chron
   return first;
 }
 
-Result<void> fsyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    return fail(ioError("cannot open directory", dir, errno));
-  }
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) {
-    return fail(ioError("cannot fsync directory", dir, err));
-  }
-  return ok();
-}
-
 /// Writes `bytes` to dir/name through a temp file (fsync, rename, fsync of dir), with the
 /// mode and, when running as root, the owner of `like`.
 Result<void> replaceFile(const std::string& dir, const std::string& name, const std::string& bytes,
@@ -352,7 +331,7 @@ Result<void> replaceFile(const std::string& dir, const std::string& name, const 
     ::unlink(tmp.c_str());
     return fail(ioError("cannot rename into place", path, err));
   }
-  return fsyncDir(dir);
+  return fsyncDirectory(dir);
 }
 
 /// Removes temp files a killed guard left behind (old enough that no guard is writing them).
@@ -520,7 +499,7 @@ Result<void> guardObjects(const std::string& dir, const TokenStoreOptions& optio
       }
       return fail(ioError("cannot move aside", path, errno));
     }
-    if (auto r = fsyncDir(dir); !r) {
+    if (auto r = fsyncDirectory(dir); !r) {
       return fail(r.error());
     }
     report.quarantined.push_back(TokenFileRepair{path, *cut, target});

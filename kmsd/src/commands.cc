@@ -19,9 +19,8 @@
 #include "time_format.h"
 
 namespace kms::daemon {
-namespace {
 
-std::optional<config::Config> load(const std::string& path, std::ostream& err) {
+std::optional<config::Config> loadConfig(const std::string& path, std::ostream& err) {
   auto cfg = config::loadConfigFile(path, config::environmentSnapshot());
   if (!cfg) {
     err << config::formatErrors(cfg.error());
@@ -29,6 +28,8 @@ std::optional<config::Config> load(const std::string& path, std::ostream& err) {
   }
   return std::move(*cfg);
 }
+
+namespace {
 
 hsm::TokenOptions tokenOptions(const config::Config& cfg) {
   return hsm::TokenOptions{cfg.hsm.module, cfg.hsm.tokenLabel, cfg.hsm.pinFile,
@@ -60,7 +61,7 @@ std::string subjectOf(const std::string& chainPem) {
 }  // namespace
 
 int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& err) {
-  auto cfg = load(configPath, err);
+  auto cfg = loadConfig(configPath, err);
   if (!cfg) {
     return kExitCheckFailed;
   }
@@ -102,7 +103,7 @@ int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& 
 }
 
 int listKeys(const std::string& configPath, bool json, std::ostream& out, std::ostream& err) {
-  auto cfg = load(configPath, err);
+  auto cfg = loadConfig(configPath, err);
   if (!cfg) {
     return kExitCheckFailed;
   }
@@ -179,7 +180,7 @@ int listKeys(const std::string& configPath, bool json, std::ostream& out, std::o
 }
 
 int showStatus(const std::string& configPath, bool json, std::ostream& out, std::ostream& err) {
-  auto cfg = load(configPath, err);
+  auto cfg = loadConfig(configPath, err);
   if (!cfg) {
     return kExitCheckFailed;
   }
@@ -263,7 +264,7 @@ int showStatus(const std::string& configPath, bool json, std::ostream& out, std:
 }
 
 int showEvents(const std::string& configPath, int limit, std::ostream& out, std::ostream& err) {
-  auto cfg = load(configPath, err);
+  auto cfg = loadConfig(configPath, err);
   if (!cfg) {
     return kExitCheckFailed;
   }

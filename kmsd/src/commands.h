@@ -3,7 +3,10 @@
 // and writes its report to out and its errors (one line each) to err.
 
 #include <iosfwd>
+#include <optional>
 #include <string>
+
+#include "config/config.h"
 
 namespace kms::daemon {
 
@@ -14,6 +17,9 @@ enum ExitCode : int {
   kExitUsage = 2,        ///< bad command line
   kExitRuntime = 3,      ///< a runtime failure
 };
+
+/// Loads and validates the config file; on errors prints them (one line each) to err.
+[[nodiscard]] std::optional<config::Config> loadConfig(const std::string& path, std::ostream& err);
 
 /// Validates the config file, logs in to the HSM token it names and, when the state DB
 /// exists, checks its schema version. Prints "ok" or every error.

@@ -18,15 +18,6 @@
 namespace kms::daemon {
 namespace {
 
-std::optional<config::Config> load(const std::string& path, std::ostream& err) {
-  auto cfg = config::loadConfigFile(path, config::environmentSnapshot());
-  if (!cfg) {
-    err << config::formatErrors(cfg.error());
-    return std::nullopt;
-  }
-  return std::move(*cfg);
-}
-
 /// [daemon] control_socket read without parsing the whole file (a configuration with
 /// 100,000 certificates takes a second to load; talking to the daemon needs one line).
 /// KMSD_DAEMON_CONTROL_SOCKET wins as it does for kmsd. Empty when the simple scan cannot
@@ -118,7 +109,7 @@ int ctlStatus(const std::string& configPath, bool json, std::ostream& out, std::
       }
     }
   }
-  auto cfg = load(configPath, err);
+  auto cfg = loadConfig(configPath, err);
   if (!cfg) {
     return kExitCheckFailed;
   }
@@ -142,7 +133,7 @@ int ctlStatus(const std::string& configPath, bool json, std::ostream& out, std::
 }
 
 int ctlRenew(const std::string& configPath, const std::string& name, bool wait, std::ostream& out, std::ostream& err) {
-  auto cfg = load(configPath, err);
+  auto cfg = loadConfig(configPath, err);
   if (!cfg) {
     return kExitCheckFailed;
   }
@@ -185,7 +176,7 @@ int ctlRenew(const std::string& configPath, const std::string& name, bool wait, 
 
 int ctlRevoke(const std::string& configPath, const std::string& name, int reason, std::ostream& out,
               std::ostream& err) {
-  auto cfg = load(configPath, err);
+  auto cfg = loadConfig(configPath, err);
   if (!cfg) {
     return kExitCheckFailed;
   }
@@ -206,7 +197,7 @@ int ctlRevoke(const std::string& configPath, const std::string& name, int reason
 }
 
 int ctlEvents(const std::string& configPath, int limit, bool follow, std::ostream& out, std::ostream& err) {
-  auto cfg = load(configPath, err);
+  auto cfg = loadConfig(configPath, err);
   if (!cfg) {
     return kExitCheckFailed;
   }

@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "clock.h"
+#include "commands.h"
 #include "control_api.h"
 #include "event_sink.h"
 #include "planner.h"
@@ -1033,10 +1034,9 @@ std::vector<CertOutcome> Engine::outcomes() const {
 }
 
 int runOnceCommand(const std::string& configPath, std::ostream& out, std::ostream& err) {
-  auto cfg = config::loadConfigFile(configPath, config::environmentSnapshot());
+  auto cfg = loadConfig(configPath, err);
   if (!cfg) {
-    err << config::formatErrors(cfg.error());
-    return 1;
+    return kExitCheckFailed;
   }
   Logger log(cfg->daemon.logFormat);
   auto engine = Engine::create(*cfg, log, Engine::Options{true, configPath, false});
@@ -1054,10 +1054,9 @@ int runOnceCommand(const std::string& configPath, std::ostream& out, std::ostrea
 }
 
 int runDaemonCommand(const std::string& configPath, std::ostream& err) {
-  auto cfg = config::loadConfigFile(configPath, config::environmentSnapshot());
+  auto cfg = loadConfig(configPath, err);
   if (!cfg) {
-    err << config::formatErrors(cfg.error());
-    return 1;
+    return kExitCheckFailed;
   }
   Logger log(cfg->daemon.logFormat);
   auto engine = Engine::create(*cfg, log, Engine::Options{false, configPath, true});

@@ -214,6 +214,15 @@ Result<acme::AccountRef> Services::account() {
   return acme::AccountRef{*accountKey_, accountUrl_};
 }
 
+Result<Services::CaSession> Services::ca() {
+  auto account = this->account();
+  if (!account) {
+    return fail(account.error());
+  }
+  std::lock_guard<std::mutex> lock(acmeMutex_);
+  return CaSession{*client_, *account};
+}
+
 std::map<std::string, acme::ChallengeSolver*> Services::solvers() {
   std::lock_guard<std::mutex> lock(acmeMutex_);
   std::map<std::string, acme::ChallengeSolver*> out;

@@ -58,6 +58,12 @@ class Services {
   [[nodiscard]] Result<acme::AcmeClient*> acme();
   /// The registered ACME account (registered on first use; see ensureAccount).
   [[nodiscard]] Result<acme::AccountRef> account();
+  /// The client and the account together, for a step that talks to the CA.
+  struct CaSession {
+    acme::AcmeClient& client;
+    acme::AccountRef account;
+  };
+  [[nodiscard]] Result<CaSession> ca();
   /// Solvers by challenge type ("http-01", "dns-01", "tkauth-01").
   [[nodiscard]] std::map<std::string, acme::ChallengeSolver*> solvers();
   /// Whether the directory (when fetched) offers renewalInfo.

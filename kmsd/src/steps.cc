@@ -340,13 +340,9 @@ Result<StepOutcome> Steps::fetchToken(const storage::Order& order, const config:
 // --- order_pending --------------------------------------------------------------------
 
 Result<StepOutcome> Steps::newOrder(const CertSnapshot& snap, const config::CertificateConfig& c) {
-  auto client = s_.acme();
-  if (!client) {
-    return fail(client.error());
-  }
-  auto account = s_.account();
-  if (!account) {
-    return fail(account.error());
+  auto ca = s_.ca();
+  if (!ca) {
+    return fail(ca.error());
   }
   // The key must exist before the CA hears of the order (a lost object file, an old run).
   if (auto key = s_.orderKey(c.name, snap.order->keyUri.value_or("")); !key) {
@@ -357,10 +353,10 @@ Result<StepOutcome> Steps::newOrder(const CertSnapshot& snap, const config::Cert
     return fail(request.error());
   }
   std::optional<std::string> replaces;
-  if (snap.active && snap.active->ariCertId && (*client)->directory().renewalInfo) {
+  if (snap.active && snap.active->ariCertId && ca->client.directory().renewalInfo) {
     replaces = snap.active->ariCertId;
   }
-  auto created = (*client)->newOrder(*account, request->identifiers, replaces);
+  auto created = ca->client.newOrder(ca->account, request->identifiers, replaces);
   if (!created && replaces && created.error().nativeName == "alreadyReplaced") {
     // An order for this renewal reached the CA before a kill and was never recorded: the CA
     // lets one order replace a certificate, so this one goes without `replaces`.
@@ -369,7 +365,7 @@ Result<StepOutcome> Steps::newOrder(const CertSnapshot& snap, const config::Cert
                   c.name,
                   "the CA says certificate " + *replaces + " was already replaced; ordering without replaces",
                   {{"replaces", *replaces}}});
-    created = (*client)->newOrder(*account, request->identifiers, std::nullopt);
+    created = ca->client.newOrder(ca->account, request->identifiers, std::nullopt);
   }
   if (!created) {
     return fail(created.error());
@@ -391,16 +387,12 @@ Result<StepOutcome> Steps::newOrder(const CertSnapshot& snap, const config::Cert
 // --- authorized -----------------------------------------------------------------------
 
 Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::CertificateConfig& c, PollState& poll) {
-  auto client = s_.acme();
-  if (!client) {
-    return fail(client.error());
-  }
-  auto account = s_.account();
-  if (!account) {
-    return fail(account.error());
+  auto ca = s_.ca();
+  if (!ca) {
+    return fail(ca.error());
   }
   const std::string url = order.orderUrl.value_or("");
-  auto o = (*client)->getOrder(*account, url);
+  auto o = ca->client.getOrder(ca->account, url);
   if (!o) {
     return fail(o.error());
   }
@@ -424,7 +416,7 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
   bool answeredNow = false;   // a challenge was answered in this step ...
   bool decidedAtOnce = true;  // ... and every answer came back already decided
   for (const std::string& authzUrl : o->authorizations) {
-    auto authz = (*client)->getAuthorization(*account, authzUrl);
+    auto authz = ca->client.getAuthorization(ca->account, authzUrl);
     if (!authz) {
       return fail(authz.error());
     }
@@ -460,14 +452,14 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
       return fail(nonRetryable(
           Error{Errc::unsupported, "no solver configured for " + type, authzUrl, 0, {}, false, std::nullopt}));
     }
-    const std::string keyAuth = acme::keyAuthorization(ch->token, account->key.publicKey());
+    const std::string keyAuth = acme::keyAuthorization(ch->token, ca->account.key.publicKey());
     if (ch->status == "pending") {
       auto payload = solver->second->present(*authz, *ch, keyAuth);
       if (!payload) {
         solver->second->cleanup(*authz, *ch, keyAuth);
         return fail(payload.error());
       }
-      auto answered = (*client)->respondChallenge(*account, ch->url, *payload);
+      auto answered = ca->client.respondChallenge(ca->account, ch->url, *payload);
       if (!answered) {
         return fail(answered.error());
       }
@@ -514,13 +506,9 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
 // --- finalizing -----------------------------------------------------------------------
 
 Result<StepOutcome> Steps::finalize(const storage::Order& order, const config::CertificateConfig& c, PollState& poll) {
-  auto client = s_.acme();
-  if (!client) {
-    return fail(client.error());
-  }
-  auto account = s_.account();
-  if (!account) {
-    return fail(account.error());
+  auto ca = s_.ca();
+  if (!ca) {
+    return fail(ca.error());
   }
   auto key = s_.orderKey(c.name, order.keyUri.value_or(""));
   if (!key) {
@@ -537,11 +525,11 @@ Result<StepOutcome> Steps::finalize(const storage::Order& order, const config::C
   acme::Order o;
   o.url = order.orderUrl.value_or("");
   o.finalize = order.finalizeUrl.value_or("");
-  auto finalized = (*client)->finalize(*account, o, *csr);
+  auto finalized = ca->client.finalize(ca->account, o, *csr);
   if (!finalized) {
     if (finalized.error().nativeName == "orderNotReady") {
       // Finalized by an earlier process: carry on with the order as it is.
-      auto current = (*client)->getOrder(*account, o.url);
+      auto current = ca->client.getOrder(ca->account, o.url);
       if (current && (current->status == "processing" || current->status == "valid")) {
         if (auto r = advance(order, at(CertState::finalizing)); !r) {
           return fail(r.error());
@@ -580,16 +568,12 @@ Result<StepOutcome> Steps::finalize(const storage::Order& order, const config::C
 
 Result<StepOutcome> Steps::awaitIssuance(const storage::Order& order, const config::CertificateConfig& c,
                                          PollState& poll) {
-  auto client = s_.acme();
-  if (!client) {
-    return fail(client.error());
-  }
-  auto account = s_.account();
-  if (!account) {
-    return fail(account.error());
+  auto ca = s_.ca();
+  if (!ca) {
+    return fail(ca.error());
   }
   const std::string url = order.orderUrl.value_or("");
-  auto o = (*client)->getOrder(*account, url);
+  auto o = ca->client.getOrder(ca->account, url);
   if (!o) {
     return fail(o.error());
   }
@@ -618,7 +602,7 @@ Result<StepOutcome> Steps::awaitIssuance(const storage::Order& order, const conf
   if (!request) {
     return fail(request.error());
   }
-  auto chain = acme::downloadCheckedChain(**client, *account, *request, *o);
+  auto chain = acme::downloadCheckedChain(ca->client, ca->account, *request, *o);
   if (!chain) {
     return fail(chain.error());
   }
@@ -841,19 +825,15 @@ Result<std::string> Steps::revoke(const config::CertificateConfig& c, int reason
   if (!snap->active) {
     return fail(Errc::notFound, "no active certificate to revoke", c.name);
   }
-  auto client = s_.acme();
-  if (!client) {
-    return fail(client.error());
-  }
-  auto account = s_.account();
-  if (!account) {
-    return fail(account.error());
+  auto ca = s_.ca();
+  if (!ca) {
+    return fail(ca.error());
   }
   auto chain = pki::parsePemChain(snap->active->chainPem);
   if (!chain) {
     return fail(chain.error());
   }
-  if (auto r = (*client)->revoke(*account, chain->front().der(), reason); !r) {
+  if (auto r = ca->client.revoke(ca->account, chain->front().der(), reason); !r) {
     return fail(r.error());
   }
   auto marked = s_.store().with([&](storage::Store& st) { return st.markRevoked(snap->active->id, now()); });

@@ -10,37 +10,16 @@
 #include <fstream>
 #include <sstream>
 
+#include "kms/fs.h"
+
 namespace kms::publisher {
 namespace {
-
-Error ioError(const std::string& what, const std::string& path, int err) {
-  Error e;
-  e.code = Errc::io;
-  e.message = what + ": " + std::strerror(err);
-  e.context = path;
-  e.native = err;
-  return e;
-}
 
 Result<void> ensureDir(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
     return fail(ioError("cannot create directory", dir, ec.value()));
-  }
-  return ok();
-}
-
-Result<void> fsyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    return fail(ioError("cannot open directory", dir, errno));
-  }
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) {
-    return fail(ioError("cannot fsync directory", dir, err));
   }
   return ok();
 }
@@ -91,7 +70,7 @@ Result<void> writeFileAtomically(const std::string& path, const std::string& con
     ::unlink(tmpl.c_str());
     return fail(ioError("cannot rename into place", path, err));
   }
-  return fsyncDir(dir);
+  return fsyncDirectory(dir);
 }
 
 Result<Published> WebRoot::publish(const std::string& name, const std::string& serialHex,
