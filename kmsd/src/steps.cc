@@ -644,16 +644,25 @@ Result<StepOutcome> Steps::awaitIssuance(const storage::Order& order, const conf
   return StepOutcome{};
 }
 
-// --- published ------------------------------------------------------------------------
-
-Result<StepOutcome> Steps::publish(const storage::Order& order, const config::CertificateConfig& c) {
+Result<storage::IssuedCert> Steps::orderCertificate(const storage::Order& order, const config::CertificateConfig& c,
+                                                    const char* step) {
   auto issued = s_.store().with([&](storage::Store& st) { return st.listIssued(c.name); });
   if (!issued) {
     return fail(issued.error());
   }
   auto row = issuedWithKey(*issued, order.keyUri.value_or(""));
   if (!row) {
-    return fail(Errc::internal, "order at issued has no recorded certificate", c.name);
+    return fail(Errc::internal, std::string("order at ") + step + " has no recorded certificate", c.name);
+  }
+  return std::move(*row);
+}
+
+// --- published ------------------------------------------------------------------------
+
+Result<StepOutcome> Steps::publish(const storage::Order& order, const config::CertificateConfig& c) {
+  auto row = orderCertificate(order, c, "issued");
+  if (!row) {
+    return fail(row.error());
   }
   auto published = s_.webRoot().publish(c.name, row->serial, row->chainPem);
   if (!published) {
@@ -689,13 +698,9 @@ Result<StepOutcome> Steps::publish(const storage::Order& order, const config::Ce
 // --- active ---------------------------------------------------------------------------
 
 Result<StepOutcome> Steps::activate(const storage::Order& order, const config::CertificateConfig& c) {
-  auto issued = s_.store().with([&](storage::Store& st) { return st.listIssued(c.name); });
-  if (!issued) {
-    return fail(issued.error());
-  }
-  auto row = issuedWithKey(*issued, order.keyUri.value_or(""));
+  auto row = orderCertificate(order, c, "published");
   if (!row) {
-    return fail(Errc::internal, "order at published has no recorded certificate", c.name);
+    return fail(row.error());
   }
   // The renewal instant without ARI, chosen now with jitter; the CA's window (when it
   // offers one) is read by the next step and replaces it.

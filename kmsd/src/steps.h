@@ -73,6 +73,9 @@ class Steps {
   /// the next plan starts a new one with a new key.
   Result<StepOutcome> abandonForMissingKey(const storage::Order& order, const config::CertificateConfig& c);
 
+  /// The certificate an order produced (found by the order's key).
+  Result<storage::IssuedCert> orderCertificate(const storage::Order& order, const config::CertificateConfig& c,
+                                               const char* step);
   Result<void> advance(const storage::Order& order, const storage::OrderUpdate& update);
   /// The wait before the next poll: Retry-After when given, else doubling from pollFirst.
   Result<Millis> pollWait(PollState& poll, std::optional<std::chrono::seconds> retryAfter, const std::string& what,
