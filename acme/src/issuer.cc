@@ -1,11 +1,5 @@
 #include "acme/issuer.h"
 
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -15,10 +9,9 @@
 #include <set>
 
 #include "acme/jws.h"
+#include "kms/process.h"
 #include "pki/encoding.h"
 #include "pki/tn_auth_list.h"
-
-extern char** environ;
 
 namespace kms::acme {
 namespace {
@@ -36,54 +29,22 @@ Error stepError(Errc code, std::string message, std::string context) {
   return e;
 }
 
-/// Runs `hook action` with extra environment, bounded to two minutes.
+/// Runs a hook to the end, bounded to two minutes (the blocking form, for issueCertificate).
 Result<void> runHook(const std::string& hook, const char* action, const std::vector<std::string>& env) {
-  std::vector<std::string> envStore;
-  for (char** e = environ; *e != nullptr; ++e) {
-    envStore.emplace_back(*e);
+  auto child = ChildProcess::spawn({hook, action}, env);
+  if (!child) {
+    Error e = child.error();
+    e.message = "cannot run the dns-01 hook: " + e.message;
+    return fail(e);
   }
-  envStore.insert(envStore.end(), env.begin(), env.end());
-  std::vector<char*> envp;
-  envp.reserve(envStore.size() + 1);
-  for (auto& s : envStore) {
-    envp.push_back(s.data());
+  auto status = (*child)->wait(std::chrono::minutes(2));
+  if (!status) {
+    Error e = stepError(Errc::timeout, std::string("dns-01 hook '") + action + "' " + status.error().message, hook);
+    e.retryable = true;
+    return fail(e);
   }
-  envp.push_back(nullptr);
-  std::string actionArg = action;
-  std::string hookArg = hook;
-  char* argv[] = {hookArg.data(), actionArg.data(), nullptr};
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, hook.c_str(), nullptr, nullptr, argv, envp.data());
-  if (rc != 0) {
-    return fail(Errc::io, std::string("cannot run the dns-01 hook: ") + std::strerror(rc), hook);
-  }
-  // Wait for the exit on a pidfd (no polling loop): readable when the hook has exited.
-  int status = 0;
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd >= 0) {
-    pollfd pfd{pidfd, POLLIN, 0};
-    int ready = 0;
-    do {
-      ready = ::poll(&pfd, 1, 120 * 1000);
-    } while (ready < 0 && errno == EINTR);
-    ::close(pidfd);
-    if (ready == 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      Error e = stepError(Errc::timeout, std::string("dns-01 hook '") + action + "' ran longer than 120 s", hook);
-      e.retryable = true;
-      return fail(e);
-    }
-  }
-  if (::waitpid(pid, &status, 0) != pid) {
-    return fail(Errc::io, "waitpid failed for the dns-01 hook", hook);
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return fail(
-        Errc::io,
-        std::string("dns-01 hook '") + action + "' failed with " +
-            (WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status)) : std::string("a signal")),
-        hook);
+  if (!exitedCleanly(*status)) {
+    return fail(Errc::io, std::string("dns-01 hook '") + action + "' failed with " + describeExit(*status), hook);
   }
   return ok();
 }
@@ -141,11 +102,27 @@ void Http01Solver::cleanup(const Authorization& /*authz*/, const Challenge& chal
   responder_.remove(challenge.token);
 }
 
+std::vector<std::string> Dns01HookSolver::environment(const Authorization& authz, const Challenge& challenge,
+                                                      const std::string& keyAuthorization) {
+  return {"KMS_DOMAIN=" + authz.identifier.value, "KMS_RECORD=_acme-challenge." + authz.identifier.value,
+          "KMS_VALIDATION=" + dns01TxtValue(keyAuthorization), "KMS_TOKEN=" + challenge.token};
+}
+
+Result<std::unique_ptr<ChildProcess>> Dns01HookSolver::start(const char* action, const Authorization& authz,
+                                                             const Challenge& challenge,
+                                                             const std::string& keyAuthorization) const {
+  auto child = ChildProcess::spawn({hook_, action}, environment(authz, challenge, keyAuthorization));
+  if (!child) {
+    Error e = child.error();
+    e.message = "cannot run the dns-01 hook: " + e.message;
+    return fail(e);
+  }
+  return child;
+}
+
 Result<std::string> Dns01HookSolver::present(const Authorization& authz, const Challenge& challenge,
                                              const std::string& keyAuthorization) {
-  auto r = runHook(hook_, "present",
-                   {"KMS_DOMAIN=" + authz.identifier.value, "KMS_RECORD=_acme-challenge." + authz.identifier.value,
-                    "KMS_VALIDATION=" + dns01TxtValue(keyAuthorization), "KMS_TOKEN=" + challenge.token});
+  auto r = runHook(hook_, "present", environment(authz, challenge, keyAuthorization));
   if (!r) {
     return fail(r.error());
   }
@@ -155,9 +132,7 @@ Result<std::string> Dns01HookSolver::present(const Authorization& authz, const C
 void Dns01HookSolver::cleanup(const Authorization& authz, const Challenge& challenge,
                               const std::string& keyAuthorization) {
   // A failing cleanup leaves a stale TXT record: harmless for validation, so not fatal.
-  (void)runHook(hook_, "cleanup",
-                {"KMS_DOMAIN=" + authz.identifier.value, "KMS_RECORD=_acme-challenge." + authz.identifier.value,
-                 "KMS_VALIDATION=" + dns01TxtValue(keyAuthorization), "KMS_TOKEN=" + challenge.token});
+  (void)runHook(hook_, "cleanup", environment(authz, challenge, keyAuthorization));
 }
 
 Result<void> checkIssuedChain(const std::vector<pki::Certificate>& chain, const IssueRequest& request,

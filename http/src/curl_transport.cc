@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -356,6 +357,9 @@ class CurlTransport final : public Transport {
   }
 
   Result<HttpResponse> send(const HttpRequest& request) override {
+    if (cancelled_.load()) {
+      return fail(cancelledError(request));
+    }
     auto easy = acquire();
     if (!easy.has_value()) {
       return fail(easy.error());
@@ -365,7 +369,20 @@ class CurlTransport final : public Transport {
     return response;
   }
 
+  void cancel() override { cancelled_.store(true); }
+
  private:
+  static Error cancelledError(const HttpRequest& request) {
+    return makeCurlError(Errc::cancelled, request.method + " " + request.url + " cancelled: stopping", request.url,
+                         CURLE_ABORTED_BY_CALLBACK, true);
+  }
+
+  /// libcurl calls this about once a second, also while waiting for the peer.
+  static int onProgress(void* userData, curl_off_t /*dlTotal*/, curl_off_t /*dlNow*/, curl_off_t /*ulTotal*/,
+                        curl_off_t /*ulNow*/) {
+    return static_cast<const CurlTransport*>(userData)->cancelled_.load() ? 1 : 0;
+  }
+
   static void lockShare(CURL* /*easy*/, curl_lock_data data, curl_lock_access /*access*/, void* userData) {
     static_cast<CurlTransport*>(userData)->shareMutex(data).lock();
   }
@@ -427,6 +444,9 @@ class CurlTransport final : public Transport {
     opt.set(CURLOPT_WRITEDATA, &transfer, "CURLOPT_WRITEDATA");
     opt.set(CURLOPT_HEADERFUNCTION, &onHeader, "CURLOPT_HEADERFUNCTION");
     opt.set(CURLOPT_HEADERDATA, &transfer, "CURLOPT_HEADERDATA");
+    opt.set(CURLOPT_NOPROGRESS, 0L, "CURLOPT_NOPROGRESS");
+    opt.set(CURLOPT_XFERINFOFUNCTION, &onProgress, "CURLOPT_XFERINFOFUNCTION");
+    opt.set(CURLOPT_XFERINFODATA, this, "CURLOPT_XFERINFODATA");
     if (!head) {
       // Fails early on a Content-Length over the cap; onBody catches the rest (chunked).
       opt.set(CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options_.maxBodyBytes), "CURLOPT_MAXFILESIZE_LARGE");
@@ -510,6 +530,9 @@ class CurlTransport final : public Transport {
                                     " bytes (" + method + " " + request.url + ")",
                                 request.url, rc, false));
     }
+    if (rc == CURLE_ABORTED_BY_CALLBACK && cancelled_.load()) {
+      return fail(cancelledError(request));
+    }
     if (rc != CURLE_OK) {
       return fail(curlError(rc, method, request.url, errorBuffer.data()));
     }
@@ -525,6 +548,7 @@ class CurlTransport final : public Transport {
   const std::vector<X509Ptr> extraTrust_;
   // Declared before share_: curl_share_cleanup may still take these locks.
   std::array<std::mutex, CURL_LOCK_DATA_LAST> shareMutexes_;
+  std::atomic<bool> cancelled_{false};
   Share share_;
   // Declared after share_ so idle handles are freed first.
   std::mutex poolMutex_;

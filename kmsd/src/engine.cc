@@ -23,6 +23,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 
@@ -51,6 +52,7 @@ struct CertRuntime {
   bool renewRequested = false;
   PollState poll;
   Plan lastPlan;
+  std::unique_ptr<asio::posix::stream_descriptor> exitWatch;  ///< a hook the step waits for
   // --once bookkeeping
   bool settled = false;
   CertOutcome outcome;
@@ -71,6 +73,7 @@ struct WorkResult {
   bool ranStep = false;
   std::optional<Error> error;
   std::optional<Millis> wait;
+  std::shared_ptr<ChildProcess> waitFor;  ///< run again when this child exits
   std::optional<storage::IssuedCert> activated;
   bool orderClosed = false;                    ///< a slot was released
   bool needSlot = false;                       ///< planned startOrder but no slot was free
@@ -102,6 +105,10 @@ class DirLock {
   int fd_;
 };
 
+/// How long SIGTERM waits for steps in flight before cancelling their requests (the
+/// process must be gone within 10 s).
+constexpr std::chrono::seconds kStopGrace{6};
+
 std::size_t defaultConcurrency(const config::Config& c) {
   if (c.daemon.maxConcurrentOrders > 0) {
     return static_cast<std::size_t>(c.daemon.maxConcurrentOrders);
@@ -122,9 +129,15 @@ class Engine::Impl {
         maxOrders_(defaultConcurrency(config)),
         pool_(maxOrders_),
         timer_(io_),
+        stopTimer_(io_),
         signals_(io_) {}
 
-  ~Impl() { pool_.join(); }
+  ~Impl() {
+    pool_.join();
+    for (auto& [name, rt] : certs_) {
+      rt->exitWatch.reset();  // before io_ goes: its pending wait holds the runtime
+    }
+  }
 
   Result<void> open() {
     // Before the DB: a second kmsd must not touch it at all.
@@ -373,11 +386,15 @@ class Engine::Impl {
         openOrders_.fetch_sub(1);
       }
       r.error = outcome.error();
+      if (r.error->code == Errc::cancelled) {
+        return r;  // stopping: not a failure of the CA's, no backoff
+      }
       recordFailure(cfg, snap->order, *r.error, r, &*snap);
       return r;
     }
     r.wait = outcome->wait;
-    if (outcome->wait) {
+    r.waitFor = outcome->waitFor;
+    if (outcome->wait && !outcome->waitFor) {
       // Kept in the DB too, so a restart does not poll a CA that asked to wait.
       auto at = now + std::chrono::duration_cast<std::chrono::seconds>(*outcome->wait).count();
       auto w = state_.locked->with([&](storage::Store& s) { return s.setNextAttempt(cfg.name, at); });
@@ -420,6 +437,7 @@ class Engine::Impl {
       } else {
         r.orderClosed = true;
         openOrders_.fetch_sub(1);
+        steps_->withdraw(order->id);
         if (order->keyUri) {
           if (auto d = services_->destroyKey(cfg.name, *order->keyUri); !d) {
             sink_->emit({"KMS_KEY_DESTROY_FAILED",
@@ -465,6 +483,7 @@ class Engine::Impl {
   void complete(const CertPtr& rt, WorkResult r) {
     rt->running = false;
     --running_;
+    rt->exitWatch.reset();
     rt->poll = r.poll;
     rt->lastPlan = r.plan;
     if (r.ranStep && r.plan.action == Action::startOrder) {
@@ -499,10 +518,28 @@ class Engine::Impl {
       next = fromUnix(unixSeconds(next) + 1);  // replanned from the DB's backoff
     } else if (r.wait) {
       next += *r.wait;
+      if (r.waitFor) {
+        watchExit(rt, *r.waitFor);
+      }
     } else if (!r.ranStep) {
       next = std::max(next, fromUnix(r.plan.at));
     }
     schedule(rt, next);
+  }
+
+  /// Runs the certificate again as soon as `child` exits: its pidfd turns readable.
+  void watchExit(const CertPtr& rt, const ChildProcess& child) {
+    int fd = ::fcntl(child.pidfd(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+      return;  // the timeout set by the step still wakes it
+    }
+    rt->exitWatch = std::make_unique<asio::posix::stream_descriptor>(io_, fd);
+    rt->exitWatch->async_wait(asio::posix::stream_descriptor::wait_read,
+                              [this, rt](const boost::system::error_code& ec) {
+                                if (!ec && !stopping_ && !rt->removed && !rt->running) {
+                                  schedule(rt, clock_->now());
+                                }
+                              });
   }
 
   /// --once: a certificate is done when it failed, or when its plan is a wait without an
@@ -587,12 +624,27 @@ class Engine::Impl {
       if (control_) {
         control_->stop();
       }
+      // A step waiting on a slow peer would hold the stop up for up to a request timeout:
+      // after a grace period its request is cancelled (the order resumes at the next start).
+      stopTimer_.expires_after(kStopGrace);
+      stopTimer_.async_wait([this](const boost::system::error_code& timerEc) {
+        if (!timerEc && running_ > 0) {
+          sink_->emit({"KMS_STOP_CANCELLING",
+                       EventLevel::info,
+                       std::nullopt,
+                       "steps still in flight after " + std::to_string(kStopGrace.count()) +
+                           " s: cancelling their requests",
+                       {{"in_flight", std::to_string(running_)}}});
+          services_->cancelTransfers();
+        }
+      });
       maybeFinishStop();
     });
   }
 
   void maybeFinishStop() {
     if (stopping_ && running_ == 0) {
+      stopTimer_.cancel();
       signals_.cancel();
       io_.stop();
     }
@@ -709,6 +761,7 @@ class Engine::Impl {
   asio::io_context io_;
   asio::thread_pool pool_;
   asio::steady_timer timer_;
+  asio::steady_timer stopTimer_;  ///< the grace before requests in flight are cancelled
   asio::signal_set signals_;
   std::unique_ptr<DirLock> lock_;
   StateDb state_;

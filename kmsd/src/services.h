@@ -66,6 +66,8 @@ class Services {
   [[nodiscard]] Result<CaSession> ca();
   /// Solvers by challenge type ("http-01", "dns-01", "tkauth-01").
   [[nodiscard]] std::map<std::string, acme::ChallengeSolver*> solvers();
+  /// The dns-01 hook, when configured.
+  [[nodiscard]] acme::Dns01HookSolver* dns01() { return dns01_.get(); }
   /// Whether the directory (when fetched) offers renewalInfo.
   [[nodiscard]] bool ariOffered();
 
@@ -90,6 +92,9 @@ class Services {
   void forgetOrderKey(const std::string& uri);
   /// Destroys a key on the token and records it; a key already gone counts as destroyed.
   [[nodiscard]] Result<void> destroyKey(const std::optional<std::string>& cert, const std::string& uri);
+
+  /// Makes every HTTP request in flight or later fail at once (Errc::cancelled): stopping.
+  void cancelTransfers() { transport_->cancel(); }
 
   /// Logs a failed store write that the caller cannot act on (never silent).
   void storeWriteFailed(const std::optional<std::string>& cert, const char* what, const Error& e);

@@ -35,6 +35,12 @@ Error protocolError(std::string message, std::string context) {
   return e;
 }
 
+StepOutcome pollAgainAfter(Millis wait) {
+  StepOutcome out;
+  out.wait = wait;
+  return out;
+}
+
 /// The newest certificate issued with `keyUri` (the one an order produced).
 std::optional<storage::IssuedCert> issuedWithKey(const std::vector<storage::IssuedCert>& issued,
                                                  const std::string& keyUri) {
@@ -117,6 +123,7 @@ Result<StepOutcome> Steps::run(Action action, const CertSnapshot& snap, const co
   if (poll.action != action) {
     poll = PollState{0, std::nullopt, action};
   }
+  reapCleanups();
   switch (action) {
     case Action::wait:
       return StepOutcome{};
@@ -159,6 +166,134 @@ Result<void> Steps::advance(const storage::Order& order, const storage::OrderUpd
     return fail(r.error());
   }
   return ok();
+}
+
+Result<std::shared_ptr<ChildProcess>> Steps::dnsPresent(const acme::Authorization& authz,
+                                                        const acme::Challenge& challenge, const std::string& keyAuth,
+                                                        PollState& poll) {
+  acme::Dns01HookSolver* hook = s_.dns01();
+  if (hook == nullptr) {
+    return fail(nonRetryable(Error{Errc::unsupported, "no dns-01 hook configured ([acme] dns01_hook)", challenge.url, 0,
+                                   {}, false, std::nullopt}));
+  }
+  std::lock_guard<std::mutex> lock(hooksMutex_);
+  auto it = hooks_.find(challenge.url);
+  if (it == hooks_.end()) {
+    auto child = hook->start("present", authz, challenge, keyAuth);
+    if (!child) {
+      return fail(child.error());
+    }
+    poll.since = clock_.now();
+    std::shared_ptr<ChildProcess> running(std::move(*child));
+    hooks_.emplace(challenge.url, running);
+    return running;
+  }
+  std::shared_ptr<ChildProcess> running = it->second;
+  auto status = running->exitStatus();
+  if (!status) {
+    if (poll.since && clock_.now() - *poll.since <= hookTimeout) {
+      return running;  // woken early: still running
+    }
+    hooks_.erase(it);  // killed and reaped when the last holder lets go
+    running->kill();
+    Error e{Errc::timeout,
+            "dns-01 hook 'present' ran longer than " +
+                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(hookTimeout).count()) +
+                " s and was killed",
+            hook->hook(),
+            0,
+            {},
+            true,
+            std::nullopt};
+    return fail(e);
+  }
+  hooks_.erase(it);
+  poll.since.reset();
+  if (!exitedCleanly(*status)) {
+    Error e{Errc::io, "dns-01 hook 'present' failed with " + describeExit(*status) + " for " + authz.identifier.value,
+            hook->hook(), 0, {}, true, std::nullopt};
+    return fail(e);
+  }
+  return std::shared_ptr<ChildProcess>();
+}
+
+void Steps::remember(std::int64_t orderId, const acme::Authorization& authz, const acme::Challenge& challenge,
+                     const std::string& keyAuth, const std::string& type) {
+  std::lock_guard<std::mutex> lock(hooksMutex_);
+  auto& list = presented_[orderId];
+  for (const auto& p : list) {
+    if (p.challenge.url == challenge.url) {
+      return;
+    }
+  }
+  list.push_back(Presented{authz, challenge, keyAuth, type});
+}
+
+void Steps::withdraw(std::int64_t orderId) {
+  std::vector<Presented> list;
+  {
+    std::lock_guard<std::mutex> lock(hooksMutex_);
+    auto it = presented_.find(orderId);
+    if (it == presented_.end()) {
+      return;
+    }
+    list = std::move(it->second);
+    presented_.erase(it);
+  }
+  auto solvers = s_.solvers();
+  for (const Presented& p : list) {
+    if (p.type == "dns-01") {
+      // Not waited for: reaped by the next step that passes by (reapCleanups).
+      if (acme::Dns01HookSolver* hook = s_.dns01(); hook != nullptr) {
+        auto child = hook->start("cleanup", p.authz, p.challenge, p.keyAuth);
+        if (!child) {
+          events_.emit({"KMS_DNS01_CLEANUP_FAILED", storage::EventLevel::warning, std::nullopt,
+                        child.error().toString() + " (the TXT record for " + p.authz.identifier.value + " stays)",
+                        {{"domain", p.authz.identifier.value}}});
+          continue;
+        }
+        std::lock_guard<std::mutex> lock(hooksMutex_);
+        cleanups_.push_back(Cleanup{std::move(*child), clock_.now(), p.authz.identifier.value});
+      }
+    } else if (auto solver = solvers.find(p.type); solver != solvers.end()) {
+      solver->second->cleanup(p.authz, p.challenge, p.keyAuth);
+    }
+  }
+  reapCleanups();
+}
+
+void Steps::reapCleanups() {
+  std::vector<Cleanup> done;
+  {
+    std::lock_guard<std::mutex> lock(hooksMutex_);
+    const TimePoint t = clock_.now();
+    for (auto it = cleanups_.begin(); it != cleanups_.end();) {
+      if (it->child->exitStatus() || t - it->started > hookTimeout) {
+        done.push_back(std::move(*it));
+        it = cleanups_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (Cleanup& c : done) {
+    auto status = c.child->exitStatus();
+    if (!status || !exitedCleanly(*status)) {
+      events_.emit({"KMS_DNS01_CLEANUP_FAILED", storage::EventLevel::warning, std::nullopt,
+                    "dns-01 hook 'cleanup' for " + c.domain + " " +
+                        (status ? "failed with " + describeExit(*status) : std::string("ran too long and was killed")) +
+                        " (the TXT record may stay)",
+                    {{"domain", c.domain}}});
+    }
+  }
+}
+
+Steps::~Steps() {
+  // Cleanup hooks still running get a short while to finish before they are killed.
+  std::lock_guard<std::mutex> lock(hooksMutex_);
+  for (Cleanup& c : cleanups_) {
+    (void)c.child->wait(std::chrono::seconds(5));
+  }
 }
 
 Result<Millis> Steps::pollWait(PollState& poll, std::optional<std::chrono::seconds> retryAfter, const std::string& what,
@@ -402,12 +537,14 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
     if (auto r = advance(order, u); !r) {
       return fail(r.error());
     }
+    withdraw(order.id);
     return StepOutcome{};
   }
   if (o->status == "processing" || o->status == "valid") {  // finalized before a kill
     if (auto r = advance(order, at(CertState::finalizing)); !r) {
       return fail(r.error());
     }
+    withdraw(order.id);
     return StepOutcome{};
   }
   auto solvers = s_.solvers();
@@ -454,11 +591,30 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
     }
     const std::string keyAuth = acme::keyAuthorization(ch->token, ca->account.key.publicKey());
     if (ch->status == "pending") {
-      auto payload = solver->second->present(*authz, *ch, keyAuth);
-      if (!payload) {
-        solver->second->cleanup(*authz, *ch, keyAuth);
-        return fail(payload.error());
+      Result<std::string> payload = std::string("{}");
+      if (type == "dns-01") {
+        // The operator's hook may take minutes (DNS propagation): it runs on its own and
+        // the step runs again when it exits, instead of a worker waiting for it.
+        auto running = dnsPresent(*authz, *ch, keyAuth, poll);
+        if (!running) {
+          return fail(running.error());
+        }
+        if (*running) {
+          const Millis left =
+              hookTimeout - std::chrono::duration_cast<Millis>(clock_.now() - poll.since.value_or(clock_.now()));
+          StepOutcome waiting;
+          waiting.wait = std::max(Millis(1000), left + Millis(1000));
+          waiting.waitFor = *running;
+          return waiting;
+        }
+      } else {
+        payload = solver->second->present(*authz, *ch, keyAuth);
+        if (!payload) {
+          solver->second->cleanup(*authz, *ch, keyAuth);
+          return fail(payload.error());
+        }
       }
+      remember(order.id, *authz, *ch, keyAuth, type);
       auto answered = ca->client.respondChallenge(ca->account, ch->url, *payload);
       if (!answered) {
         return fail(answered.error());
@@ -477,12 +633,14 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
                     c.name,
                     type + " for " + authz->identifier.value,
                     {{"challenge", ch->url}}});
-    } else if (type != "tkauth-01") {
-      // Answered by an earlier process: serve the answer again while the CA validates.
+    } else if (type == "http-01") {
+      // Answered by an earlier process: serve the answer again while the CA validates (a
+      // dns-01 record was in place before the challenge was answered; tkauth-01 is in the POST).
       auto payload = solver->second->present(*authz, *ch, keyAuth);
       if (!payload) {
         return fail(payload.error());
       }
+      remember(order.id, *authz, *ch, keyAuth, type);
     }
     if (authz->retryAfter) {
       retryAfter = authz->retryAfter;
@@ -500,7 +658,7 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
   if (!wait) {
     return fail(wait.error());
   }
-  return StepOutcome{*wait, std::nullopt};
+  return pollAgainAfter(*wait);
 }
 
 // --- finalizing -----------------------------------------------------------------------
@@ -559,7 +717,7 @@ Result<StepOutcome> Steps::finalize(const storage::Order& order, const config::C
       return fail(wait.error());
     }
     poll = fresh;
-    return StepOutcome{*wait, std::nullopt};
+    return pollAgainAfter(*wait);
   }
   return StepOutcome{};
 }
@@ -582,7 +740,7 @@ Result<StepOutcome> Steps::awaitIssuance(const storage::Order& order, const conf
     if (!wait) {
       return fail(wait.error());
     }
-    return StepOutcome{*wait, std::nullopt};
+    return pollAgainAfter(*wait);
   }
   if (o->status == "ready") {  // the finalize never reached the CA
     if (auto r = advance(order, at(CertState::authorized)); !r) {
@@ -793,6 +951,7 @@ Result<StepOutcome> Steps::abandonForMissingKey(const storage::Order& order, con
                 "the order's key is not on the token; a new order starts",
                 {{"key", order.keyUri.value_or("")}}});
   StepOutcome out;
+  withdraw(order.id);
   out.orderClosed = true;
   return out;
 }

@@ -5,14 +5,17 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "clock.h"
 #include "config/config.h"
 #include "event_sink.h"
+#include "kms/process.h"
 #include "planner.h"
 #include "services.h"
 
@@ -23,6 +26,8 @@ struct StepOutcome {
   std::optional<Millis> wait;                    ///< run the same action again after this (polling)
   std::optional<storage::IssuedCert> activated;  ///< the certificate this step made active
   bool orderClosed = false;                      ///< the order was closed (activated or abandoned)
+  /// Run the same action again when this child exits (an operator hook), or after `wait`.
+  std::shared_ptr<ChildProcess> waitFor;
 };
 
 /// Polling state of one certificate's current step, kept in memory by the engine.
@@ -36,6 +41,10 @@ class Steps {
  public:
   Steps(Services& services, const Clock& clock, Random& random, EventSink& events)
       : s_(services), clock_(clock), random_(random), events_(events) {}
+  /// Waits a few seconds for cleanup hooks still running, then kills them.
+  ~Steps();
+  Steps(const Steps&) = delete;
+  Steps& operator=(const Steps&) = delete;
 
   /// Performs `action` for certificate `c` as planned from `snap`.
   [[nodiscard]] Result<StepOutcome> run(Action action, const CertSnapshot& snap, const config::CertificateConfig& c,
@@ -50,6 +59,10 @@ class Steps {
   /// lacks. Returns how many were destroyed.
   [[nodiscard]] Result<int> retireKeys();
 
+  /// Withdraws the challenge answers this process presented for an order (http-01 token
+  /// removed, dns-01 cleanup hook started): called when the order leaves authorization.
+  void withdraw(std::int64_t orderId);
+
   /// Revokes the active certificate of `c` at the CA and records it.
   [[nodiscard]] Result<std::string> revoke(const config::CertificateConfig& c, int reason);
 
@@ -57,6 +70,8 @@ class Steps {
   Millis pollFirst{250};
   Millis pollMax{5000};
   Millis pollDeadline{std::chrono::minutes(10)};
+  /// How long a dns-01 hook may run before it is killed.
+  Millis hookTimeout{std::chrono::minutes(10)};
 
  private:
   Result<StepOutcome> startOrder(const CertSnapshot& snap, const config::CertificateConfig& c);
@@ -80,6 +95,14 @@ class Steps {
   /// The wait before the next poll: Retry-After when given, else doubling from pollFirst.
   Result<Millis> pollWait(PollState& poll, std::optional<std::chrono::seconds> retryAfter, const std::string& what,
                           const std::string& url);
+  /// dns-01: starts the present hook, or reads how it ended. The running child while it
+  /// runs, nullptr once it exited with status 0.
+  Result<std::shared_ptr<ChildProcess>> dnsPresent(const acme::Authorization& authz, const acme::Challenge& challenge,
+                                                   const std::string& keyAuth, PollState& poll);
+  void remember(std::int64_t orderId, const acme::Authorization& authz, const acme::Challenge& challenge,
+                const std::string& keyAuth, const std::string& type);
+  /// Reaps finished cleanup hooks (and kills those over hookTimeout), logging failures.
+  void reapCleanups();
   Result<acme::IssueRequest> requestFor(const config::CertificateConfig& c, pki::Signer* certKey);
   std::int64_t now() const { return unixSeconds(clock_.now()); }
 
@@ -91,6 +114,22 @@ class Steps {
   std::set<std::string> keyChecked_;   ///< active keys already found on the token
   bool tokenListed_ = false;           ///< keyChecked_ was seeded from one listing of the token
   std::set<std::string> plannedHere_;  ///< order keys this process recorded and not yet generated
+
+  struct Presented {
+    acme::Authorization authz;
+    acme::Challenge challenge;
+    std::string keyAuth;
+    std::string type;
+  };
+  struct Cleanup {
+    std::unique_ptr<ChildProcess> child;
+    TimePoint started;
+    std::string domain;
+  };
+  std::mutex hooksMutex_;  // guards the members below
+  std::map<std::string, std::shared_ptr<ChildProcess>> hooks_;  ///< present hooks running, by challenge URL
+  std::map<std::int64_t, std::vector<Presented>> presented_;     ///< answers to withdraw, by order id
+  std::vector<Cleanup> cleanups_;                                 ///< cleanup hooks not yet reaped
 };
 
 }  // namespace kms::daemon

@@ -30,6 +30,8 @@ const char* errcName(Errc code) noexcept {
       return "unauthorized";
     case Errc::unsupported:
       return "unsupported";
+    case Errc::cancelled:
+      return "cancelled";
     case Errc::internal:
       return "internal";
   }

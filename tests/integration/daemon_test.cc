@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "control_api.h"
+#include "daemon_process.h"
 #include "lab_process.h"
 #include "pki/x509.h"
 #include "sandbox.h"
@@ -26,53 +27,8 @@ using namespace std::chrono_literals;
 using test::CmdResult;
 using test::kKmsctl;
 using test::kKmsd;
+using test::DaemonProcess;
 using test::LabProcess;
-
-/// kmsd in the foreground as a child process, stderr to a log file, stopped by PID.
-class DaemonProcess {
- public:
-  DaemonProcess(const std::string& softhsmConf, const std::string& config, const std::string& log) : log_(log) {
-    std::ofstream(log, std::ios::trunc).flush();  // exists before the child writes to it
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::setenv("SOFTHSM2_CONF", softhsmConf.c_str(), 1);
-      FILE* f = std::freopen(log.c_str(), "a", stderr);
-      (void)f;
-      ::execl(kKmsd.c_str(), kKmsd.c_str(), "--config", config.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-  }
-  ~DaemonProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  /// Sends `sig` and waits for the exit; the exit status (or 128 + signal).
-  int stop(int sig = SIGTERM) {
-    ::kill(pid_, sig);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  void signal(int sig) const { ::kill(pid_, sig); }
-  [[nodiscard]] std::string log() const { return test::readFile(log_); }
-  /// Waits until the log has `text` (bounded: a missing line fails the caller's assertion).
-  bool waitFor(const std::string& text, std::chrono::seconds limit = 60s) const {
-    for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;) {
-      if (log().find(text) != std::string::npos) {
-        return true;
-      }
-      std::this_thread::sleep_for(100ms);
-    }
-    return false;
-  }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
-};
 
 class Daemon : public ::testing::Test {
  protected:
@@ -220,6 +176,62 @@ TEST_F(Daemon, UnusableControlSocketIsReportedAndCertificatesStillRenew) {
   EXPECT_NE(log.find("KMS_CONTROL_API_FAILED"), std::string::npos) << log;
   EXPECT_NE(log.find("[daemon] control_socket: "), std::string::npos) << log;
   EXPECT_NE(log.find("no/such/dir/kmsd.sock"), std::string::npos) << log;
+  EXPECT_EQ(kmsd->stop(), 0);
+}
+
+TEST_F(Daemon, SigtermWhileAStepWaitsOnASlowPeerExitsWithinTenSeconds) {
+  // Every kms-lab answer takes 25 s: the first request of the first order is still waiting
+  // when SIGTERM comes, and would hold the stop up for the rest of it.
+  startLab({"--slow-ms", "25000"});
+  auto kmsd = startDaemon();
+  ASSERT_TRUE(kmsd->waitFor("KMS_STARTED")) << kmsd->log();
+  std::this_thread::sleep_for(2s);  // key recorded and generated; the STI-PA request is out
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(kmsd->stop(SIGTERM), 0) << kmsd->log();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(took, 10s) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  const std::string log = kmsd->log();
+  EXPECT_NE(log.find("in_flight=1"), std::string::npos) << log;  // a step was in flight
+  EXPECT_NE(log.find("KMS_STOP_CANCELLING"), std::string::npos) << log;
+  EXPECT_NE(log.find("KMS_STOPPED"), std::string::npos) << log;
+  // A cancelled request is not the peer's failure: no failure counted, no backoff.
+  EXPECT_EQ(log.find("KMS_RENEW_FAILED"), std::string::npos) << log;
+}
+
+TEST_F(Daemon, RateLimitFromTheCaHoldsBackEveryOrderToIt) {
+  // The first three newOrders pass; from the fourth on the CA refuses newOrder for 8 s.
+  startLab({"--rate-limit-after", "3", "--rate-limit-seconds", "8"});
+  {
+    std::ofstream(config_, std::ios::app) << "\n[[certificate]]\nname = \"second\"\nspc = \"1234\"\nsubject_o = \"Two\"\n"
+                                          << "\n[[certificate]]\nname = \"third\"\nspc = \"1234\"\nsubject_o = \"Three\"\n";
+  }
+  auto kmsd = startDaemon();
+  for (const char* name : {"main", "second", "third"}) {
+    ASSERT_TRUE(kmsd->waitFor(std::string("KMS_CERT_ACTIVATED cert=") + name)) << kmsd->log();
+  }
+  auto countIn = [](const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  CmdResult renewSecond = run(kKmsctl, "renew second");
+  ASSERT_EQ(renewSecond.rc, 0) << renewSecond.output;
+  ASSERT_TRUE(kmsd->waitFor("KMS_CA_BACKOFF")) << kmsd->log();
+  // Renewed while the CA asked to wait: its newOrder must wait too, without asking.
+  CmdResult renewThird = run(kKmsctl, "renew third");
+  ASSERT_EQ(renewThird.rc, 0) << renewThird.output;
+  auto end = std::chrono::steady_clock::now() + 90s;
+  while (countIn(kmsd->log(), "KMS_CERT_ACTIVATED") < 5 && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(200ms);
+  }
+  const std::string log = kmsd->log();
+  EXPECT_EQ(countIn(log, "KMS_CERT_ACTIVATED cert=second"), 2u) << log;
+  EXPECT_EQ(countIn(log, "KMS_CERT_ACTIVATED cert=third"), 2u) << log;
+  EXPECT_EQ(countIn(log, "KMS_RENEW_FAILED cert=second"), 1u) << log;  // the one refusal
+  EXPECT_EQ(countIn(log, "KMS_RENEW_FAILED cert=third"), 0u) << log;   // never asked during the pause
+  EXPECT_EQ(countIn(lab_->log(), "newOrder refused"), 1u) << lab_->log();
   EXPECT_EQ(kmsd->stop(), 0);
 }
 

@@ -76,6 +76,8 @@ LabProcess::~LabProcess() {
   stop();
 }
 
+std::string LabProcess::log() const { return readFile(log_); }
+
 void LabProcess::stop() {
   if (pid_ <= 0) {
     return;

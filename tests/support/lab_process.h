@@ -23,6 +23,8 @@ class LabProcess {
   [[nodiscard]] const std::string& baseUrl() const { return baseUrl_; }
   /// dir + "/" + name
   [[nodiscard]] std::string file(const std::string& name) const { return dir_ + "/" + name; }
+  /// What kms-lab printed so far (stdout and stderr).
+  [[nodiscard]] std::string log() const;
   void stop();
 
   static std::string binary();

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +13,7 @@
 
 #include "acme/client.h"
 #include "acme/http01_responder.h"
+#include "kms/process.h"
 #include "pki/csr.h"
 #include "pki/x509.h"
 
@@ -51,7 +53,16 @@ class Dns01HookSolver : public ChallengeSolver {
                                             const std::string& keyAuthorization) override;
   void cleanup(const Authorization& authz, const Challenge& challenge, const std::string& keyAuthorization) override;
 
+  /// Starts `HOOK action` ("present" or "cleanup") without waiting, for a caller that waits
+  /// on the child's pidfd from an event loop. The child's exit status 0 means done.
+  [[nodiscard]] Result<std::unique_ptr<ChildProcess>> start(const char* action, const Authorization& authz,
+                                                            const Challenge& challenge,
+                                                            const std::string& keyAuthorization) const;
+  [[nodiscard]] const std::string& hook() const { return hook_; }
+
  private:
+  static std::vector<std::string> environment(const Authorization& authz, const Challenge& challenge,
+                                               const std::string& keyAuthorization);
   std::string hook_;
 };
 

@@ -51,6 +51,9 @@ class Transport {
   /// Errc::timeout with retryable = true and name the URL; a body over maxBodyBytes is
   /// Errc::protocol, not retryable. Any HTTP status is a successful send.
   [[nodiscard]] virtual Result<HttpResponse> send(const HttpRequest& request) = 0;
+  /// Makes every send in progress, and every later one, fail within about a second with
+  /// Errc::cancelled (a stopping daemon does not wait out a 30 s request). Not undone.
+  virtual void cancel() {}
 };
 
 /// libcurl transport: keep-alive connections shared between threads (curl share

@@ -31,6 +31,7 @@ enum class Errc {
   unauthorized,     ///< credentials rejected
   unsupported,      ///< feature or version not supported
   internal,         ///< a bug: "cannot happen"
+  cancelled,        ///< given up on purpose (the daemon is stopping)
 };
 
 /// Printable name of an error class ("hsm", "storage", ...).

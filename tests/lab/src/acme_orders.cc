@@ -1,6 +1,7 @@
 // AcmeService: orders, authorizations, tkauth-01 challenges and finalize.
 
 #include <chrono>
+#include <iostream>
 
 #include "acme_service.h"
 #include "cert_builder.h"
@@ -109,6 +110,18 @@ void AcmeService::refreshOrder(Order& order) {
 }
 
 LabReply AcmeService::newOrder(const Post& post) {
+  if (ctx_.options.rateLimitSeconds > 0 && ++newOrdersSeen_ > ctx_.options.rateLimitAfter) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!limitedUntil_) {
+      limitedUntil_ = now + std::chrono::seconds(ctx_.options.rateLimitSeconds);
+    }
+    if (now < *limitedUntil_) {
+      const auto left = std::chrono::duration_cast<std::chrono::seconds>(*limitedUntil_ - now).count() + 1;
+      std::cerr << "kms-lab: newOrder refused (rate limit, " << left << " s left)\n";
+      return acmeProblem(429, "rateLimited", "too many new orders; retry after " + std::to_string(left) + " s")
+          .with("Retry-After", std::to_string(left));
+    }
+  }
   json payload = json::parse(post.payload, nullptr, false);
   if (payload.is_discarded() || !payload.is_object() || !payload.contains("identifiers") ||
       !payload["identifiers"].is_array() || payload["identifiers"].empty()) {

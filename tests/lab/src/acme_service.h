@@ -10,9 +10,9 @@
 ///
 /// Validation is synchronous: the challenge POST answers valid or invalid.
 
+#include <chrono>
 #include <deque>
 #include <map>
-#include <chrono>
 #include <optional>
 #include <set>
 #include <string>
@@ -107,6 +107,8 @@ class AcmeService {
   std::unordered_set<std::string> nonces_;
   std::deque<std::string> nonceOrder_;
   std::map<std::string, Order> orders_;
+  int newOrdersSeen_ = 0;                                              ///< --rate-limit-after
+  std::optional<std::chrono::steady_clock::time_point> limitedUntil_;  ///< --rate-limit-seconds
   std::map<std::string, Authz> authzs_;
   std::set<std::string> usedJti_;
   std::set<std::string> replaced_;  ///< ARI certIDs already named by an order's "replaces"

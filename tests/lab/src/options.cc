@@ -46,7 +46,7 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
     }
   };
   if (key == "cert-lifetime" || key == "token-lifetime" || key == "access-token-lifetime" || key == "slow-ms" ||
-      key == "processing-seconds") {
+      key == "processing-seconds" || key == "rate-limit-after" || key == "rate-limit-seconds") {
     need(value.is_number_integer() && value.get<std::int64_t>() >= 0);
     auto v = value.get<std::int64_t>();
     if (key == "cert-lifetime") {
@@ -57,6 +57,10 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
       o.accessTokenLifetime = v;
     } else if (key == "processing-seconds") {
       o.processingSeconds = static_cast<int>(v);
+    } else if (key == "rate-limit-after") {
+      o.rateLimitAfter = static_cast<int>(v);
+    } else if (key == "rate-limit-seconds") {
+      o.rateLimitSeconds = static_cast<int>(v);
     } else {
       o.slowMs = static_cast<int>(v);
     }
@@ -128,6 +132,8 @@ json LabOptions::toJson() const {
               {"broken-chain", brokenChain},
               {"slow-ms", slowMs},
               {"processing-seconds", processingSeconds},
+              {"rate-limit-after", rateLimitAfter},
+              {"rate-limit-seconds", rateLimitSeconds},
               {"fail-sti-pa", failStiPa},
               {"no-eab", noEab},
               {"tamper-token", tamperToken}};
@@ -159,6 +165,12 @@ ParseOutcome parseOptions(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--processing-seconds", o.processingSeconds,
                  "finalize answers processing with this Retry-After; earlier polls are refused")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--rate-limit-after", o.rateLimitAfter,
+                 "with --rate-limit-seconds: the newOrder requests after this many are refused")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--rate-limit-seconds", o.rateLimitSeconds,
+                 "refuse newOrder (429 rateLimited, Retry-After) for this long from the first refusal")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--fail-sti-pa", o.failStiPa, "every STI-PA request answers 500");
   app.add_flag("--no-eab", o.noEab, "do not require External Account Binding");

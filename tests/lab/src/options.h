@@ -41,6 +41,10 @@ struct LabOptions {
   /// finalize answers "processing" with Retry-After: N; polling the order sooner is
   /// refused (429 rateLimited), afterwards it is valid. 0: valid at once.
   int processingSeconds = 0;
+  /// newOrder requests after the first `rateLimitAfter` are refused (429 rateLimited,
+  /// Retry-After: the seconds left) for `rateLimitSeconds` from the first refusal. 0: off.
+  int rateLimitAfter = 0;
+  int rateLimitSeconds = 0;
 
   /// The switches as JSON (the lab-switches.json spelling), for logs and lab.json.
   [[nodiscard]] nlohmann::json toJson() const;

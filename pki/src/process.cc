@@ -1,0 +1,122 @@
+#include "kms/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "kms/fs.h"
+
+extern char** environ;
+
+namespace kms {
+
+Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const std::vector<std::string>& argv,
+                                                          const std::vector<std::string>& extraEnv) {
+  if (argv.empty() || argv.front().empty()) {
+    return fail(Errc::invalidArgument, "no program to run");
+  }
+  std::vector<std::string> envStore;
+  for (char** e = environ; *e != nullptr; ++e) {
+    envStore.emplace_back(*e);
+  }
+  envStore.insert(envStore.end(), extraEnv.begin(), extraEnv.end());
+  std::vector<char*> envp;
+  envp.reserve(envStore.size() + 1);
+  for (auto& s : envStore) {
+    envp.push_back(s.data());
+  }
+  envp.push_back(nullptr);
+  std::vector<std::string> argStore = argv;
+  std::vector<char*> args;
+  args.reserve(argStore.size() + 1);
+  for (auto& s : argStore) {
+    args.push_back(s.data());
+  }
+  args.push_back(nullptr);
+
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, argv.front().c_str(), nullptr, nullptr, args.data(), envp.data());
+  if (rc != 0) {
+    return fail(ioError("cannot run", argv.front(), rc));
+  }
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    int err = errno;
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return fail(ioError("pidfd_open failed", argv.front(), err));
+  }
+  ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  return std::unique_ptr<ChildProcess>(new ChildProcess(pid, pidfd));
+}
+
+ChildProcess::~ChildProcess() {
+  if (!status_) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  ::close(pidfd_);
+}
+
+std::optional<int> ChildProcess::exitStatus() {
+  if (status_) {
+    return status_;
+  }
+  int status = 0;
+  pid_t r = 0;
+  do {
+    r = ::waitpid(pid_, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == pid_) {
+    status_ = status;
+  }
+  return status_;
+}
+
+Result<int> ChildProcess::wait(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!exitStatus()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      kill();
+      int status = 0;
+      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+      status_ = status;
+      return fail(Errc::timeout, "ran longer than " + std::to_string(timeout.count() / 1000) + " s and was killed");
+    }
+    pollfd pfd{pidfd_, POLLIN, 0};
+    (void)::poll(&pfd, 1, static_cast<int>(left.count()));  // EINTR and timeouts re-check above
+  }
+  return *status_;
+}
+
+void ChildProcess::kill() {
+  if (!status_) {
+    ::kill(pid_, SIGKILL);
+  }
+}
+
+std::string describeExit(int status) {
+  if (WIFEXITED(status)) {
+    return "exit status " + std::to_string(WEXITSTATUS(status));
+  }
+  if (WIFSIGNALED(status)) {
+    return "signal " + std::to_string(WTERMSIG(status));
+  }
+  return "wait status " + std::to_string(status);
+}
+
+bool exitedCleanly(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+
+}  // namespace kms
