@@ -102,32 +102,10 @@ int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& 
   return rc;
 }
 
-int listKeys(const std::string& configPath, bool json, std::ostream& out, std::ostream& err) {
-  auto cfg = loadConfig(configPath, err);
-  if (!cfg) {
-    return kExitCheckFailed;
-  }
-  auto token = hsm::Token::open(tokenOptions(*cfg));
-  if (!token) {
-    err << configPath << ": [hsm] " << token.error().toString() << '\n';
-    return kExitRuntime;
-  }
-  auto keys = (*token)->listKeys();
+Result<std::string> keysJson(hsm::Token& token, const std::vector<storage::HsmKey>& known) {
+  auto keys = token.listKeys();
   if (!keys) {
-    err << "kmsctl: " << keys.error().toString() << '\n';
-    return kExitRuntime;
-  }
-  std::vector<storage::HsmKey> known;
-  std::unique_ptr<storage::Db> db;
-  if (exists(dbPath(*cfg))) {
-    auto opened = openExistingDb(*cfg);
-    if (opened) {
-      db = std::move(*opened);
-      auto store = storage::makeSqliteStore(*db);
-      if (auto rows = store->listKeys(false)) {
-        known = std::move(*rows);
-      }
-    }
+    return fail(keys.error());
   }
   auto managed = [&](const hsm::KeyInfo& k) {
     for (const auto& row : known) {
@@ -137,44 +115,82 @@ int listKeys(const std::string& configPath, bool json, std::ostream& out, std::o
     }
     return std::string("unmanaged");
   };
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& k : *keys) {
+    arr.push_back({{"label", k.label},
+                   {"uri", k.uri.toString()},
+                   {"jwk_thumbprint", k.publicKey.jwkThumbprint()},
+                   {"spki_fingerprint", k.publicKey.spkiFingerprint()},
+                   {"managed", managed(k)},
+                   {"on_token", true}});
+  }
   // Recorded as live in the state DB but not on the token: deleted behind kmsd's back, or
   // a crash came between recording a key and generating it (kmsd retires those itself).
-  std::vector<const storage::HsmKey*> missing;
   for (const auto& row : known) {
     if (std::none_of(keys->begin(), keys->end(),
                      [&](const hsm::KeyInfo& k) { return k.uri.toString() == row.keyUri; })) {
-      missing.push_back(&row);
-    }
-  }
-  if (json) {
-    nlohmann::json arr = nlohmann::json::array();
-    for (const auto& k : *keys) {
-      arr.push_back({{"label", k.label},
-                     {"uri", k.uri.toString()},
-                     {"jwk_thumbprint", k.publicKey.jwkThumbprint()},
-                     {"spki_fingerprint", k.publicKey.spkiFingerprint()},
-                     {"managed", managed(k)},
-                     {"on_token", true}});
-    }
-    for (const auto* row : missing) {
-      arr.push_back({{"label", row->label},
-                     {"uri", row->keyUri},
-                     {"managed", storage::toString(row->purpose)},
+      arr.push_back({{"label", row.label},
+                     {"uri", row.keyUri},
+                     {"managed", storage::toString(row.purpose)},
                      {"on_token", false}});
     }
-    out << arr.dump(2) << '\n';
-    return kExitOk;
   }
-  out << keys->size() << " key(s) on token '" << cfg->hsm.tokenLabel << "'\n";
-  for (const auto& k : *keys) {
-    out << "  " << k.label << "  [" << managed(k) << "]\n    " << k.uri.toString() << "\n    "
-        << k.publicKey.spkiFingerprint() << '\n';
+  return arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void printKeys(const nlohmann::json& keys, const std::string& tokenLabel, std::ostream& out) {
+  auto str = [](const nlohmann::json& k, const char* key) {
+    auto it = k.find(key);
+    return it != k.end() && it->is_string() ? it->get<std::string>() : std::string("-");
+  };
+  std::size_t onToken = 0;
+  for (const auto& k : keys) {
+    onToken += k.value("on_token", false) ? 1 : 0;
   }
-  if (!missing.empty()) {
-    out << missing.size() << " recorded key(s) NOT on the token\n";
-    for (const auto* row : missing) {
-      out << "  " << row->label << "  [" << storage::toString(row->purpose) << "]\n    " << row->keyUri << '\n';
+  out << onToken << " key(s) on token '" << tokenLabel << "'\n";
+  for (const auto& k : keys) {
+    if (k.value("on_token", false)) {
+      out << "  " << str(k, "label") << "  [" << str(k, "managed") << "]\n    " << str(k, "uri") << "\n    "
+          << str(k, "spki_fingerprint") << '\n';
     }
+  }
+  if (onToken < keys.size()) {
+    out << keys.size() - onToken << " recorded key(s) NOT on the token\n";
+    for (const auto& k : keys) {
+      if (!k.value("on_token", false)) {
+        out << "  " << str(k, "label") << "  [" << str(k, "managed") << "]\n    " << str(k, "uri") << '\n';
+      }
+    }
+  }
+}
+
+int listKeys(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err) {
+  auto token = hsm::Token::open(tokenOptions(cfg));
+  if (!token) {
+    err << "kmsctl: [hsm] " << token.error().toString() << '\n';
+    return kExitRuntime;
+  }
+  std::vector<storage::HsmKey> known;
+  std::unique_ptr<storage::Db> db;
+  if (exists(dbPath(cfg))) {
+    auto opened = openExistingDb(cfg);
+    if (opened) {
+      db = std::move(*opened);
+      auto store = storage::makeSqliteStore(*db);
+      if (auto rows = store->listKeys(false)) {
+        known = std::move(*rows);
+      }
+    }
+  }
+  auto report = keysJson(**token, known);
+  if (!report) {
+    err << "kmsctl: " << report.error().toString() << '\n';
+    return kExitRuntime;
+  }
+  if (json) {
+    out << *report << '\n';
+  } else {
+    printKeys(nlohmann::json::parse(*report), cfg.hsm.tokenLabel, out);
   }
   return kExitOk;
 }

@@ -5,8 +5,13 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "config/config.h"
+#include "hsm/token.h"
+#include "storage/store.h"
 
 namespace kms::daemon {
 
@@ -25,8 +30,16 @@ enum ExitCode : int {
 /// exists, checks its schema version. Prints "ok" or every error.
 int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& err);
 
-/// Lists the EC keys on the configured token and whether kmsd's DB knows them.
-int listKeys(const std::string& configPath, bool json, std::ostream& out, std::ostream& err);
+/// The keys report, a JSON array: every EC key on the token (label, uri, jwk_thumbprint,
+/// spki_fingerprint, managed: the purpose the state DB records or "unmanaged", on_token:
+/// true), then the keys the DB records as live that the token lacks (on_token: false).
+[[nodiscard]] Result<std::string> keysJson(hsm::Token& token, const std::vector<storage::HsmKey>& known);
+/// Prints a keys report for people.
+void printKeys(const nlohmann::json& keys, const std::string& tokenLabel, std::ostream& out);
+
+/// Lists the EC keys on the configured token and whether kmsd's DB knows them, opening the
+/// token itself (only when the daemon does not run: kmsctl asks the daemon otherwise).
+int listKeys(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err);
 
 /// Managed certificates and their lifecycle state, from the state DB.
 int showStatus(const std::string& configPath, bool json, std::ostream& out, std::ostream& err);

@@ -196,6 +196,32 @@ int ctlRevoke(const std::string& configPath, const std::string& name, int reason
   return kExitOk;
 }
 
+int ctlKeys(const std::string& configPath, bool json, std::ostream& out, std::ostream& err) {
+  auto cfg = loadConfig(configPath, err);
+  if (!cfg) {
+    return kExitCheckFailed;
+  }
+  // The daemon holds the token: a second process logging in would rewrite SoftHSM2's
+  // token file under it, so the daemon is asked when it runs.
+  int status = 0;
+  if (auto r = ask(*cfg, "GET", "/v1/keys", "", err, &status)) {
+    if (status != 200 || !r->is_object() || !(*r)["keys"].is_array()) {
+      err << "kmsctl: kmsd answered HTTP " << status << ": " << sanitize(str(*r, "detail", "")) << '\n';
+      return kExitRuntime;
+    }
+    if (json) {
+      out << (*r)["keys"].dump(2) << '\n';
+    } else {
+      printKeys((*r)["keys"], cfg->hsm.tokenLabel, out);
+    }
+    return kExitOk;
+  }
+  if (!json) {
+    out << "kmsd is not running; read from the token and the state DB\n";
+  }
+  return listKeys(*cfg, json, out, err);
+}
+
 int ctlEvents(const std::string& configPath, int limit, bool follow, std::ostream& out, std::ostream& err) {
   auto cfg = loadConfig(configPath, err);
   if (!cfg) {

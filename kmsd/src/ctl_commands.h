@@ -16,6 +16,9 @@ int ctlStatus(const std::string& configPath, bool json, std::ostream& out, std::
 int ctlRenew(const std::string& configPath, const std::string& name, bool wait, std::ostream& out, std::ostream& err);
 /// Asks the daemon to revoke NAME's active certificate (RFC 5280 reason code).
 int ctlRevoke(const std::string& configPath, const std::string& name, int reason, std::ostream& out, std::ostream& err);
+/// The keys on the token and what the state DB knows of them: from the daemon when it
+/// runs, else by opening the token (saying so).
+int ctlKeys(const std::string& configPath, bool json, std::ostream& out, std::ostream& err);
 /// Events from the daemon (or the DB); with `follow`, keeps printing new ones.
 int ctlEvents(const std::string& configPath, int limit, bool follow, std::ostream& out, std::ostream& err);
 

@@ -964,6 +964,22 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
       return jsonBody(200, "{\"daemon\":" + daemon.dump() + ",\"certificates\":" + listJson(rt) + "}");
     });
   }
+  if (what == "keys" && parts.size() == 2) {
+    if (!get) {
+      return notAllowed();
+    }
+    return readDb([this]() {
+      auto known = state_.locked->with([](storage::Store& s) { return s.listKeys(false); });
+      if (!known) {
+        return problem(500, "state DB", known.error().toString());
+      }
+      auto report = keysJson(services_->token(), *known);
+      if (!report) {
+        return problem(503, "HSM token", report.error().toString());
+      }
+      return jsonBody(200, "{\"keys\":" + *report + "}");
+    });
+  }
   if (what == "certificates") {
     if (parts.size() == 2) {
       if (!get) {

@@ -50,7 +50,7 @@ int run(int argc, char** argv) {
       return ctlStatus(configPath, json, std::cout, std::cerr);
     }
     if (keys->parsed()) {
-      return listKeys(configPath, json, std::cout, std::cerr);
+      return ctlKeys(configPath, json, std::cout, std::cerr);
     }
     if (events->parsed()) {
       return ctlEvents(configPath, limit, follow, std::cout, std::cerr);

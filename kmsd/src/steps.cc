@@ -217,16 +217,34 @@ Result<std::shared_ptr<ChildProcess>> Steps::dnsPresent(const acme::Authorizatio
   return std::shared_ptr<ChildProcess>();
 }
 
-void Steps::remember(std::int64_t orderId, const acme::Authorization& authz, const acme::Challenge& challenge,
+bool Steps::remember(std::int64_t orderId, const acme::Authorization& authz, const acme::Challenge& challenge,
                      const std::string& keyAuth, const std::string& type) {
   std::lock_guard<std::mutex> lock(hooksMutex_);
   auto& list = presented_[orderId];
   for (const auto& p : list) {
     if (p.challenge.url == challenge.url) {
-      return;
+      return false;
     }
   }
   list.push_back(Presented{authz, challenge, keyAuth, type});
+  return true;
+}
+
+bool Steps::wasAnswered(std::int64_t orderId, const std::string& challengeUrl) {
+  std::lock_guard<std::mutex> lock(hooksMutex_);
+  auto it = presented_.find(orderId);
+  return it != presented_.end() && std::any_of(it->second.begin(), it->second.end(), [&](const Presented& p) {
+           return p.answered && p.challenge.url == challengeUrl;
+         });
+}
+
+void Steps::markAnswered(std::int64_t orderId, const std::string& challengeUrl) {
+  std::lock_guard<std::mutex> lock(hooksMutex_);
+  for (Presented& p : presented_[orderId]) {
+    if (p.challenge.url == challengeUrl) {
+      p.answered = true;
+    }
+  }
 }
 
 void Steps::withdraw(std::int64_t orderId) {
@@ -590,7 +608,10 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
           Error{Errc::unsupported, "no solver configured for " + type, authzUrl, 0, {}, false, std::nullopt}));
     }
     const std::string keyAuth = acme::keyAuthorization(ch->token, ca->account.key.publicKey());
-    if (ch->status == "pending") {
+    // Answered already (by this process, or by one killed after recording it): a CA that
+    // keeps the challenge "pending" while it validates (Pebble) is not answered again.
+    const bool answeredBefore = order.challengeUrl == ch->url || wasAnswered(order.id, ch->url);
+    if (ch->status == "pending" && !answeredBefore) {
       Result<std::string> payload = std::string("{}");
       if (type == "dns-01") {
         // The operator's hook may take minutes (DNS propagation): it runs on its own and
@@ -619,6 +640,7 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
       if (!answered) {
         return fail(answered.error());
       }
+      markAnswered(order.id, ch->url);
       // A CA that validated while answering (kms-lab, some STI-CAs) is read back at once.
       decidedAtOnce = decidedAtOnce && (answered->status == "valid" || answered->status == "invalid");
       storage::OrderUpdate u = at(CertState::orderPending);
@@ -640,7 +662,13 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
       if (!payload) {
         return fail(payload.error());
       }
-      remember(order.id, *authz, *ch, keyAuth, type);
+      if (remember(order.id, *authz, *ch, keyAuth, type)) {
+        events_.emit({"KMS_CHALLENGE_RESUMED",
+                      storage::EventLevel::info,
+                      c.name,
+                      type + " answer for " + authz->identifier.value + " served again while the CA validates",
+                      {{"challenge", ch->url}}});
+      }
     }
     if (authz->retryAfter) {
       retryAfter = authz->retryAfter;

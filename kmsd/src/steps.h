@@ -99,8 +99,11 @@ class Steps {
   /// runs, nullptr once it exited with status 0.
   Result<std::shared_ptr<ChildProcess>> dnsPresent(const acme::Authorization& authz, const acme::Challenge& challenge,
                                                    const std::string& keyAuth, PollState& poll);
-  void remember(std::int64_t orderId, const acme::Authorization& authz, const acme::Challenge& challenge,
+  /// Records an answer to withdraw later; false when it was already recorded.
+  bool remember(std::int64_t orderId, const acme::Authorization& authz, const acme::Challenge& challenge,
                 const std::string& keyAuth, const std::string& type);
+  bool wasAnswered(std::int64_t orderId, const std::string& challengeUrl);
+  void markAnswered(std::int64_t orderId, const std::string& challengeUrl);
   /// Reaps finished cleanup hooks (and kills those over hookTimeout), logging failures.
   void reapCleanups();
   Result<acme::IssueRequest> requestFor(const config::CertificateConfig& c, pki::Signer* certKey);
@@ -120,6 +123,7 @@ class Steps {
     acme::Challenge challenge;
     std::string keyAuth;
     std::string type;
+    bool answered = false;  ///< POSTed to the CA by this process
   };
   struct Cleanup {
     std::unique_ptr<ChildProcess> child;

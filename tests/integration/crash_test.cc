@@ -5,19 +5,28 @@
 // most one extra order per renewal.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <random>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "daemon_process.h"
 #include "lab_process.h"
+#include "pebble_server.h"
+#include "softhsm_token.h"
 #include "pki/x509.h"
 #include "sandbox.h"
 
@@ -26,6 +35,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using test::CmdResult;
+using test::DaemonProcess;
 using test::kKmsctl;
 using test::kKmsd;
 using test::LabProcess;
@@ -195,6 +205,154 @@ TEST_F(Crash, RandomKillsDuringThreeRenewals) {
   EXPECT_GE(renewals, 3);
   std::printf("random kills: %d kills, %d renewals, seed %llu\n", kills, renewals,
               static_cast<unsigned long long>(seed));
+}
+
+/// A TCP relay on 127.0.0.1 that accepts connections at once but holds them until opened,
+/// then relays each request to `to` and the answer back: the CA's validation waits while
+/// kmsd is dead and restarting, instead of racing the restart.
+class GatedRelay {
+ public:
+  explicit GatedRelay(std::uint16_t to) : to_(to) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0) {
+      throw std::runtime_error(std::string("relay: ") + std::strerror(errno));
+    }
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~GatedRelay() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  void open() { open_ = true; }
+  [[nodiscard]] int held() const { return held_.load(); }
+  [[nodiscard]] int relayed() const { return relayed_.load(); }
+
+ private:
+  void loop() {
+    std::vector<int> waiting;
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) == 1) {
+        int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c >= 0) {
+          waiting.push_back(c);
+          ++held_;
+        }
+      }
+      if (open_) {
+        for (int c : waiting) {
+          relay(c);
+        }
+        waiting.clear();
+      }
+    }
+    for (int c : waiting) {
+      ::close(c);
+    }
+  }
+  /// One request (the CA sends it whole, with Connection: close) and its answer.
+  void relay(int client) {
+    std::string request;
+    char buf[4096];
+    while (request.find("\r\n\r\n") == std::string::npos) {
+      pollfd p{client, POLLIN, 0};
+      if (::poll(&p, 1, 5000) != 1) {
+        break;
+      }
+      ssize_t n = ::read(client, buf, sizeof buf);
+      if (n <= 0) {
+        break;
+      }
+      request.append(buf, static_cast<std::size_t>(n));
+    }
+    int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(to_);
+    if (::connect(server, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+        ::write(server, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      for (;;) {
+        pollfd p{server, POLLIN, 0};
+        if (::poll(&p, 1, 5000) != 1) {
+          break;
+        }
+        ssize_t n = ::read(server, buf, sizeof buf);
+        if (n <= 0 || ::write(client, buf, static_cast<std::size_t>(n)) != n) {
+          break;
+        }
+      }
+      ++relayed_;
+    }
+    ::close(server);
+    ::close(client);
+  }
+
+  std::uint16_t to_;
+  std::uint16_t port_ = 0;
+  int fd_ = -1;
+  std::atomic<bool> open_{false};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> held_{0};
+  std::atomic<int> relayed_{0};
+  std::thread thread_;
+};
+
+std::uint16_t freeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+TEST(CrashHttp01, KilledRightAfterAnsweringTheNextStartServesTheAnswerAgain) {
+  // Pebble validates through the relay, which holds its requests until kmsd has been killed
+  // right after answering and started again: only an answer served again can pass.
+  test::SoftHsmToken softhsm("kms-test");
+  const std::uint16_t responderPort = freeLoopbackPort();
+  GatedRelay relay(responderPort);
+  test::PebbleOptions options;
+  options.httpPort = relay.port();
+  test::PebbleServer pebble(options);
+  const auto& sb = softhsm.sandbox();
+  const std::string roots = pebble.writeIssuingRoots(sb.file("pebble-roots.pem"));
+  const std::string config = sb.write(
+      "kmsd.toml", "[daemon]\nstate_dir = \"" + sb.file("state") + "\"\ncontrol_socket = \"" + sb.file("kmsd.sock") +
+                       "\"\n[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" + softhsm.pinFile() +
+                       "\"\n[acme]\ndirectory_url = \"" + pebble.directoryUrl() + "\"\nca_bundle = \"" +
+                       pebble.tlsCaFile() + "\"\ntrust_anchors = \"" + roots + "\"\nhttp01_listen = \"127.0.0.1:" +
+                       std::to_string(responderPort) + "\"\n[publisher]\nweb_root = \"" + sb.file("www") +
+                       "\"\nbase_url = \"https://cr.example.net/\"\n"
+                       "[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example.com\"]\n");
+  const std::string env = "SOFTHSM2_CONF=" + softhsm.confPath();
+  CmdResult killed = test::runTool(env + " KMSD_FAILPOINT=challenge_answered", kKmsd, config, "--once");
+  ASSERT_EQ(killed.rc, 128 + SIGKILL) << killed.output;
+
+  DaemonProcess kmsd(softhsm.confPath(), config, sb.file("kmsd.log"));
+  ASSERT_TRUE(kmsd.waitFor("KMS_CHALLENGE_RESUMED cert=web")) << kmsd.log();
+  EXPECT_GT(relay.held(), 0);  // the CA tried while kmsd was down or starting
+  relay.open();
+  ASSERT_TRUE(kmsd.waitFor("KMS_CERT_ACTIVATED cert=web")) << kmsd.log();
+  const std::string log = kmsd.log();
+  EXPECT_EQ(log.find("KMS_ORDER_CREATED"), std::string::npos) << log;  // the first order went through
+  EXPECT_EQ(log.find("KMS_RENEW_FAILED"), std::string::npos) << log;
+  EXPECT_GT(relay.relayed(), 0);
+  EXPECT_EQ(kmsd.stop(), 0) << kmsd.log();
 }
 
 }  // namespace

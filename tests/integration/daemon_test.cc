@@ -144,6 +144,18 @@ TEST_F(Daemon, ControlApiKmsctlSignalsAndReload) {
   ASSERT_TRUE(kmsd->waitFor("KMS_RELOADED")) << kmsd->log();
   EXPECT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=second")) << kmsd->log();
 
+  // keys: from the daemon, which holds the token (kmsctl cannot even reach the token here).
+  auto keysApi = api("GET", "/v1/keys");
+  ASSERT_TRUE(keysApi.has_value());
+  EXPECT_EQ(keysApi->status, 200) << keysApi->body;
+  CmdResult keys = test::runTool("SOFTHSM2_CONF=/nonexistent/softhsm2.conf", kKmsctl, config_, "keys");
+  EXPECT_EQ(keys.rc, 0) << keys.output;
+  EXPECT_NE(keys.output.find("3 key(s) on token"), std::string::npos) << keys.output;  // account, main, second
+  EXPECT_NE(keys.output.find("[certificate]"), std::string::npos) << keys.output;
+  EXPECT_NE(keys.output.find("[account]"), std::string::npos) << keys.output;
+  EXPECT_EQ(keys.output.find("not running"), std::string::npos) << keys.output;
+  EXPECT_EQ(api("POST", "/v1/keys")->status, 405);
+
   // A second kmsd on the same state directory refuses to start.
   CmdResult second = run(kKmsd, "");
   EXPECT_EQ(second.rc, 1) << second.output;
@@ -157,6 +169,11 @@ TEST_F(Daemon, ControlApiKmsctlSignalsAndReload) {
   CmdResult offline = run(kKmsctl, "status");
   EXPECT_EQ(offline.rc, 0) << offline.output;
   EXPECT_NE(offline.output.find("kmsd is not running; read from the state DB"), std::string::npos);
+  CmdResult offlineKeys = run(kKmsctl, "keys");
+  EXPECT_EQ(offlineKeys.rc, 0) << offlineKeys.output;
+  EXPECT_NE(offlineKeys.output.find("kmsd is not running; read from the token and the state DB"), std::string::npos)
+      << offlineKeys.output;
+  EXPECT_NE(offlineKeys.output.find("3 key(s) on token"), std::string::npos) << offlineKeys.output;
   CmdResult refused = run(kKmsctl, "renew main");
   EXPECT_EQ(refused.rc, 1) << refused.output;
   EXPECT_NE(refused.output.find("kmsd is not running"), std::string::npos) << refused.output;
