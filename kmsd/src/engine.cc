@@ -685,7 +685,8 @@ class Engine::Impl {
         schedule(it->second, clock_->now());
       }
     }
-    for (auto& [name, rt] : certs_) {
+    for (auto& [certName, rt] : certs_) {
+      const std::string& name = certName;  // (a structured binding cannot be captured before C++20 in clang 14)
       bool kept = std::any_of(cfg->certificates.begin(), cfg->certificates.end(),
                               [&](const auto& c) { return c.name == name; });
       if (!kept && !rt->removed) {
@@ -987,7 +988,7 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
       }
       return readDb([this, rt = runtimeInfo()]() { return jsonBody(200, "{\"certificates\":" + listJson(rt) + "}"); });
     }
-    const std::string name = parts[2];
+    const std::string& name = parts[2];
     auto it = certs_.find(name);
     if (parts.size() == 3) {
       if (!get) {

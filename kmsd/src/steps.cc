@@ -307,10 +307,13 @@ void Steps::reapCleanups() {
 }
 
 Steps::~Steps() {
-  // Cleanup hooks still running get a short while to finish before they are killed.
+  // Cleanup hooks still running get 2 s in all to finish before they are killed (the
+  // stop must be over within 10 s).
   std::lock_guard<std::mutex> lock(hooksMutex_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   for (Cleanup& c : cleanups_) {
-    (void)c.child->wait(std::chrono::seconds(5));
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    (void)c.child->wait(std::max(left, std::chrono::milliseconds(0)));
   }
 }
 

@@ -41,7 +41,7 @@ class Steps {
  public:
   Steps(Services& services, const Clock& clock, Random& random, EventSink& events)
       : s_(services), clock_(clock), random_(random), events_(events) {}
-  /// Waits a few seconds for cleanup hooks still running, then kills them.
+  /// Waits up to 2 s for cleanup hooks still running, then kills them.
   ~Steps();
   Steps(const Steps&) = delete;
   Steps& operator=(const Steps&) = delete;
