@@ -27,6 +27,7 @@ packages=(
   lego                          # reference ACME client for tests/bench/acme_issue
   clang-14 libfuzzer-14-dev libclang-rt-14-dev   # fuzzing (tests/fuzz: libFuzzer + ASan/UBSan)
   procps                        # ps/pkill used by tests
+  nginx                         # the STI-CR web server of deploy/nginx/sti-cr.conf (tests start their own)
 )
 
 missing=()
@@ -40,6 +41,14 @@ if ((${#missing[@]})); then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
+  # Server packages (nginx) must not start a system-wide service here: tests start their
+  # own instances on 127.0.0.1. policy-rc.d answering 101 tells invoke-rc.d so.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 0755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

@@ -40,6 +40,10 @@ const char* toString(Fingerprint value) noexcept {
   return value == Fingerprint::jwkThumbprint ? "jwk-thumbprint" : "spki";
 }
 
+const char* toString(PublicationCheck value) noexcept {
+  return value == PublicationCheck::file ? "file" : "fetch";
+}
+
 const char* toString(Challenge value) noexcept {
   switch (value) {
     case Challenge::tkauth01:

@@ -104,6 +104,7 @@ void readStiPa(SectionReader& r, StiPaConfig& out) {
   out.userId = r.nonEmpty("user_id", Need::required).value_or("");
   out.passwordFile = r.secretFile("password_file", Need::required).value_or("");
   out.trustAnchor = r.readableFile("trust_anchor", Need::optional);
+  out.caBundle = r.readableFile("ca_bundle", Need::optional);
   if (auto fingerprint = r.string("fingerprint", Need::optional)) {
     if (*fingerprint == "spki") {
       out.fingerprint = Fingerprint::spki;
@@ -165,6 +166,43 @@ void readPublisher(SectionReader& r, PublisherConfig& out) {
       out.retain = parsed.value();
     } else {
       r.fail("retain", parsed.error());
+    }
+  }
+  if (auto check = r.string("publication_check", Need::optional)) {
+    if (*check == "fetch") {
+      out.publicationCheck = PublicationCheck::fetch;
+    } else if (*check == "file") {
+      out.publicationCheck = PublicationCheck::file;
+    } else {
+      r.fail("publication_check", R"(must be "fetch" or "file")");
+    }
+  }
+  if (auto timeout = r.string("check_timeout", Need::optional)) {
+    auto parsed = parseDuration(*timeout);
+    if (!parsed.has_value()) {
+      r.fail("check_timeout", parsed.error());
+    } else if (parsed.value() < std::chrono::seconds(1) || parsed.value() > std::chrono::seconds(300)) {
+      r.fail("check_timeout", "must be between 1s and 5m");
+    } else {
+      out.checkTimeout = parsed.value();
+    }
+  }
+  if (auto retries = r.integer("check_retries", Need::optional)) {
+    if (*retries < 0 || *retries > 10) {
+      r.fail("check_retries", "must be between 0 and 10, got " + std::to_string(*retries));
+    } else {
+      out.checkRetries = static_cast<int>(*retries);
+    }
+  }
+  out.caBundle = r.readableFile("ca_bundle", Need::optional);
+  if (auto timeout = r.string("hook_timeout", Need::optional)) {
+    auto parsed = parseDuration(*timeout);
+    if (!parsed.has_value()) {
+      r.fail("hook_timeout", parsed.error());
+    } else if (parsed.value() < std::chrono::seconds(1) || parsed.value() > std::chrono::hours(1)) {
+      r.fail("hook_timeout", "must be between 1s and 1h");
+    } else {
+      out.hookTimeout = parsed.value();
     }
   }
 }
@@ -236,6 +274,15 @@ void readCertificate(SectionReader& r, CertificateConfig& out) {
   }
   readIdentifiers(r, out);
 
+  if (auto reuse = r.boolean("reuse_key", Need::optional)) {
+    out.reuseKey = *reuse;
+  }
+  if (auto hook = r.nonEmpty("deploy_hook", Need::optional)) {
+    if (auto problem = checkExecutableFile(*hook)) {
+      r.fail("deploy_hook", std::move(*problem));
+    }
+    out.deployHook = *hook;
+  }
   out.subjectO = r.nonEmpty("subject_o", Need::optional);
   if (hasSpc && !r.has("subject_o")) {
     r.missing("subject_o", "missing required key (needed with spc)");
@@ -288,6 +335,14 @@ const toml::node* setFromText(toml::table& table, std::string_view key, Kind kin
         return nullptr;
       }
       table.insert_or_assign(key, value);
+      break;
+    }
+    case Kind::boolean: {
+      if (text != "true" && text != "false") {
+        error = "expected true or false, got " + quoted(text);
+        return nullptr;
+      }
+      table.insert_or_assign(key, text == "true");
       break;
     }
     case Kind::stringArray: {

@@ -31,6 +31,7 @@ constexpr std::array kSettings = {
     Setting{"sti_pa", "user_id", Kind::string, "", "STI-PA API user"},
     Setting{"sti_pa", "password_file", Kind::string, "", "file holding the STI-PA password"},
     Setting{"sti_pa", "trust_anchor", Kind::string, "", "PEM roots verifying SPC tokens and the CA list"},
+    Setting{"sti_pa", "ca_bundle", Kind::string, "", "extra PEM roots for the STI-PA's TLS (separate from [acme])"},
     Setting{"sti_pa", "fingerprint", Kind::string, "spki", "\"spki\" or \"jwk-thumbprint\""},
     // [acme]
     Setting{"acme", "directory_url", Kind::string, "", "ACME directory URL"},
@@ -46,6 +47,12 @@ constexpr std::array kSettings = {
     Setting{"publisher", "base_url", Kind::string, "", "public URL of web_root, ending in \"/\""},
     Setting{"publisher", "retain", Kind::string, "24h",
             "how long replaced certificates stay published (90s, 30m, 24h, 7d)"},
+    Setting{"publisher", "publication_check", Kind::string, "fetch",
+            "\"fetch\": the x5u is fetched back and compared before activation; \"file\": the file suffices"},
+    Setting{"publisher", "check_timeout", Kind::string, "10s", "timeout of one publication check fetch"},
+    Setting{"publisher", "check_retries", Kind::integer, "3", "check fetches after the first, 2 s apart (0..10)"},
+    Setting{"publisher", "ca_bundle", Kind::string, "", "extra PEM roots for fetching base_url"},
+    Setting{"publisher", "hook_timeout", Kind::string, "5m", "a deploy hook running longer is killed"},
     // [[certificate]]
     Setting{"certificate", "name", Kind::string, "", "unique name, [A-Za-z0-9._-]{1,64}"},
     Setting{"certificate", "spc", Kind::string, "", "SHAKEN service provider code"},
@@ -56,6 +63,10 @@ constexpr std::array kSettings = {
     Setting{"certificate", "subject_c", Kind::string, "US", "subject C, two upper-case letters"},
     Setting{"certificate", "renew_before_fraction", Kind::number, "0.333",
             "renew when this fraction of the lifetime is left, in (0, 1)"},
+    Setting{"certificate", "reuse_key", Kind::boolean, "false",
+            "renew with the active certificate's key (a lost or compromised key is still replaced)"},
+    Setting{"certificate", "deploy_hook", Kind::string, "",
+            "executable run after each new certificate is active (KMS_NAME, KMS_CERT_PATH, ...)"},
 };
 
 }  // namespace
@@ -81,6 +92,8 @@ const char* kindName(Kind kind) {
       return "an integer";
     case Kind::number:
       return "a number";
+    case Kind::boolean:
+      return "true or false";
     case Kind::stringArray:
       return "an array of strings";
   }

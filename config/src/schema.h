@@ -11,7 +11,7 @@
 namespace kms::config::detail {
 
 /// TOML type a key must have.
-enum class Kind { string, integer, number, stringArray };
+enum class Kind { string, integer, number, boolean, stringArray };
 
 /// One accepted key.
 struct Setting {

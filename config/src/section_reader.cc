@@ -13,6 +13,8 @@ bool matchesKind(const toml::node& node, Kind kind) {
       return node.is_integer();
     case Kind::number:
       return node.is_number();
+    case Kind::boolean:
+      return node.is_boolean();
     case Kind::stringArray:
       return node.is_array();
   }
@@ -124,6 +126,17 @@ std::optional<double> SectionReader::number(std::string_view key, Need need) {
   }
   if (const auto* floating = found->as_floating_point()) {
     return floating->get();
+  }
+  return std::nullopt;
+}
+
+std::optional<bool> SectionReader::boolean(std::string_view key, Need need) {
+  const toml::node* found = present(key, need);
+  if (found == nullptr) {
+    return std::nullopt;
+  }
+  if (const auto* value = found->as_boolean()) {
+    return value->get();
   }
   return std::nullopt;
 }

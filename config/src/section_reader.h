@@ -34,6 +34,7 @@ class SectionReader {
   [[nodiscard]] std::optional<std::string> string(std::string_view key, Need need);
   [[nodiscard]] std::optional<std::int64_t> integer(std::string_view key, Need need);
   [[nodiscard]] std::optional<double> number(std::string_view key, Need need);
+  [[nodiscard]] std::optional<bool> boolean(std::string_view key, Need need);
   /// The array's strings (only when every element is a string).
   [[nodiscard]] std::optional<std::vector<std::string>> strings(std::string_view key, Need need);
 

@@ -105,6 +105,7 @@ std::string redactedSummary(const Config& config) {
     w.text("user_id", sti.userId);
     w.text("password_file", sti.passwordFile, kSecretNote);
     w.optionalText("trust_anchor", sti.trustAnchor);
+    w.optionalText("ca_bundle", sti.caBundle);
     w.text("fingerprint", toString(sti.fingerprint));
   }
 
@@ -123,6 +124,11 @@ std::string redactedSummary(const Config& config) {
   w.text("web_root", config.publisher.webRoot);
   w.text("base_url", config.publisher.baseUrl);
   w.text("retain", detail::formatDuration(config.publisher.retain));
+  w.text("publication_check", toString(config.publisher.publicationCheck));
+  w.text("check_timeout", detail::formatDuration(config.publisher.checkTimeout));
+  w.line("check_retries", std::to_string(config.publisher.checkRetries));
+  w.optionalText("ca_bundle", config.publisher.caBundle);
+  w.text("hook_timeout", detail::formatDuration(config.publisher.hookTimeout));
 
   for (const CertificateConfig& certificate : config.certificates) {
     w.section("[[certificate]]");
@@ -135,6 +141,8 @@ std::string redactedSummary(const Config& config) {
     w.optionalText("subject_o", certificate.subjectO);
     w.text("subject_c", certificate.subjectC);
     w.line("renew_before_fraction", formatNumber(certificate.renewBeforeFraction));
+    w.line("reuse_key", certificate.reuseKey ? "true" : "false");
+    w.optionalText("deploy_hook", certificate.deployHook);
   }
   return w.take();
 }

@@ -291,7 +291,7 @@ class TokenImpl {
     pki::Bytes ecPoint;  ///< CKA_EC_POINT as the token gave it
   };
 
-  /// C_GenerateKeyPair: the private key sensitive, not extractable, for signing, on the
+  /// C_GenerateKeyPair: the private key sensitive, not extractable, for signing only, on the
   /// token or a session object; the public half a session object, read and dropped.
   Result<NewKey> generatePair(CK_SESSION_HANDLE s, const std::string& label, const pki::Bytes& id, bool onToken) {
     CK_BBOOL yes = CK_TRUE;
@@ -310,6 +310,11 @@ class TokenImpl {
         attr(CKA_SENSITIVE, &yes, sizeof yes),
         attr(CKA_EXTRACTABLE, &no, sizeof no),
         attr(CKA_SIGN, &yes, sizeof yes),
+        // Sign-only: SoftHSM2 would otherwise also allow decrypt, unwrap and derive.
+        attr(CKA_SIGN_RECOVER, &no, sizeof no),
+        attr(CKA_DECRYPT, &no, sizeof no),
+        attr(CKA_UNWRAP, &no, sizeof no),
+        attr(CKA_DERIVE, &no, sizeof no),
         attr(CKA_LABEL, lbl.data(), lbl.size()),
         attr(CKA_ID, ckaId.data(), ckaId.size()),
     };

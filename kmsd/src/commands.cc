@@ -102,7 +102,8 @@ int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& 
   return rc;
 }
 
-Result<std::string> keysJson(hsm::Token& token, const std::vector<storage::HsmKey>& known) {
+Result<std::string> keysJson(hsm::Token& token, const std::vector<storage::HsmKey>& known,
+                             const std::vector<storage::KeyUsage>& usage) {
   auto keys = token.listKeys();
   if (!keys) {
     return fail(keys.error());
@@ -115,14 +116,30 @@ Result<std::string> keysJson(hsm::Token& token, const std::vector<storage::HsmKe
     }
     return std::string("unmanaged");
   };
+  auto describe = [&](nlohmann::json& entry, const std::string& uri) {
+    for (const auto& u : usage) {
+      if (u.keyUri == uri) {
+        if (u.certName) {
+          entry["certificate"] = *u.certName;
+        }
+        entry["state"] = u.state;
+        if (u.until) {
+          entry["until"] = isoTime(*u.until);
+        }
+        return;
+      }
+    }
+  };
   nlohmann::json arr = nlohmann::json::array();
   for (const auto& k : *keys) {
-    arr.push_back({{"label", k.label},
-                   {"uri", k.uri.toString()},
-                   {"jwk_thumbprint", k.publicKey.jwkThumbprint()},
-                   {"spki_fingerprint", k.publicKey.spkiFingerprint()},
-                   {"managed", managed(k)},
-                   {"on_token", true}});
+    nlohmann::json entry{{"label", k.label},
+                         {"uri", k.uri.toString()},
+                         {"jwk_thumbprint", k.publicKey.jwkThumbprint()},
+                         {"spki_fingerprint", k.publicKey.spkiFingerprint()},
+                         {"managed", managed(k)},
+                         {"on_token", true}};
+    describe(entry, k.uri.toString());
+    arr.push_back(std::move(entry));
   }
   // Recorded as live in the state DB but not on the token: deleted behind kmsd's back, or
   // a crash came between recording a key and generating it (kmsd retires those itself).
@@ -150,8 +167,17 @@ void printKeys(const nlohmann::json& keys, const std::string& tokenLabel, std::o
   out << onToken << " key(s) on token '" << tokenLabel << "'\n";
   for (const auto& k : keys) {
     if (k.value("on_token", false)) {
-      out << "  " << str(k, "label") << "  [" << str(k, "managed") << "]\n    " << str(k, "uri") << "\n    "
-          << str(k, "spki_fingerprint") << '\n';
+      out << "  " << str(k, "label") << "  [" << str(k, "managed") << "]";
+      if (k.contains("state")) {
+        out << "  " << str(k, "state");
+        if (k.contains("certificate")) {
+          out << " (" << str(k, "certificate") << ")";
+        }
+        if (k.contains("until")) {
+          out << " until " << str(k, "until");
+        }
+      }
+      out << "\n    " << str(k, "uri") << "\n    " << str(k, "spki_fingerprint") << '\n';
     }
   }
   if (onToken < keys.size()) {
@@ -171,6 +197,7 @@ int listKeys(const config::Config& cfg, bool json, std::ostream& out, std::ostre
     return kExitRuntime;
   }
   std::vector<storage::HsmKey> known;
+  std::vector<storage::KeyUsage> usage;
   std::unique_ptr<storage::Db> db;
   if (exists(dbPath(cfg))) {
     auto opened = openExistingDb(cfg);
@@ -180,9 +207,12 @@ int listKeys(const config::Config& cfg, bool json, std::ostream& out, std::ostre
       if (auto rows = store->listKeys(false)) {
         known = std::move(*rows);
       }
+      if (auto rows = store->listKeyUsage(std::time(nullptr), cfg.publisher.retain.count())) {
+        usage = std::move(*rows);
+      }
     }
   }
-  auto report = keysJson(**token, known);
+  auto report = keysJson(**token, known, usage);
   if (!report) {
     err << "kmsctl: " << report.error().toString() << '\n';
     return kExitRuntime;

@@ -33,7 +33,10 @@ int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& 
 /// The keys report, a JSON array: every EC key on the token (label, uri, jwk_thumbprint,
 /// spki_fingerprint, managed: the purpose the state DB records or "unmanaged", on_token:
 /// true), then the keys the DB records as live that the token lacks (on_token: false).
-[[nodiscard]] Result<std::string> keysJson(hsm::Token& token, const std::vector<storage::HsmKey>& known);
+/// With `usage` (Store::listKeyUsage), each managed key also carries "certificate", "state"
+/// (account, order, active, previous, abandoned, expired) and, for "previous", "until".
+[[nodiscard]] Result<std::string> keysJson(hsm::Token& token, const std::vector<storage::HsmKey>& known,
+                                           const std::vector<storage::KeyUsage>& usage);
 /// Prints a keys report for people.
 void printKeys(const nlohmann::json& keys, const std::string& tokenLabel, std::ostream& out);
 

@@ -438,7 +438,9 @@ class Engine::Impl {
         r.orderClosed = true;
         openOrders_.fetch_sub(1);
         steps_->withdraw(order->id);
-        if (order->keyUri) {
+        // A reused key (reuse_key) is the active certificate's: it stays.
+        const bool activeKey = hasActive && snap->active->keyUri == order->keyUri.value_or("");
+        if (order->keyUri && !activeKey) {
           if (auto d = services_->destroyKey(cfg.name, *order->keyUri); !d) {
             sink_->emit({"KMS_KEY_DESTROY_FAILED",
                          EventLevel::warning,
@@ -969,12 +971,17 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
     if (!get) {
       return notAllowed();
     }
-    return readDb([this]() {
+    return readDb([this, retain = config_.publisher.retain.count()]() {
       auto known = state_.locked->with([](storage::Store& s) { return s.listKeys(false); });
       if (!known) {
         return problem(500, "state DB", known.error().toString());
       }
-      auto report = keysJson(services_->token(), *known);
+      auto usage = state_.locked->with(
+          [this, retain](storage::Store& s) { return s.listKeyUsage(unixSeconds(clock_->now()), retain); });
+      if (!usage) {
+        return problem(500, "state DB", usage.error().toString());
+      }
+      auto report = keysJson(services_->token(), *known, *usage);
       if (!report) {
         return problem(503, "HSM token", report.error().toString());
       }

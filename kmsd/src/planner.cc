@@ -31,6 +31,8 @@ const char* toString(Action action) noexcept {
       return "activate";
     case Action::refreshRenewal:
       return "refresh_renewal";
+    case Action::deploy:
+      return "deploy";
   }
   return "unknown";
 }
@@ -109,6 +111,10 @@ Plan plan(const CertSnapshot& s, std::int64_t now) {
   }
   if (s.activeKeyMissing) {
     return Plan{Action::startOrder, notBefore, backingOff ? backoffWhy : std::string("the active key is missing")};
+  }
+  if (s.deployHook && !s.active->deployedAt) {
+    return Plan{Action::deploy, notBefore,
+                backingOff ? backoffWhy : "deploy hook not yet run for serial " + s.active->serial};
   }
   if (s.renewRequested) {
     return Plan{Action::startOrder, notBefore, backingOff ? backoffWhy : std::string("renewal requested")};

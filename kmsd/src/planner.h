@@ -25,6 +25,7 @@ enum class Action {
   publish,         ///< write the chain to the STI-CR web root (-> published)
   activate,        ///< close the order, make the certificate active, plan its renewal
   refreshRenewal,  ///< read the CA's renewalInfo (ARI) and choose the renewal instant
+  deploy,          ///< run the certificate's deploy hook for the active certificate
 };
 [[nodiscard]] const char* toString(Action action) noexcept;
 /// Whether the action talks to the ACME CA (held back while the CA asked to wait).
@@ -40,6 +41,7 @@ struct CertSnapshot {
   bool activeKeyMissing = false;  ///< the active certificate's key is gone from the token
   bool renewRequested = false;    ///< an operator asked for a renewal (kmsctl renew)
   bool ariOffered = false;        ///< the CA's directory has renewalInfo
+  bool deployHook = false;        ///< a deploy hook is configured
   double renewBeforeFraction = 0.333;
 };
 
@@ -54,7 +56,8 @@ struct Plan {
 /// - An open order continues at its step, no earlier than the certificate's next attempt
 ///   (backoff, polling, Retry-After).
 /// - Without an order: no valid certificate, a missing key or an operator request start
-///   an order (after backoff); an active certificate without a chosen renewal instant
+///   an order (after backoff); an active certificate its deploy hook has not yet succeeded
+///   for runs the hook (after backoff); one without a chosen renewal instant
 ///   gets one (refreshRenewal); otherwise the renewal starts at `cert.renewAt`, and the
 ///   renewalInfo is read again at `cert.ariNextCheck`, whichever comes first.
 [[nodiscard]] Plan plan(const CertSnapshot& s, std::int64_t now);

@@ -142,7 +142,31 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
     return fail(transport.error());
   }
   s->transport_ = std::move(*transport);
+  if (config.publisher.publicationCheck == config::PublicationCheck::fetch) {
+    http::TransportOptions checkOpts;
+    checkOpts.caBundle = config.publisher.caBundle;
+    checkOpts.requestTimeout = config.publisher.checkTimeout;
+    checkOpts.connectTimeout = std::min<std::chrono::milliseconds>(config.publisher.checkTimeout, checkOpts.connectTimeout);
+    checkOpts.maxBodyBytes = 1 << 20;
+    auto check = http::makeCurlTransport(checkOpts);
+    if (!check) {
+      Error e = check.error();
+      e.message = "[publisher] ca_bundle: " + e.message;
+      return fail(e);
+    }
+    s->checkTransport_ = std::move(*check);
+  }
   if (config.stiPa) {
+    // The STI-PA's TLS trust is its own: the system store plus [sti_pa] ca_bundle.
+    http::TransportOptions stiOpts;
+    stiOpts.caBundle = config.stiPa->caBundle;
+    auto stiTransport = http::makeCurlTransport(stiOpts);
+    if (!stiTransport) {
+      Error e = stiTransport.error();
+      e.message = "[sti_pa] ca_bundle: " + e.message;
+      return fail(e);
+    }
+    s->stiPaTransport_ = std::move(*stiTransport);
     sti_pa::StiPaOptions o;
     o.url = config.stiPa->url;
     o.userId = config.stiPa->userId;
@@ -156,7 +180,7 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
       }
       o.trustAnchors = std::move(*anchors);
     }
-    s->stiPa_ = sti_pa::StiPaClient::create(*s->transport_, std::move(o));
+    s->stiPa_ = sti_pa::StiPaClient::create(*s->stiPaTransport_, std::move(o));
   }
   bool needHttp01 = std::any_of(config.certificates.begin(), config.certificates.end(),
                                 [](const auto& c) { return c.challenge == config::Challenge::http01; });

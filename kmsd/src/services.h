@@ -94,7 +94,25 @@ class Services {
   [[nodiscard]] Result<void> destroyKey(const std::optional<std::string>& cert, const std::string& uri);
 
   /// Makes every HTTP request in flight or later fail at once (Errc::cancelled): stopping.
-  void cancelTransfers() { transport_->cancel(); }
+  void cancelTransfers() {
+    transport_->cancel();
+    if (stiPaTransport_) {
+      stiPaTransport_->cancel();
+    }
+    if (checkTransport_) {
+      checkTransport_->cancel();
+    }
+  }
+  /// GET of a published URL (the publication check); Errc::unsupported when
+  /// [publisher] publication_check is "file".
+  [[nodiscard]] Result<http::HttpResponse> fetchPublished(const std::string& url) {
+    if (!checkTransport_) {
+      return fail(Errc::unsupported, "publication_check is \"file\"", url);
+    }
+    http::HttpRequest req;
+    req.url = url;
+    return checkTransport_->send(req);
+  }
 
   /// Logs a failed store write that the caller cannot act on (never silent).
   void storeWriteFailed(const std::optional<std::string>& cert, const char* what, const Error& e);
@@ -110,7 +128,9 @@ class Services {
   EventSink& events_;
   LockedStore& store_;
   std::unique_ptr<hsm::Token> token_;
-  std::unique_ptr<http::Transport> transport_;
+  std::unique_ptr<http::Transport> transport_;        ///< the ACME server's ([acme] ca_bundle)
+  std::unique_ptr<http::Transport> stiPaTransport_;   ///< the STI-PA's ([sti_pa] ca_bundle)
+  std::unique_ptr<http::Transport> checkTransport_;   ///< publication checks ([publisher] ca_bundle)
   std::unique_ptr<sti_pa::StiPaClient> stiPa_;
   publisher::WebRoot webRoot_;
   std::vector<pki::Certificate> anchors_;

@@ -1,6 +1,9 @@
 #include "steps.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -90,6 +93,7 @@ Result<CertSnapshot> Steps::snapshot(const config::CertificateConfig& c, bool re
   snap.renewRequested = renewRequested;
   snap.renewBeforeFraction = c.renewBeforeFraction;
   snap.ariOffered = s_.ariOffered();
+  snap.deployHook = c.deployHook.has_value();
   if (snap.active && !snap.order) {
     std::unique_lock<std::mutex> lock(checkedMutex_);
     if (!tokenListed_) {
@@ -131,6 +135,8 @@ Result<StepOutcome> Steps::run(Action action, const CertSnapshot& snap, const co
       return startOrder(snap, c);
     case Action::refreshRenewal:
       return refreshRenewal(snap, c);
+    case Action::deploy:
+      return deploy(snap, c, poll);
     default:
       break;
   }
@@ -152,7 +158,7 @@ Result<StepOutcome> Steps::run(Action action, const CertSnapshot& snap, const co
     case Action::awaitIssuance:
       return awaitIssuance(o, c, poll);
     case Action::publish:
-      return publish(o, c);
+      return publish(o, c, poll);
     case Action::activate:
       return activate(o, c);
     default:
@@ -378,6 +384,34 @@ Result<acme::IssueRequest> Steps::requestFor(const config::CertificateConfig& c,
 // --- planned: a key recorded with its order -------------------------------------------
 
 Result<StepOutcome> Steps::startOrder(const CertSnapshot& snap, const config::CertificateConfig& c) {
+  if (c.reuseKey && snap.active && !snap.activeKeyMissing) {
+    // reuse_key: the order uses the active certificate's key; nothing to generate.
+    auto tx = s_.store().with([&](storage::Store& st) {
+      return st.transact([&]() -> Result<void> {
+        auto o = st.createOrder(c.name, CertState::keyReady);
+        if (!o) {
+          return fail(o.error());
+        }
+        storage::OrderUpdate u = at(CertState::keyReady);
+        u.keyUri = snap.active->keyUri;
+        if (auto r = st.advanceOrder(o->id, u); !r) {
+          return fail(r.error());
+        }
+        return ok();
+      });
+    });
+    if (!tx) {
+      return fail(tx.error());
+    }
+    failpoint("key_recorded");
+    const std::string why = snap.renewRequested ? "renewal requested" : "renewal due";
+    events_.emit({"KMS_RENEWAL_STARTED",
+                  storage::EventLevel::info,
+                  c.name,
+                  "order started: " + why + " (key reused)",
+                  {{"key", snap.active->keyUri}, {"reason", why}}});
+    return StepOutcome{};
+  }
   auto planned = s_.planKey(c.name + "-" + std::to_string(now()), storage::KeyPurpose::certificate);
   if (!planned) {
     return fail(planned.error());
@@ -848,18 +882,37 @@ Result<storage::IssuedCert> Steps::orderCertificate(const storage::Order& order,
 
 // --- published ------------------------------------------------------------------------
 
-Result<StepOutcome> Steps::publish(const storage::Order& order, const config::CertificateConfig& c) {
+Result<StepOutcome> Steps::publish(const storage::Order& order, const config::CertificateConfig& c, PollState& poll) {
   auto row = orderCertificate(order, c, "issued");
   if (!row) {
     return fail(row.error());
   }
-  auto published = s_.webRoot().publish(c.name, row->serial, row->chainPem);
+  auto published = s_.webRoot().writeImmutable(c.name, row->serial, row->chainPem);
   if (!published) {
     Error e = published.error();
     e.message = "publish to [publisher] web_root: " + e.message;
     e.retryable = true;  // a full or read-only disk can be mended; the certificate stays valid
     events_.emit({"KMS_PUBLISH_FAILED", storage::EventLevel::error, c.name, e.toString(), {}});
     return fail(e);
+  }
+  if (s_.config().publisher.publicationCheck == config::PublicationCheck::fetch) {
+    // What a verifier will get from the x5u URL must be what was written, before anything
+    // relies on it; the previous certificate stays active until then.
+    auto problem = checkServed(published->x5uUrl, row->chainPem);
+    if (problem) {
+      if (poll.round < s_.config().publisher.checkRetries) {
+        ++poll.round;
+        return pollAgainAfter(std::chrono::seconds(2));
+      }
+      poll.round = 0;
+      Error e{Errc::protocol, "publication check: " + *problem, published->x5uUrl, 0, {}, true, std::nullopt};
+      events_.emit({"KMS_PUBLICATION_CHECK_FAILED",
+                    storage::EventLevel::error,
+                    c.name,
+                    e.toString(),
+                    {{"x5u", published->x5uUrl}, {"serial", row->serial}}});
+      return fail(e);
+    }
   }
   auto tx = s_.store().with([&](storage::Store& st) {
     return st.transact([&]() -> Result<void> {
@@ -884,12 +937,135 @@ Result<StepOutcome> Steps::publish(const storage::Order& order, const config::Ce
   return StepOutcome{};
 }
 
+std::optional<std::string> Steps::checkServed(const std::string& url, const std::string& expected) {
+  auto got = s_.fetchPublished(url);
+  if (!got) {
+    return got.error().toString();
+  }
+  if (got->status != 200) {
+    return "GET " + url + " answered HTTP " + std::to_string(got->status);
+  }
+  if (got->body != expected) {
+    return "GET " + url + " served " + std::to_string(got->body.size()) + " bytes that differ from the " +
+           std::to_string(expected.size()) + " written";
+  }
+  return std::nullopt;
+}
+
+// --- deploy hook ----------------------------------------------------------------------
+
+Result<StepOutcome> Steps::deploy(const CertSnapshot& snap, const config::CertificateConfig& c, PollState& poll) {
+  if (!snap.active || !c.deployHook) {
+    return StepOutcome{};
+  }
+  const storage::IssuedCert& active = *snap.active;
+  const std::string key = c.name + "/" + active.serial;
+  const std::string& hook = *c.deployHook;
+  const Millis timeout = std::chrono::duration_cast<Millis>(s_.config().publisher.hookTimeout);
+  const std::string outDir = s_.config().daemon.stateDir + "/hook-output";
+  const std::string outFile = outDir + "/" + c.name + ".log";
+  std::shared_ptr<ChildProcess> running;
+  {
+    std::lock_guard<std::mutex> lock(hooksMutex_);
+    auto it = deployHooks_.find(key);
+    if (it == deployHooks_.end()) {
+      ::mkdir(outDir.c_str(), 0700);
+      const std::string chainPath = s_.config().publisher.webRoot + "/" + c.name + ".pem";
+      const std::string certPath = s_.config().publisher.webRoot + "/" + c.name + "/" + active.serial + ".pem";
+      auto child = ChildProcess::spawn({hook},
+                                       {"KMS_NAME=" + c.name, "KMS_CERT_PATH=" + certPath, "KMS_CHAIN_PATH=" + chainPath,
+                                        "KMS_X5U=" + active.x5uUrl.value_or(""), "KMS_KEY_URI=" + active.keyUri,
+                                        "KMS_SERIAL=" + active.serial, "KMS_NOT_AFTER=" + isoTime(active.notAfter)},
+                                       outFile);
+      if (!child) {
+        Error e = child.error();
+        e.message = "cannot run the deploy hook: " + e.message;
+        e.retryable = true;
+        events_.emit({"KMS_DEPLOY_HOOK_FAILED", storage::EventLevel::error, c.name, e.toString(),
+                      {{"serial", active.serial}}});
+        return fail(e);
+      }
+      poll.since = clock_.now();
+      running = std::shared_ptr<ChildProcess>(std::move(*child));
+      deployHooks_.emplace(key, running);
+    } else {
+      running = it->second;
+    }
+  }
+  const auto elapsed = std::chrono::duration_cast<Millis>(clock_.now() - poll.since.value_or(clock_.now()));
+  auto status = running->exitStatus();
+  if (!status && elapsed <= timeout) {
+    StepOutcome waiting;
+    waiting.wait = std::max(Millis(1000), timeout - elapsed + Millis(1000));
+    waiting.waitFor = running;
+    return waiting;
+  }
+  {
+    std::lock_guard<std::mutex> lock(hooksMutex_);
+    deployHooks_.erase(key);
+  }
+  poll.since.reset();
+  if (!status) {
+    running->kill();
+    (void)running->wait(Millis(1000));
+  }
+  // What the hook printed, bounded, for the event log (sanitized there).
+  std::string output;
+  if (std::ifstream in(outFile, std::ios::binary); in) {
+    output.resize(4096);
+    in.read(output.data(), static_cast<std::streamsize>(output.size()));
+    output.resize(static_cast<std::size_t>(in.gcount()));
+  }
+  if (status && exitedCleanly(*status)) {
+    auto tx = s_.store().with([&](storage::Store& st) {
+      return st.transact([&]() -> Result<void> {
+        if (auto r = st.markDeployed(active.id, now()); !r) {
+          return r;
+        }
+        return st.setState(c.name, CertState::active, std::nullopt);
+      });
+    });
+    if (!tx) {
+      return fail(tx.error());
+    }
+    events_.emit({"KMS_DEPLOY_HOOK_RAN",
+                  storage::EventLevel::info,
+                  c.name,
+                  "deploy hook ran for serial " + active.serial,
+                  {{"serial", active.serial}, {"output", output}}});
+    return StepOutcome{};
+  }
+  Error e{Errc::io,
+          std::string("deploy hook ") +
+              (status ? "failed with " + describeExit(*status)
+                      : "ran longer than " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) +
+                            " s and was killed"),
+          hook,
+          0,
+          {},
+          true,
+          std::nullopt};
+  events_.emit({"KMS_DEPLOY_HOOK_FAILED",
+                storage::EventLevel::error,
+                c.name,
+                e.toString(),
+                {{"serial", active.serial}, {"output", output}}});
+  return fail(e);
+}
+
 // --- active ---------------------------------------------------------------------------
 
 Result<StepOutcome> Steps::activate(const storage::Order& order, const config::CertificateConfig& c) {
   auto row = orderCertificate(order, c, "published");
   if (!row) {
     return fail(row.error());
+  }
+  if (auto r = s_.webRoot().switchCurrent(c.name, row->chainPem); !r) {
+    Error e = r.error();
+    e.message = "publish to [publisher] web_root: " + e.message;
+    e.retryable = true;
+    events_.emit({"KMS_PUBLISH_FAILED", storage::EventLevel::error, c.name, e.toString(), {}});
+    return fail(e);
   }
   // The renewal instant without ARI, chosen now with jitter; the CA's window (when it
   // offers one) is read by the next step and replaces it.
@@ -1008,6 +1184,29 @@ Result<int> Steps::retireKeys() {
     }
     failpoint("old_key_destroyed");
     ++destroyed;
+  }
+  // Chains no verifier needs any more leave the web root (a verifier may hold a call
+  // signed a minute before a switch: the old x5u keeps working for [publisher] retain).
+  auto stale = s_.store().with([&](storage::Store& st) { return st.listStaleChains(t, retain, 1000); });
+  if (!stale) {
+    return fail(stale.error());
+  }
+  for (const auto& chain : *stale) {
+    if (auto r = s_.webRoot().removeImmutable(chain.certName, chain.serial); !r) {
+      events_.emit({"KMS_PUBLISH_FAILED", storage::EventLevel::warning, chain.certName,
+                    "could not remove the replaced chain: " + r.error().toString(), {{"serial", chain.serial}}});
+      continue;
+    }
+    auto marked = s_.store().with([&](storage::Store& st) { return st.markUnpublished(chain.issuedId, t); });
+    if (!marked) {
+      s_.storeWriteFailed(chain.certName, "record an unpublished chain", marked.error());
+      continue;
+    }
+    events_.emit({"KMS_CHAIN_UNPUBLISHED",
+                  storage::EventLevel::info,
+                  chain.certName,
+                  "serial " + chain.serial + " removed from the web root (replaced, expired or revoked)",
+                  {{"serial", chain.serial}}});
   }
   return destroyed;
 }

@@ -81,9 +81,14 @@ class Steps {
   Result<StepOutcome> authorize(const storage::Order& order, const config::CertificateConfig& c, PollState& poll);
   Result<StepOutcome> finalize(const storage::Order& order, const config::CertificateConfig& c, PollState& poll);
   Result<StepOutcome> awaitIssuance(const storage::Order& order, const config::CertificateConfig& c, PollState& poll);
-  Result<StepOutcome> publish(const storage::Order& order, const config::CertificateConfig& c);
+  Result<StepOutcome> publish(const storage::Order& order, const config::CertificateConfig& c, PollState& poll);
+  /// The publication check: nullopt when `url` serves exactly `expected`, else what was wrong.
+  std::optional<std::string> checkServed(const std::string& url, const std::string& expected);
   Result<StepOutcome> activate(const storage::Order& order, const config::CertificateConfig& c);
   Result<StepOutcome> refreshRenewal(const CertSnapshot& snap, const config::CertificateConfig& c);
+  /// Runs the deploy hook for the active certificate: started, then waited for on the loop
+  /// (the step runs again when it exits); recorded when it exits 0.
+  Result<StepOutcome> deploy(const CertSnapshot& snap, const config::CertificateConfig& c, PollState& poll);
   /// The order's key is gone from the token (a lost object file): close the order so that
   /// the next plan starts a new one with a new key.
   Result<StepOutcome> abandonForMissingKey(const storage::Order& order, const config::CertificateConfig& c);
@@ -134,6 +139,7 @@ class Steps {
   std::map<std::string, std::shared_ptr<ChildProcess>> hooks_;  ///< present hooks running, by challenge URL
   std::map<std::int64_t, std::vector<Presented>> presented_;     ///< answers to withdraw, by order id
   std::vector<Cleanup> cleanups_;                                 ///< cleanup hooks not yet reaped
+  std::map<std::string, std::shared_ptr<ChildProcess>> deployHooks_;  ///< running, by "name/serial"
 };
 
 }  // namespace kms::daemon

@@ -18,7 +18,8 @@ extern char** environ;
 namespace kms {
 
 Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const std::vector<std::string>& argv,
-                                                          const std::vector<std::string>& extraEnv) {
+                                                          const std::vector<std::string>& extraEnv,
+                                                          const std::optional<std::string>& outputFile) {
   if (argv.empty() || argv.front().empty()) {
     return fail(Errc::invalidArgument, "no program to run");
   }
@@ -41,8 +42,17 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const std::vector<std:
   }
   args.push_back(nullptr);
 
+  posix_spawn_file_actions_t actions;
+  ::posix_spawn_file_actions_init(&actions);
+  ::posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  if (outputFile) {
+    ::posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, outputFile->c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
+    ::posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  }
   pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, argv.front().c_str(), nullptr, nullptr, args.data(), envp.data());
+  int rc = ::posix_spawn(&pid, argv.front().c_str(), &actions, nullptr, args.data(), envp.data());
+  ::posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
     return fail(ioError("cannot run", argv.front(), rc));
   }

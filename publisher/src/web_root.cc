@@ -75,6 +75,40 @@ Result<void> writeFileAtomically(const std::string& path, const std::string& con
 
 Result<Published> WebRoot::publish(const std::string& name, const std::string& serialHex,
                                    const std::string& chainPem) const {
+  auto out = writeImmutable(name, serialHex, chainPem);
+  if (!out) {
+    return out;
+  }
+  if (auto r = switchCurrent(name, chainPem); !r) {
+    return fail(r.error());
+  }
+  return out;
+}
+
+Result<void> WebRoot::removeImmutable(const std::string& name, const std::string& serialHex) const {
+  if (!validName(name) || !validName(serialHex)) {
+    return fail(Errc::invalidArgument, "certificate name and serial must be plain file names", name);
+  }
+  const std::string dir = root_ + "/" + name;
+  const std::string path = dir + "/" + serialHex + ".pem";
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) {
+      return ok();
+    }
+    return fail(ioError("cannot remove", path, errno));
+  }
+  return fsyncDirectory(dir);
+}
+
+Result<void> WebRoot::switchCurrent(const std::string& name, const std::string& chainPem) const {
+  if (!validName(name)) {
+    return fail(Errc::invalidArgument, "certificate name must be a plain file name", name);
+  }
+  return writeFileAtomically(root_ + "/" + name + ".pem", chainPem);
+}
+
+Result<Published> WebRoot::writeImmutable(const std::string& name, const std::string& serialHex,
+                                          const std::string& chainPem) const {
   if (!validName(name) || !validName(serialHex)) {
     return fail(Errc::invalidArgument, "certificate name and serial must be plain file names", name);
   }
@@ -95,9 +129,6 @@ Result<Published> WebRoot::publish(const std::string& name, const std::string& s
       return fail(Errc::alreadyExists, "an immutable chain file with other content exists", out.immutablePath);
     }
   } else if (auto r = writeFileAtomically(out.immutablePath, chainPem); !r) {
-    return fail(r.error());
-  }
-  if (auto r = writeFileAtomically(out.currentPath, chainPem); !r) {
     return fail(r.error());
   }
   return out;

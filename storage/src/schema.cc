@@ -134,9 +134,18 @@ ALTER TABLE managed_certificates ADD COLUMN renew_at INTEGER;
 ALTER TABLE managed_certificates ADD COLUMN ari_next_check INTEGER;
 )sql";
 
-constexpr std::array<Migration, 2> kMigrations{{
+// Deploy hooks: when the certificate's deploy hook last succeeded for this certificate
+// (NULL: not yet, or no hook), so a failed hook is retried without a new order.
+// and when its immutable chain file was removed from the web root after [publisher] retain.
+constexpr const char* kSchemaV3 = R"sql(
+ALTER TABLE issued_certificates ADD COLUMN deployed_at INTEGER;
+ALTER TABLE issued_certificates ADD COLUMN unpublished_at INTEGER;
+)sql";
+
+constexpr std::array<Migration, 3> kMigrations{{
     {1, kSchemaV1},
     {2, kSchemaV2},
+    {3, kSchemaV3},
 }};
 
 }  // namespace

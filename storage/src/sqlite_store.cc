@@ -373,6 +373,15 @@ class SqliteStore final : public Store {
     return runExpectingRow(*stmt, "issued certificate " + std::to_string(issuedId) + " does not exist");
   }
 
+  Result<void> markDeployed(std::int64_t issuedId, std::int64_t at) override {
+    auto stmt = db_.prepare("UPDATE issued_certificates SET deployed_at = ?2 WHERE id = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, issuedId).bindInt64(2, at);
+    return runExpectingRow(*stmt, "issued certificate " + std::to_string(issuedId) + " does not exist");
+  }
+
   Result<void> markRevoked(std::int64_t issuedId, std::int64_t at) override {
     auto stmt = db_.prepare("UPDATE issued_certificates SET revoked_at = ?2 WHERE id = ?1");
     if (!stmt.has_value()) {
@@ -561,6 +570,89 @@ class SqliteStore final : public Store {
         *stmt, [](const Stmt& s) -> Result<std::pair<std::string, std::optional<std::string>>> {
           return std::pair<std::string, std::optional<std::string>>(s.columnText(0), optText(s, 1));
         });
+  }
+
+  Result<std::vector<KeyUsage>> listKeyUsage(std::int64_t now, std::int64_t retainSeconds) override {
+    // replaced_at: for the key's valid published certificates, the latest time one of them
+    // was replaced (a newer one of its certificate published); NULL inside max() when one is
+    // not replaced at all, read through the count of unreplaced ones.
+    auto stmt = db_.prepare(R"sql(
+      WITH valid AS (
+        SELECT i.key_uri,
+               (SELECT min(n.published_at) FROM issued_certificates n
+                 WHERE n.cert_id = i.cert_id AND n.published_at IS NOT NULL
+                   AND (n.not_before > i.not_before OR (n.not_before = i.not_before AND n.id > i.id))) AS replaced_at
+          FROM issued_certificates i
+         WHERE i.published_at IS NOT NULL AND i.revoked_at IS NULL AND i.not_after > ?1)
+      SELECT k.key_uri, k.purpose,
+             coalesce((SELECT c.name FROM issued_certificates i JOIN managed_certificates c ON c.id = i.cert_id
+                        WHERE i.key_uri = k.key_uri ORDER BY i.not_before DESC LIMIT 1),
+                      (SELECT c.name FROM orders o JOIN managed_certificates c ON c.id = o.cert_id
+                        WHERE o.key_uri = k.key_uri ORDER BY o.id DESC LIMIT 1)),
+             EXISTS (SELECT 1 FROM orders o WHERE o.key_uri = k.key_uri AND o.status = 'open'),
+             (SELECT count(*) FROM valid v WHERE v.key_uri = k.key_uri AND v.replaced_at IS NULL),
+             (SELECT max(v.replaced_at) FROM valid v WHERE v.key_uri = k.key_uri),
+             EXISTS (SELECT 1 FROM orders o WHERE o.key_uri = k.key_uri AND o.status = 'abandoned')
+        FROM hsm_keys k
+       WHERE k.destroyed_at IS NULL
+       ORDER BY k.id)sql");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, now);
+    return readAll<KeyUsage>(*stmt, [retainSeconds](const Stmt& s) -> Result<KeyUsage> {
+      KeyUsage u;
+      u.keyUri = s.columnText(0);
+      u.certName = optText(s, 2);
+      const bool account = s.columnText(1) == "account";
+      const bool inOrder = s.columnInt64(3) != 0;
+      const bool current = s.columnInt64(4) > 0;
+      const auto replacedAt = optInt(s, 5);
+      const bool abandoned = s.columnInt64(6) != 0;
+      if (account) {
+        u.state = "account";
+      } else if (current) {
+        u.state = "active";
+      } else if (inOrder) {
+        u.state = "order";
+      } else if (replacedAt) {
+        u.state = "previous";
+        u.until = *replacedAt + retainSeconds;
+      } else if (abandoned) {
+        u.state = "abandoned";
+      } else {
+        u.state = "expired";
+      }
+      return u;
+    });
+  }
+
+  Result<std::vector<StaleChain>> listStaleChains(std::int64_t now, std::int64_t retainSeconds, int limit) override {
+    auto stmt = db_.prepare(R"sql(
+      SELECT i.id, c.name, i.serial
+        FROM issued_certificates i JOIN managed_certificates c ON c.id = i.cert_id
+       WHERE i.published_at IS NOT NULL AND i.unpublished_at IS NULL
+         AND (i.revoked_at IS NOT NULL OR i.not_after <= ?1 - ?2
+              OR (SELECT min(n.published_at) FROM issued_certificates n
+                   WHERE n.cert_id = i.cert_id AND n.published_at IS NOT NULL
+                     AND (n.not_before > i.not_before OR (n.not_before = i.not_before AND n.id > i.id))) <= ?1 - ?2)
+       ORDER BY i.id LIMIT ?3)sql");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, now).bindInt64(2, retainSeconds).bindInt64(3, limit);
+    return readAll<StaleChain>(*stmt, [](const Stmt& s) -> Result<StaleChain> {
+      return StaleChain{s.columnInt64(0), s.columnText(1), s.columnText(2)};
+    });
+  }
+
+  Result<void> markUnpublished(std::int64_t issuedId, std::int64_t at) override {
+    auto stmt = db_.prepare("UPDATE issued_certificates SET unpublished_at = ?2 WHERE id = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, issuedId).bindInt64(2, at);
+    return runExpectingRow(*stmt, "issued certificate " + std::to_string(issuedId) + " does not exist");
   }
 
   Result<std::int64_t> countOpenOrders() override {

@@ -119,6 +119,7 @@ Result<IssuedCert> readIssued(const Stmt& s) {
   i.publishedAt = optInt(s, 9);
   i.revokedAt = optInt(s, 10);
   i.createdAt = s.columnInt64(11);
+  i.deployedAt = optInt(s, 12);
   return i;
 }
 

@@ -66,7 +66,7 @@ inline constexpr const char* kOrderColumns =
 
 inline constexpr const char* kIssuedColumns =
     "SELECT i.id, c.name, i.serial, i.not_before, i.not_after, i.chain_pem, i.key_uri, "
-    "i.ari_cert_id, i.x5u_url, i.published_at, i.revoked_at, i.created_at "
+    "i.ari_cert_id, i.x5u_url, i.published_at, i.revoked_at, i.created_at, i.deployed_at "
     "FROM issued_certificates i JOIN managed_certificates c ON c.id = i.cert_id ";
 
 inline constexpr const char* kKeyColumns =

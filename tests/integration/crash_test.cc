@@ -337,7 +337,7 @@ TEST(CrashHttp01, KilledRightAfterAnsweringTheNextStartServesTheAnswerAgain) {
                        "\"\n[acme]\ndirectory_url = \"" + pebble.directoryUrl() + "\"\nca_bundle = \"" +
                        pebble.tlsCaFile() + "\"\ntrust_anchors = \"" + roots + "\"\nhttp01_listen = \"127.0.0.1:" +
                        std::to_string(responderPort) + "\"\n[publisher]\nweb_root = \"" + sb.file("www") +
-                       "\"\nbase_url = \"https://cr.example.net/\"\n"
+                       "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n"
                        "[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example.com\"]\n");
   const std::string env = "SOFTHSM2_CONF=" + softhsm.confPath();
   CmdResult killed = test::runTool(env + " KMSD_FAILPOINT=challenge_answered", kKmsd, config, "--once");

@@ -45,7 +45,7 @@ class DaemonPebble : public ::testing::Test {
                                         pebble_->directoryUrl() + "\"\nca_bundle = \"" + pebble_->tlsCaFile() +
                                         "\"\ntrust_anchors = \"" + roots_ + "\"\ndns01_hook = \"" + hook +
                                         "\"\n[publisher]\nweb_root = \"" + sb.file("www") +
-                                        "\"\nbase_url = \"https://cr.example.net/\"\n"
+                                        "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n"
                                         "[[certificate]]\nname = \"dns\"\nidentifiers = [\"dns:dns.example.com\"]\n"
                                         "challenge = \"dns-01\"\n");
   }

@@ -238,6 +238,9 @@ TEST_F(HsmToken, NewKeyIsOneTokenObjectCarryingItsPublicKeyInfo) {
   EXPECT_EQ(raw.flags(key->id, {CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_SIGN, CKA_LOCAL,
                                 CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE}),
             (std::vector<int>{1, 1, 1, 0, 1, 1, 1, 1}));
+  // Least privilege: a signing key and nothing else.
+  EXPECT_EQ(raw.flags(key->id, {CKA_SIGN_RECOVER, CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE}),
+            (std::vector<int>{0, 0, 0, 0}));
   EXPECT_EQ(raw.publicKeyInfo(key->id), key->publicKey.spkiDer());
   // Read back from the token alone (a fresh handle, not the generation result).
   auto listed = token->listKeys();

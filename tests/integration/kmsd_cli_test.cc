@@ -46,7 +46,7 @@ class KmsdCli : public ::testing::Test {
                                            "web_root = \"" +
                                            softhsm_.sandbox().file("www") +
                                            "\"\n"
-                                           "base_url = \"https://cr.example.net/\"\n"
+                                           "base_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n"
                                            "[[certificate]]\n"
                                            "name = \"web\"\n"
                                            "identifiers = [\"dns:cr.example.net\"]\n");

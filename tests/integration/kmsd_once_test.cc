@@ -64,7 +64,7 @@ class KmsdOnce : public ::testing::Test {
             "\"\n"
             "http01_listen = \"127.0.0.1:" +
             std::to_string(kmsdHttpPort_ != 0 ? kmsdHttpPort_ : pebble_->httpPort()) + "\"\n" + acmeExtra + "[publisher]\nweb_root = \"" + sb.file("www") +
-            "\"\nbase_url = \"https://cr.example.net/\"\n"
+            "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n"
             "[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example.com\"]\n"
             "[[certificate]]\nname = \"api\"\nidentifiers = [\"dns:api.example.com\", \"dns:v2.example.com\"]\n");
   }

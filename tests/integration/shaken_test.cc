@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <regex>
 #include <thread>
 
@@ -106,6 +108,162 @@ TEST_F(Shaken, RenewsWhenTheAriWindowOpensAndKeepsThePreviousChain) {
   EXPECT_EQ(chain->front().serialHex(), std::string(m[1]));
 }
 
+TEST_F(Shaken, RenewedCertificateBecomesActiveOnlyOnceTheStiCrServesIt) {
+  startLab();
+  CmdResult first = run(kKmsd, "--once");
+  ASSERT_EQ(first.rc, 0) << first.output;
+  const std::string firstPem = test::readFile(lab_->file("www/main.pem"));
+  // The STI-CR now answers 503 to every fetch, and the certificate is due.
+  lab_.reset();
+  lab_ = std::make_unique<LabProcess>(sandbox_.file("lab"), std::vector<std::string>{"--fail-sti-cr"});
+  const std::string db = lab_->file("state/kmsd.db");
+  ASSERT_EQ(test::runCommand("sqlite3 '" + db +
+                             "' 'UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL, "
+                             "next_attempt_at = NULL'"),
+            0);
+  CmdResult unchecked = run(kKmsd, "--once");
+  EXPECT_EQ(unchecked.rc, 3) << unchecked.output;
+  EXPECT_NE(unchecked.output.find("publication check: GET " + lab_->baseUrl() + "/sti-cr/main/"), std::string::npos)
+      << unchecked.output;
+  EXPECT_NE(unchecked.output.find("answered HTTP 503"), std::string::npos) << unchecked.output;
+  // Verifiers keep getting the previous certificate; the new chain is written, not current.
+  EXPECT_EQ(test::readFile(lab_->file("www/main.pem")), firstPem);
+  CmdResult events = run(kKmsctl, "events");
+  EXPECT_NE(events.output.find("KMS_PUBLICATION_CHECK_FAILED main"), std::string::npos) << events.output;
+  CmdResult status = run(kKmsctl, "status --json");
+  EXPECT_NE(status.output.find("\"state\": \"issued\""), std::string::npos) << status.output;
+
+  // The STI-CR is back: the same certificate is checked and activated, no new order.
+  lab_.reset();
+  lab_ = std::make_unique<LabProcess>(sandbox_.file("lab"));
+  ASSERT_TRUE(test::backoffPassed(db));
+  CmdResult checked = run(kKmsd, "--once");
+  ASSERT_EQ(checked.rc, 0) << checked.output;
+  const std::string current = test::readFile(lab_->file("www/main.pem"));
+  EXPECT_NE(current, firstPem);
+  std::string orders;
+  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'SELECT COUNT(*) FROM orders'", &orders), 0);
+  EXPECT_EQ(orders, "2\n");  // the first certificate's and the renewal's
+}
+
+TEST_F(Shaken, DeployHookRunsOnceTheCertificateIsActiveAndIsRetriedWithoutReissuing) {
+  startLab();
+  const std::string calls = sandbox_.file("hook-calls");
+  const std::string failFlag = sandbox_.file("hook-fails");
+  const std::string hook = sandbox_.write(
+      "deploy.sh", "#!/bin/sh\nenv | grep '^KMS_' | sort >> '" + calls + "'\necho --- >> '" + calls +
+                       "'\nif [ -e '" + failFlag + "' ]; then echo 'cannot reach the SBC'; exit 4; fi\necho deployed\n");
+  ::chmod(hook.c_str(), 0700);
+  {
+    std::string text = test::readFile(config_);
+    config_ = sandbox_.write("kmsd-hook.toml", text + "deploy_hook = \"" + hook + "\"\n");
+  }
+  sandbox_.write("hook-fails", "");
+  CmdResult failed = run(kKmsd, "--once");
+  EXPECT_EQ(failed.rc, 3) << failed.output;
+  EXPECT_NE(failed.output.find("main: FAILED: " + hook + ": deploy hook failed with exit status 4"), std::string::npos)
+      << failed.output;
+  EXPECT_TRUE(exists(lab_->file("www/main.pem")));  // the certificate itself is active
+  const std::string db = lab_->file("state/kmsd.db");
+  std::string fields;
+  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' \"SELECT fields FROM events WHERE event_id = " +
+                                 "'KMS_DEPLOY_HOOK_FAILED'\"",
+                             &fields),
+            0);
+  EXPECT_NE(fields.find("cannot reach the SBC"), std::string::npos) << fields;  // its output, on record
+
+  ::unlink(failFlag.c_str());
+  ASSERT_TRUE(test::backoffPassed(db));
+  CmdResult retried = run(kKmsd, "--once");
+  EXPECT_EQ(retried.rc, 0) << retried.output;
+  const std::string log = test::readFile(calls);
+  const auto firstEnd = log.find("\n---\n");
+  ASSERT_NE(firstEnd, std::string::npos) << log;
+  const std::string second = log.substr(firstEnd + 5);
+  ASSERT_NE(second.find("\n---\n"), std::string::npos) << log;  // a second run of the hook ...
+  EXPECT_EQ(second.find("\n---\n"), second.size() - 5) << log;  // ... and no third
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(second, m, std::regex("KMS_CERT_PATH=(\\S+)"))) << second;
+  EXPECT_EQ(test::readFile(m[1]), test::readFile(lab_->file("www/main.pem")));
+  EXPECT_NE(second.find("KMS_NAME=main\n"), std::string::npos) << second;
+  EXPECT_NE(second.find("KMS_CHAIN_PATH=" + lab_->file("www/main.pem") + "\n"), std::string::npos) << second;
+  EXPECT_NE(second.find("KMS_X5U=" + lab_->baseUrl() + "/sti-cr/main/"), std::string::npos) << second;
+  EXPECT_NE(second.find("KMS_KEY_URI=pkcs11:token=kms;object=main-"), std::string::npos) << second;
+  EXPECT_NE(second.find("KMS_NOT_AFTER=20"), std::string::npos) << second;
+  std::string orders;
+  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'SELECT COUNT(*) FROM orders'", &orders), 0);
+  EXPECT_EQ(orders, "1\n");  // retried without a new order
+
+  CmdResult again = run(kKmsd, "--once");
+  EXPECT_EQ(again.rc, 0) << again.output;
+  EXPECT_EQ(test::readFile(calls), log);  // deployed once per certificate
+}
+
+TEST_F(Shaken, ReplacedChainAndKeyLeaveAfterRetainWhileKmsctlKeysShowsThem) {
+  startLab();
+  {
+    std::string text = test::readFile(config_);
+    auto at = text.find("[publisher]\n");
+    ASSERT_NE(at, std::string::npos);
+    text.insert(at + 12, "retain = \"2s\"\n");
+    config_ = sandbox_.write("kmsd-retain.toml", text);
+  }
+  std::regex serialRe("main: issued serial ([0-9A-F]+)");
+  std::smatch m;
+  CmdResult first = run(kKmsd, "--once");
+  ASSERT_EQ(first.rc, 0) << first.output;
+  ASSERT_TRUE(std::regex_search(first.output, m, serialRe)) << first.output;
+  const std::string firstSerial = m[1];
+  // Due now (as if the renewal instant had come).
+  ASSERT_EQ(test::runCommand("sqlite3 '" + lab_->file("state/kmsd.db") +
+                             "' 'UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL'"),
+            0);
+  CmdResult renewed = run(kKmsd, "--once");
+  ASSERT_EQ(renewed.rc, 0) << renewed.output;
+  ASSERT_TRUE(std::regex_search(renewed.output, m, serialRe)) << renewed.output;
+  ASSERT_NE(std::string(m[1]), firstSerial);
+  // Right after the switch the previous chain and key are still there, and shown as such.
+  EXPECT_TRUE(exists(lab_->file("www/main/" + firstSerial + ".pem")));
+  CmdResult keys = run(kKmsctl, "keys");
+  EXPECT_NE(keys.output.find("3 key(s) on token"), std::string::npos) << keys.output;
+  EXPECT_NE(keys.output.find("[certificate]  active (main)"), std::string::npos) << keys.output;
+  EXPECT_NE(keys.output.find("[certificate]  previous (main) until 20"), std::string::npos) << keys.output;
+  EXPECT_NE(keys.output.find("[account]  account"), std::string::npos) << keys.output;
+  // After retain, the next run retires both.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  CmdResult later = run(kKmsd, "--once");
+  EXPECT_EQ(later.rc, 0) << later.output;
+  EXPECT_FALSE(exists(lab_->file("www/main/" + firstSerial + ".pem")));
+  EXPECT_TRUE(exists(lab_->file("www/main/" + std::string(m[1]) + ".pem")));
+  CmdResult after = run(kKmsctl, "keys");
+  EXPECT_NE(after.output.find("2 key(s) on token"), std::string::npos) << after.output;
+  EXPECT_EQ(after.output.find("previous"), std::string::npos) << after.output;
+  CmdResult events = run(kKmsctl, "events");
+  EXPECT_NE(events.output.find("KMS_CHAIN_UNPUBLISHED main"), std::string::npos) << events.output;
+}
+
+TEST_F(Shaken, ReuseKeyRenewsWithTheSameKey) {
+  startLab({"--cert-lifetime", "9"});
+  {
+    std::string text = test::readFile(config_);
+    config_ = sandbox_.write("kmsd-reuse.toml", text + "reuse_key = true\n");
+  }
+  CmdResult first = run(kKmsd, "--once");
+  ASSERT_EQ(first.rc, 0) << first.output;
+  auto before = pki::parsePemChain(test::readFile(lab_->file("www/main.pem")));
+  ASSERT_TRUE(before.has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(7600));
+  CmdResult renewed = run(kKmsd, "--once");
+  ASSERT_EQ(renewed.rc, 0) << renewed.output;
+  EXPECT_NE(renewed.output.find("main: issued serial "), std::string::npos) << renewed.output;
+  auto after = pki::parsePemChain(test::readFile(lab_->file("www/main.pem")));
+  ASSERT_TRUE(after.has_value());
+  EXPECT_NE(after->front().serialHex(), before->front().serialHex());
+  EXPECT_EQ(after->front().spkiDer(), before->front().spkiDer());
+  CmdResult keys = run(kKmsctl, "keys");
+  EXPECT_NE(keys.output.find("2 key(s) on token"), std::string::npos) << keys.output;  // account + the one key
+}
+
 TEST_F(Shaken, FinalizeAnsweringProcessingIsPolledOnlyAfterItsRetryAfter) {
   // kms-lab refuses (429) a poll of the order that comes before the Retry-After it gave.
   startLab({"--processing-seconds", "2"});
@@ -133,6 +291,21 @@ TEST_F(Shaken, WrongStiPaPassword) {
   CmdResult status = run(kKmsctl, "status --json");
   EXPECT_NE(status.output.find("\"failures\": 1"), std::string::npos) << status.output;
   EXPECT_NE(status.output.find("login of user"), std::string::npos) << status.output;
+}
+
+TEST_F(Shaken, StiPaTlsIsTrustedOnlyThroughItsOwnCaBundle) {
+  startLab();
+  // kms-lab serves the STI-PA and the CA with one TLS root: without [sti_pa] ca_bundle the
+  // STI-PA is not trusted, although [acme] ca_bundle names that root.
+  const std::string line = "ca_bundle = \"" + lab_->file("tls-ca.pem") + "\"\n";
+  const std::string text = test::readFile(config_);
+  ASSERT_LT(text.find(line), text.find("[acme]")) << text;  // the first one is [sti_pa]'s
+  editConfig(line, "");
+  CmdResult r = run(kKmsd, "--once");
+  EXPECT_EQ(r.rc, 3) << r.output;
+  EXPECT_NE(r.output.find("main: FAILED: " + lab_->baseUrl() + "/sti-pa/"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("certificate"), std::string::npos) << r.output;
+  expectNothingPublished();
 }
 
 TEST_F(Shaken, SpcTheAccountDoesNotOwnIsRefusedByTheStiPa) {

@@ -84,7 +84,7 @@ class Lane {
                          "\"\n[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" + softhsm_.pinFile() +
                          "\"\n[acme]\ndirectory_url = \"https://127.0.0.1:14000/dir\"\n[publisher]\nweb_root = \"" +
                          softhsm_.sandbox().file("www") +
-                         "\"\nbase_url = \"https://cr.example.net/\"\n[[certificate]]\nname = \"web\"\n"
+                         "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n[[certificate]]\nname = \"web\"\n"
                          "identifiers = [\"dns:cr.example.net\"]\n");
     for (char** e = environ; *e != nullptr; ++e) {
       if (std::string(*e).rfind("SOFTHSM2_CONF=", 0) != 0) {

@@ -40,11 +40,13 @@ enum class LogFormat { text, json };
 /// How the STI-PA expects the account key fingerprint (spec §9.1).
 enum class Fingerprint { spki, jwkThumbprint };
 enum class Challenge { tkauth01, http01, dns01 };
+enum class PublicationCheck { fetch, file };
 
 /// Config-file spelling: "text", "json", "spki", "jwk-thumbprint", "tkauth-01", ...
 [[nodiscard]] const char* toString(LogFormat value) noexcept;
 [[nodiscard]] const char* toString(Fingerprint value) noexcept;
 [[nodiscard]] const char* toString(Challenge value) noexcept;
+[[nodiscard]] const char* toString(PublicationCheck value) noexcept;
 
 /// [daemon]
 struct DaemonConfig {
@@ -73,6 +75,7 @@ struct StiPaConfig {
   std::string userId;
   std::string passwordFile;
   std::optional<std::string> trustAnchor;  ///< verifies SPC tokens and the CA list
+  std::optional<std::string> caBundle;     ///< extra TLS trust for the STI-PA (not the ACME server's)
   Fingerprint fingerprint = Fingerprint::spki;
   bool operator==(const StiPaConfig&) const = default;
 };
@@ -95,6 +98,13 @@ struct PublisherConfig {
   std::string webRoot;  ///< absolute path
   std::string baseUrl;  ///< ends with "/"; x5u = baseUrl + path under webRoot
   std::chrono::seconds retain{24 * 3600};
+  /// Before a new certificate becomes active: "fetch" its x5u URL back and compare the
+  /// bytes (base_url must be reachable from kmsd), or trust the "file" written.
+  PublicationCheck publicationCheck = PublicationCheck::fetch;
+  std::chrono::seconds checkTimeout{10};  ///< per fetch
+  int checkRetries = 3;                   ///< fetches after the first, 2 s apart, before the step fails
+  std::optional<std::string> caBundle;    ///< extra TLS trust for fetching base_url
+  std::chrono::seconds hookTimeout{300};  ///< a deploy hook running longer is killed
   bool operator==(const PublisherConfig&) const = default;
 };
 
@@ -107,6 +117,8 @@ struct CertificateConfig {
   std::optional<std::string> subjectO;  ///< required with spc
   std::string subjectC = "US";
   double renewBeforeFraction = 0.333;  ///< in (0, 1)
+  std::optional<std::string> deployHook;  ///< executable run after each new certificate is active
+  bool reuseKey = false;                  ///< renew with the active certificate's key
   bool operator==(const CertificateConfig&) const = default;
 };
 

@@ -18,9 +18,11 @@ namespace kms {
 class ChildProcess {
  public:
   /// Starts `argv[0]` (a path, no PATH search) with `argv` and the current environment plus
-  /// `extraEnv` ("NAME=value"). Errors name argv[0] and errno.
+  /// `extraEnv` ("NAME=value"). stdin is /dev/null; with `outputFile`, stdout and stderr go
+  /// to that file (created 0600, truncated). Errors name argv[0] and errno.
   [[nodiscard]] static Result<std::unique_ptr<ChildProcess>> spawn(const std::vector<std::string>& argv,
-                                                                   const std::vector<std::string>& extraEnv);
+                                                                   const std::vector<std::string>& extraEnv,
+                                                                   const std::optional<std::string>& outputFile = {});
 
   /// A child still running is killed (SIGKILL) and reaped.
   ~ChildProcess();

@@ -27,6 +27,17 @@ class WebRoot {
   [[nodiscard]] Result<Published> publish(const std::string& name, const std::string& serialHex,
                                           const std::string& chainPem) const;
 
+  /// The first half of publish: the immutable file only (what the x5u URL serves). The
+  /// current pointer still names the previous chain.
+  [[nodiscard]] Result<Published> writeImmutable(const std::string& name, const std::string& serialHex,
+                                                 const std::string& chainPem) const;
+  /// The second half: web_root/<name>.pem switched atomically to chainPem.
+  [[nodiscard]] Result<void> switchCurrent(const std::string& name, const std::string& chainPem) const;
+
+  /// Removes web_root/<name>/<serial>.pem (a chain no verifier needs any more); a file
+  /// already gone is fine. Errors name the path and errno.
+  [[nodiscard]] Result<void> removeImmutable(const std::string& name, const std::string& serialHex) const;
+
  private:
   std::string root_;
   std::string baseUrl_;

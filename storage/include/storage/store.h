@@ -110,6 +110,24 @@ struct IssuedCert {
   std::optional<std::int64_t> publishedAt;
   std::optional<std::int64_t> revokedAt;
   std::int64_t createdAt = 0;
+  std::optional<std::int64_t> deployedAt;  ///< the deploy hook succeeded for it at
+};
+
+/// What a live key is for now (kmsctl keys).
+struct KeyUsage {
+  std::string keyUri;
+  std::optional<std::string> certName;
+  /// "account", "order" (an order in progress), "active", "previous" (replaced; kept until
+  /// `until`), "abandoned" (its order failed), "expired" (nothing valid uses it).
+  std::string state;
+  std::optional<std::int64_t> until;  ///< for "previous": replaced at + retain
+};
+
+/// A published chain that has been replaced longer than retain ago, expired or revoked.
+struct StaleChain {
+  std::int64_t issuedId = 0;
+  std::string certName;
+  std::string serial;
 };
 
 struct HsmKey {
@@ -232,6 +250,8 @@ class Store {
   [[nodiscard]] virtual Result<void> markPublished(std::int64_t issuedId, std::string_view x5uUrl, std::int64_t at) = 0;
   /// Records revocation. Errc::notFound for an unknown id.
   [[nodiscard]] virtual Result<void> markRevoked(std::int64_t issuedId, std::int64_t at) = 0;
+  /// Records that the certificate's deploy hook succeeded. Errc::notFound for an unknown id.
+  [[nodiscard]] virtual Result<void> markDeployed(std::int64_t issuedId, std::int64_t at) = 0;
 
   // --- HSM key objects ---
   /// Records a key (before it is generated, so a crash leaves no orphan); returns its id.
@@ -247,6 +267,14 @@ class Store {
       std::int64_t now, std::int64_t retainSeconds) = 0;
   /// Errc::notFound when no live key has this URI.
   [[nodiscard]] virtual Result<void> markKeyDestroyed(std::string_view keyUri, std::int64_t at) = 0;
+  /// Every live key with its certificate and state at `now`, oldest first.
+  [[nodiscard]] virtual Result<std::vector<KeyUsage>> listKeyUsage(std::int64_t now, std::int64_t retainSeconds) = 0;
+  /// Published chains still in the web root that no verifier needs: replaced by a newer
+  /// published certificate or expired more than `retainSeconds` ago, or revoked. At most `limit`.
+  [[nodiscard]] virtual Result<std::vector<StaleChain>> listStaleChains(std::int64_t now, std::int64_t retainSeconds,
+                                                                        int limit) = 0;
+  /// Records that a chain's immutable file was removed. Errc::notFound for an unknown id.
+  [[nodiscard]] virtual Result<void> markUnpublished(std::int64_t issuedId, std::int64_t at) = 0;
 
   // --- ACME accounts (one per directory URL) ---
   /// Inserts or replaces the account for its directory URL; returns its id.

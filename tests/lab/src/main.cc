@@ -27,6 +27,9 @@ LabReply stiCr(const LabContext& ctx, const LabRequest& request) {
   if (request.method != "GET" && request.method != "HEAD") {
     return LabReply::bytes(405, "method not allowed\n", "text/plain");
   }
+  if (ctx.options.failStiCr) {
+    return LabReply::bytes(503, "STI-CR unavailable (--fail-sti-cr)\n", "text/plain");
+  }
   std::string rel = request.path.substr(std::string("/sti-cr/").size());
   fs::path p = fs::path(rel).lexically_normal();
   if (rel.empty() || p.is_absolute() || p.string().starts_with("..") || rel.find("/../") != std::string::npos) {

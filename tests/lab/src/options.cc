@@ -82,7 +82,7 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
     }
     (key == "spc" ? o.spcs : o.stiPaAllowedIps) = list;
   } else if (key == "wrong-tnauthlist" || key == "broken-chain" || key == "fail-sti-pa" || key == "no-eab" ||
-             key == "tamper-token") {
+             key == "tamper-token" || key == "fail-sti-cr") {
     need(value.is_boolean());
     bool v = value.get<bool>();
     if (key == "wrong-tnauthlist") {
@@ -91,6 +91,8 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
       o.brokenChain = v;
     } else if (key == "fail-sti-pa") {
       o.failStiPa = v;
+    } else if (key == "fail-sti-cr") {
+      o.failStiCr = v;
     } else if (key == "tamper-token") {
       o.tamperToken = v;
     } else {
@@ -135,6 +137,7 @@ json LabOptions::toJson() const {
               {"rate-limit-after", rateLimitAfter},
               {"rate-limit-seconds", rateLimitSeconds},
               {"fail-sti-pa", failStiPa},
+              {"fail-sti-cr", failStiCr},
               {"no-eab", noEab},
               {"tamper-token", tamperToken}};
 }
@@ -173,6 +176,7 @@ ParseOutcome parseOptions(int argc, char** argv) {
                  "refuse newOrder (429 rateLimited, Retry-After) for this long from the first refusal")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--fail-sti-pa", o.failStiPa, "every STI-PA request answers 500");
+  app.add_flag("--fail-sti-cr", o.failStiCr, "every STI-CR fetch (/sti-cr/) answers 503");
   app.add_flag("--no-eab", o.noEab, "do not require External Account Binding");
   app.add_flag("--tamper-token", o.tamperToken, "hand out SPC tokens whose signature does not verify");
   try {

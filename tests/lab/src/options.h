@@ -36,6 +36,7 @@ struct LabOptions {
   bool brokenChain = false;      ///< serve an intermediate that did not sign the leaf
   int slowMs = 0;                ///< delay every response
   bool failStiPa = false;        ///< every STI-PA call answers 500
+  bool failStiCr = false;        ///< every STI-CR fetch answers 503
   bool noEab = false;            ///< externalAccountRequired false
   bool tamperToken = false;      ///< SPC tokens carry a corrupted signature
   /// finalize answers "processing" with Retry-After: N; polling the order sooner is

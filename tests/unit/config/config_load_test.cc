@@ -48,6 +48,7 @@ TEST_F(ConfigLoad, FullExampleSetsEveryField) {
   EXPECT_EQ(c.stiPa->userId, "ops-api");
   EXPECT_EQ(c.stiPa->passwordFile, dir() + "/sti-pa.password");
   EXPECT_EQ(c.stiPa->trustAnchor, dir() + "/sti-pa-root.pem");
+  EXPECT_EQ(c.stiPa->caBundle, dir() + "/sti-pa-tls-ca.pem");
   EXPECT_EQ(c.stiPa->fingerprint, Fingerprint::jwkThumbprint);
 
   EXPECT_EQ(c.acme.directoryUrl, "https://sti-ca.example/acme/directory");

@@ -121,6 +121,29 @@ TEST(Planner, MissingKeyOrOperatorRequestRenewsAtOnce) {
   EXPECT_EQ(plan(s, kT0).why, "renewal requested");
 }
 
+TEST(Planner, DeployHookRunsForTheActiveCertificateUntilItSucceeds) {
+  CertSnapshot s = fresh();
+  s.active = active(kT0 - 100, kT0 + 800);
+  s.cert.renewAt = kT0 + 500;
+  s.deployHook = true;
+  Plan p = plan(s, kT0);
+  EXPECT_EQ(p.action, Action::deploy);
+  EXPECT_EQ(p.at, kT0);
+  // After a failure: at the backoff instant, not before.
+  s.cert.nextAttemptAt = kT0 + 60;
+  s.cert.failureCount = 1;
+  EXPECT_EQ(plan(s, kT0).action, Action::deploy);
+  EXPECT_EQ(plan(s, kT0).at, kT0 + 60);
+  // Done for this certificate: back to waiting for the renewal.
+  s.active->deployedAt = kT0 + 1;
+  s.cert.nextAttemptAt.reset();
+  EXPECT_EQ(plan(s, kT0).action, Action::wait);
+  // No hook configured: never.
+  s.active->deployedAt.reset();
+  s.deployHook = false;
+  EXPECT_EQ(plan(s, kT0).action, Action::wait);
+}
+
 TEST(Planner, FractionRenewalTimeWithJitterIsNeverLater) {
   // 90 days, a third left: day 60; jitter moves it up to 10% of the 30 days earlier.
   const std::int64_t day = 86400;

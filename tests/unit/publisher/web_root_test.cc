@@ -32,6 +32,20 @@ TEST(PublisherWebRoot, WritesImmutableFileAndSwitchesCurrent) {
   }
 }
 
+TEST(PublisherWebRoot, ImmutableFileFirstCurrentPointerOnlyWhenSwitched) {
+  test::Sandbox sb;
+  WebRoot root(sb.file("www"), "https://cr.example.net/");
+  ASSERT_TRUE(root.publish("main", "0A1B", "CHAIN-1\n").has_value());
+  auto next = root.writeImmutable("main", "0C2D", "CHAIN-2\n");
+  ASSERT_TRUE(next.has_value()) << next.error().toString();
+  EXPECT_EQ(next->x5uUrl, "https://cr.example.net/main/0C2D.pem");
+  EXPECT_EQ(test::readFile(sb.file("www/main/0C2D.pem")), "CHAIN-2\n");
+  EXPECT_EQ(test::readFile(sb.file("www/main.pem")), "CHAIN-1\n");  // verifiers still get the old one
+  ASSERT_TRUE(root.switchCurrent("main", "CHAIN-2\n").has_value());
+  EXPECT_EQ(test::readFile(sb.file("www/main.pem")), "CHAIN-2\n");
+  EXPECT_FALSE(root.switchCurrent("../main", "X").has_value());
+}
+
 TEST(PublisherWebRoot, RepublishingTheSameChainIsIdempotentButAnotherIsRefused) {
   test::Sandbox sb;
   WebRoot root(sb.file("www"), "https://cr.example.net/");

@@ -359,6 +359,57 @@ TEST_F(StorageStore, IssuedCertificatesAndLatestValid) {
   EXPECT_EQ(store_->listIssued("main")->size(), 4u);
   EXPECT_EQ(store_->markPublished(999, "https://x", kT0).error().code, Errc::notFound);
   EXPECT_EQ(store_->markRevoked(999, kT0).error().code, Errc::notFound);
+  EXPECT_EQ(store_->markDeployed(999, kT0).error().code, Errc::notFound);
+  // Deployment is recorded per certificate and read back.
+  EXPECT_FALSE(store_->listIssued("main")->front().deployedAt.has_value());
+  KMS_ASSERT_OK(store_->markDeployed(store_->listIssued("main")->front().id, kT0 + 7));
+  EXPECT_EQ(store_->listIssued("main")->front().deployedAt, kT0 + 7);
+}
+
+TEST_F(StorageStore, KeyUsageAndChainsNoVerifierNeeds) {
+  addCert("main");
+  const std::string account = recordKey("aa", KeyPurpose::account);
+  const std::string oldKey = recordKey("01");
+  const std::string newKey = recordKey("02");
+  const std::string orderKey = recordKey("03");
+  const std::int64_t day = 86400;
+  auto first = store_->insertIssued(issued("main", "0a", kT0 - 2 * day, kT0 + 60 * day, oldKey));
+  KMS_ASSERT_OK(first);
+  KMS_ASSERT_OK(store_->markPublished(first.value(), "https://cr/main/0a.pem", kT0 - 2 * day));
+  auto second = store_->insertIssued(issued("main", "0b", kT0 - day, kT0 + 80 * day, newKey));
+  KMS_ASSERT_OK(second);
+  KMS_ASSERT_OK(store_->markPublished(second.value(), "https://cr/main/0b.pem", kT0 - 100));
+  auto order = store_->createOrder("main", CertState::planned);
+  KMS_ASSERT_OK(order);
+  OrderUpdate u;
+  u.keyUri = orderKey;
+  KMS_ASSERT_OK(store_->advanceOrder(order->id, u));
+
+  auto usage = store_->listKeyUsage(kT0, 3600);
+  KMS_ASSERT_OK(usage);
+  ASSERT_EQ(usage->size(), 4u);
+  EXPECT_EQ((*usage)[0].keyUri, account);
+  EXPECT_EQ((*usage)[0].state, "account");
+  EXPECT_EQ((*usage)[1].state, "previous");
+  EXPECT_EQ((*usage)[1].certName, "main");
+  EXPECT_EQ((*usage)[1].until, kT0 - 100 + 3600);  // replaced at, plus retain
+  EXPECT_EQ((*usage)[2].state, "active");
+  EXPECT_EQ((*usage)[3].state, "order");
+
+  // The replaced chain stays published for retain, then no verifier needs it.
+  EXPECT_TRUE(store_->listStaleChains(kT0, 3600, 10)->empty());
+  auto stale = store_->listStaleChains(kT0 + 3600, 3600, 10);
+  KMS_ASSERT_OK(stale);
+  ASSERT_EQ(stale->size(), 1u);
+  EXPECT_EQ((*stale)[0].serial, "0a");
+  EXPECT_EQ((*stale)[0].certName, "main");
+  KMS_ASSERT_OK(store_->markUnpublished((*stale)[0].issuedId, kT0 + 3600));
+  EXPECT_TRUE(store_->listStaleChains(kT0 + 3600, 3600, 10)->empty());
+  // The current one, even with retain 0, never; once revoked, at once.
+  EXPECT_TRUE(store_->listStaleChains(kT0 + 3600, 0, 10)->empty());
+  KMS_ASSERT_OK(store_->markRevoked(second.value(), kT0 + 3601));
+  EXPECT_EQ(store_->listStaleChains(kT0 + 3601, 3600, 10)->size(), 1u);
+  EXPECT_EQ(store_->markUnpublished(999, kT0).error().code, Errc::notFound);
 }
 
 TEST_F(StorageStore, HsmKeysRecordListDestroy) {
