@@ -291,7 +291,7 @@ TEST_F(KmsdOnce, ResumesFromWhatCrashesLeft) {
   // certificate key was retired and replaced; nothing on the token is unknown to the DB.
   CmdResult keys = run(kKmsctl, "keys");
   EXPECT_NE(keys.output.find("3 key(s)"), std::string::npos) << keys.output;
-  EXPECT_NE(keys.output.find("acme-account-1  [account]\n    " + accountUri), std::string::npos) << keys.output;
+  EXPECT_NE(keys.output.find("acme-account-1  [account]  account\n    " + accountUri), std::string::npos) << keys.output;
   EXPECT_EQ(keys.output.find("unmanaged"), std::string::npos) << keys.output;
   EXPECT_EQ(keys.output.find("NOT on the token"), std::string::npos) << keys.output;
   EXPECT_EQ(keys.output.find(missingUri), std::string::npos) << keys.output;

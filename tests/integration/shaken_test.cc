@@ -146,6 +146,23 @@ TEST_F(Shaken, RenewedCertificateBecomesActiveOnlyOnceTheStiCrServesIt) {
   EXPECT_EQ(orders, "2\n");  // the first certificate's and the renewal's
 }
 
+TEST_F(Shaken, SlowStiCrFailsThePublicationCheckWithinItsOwnTimeout) {
+  startLab({"--sti-cr-delay-ms", "4000"});
+  {
+    std::string text = test::readFile(config_);
+    auto at = text.find("[publisher]\n");
+    ASSERT_NE(at, std::string::npos);
+    text.insert(at + 12, "check_timeout = \"1s\"\ncheck_retries = 0\n");
+    config_ = sandbox_.write("kmsd-check.toml", text);
+  }
+  CmdResult r = run(kKmsd, "--once");
+  EXPECT_EQ(r.rc, 3) << r.output;
+  EXPECT_NE(r.output.find("main: FAILED: " + lab_->baseUrl() + "/sti-cr/main/"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("publication check: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("timed out"), std::string::npos) << r.output;
+  expectNothingPublished();  // the current pointer never named the unchecked chain
+}
+
 TEST_F(Shaken, DeployHookRunsOnceTheCertificateIsActiveAndIsRetriedWithoutReissuing) {
   startLab();
   const std::string calls = sandbox_.file("hook-calls");

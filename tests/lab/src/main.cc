@@ -93,6 +93,9 @@ int main(int argc, char** argv) {
     if (ctx.options.slowMs > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(ctx.options.slowMs));
     }
+    if (ctx.options.stiCrDelayMs > 0 && request.path.starts_with("/sti-cr/")) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ctx.options.stiCrDelayMs));
+    }
     LabReply reply;
     {
       std::lock_guard lock(mutex);

@@ -46,7 +46,8 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
     }
   };
   if (key == "cert-lifetime" || key == "token-lifetime" || key == "access-token-lifetime" || key == "slow-ms" ||
-      key == "processing-seconds" || key == "rate-limit-after" || key == "rate-limit-seconds") {
+      key == "processing-seconds" || key == "rate-limit-after" || key == "rate-limit-seconds" ||
+      key == "sti-cr-delay-ms") {
     need(value.is_number_integer() && value.get<std::int64_t>() >= 0);
     auto v = value.get<std::int64_t>();
     if (key == "cert-lifetime") {
@@ -61,6 +62,8 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
       o.rateLimitAfter = static_cast<int>(v);
     } else if (key == "rate-limit-seconds") {
       o.rateLimitSeconds = static_cast<int>(v);
+    } else if (key == "sti-cr-delay-ms") {
+      o.stiCrDelayMs = static_cast<int>(v);
     } else {
       o.slowMs = static_cast<int>(v);
     }
@@ -138,6 +141,7 @@ json LabOptions::toJson() const {
               {"rate-limit-seconds", rateLimitSeconds},
               {"fail-sti-pa", failStiPa},
               {"fail-sti-cr", failStiCr},
+              {"sti-cr-delay-ms", stiCrDelayMs},
               {"no-eab", noEab},
               {"tamper-token", tamperToken}};
 }
@@ -177,6 +181,8 @@ ParseOutcome parseOptions(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--fail-sti-pa", o.failStiPa, "every STI-PA request answers 500");
   app.add_flag("--fail-sti-cr", o.failStiCr, "every STI-CR fetch (/sti-cr/) answers 503");
+  app.add_option("--sti-cr-delay-ms", o.stiCrDelayMs, "STI-CR fetches (/sti-cr/) answer this many milliseconds later")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-eab", o.noEab, "do not require External Account Binding");
   app.add_flag("--tamper-token", o.tamperToken, "hand out SPC tokens whose signature does not verify");
   try {

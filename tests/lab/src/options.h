@@ -37,6 +37,7 @@ struct LabOptions {
   int slowMs = 0;                ///< delay every response
   bool failStiPa = false;        ///< every STI-PA call answers 500
   bool failStiCr = false;        ///< every STI-CR fetch answers 503
+  int stiCrDelayMs = 0;          ///< STI-CR fetches answer this much later
   bool noEab = false;            ///< externalAccountRequired false
   bool tamperToken = false;      ///< SPC tokens carry a corrupted signature
   /// finalize answers "processing" with Retry-After: N; polling the order sooner is
