@@ -29,6 +29,24 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
+/// An optional duration ("90s", "5m", ...) within [min, max]; `range` is the error text
+/// for a value outside it.
+void readDuration(SectionReader& r, const char* key, std::chrono::seconds min, std::chrono::seconds max,
+                  const char* range, std::chrono::seconds& value) {
+  auto text = r.string(key, Need::optional);
+  if (!text) {
+    return;
+  }
+  auto parsed = parseDuration(*text);
+  if (!parsed.has_value()) {
+    r.fail(key, parsed.error());
+  } else if (parsed.value() < min || parsed.value() > max) {
+    r.fail(key, range);
+  } else {
+    value = parsed.value();
+  }
+}
+
 void readDaemon(SectionReader& r, DaemonConfig& out) {
   out.stateDir = r.absolutePath("state_dir", Need::required).value_or("");
   if (auto socket = r.absolutePath("control_socket", Need::optional)) {
@@ -61,20 +79,10 @@ void readDaemon(SectionReader& r, DaemonConfig& out) {
       out.maxConcurrentOrders = static_cast<int>(*orders);
     }
   }
-  auto duration = [&](const char* key, std::chrono::seconds& value) {
-    if (auto text = r.string(key, Need::optional)) {
-      auto parsed = parseDuration(*text);
-      if (!parsed.has_value()) {
-        r.fail(key, parsed.error());
-      } else if (*parsed > std::chrono::seconds(86400)) {
-        r.fail(key, "must be at most 1d");
-      } else {
-        value = *parsed;
-      }
-    }
-  };
-  duration("retry_first", out.retryFirst);
-  duration("retry_max", out.retryMax);
+  readDuration(r, "retry_first", std::chrono::seconds(0), std::chrono::seconds(86400), "must be at most 1d",
+               out.retryFirst);
+  readDuration(r, "retry_max", std::chrono::seconds(0), std::chrono::seconds(86400), "must be at most 1d",
+               out.retryMax);
   if (out.retryMax < out.retryFirst) {
     r.fail("retry_max", "must be at least retry_first (" + formatDuration(out.retryFirst) + ")");
   }
@@ -177,16 +185,8 @@ void readPublisher(SectionReader& r, PublisherConfig& out) {
       r.fail("publication_check", R"(must be "fetch" or "file")");
     }
   }
-  if (auto timeout = r.string("check_timeout", Need::optional)) {
-    auto parsed = parseDuration(*timeout);
-    if (!parsed.has_value()) {
-      r.fail("check_timeout", parsed.error());
-    } else if (parsed.value() < std::chrono::seconds(1) || parsed.value() > std::chrono::seconds(300)) {
-      r.fail("check_timeout", "must be between 1s and 5m");
-    } else {
-      out.checkTimeout = parsed.value();
-    }
-  }
+  readDuration(r, "check_timeout", std::chrono::seconds(1), std::chrono::seconds(300), "must be between 1s and 5m",
+               out.checkTimeout);
   if (auto retries = r.integer("check_retries", Need::optional)) {
     if (*retries < 0 || *retries > 10) {
       r.fail("check_retries", "must be between 0 and 10, got " + std::to_string(*retries));
@@ -195,16 +195,8 @@ void readPublisher(SectionReader& r, PublisherConfig& out) {
     }
   }
   out.caBundle = r.readableFile("ca_bundle", Need::optional);
-  if (auto timeout = r.string("hook_timeout", Need::optional)) {
-    auto parsed = parseDuration(*timeout);
-    if (!parsed.has_value()) {
-      r.fail("hook_timeout", parsed.error());
-    } else if (parsed.value() < std::chrono::seconds(1) || parsed.value() > std::chrono::hours(1)) {
-      r.fail("hook_timeout", "must be between 1s and 1h");
-    } else {
-      out.hookTimeout = parsed.value();
-    }
-  }
+  readDuration(r, "hook_timeout", std::chrono::seconds(1), std::chrono::hours(1), "must be between 1s and 1h",
+               out.hookTimeout);
 }
 
 void readIdentifiers(SectionReader& r, CertificateConfig& out) {

@@ -142,29 +142,32 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
     return fail(transport.error());
   }
   s->transport_ = std::move(*transport);
-  if (config.publisher.publicationCheck == config::PublicationCheck::fetch) {
-    http::TransportOptions checkOpts;
-    checkOpts.caBundle = config.publisher.caBundle;
-    checkOpts.requestTimeout = config.publisher.checkTimeout;
-    checkOpts.connectTimeout = std::min<std::chrono::milliseconds>(config.publisher.checkTimeout, checkOpts.connectTimeout);
-    checkOpts.maxBodyBytes = 1 << 20;
-    auto check = http::makeCurlTransport(checkOpts);
-    if (!check) {
-      Error e = check.error();
-      e.message = "[publisher] ca_bundle: " + e.message;
+  // Each peer has its own TLS trust: the system store plus its section's ca_bundle.
+  auto transportFor = [](const std::optional<std::string>& caBundle, std::chrono::seconds timeout,
+                         const char* field) -> Result<std::unique_ptr<http::Transport>> {
+    http::TransportOptions o;
+    o.caBundle = caBundle;
+    o.requestTimeout = timeout;
+    o.connectTimeout = std::min<std::chrono::milliseconds>(timeout, o.connectTimeout);
+    auto t = http::makeCurlTransport(o);
+    if (!t) {
+      Error e = t.error();
+      e.message = std::string(field) + ": " + e.message;
       return fail(e);
+    }
+    return t;
+  };
+  if (config.publisher.publicationCheck == config::PublicationCheck::fetch) {
+    auto check = transportFor(config.publisher.caBundle, config.publisher.checkTimeout, "[publisher] ca_bundle");
+    if (!check) {
+      return fail(check.error());
     }
     s->checkTransport_ = std::move(*check);
   }
   if (config.stiPa) {
-    // The STI-PA's TLS trust is its own: the system store plus [sti_pa] ca_bundle.
-    http::TransportOptions stiOpts;
-    stiOpts.caBundle = config.stiPa->caBundle;
-    auto stiTransport = http::makeCurlTransport(stiOpts);
+    auto stiTransport = transportFor(config.stiPa->caBundle, std::chrono::seconds(30), "[sti_pa] ca_bundle");
     if (!stiTransport) {
-      Error e = stiTransport.error();
-      e.message = "[sti_pa] ca_bundle: " + e.message;
-      return fail(e);
+      return fail(stiTransport.error());
     }
     s->stiPaTransport_ = std::move(*stiTransport);
     sti_pa::StiPaOptions o;

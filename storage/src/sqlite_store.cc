@@ -364,6 +364,16 @@ class SqliteStore final : public Store {
     });
   }
 
+  /// Sets one time column of an issued certificate (a column name of ours, not input).
+  Result<void> setIssuedTime(const char* column, std::int64_t issuedId, std::int64_t at) {
+    auto stmt = db_.prepare(std::string("UPDATE issued_certificates SET ") + column + " = ?2 WHERE id = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, issuedId).bindInt64(2, at);
+    return runExpectingRow(*stmt, "issued certificate " + std::to_string(issuedId) + " does not exist");
+  }
+
   Result<void> markPublished(std::int64_t issuedId, std::string_view x5uUrl, std::int64_t at) override {
     auto stmt = db_.prepare("UPDATE issued_certificates SET x5u_url = ?2, published_at = ?3 WHERE id = ?1");
     if (!stmt.has_value()) {
@@ -374,22 +384,14 @@ class SqliteStore final : public Store {
   }
 
   Result<void> markDeployed(std::int64_t issuedId, std::int64_t at) override {
-    auto stmt = db_.prepare("UPDATE issued_certificates SET deployed_at = ?2 WHERE id = ?1");
-    if (!stmt.has_value()) {
-      return fail(stmt.error());
-    }
-    stmt->bindInt64(1, issuedId).bindInt64(2, at);
-    return runExpectingRow(*stmt, "issued certificate " + std::to_string(issuedId) + " does not exist");
+    return setIssuedTime("deployed_at", issuedId, at);
   }
 
+
   Result<void> markRevoked(std::int64_t issuedId, std::int64_t at) override {
-    auto stmt = db_.prepare("UPDATE issued_certificates SET revoked_at = ?2 WHERE id = ?1");
-    if (!stmt.has_value()) {
-      return fail(stmt.error());
-    }
-    stmt->bindInt64(1, issuedId).bindInt64(2, at);
-    return runExpectingRow(*stmt, "issued certificate " + std::to_string(issuedId) + " does not exist");
+    return setIssuedTime("revoked_at", issuedId, at);
   }
+
 
   Result<std::int64_t> recordKey(const HsmKey& key) override {
     auto stmt = db_.prepare(
@@ -647,13 +649,9 @@ class SqliteStore final : public Store {
   }
 
   Result<void> markUnpublished(std::int64_t issuedId, std::int64_t at) override {
-    auto stmt = db_.prepare("UPDATE issued_certificates SET unpublished_at = ?2 WHERE id = ?1");
-    if (!stmt.has_value()) {
-      return fail(stmt.error());
-    }
-    stmt->bindInt64(1, issuedId).bindInt64(2, at);
-    return runExpectingRow(*stmt, "issued certificate " + std::to_string(issuedId) + " does not exist");
+    return setIssuedTime("unpublished_at", issuedId, at);
   }
+
 
   Result<std::int64_t> countOpenOrders() override {
     auto stmt = db_.prepare("SELECT count(*) FROM orders WHERE status = 'open'");

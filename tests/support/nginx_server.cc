@@ -51,7 +51,7 @@ std::string NginxServer::binary() {
   return env != nullptr ? env : "/usr/sbin/nginx";
 }
 
-NginxServer::NginxServer(std::string dir, std::string root, std::string include) : dir_(std::move(dir)) {
+NginxServer::NginxServer(std::string dir, const std::string& root, const std::string& include) : dir_(std::move(dir)) {
   ::mkdir(dir_.c_str(), 0700);
   ::mkdir((dir_ + "/tmp").c_str(), 0700);
   port_ = pickFreePort();

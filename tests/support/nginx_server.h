@@ -15,7 +15,7 @@ class NginxServer {
   /// Starts nginx with `root` as the document root and `include` (the shipped STI-CR rules)
   /// inside its server block; throws std::runtime_error with nginx's error log when it does
   /// not accept connections within 10 s.
-  NginxServer(std::string dir, std::string root, std::string include);
+  NginxServer(std::string dir, const std::string& root, const std::string& include);
   ~NginxServer();
   NginxServer(const NginxServer&) = delete;
   NginxServer& operator=(const NginxServer&) = delete;
