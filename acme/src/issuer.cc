@@ -29,13 +29,10 @@ Error stepError(Errc code, std::string message, std::string context) {
   return e;
 }
 
-/// Runs a hook to the end, bounded to two minutes (the blocking form, for issueCertificate).
-Result<void> runHook(const std::string& hook, const char* action, const std::vector<std::string>& env) {
-  auto child = ChildProcess::spawn({hook, action}, env);
+/// Waits for a started hook, bounded to two minutes (the blocking form, for issueCertificate).
+Result<void> finishHook(Result<std::unique_ptr<ChildProcess>> child, const std::string& hook, const char* action) {
   if (!child) {
-    Error e = child.error();
-    e.message = "cannot run the dns-01 hook: " + e.message;
-    return fail(e);
+    return fail(child.error());
   }
   auto status = (*child)->wait(std::chrono::minutes(2));
   if (!status) {
@@ -122,7 +119,7 @@ Result<std::unique_ptr<ChildProcess>> Dns01HookSolver::start(const char* action,
 
 Result<std::string> Dns01HookSolver::present(const Authorization& authz, const Challenge& challenge,
                                              const std::string& keyAuthorization) {
-  auto r = runHook(hook_, "present", environment(authz, challenge, keyAuthorization));
+  auto r = finishHook(start("present", authz, challenge, keyAuthorization), hook_, "present");
   if (!r) {
     return fail(r.error());
   }
@@ -132,7 +129,7 @@ Result<std::string> Dns01HookSolver::present(const Authorization& authz, const C
 void Dns01HookSolver::cleanup(const Authorization& authz, const Challenge& challenge,
                               const std::string& keyAuthorization) {
   // A failing cleanup leaves a stale TXT record: harmless for validation, so not fatal.
-  (void)runHook(hook_, "cleanup", environment(authz, challenge, keyAuthorization));
+  (void)finishHook(start("cleanup", authz, challenge, keyAuthorization), hook_, "cleanup");
 }
 
 Result<void> checkIssuedChain(const std::vector<pki::Certificate>& chain, const IssueRequest& request,

@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <initializer_list>
 #include <optional>
+#include <string_view>
 #include <tuple>
+#include <utility>
 
 #include "checks.h"
 #include "section_reader.h"
@@ -27,6 +31,23 @@ std::string_view trim(std::string_view text) {
     text.remove_suffix(1);
   }
   return text;
+}
+
+/// An optional string that must be one of `choices` (else `error` about it).
+template <class E>
+void readChoice(SectionReader& r, const char* key, std::initializer_list<std::pair<std::string_view, E>> choices,
+                const char* error, E& value) {
+  auto text = r.string(key, Need::optional);
+  if (!text) {
+    return;
+  }
+  for (const auto& [name, choice] : choices) {
+    if (*text == name) {
+      value = choice;
+      return;
+    }
+  }
+  r.fail(key, error);
 }
 
 /// An optional duration ("90s", "5m", ...) within [min, max]; `range` is the error text
@@ -63,15 +84,8 @@ void readDaemon(SectionReader& r, DaemonConfig& out) {
       r.fail("metrics_listen", parsed.error());
     }
   }
-  if (auto format = r.string("log_format", Need::optional)) {
-    if (*format == "text") {
-      out.logFormat = LogFormat::text;
-    } else if (*format == "json") {
-      out.logFormat = LogFormat::json;
-    } else {
-      r.fail("log_format", R"(must be "text" or "json")");
-    }
-  }
+  readChoice(r, "log_format", {{"text", LogFormat::text}, {"json", LogFormat::json}}, R"(must be "text" or "json")",
+             out.logFormat);
   if (auto orders = r.integer("max_concurrent_orders", Need::optional)) {
     if (*orders < 0 || *orders > 1024) {
       r.fail("max_concurrent_orders", "must be between 1 and 1024 (0: two per core), got " + std::to_string(*orders));
@@ -113,15 +127,8 @@ void readStiPa(SectionReader& r, StiPaConfig& out) {
   out.passwordFile = r.secretFile("password_file", Need::required).value_or("");
   out.trustAnchor = r.readableFile("trust_anchor", Need::optional);
   out.caBundle = r.readableFile("ca_bundle", Need::optional);
-  if (auto fingerprint = r.string("fingerprint", Need::optional)) {
-    if (*fingerprint == "spki") {
-      out.fingerprint = Fingerprint::spki;
-    } else if (*fingerprint == "jwk-thumbprint") {
-      out.fingerprint = Fingerprint::jwkThumbprint;
-    } else {
-      r.fail("fingerprint", R"(must be "spki" or "jwk-thumbprint")");
-    }
-  }
+  readChoice(r, "fingerprint", {{"spki", Fingerprint::spki}, {"jwk-thumbprint", Fingerprint::jwkThumbprint}},
+             R"(must be "spki" or "jwk-thumbprint")", out.fingerprint);
 }
 
 void readAcme(SectionReader& r, AcmeConfig& out) {
@@ -168,23 +175,9 @@ void readPublisher(SectionReader& r, PublisherConfig& out) {
     }
     out.baseUrl = *base;
   }
-  if (auto retain = r.string("retain", Need::optional)) {
-    auto parsed = parseDuration(*retain);
-    if (parsed.has_value()) {
-      out.retain = parsed.value();
-    } else {
-      r.fail("retain", parsed.error());
-    }
-  }
-  if (auto check = r.string("publication_check", Need::optional)) {
-    if (*check == "fetch") {
-      out.publicationCheck = PublicationCheck::fetch;
-    } else if (*check == "file") {
-      out.publicationCheck = PublicationCheck::file;
-    } else {
-      r.fail("publication_check", R"(must be "fetch" or "file")");
-    }
-  }
+  readDuration(r, "retain", std::chrono::seconds(1), std::chrono::seconds::max(), "", out.retain);
+  readChoice(r, "publication_check", {{"fetch", PublicationCheck::fetch}, {"file", PublicationCheck::file}},
+             R"(must be "fetch" or "file")", out.publicationCheck);
   readDuration(r, "check_timeout", std::chrono::seconds(1), std::chrono::seconds(300), "must be between 1s and 5m",
                out.checkTimeout);
   if (auto retries = r.integer("check_retries", Need::optional)) {

@@ -6,6 +6,8 @@
 #include <ctime>
 #include <iomanip>
 #include <optional>
+#include <unordered_map>
+#include <unordered_set>
 #include <ostream>
 
 #include <nlohmann/json.hpp>
@@ -108,44 +110,42 @@ Result<std::string> keysJson(hsm::Token& token, const std::vector<storage::HsmKe
   if (!keys) {
     return fail(keys.error());
   }
-  auto managed = [&](const hsm::KeyInfo& k) {
-    for (const auto& row : known) {
-      if (row.keyUri == k.uri.toString()) {
-        return std::string(storage::toString(row.purpose));
-      }
-    }
-    return std::string("unmanaged");
-  };
-  auto describe = [&](nlohmann::json& entry, const std::string& uri) {
-    for (const auto& u : usage) {
-      if (u.keyUri == uri) {
-        if (u.certName) {
-          entry["certificate"] = *u.certName;
-        }
-        entry["state"] = u.state;
-        if (u.until) {
-          entry["until"] = isoTime(*u.until);
-        }
-        return;
-      }
-    }
-  };
+  // Looked up by URI: the token, the DB and the usage list each hold every key once.
+  std::unordered_map<std::string, const storage::HsmKey*> byUri;
+  for (const auto& row : known) {
+    byUri.emplace(row.keyUri, &row);
+  }
+  std::unordered_map<std::string, const storage::KeyUsage*> usageByUri;
+  for (const auto& u : usage) {
+    usageByUri.emplace(u.keyUri, &u);
+  }
+  std::unordered_set<std::string> onToken;
   nlohmann::json arr = nlohmann::json::array();
   for (const auto& k : *keys) {
+    const std::string uri = k.uri.toString();
+    onToken.insert(uri);
+    auto row = byUri.find(uri);
     nlohmann::json entry{{"label", k.label},
-                         {"uri", k.uri.toString()},
+                         {"uri", uri},
                          {"jwk_thumbprint", k.publicKey.jwkThumbprint()},
                          {"spki_fingerprint", k.publicKey.spkiFingerprint()},
-                         {"managed", managed(k)},
+                         {"managed", row != byUri.end() ? storage::toString(row->second->purpose) : "unmanaged"},
                          {"on_token", true}};
-    describe(entry, k.uri.toString());
+    if (auto u = usageByUri.find(uri); u != usageByUri.end()) {
+      if (u->second->certName) {
+        entry["certificate"] = *u->second->certName;
+      }
+      entry["state"] = u->second->state;
+      if (u->second->until) {
+        entry["until"] = isoTime(*u->second->until);
+      }
+    }
     arr.push_back(std::move(entry));
   }
   // Recorded as live in the state DB but not on the token: deleted behind kmsd's back, or
   // a crash came between recording a key and generating it (kmsd retires those itself).
   for (const auto& row : known) {
-    if (std::none_of(keys->begin(), keys->end(),
-                     [&](const hsm::KeyInfo& k) { return k.uri.toString() == row.keyUri; })) {
+    if (onToken.count(row.keyUri) == 0) {
       arr.push_back({{"label", row.label},
                      {"uri", row.keyUri},
                      {"managed", storage::toString(row.purpose)},
@@ -193,7 +193,7 @@ void printKeys(const nlohmann::json& keys, const std::string& tokenLabel, std::o
 int listKeys(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err) {
   auto token = hsm::Token::open(tokenOptions(cfg));
   if (!token) {
-    err << "kmsctl: [hsm] " << token.error().toString() << '\n';
+    err << cfg.source << ": [hsm] " << token.error().toString() << '\n';
     return kExitRuntime;
   }
   std::vector<storage::HsmKey> known;

@@ -136,7 +136,7 @@ Result<StepOutcome> Steps::run(Action action, const CertSnapshot& snap, const co
     case Action::refreshRenewal:
       return refreshRenewal(snap, c);
     case Action::deploy:
-      return deploy(snap, c, poll);
+      return deploy(snap, c);
     default:
       break;
   }
@@ -174,34 +174,59 @@ Result<void> Steps::advance(const storage::Order& order, const storage::OrderUpd
   return ok();
 }
 
-Result<std::shared_ptr<ChildProcess>> Steps::dnsPresent(const acme::Authorization& authz,
-                                                        const acme::Challenge& challenge, const std::string& keyAuth,
-                                                        PollState& poll) {
+Result<Steps::HookRun> Steps::awaitHook(const std::string& key, Millis timeout,
+                                        const std::function<Result<std::unique_ptr<ChildProcess>>()>& start) {
+  RunningHook hook;
+  {
+    std::lock_guard<std::mutex> lock(hooksMutex_);
+    auto it = hooks_.find(key);
+    if (it == hooks_.end()) {
+      auto child = start();
+      if (!child) {
+        return fail(child.error());
+      }
+      hook = RunningHook{std::shared_ptr<ChildProcess>(std::move(*child)), clock_.now()};
+      hooks_.emplace(key, hook);
+      return HookRun{hook, std::nullopt};
+    }
+    hook = it->second;
+    if (!hook.child->exitStatus() && clock_.now() - hook.started <= timeout) {
+      return HookRun{hook, std::nullopt};  // woken early: still running
+    }
+    hooks_.erase(it);
+  }
+  auto status = hook.child->exitStatus();
+  if (!status) {
+    hook.child->kill();
+    (void)hook.child->wait(Millis(1000));
+  }
+  return HookRun{std::nullopt, status};
+}
+
+StepOutcome Steps::waitForHook(const RunningHook& hook, Millis timeout) const {
+  const auto elapsed = std::chrono::duration_cast<Millis>(clock_.now() - hook.started);
+  StepOutcome waiting;
+  waiting.wait = std::max(Millis(1000), timeout - elapsed + Millis(1000));
+  waiting.waitFor = hook.child;
+  return waiting;
+}
+
+Result<std::optional<StepOutcome>> Steps::dnsPresent(const acme::Authorization& authz,
+                                                     const acme::Challenge& challenge, const std::string& keyAuth) {
   acme::Dns01HookSolver* hook = s_.dns01();
   if (hook == nullptr) {
     return fail(nonRetryable(Error{Errc::unsupported, "no dns-01 hook configured ([acme] dns01_hook)", challenge.url, 0,
                                    {}, false, std::nullopt}));
   }
-  std::lock_guard<std::mutex> lock(hooksMutex_);
-  auto it = hooks_.find(challenge.url);
-  if (it == hooks_.end()) {
-    auto child = hook->start("present", authz, challenge, keyAuth);
-    if (!child) {
-      return fail(child.error());
-    }
-    poll.since = clock_.now();
-    std::shared_ptr<ChildProcess> running(std::move(*child));
-    hooks_.emplace(challenge.url, running);
-    return running;
+  auto run = awaitHook("present " + challenge.url, hookTimeout,
+                       [&] { return hook->start("present", authz, challenge, keyAuth); });
+  if (!run) {
+    return fail(run.error());
   }
-  std::shared_ptr<ChildProcess> running = it->second;
-  auto status = running->exitStatus();
-  if (!status) {
-    if (poll.since && clock_.now() - *poll.since <= hookTimeout) {
-      return running;  // woken early: still running
-    }
-    hooks_.erase(it);  // killed and reaped when the last holder lets go
-    running->kill();
+  if (run->running) {
+    return std::optional<StepOutcome>(waitForHook(*run->running, hookTimeout));
+  }
+  if (!run->status) {
     Error e{Errc::timeout,
             "dns-01 hook 'present' ran longer than " +
                 std::to_string(std::chrono::duration_cast<std::chrono::seconds>(hookTimeout).count()) +
@@ -213,14 +238,17 @@ Result<std::shared_ptr<ChildProcess>> Steps::dnsPresent(const acme::Authorizatio
             std::nullopt};
     return fail(e);
   }
-  hooks_.erase(it);
-  poll.since.reset();
-  if (!exitedCleanly(*status)) {
-    Error e{Errc::io, "dns-01 hook 'present' failed with " + describeExit(*status) + " for " + authz.identifier.value,
-            hook->hook(), 0, {}, true, std::nullopt};
+  if (!exitedCleanly(*run->status)) {
+    Error e{Errc::io,
+            "dns-01 hook 'present' failed with " + describeExit(*run->status) + " for " + authz.identifier.value,
+            hook->hook(),
+            0,
+            {},
+            true,
+            std::nullopt};
     return fail(e);
   }
-  return std::shared_ptr<ChildProcess>();
+  return std::optional<StepOutcome>();
 }
 
 bool Steps::remember(std::int64_t orderId, const acme::Authorization& authz, const acme::Challenge& challenge,
@@ -384,51 +412,34 @@ Result<acme::IssueRequest> Steps::requestFor(const config::CertificateConfig& c,
 // --- planned: a key recorded with its order -------------------------------------------
 
 Result<StepOutcome> Steps::startOrder(const CertSnapshot& snap, const config::CertificateConfig& c) {
-  if (c.reuseKey && snap.active && !snap.activeKeyMissing) {
-    // reuse_key: the order uses the active certificate's key; nothing to generate.
-    auto tx = s_.store().with([&](storage::Store& st) {
-      return st.transact([&]() -> Result<void> {
-        auto o = st.createOrder(c.name, CertState::keyReady);
-        if (!o) {
-          return fail(o.error());
-        }
-        storage::OrderUpdate u = at(CertState::keyReady);
-        u.keyUri = snap.active->keyUri;
-        if (auto r = st.advanceOrder(o->id, u); !r) {
-          return fail(r.error());
-        }
-        return ok();
-      });
-    });
-    if (!tx) {
-      return fail(tx.error());
+  // reuse_key: the order uses the active certificate's key and starts at key_ready;
+  // otherwise a new key is planned (recorded now, generated by the next step).
+  const bool reuse = c.reuseKey && snap.active && !snap.activeKeyMissing;
+  std::optional<Services::PlannedKey> planned;
+  if (!reuse) {
+    auto key = s_.planKey(c.name + "-" + std::to_string(now()), storage::KeyPurpose::certificate);
+    if (!key) {
+      return fail(key.error());
     }
-    failpoint("key_recorded");
-    const std::string why = snap.renewRequested ? "renewal requested" : "renewal due";
-    events_.emit({"KMS_RENEWAL_STARTED",
-                  storage::EventLevel::info,
-                  c.name,
-                  "order started: " + why + " (key reused)",
-                  {{"key", snap.active->keyUri}, {"reason", why}}});
-    return StepOutcome{};
+    planned = std::move(*key);
   }
-  auto planned = s_.planKey(c.name + "-" + std::to_string(now()), storage::KeyPurpose::certificate);
-  if (!planned) {
-    return fail(planned.error());
-  }
+  const std::string keyUri = reuse ? snap.active->keyUri : planned->row.keyUri;
+  const CertState step = reuse ? CertState::keyReady : CertState::planned;
   // Key record and order in one transaction: a kill leaves nothing or an order whose key
   // is recorded (and generated by the next step, or found already generated).
   auto tx = s_.store().with([&](storage::Store& st) {
     return st.transact([&]() -> Result<void> {
-      if (auto k = st.recordKey(planned->row); !k) {
-        return fail(k.error());
+      if (planned) {
+        if (auto k = st.recordKey(planned->row); !k) {
+          return fail(k.error());
+        }
       }
-      auto o = st.createOrder(c.name, CertState::planned);
+      auto o = st.createOrder(c.name, step);
       if (!o) {
         return fail(o.error());
       }
-      storage::OrderUpdate u = at(CertState::planned);
-      u.keyUri = planned->row.keyUri;
+      storage::OrderUpdate u = at(step);
+      u.keyUri = keyUri;
       if (auto r = st.advanceOrder(o->id, u); !r) {
         return fail(r.error());
       }
@@ -438,9 +449,9 @@ Result<StepOutcome> Steps::startOrder(const CertSnapshot& snap, const config::Ce
   if (!tx) {
     return fail(tx.error());
   }
-  {
+  if (planned) {
     std::lock_guard<std::mutex> lock(checkedMutex_);
-    plannedHere_.insert(planned->row.keyUri);
+    plannedHere_.insert(keyUri);
   }
   failpoint("key_recorded");
   std::string why = !snap.active            ? "no valid certificate"
@@ -450,8 +461,8 @@ Result<StepOutcome> Steps::startOrder(const CertSnapshot& snap, const config::Ce
   events_.emit({"KMS_RENEWAL_STARTED",
                 storage::EventLevel::info,
                 c.name,
-                "order started: " + why,
-                {{"key", planned->row.keyUri}, {"reason", why}}});
+                "order started: " + why + (reuse ? " (key reused)" : ""),
+                {{"key", keyUri}, {"reason", why}}});
   return StepOutcome{};
 }
 
@@ -653,17 +664,12 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
       if (type == "dns-01") {
         // The operator's hook may take minutes (DNS propagation): it runs on its own and
         // the step runs again when it exits, instead of a worker waiting for it.
-        auto running = dnsPresent(*authz, *ch, keyAuth, poll);
-        if (!running) {
-          return fail(running.error());
+        auto waiting = dnsPresent(*authz, *ch, keyAuth);
+        if (!waiting) {
+          return fail(waiting.error());
         }
-        if (*running) {
-          const Millis left =
-              hookTimeout - std::chrono::duration_cast<Millis>(clock_.now() - poll.since.value_or(clock_.now()));
-          StepOutcome waiting;
-          waiting.wait = std::max(Millis(1000), left + Millis(1000));
-          waiting.waitFor = *running;
-          return waiting;
+        if (*waiting) {
+          return **waiting;
         }
       } else {
         payload = solver->second->present(*authz, *ch, keyAuth);
@@ -867,6 +873,13 @@ Result<StepOutcome> Steps::awaitIssuance(const storage::Order& order, const conf
   return StepOutcome{};
 }
 
+Error Steps::publishFailed(const std::string& cert, Error e) {
+  e.message = "publish to [publisher] web_root: " + e.message;
+  e.retryable = true;  // a full or read-only disk can be mended; the certificate stays valid
+  events_.emit({"KMS_PUBLISH_FAILED", storage::EventLevel::error, cert, e.toString(), {}});
+  return e;
+}
+
 Result<storage::IssuedCert> Steps::orderCertificate(const storage::Order& order, const config::CertificateConfig& c,
                                                     const char* step) {
   auto issued = s_.store().with([&](storage::Store& st) { return st.listIssued(c.name); });
@@ -889,11 +902,7 @@ Result<StepOutcome> Steps::publish(const storage::Order& order, const config::Ce
   }
   auto published = s_.webRoot().writeImmutable(c.name, row->serial, row->chainPem);
   if (!published) {
-    Error e = published.error();
-    e.message = "publish to [publisher] web_root: " + e.message;
-    e.retryable = true;  // a full or read-only disk can be mended; the certificate stays valid
-    events_.emit({"KMS_PUBLISH_FAILED", storage::EventLevel::error, c.name, e.toString(), {}});
-    return fail(e);
+    return fail(publishFailed(c.name, published.error()));
   }
   if (s_.config().publisher.publicationCheck == config::PublicationCheck::fetch) {
     // What a verifier will get from the x5u URL must be what was written, before anything
@@ -954,61 +963,37 @@ std::optional<std::string> Steps::checkServed(const std::string& url, const std:
 
 // --- deploy hook ----------------------------------------------------------------------
 
-Result<StepOutcome> Steps::deploy(const CertSnapshot& snap, const config::CertificateConfig& c, PollState& poll) {
+Result<StepOutcome> Steps::deploy(const CertSnapshot& snap, const config::CertificateConfig& c) {
   if (!snap.active || !c.deployHook) {
     return StepOutcome{};
   }
   const storage::IssuedCert& active = *snap.active;
-  const std::string key = c.name + "/" + active.serial;
   const std::string& hook = *c.deployHook;
   const Millis timeout = std::chrono::duration_cast<Millis>(s_.config().publisher.hookTimeout);
   const std::string outDir = s_.config().daemon.stateDir + "/hook-output";
   const std::string outFile = outDir + "/" + c.name + ".log";
-  std::shared_ptr<ChildProcess> running;
-  {
-    std::lock_guard<std::mutex> lock(hooksMutex_);
-    auto it = deployHooks_.find(key);
-    if (it == deployHooks_.end()) {
-      ::mkdir(outDir.c_str(), 0700);
-      const std::string chainPath = s_.config().publisher.webRoot + "/" + c.name + ".pem";
-      const std::string certPath = s_.config().publisher.webRoot + "/" + c.name + "/" + active.serial + ".pem";
-      auto child = ChildProcess::spawn({hook},
-                                       {"KMS_NAME=" + c.name, "KMS_CERT_PATH=" + certPath, "KMS_CHAIN_PATH=" + chainPath,
-                                        "KMS_X5U=" + active.x5uUrl.value_or(""), "KMS_KEY_URI=" + active.keyUri,
-                                        "KMS_SERIAL=" + active.serial, "KMS_NOT_AFTER=" + isoTime(active.notAfter)},
-                                       outFile);
-      if (!child) {
-        Error e = child.error();
-        e.message = "cannot run the deploy hook: " + e.message;
-        e.retryable = true;
-        events_.emit({"KMS_DEPLOY_HOOK_FAILED", storage::EventLevel::error, c.name, e.toString(),
-                      {{"serial", active.serial}}});
-        return fail(e);
-      }
-      poll.since = clock_.now();
-      running = std::shared_ptr<ChildProcess>(std::move(*child));
-      deployHooks_.emplace(key, running);
-    } else {
-      running = it->second;
-    }
+  auto run = awaitHook("deploy " + c.name + "/" + active.serial, timeout, [&] {
+    ::mkdir(outDir.c_str(), 0700);
+    const std::string chainPath = s_.config().publisher.webRoot + "/" + c.name + ".pem";
+    const std::string certPath = s_.config().publisher.webRoot + "/" + c.name + "/" + active.serial + ".pem";
+    return ChildProcess::spawn({hook},
+                               {"KMS_NAME=" + c.name, "KMS_CERT_PATH=" + certPath, "KMS_CHAIN_PATH=" + chainPath,
+                                "KMS_X5U=" + active.x5uUrl.value_or(""), "KMS_KEY_URI=" + active.keyUri,
+                                "KMS_SERIAL=" + active.serial, "KMS_NOT_AFTER=" + isoTime(active.notAfter)},
+                               outFile);
+  });
+  if (!run) {
+    Error e = run.error();
+    e.message = "cannot run the deploy hook: " + e.message;
+    e.retryable = true;
+    events_.emit(
+        {"KMS_DEPLOY_HOOK_FAILED", storage::EventLevel::error, c.name, e.toString(), {{"serial", active.serial}}});
+    return fail(e);
   }
-  const auto elapsed = std::chrono::duration_cast<Millis>(clock_.now() - poll.since.value_or(clock_.now()));
-  auto status = running->exitStatus();
-  if (!status && elapsed <= timeout) {
-    StepOutcome waiting;
-    waiting.wait = std::max(Millis(1000), timeout - elapsed + Millis(1000));
-    waiting.waitFor = running;
-    return waiting;
+  if (run->running) {
+    return waitForHook(*run->running, timeout);
   }
-  {
-    std::lock_guard<std::mutex> lock(hooksMutex_);
-    deployHooks_.erase(key);
-  }
-  poll.since.reset();
-  if (!status) {
-    running->kill();
-    (void)running->wait(Millis(1000));
-  }
+  const std::optional<int> status = run->status;
   // What the hook printed, bounded, for the event log (sanitized there).
   std::string output;
   if (std::ifstream in(outFile, std::ios::binary); in) {
@@ -1061,11 +1046,7 @@ Result<StepOutcome> Steps::activate(const storage::Order& order, const config::C
     return fail(row.error());
   }
   if (auto r = s_.webRoot().switchCurrent(c.name, row->chainPem); !r) {
-    Error e = r.error();
-    e.message = "publish to [publisher] web_root: " + e.message;
-    e.retryable = true;
-    events_.emit({"KMS_PUBLISH_FAILED", storage::EventLevel::error, c.name, e.toString(), {}});
-    return fail(e);
+    return fail(publishFailed(c.name, r.error()));
   }
   // The renewal instant without ARI, chosen now with jitter; the CA's window (when it
   // offers one) is read by the next step and replaces it.

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -88,11 +89,13 @@ class Steps {
   Result<StepOutcome> refreshRenewal(const CertSnapshot& snap, const config::CertificateConfig& c);
   /// Runs the deploy hook for the active certificate: started, then waited for on the loop
   /// (the step runs again when it exits); recorded when it exits 0.
-  Result<StepOutcome> deploy(const CertSnapshot& snap, const config::CertificateConfig& c, PollState& poll);
+  Result<StepOutcome> deploy(const CertSnapshot& snap, const config::CertificateConfig& c);
   /// The order's key is gone from the token (a lost object file): close the order so that
   /// the next plan starts a new one with a new key.
   Result<StepOutcome> abandonForMissingKey(const storage::Order& order, const config::CertificateConfig& c);
 
+  /// A failed write to the web root: named as such, retryable, and KMS_PUBLISH_FAILED.
+  Error publishFailed(const std::string& cert, Error e);
   /// The certificate an order produced (found by the order's key).
   Result<storage::IssuedCert> orderCertificate(const storage::Order& order, const config::CertificateConfig& c,
                                                const char* step);
@@ -100,10 +103,28 @@ class Steps {
   /// The wait before the next poll: Retry-After when given, else doubling from pollFirst.
   Result<Millis> pollWait(PollState& poll, std::optional<std::chrono::seconds> retryAfter, const std::string& what,
                           const std::string& url);
-  /// dns-01: starts the present hook, or reads how it ended. The running child while it
-  /// runs, nullptr once it exited with status 0.
-  Result<std::shared_ptr<ChildProcess>> dnsPresent(const acme::Authorization& authz, const acme::Challenge& challenge,
-                                                   const std::string& keyAuth, PollState& poll);
+  /// An operator hook run with no worker waiting for it.
+  struct RunningHook {
+    std::shared_ptr<ChildProcess> child;
+    TimePoint started;
+  };
+  /// How a hook stands: `running` while it runs within its timeout, else `status` (its
+  /// wait status; nullopt when it ran over the timeout and was killed).
+  struct HookRun {
+    std::optional<RunningHook> running;
+    std::optional<int> status;
+  };
+  /// The first call starts the hook (`start`) and keeps it under `key`; later calls read
+  /// how it stands. A hook over `timeout` is killed and reaped.
+  Result<HookRun> awaitHook(const std::string& key, Millis timeout,
+                            const std::function<Result<std::unique_ptr<ChildProcess>>()>& start);
+  /// The outcome while a hook runs: the step runs again when it exits, at the latest
+  /// just after its timeout.
+  StepOutcome waitForHook(const RunningHook& hook, Millis timeout) const;
+  /// dns-01: starts the present hook, or reads how it ended: a waiting outcome while it
+  /// runs, nullopt once it exited with status 0.
+  Result<std::optional<StepOutcome>> dnsPresent(const acme::Authorization& authz, const acme::Challenge& challenge,
+                                                const std::string& keyAuth);
   /// Records an answer to withdraw later; false when it was already recorded.
   bool remember(std::int64_t orderId, const acme::Authorization& authz, const acme::Challenge& challenge,
                 const std::string& keyAuth, const std::string& type);
@@ -136,10 +157,10 @@ class Steps {
     std::string domain;
   };
   std::mutex hooksMutex_;  // guards the members below
-  std::map<std::string, std::shared_ptr<ChildProcess>> hooks_;  ///< present hooks running, by challenge URL
-  std::map<std::int64_t, std::vector<Presented>> presented_;     ///< answers to withdraw, by order id
-  std::vector<Cleanup> cleanups_;                                 ///< cleanup hooks not yet reaped
-  std::map<std::string, std::shared_ptr<ChildProcess>> deployHooks_;  ///< running, by "name/serial"
+  /// Hooks running: "present <challenge URL>", "deploy <name>/<serial>".
+  std::map<std::string, RunningHook> hooks_;
+  std::map<std::int64_t, std::vector<Presented>> presented_;  ///< answers to withdraw, by order id
+  std::vector<Cleanup> cleanups_;                              ///< cleanup hooks not yet reaped
 };
 
 }  // namespace kms::daemon
