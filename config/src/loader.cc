@@ -127,6 +127,9 @@ void readStiPa(SectionReader& r, StiPaConfig& out) {
   out.passwordFile = r.secretFile("password_file", Need::required).value_or("");
   out.trustAnchor = r.readableFile("trust_anchor", Need::optional);
   out.caBundle = r.readableFile("ca_bundle", Need::optional);
+  out.crlSigner = r.readableFile("crl_signer", Need::optional);
+  readDuration(r, "trust_refresh", std::chrono::seconds(1), std::chrono::seconds(86400),
+               "must be between 1s and 1d", out.trustRefresh);
   readChoice(r, "fingerprint", {{"spki", Fingerprint::spki}, {"jwk-thumbprint", Fingerprint::jwkThumbprint}},
              R"(must be "spki" or "jwk-thumbprint")", out.fingerprint);
 }

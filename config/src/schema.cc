@@ -32,6 +32,8 @@ constexpr std::array kSettings = {
     Setting{"sti_pa", "password_file", Kind::string, "", "file holding the STI-PA password"},
     Setting{"sti_pa", "trust_anchor", Kind::string, "", "PEM roots verifying SPC tokens and the CA list"},
     Setting{"sti_pa", "ca_bundle", Kind::string, "", "extra PEM roots for the STI-PA's TLS (separate from [acme])"},
+    Setting{"sti_pa", "crl_signer", Kind::string, "", "PEM certificate that signs the STI-PA CRL"},
+    Setting{"sti_pa", "trust_refresh", Kind::string, "1h", "how often the CA list and the CRL are read"},
     Setting{"sti_pa", "fingerprint", Kind::string, "spki", "\"spki\" or \"jwk-thumbprint\""},
     // [acme]
     Setting{"acme", "directory_url", Kind::string, "", "ACME directory URL"},

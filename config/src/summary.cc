@@ -106,6 +106,8 @@ std::string redactedSummary(const Config& config) {
     w.text("password_file", sti.passwordFile, kSecretNote);
     w.optionalText("trust_anchor", sti.trustAnchor);
     w.optionalText("ca_bundle", sti.caBundle);
+    w.optionalText("crl_signer", sti.crlSigner);
+    w.text("trust_refresh", detail::formatDuration(sti.trustRefresh));
     w.text("fingerprint", toString(sti.fingerprint));
   }
 

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <chrono>
 #include <algorithm>
 #include <ctime>
 #include <iomanip>
@@ -19,6 +20,7 @@
 #include "storage/db.h"
 #include "storage/store.h"
 #include "time_format.h"
+#include "trust.h"
 
 namespace kms::daemon {
 
@@ -332,6 +334,89 @@ int showEvents(const std::string& configPath, int limit, std::ostream& out, std:
   for (const auto& e : *events) {
     out << isoTime(e.time) << ' ' << storage::toString(e.level) << ' ' << e.eventId << ' ' << e.certName.value_or("-")
         << ' ' << e.message << '\n';
+  }
+  return kExitOk;
+}
+
+void printTrust(const nlohmann::json& t, std::ostream& out) {
+  auto str = [](const nlohmann::json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? sanitize(it->get<std::string>()) : std::string("-");
+  };
+  auto age = [](const nlohmann::json& j) {
+    std::int64_t s = j.value("age_seconds", std::int64_t{0});
+    return s < 120 ? std::to_string(s) + " s" : s < 7200 ? std::to_string(s / 60) + " min" : std::to_string(s / 3600) + " h";
+  };
+  if (t.contains("anchors")) {
+    out << "issued chains verify to: "
+        << (t.value("anchors", "") == "ca_list" ? "the STI-PA CA list" : "[acme] trust_anchors (overrides the CA list)")
+        << '\n';
+  }
+  const auto& list = t["ca_list"];
+  if (list.is_object()) {
+    out << "CA list: sequence " << list.value("sequence", std::int64_t{0}) << ", fetched " << str(list, "fetched_at")
+        << " (" << age(list) << " ago), " << (list.value("expired", false) ? "EXPIRED " : "expires ")
+        << str(list, "expires") << '\n';
+    for (const auto& r : list["roots"]) {
+      out << "  root " << str(r, "subject") << "  not after " << str(r, "not_after") << "  sha256 " << str(r, "sha256")
+          << '\n';
+    }
+  } else {
+    out << "CA list: none kept yet\n";
+  }
+  const auto& crl = t["crl"];
+  if (crl.is_object()) {
+    out << "CRL: issuer " << str(crl, "issuer") << ", thisUpdate " << str(crl, "this_update") << ", nextUpdate "
+        << str(crl, "next_update") << (crl.value("stale", false) ? " (STALE)" : "") << ", "
+        << crl.value("entries", std::size_t{0}) << " entries, fetched " << str(crl, "fetched_at") << " (" << age(crl)
+        << " ago)\n";
+  } else if (t.contains("crl_checked") && !t.value("crl_checked", false)) {
+    out << "CRL: not read ([sti_pa] crl_signer is not set)\n";
+  } else {
+    out << "CRL: none kept yet\n";
+  }
+  if (t.contains("daemon")) {
+    const auto& d = t["daemon"];
+    out << "last refresh: " << (str(d, "last_refresh") == "" ? "-" : str(d, "last_refresh")) << '\n';
+    if (!str(d, "ca_list_error").empty() && str(d, "ca_list_error") != "-") {
+      out << "  CA list problem: " << str(d, "ca_list_error") << '\n';
+    }
+    if (!str(d, "crl_error").empty() && str(d, "crl_error") != "-") {
+      out << "  CRL problem: " << str(d, "crl_error") << '\n';
+    }
+  }
+}
+
+int showTrust(const std::string& configPath, bool json, std::ostream& out, std::ostream& err) {
+  auto cfg = loadConfig(configPath, err);
+  if (!cfg) {
+    return kExitCheckFailed;
+  }
+  nlohmann::json report = trustReport(std::nullopt, std::nullopt, 0);
+  if (exists(dbPath(*cfg))) {
+    auto db = openExistingDb(*cfg);
+    if (!db) {
+      err << "kmsctl: " << db.error().toString() << '\n';
+      return kExitRuntime;
+    }
+    auto store = storage::makeSqliteStore(**db);
+    auto list = store->getTrust(storage::TrustKind::caList);
+    auto crl = list ? store->getTrust(storage::TrustKind::crl) : Result<std::optional<storage::TrustDocument>>();
+    if (!list || !crl) {
+      err << "kmsctl: " << (!list ? list.error() : crl.error()).toString() << '\n';
+      return kExitRuntime;
+    }
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+    report = trustReport(*list, *crl, now);
+  }
+  report["crl_checked"] = cfg->stiPa && cfg->stiPa->crlSigner;
+  report["anchors"] = cfg->acme.trustAnchors ? "[acme] trust_anchors" : "ca_list";
+  if (json) {
+    out << report.dump(2) << '\n';
+  } else {
+    printTrust(report, out);
   }
   return kExitOk;
 }

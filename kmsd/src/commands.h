@@ -49,5 +49,9 @@ int showStatus(const std::string& configPath, bool json, std::ostream& out, std:
 
 /// The newest events of the append-only event log.
 int showEvents(const std::string& configPath, int limit, std::ostream& out, std::ostream& err);
+/// kmsctl trust with the daemon down: the CA list and CRL kept in the state DB.
+int showTrust(const std::string& configPath, bool json, std::ostream& out, std::ostream& err);
+/// The text form of a trust report (kmsctl trust).
+void printTrust(const nlohmann::json& report, std::ostream& out);
 
 }  // namespace kms::daemon

@@ -222,6 +222,42 @@ int ctlKeys(const std::string& configPath, bool json, std::ostream& out, std::os
   return listKeys(*cfg, json, out, err);
 }
 
+int ctlTrust(const std::string& configPath, bool refresh, bool json, std::ostream& out, std::ostream& err) {
+  auto cfg = loadConfig(configPath, err);
+  if (!cfg) {
+    return kExitCheckFailed;
+  }
+  int status = 0;
+  auto r = ask(*cfg, refresh ? "POST" : "GET", refresh ? "/v1/trust/refresh" : "/v1/trust", "", err, &status);
+  if (!r) {
+    if (refresh) {
+      err << "kmsctl: kmsd is not running (" << cfg->daemon.controlSocket << "); a refresh needs the daemon\n";
+      return kExitRuntime;
+    }
+    if (!json) {
+      out << "kmsd is not running; read from the state DB\n";
+    }
+    return showTrust(configPath, json, out, err);
+  }
+  if (status != 200 || !r->is_object()) {
+    err << "kmsctl: kmsd answered HTTP " << status << ": " << sanitize(str(*r, "detail", "")) << '\n';
+    return kExitRuntime;
+  }
+  if (json) {
+    out << r->dump(2) << '\n';
+  } else {
+    printTrust(*r, out);
+    if (refresh && r->contains("affected") && !(*r)["affected"].empty()) {
+      out << "renewing at once:";
+      for (const auto& n : (*r)["affected"]) {
+        out << ' ' << sanitize(n.get<std::string>());
+      }
+      out << '\n';
+    }
+  }
+  return kExitOk;
+}
+
 int ctlEvents(const std::string& configPath, int limit, bool follow, std::ostream& out, std::ostream& err) {
   auto cfg = loadConfig(configPath, err);
   if (!cfg) {

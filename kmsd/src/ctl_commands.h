@@ -19,6 +19,9 @@ int ctlRevoke(const std::string& configPath, const std::string& name, int reason
 /// The keys on the token and what the state DB knows of them: from the daemon when it
 /// runs, else by opening the token (saying so).
 int ctlKeys(const std::string& configPath, bool json, std::ostream& out, std::ostream& err);
+/// The kept STI-PA CA list and CRL (from the daemon, else the state DB); with `refresh`,
+/// the daemon reads both now first (and renews what they affect).
+int ctlTrust(const std::string& configPath, bool refresh, bool json, std::ostream& out, std::ostream& err);
 /// Events from the daemon (or the DB); with `follow`, keeps printing new ones.
 int ctlEvents(const std::string& configPath, int limit, bool follow, std::ostream& out, std::ostream& err);
 

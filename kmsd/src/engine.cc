@@ -35,6 +35,7 @@
 #include "services.h"
 #include "steps.h"
 #include "time_format.h"
+#include "trust.h"
 
 namespace kms::daemon {
 
@@ -130,6 +131,7 @@ class Engine::Impl {
         pool_(maxOrders_),
         timer_(io_),
         stopTimer_(io_),
+        trustTimer_(io_),
         signals_(io_) {}
 
   ~Impl() {
@@ -160,6 +162,8 @@ class Engine::Impl {
     }
     services_ = std::move(*services);
     steps_ = std::make_unique<Steps>(*services_, *clock_, *random_, *sink_);
+    trust_ = std::make_unique<TrustKeeper>(*services_, *clock_, *sink_);
+    trust_->load();  // the kept CA list's roots are the anchors until a newer one is read
     policy_ = RetryPolicy{config_.daemon.retryFirst.count(), config_.daemon.retryMax.count()};
     // Every certificate in one transaction (one fsync, not one per certificate), and the
     // orders already in flight counted against the bound.
@@ -264,8 +268,14 @@ class Engine::Impl {
       signals_.add(SIGHUP);
       waitSignal();
     }
-    for (const auto& name : order_) {
-      schedule(certs_[name], clock_->now());
+    if (services_->stiPa() != nullptr) {
+      // The CA list and the CRL first: a chain is checked against current anchors, and an
+      // active certificate the CRL lists is replaced before anything else.
+      refreshTrust(true, {});
+    } else {
+      for (const auto& name : order_) {
+        schedule(certs_[name], clock_->now());
+      }
     }
     runHousekeeping();
     if (order_.empty() && options_.once) {
@@ -591,6 +601,47 @@ class Engine::Impl {
     }
   }
 
+  /// Reads the STI-PA CA list and CRL on the pool and plans the certificates it affected
+  /// (every certificate after the first refresh); then arms the next refresh.
+  void refreshTrust(bool first, std::function<void(std::vector<std::string>)> done) {
+    trustRunning_ = true;
+    ++running_;
+    asio::post(pool_, [this, first, done = std::move(done)]() mutable {
+      std::vector<std::string> affected;
+      try {
+        affected = trust_->refresh();
+      } catch (const std::exception& e) {
+        sink_->emit({"KMS_TRUST_FETCH_FAILED", EventLevel::warning, std::nullopt,
+                     std::string("trust refresh failed: internal error: ") + e.what(), {}});
+      }
+      asio::post(io_, [this, first, affected = std::move(affected), done = std::move(done)] {
+        trustRunning_ = false;
+        --running_;
+        if (stopping_) {
+          maybeFinishStop();
+          return;
+        }
+        for (const auto& name : first ? order_ : affected) {
+          auto it = certs_.find(name);
+          if (it != certs_.end() && !it->second->removed && !it->second->running) {
+            schedule(it->second, clock_->now());
+          }
+        }
+        if (!options_.once) {
+          trustTimer_.expires_after(config_.stiPa->trustRefresh);
+          trustTimer_.async_wait([this](const boost::system::error_code& ec) {
+            if (!ec && !stopping_ && !trustRunning_) {
+              refreshTrust(false, {});
+            }
+          });
+        }
+        if (done) {
+          done(affected);
+        }
+      });
+    });
+  }
+
   void runHousekeeping() {
     asio::post(pool_, [this] {
       auto r = steps_->retireKeys();
@@ -623,6 +674,7 @@ class Engine::Impl {
                    {{"in_flight", std::to_string(running_)}}});
       stopping_ = true;
       timer_.cancel();
+      trustTimer_.cancel();
       if (control_) {
         control_->stop();
       }
@@ -765,12 +817,14 @@ class Engine::Impl {
   asio::thread_pool pool_;
   asio::steady_timer timer_;
   asio::steady_timer stopTimer_;  ///< the grace before requests in flight are cancelled
+  asio::steady_timer trustTimer_;  ///< the next CA list and CRL refresh
   asio::signal_set signals_;
   std::unique_ptr<DirLock> lock_;
   StateDb state_;
   std::unique_ptr<StoreEventSink> sink_;
   std::unique_ptr<Services> services_;
   std::unique_ptr<Steps> steps_;
+  std::unique_ptr<TrustKeeper> trust_;
   std::unique_ptr<http::Server> control_;
   RetryPolicy policy_;
 
@@ -784,6 +838,7 @@ class Engine::Impl {
   int running_ = 0;
   bool stopping_ = false;
   bool started_ = false;
+  bool trustRunning_ = false;
 
   // shared with workers
   std::atomic<std::size_t> openOrders_{0};
@@ -986,6 +1041,52 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
         return problem(503, "HSM token", report.error().toString());
       }
       return jsonBody(200, "{\"keys\":" + *report + "}");
+    });
+  }
+  if (what == "trust" && (parts.size() == 2 || (parts.size() == 3 && parts[2] == "refresh"))) {
+    auto report = [this]() {
+      auto docs = state_.locked->with([](storage::Store& s) -> Result<std::pair<std::optional<storage::TrustDocument>,
+                                                                                std::optional<storage::TrustDocument>>> {
+        auto list = s.getTrust(storage::TrustKind::caList);
+        if (!list) {
+          return fail(list.error());
+        }
+        auto crl = s.getTrust(storage::TrustKind::crl);
+        if (!crl) {
+          return fail(crl.error());
+        }
+        return std::pair(std::move(*list), std::move(*crl));
+      });
+      if (!docs) {
+        throw std::runtime_error(docs.error().toString());
+      }
+      nlohmann::json j = trustReport(docs->first, docs->second, unixSeconds(clock_->now()));
+      j["daemon"] = trust_->status();
+      j["anchors"] = services_->anchorsConfigured() ? "[acme] trust_anchors" : "ca_list";
+      j["crl_checked"] = services_->crlSigner().has_value();
+      return j;
+    };
+    if (parts.size() == 2) {
+      if (!get) {
+        return notAllowed();
+      }
+      return readDb([report]() { return jsonResponse(200, report()); });
+    }
+    if (!post) {
+      return notAllowed();
+    }
+    if (services_->stiPa() == nullptr) {
+      return reply(problem(409, "no STI-PA", "[sti_pa] is not configured: there is no CA list or CRL to read"));
+    }
+    if (trustRunning_) {
+      return reply(problem(409, "refresh running", "a CA list and CRL refresh is running; ask again shortly"));
+    }
+    return refreshTrust(false, [readDb, report](const std::vector<std::string>& affected) {
+      readDb([report, affected]() {
+        nlohmann::json j = report();
+        j["affected"] = affected;
+        return jsonResponse(200, j);
+      });
     });
   }
   if (what == "certificates") {

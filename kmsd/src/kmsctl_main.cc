@@ -24,6 +24,10 @@ int run(int argc, char** argv) {
   status->add_flag("--json", json, "machine-readable output");
   auto* keys = app.add_subcommand("keys", "keys on the HSM token");
   keys->add_flag("--json", json, "machine-readable output");
+  bool refresh = false;
+  auto* trust = app.add_subcommand("trust", "the STI-PA CA list and CRL kmsd keeps");
+  trust->add_flag("--json", json, "machine-readable output");
+  trust->add_flag("--refresh", refresh, "have the daemon read both now (renewing what they affect)");
   auto* events = app.add_subcommand("events", "the newest lifecycle events");
   events->add_option("-n,--limit", limit, "how many events")->check(CLI::Range(1, 100000));
   bool follow = false;
@@ -51,6 +55,9 @@ int run(int argc, char** argv) {
     }
     if (keys->parsed()) {
       return ctlKeys(configPath, json, std::cout, std::cerr);
+    }
+    if (trust->parsed()) {
+      return ctlTrust(configPath, refresh, json, std::cout, std::cerr);
     }
     if (events->parsed()) {
       return ctlEvents(configPath, limit, follow, std::cout, std::cerr);

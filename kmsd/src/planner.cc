@@ -112,6 +112,11 @@ Plan plan(const CertSnapshot& s, std::int64_t now) {
   if (s.activeKeyMissing) {
     return Plan{Action::startOrder, notBefore, backingOff ? backoffWhy : std::string("the active key is missing")};
   }
+  if (s.activeDistrusted) {
+    return Plan{Action::startOrder, notBefore,
+                backingOff ? backoffWhy
+                           : "the root of serial " + s.active->serial + " left the STI-PA CA list"};
+  }
   if (s.deployHook && !s.active->deployedAt) {
     return Plan{Action::deploy, notBefore,
                 backingOff ? backoffWhy : "deploy hook not yet run for serial " + s.active->serial};

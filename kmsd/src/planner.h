@@ -39,6 +39,7 @@ struct CertSnapshot {
   std::optional<storage::IssuedCert> active;
   bool shaken = false;            ///< needs an SPC token before newOrder
   bool activeKeyMissing = false;  ///< the active certificate's key is gone from the token
+  bool activeDistrusted = false;  ///< the active chain's root left the STI-PA CA list
   bool renewRequested = false;    ///< an operator asked for a renewal (kmsctl renew)
   bool ariOffered = false;        ///< the CA's directory has renewalInfo
   bool deployHook = false;        ///< a deploy hook is configured
@@ -55,8 +56,8 @@ struct Plan {
 ///
 /// - An open order continues at its step, no earlier than the certificate's next attempt
 ///   (backoff, polling, Retry-After).
-/// - Without an order: no valid certificate, a missing key or an operator request start
-///   an order (after backoff); an active certificate its deploy hook has not yet succeeded
+/// - Without an order: no valid certificate, a missing key, a root dropped from the CA
+///   list or an operator request start an order (after backoff); an active certificate its deploy hook has not yet succeeded
 ///   for runs the hook (after backoff); one without a chosen renewal instant
 ///   gets one (refreshRenewal); otherwise the renewal starts at `cert.renewAt`, and the
 ///   renewalInfo is read again at `cert.ariNextCheck`, whichever comes first.

@@ -133,6 +133,7 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
     if (!anchors) {
       return fail(anchors.error());
     }
+    s->configuredAnchors_ = !anchors->empty();
     s->anchors_ = std::move(*anchors);
   }
   http::TransportOptions topts;
@@ -182,6 +183,20 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
         return fail(anchors.error());
       }
       o.trustAnchors = std::move(*anchors);
+    }
+    if (config.stiPa->crlSigner) {
+      auto signer = readAnchors(*config.stiPa->crlSigner, "[sti_pa] crl_signer");
+      if (!signer) {
+        return fail(signer.error());
+      }
+      // The CRL signer is an STI-PA certificate: it must chain to the STI-PA root.
+      if (!o.trustAnchors.empty()) {
+        if (auto v = pki::verifyChain(*signer, o.trustAnchors, clock.now()); !v) {
+          return fail(Errc::config, "[sti_pa] crl_signer: does not chain to [sti_pa] trust_anchor: " + v.error().message,
+                      *config.stiPa->crlSigner);
+        }
+      }
+      s->crlSigner_ = signer->front();
     }
     s->stiPa_ = sti_pa::StiPaClient::create(*s->stiPaTransport_, std::move(o));
   }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -51,7 +52,32 @@ class Services {
   [[nodiscard]] LockedStore& store() { return store_; }
   [[nodiscard]] hsm::Token& token() { return *token_; }
   [[nodiscard]] const publisher::WebRoot& webRoot() const { return webRoot_; }
-  [[nodiscard]] const std::vector<pki::Certificate>& trustAnchors() const { return anchors_; }
+  /// The roots an issued chain must verify to: [acme] trust_anchors when configured (an
+  /// override), else the approved roots of the kept STI-PA CA list (empty until one is kept).
+  [[nodiscard]] std::vector<pki::Certificate> trustAnchors() const {
+    std::lock_guard<std::mutex> lock(trustMutex_);
+    return anchors_;
+  }
+  /// Whether [acme] trust_anchors overrides the CA list.
+  [[nodiscard]] bool anchorsConfigured() const { return configuredAnchors_; }
+  /// The STI-PA CA list's roots changed (ignored while [acme] trust_anchors overrides them).
+  void setCaListRoots(std::vector<pki::Certificate> roots) {
+    std::lock_guard<std::mutex> lock(trustMutex_);
+    if (!configuredAnchors_) {
+      anchors_ = std::move(roots);
+    }
+  }
+  /// Issued certificates (ids) whose chain no longer verifies to the STI-PA CA list.
+  void setDistrusted(std::set<std::int64_t> ids) {
+    std::lock_guard<std::mutex> lock(trustMutex_);
+    distrusted_ = std::move(ids);
+  }
+  [[nodiscard]] bool distrusted(std::int64_t issuedId) const {
+    std::lock_guard<std::mutex> lock(trustMutex_);
+    return distrusted_.count(issuedId) != 0;
+  }
+  /// [sti_pa] crl_signer, when configured.
+  [[nodiscard]] const std::optional<pki::Certificate>& crlSigner() const { return crlSigner_; }
   [[nodiscard]] sti_pa::StiPaClient* stiPa() { return stiPa_.get(); }
 
   /// The ACME client; fetches the directory on first use and after a failure.
@@ -133,7 +159,11 @@ class Services {
   std::unique_ptr<http::Transport> checkTransport_;   ///< publication checks ([publisher] ca_bundle)
   std::unique_ptr<sti_pa::StiPaClient> stiPa_;
   publisher::WebRoot webRoot_;
+  mutable std::mutex trustMutex_;  // guards anchors_ and distrusted_
   std::vector<pki::Certificate> anchors_;
+  bool configuredAnchors_ = false;
+  std::set<std::int64_t> distrusted_;
+  std::optional<pki::Certificate> crlSigner_;
   std::unique_ptr<acme::Http01Responder> responder_;
   std::unique_ptr<acme::Http01Solver> http01_;
   std::unique_ptr<acme::Dns01HookSolver> dns01_;

@@ -1,6 +1,6 @@
 #include "sti_pa/client.h"
 
-#include <openssl/x509.h>
+#include <openssl/crypto.h>
 
 #include <algorithm>
 #include <atomic>
@@ -171,6 +171,75 @@ Result<SpcToken> verifySpcToken(const std::string& jwt, const Atc& expected,
     t.spc = *list->singleSpc();
   }
   return t;
+}
+
+namespace {
+
+/// The payload checks shared by a fresh and a kept CA list (all but signature and expiry).
+Result<CaList> caListFromPayload(const json& p, const std::string& jws) {
+  CaList list;
+  list.jws = jws;
+  if (!p.contains("sequence") || !p["sequence"].is_number_integer() || p["sequence"].get<std::int64_t>() < 0) {
+    return fail(err(Errc::protocol, "CA list: no non-negative integer sequence", ""));
+  }
+  list.sequence = p["sequence"].get<std::int64_t>();
+  if (!p.contains("exp") || !p["exp"].is_number_integer()) {
+    return fail(err(Errc::protocol, "CA list: no integer exp", ""));
+  }
+  list.exp = p["exp"].get<std::int64_t>();
+  if (p.contains("version") && p["version"].is_string()) {
+    list.version = p["version"].get<std::string>();
+  }
+  if (!p.contains("trustList") || !p["trustList"].is_array()) {
+    return fail(err(Errc::protocol, "CA list: no trustList array", ""));
+  }
+  for (const auto& pem : p["trustList"]) {
+    if (!pem.is_string()) {
+      return fail(err(Errc::protocol, "CA list: trustList holds a non-string", ""));
+    }
+    auto certs = pki::parsePemChain(pem.get<std::string>());
+    if (!certs) {
+      return fail(err(Errc::protocol, "CA list: trustList holds an entry that is not a PEM certificate", ""));
+    }
+    list.roots.insert(list.roots.end(), certs->begin(), certs->end());
+  }
+  if (list.roots.empty()) {
+    return fail(err(Errc::protocol, "CA list: trustList is empty", ""));
+  }
+  return list;
+}
+
+}  // namespace
+
+Result<CaList> verifyCaList(const std::string& jws, const std::vector<pki::Certificate>& anchors, std::int64_t now,
+                            const std::function<Result<std::string>(const std::string&)>& fetchX5u) {
+  auto payload = verifyX5uJws(jws, anchors, std::chrono::system_clock::time_point(std::chrono::seconds(now)),
+                              fetchX5u, "CA list");
+  if (!payload) {
+    return fail(payload.error());
+  }
+  auto list = caListFromPayload(*payload, jws);
+  if (!list) {
+    return list;
+  }
+  if (list->exp <= now) {
+    return fail(err(Errc::protocol, "CA list: expired (exp " + std::to_string(list->exp) + " is not after now " +
+                                        std::to_string(now) + ")",
+                    ""));
+  }
+  return list;
+}
+
+Result<CaList> readKeptCaList(const std::string& jws) {
+  auto parts = pki::parseCompactJws(jws);
+  if (!parts) {
+    return fail(err(Errc::protocol, "kept CA list: " + parts.error().message, ""));
+  }
+  json payload = json::parse(parts->payload, nullptr, false);
+  if (!payload.is_object()) {
+    return fail(err(Errc::protocol, "kept CA list: payload is not a JSON object", ""));
+  }
+  return caListFromPayload(payload, jws);
 }
 
 class StiPaClient::Impl {
@@ -385,7 +454,7 @@ void StiPaClient::forgetTokens() {
   impl_->cache_.clear();
 }
 
-Result<std::vector<pki::Certificate>> StiPaClient::caList() {
+Result<CaList> StiPaClient::caList() {
   Impl& d = *impl_;
   std::lock_guard<std::mutex> lock(d.mutex_);
   const std::string u = d.url("/ca-list");
@@ -400,27 +469,19 @@ Result<std::vector<pki::Certificate>> StiPaClient::caList() {
   if (!j->contains("caList") || !(*j)["caList"].is_string()) {
     return fail(err(Errc::protocol, "CA list answer has no caList", u));
   }
-  auto payload =
-      verifyX5uJws((*j)["caList"].get<std::string>(), d.options_.trustAnchors, std::chrono::system_clock::now(),
-                   [&d](const std::string& x5u) { return d.fetchX5u(x5u); }, "CA list");
-  if (!payload) {
-    return fail(payload.error());
-  }
-  if (!payload->contains("trustList") || !(*payload)["trustList"].is_array()) {
-    return fail(err(Errc::protocol, "CA list: no trustList array", u));
-  }
-  std::vector<pki::Certificate> roots;
-  for (const auto& pem : (*payload)["trustList"]) {
-    if (!pem.is_string()) {
-      return fail(err(Errc::protocol, "CA list: trustList holds a non-string", u));
+  auto list = verifyCaList((*j)["caList"].get<std::string>(), d.options_.trustAnchors,
+                           std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count(),
+                           [&d](const std::string& x5u) { return d.fetchX5u(x5u); });
+  if (!list) {
+    Error e = list.error();
+    if (e.context.empty()) {
+      e.context = u;
     }
-    auto certs = pki::parsePemChain(pem.get<std::string>());
-    if (!certs) {
-      return fail(err(Errc::protocol, "CA list: trustList holds an entry that is not a PEM certificate", u));
-    }
-    roots.insert(roots.end(), certs->begin(), certs->end());
+    return fail(e);
   }
-  return roots;
+  return list;
 }
 
 Result<pki::Bytes> StiPaClient::crl() {
@@ -442,12 +503,6 @@ Result<pki::Bytes> StiPaClient::crl() {
   if (r->status != 200) {
     return fail(answerError(*r, u, "CRL download"));
   }
-  const auto* p = reinterpret_cast<const unsigned char*>(r->body.data());
-  X509_CRL* crl = d2i_X509_CRL(nullptr, &p, static_cast<long>(r->body.size()));
-  if (crl == nullptr) {
-    return fail(err(Errc::protocol, "the CRL is not DER", u));
-  }
-  X509_CRL_free(crl);
   return pki::Bytes(r->body.begin(), r->body.end());
 }
 

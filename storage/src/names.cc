@@ -75,6 +75,16 @@ const char* toString(KeyPurpose purpose) noexcept {
   return "unknown";
 }
 
+const char* toString(TrustKind kind) noexcept {
+  switch (kind) {
+    case TrustKind::caList:
+      return "ca_list";
+    case TrustKind::crl:
+      return "crl";
+  }
+  return "unknown";
+}
+
 const char* toString(EventLevel level) noexcept {
   switch (level) {
     case EventLevel::debug:

@@ -142,10 +142,24 @@ ALTER TABLE issued_certificates ADD COLUMN deployed_at INTEGER;
 ALTER TABLE issued_certificates ADD COLUMN unpublished_at INTEGER;
 )sql";
 
-constexpr std::array<Migration, 3> kMigrations{{
+// Trust upkeep: the last good STI-PA CA list (its compact JWS) and CRL (DER), one row each,
+// kept so that a restart, or an STI-PA outage, never leaves kmsd without trust anchors.
+constexpr const char* kSchemaV4 = R"sql(
+CREATE TABLE trust_documents (
+  kind        TEXT PRIMARY KEY CHECK (kind IN ('ca_list', 'crl')),
+  body        BLOB NOT NULL CHECK (length(body) > 0),
+  sequence    INTEGER,
+  this_update INTEGER,
+  next_update INTEGER,
+  fetched_at  INTEGER NOT NULL
+) STRICT;
+)sql";
+
+constexpr std::array<Migration, 4> kMigrations{{
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
+    {4, kSchemaV4},
 }};
 
 }  // namespace

@@ -653,6 +653,42 @@ class SqliteStore final : public Store {
   }
 
 
+  Result<void> saveTrust(const TrustDocument& d) override {
+    auto stmt = db_.prepare(
+        "INSERT INTO trust_documents (kind, body, sequence, this_update, next_update, fetched_at) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (kind) DO UPDATE SET body = excluded.body, "
+        "sequence = excluded.sequence, this_update = excluded.this_update, "
+        "next_update = excluded.next_update, fetched_at = excluded.fetched_at");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, toString(d.kind)).bindBlob(2, d.body);
+    bindOpt(*stmt, 3, d.sequence);
+    bindOpt(*stmt, 4, d.thisUpdate);
+    bindOpt(*stmt, 5, d.nextUpdate);
+    stmt->bindInt64(6, d.fetchedAt != 0 ? d.fetchedAt : now_());
+    return stmt->run();
+  }
+
+  Result<std::optional<TrustDocument>> getTrust(TrustKind kind) override {
+    auto stmt = db_.prepare(
+        "SELECT body, sequence, this_update, next_update, fetched_at FROM trust_documents WHERE kind = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, toString(kind));
+    return readOne<TrustDocument>(*stmt, [kind](const Stmt& st) -> Result<TrustDocument> {
+      TrustDocument d;
+      d.kind = kind;
+      d.body = st.columnBlob(0);
+      d.sequence = optInt(st, 1);
+      d.thisUpdate = optInt(st, 2);
+      d.nextUpdate = optInt(st, 3);
+      d.fetchedAt = st.columnInt64(4);
+      return d;
+    });
+  }
+
   Result<std::int64_t> countOpenOrders() override {
     auto stmt = db_.prepare("SELECT count(*) FROM orders WHERE status = 'open'");
     if (!stmt.has_value()) {

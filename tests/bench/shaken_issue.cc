@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
     }
   } tokens(*stiPa, accountKey.publicKey());
   acme::TkauthSolver tkauth(tokens);
-  auto anchors = *pki::parsePemChain(readText(*cfg->acme.trustAnchors));
+  auto anchors = *pki::parsePemChain(readText(lab.file("sti-ca-root.pem")));
   std::string identifier = pki::base64Encode(*pki::TnAuthList::forSpc("1234").toDer());
 
   std::vector<double> totals;

@@ -123,7 +123,7 @@ TEST_F(LabTest, LabFilesWritesLabJsonKmsdTomlAndToken) {
   EXPECT_EQ(lab["crl_url"], lab_->baseUrl() + "/sti-pa/download/v1/crl");
   EXPECT_EQ(lab["eab_kid"], "kid-1");
   for (const char* key : {"sti_pa_password_file", "sti_pa_trust_anchor", "tls_ca_file", "eab_key_file",
-                          "sti_ca_trust_anchors", "kmsd_toml", "softhsm2_conf", "hsm_pin_file"}) {
+                          "sti_ca_trust_anchors", "sti_pa_crl_signer", "kmsd_toml", "softhsm2_conf", "hsm_pin_file"}) {
     EXPECT_TRUE(std::filesystem::exists(lab[key].get<std::string>())) << key;
   }
   std::string toml = readFile(lab_->file("kmsd.toml"));

@@ -28,7 +28,7 @@ class StiPaLab : public ::testing::Test {
     o.passwordFile = cfg->stiPa->passwordFile;
     o.trustAnchors = *pki::parsePemChain(test::readFile(*cfg->stiPa->trustAnchor));
     client_ = StiPaClient::create(*transport_, o);
-    staRoots_ = *pki::parsePemChain(test::readFile(*cfg->acme.trustAnchors));
+    staRoots_ = *pki::parsePemChain(test::readFile(lab_->file("sti-ca-root.pem")));
     accountKey_ = *pki::SoftwareKey::generate();
   }
 
@@ -61,10 +61,18 @@ TEST_F(StiPaLab, TokenIsCachedUntilPresented) {
 
 TEST_F(StiPaLab, CaListAndCrl) {
   start();
-  auto roots = client_->caList();
-  ASSERT_TRUE(roots.has_value()) << roots.error().toString();
-  ASSERT_EQ(roots->size(), 1U);
-  EXPECT_EQ(roots->front().der(), staRoots_.front().der());
+  auto list = client_->caList();
+  ASSERT_TRUE(list.has_value()) << list.error().toString();
+  ASSERT_EQ(list->roots.size(), 1U);
+  EXPECT_EQ(list->roots.front().der(), staRoots_.front().der());
+  EXPECT_EQ(list->sequence, 1);
+  EXPECT_GT(list->exp, std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count());
+  // The kept copy reads back the same.
+  auto kept = readKeptCaList(list->jws);
+  ASSERT_TRUE(kept.has_value()) << kept.error().toString();
+  EXPECT_EQ(kept->sequence, list->sequence);
+  EXPECT_EQ(kept->roots.front().der(), list->roots.front().der());
   auto crl = client_->crl();
   ASSERT_TRUE(crl.has_value()) << crl.error().toString();
   EXPECT_GT(crl->size(), 0U);

@@ -76,6 +76,9 @@ struct StiPaConfig {
   std::string passwordFile;
   std::optional<std::string> trustAnchor;  ///< verifies SPC tokens and the CA list
   std::optional<std::string> caBundle;     ///< extra TLS trust for the STI-PA (not the ACME server's)
+  /// The certificate that signs the STI-PA CRL (cRLIssuer); without it the CRL is not read.
+  std::optional<std::string> crlSigner;
+  std::chrono::seconds trustRefresh{3600};  ///< how often the CA list and the CRL are read
   Fingerprint fingerprint = Fingerprint::spki;
   bool operator==(const StiPaConfig&) const = default;
 };

@@ -51,6 +51,25 @@ struct Atc {
   std::string fingerprint;
 };
 
+/// A verified STI-PA CA list (spec §2): the approved STI-CA roots.
+struct CaList {
+  std::string jws;  ///< the compact JWS as served (kept in the DB)
+  std::int64_t sequence = 0;
+  std::int64_t exp = 0;  ///< Unix seconds
+  std::string version;
+  std::vector<pki::Certificate> roots;
+};
+
+/// Verifies a CA list JWS like an SPC token (ES256, x5u https, signer chained to anchors
+/// when given, signature) and reads its payload: integer `sequence` >= 0, integer `exp`
+/// after now, a non-empty `trustList` of PEM certificates. Errors name the check.
+[[nodiscard]] Result<CaList> verifyCaList(const std::string& jws, const std::vector<pki::Certificate>& anchors,
+                                          std::int64_t now,
+                                          const std::function<Result<std::string>(const std::string&)>& fetchX5u);
+/// Reads the payload of a CA list verified earlier (the copy kept in the DB), without
+/// verifying the signature again; the same payload checks except expiry.
+[[nodiscard]] Result<CaList> readKeptCaList(const std::string& jws);
+
 /// Verifies an SPC token: compact JWS, ES256, x5u https and fetched through fetchX5u,
 /// signer chained to anchors (when given), signature, exp after now, jti present, and the
 /// atc claim equal to `expected`. Errors name the check that failed.
@@ -72,9 +91,11 @@ class StiPaClient {
   void markUsed(const std::string& jti);
   /// Drops every cached token (after an ACME account key rollover the fingerprint changes).
   void forgetTokens();
-  /// The CA list JWS, verified; returns the approved STI-CA roots.
-  [[nodiscard]] Result<std::vector<pki::Certificate>> caList();
-  /// The STI-PA CRL (DER), from the URL the last token response named, else `<url>/../download/v1/crl`.
+  /// The CA list, verified (see verifyCaList). Whether its sequence went back is the
+  /// caller's to judge against the copy it keeps.
+  [[nodiscard]] Result<CaList> caList();
+  /// The STI-PA CRL as served (meant to be DER; pki::Crl parses and checks it), from the URL
+  /// the last token response named, else `<url>/../download/v1/crl`.
   [[nodiscard]] Result<pki::Bytes> crl();
   /// atc.fingerprint for an account key in the configured flavour.
   [[nodiscard]] std::string fingerprintOf(const pki::EcPublicKey& key) const;

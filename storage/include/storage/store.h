@@ -168,6 +168,18 @@ struct Event {
   std::string fieldsJson = "{}";  ///< JSON object
 };
 
+/// The last good STI-PA CA list or CRL, as kept for trust upkeep.
+enum class TrustKind { caList, crl };
+[[nodiscard]] const char* toString(TrustKind kind) noexcept;
+struct TrustDocument {
+  TrustKind kind = TrustKind::caList;
+  std::vector<std::uint8_t> body;         ///< CA list: the compact JWS; CRL: DER
+  std::optional<std::int64_t> sequence;   ///< CA list sequence
+  std::optional<std::int64_t> thisUpdate; ///< CRL thisUpdate
+  std::optional<std::int64_t> nextUpdate; ///< CA list exp / CRL nextUpdate
+  std::int64_t fetchedAt = 0;
+};
+
 /// One row of the status listing: a certificate and the one verifiers get.
 struct CertStatus {
   std::string name;
@@ -275,6 +287,11 @@ class Store {
                                                                         int limit) = 0;
   /// Records that a chain's immutable file was removed. Errc::notFound for an unknown id.
   [[nodiscard]] virtual Result<void> markUnpublished(std::int64_t issuedId, std::int64_t at) = 0;
+
+  // --- trust documents (one per kind) ---
+  /// Replaces the kept document of its kind.
+  [[nodiscard]] virtual Result<void> saveTrust(const TrustDocument& doc) = 0;
+  [[nodiscard]] virtual Result<std::optional<TrustDocument>> getTrust(TrustKind kind) = 0;
 
   // --- ACME accounts (one per directory URL) ---
   /// Inserts or replaces the account for its directory URL; returns its id.

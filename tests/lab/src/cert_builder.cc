@@ -289,10 +289,10 @@ Result<pki::Bytes> certificatePoliciesDer(const std::string& policyOid) {
 
 Result<pki::Bytes> buildCrl(const pki::Certificate& signer, pki::SoftwareKey& signerKey,
                             const std::vector<RevokedEntry>& entries, const std::string& url,
-                            std::chrono::seconds validity) {
+                            std::chrono::seconds validity, std::chrono::seconds backdate) {
   X509CrlPtr crl(X509_CRL_new());
   std::time_t now = std::time(nullptr);
-  TimePtr thisUpdate(ASN1_TIME_set(nullptr, now - 60));
+  TimePtr thisUpdate(ASN1_TIME_set(nullptr, now - backdate.count()));
   TimePtr nextUpdate(ASN1_TIME_set(nullptr, now + validity.count()));
   if (!crl || !thisUpdate || !nextUpdate || X509_CRL_set_version(crl.get(), 1) != 1 ||
       X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(nativeX509(signer))) != 1 ||
@@ -315,8 +315,8 @@ Result<pki::Bytes> buildCrl(const pki::Certificate& signer, pki::SoftwareKey& si
       good = reason && ASN1_ENUMERATED_set(reason.get(), entry.reason) == 1 &&
              X509_REVOKED_add1_ext_i2d(rev, NID_crl_reason, reason.get(), 0, 0) == 1;
     }
-    if (good && entry.certIssuer != nullptr) {
-      NamesPtr names = directoryName(X509_get_subject_name(nativeX509(*entry.certIssuer)));
+    if (good && entry.revoked) {
+      NamesPtr names = directoryName(X509_get_issuer_name(nativeX509(*entry.revoked)));
       good = names && X509_REVOKED_add1_ext_i2d(rev, NID_certificate_issuer, names.get(), 1, 0) == 1;
     }
     if (!good || X509_CRL_add0_revoked(crl.get(), rev) != 1) {

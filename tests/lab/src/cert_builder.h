@@ -73,13 +73,16 @@ struct RevokedEntry {
   pki::Bytes serial;  ///< INTEGER content octets
   std::int64_t revokedAt = 0;
   int reason = 0;
-  const pki::Certificate* certIssuer = nullptr;  ///< for the certificateIssuer entry extension
+  /// The revoked certificate: its issuer goes into the certificateIssuer entry extension.
+  std::optional<pki::Certificate> revoked;
 };
 
 /// An indirect CRL (issuingDistributionPoint indirectCRL, certificateIssuer on entries)
-/// signed by the CRL signer; nextUpdate = now + validity.
+/// naming `signer` as its issuer and signed with `signerKey` (another key for a forged
+/// CRL); thisUpdate = now - backdate, nextUpdate = now + validity.
 [[nodiscard]] Result<pki::Bytes> buildCrl(const pki::Certificate& signer, pki::SoftwareKey& signerKey,
                                           const std::vector<RevokedEntry>& entries, const std::string& url,
-                                          std::chrono::seconds validity);
+                                          std::chrono::seconds validity,
+                                          std::chrono::seconds backdate = std::chrono::seconds(60));
 
 }  // namespace kms::lab

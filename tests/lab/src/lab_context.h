@@ -17,6 +17,14 @@ inline constexpr const char* kStiPaUserId = "kms-lab";
 /// The EAB key id the lab CA hands out.
 inline constexpr const char* kEabKid = "kid-1";
 
+/// What the lab STI-PA serves as CA list and CRL; tests change it through POST /lab/...
+struct TrustSwitches {
+  std::int64_t caListSequence = 1;  ///< kept in D/trust-state.json
+  int caGeneration = 1;             ///< STI-CA roots so far (kept in D/trust-state.json)
+  std::string caListMode = "good";  ///< good | tampered | expired
+  std::string crlMode = "good";     ///< good | garbage | wrong-signer | bad-signature | stale
+};
+
 struct LabContext {
   LabOptions options;
   std::unique_ptr<LabPki> pki;
@@ -24,6 +32,7 @@ struct LabContext {
   std::string baseUrl;  ///< https://127.0.0.1:<port>
   std::string stiPaPassword;
   pki::Bytes eabKey;  ///< raw HMAC key (D/eab.key holds its base64url)
+  TrustSwitches trust;
 
   [[nodiscard]] std::string stiPaUrl() const { return baseUrl + "/sti-pa/api/v1"; }
   [[nodiscard]] std::string crlUrl() const { return baseUrl + "/sti-pa/download/v1/crl"; }

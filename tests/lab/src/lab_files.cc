@@ -122,6 +122,7 @@ Result<void> writeClientFiles(const LabContext& ctx) {
            {"sti_pa_trust_anchor", d + "/sti-pa-root.pem"},
            {"sti_pa_token_signer_url", ctx.tokenSignerUrl()},
            {"crl_url", ctx.crlUrl()},
+           {"sti_pa_crl_signer", d + "/sti-pa-crl.pem"},
            {"acme_directory_url", ctx.directoryUrl()},
            {"tls_ca_file", d + "/tls-ca.pem"},
            {"eab_required", !ctx.options.noEab},
@@ -156,11 +157,12 @@ Result<void> writeClientFiles(const LabContext& ctx) {
     << "password_file = " << toml(d + "/sti-pa.password") << "\n"
     << "trust_anchor = " << toml(d + "/sti-pa-root.pem") << "\n"
     << "ca_bundle = " << toml(d + "/tls-ca.pem") << "\n"
+    << "crl_signer = " << toml(d + "/sti-pa-crl.pem") << "\n"
     << "fingerprint = " << toml(toString(ctx.options.fingerprint)) << "\n\n"
     << "[acme]\n"
     << "directory_url = " << toml(ctx.directoryUrl()) << "\n"
     << "ca_bundle = " << toml(d + "/tls-ca.pem") << "\n"
-    << "trust_anchors = " << toml(d + "/sti-ca-root.pem") << "\n"
+    << "# trust_anchors: none, the STI-PA CA list's roots are used (" << d << "/sti-ca-root.pem holds today's)\n"
     << "eab_kid = " << toml(kEabKid) << "\n"
     << "eab_hmac_file = " << toml(d + "/eab.key") << "\n\n"
     << "[publisher]\n"

@@ -175,12 +175,33 @@ Result<std::unique_ptr<LabPki>> LabPki::loadOrCreate(const std::string& dir) {
     const KeyedCert& from;
   };
   for (const PublicCopy& copy : {PublicCopy{"tls-ca.pem", *out->tlsCa}, PublicCopy{"sti-pa-root.pem", *out->stiPaRoot},
+                                 PublicCopy{"sti-pa-crl.pem", *out->stiPaCrl},
                                  PublicCopy{"sti-ca-root.pem", *out->stiCaRoot}}) {
     if (auto w = writeFileAtomic(dir + "/" + copy.name, copy.from.cert.pem()); !w) {
       return fail(w.error());
     }
   }
   return out;
+}
+
+Result<void> LabPki::rotateStiCa(const std::string& dir, int generation) {
+  const std::string pkiDir = dir + "/pki";
+  for (auto bp : blueprints()) {
+    if (bp.file != "sti-ca-root" && bp.file != "sti-ca-intermediate") {
+      continue;  // issuers first: the new root is in place before the intermediate is made
+    }
+    for (auto& [field, value] : bp.subject) {
+      if (field == "CN") {
+        value += " G" + std::to_string(generation);
+      }
+    }
+    auto kc = create(bp, *this, pkiDir + "/" + bp.file + ".pem", pkiDir + "/" + bp.file + ".key");
+    if (!kc) {
+      return fail(kc.error());
+    }
+    this->*bp.member = std::move(*kc);
+  }
+  return writeFileAtomic(dir + "/sti-ca-root.pem", stiCaRoot->cert.pem());
 }
 
 }  // namespace kms::lab

@@ -31,6 +31,11 @@ struct LabPki {
   /// Loads D/pki, or creates all of it when any file is missing, and copies the public
   /// files clients need to D (tls-ca.pem, sti-pa-root.pem, sti-ca-root.pem).
   [[nodiscard]] static Result<std::unique_ptr<LabPki>> loadOrCreate(const std::string& dir);
+
+  /// Replaces the STI-CA root and intermediate with new ones ("... G<generation>" in their
+  /// names), written over D/pki and D/sti-ca-root.pem: certificates issued from now on
+  /// chain to the new root. Certificates issued before keep their old chain.
+  [[nodiscard]] Result<void> rotateStiCa(const std::string& dir, int generation);
 };
 
 }  // namespace kms::lab

@@ -75,6 +75,9 @@ int main(int argc, char** argv) {
     return die(secrets.error().toString());
   }
   ctx.stiPaPassword = secrets->stiPaPassword;
+  if (auto t = StiPaService::loadTrustState(ctx); !t) {
+    return die(t.error().toString());
+  }
   ctx.eabKey = secrets->eabKey;
 
   std::uint16_t port = ctx.options.port;
@@ -103,6 +106,8 @@ int main(int argc, char** argv) {
         reply = stiPa.handle(request);
       } else if (request.path.starts_with("/acme/")) {
         reply = acme.handle(request);
+      } else if (request.path.starts_with("/lab/")) {
+        reply = stiPa.admin(request);
       } else if (request.path.starts_with("/sti-cr/")) {
         reply = stiCr(ctx, request);
       } else {

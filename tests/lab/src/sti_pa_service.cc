@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <regex>
+#include <set>
 
 #include "cert_builder.h"
 #include "pki/tn_auth_list.h"
@@ -176,31 +177,137 @@ LabReply StiPaService::token(const LabRequest& request, const std::string& spc) 
 }
 
 LabReply StiPaService::caList() {
+  const TrustSwitches& t = ctx_.trust;
   ojson header{{"alg", "ES256"}, {"typ", "JWT"}, {"x5u", ctx_.tokenSignerUrl()}};
   ojson payload{{"version", "1"},
-                {"sequence", 1},
-                {"exp", unixNow() + kCaListLifetime},
+                {"sequence", t.caListSequence},
+                {"exp", t.caListMode == "expired" ? unixNow() - 60 : unixNow() + kCaListLifetime},
                 {"trustList", ojson::array({ctx_.pki->stiCaRoot->cert.pem()})}};
   auto jws = signCompactEs256(*ctx_.pki->stiPaSigner->key, header.dump(), payload.dump());
   if (!jws) {
     return failed(500, jws.error().toString());
   }
+  if (t.caListMode == "tampered") {
+    std::size_t at = jws->rfind('.') + 10;
+    (*jws)[at] = (*jws)[at] == 'A' ? 'B' : 'A';
+  }
   return LabReply::json(200, json{{"status", "success"}, {"caList", *jws}});
 }
 
 Result<pki::Bytes> StiPaService::crl() const {
+  const std::string& mode = ctx_.trust.crlMode;
+  if (mode == "garbage") {
+    return pki::Bytes{'n', 'o', 't', ' ', 'a', ' ', 'C', 'R', 'L'};
+  }
   std::vector<RevokedEntry> entries;
   for (const auto& [id, cert] : ctx_.store.certificates()) {
     if (!cert.revoked) {
       continue;
     }
     auto serial = pki::hexDecode(cert.id);
-    if (!serial) {
-      return fail(serial.error());
+    auto leaf = pki::Certificate::fromPem(cert.leafPem);
+    if (!serial || !leaf) {
+      return fail(Errc::internal, "stored certificate " + cert.id + " does not parse");
     }
-    entries.push_back({*serial, cert.revokedAt, cert.reason, &ctx_.pki->stiCaIntermediate->cert});
+    entries.push_back({*serial, cert.revokedAt, cert.reason, *leaf});
   }
-  return buildCrl(ctx_.pki->stiPaCrl->cert, *ctx_.pki->stiPaCrl->key, entries, ctx_.crlUrl(), kCrlValidity);
+  const KeyedCert& signer = mode == "wrong-signer" ? *ctx_.pki->stiPaSigner : *ctx_.pki->stiPaCrl;
+  pki::SoftwareKey& key = mode == "bad-signature" ? *ctx_.pki->stiPaSigner->key : *signer.key;
+  if (mode == "stale") {
+    return buildCrl(signer.cert, key, entries, ctx_.crlUrl(), -std::chrono::hours(24), std::chrono::hours(48));
+  }
+  return buildCrl(signer.cert, key, entries, ctx_.crlUrl(), kCrlValidity);
+}
+
+Result<void> StiPaService::loadTrustState(LabContext& ctx) {
+  auto text = readFile(ctx.options.dir + "/trust-state.json");
+  if (!text) {
+    return ok();
+  }
+  json j = json::parse(*text, nullptr, false);
+  if (!j.is_object() || !j.contains("ca_list_sequence") || !j["ca_list_sequence"].is_number_integer() ||
+      !j.contains("ca_generation") || !j["ca_generation"].is_number_integer()) {
+    return fail(Errc::invalidArgument, "malformed (delete it to start over)", ctx.options.dir + "/trust-state.json");
+  }
+  ctx.trust.caListSequence = j["ca_list_sequence"].get<std::int64_t>();
+  ctx.trust.caGeneration = j["ca_generation"].get<int>();
+  return ok();
+}
+
+Result<void> StiPaService::saveTrustState() const {
+  json j{{"ca_list_sequence", ctx_.trust.caListSequence}, {"ca_generation", ctx_.trust.caGeneration}};
+  return writeFileAtomic(ctx_.options.dir + "/trust-state.json", j.dump(2) + "\n");
+}
+
+LabReply StiPaService::trustState() const {
+  const TrustSwitches& t = ctx_.trust;
+  return LabReply::json(200, json{{"ca_list_sequence", t.caListSequence},
+                                  {"ca_list_mode", t.caListMode},
+                                  {"ca_generation", t.caGeneration},
+                                  {"crl_mode", t.crlMode},
+                                  {"sti_ca_root", ctx_.pki->stiCaRoot->cert.subject()}});
+}
+
+LabReply StiPaService::admin(const LabRequest& request) {
+  if (request.method != "POST") {
+    return failed(405, "method not allowed");
+  }
+  json body = request.body.empty() ? json::object() : json::parse(request.body, nullptr, false);
+  if (!body.is_object()) {
+    return failed(400, "the body must be a JSON object");
+  }
+  const std::string& path = request.path;
+  if (path == "/lab/revoke") {
+    if (!body.contains("serial") || !body["serial"].is_string()) {
+      return failed(400, "request must be {\"serial\": \"<hex>\", \"reason\": <code>}");
+    }
+    std::string serial = body["serial"].get<std::string>();
+    std::transform(serial.begin(), serial.end(), serial.begin(), [](unsigned char c) { return std::toupper(c); });
+    StoredCertificate* cert = ctx_.store.certificate(serial);
+    if (cert == nullptr) {
+      return failed(404, "no certificate with serial " + serial);
+    }
+    cert->revoked = true;
+    cert->reason = body.value("reason", 1);
+    cert->revokedAt = unixNow();
+    if (auto w = ctx_.store.save(); !w) {
+      return failed(500, w.error().toString());
+    }
+    return LabReply::json(200, json{{"revoked", serial}, {"reason", cert->reason}});
+  }
+  if (path == "/lab/rotate-root") {
+    if (auto r = ctx_.pki->rotateStiCa(ctx_.options.dir, ctx_.trust.caGeneration + 1); !r) {
+      return failed(500, r.error().toString());
+    }
+    ++ctx_.trust.caGeneration;
+    ++ctx_.trust.caListSequence;
+  } else if (path == "/lab/ca-list") {
+    if (body.contains("sequence")) {
+      if (!body["sequence"].is_number_integer()) {
+        return failed(400, "sequence must be an integer");
+      }
+      ctx_.trust.caListSequence = body["sequence"].get<std::int64_t>();
+    }
+    if (body.contains("mode")) {
+      static const std::set<std::string> modes{"good", "tampered", "expired"};
+      if (!body["mode"].is_string() || modes.count(body["mode"].get<std::string>()) == 0) {
+        return failed(400, "mode must be good, tampered or expired");
+      }
+      ctx_.trust.caListMode = body["mode"].get<std::string>();
+    }
+  } else if (path == "/lab/crl") {
+    static const std::set<std::string> modes{"good", "garbage", "wrong-signer", "bad-signature", "stale"};
+    if (!body.contains("mode") || !body["mode"].is_string() || modes.count(body["mode"].get<std::string>()) == 0) {
+      return failed(400, "mode must be good, garbage, wrong-signer, bad-signature or stale");
+    }
+    ctx_.trust.crlMode = body["mode"].get<std::string>();
+  } else {
+    return failed(404, "not found");
+  }
+  if (auto w = saveTrustState(); !w) {
+    return failed(500, w.error().toString());
+  }
+  return trustState();
 }
 
 }  // namespace kms::lab

@@ -6,6 +6,13 @@
 ///   GET  /sti-pa/api/v1/ca-list                   Authorization: <accessToken>
 ///   GET  /sti-pa/download/v1/crl
 ///   GET  /sti-pa/download/v1/certificate/certificateId_1.crt
+///
+/// and, for tests, the lab's own switches (JSON bodies, answered with the new state):
+///   POST /lab/revoke       {"serial": "<hex>", "reason": 1}  a certificate into the CRL
+///   POST /lab/rotate-root  new STI-CA root + intermediate; the CA list (sequence + 1) lists
+///                          only the new root
+///   POST /lab/ca-list      {"sequence": N, "mode": "good" | "tampered" | "expired"}
+///   POST /lab/crl          {"mode": "good" | "garbage" | "wrong-signer" | "bad-signature" | "stale"}
 
 #include <cstdint>
 #include <map>
@@ -23,13 +30,22 @@ class StiPaService {
   /// Handles a request whose path starts with /sti-pa/. The caller holds the lab mutex.
   [[nodiscard]] LabReply handle(const LabRequest& request);
 
-  /// The current CRL (DER): every certificate revoked through the lab STI-CA.
+  /// Handles a request whose path starts with /lab/. The caller holds the lab mutex.
+  [[nodiscard]] LabReply admin(const LabRequest& request);
+
+  /// The current CRL (DER): every certificate revoked through the lab STI-CA (or /lab/revoke),
+  /// spoilt as the CRL mode says.
   [[nodiscard]] Result<pki::Bytes> crl() const;
+
+  /// Reads D/trust-state.json (CA list sequence, STI-CA generation) into ctx.trust.
+  [[nodiscard]] static Result<void> loadTrustState(LabContext& ctx);
 
  private:
   LabReply login(const LabRequest& request);
   LabReply token(const LabRequest& request, const std::string& spc);
   LabReply caList();
+  [[nodiscard]] Result<void> saveTrustState() const;
+  [[nodiscard]] LabReply trustState() const;
   /// Empty when the Authorization header holds a live access token, else the 401 reply.
   [[nodiscard]] std::optional<LabReply> checkAccess(const LabRequest& request);
 

@@ -53,6 +53,7 @@ class ConfigFixture : public ::testing::Test {
     sandbox_.write("sti-pa-root.pem", "-----BEGIN CERTIFICATE-----\n");
     sandbox_.write("acme-tls-ca.pem", "-----BEGIN CERTIFICATE-----\n");
     sandbox_.write("sti-pa-tls-ca.pem", "-----BEGIN CERTIFICATE-----\n");
+    sandbox_.write("sti-pa-crl.pem", "-----BEGIN CERTIFICATE-----\n");
     sandbox_.write("sti-ca-roots.pem", "-----BEGIN CERTIFICATE-----\n");
     sandbox_.write("eab.key", "eab-hmac-key");
     sandbox_.write("empty.pin", "");

@@ -49,6 +49,8 @@ TEST_F(ConfigLoad, FullExampleSetsEveryField) {
   EXPECT_EQ(c.stiPa->passwordFile, dir() + "/sti-pa.password");
   EXPECT_EQ(c.stiPa->trustAnchor, dir() + "/sti-pa-root.pem");
   EXPECT_EQ(c.stiPa->caBundle, dir() + "/sti-pa-tls-ca.pem");
+  EXPECT_EQ(c.stiPa->crlSigner, dir() + "/sti-pa-crl.pem");
+  EXPECT_EQ(c.stiPa->trustRefresh, 15min);
   EXPECT_EQ(c.stiPa->fingerprint, Fingerprint::jwkThumbprint);
 
   EXPECT_EQ(c.acme.directoryUrl, "https://sti-ca.example/acme/directory");
@@ -111,6 +113,8 @@ identifiers = ["dns:cr.example.net"]
   EXPECT_EQ(c.hsm.sessionPool, 4);
   ASSERT_TRUE(c.stiPa.has_value());
   EXPECT_FALSE(c.stiPa->trustAnchor.has_value());
+  EXPECT_FALSE(c.stiPa->crlSigner.has_value());
+  EXPECT_EQ(c.stiPa->trustRefresh, 1h);
   EXPECT_EQ(c.stiPa->fingerprint, Fingerprint::spki);
   EXPECT_FALSE(c.acme.caBundle.has_value());
   EXPECT_FALSE(c.acme.trustAnchors.has_value());

@@ -27,7 +27,7 @@ TEST(ConfigExample, ShippedExampleParsesWithFilesPresent) {
   Environment env{{"KMSD_HSM_PIN_FILE", file},        {"KMSD_STI_PA_PASSWORD_FILE", file},
                   {"KMSD_STI_PA_TRUST_ANCHOR", file}, {"KMSD_ACME_CA_BUNDLE", file},
                   {"KMSD_ACME_TRUST_ANCHORS", file},  {"KMSD_ACME_EAB_HMAC_FILE", file},
-                  {"KMSD_HSM_MODULE", file}};
+                  {"KMSD_HSM_MODULE", file},          {"KMSD_STI_PA_CRL_SIGNER", file}};
   auto cfg = loadConfigFile(KMS_SOURCE_DIR "/deploy/examples/kmsd.toml", env);
   ASSERT_TRUE(cfg.has_value()) << formatErrors(cfg.error());
   ASSERT_EQ(cfg->certificates.size(), 2U);
@@ -35,6 +35,8 @@ TEST(ConfigExample, ShippedExampleParsesWithFilesPresent) {
   EXPECT_EQ(cfg->certificates[0].challenge, Challenge::tkauth01);
   EXPECT_EQ(cfg->certificates[1].dnsNames, std::vector<std::string>{"cr.example.net"});
   EXPECT_EQ(cfg->publisher.retain, std::chrono::hours(24));
+  EXPECT_EQ(cfg->stiPa->crlSigner, std::optional<std::string>(file));
+  EXPECT_EQ(cfg->stiPa->trustRefresh, std::chrono::hours(1));
 }
 
 }  // namespace

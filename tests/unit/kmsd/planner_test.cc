@@ -121,6 +121,26 @@ TEST(Planner, MissingKeyOrOperatorRequestRenewsAtOnce) {
   EXPECT_EQ(plan(s, kT0).why, "renewal requested");
 }
 
+TEST(Planner, DistrustedRootRenewsAtOnceEvenBeforeTheDeployHook) {
+  CertSnapshot s = fresh();
+  s.active = active(kT0 - 100, kT0 + 800);
+  s.cert.renewAt = kT0 + 500;
+  s.deployHook = true;
+  s.activeDistrusted = true;
+  Plan p = plan(s, kT0);
+  EXPECT_EQ(p.action, Action::startOrder);
+  EXPECT_EQ(p.at, kT0);
+  EXPECT_EQ(p.why, "the root of serial " + s.active->serial + " left the STI-PA CA list");
+  // After failures, at the backoff instant.
+  s.cert.nextAttemptAt = kT0 + 60;
+  s.cert.failureCount = 2;
+  EXPECT_EQ(plan(s, kT0).at, kT0 + 60);
+  // With an order open, the order continues.
+  s.order = storage::Order{};
+  s.order->step = storage::CertState::planned;
+  EXPECT_EQ(plan(s, kT0 + 60).action, Action::generateKey);
+}
+
 TEST(Planner, DeployHookRunsForTheActiveCertificateUntilItSucceeds) {
   CertSnapshot s = fresh();
   s.active = active(kT0 - 100, kT0 + 800);

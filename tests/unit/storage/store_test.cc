@@ -636,5 +636,46 @@ TEST_F(StorageStore, TransactGroupsCallsAtomically) {
   EXPECT_TRUE(store_->getOpenOrder("main")->has_value());
 }
 
+TEST_F(StorageStore, TrustDocumentsKeepOneOfEachKind) {
+  EXPECT_FALSE(store_->getTrust(TrustKind::caList)->has_value());
+  TrustDocument list;
+  list.kind = TrustKind::caList;
+  list.body = {'a', '.', 'b', '.', 'c'};
+  list.sequence = 3;
+  list.nextUpdate = kT0 + 86400;
+  KMS_ASSERT_OK(store_->saveTrust(list));
+  TrustDocument crl;
+  crl.kind = TrustKind::crl;
+  crl.body = {0x30, 0x00, 0xff};
+  crl.thisUpdate = kT0 - 60;
+  crl.nextUpdate = kT0 + 3600;
+  crl.fetchedAt = kT0 + 5;
+  KMS_ASSERT_OK(store_->saveTrust(crl));
+
+  list.sequence = 4;
+  list.body = {'d', '.', 'e', '.', 'f'};
+  now_ = kT0 + 10;
+  KMS_ASSERT_OK(store_->saveTrust(list));
+
+  auto gotList = store_->getTrust(TrustKind::caList);
+  ASSERT_TRUE(gotList.has_value() && gotList->has_value());
+  EXPECT_EQ((*gotList)->body, list.body);
+  EXPECT_EQ((*gotList)->sequence, 4);
+  EXPECT_EQ((*gotList)->nextUpdate, kT0 + 86400);
+  EXPECT_FALSE((*gotList)->thisUpdate.has_value());
+  EXPECT_EQ((*gotList)->fetchedAt, kT0 + 10);
+  auto gotCrl = store_->getTrust(TrustKind::crl);
+  ASSERT_TRUE(gotCrl.has_value() && gotCrl->has_value());
+  EXPECT_EQ((*gotCrl)->body, crl.body);
+  EXPECT_EQ((*gotCrl)->thisUpdate, kT0 - 60);
+  EXPECT_EQ((*gotCrl)->fetchedAt, kT0 + 5);
+  EXPECT_FALSE((*gotCrl)->sequence.has_value());
+
+  TrustDocument empty;
+  empty.kind = TrustKind::crl;
+  EXPECT_FALSE(store_->saveTrust(empty).has_value());  // CHECK (length(body) > 0)
+  EXPECT_EQ(store_->getTrust(TrustKind::crl)->value().body, crl.body);
+}
+
 }  // namespace
 }  // namespace kms::storage

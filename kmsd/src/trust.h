@@ -1,0 +1,66 @@
+#pragma once
+// Trust upkeep: the STI-PA CA list and CRL, read at start and every [sti_pa] trust_refresh,
+// kept in the state DB when they verify (a bad or older one never replaces the kept one),
+// the CA list's roots used as the trust anchors of issued chains, and every active
+// certificate checked against both. One the CRL lists (or whose issuer it lists) is marked
+// revoked, so the planner issues a new one with a new key at once; one whose chain no longer
+// verifies to the CA list is renewed at once with a new key, staying active meanwhile.
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "clock.h"
+#include "event_sink.h"
+#include "nlohmann/json_fwd.hpp"
+#include "pki/crl.h"
+#include "services.h"
+#include "sti_pa/client.h"
+
+namespace kms::daemon {
+
+class TrustKeeper {
+ public:
+  TrustKeeper(Services& services, const Clock& clock, EventSink& events)
+      : s_(services), clock_(clock), events_(events) {}
+
+  /// Reads the kept CA list and CRL from the DB (at start): the list's roots become the
+  /// anchors before anything is fetched. A kept copy that no longer parses is an event.
+  void load();
+  /// Fetches both documents (when `fetch`), keeps what verifies, then checks the active
+  /// certificates against what is kept. Returns the certificates to plan again now.
+  /// Runs on a worker; the engine never runs two at once.
+  [[nodiscard]] std::vector<std::string> refresh(bool fetch = true);
+  /// The last refresh: when, and what went wrong with each document (JSON object).
+  [[nodiscard]] nlohmann::json status() const;
+
+ private:
+  void refreshCaList(std::int64_t now);
+  void refreshCrl(std::int64_t now);
+  /// A document that could not be read (network, HTTP) or was refused (content).
+  void fetchFailed(const char* what, const Error& e);
+  void rejected(const char* eventId, const char* what, const std::string& reason, const std::string& kept);
+  std::vector<std::string> checkActive(std::int64_t now);
+
+  Services& s_;
+  const Clock& clock_;
+  EventSink& events_;
+  mutable std::mutex mutex_;  // guards the members below (status() reads them from the loop)
+  std::optional<sti_pa::CaList> caList_;
+  std::optional<pki::Crl> crl_;
+  std::optional<std::int64_t> lastRefresh_;
+  std::optional<std::string> caListError_;
+  std::optional<std::string> crlError_;
+  std::set<std::int64_t> distrusted_;  ///< issued ids already reported as distrusted
+};
+
+/// `kmsctl trust` from the kept documents alone (what the daemon adds is in status()):
+/// the CA list's sequence, age, expiry and roots; the CRL's issuer, thisUpdate, nextUpdate
+/// and entry count.
+[[nodiscard]] nlohmann::json trustReport(const std::optional<storage::TrustDocument>& caList,
+                                         const std::optional<storage::TrustDocument>& crl, std::int64_t now);
+
+}  // namespace kms::daemon

@@ -1,0 +1,212 @@
+// Trust upkeep against kms-lab's STI-PA, through kmsd as a daemon: the CA list and CRL kept
+// and shown by `kmsctl trust`, emergency renewal with a new key when the CRL lists our
+// certificate or the CA list drops its root, and bad documents refused while the kept ones
+// stay (also across a restart).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "daemon_process.h"
+#include "http/transport.h"
+#include "lab_process.h"
+#include "pki/x509.h"
+#include "sandbox.h"
+
+namespace kms {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using test::CmdResult;
+using test::kKmsctl;
+
+class Trust : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    lab_ = std::make_unique<test::LabProcess>(sandbox_.file("lab"));
+    config_ = lab_->file("kmsd.toml");
+    // reuse_key: an emergency renewal must take a new key all the same.
+    std::ofstream(config_, std::ios::app) << "reuse_key = true\n";
+    http::TransportOptions o;
+    o.caBundle = lab_->file("tls-ca.pem");
+    transport_ = std::move(*http::makeCurlTransport(o));
+  }
+
+  void startDaemon() {
+    kmsd_ = std::make_unique<test::DaemonProcess>(lab_->file("softhsm2.conf"), config_, sandbox_.file("kmsd.log"));
+  }
+  CmdResult ctl(const std::string& args) {
+    return test::runTool("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf"), kKmsctl, config_, args);
+  }
+  json ctlJson(const std::string& args) {
+    CmdResult r = ctl(args);
+    EXPECT_EQ(r.rc, 0) << r.output;
+    auto at = r.output.find_first_of("{[");
+    return at == std::string::npos ? json() : json::parse(r.output.substr(at), nullptr, false);
+  }
+  /// A lab switch (POST /lab/...); the lab's new state.
+  json lab(const std::string& path, const json& body = json::object()) {
+    auto r = transport_->send(http::HttpRequest{"POST", lab_->baseUrl() + path, {}, body.dump()});
+    EXPECT_TRUE(r.has_value()) << r.error().toString();
+    EXPECT_EQ(r->status, 200) << r->body;
+    return json::parse(r->body, nullptr, false);
+  }
+  std::string activeSerial() {
+    json s = ctlJson("status --json");
+    return s["certificates"][0].value("serial", "");
+  }
+  std::string activeKey() {
+    for (const auto& k : ctlJson("keys --json")) {
+      if (k.value("state", "") == "active") {
+        return k.value("uri", "");
+      }
+    }
+    return "";
+  }
+  /// Refreshes and returns kmsctl's text.
+  std::string refresh() {
+    CmdResult r = ctl("trust --refresh");
+    EXPECT_EQ(r.rc, 0) << r.output;
+    return r.output;
+  }
+  /// Waits (bounded) until the active serial is not `old`; returns it.
+  std::string waitForNewSerial(const std::string& old) {
+    for (auto end = std::chrono::steady_clock::now() + 90s; std::chrono::steady_clock::now() < end;) {
+      std::string s = activeSerial();
+      if (!s.empty() && s != old) {
+        return s;
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+    return old;
+  }
+
+  test::Sandbox sandbox_;
+  std::unique_ptr<test::LabProcess> lab_;
+  std::unique_ptr<test::DaemonProcess> kmsd_;
+  std::unique_ptr<http::Transport> transport_;
+  std::string config_;
+};
+
+TEST_F(Trust, CrlListingOurCertificateRenewsAtOnceWithANewKey) {
+  startDaemon();
+  ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd_->log();
+  const std::string serial = activeSerial();
+  const std::string key = activeKey();
+  ASSERT_FALSE(key.empty());
+
+  json t = ctlJson("trust --json");
+  EXPECT_EQ(t["anchors"], "ca_list");
+  EXPECT_EQ(t["ca_list"]["sequence"], 1);
+  ASSERT_EQ(t["ca_list"]["roots"].size(), 1U);
+  EXPECT_NE(t["ca_list"]["roots"][0].value("subject", "").find("CN=kms-lab SHAKEN Root CA"), std::string::npos) << t;
+  EXPECT_NE(t["crl"].value("issuer", "").find("CN=kms-lab STI-PA CRL"), std::string::npos) << t;
+  EXPECT_EQ(t["crl"]["entries"], 0);
+  CmdResult text = ctl("trust");
+  EXPECT_NE(text.output.find("CA list: sequence 1, fetched "), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("CRL: issuer "), std::string::npos) << text.output;
+
+  lab("/lab/revoke", {{"serial", serial}, {"reason", 1}});
+  EXPECT_NE(refresh().find("renewing at once: main"), std::string::npos);
+  ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_REVOKED cert=main serial=" + serial + " source=crl msg=\"the STI-PA CRL lists serial " +
+                             serial + " (reason 1")) << kmsd_->log();
+  const std::string renewed = waitForNewSerial(serial);
+  ASSERT_NE(renewed, serial) << kmsd_->log();
+  EXPECT_NE(activeKey(), key);  // a new key although reuse_key = true
+  EXPECT_EQ(ctlJson("trust --json")["crl"]["entries"], 1);
+  EXPECT_EQ(kmsd_->stop(), 0);
+}
+
+TEST_F(Trust, RootLeavingTheCaListRenewsAtOnceWithANewKey) {
+  startDaemon();
+  ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd_->log();
+  const std::string serial = activeSerial();
+  const std::string key = activeKey();
+
+  json state = lab("/lab/rotate-root");
+  EXPECT_EQ(state["ca_list_sequence"], 2);
+  EXPECT_NE(refresh().find("renewing at once: main"), std::string::npos);
+  ASSERT_TRUE(kmsd_->waitFor("KMS_ROOT_DISTRUSTED cert=main serial=" + serial + " msg=\"the chain of serial " + serial +
+                             " no longer verifies to the STI-PA CA list (sequence 2)")) << kmsd_->log();
+  const std::string renewed = waitForNewSerial(serial);
+  ASSERT_NE(renewed, serial) << kmsd_->log();
+  EXPECT_NE(activeKey(), key);
+  // The new chain is the new root's, and it verifies to the CA list kmsd keeps.
+  auto chain = pki::parsePemChain(test::readFile(lab_->file("www/main.pem")));
+  ASSERT_TRUE(chain.has_value() && chain->size() == 2);
+  EXPECT_EQ(chain->front().serialHex(), renewed);
+  EXPECT_NE(chain->at(1).subject().find("Intermediate CA G2"), std::string::npos) << chain->at(1).subject();
+  json t = ctlJson("trust --json");
+  EXPECT_EQ(t["ca_list"]["sequence"], 2);
+  EXPECT_NE(t["ca_list"]["roots"][0].value("subject", "").find("Root CA G2"), std::string::npos) << t;
+  // Settled: the next refresh finds nothing to renew.
+  EXPECT_EQ(refresh().find("renewing at once"), std::string::npos);
+  EXPECT_EQ(kmsd_->stop(), 0);
+}
+
+TEST_F(Trust, BadDocumentsAreRefusedAndTheKeptOnesStay) {
+  startDaemon();
+  ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd_->log();
+  const std::string serial = activeSerial();
+
+  lab("/lab/ca-list", {{"sequence", 5}});
+  refresh();
+  EXPECT_TRUE(kmsd_->waitFor("STI-PA CA list sequence 5 (was 1) with 1 root(s) kept", 5s)) << kmsd_->log();
+
+  struct Case {
+    json caList;
+    std::string refusal;
+  };
+  for (const Case& c : {Case{{{"sequence", 3}}, "CA list refused (sequence 3 is lower than the kept list's 5)"},
+                        Case{{{"sequence", 5}, {"mode", "tampered"}}, "CA list refused (CA list: signature does not verify)"},
+                        Case{{{"mode", "expired"}}, "CA list refused (CA list: expired (exp "}}) {
+    lab("/lab/ca-list", c.caList);
+    refresh();
+    EXPECT_TRUE(kmsd_->waitFor("msg=\"STI-PA " + c.refusal, 5s)) << c.refusal << "\n" << kmsd_->log();
+    json t = ctlJson("trust --json");
+    EXPECT_EQ(t["ca_list"]["sequence"], 5) << c.refusal;
+    EXPECT_NE(t["daemon"].value("ca_list_error", "").find(c.refusal.substr(c.refusal.find('(') + 1, 20)),
+              std::string::npos)
+        << t;
+  }
+  lab("/lab/ca-list", {{"mode", "good"}});
+
+  // Our certificate is revoked, but no CRL saying so verifies: nothing is renewed.
+  lab("/lab/revoke", {{"serial", serial}});
+  for (const auto& [mode, refusal] : std::vector<std::pair<std::string, std::string>>{
+           {"garbage", "CRL refused (it does not parse: not a DER CRL)"},
+           {"wrong-signer", "CRL refused (the CRL issuer 'CN=kms-lab STI-PA Token Signer"},
+           {"bad-signature", "CRL refused (the CRL signature does not verify with the key of"},
+           {"stale", "CRL refused (it is stale: nextUpdate "}}) {
+    lab("/lab/crl", {{"mode", mode}});
+    std::string out = refresh();
+    EXPECT_EQ(out.find("renewing at once"), std::string::npos) << mode;
+    EXPECT_TRUE(kmsd_->waitFor("msg=\"STI-PA " + refusal, 5s)) << mode << "\n" << kmsd_->log();
+    EXPECT_EQ(ctlJson("trust --json")["crl"]["entries"], 0) << mode;
+  }
+  EXPECT_EQ(activeSerial(), serial);
+  EXPECT_EQ(kmsd_->log().find("KMS_CERT_REVOKED"), std::string::npos);
+
+  // Kept across a restart: a lower sequence is still refused, and kmsctl reads the DB.
+  EXPECT_EQ(kmsd_->stop(), 0);
+  lab("/lab/ca-list", {{"sequence", 4}});
+  CmdResult offline = ctl("trust");
+  EXPECT_NE(offline.output.find("kmsd is not running; read from the state DB"), std::string::npos) << offline.output;
+  EXPECT_NE(offline.output.find("CA list: sequence 5"), std::string::npos) << offline.output;
+  startDaemon();
+  EXPECT_TRUE(kmsd_->waitFor("sequence 4 is lower than the kept list's 5", 30s)) << kmsd_->log();
+
+  // A good CRL at last: the revocation is found.
+  lab("/lab/crl", {{"mode", "good"}});
+  EXPECT_NE(refresh().find("renewing at once: main"), std::string::npos);
+  EXPECT_TRUE(kmsd_->waitFor("KMS_CERT_REVOKED cert=main", 5s)) << kmsd_->log();
+  EXPECT_EQ(kmsd_->stop(), 0);
+}
+
+}  // namespace
+}  // namespace kms
