@@ -317,8 +317,8 @@ class SqliteStore final : public Store {
   Result<std::vector<IssuedCert>> listLatestValid(std::int64_t now) override {
     auto stmt = db_.prepare(std::string(kIssuedColumns) +
                             "WHERE i.id = (SELECT v.id FROM issued_certificates v WHERE v.cert_id = i.cert_id "
-                            "  AND v.revoked_at IS NULL AND v.not_before <= ?1 AND v.not_after > ?1 "
-                            "  ORDER BY v.not_before DESC, v.id DESC LIMIT 1) "
+                            "  AND v.published_at IS NOT NULL AND v.revoked_at IS NULL AND v.not_before <= ?1 "
+                            "  AND v.not_after > ?1 ORDER BY v.not_before DESC, v.id DESC LIMIT 1) "
                             "ORDER BY c.name");
     if (!stmt.has_value()) {
       return fail(stmt.error());
@@ -332,8 +332,8 @@ class SqliteStore final : public Store {
         "SELECT c.name, c.kind, c.state, c.failure_count, c.last_error, c.renew_at, c.next_attempt_at, "
         "i.serial, i.not_after, i.x5u_url FROM managed_certificates c "
         "LEFT JOIN issued_certificates i ON i.id = (SELECT v.id FROM issued_certificates v "
-        "  WHERE v.cert_id = c.id AND v.revoked_at IS NULL AND v.not_before <= ?1 AND v.not_after > ?1 "
-        "  ORDER BY v.not_before DESC, v.id DESC LIMIT 1) ";
+        "  WHERE v.cert_id = c.id AND v.published_at IS NOT NULL AND v.revoked_at IS NULL "
+        "  AND v.not_before <= ?1 AND v.not_after > ?1 ORDER BY v.not_before DESC, v.id DESC LIMIT 1) ";
     sql += name.has_value() ? "WHERE c.name = ?2 " : "";
     sql += "ORDER BY c.name";
     auto stmt = db_.prepare(sql);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -249,6 +250,107 @@ TEST_F(Daemon, RateLimitFromTheCaHoldsBackEveryOrderToIt) {
   EXPECT_EQ(countIn(log, "KMS_RENEW_FAILED cert=second"), 1u) << log;  // the one refusal
   EXPECT_EQ(countIn(log, "KMS_RENEW_FAILED cert=third"), 0u) << log;   // never asked during the pause
   EXPECT_EQ(countIn(lab_->log(), "newOrder refused"), 1u) << lab_->log();
+  EXPECT_EQ(kmsd->stop(), 0);
+}
+
+/// A small tmpfs over the lab's web root (root only), unmounted by the destructor.
+class SmallDisk {
+ public:
+  explicit SmallDisk(std::string dir) : dir_(std::move(dir)) {
+    mounted_ = test::runCommand("mount -t tmpfs -o size=256k,mode=0755 kms-test-www '" + dir_ + "'", &out_) == 0;
+  }
+  ~SmallDisk() {
+    if (mounted_) {
+      std::string out;
+      (void)test::runCommand("umount -l '" + dir_ + "'", &out);
+    }
+  }
+  SmallDisk(const SmallDisk&) = delete;
+  SmallDisk& operator=(const SmallDisk&) = delete;
+  [[nodiscard]] bool mounted() const { return mounted_; }
+  [[nodiscard]] const std::string& output() const { return out_; }
+  bool remount(const char* how) {
+    std::string out;
+    return test::runCommand(std::string("mount -o remount,") + how + " '" + dir_ + "'", &out) == 0;
+  }
+
+ private:
+  std::string dir_;
+  std::string out_;
+  bool mounted_ = false;
+};
+
+TEST_F(Daemon, FullOrReadOnlyWebRootKeepsTheActiveCertificate) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "mounting a small tmpfs as the web root needs root (CI runs as root)";
+  }
+  startLab();
+  const std::string www = lab_->file("www");
+  SmallDisk disk(www);
+  ASSERT_TRUE(disk.mounted()) << disk.output();
+  // Retries every second or two, so each disk state is tried within the test.
+  std::string toml = test::readFile(config_);
+  toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nretry_first = \"1s\"\nretry_max = \"2s\"\n");
+  std::ofstream(config_, std::ios::trunc) << toml;
+  auto kmsd = startDaemon();
+  ASSERT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd->log();
+  const std::string served = test::readFile(www + "/main.pem");
+  auto first = pki::parsePemChain(served);
+  ASSERT_TRUE(first.has_value());
+  const std::string serial = first->front().serialHex();
+
+  // What must hold while the disk refuses: the active certificate stays, the file verifiers
+  // fetch is the old one, whole, and no temp file is left in the web root.
+  auto unchanged = [&](const std::string& when) {
+    CmdResult status = run(kKmsctl, "status --json");
+    auto j = nlohmann::json::parse(status.output.substr(status.output.find('{')));
+    EXPECT_EQ(j["certificates"][0]["serial"], serial) << when;
+    EXPECT_EQ(test::readFile(www + "/main.pem"), served) << when;
+    for (const auto& dir : {www, www + "/main"}) {
+      for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << when << ": " << e.path();
+      }
+    }
+  };
+
+  // Full: a filler takes every free block.
+  {
+    std::ofstream filler(www + "/filler", std::ios::binary);
+    std::string block(4096, 'x');
+    for (int i = 0; i < 128 && filler; ++i) {
+      filler.write(block.data(), static_cast<std::streamsize>(block.size()));
+      filler.flush();
+    }
+  }
+  EXPECT_EQ(run(kKmsctl, "renew main").rc, 0);
+  ASSERT_TRUE(kmsd->waitFor("No space left on device")) << kmsd->log();
+  std::string log = kmsd->log();
+  auto line = log.substr(log.find("KMS_PUBLISH_FAILED cert=main"));
+  line = line.substr(0, line.find('\n'));
+  EXPECT_NE(line.find("publish to [publisher] web_root: "), std::string::npos) << line;
+  EXPECT_NE(line.find(www + "/main/"), std::string::npos) << line;  // the path it could not write
+  unchanged("full");
+
+  // Read-only (and still full): refused for that reason, named.
+  ASSERT_TRUE(disk.remount("ro"));
+  ASSERT_TRUE(kmsd->waitFor("Read-only file system")) << kmsd->log();
+  unchanged("read-only");
+
+  // Mended: the recorded chain is published (no new order) and becomes active.
+  ASSERT_TRUE(disk.remount("rw"));
+  ::unlink((www + "/filler").c_str());
+  std::string renewed;
+  for (auto end = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < end;) {
+    auto chain = pki::parsePemChain(test::readFile(www + "/main.pem"));
+    if (chain && chain->front().serialHex() != serial) {
+      renewed = chain->front().serialHex();
+      break;
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_FALSE(renewed.empty()) << kmsd->log();
+  log = kmsd->log();
+  EXPECT_EQ(log.find("KMS_ORDER_CREATED", log.find("KMS_PUBLISH_FAILED")), std::string::npos) << log;
   EXPECT_EQ(kmsd->stop(), 0);
 }
 

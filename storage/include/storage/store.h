@@ -252,11 +252,13 @@ class Store {
   [[nodiscard]] virtual Result<std::int64_t> insertIssued(const IssuedCert& cert) = 0;
   /// Every certificate issued for `certName`, newest notBefore first.
   [[nodiscard]] virtual Result<std::vector<IssuedCert>> listIssued(std::string_view certName) = 0;
-  /// Every certificate with its newest certificate not revoked and valid at `now` (as
-  /// listLatestValid picks it), by name; one query, no chains read. Only `name` when given.
+  /// Every certificate with its newest published certificate not revoked and valid at `now`
+  /// (as listLatestValid picks it: the one verifiers get), by name; one query, no chains
+  /// read. Only `name` when given.
   [[nodiscard]] virtual Result<std::vector<CertStatus>> listStatus(std::int64_t now,
                                                                    std::optional<std::string_view> name = {}) = 0;
-  /// Per managed certificate, the newest one not revoked and not expired at `now`; by name.
+  /// Per managed certificate, the newest published one not revoked and not expired at `now`
+  /// (a chain issued but not yet published is not what verifiers get); by name.
   [[nodiscard]] virtual Result<std::vector<IssuedCert>> listLatestValid(std::int64_t now) = 0;
   /// Records publication and the x5u URL. Errc::notFound for an unknown id.
   [[nodiscard]] virtual Result<void> markPublished(std::int64_t issuedId, std::string_view x5uUrl, std::int64_t at) = 0;

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <csignal>
 #include <filesystem>
 
 #include "publisher/web_root.h"
@@ -69,6 +71,42 @@ TEST(PublisherWebRoot, BadNamesAndUnwritableRoot) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, Errc::io);
   EXPECT_NE(r.error().toString().find(file), std::string::npos) << r.error().toString();
+}
+
+TEST(PublisherWebRoot, AWriteThatFailsLeavesNothingHalfWritten) {
+  test::Sandbox sb;
+  WebRoot root(sb.file("www"), "https://cr.example.net/");
+  ASSERT_TRUE(root.publish("main", "01", "A").has_value());
+  // A file size limit makes write(2) fail half way, as a full disk does (EFBIG here).
+  const std::string big(64 * 1024, 'B');
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  struct rlimit small = old;
+  small.rlim_cur = 1024;
+  auto oldHandler = ::signal(SIGXFSZ, SIG_IGN);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  auto immutable = root.writeImmutable("main", "02", big);
+  auto current = root.switchCurrent("main", big);
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  ::signal(SIGXFSZ, oldHandler);
+
+  ASSERT_FALSE(immutable.has_value());
+  EXPECT_EQ(immutable.error().code, Errc::io);
+  const std::string text = immutable.error().toString();
+  EXPECT_NE(text.find("cannot write"), std::string::npos) << text;
+  EXPECT_NE(text.find("File too large"), std::string::npos) << text;      // errno, in words
+  EXPECT_NE(text.find(sb.file("www/main/.02.pem.tmp-")), std::string::npos) << text;  // the path
+  ASSERT_FALSE(current.has_value());
+  EXPECT_NE(current.error().toString().find(sb.file("www/.main.pem.tmp-")), std::string::npos);
+  // Nothing half-written is served: no 02, the current chain is still the old one, and no
+  // temp file is left behind.
+  EXPECT_FALSE(std::filesystem::exists(sb.file("www/main/02.pem")));
+  EXPECT_EQ(test::readFile(sb.file("www/main.pem")), "A");
+  for (const auto& dir : {sb.file("www"), sb.file("www/main")}) {
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+    }
+  }
 }
 
 }  // namespace

@@ -299,6 +299,11 @@ TEST_F(StorageStore, IssuedCertificatesAndLatestValid) {
   auto web = store_->insertIssued(issued("web", "1a", kT0 - day, kT0 + day, k1));
   KMS_ASSERT_OK(web);
   KMS_ASSERT_OK(store_->markPublished(currentId.value(), "https://cr.example.net/main-0b.pem", kT0 - 5));
+  KMS_ASSERT_OK(store_->markPublished(future.value(), "https://cr.example.net/main-0d.pem", kT0 - 5));
+  KMS_ASSERT_OK(store_->markPublished(web.value(), "https://cr.example.net/web-1a.pem", kT0 - 5));
+  // Issued, valid and newest, but not published yet: not what verifiers get.
+  auto unpublished = store_->insertIssued(issued("main", "0e", kT0 - 60, kT0 + 90 * day, k2));
+  KMS_ASSERT_OK(unpublished);
 
   // The status listing picks the same certificate as listLatestValid, without the chain.
   addCert("idle");
@@ -319,18 +324,19 @@ TEST_F(StorageStore, IssuedCertificatesAndLatestValid) {
 
   auto list = store_->listIssued("main");
   KMS_ASSERT_OK(list);
-  ASSERT_EQ(list->size(), 4u);
+  ASSERT_EQ(list->size(), 5u);
   EXPECT_EQ(list->at(0).serial, "0d");  // newest notBefore first
-  EXPECT_EQ(list->at(1).serial, "0c");
-  EXPECT_EQ(list->at(1).revokedAt, kT0 - 10);
-  EXPECT_EQ(list->at(2).serial, "0b");
-  EXPECT_EQ(list->at(2).chainPem, kPem);
-  EXPECT_EQ(list->at(2).keyUri, k2);
-  EXPECT_EQ(list->at(2).ariCertId, "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
-  EXPECT_EQ(list->at(2).x5uUrl, "https://cr.example.net/main-0b.pem");
-  EXPECT_EQ(list->at(2).publishedAt, kT0 - 5);
-  EXPECT_EQ(list->at(2).createdAt, kT0);
-  EXPECT_EQ(list->at(3).serial, "0a");
+  EXPECT_EQ(list->at(1).serial, "0e");
+  EXPECT_EQ(list->at(2).serial, "0c");
+  EXPECT_EQ(list->at(2).revokedAt, kT0 - 10);
+  EXPECT_EQ(list->at(3).serial, "0b");
+  EXPECT_EQ(list->at(3).chainPem, kPem);
+  EXPECT_EQ(list->at(3).keyUri, k2);
+  EXPECT_EQ(list->at(3).ariCertId, "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+  EXPECT_EQ(list->at(3).x5uUrl, "https://cr.example.net/main-0b.pem");
+  EXPECT_EQ(list->at(3).publishedAt, kT0 - 5);
+  EXPECT_EQ(list->at(3).createdAt, kT0);
+  EXPECT_EQ(list->at(4).serial, "0a");
 
   auto latest = store_->listLatestValid(kT0);
   KMS_ASSERT_OK(latest);
@@ -356,7 +362,7 @@ TEST_F(StorageStore, IssuedCertificatesAndLatestValid) {
   auto duplicate = store_->insertIssued(issued("main", "0a", kT0, kT0 + day, k1));
   KMS_ASSERT_OK(duplicate);
   EXPECT_EQ(duplicate.value(), expired.value());
-  EXPECT_EQ(store_->listIssued("main")->size(), 4u);
+  EXPECT_EQ(store_->listIssued("main")->size(), 5u);
   EXPECT_EQ(store_->markPublished(999, "https://x", kT0).error().code, Errc::notFound);
   EXPECT_EQ(store_->markRevoked(999, kT0).error().code, Errc::notFound);
   EXPECT_EQ(store_->markDeployed(999, kT0).error().code, Errc::notFound);
