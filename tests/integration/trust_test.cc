@@ -30,8 +30,11 @@ class Trust : public ::testing::Test {
   void SetUp() override {
     lab_ = std::make_unique<test::LabProcess>(sandbox_.file("lab"));
     config_ = lab_->file("kmsd.toml");
-    // reuse_key: an emergency renewal must take a new key all the same.
-    std::ofstream(config_, std::ios::app) << "reuse_key = true\n";
+    // reuse_key: an emergency renewal must take a new key all the same. Short backoff: a
+    // renewal after a refused chain is not held back for minutes.
+    std::string toml = test::readFile(config_);
+    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nretry_first = \"1s\"\nretry_max = \"2s\"\n");
+    std::ofstream(config_, std::ios::trunc) << toml << "reuse_key = true\n";
     http::TransportOptions o;
     o.caBundle = lab_->file("tls-ca.pem");
     transport_ = std::move(*http::makeCurlTransport(o));
@@ -122,6 +125,20 @@ TEST_F(Trust, CrlListingOurCertificateRenewsAtOnceWithANewKey) {
   EXPECT_EQ(kmsd_->stop(), 0);
 }
 
+TEST_F(Trust, TheDaemonRereadsBothEveryTrustRefresh) {
+  std::string toml = test::readFile(config_);
+  toml.replace(toml.find("[sti_pa]\n"), 9, "[sti_pa]\ntrust_refresh = \"1s\"\n");
+  std::ofstream(config_, std::ios::trunc) << toml;
+  startDaemon();
+  ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd_->log();
+  const std::string serial = activeSerial();
+  lab("/lab/revoke", {{"serial", serial}});
+  // No kmsctl trust --refresh: the timer finds it.
+  ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_REVOKED cert=main serial=" + serial)) << kmsd_->log();
+  EXPECT_NE(waitForNewSerial(serial), serial) << kmsd_->log();
+  EXPECT_EQ(kmsd_->stop(), 0);
+}
+
 TEST_F(Trust, RootLeavingTheCaListRenewsAtOnceWithANewKey) {
   startDaemon();
   ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd_->log();
@@ -149,6 +166,48 @@ TEST_F(Trust, RootLeavingTheCaListRenewsAtOnceWithANewKey) {
   EXPECT_EQ(kmsd_->stop(), 0);
 }
 
+TEST_F(Trust, IssuedChainsMustVerifyToTheKeptCaList) {
+  startDaemon();
+  ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd_->log();
+  const std::string serial = activeSerial();
+  // The CA moves to a new root, but the CA list naming it does not verify: kmsd keeps the
+  // old list, so a chain to the new root is refused and the active certificate stays.
+  lab("/lab/ca-list", {{"mode", "tampered"}});
+  lab("/lab/rotate-root");
+  EXPECT_EQ(refresh().find("renewing at once"), std::string::npos);
+  EXPECT_EQ(ctlJson("trust --json")["ca_list"]["sequence"], 1);
+  EXPECT_EQ(ctl("renew main").rc, 0);
+  ASSERT_TRUE(kmsd_->waitFor("KMS_ISSUE_FAILED cert=main")) << kmsd_->log();
+  std::string log = kmsd_->log();
+  std::string line = log.substr(log.find("KMS_ISSUE_FAILED cert=main"));
+  EXPECT_NE(line.substr(0, line.find('\n')).find("chain does not verify"), std::string::npos) << line;
+  EXPECT_EQ(activeSerial(), serial);
+  // The list verifies again: sequence 2 is kept, the old chain is distrusted and replaced.
+  lab("/lab/ca-list", {{"mode", "good"}});
+  EXPECT_NE(refresh().find("renewing at once: main"), std::string::npos);
+  EXPECT_NE(waitForNewSerial(serial), serial) << kmsd_->log();
+  EXPECT_EQ(ctlJson("trust --json")["ca_list"]["sequence"], 2);
+  EXPECT_EQ(kmsd_->stop(), 0);
+}
+
+TEST_F(Trust, WithoutAKeptCaListNoChainIsAccepted) {
+  // No [acme] trust_anchors and the first CA list does not verify: fail closed.
+  lab("/lab/ca-list", {{"mode", "tampered"}});
+  startDaemon();
+  ASSERT_TRUE(kmsd_->waitFor("no trust anchors to check the issued chain against: [acme] trust_anchors is not set "
+                             "and no STI-PA CA list has been kept yet"))
+      << kmsd_->log();
+  EXPECT_EQ(activeSerial(), "");
+  EXPECT_FALSE(test::fileExists(lab_->file("www/main.pem")));
+  EXPECT_TRUE(ctlJson("trust --json")["ca_list"].is_null());
+  // Once a list is kept, the recorded order completes.
+  lab("/lab/ca-list", {{"mode", "good"}});
+  refresh();
+  ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd_->log();
+  EXPECT_EQ(kmsd_->log().find("KMS_ISSUE_FAILED"), std::string::npos);
+  EXPECT_EQ(kmsd_->stop(), 0);
+}
+
 TEST_F(Trust, BadDocumentsAreRefusedAndTheKeptOnesStay) {
   startDaemon();
   ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd_->log();
@@ -164,7 +223,8 @@ TEST_F(Trust, BadDocumentsAreRefusedAndTheKeptOnesStay) {
   };
   for (const Case& c : {Case{{{"sequence", 3}}, "CA list refused (sequence 3 is lower than the kept list's 5)"},
                         Case{{{"sequence", 5}, {"mode", "tampered"}}, "CA list refused (CA list: signature does not verify)"},
-                        Case{{{"mode", "expired"}}, "CA list refused (CA list: expired (exp "}}) {
+                        Case{{{"mode", "expired"}}, "CA list refused (CA list: expired (exp "},
+                        Case{{{"mode", "empty"}}, "CA list refused (CA list: trustList is empty)"}}) {
     lab("/lab/ca-list", c.caList);
     refresh();
     EXPECT_TRUE(kmsd_->waitFor("msg=\"STI-PA " + c.refusal, 5s)) << c.refusal << "\n" << kmsd_->log();

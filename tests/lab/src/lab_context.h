@@ -21,7 +21,7 @@ inline constexpr const char* kEabKid = "kid-1";
 struct TrustSwitches {
   std::int64_t caListSequence = 1;  ///< kept in D/trust-state.json
   int caGeneration = 1;             ///< STI-CA roots so far (kept in D/trust-state.json)
-  std::string caListMode = "good";  ///< good | tampered | expired
+  std::string caListMode = "good";  ///< good | tampered | expired | empty
   std::string crlMode = "good";     ///< good | garbage | wrong-signer | bad-signature | stale
 };
 

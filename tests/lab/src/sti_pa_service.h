@@ -11,7 +11,7 @@
 ///   POST /lab/revoke       {"serial": "<hex>", "reason": 1}  a certificate into the CRL
 ///   POST /lab/rotate-root  new STI-CA root + intermediate; the CA list (sequence + 1) lists
 ///                          only the new root
-///   POST /lab/ca-list      {"sequence": N, "mode": "good" | "tampered" | "expired"}
+///   POST /lab/ca-list      {"sequence": N, "mode": "good" | "tampered" | "expired" | "empty"}
 ///   POST /lab/crl          {"mode": "good" | "garbage" | "wrong-signer" | "bad-signature" | "stale"}
 
 #include <cstdint>
