@@ -341,7 +341,8 @@ int showEvents(const std::string& configPath, int limit, std::ostream& out, std:
 void printTrust(const nlohmann::json& t, std::ostream& out) {
   auto str = [](const nlohmann::json& j, const char* key) {
     auto it = j.find(key);
-    return it != j.end() && it->is_string() ? sanitize(it->get<std::string>()) : std::string("-");
+    return it != j.end() && it->is_string() && !it->get<std::string>().empty() ? sanitize(it->get<std::string>())
+                                                                              : std::string("-");
   };
   auto age = [](const nlohmann::json& j) {
     std::int64_t s = j.value("age_seconds", std::int64_t{0});
@@ -377,11 +378,11 @@ void printTrust(const nlohmann::json& t, std::ostream& out) {
   }
   if (t.contains("daemon")) {
     const auto& d = t["daemon"];
-    out << "last refresh: " << (str(d, "last_refresh") == "" ? "-" : str(d, "last_refresh")) << '\n';
-    if (!str(d, "ca_list_error").empty() && str(d, "ca_list_error") != "-") {
+    out << "last refresh: " << str(d, "last_refresh") << '\n';
+    if (str(d, "ca_list_error") != "-") {
       out << "  CA list problem: " << str(d, "ca_list_error") << '\n';
     }
-    if (!str(d, "crl_error").empty() && str(d, "crl_error") != "-") {
+    if (str(d, "crl_error") != "-") {
       out << "  CRL problem: " << str(d, "crl_error") << '\n';
     }
   }
@@ -392,7 +393,7 @@ int showTrust(const std::string& configPath, bool json, std::ostream& out, std::
   if (!cfg) {
     return kExitCheckFailed;
   }
-  nlohmann::json report = trustReport(std::nullopt, std::nullopt, 0);
+  nlohmann::json report = trustReport(KeptTrust{}, 0);
   if (exists(dbPath(*cfg))) {
     auto db = openExistingDb(*cfg);
     if (!db) {
@@ -400,16 +401,15 @@ int showTrust(const std::string& configPath, bool json, std::ostream& out, std::
       return kExitRuntime;
     }
     auto store = storage::makeSqliteStore(**db);
-    auto list = store->getTrust(storage::TrustKind::caList);
-    auto crl = list ? store->getTrust(storage::TrustKind::crl) : Result<std::optional<storage::TrustDocument>>();
-    if (!list || !crl) {
-      err << "kmsctl: " << (!list ? list.error() : crl.error()).toString() << '\n';
+    auto kept = readKeptTrust(*store);
+    if (!kept) {
+      err << "kmsctl: " << kept.error().toString() << '\n';
       return kExitRuntime;
     }
     const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count();
-    report = trustReport(*list, *crl, now);
+    report = trustReport(*kept, now);
   }
   report["crl_checked"] = cfg->stiPa && cfg->stiPa->crlSigner;
   report["anchors"] = cfg->acme.trustAnchors ? "[acme] trust_anchors" : "ca_list";

@@ -1045,22 +1045,11 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
   }
   if (what == "trust" && (parts.size() == 2 || (parts.size() == 3 && parts[2] == "refresh"))) {
     auto report = [this]() {
-      auto docs = state_.locked->with([](storage::Store& s) -> Result<std::pair<std::optional<storage::TrustDocument>,
-                                                                                std::optional<storage::TrustDocument>>> {
-        auto list = s.getTrust(storage::TrustKind::caList);
-        if (!list) {
-          return fail(list.error());
-        }
-        auto crl = s.getTrust(storage::TrustKind::crl);
-        if (!crl) {
-          return fail(crl.error());
-        }
-        return std::pair(std::move(*list), std::move(*crl));
-      });
+      auto docs = state_.locked->with([](storage::Store& s) { return readKeptTrust(s); });
       if (!docs) {
         throw std::runtime_error(docs.error().toString());
       }
-      nlohmann::json j = trustReport(docs->first, docs->second, unixSeconds(clock_->now()));
+      nlohmann::json j = trustReport(*docs, unixSeconds(clock_->now()));
       j["daemon"] = trust_->status();
       j["anchors"] = services_->anchorsConfigured() ? "[acme] trust_anchors" : "ca_list";
       j["crl_checked"] = services_->crlSigner().has_value();

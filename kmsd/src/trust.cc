@@ -49,25 +49,14 @@ bool sameRoots(const std::vector<pki::Certificate>& a, const std::vector<pki::Ce
 }  // namespace
 
 void TrustKeeper::load() {
-  auto docs = s_.store().with([](storage::Store& st) -> Result<std::pair<std::optional<TrustDocument>,
-                                                                         std::optional<TrustDocument>>> {
-    auto list = st.getTrust(TrustKind::caList);
-    if (!list) {
-      return fail(list.error());
-    }
-    auto crl = st.getTrust(TrustKind::crl);
-    if (!crl) {
-      return fail(crl.error());
-    }
-    return std::pair(std::move(*list), std::move(*crl));
-  });
+  auto docs = s_.store().with([](storage::Store& st) { return readKeptTrust(st); });
   if (!docs) {
     s_.storeWriteFailed(std::nullopt, "read the kept CA list and CRL", docs.error());
     return;
   }
   std::lock_guard<std::mutex> lock(mutex_);
-  if (docs->first) {
-    auto list = sti_pa::readKeptCaList(text(docs->first->body));
+  if (docs->caList) {
+    auto list = sti_pa::readKeptCaList(text(docs->caList->body));
     if (!list) {
       events_.emit({"KMS_CA_LIST_REJECTED",
                     EventLevel::error,
@@ -79,8 +68,8 @@ void TrustKeeper::load() {
       caList_ = std::move(*list);
     }
   }
-  if (docs->second) {
-    auto crl = pki::Crl::fromDer(docs->second->body);
+  if (docs->crl) {
+    auto crl = pki::Crl::fromDer(docs->crl->body);
     if (!crl) {
       events_.emit({"KMS_CRL_REJECTED",
                     EventLevel::error,
@@ -363,8 +352,24 @@ nlohmann::json TrustKeeper::status() const {
   return j;
 }
 
-nlohmann::json trustReport(const std::optional<TrustDocument>& caList, const std::optional<TrustDocument>& crl,
-                           std::int64_t now) {
+Result<KeptTrust> readKeptTrust(storage::Store& store) {
+  KeptTrust kept;
+  auto list = store.getTrust(TrustKind::caList);
+  if (!list) {
+    return fail(list.error());
+  }
+  kept.caList = std::move(*list);
+  auto crl = store.getTrust(TrustKind::crl);
+  if (!crl) {
+    return fail(crl.error());
+  }
+  kept.crl = std::move(*crl);
+  return kept;
+}
+
+nlohmann::json trustReport(const KeptTrust& kept, std::int64_t now) {
+  const auto& caList = kept.caList;
+  const auto& crl = kept.crl;
   nlohmann::json j = nlohmann::json::object();
   j["ca_list"] = nullptr;
   j["crl"] = nullptr;

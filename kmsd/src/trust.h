@@ -57,10 +57,16 @@ class TrustKeeper {
   std::set<std::int64_t> distrusted_;  ///< issued ids already reported as distrusted
 };
 
+/// The kept CA list and CRL (either may be absent).
+struct KeptTrust {
+  std::optional<storage::TrustDocument> caList;
+  std::optional<storage::TrustDocument> crl;
+};
+[[nodiscard]] Result<KeptTrust> readKeptTrust(storage::Store& store);
+
 /// `kmsctl trust` from the kept documents alone (what the daemon adds is in status()):
 /// the CA list's sequence, age, expiry and roots; the CRL's issuer, thisUpdate, nextUpdate
 /// and entry count.
-[[nodiscard]] nlohmann::json trustReport(const std::optional<storage::TrustDocument>& caList,
-                                         const std::optional<storage::TrustDocument>& crl, std::int64_t now);
+[[nodiscard]] nlohmann::json trustReport(const KeptTrust& kept, std::int64_t now);
 
 }  // namespace kms::daemon

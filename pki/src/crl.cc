@@ -17,16 +17,6 @@ std::int64_t unixOf(const ASN1_TIME* t) {
   return static_cast<std::int64_t>(timegm(&tm));
 }
 
-std::string nameText(const X509_NAME* name) {
-  ossl::Bio bio(BIO_new(BIO_s_mem()));
-  if (!bio || X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0) {
-    return {};
-  }
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<std::size_t>(len));
-}
-
 /// The directoryName of a certificateIssuer entry extension, if the entry has one.
 std::optional<std::string> entryIssuer(X509_REVOKED* rev) {
   int crit = 0;
@@ -38,7 +28,7 @@ std::optional<std::string> entryIssuer(X509_REVOKED* rev) {
   for (int i = 0; i < sk_GENERAL_NAME_num(names) && !out; ++i) {
     const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names, i);
     if (gn->type == GEN_DIRNAME) {
-      out = nameText(gn->d.directoryName);
+      out = ossl::nameText(gn->d.directoryName);
     }
   }
   GENERAL_NAMES_free(names);
@@ -72,7 +62,7 @@ Result<Crl> Crl::fromDer(ByteView der) {
   }
   Crl out;
   out.der_.assign(der.begin(), der.end());
-  out.issuer_ = nameText(X509_CRL_get_issuer(crl.get()));
+  out.issuer_ = ossl::nameText(X509_CRL_get_issuer(crl.get()));
   out.thisUpdate_ = unixOf(X509_CRL_get0_lastUpdate(crl.get()));
   if (const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl.get()); next != nullptr) {
     out.nextUpdate_ = unixOf(next);

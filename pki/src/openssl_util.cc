@@ -27,4 +27,14 @@ Error error(std::string what, std::string context) {
   return e;
 }
 
+std::string nameText(const X509_NAME* name) {
+  Bio bio(BIO_new(BIO_s_mem()));
+  if (!bio || X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0) {
+    return {};
+  }
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<std::size_t>(len));
+}
+
 }  // namespace kms::pki::ossl

@@ -45,6 +45,9 @@ using X509StackShallow = CPtr<STACK_OF(X509), &freeX509StackShallow>;
 /// Drains the whole OpenSSL error queue into one Error: "what: lib:reason; lib:reason".
 [[nodiscard]] Error error(std::string what, std::string context = {});
 
+/// An X509_NAME in RFC 2253 form ("CN=…,O=…,C=US"), UTF-8 kept as is; "" on failure.
+[[nodiscard]] std::string nameText(const X509_NAME* name);
+
 /// fail(error(...)) shorthand.
 [[nodiscard]] inline tl::unexpected<Error> failSsl(std::string what, std::string context = {}) {
   return tl::unexpected<Error>(error(std::move(what), std::move(context)));

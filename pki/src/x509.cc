@@ -25,16 +25,6 @@ SystemTime toTime(const ASN1_TIME* t) {
   return std::chrono::system_clock::from_time_t(timegm(&tm));
 }
 
-std::string nameString(const X509_NAME* name) {
-  ossl::Bio bio(BIO_new(BIO_s_mem()));
-  if (!bio || X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0) {
-    return {};
-  }
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(len));
-}
-
 int extIndex(X509* x, std::string_view oid) {
   ossl::Asn1Object obj(OBJ_txt2obj(std::string(oid).c_str(), 1));
   if (!obj) {
@@ -93,10 +83,10 @@ Bytes Certificate::spkiDer() const {
 }
 
 std::string Certificate::subject() const {
-  return nameString(X509_get_subject_name(raw(x509_)));
+  return ossl::nameText(X509_get_subject_name(raw(x509_)));
 }
 std::string Certificate::issuer() const {
-  return nameString(X509_get_issuer_name(raw(x509_)));
+  return ossl::nameText(X509_get_issuer_name(raw(x509_)));
 }
 
 std::optional<std::string> Certificate::subjectField(std::string_view shortName) const {
