@@ -14,6 +14,7 @@
 #include "acme/jws.h"
 #include "objects.h"
 #include "pki/encoding.h"
+#include "pki/json_limits.h"
 
 namespace kms::acme {
 namespace {
@@ -23,6 +24,7 @@ using namespace std::chrono_literals;
 
 constexpr std::string_view kProblemPrefix = "urn:ietf:params:acme:error:";
 constexpr std::size_t kMaxPooledNonces = 64;
+constexpr std::size_t kMaxAlternates = 4;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -122,7 +124,8 @@ Error problemError(const HttpResponse& response, const std::string& url) {
   e.code = Errc::protocol;
   std::string type;
   std::string detail;
-  json j = json::parse(response.body, nullptr, false);
+  // A problem nested too deep (or too wide) is read as no problem document at all.
+  json j = pki::checkJsonLimits(response.body) ? json::parse(response.body, nullptr, false) : json();
   // Every member is read only when it has the expected type: a server controls this text.
   auto text = [](const json& o, const char* key) -> std::string {
     auto it = o.find(key);
@@ -165,14 +168,73 @@ Error problemError(const HttpResponse& response, const std::string& url) {
   return e;
 }
 
+namespace {
+
+/// scheme://host[:port] of an absolute URL, lower-cased with the default port made explicit;
+/// empty for anything else (no scheme, userinfo, another scheme than http/https).
+std::string originOf(const std::string& url) {
+  auto colon = url.find("://");
+  if (colon == std::string::npos) {
+    return {};
+  }
+  std::string scheme = url.substr(0, colon);
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (scheme != "https" && scheme != "http") {
+    return {};
+  }
+  std::string authority = url.substr(colon + 3, url.find_first_of("/?#", colon + 3) - (colon + 3));
+  if (authority.empty() || authority.find('@') != std::string::npos) {
+    return {};
+  }
+  std::transform(authority.begin(), authority.end(), authority.begin(), [](unsigned char c) { return std::tolower(c); });
+  const bool hasPort = authority.back() != ']' && authority.rfind(':') != std::string::npos &&
+                       (authority.front() != '[' || authority.rfind(':') > authority.find(']'));
+  if (!hasPort) {
+    authority += scheme == "https" ? ":443" : ":80";
+  }
+  return scheme + "://" + authority;
+}
+
+bool isLoopbackOrigin(const std::string& origin) {
+  return origin.rfind("http://127.0.0.1:", 0) == 0 || origin.rfind("http://localhost:", 0) == 0 ||
+         origin.rfind("http://[::1]:", 0) == 0;
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------------------------------
 
 class AcmeClient::Impl {
  public:
-  Impl(Transport& transport, ClientOptions options) : transport_(transport), options_(std::move(options)) {}
+  Impl(Transport& transport, ClientOptions options)
+      : transport_(transport), options_(std::move(options)), origin_(originOf(options_.directoryUrl)) {}
+
+  /// A URL the CA handed back may be used only on the directory's origin, and over https
+  /// (http only when the directory itself is plain http on loopback, as a test CA is):
+  /// nothing is ever sent to another host, a plain-http listener or a file: URL.
+  Result<void> allowed(const std::string& url) const {
+    const std::string origin = originOf(url);
+    const bool secure = origin.rfind("https://", 0) == 0 || isLoopbackOrigin(origin_);
+    if (origin.empty() || origin != origin_ || !secure) {
+      Error e{Errc::protocol,
+              "refusing a URL from the CA that is not on the directory's origin " + origin_ + ": " +
+                  url.substr(0, 256),
+              url.substr(0, 256), 0, {}, false, std::nullopt};
+      return fail(e);
+    }
+    return ok();
+  }
+  /// Every request to a URL the CA named goes through here.
+  Result<HttpResponse> send(const HttpRequest& req) {
+    if (auto a = allowed(req.url); !a) {
+      return fail(a.error());
+    }
+    return transport_.send(req);
+  }
 
   Transport& transport_;
   ClientOptions options_;
+  std::string origin_;  ///< of the directory URL (the operator's)
   Directory directory_;
   std::mutex nonceMutex_;
   std::deque<std::string> nonces_;
@@ -198,7 +260,7 @@ class AcmeClient::Impl {
       }
     }
     HttpRequest req{"HEAD", directory_.newNonce, {}, {}};
-    auto r = transport_.send(req);
+    auto r = send(req);
     if (!r) {
       return fail(r.error());
     }
@@ -223,7 +285,7 @@ class AcmeClient::Impl {
         return fail(body.error());
       }
       HttpRequest req{"POST", url, {{"Content-Type", "application/jose+json"}}, std::move(*body)};
-      auto r = transport_.send(req);
+      auto r = send(req);
       if (!r) {
         return fail(r.error());
       }
@@ -512,6 +574,9 @@ Result<CertificateChain> AcmeClient::downloadCertificate(const AccountRef& accou
   CertificateChain chain;
   chain.pem = std::move(r->body);
   chain.alternates = links(*r, "alternate");
+  if (chain.alternates.size() > kMaxAlternates) {
+    chain.alternates.resize(kMaxAlternates);  // a CA has no reason to offer more
+  }
   return chain;
 }
 
@@ -537,7 +602,7 @@ Result<RenewalInfo> AcmeClient::renewalInfo(const std::string& certId) {
   }
   std::string base = *impl_->directory_.renewalInfo;
   std::string url = base + (base.empty() || base.back() == '/' ? "" : "/") + certId;
-  auto r = impl_->transport_.send(HttpRequest{"GET", url, {}, {}});
+  auto r = impl_->send(HttpRequest{"GET", url, {}, {}});
   if (!r) {
     return fail(r.error());
   }

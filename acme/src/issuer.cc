@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <set>
 
@@ -132,6 +133,93 @@ void Dns01HookSolver::cleanup(const Authorization& authz, const Challenge& chall
   (void)finishHook(start("cleanup", authz, challenge, keyAuthorization), hook_, "cleanup");
 }
 
+namespace {
+
+/// Outside text for an error message: control characters escaped, at most 128 bytes.
+std::string printable(const std::string& v) {
+  std::string out;
+  for (unsigned char c : v.substr(0, 128)) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return v.size() > 128 ? out + "..." : out;
+}
+
+bool equalsIgnoreCase(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+bool isDnsName(const std::string& v) {
+  if (v.empty() || v.size() > 253) {
+    return false;
+  }
+  std::size_t label = 0;
+  for (char c : v) {
+    if (c == '.') {
+      if (label == 0) {
+        return false;
+      }
+      label = 0;
+      continue;
+    }
+    if (!(std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-') || ++label > 63) {
+      return false;
+    }
+  }
+  return label > 0;
+}
+
+bool isBase64ish(const std::string& v, bool padding) {
+  return !v.empty() && v.size() <= 4096 && std::all_of(v.begin(), v.end(), [padding](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' ||
+           (padding && (c == '+' || c == '/' || c == '='));
+  });
+}
+
+}  // namespace
+
+Result<void> checkAuthorization(const Authorization& authz, const Challenge& challenge,
+                                const std::vector<Identifier>& asked) {
+  auto refuse = [&](const std::string& what) {
+    Error e{Errc::protocol, "the CA's authorization " + what, authz.url, 0, {}, false, std::nullopt};
+    return fail(e);
+  };
+  const Identifier& id = authz.identifier;
+  if (id.type == "dns") {
+    if (!isDnsName(id.value)) {
+      return refuse("names a malformed DNS identifier '" + printable(id.value) + "'");
+    }
+    const std::string wanted = authz.wildcard ? "*." + id.value : id.value;
+    bool found = std::any_of(asked.begin(), asked.end(), [&](const Identifier& a) {
+      return a.type == "dns" && equalsIgnoreCase(a.value, wanted);
+    });
+    if (!found) {
+      return refuse("is for '" + wanted + "', which the order did not ask for");
+    }
+  } else if (id.type == "TNAuthList") {
+    if (!isBase64ish(id.value, true)) {
+      return refuse("names a malformed TNAuthList identifier");
+    }
+    bool found = std::any_of(asked.begin(), asked.end(), [](const Identifier& a) { return a.type == "TNAuthList"; });
+    if (!found) {
+      return refuse("is for a TNAuthList, which the order did not ask for");
+    }
+  } else {
+    return refuse("has an identifier of type '" + printable(id.type) + "', which the order did not ask for");
+  }
+  if (!isBase64ish(challenge.token, false) && !(challenge.type == "tkauth-01" && challenge.token.empty())) {
+    return refuse("carries a challenge token that is not base64url");
+  }
+  return ok();
+}
+
 Result<void> checkIssuedChain(const std::vector<pki::Certificate>& chain, const IssueRequest& request,
                               pki::SystemTime now) {
   if (chain.empty()) {
@@ -216,6 +304,9 @@ Result<IssuedChain> issueCertificate(AcmeClient& client, const AccountRef& accou
       auto solver = solvers.find(request.challengeType);
       if (solver == solvers.end() || solver->second == nullptr) {
         return fail(stepError(Errc::unsupported, "no solver configured for " + request.challengeType, authzUrl));
+      }
+      if (auto checked = checkAuthorization(*authz, *ch, request.identifiers); !checked) {
+        return fail(checked.error());
       }
       std::string keyAuth = keyAuthorization(ch->token, account.key.publicKey());
       auto payload = solver->second->present(*authz, *ch, keyAuth);

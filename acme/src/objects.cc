@@ -1,4 +1,5 @@
 #include "objects.h"
+#include "pki/json_limits.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -20,6 +21,9 @@ Error malformed(const std::string& url, const std::string& what) {
 }
 
 Result<json> parseObject(const std::string& body, const std::string& url, const char* what) {
+  if (auto limits = pki::checkJsonLimits(body); !limits) {
+    return fail(malformed(url, std::string(what) + ": " + limits.error().message));
+  }
   json j = json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
     return fail(malformed(url, std::string(what) + " is not a JSON object"));

@@ -132,6 +132,7 @@ void readStiPa(SectionReader& r, StiPaConfig& out) {
                "must be between 1s and 1d", out.trustRefresh);
   readChoice(r, "fingerprint", {{"spki", Fingerprint::spki}, {"jwk-thumbprint", Fingerprint::jwkThumbprint}},
              R"(must be "spki" or "jwk-thumbprint")", out.fingerprint);
+  out.insecureSkipSignerCheck = r.boolean("insecure_skip_signer_check", Need::optional).value_or(false);
 }
 
 void readAcme(SectionReader& r, AcmeConfig& out) {
@@ -168,6 +169,7 @@ void readAcme(SectionReader& r, AcmeConfig& out) {
     }
     out.dns01Hook = *hook;
   }
+  out.insecureSkipChainCheck = r.boolean("insecure_skip_chain_check", Need::optional).value_or(false);
 }
 
 void readPublisher(SectionReader& r, PublisherConfig& out) {
@@ -230,6 +232,9 @@ void readCertificate(SectionReader& r, CertificateConfig& out) {
   out.name = r.string("name", Need::required).value_or("");
   if (r.has("name") && r.node("name")->is_string() && !isValidCertificateName(out.name)) {
     r.fail("name", "must be 1..64 characters from A-Z a-z 0-9 . _ -");
+  } else if (!out.name.empty() && out.name.front() == '.') {
+    // It names web_root/<name>/ and <name>.pem: a hidden file, or ".." itself.
+    r.fail("name", "must not start with '.'");
   }
   const bool hasSpc = r.has("spc");
   const bool hasIdentifiers = r.has("identifiers");

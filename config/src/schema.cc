@@ -35,6 +35,8 @@ constexpr std::array kSettings = {
     Setting{"sti_pa", "crl_signer", Kind::string, "", "PEM certificate that signs the STI-PA CRL"},
     Setting{"sti_pa", "trust_refresh", Kind::string, "1h", "how often the CA list and the CRL are read"},
     Setting{"sti_pa", "fingerprint", Kind::string, "spki", "\"spki\" or \"jwk-thumbprint\""},
+    Setting{"sti_pa", "insecure_skip_signer_check", Kind::boolean, "false",
+            "labs only: no trust_anchor (tokens trusted on their own x5u)"},
     // [acme]
     Setting{"acme", "directory_url", Kind::string, "", "ACME directory URL"},
     Setting{"acme", "ca_bundle", Kind::string, "", "extra PEM roots for the ACME server's TLS"},
@@ -44,6 +46,8 @@ constexpr std::array kSettings = {
     Setting{"acme", "contact", Kind::stringArray, "", "account contacts, each \"mailto:...\""},
     Setting{"acme", "http01_listen", Kind::string, "127.0.0.1:80", "host:port of the http-01 responder"},
     Setting{"acme", "dns01_hook", Kind::string, "", "executable run for dns-01 challenges"},
+    Setting{"acme", "insecure_skip_chain_check", Kind::boolean, "false",
+            "labs only: accept issued chains unchecked without trust anchors"},
     // [publisher]
     Setting{"publisher", "web_root", Kind::string, "", "absolute directory served at base_url"},
     Setting{"publisher", "base_url", Kind::string, "", "public URL of web_root, ending in \"/\""},

@@ -109,6 +109,9 @@ std::string redactedSummary(const Config& config) {
     w.optionalText("crl_signer", sti.crlSigner);
     w.text("trust_refresh", detail::formatDuration(sti.trustRefresh));
     w.text("fingerprint", toString(sti.fingerprint));
+    if (sti.insecureSkipSignerCheck) {
+      w.line("insecure_skip_signer_check", "true");
+    }
   }
 
   const AcmeConfig& acme = config.acme;
@@ -121,6 +124,9 @@ std::string redactedSummary(const Config& config) {
   w.list("contact", acme.contact);
   w.text("http01_listen", acme.http01Listen.toString());
   w.optionalText("dns01_hook", acme.dns01Hook);
+  if (acme.insecureSkipChainCheck) {
+    w.line("insecure_skip_chain_check", "true");
+  }
 
   w.section("[publisher]");
   w.text("web_root", config.publisher.webRoot);

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <string_view>
 
 #include "kms/secret.h"
 #include "pkcs11.h"
@@ -614,24 +615,63 @@ Result<std::vector<KeyInfo>> Token::listKeys() {
 }
 
 Result<std::unique_ptr<KeySigner>> Token::signer(const Pkcs11Uri& uri) {
-  auto session = impl_->lease();  // session first, then the catalog: the order signDigest uses
-  std::lock_guard<std::mutex> catalogLock(impl_->catalog());
-  unsigned generation = impl_->generation();
-  auto handles = impl_->findPrivate(session.get(), uri);
-  if (!handles) {
-    return fail(handles.error());
+  std::unique_ptr<KeySigner> out;
+  {
+    auto session = impl_->lease();  // session first, then the catalog: the order signDigest uses
+    std::lock_guard<std::mutex> catalogLock(impl_->catalog());
+    unsigned generation = impl_->generation();
+    auto handles = impl_->findPrivate(session.get(), uri);
+    if (!handles) {
+      return fail(handles.error());
+    }
+    if (handles->empty()) {
+      return fail(Errc::notFound, "no private key matches", uri.toString());
+    }
+    if (handles->size() > 1) {
+      return fail(Errc::invalidArgument, "several private keys match; name the key by id", uri.toString());
+    }
+    // Only a key made inside a token and never out of it is used: one placed on the token
+    // by someone else (imported, extractable, a decrypt key) is refused.
+    struct Required {
+      CK_ATTRIBUTE_TYPE type;
+      bool value;
+      const char* name;
+    };
+    for (const Required& r : {Required{CKA_SIGN, true, "CKA_SIGN"}, Required{CKA_SENSITIVE, true, "CKA_SENSITIVE"},
+                              Required{CKA_EXTRACTABLE, false, "CKA_EXTRACTABLE"},
+                              Required{CKA_NEVER_EXTRACTABLE, true, "CKA_NEVER_EXTRACTABLE"},
+                              Required{CKA_LOCAL, true, "CKA_LOCAL"}}) {
+      auto v = impl_->attribute(session.get(), handles->front(), r.type);
+      if (!v) {
+        return fail(v.error());
+      }
+      const bool actual = v->size() == sizeof(CK_BBOOL) && v->front() != CK_FALSE;
+      if (actual != r.value) {
+        return fail(Errc::hsm,
+                    std::string("key refused: ") + r.name + " is " + (actual ? "true" : "false") +
+                        "; kmsd signs only with keys generated inside the token (sign, sensitive, never "
+                        "extractable, local)",
+                    uri.toString());
+      }
+    }
+    auto info = impl_->describe(session.get(), handles->front());
+    if (!info) {
+      return fail(info.error());
+    }
+    out.reset(new KeySigner(impl_, std::move(*info), handles->front(), generation));
   }
-  if (handles->empty()) {
-    return fail(Errc::notFound, "no private key matches", uri.toString());
+  // The public half kept beside it (CKA_PUBLIC_KEY_INFO or a public-key object) must be
+  // this key's: a swapped public object would make every signature unverifiable.
+  static constexpr std::string_view kProbe = "kmsd key check";
+  auto sig = out->signMessage(pki::asBytes(kProbe));
+  if (!sig) {
+    return fail(sig.error());
   }
-  if (handles->size() > 1) {
-    return fail(Errc::invalidArgument, "several private keys match; name the key by id", uri.toString());
+  auto good = out->publicKey().verifyEs256(pki::asBytes(kProbe), *sig);
+  if (!good || !*good) {
+    return fail(Errc::hsm, "key refused: its public key object does not match the private key", uri.toString());
   }
-  auto info = impl_->describe(session.get(), handles->front());
-  if (!info) {
-    return fail(info.error());
-  }
-  return std::unique_ptr<KeySigner>(new KeySigner(impl_, std::move(*info), handles->front(), generation));
+  return out;
 }
 
 Result<void> Token::destroyKey(const Pkcs11Uri& uri) {
@@ -666,19 +706,6 @@ Result<void> Token::destroyKey(const Pkcs11Uri& uri) {
     }
   }
   return ok();
-}
-
-Result<pki::Bytes> Token::readPrivateValue(const Pkcs11Uri& uri) {
-  auto session = impl_->lease();  // session first, then the catalog: the order signDigest uses
-  std::lock_guard<std::mutex> catalogLock(impl_->catalog());
-  auto handles = impl_->findPrivate(session.get(), uri);
-  if (!handles) {
-    return fail(handles.error());
-  }
-  if (handles->size() != 1) {
-    return fail(Errc::notFound, "no single private key matches", uri.toString());
-  }
-  return impl_->attribute(session.get(), handles->front(), CKA_VALUE);
 }
 
 }  // namespace kms::hsm

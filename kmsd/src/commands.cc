@@ -19,6 +19,7 @@
 #include "pki/x509.h"
 #include "storage/db.h"
 #include "storage/store.h"
+#include "services.h"
 #include "time_format.h"
 #include "trust.h"
 
@@ -64,12 +65,31 @@ std::string subjectOf(const std::string& chainPem) {
 
 }  // namespace
 
+std::vector<std::string> trustSettingProblems(const config::Config& config) {
+  std::vector<std::string> out;
+  if (config.stiPa && !config.stiPa->trustAnchor && !config.stiPa->insecureSkipSignerCheck) {
+    out.emplace_back(
+        "[sti_pa] trust_anchor: required: without it an SPC token or CA list is trusted on the word of the "
+        "certificate its own x5u serves (insecure_skip_signer_check = true accepts that, for a lab only)");
+  }
+  if (!config.stiPa && !config.acme.trustAnchors && !config.acme.insecureSkipChainCheck) {
+    out.emplace_back(
+        "[acme] trust_anchors: required without [sti_pa] (whose CA list would give the anchors): otherwise any "
+        "chain with our key and names is accepted (insecure_skip_chain_check = true accepts that, for a lab only)");
+  }
+  return out;
+}
+
 int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& err) {
   auto cfg = loadConfig(configPath, err);
   if (!cfg) {
     return kExitCheckFailed;
   }
   int rc = kExitOk;
+  for (const std::string& problem : trustSettingProblems(*cfg)) {
+    err << configPath << ": " << problem << '\n';
+    rc = kExitCheckFailed;
+  }
   // Before the module is loaded: SoftHSM2 rewrites token.object in place at every C_Login.
   hsm::TokenStoreOptions store;
   store.modulePath = cfg->hsm.module;
@@ -88,6 +108,12 @@ int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& 
   if (!token) {
     err << configPath << ": [hsm] " << token.error().toString() << '\n';
     rc = kExitCheckFailed;
+  }
+  if (exists(cfg->daemon.stateDir)) {
+    if (auto dir = checkStateDir(cfg->daemon.stateDir, false); !dir) {
+      err << configPath << ": " << dir.error().toString() << '\n';
+      rc = kExitCheckFailed;
+    }
   }
   if (exists(dbPath(*cfg))) {
     auto db = openExistingDb(*cfg);
@@ -269,7 +295,7 @@ int showStatus(const std::string& configPath, bool json, std::ostream& out, std:
                          {"state", storage::toString(c.state)},
                          {"failures", c.failureCount}};
       if (c.lastError) {
-        row["last_error"] = *c.lastError;
+        row["last_error"] = sanitize(*c.lastError);
       }
       if (const auto* i = latestFor(c.name)) {
         row["serial"] = i->serial;
@@ -305,7 +331,7 @@ int showStatus(const std::string& configPath, bool json, std::ostream& out, std:
       out << "    serial " << i->serial << ", subject " << subjectOf(i->chainPem) << '\n';
     }
     if (c.lastError) {
-      out << "    last error: " << *c.lastError << '\n';
+      out << "    last error: " << sanitize(*c.lastError) << '\n';
     }
   }
   return kExitOk;
@@ -333,7 +359,7 @@ int showEvents(const std::string& configPath, int limit, std::ostream& out, std:
   }
   for (const auto& e : *events) {
     out << isoTime(e.time) << ' ' << storage::toString(e.level) << ' ' << e.eventId << ' ' << e.certName.value_or("-")
-        << ' ' << e.message << '\n';
+        << ' ' << sanitize(e.message) << '\n';
   }
   return kExitOk;
 }

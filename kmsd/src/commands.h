@@ -26,6 +26,12 @@ enum ExitCode : int {
 /// Loads and validates the config file; on errors prints them (one line each) to err.
 [[nodiscard]] std::optional<config::Config> loadConfig(const std::string& path, std::ostream& err);
 
+/// What makes a configuration trust too much: no [sti_pa] trust_anchor (unless
+/// insecure_skip_signer_check), and no anchors for issued chains, neither [acme]
+/// trust_anchors nor an STI-PA CA list (unless insecure_skip_chain_check). One line each,
+/// naming the setting and the way out.
+[[nodiscard]] std::vector<std::string> trustSettingProblems(const config::Config& config);
+
 /// Validates the config file, logs in to the HSM token it names and, when the state DB
 /// exists, checks its schema version. Prints "ok" or every error.
 int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& err);

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iomanip>
+#include <limits>
 #include <ostream>
 #include <string_view>
 #include <thread>
@@ -14,6 +15,7 @@
 #include "config/config.h"
 #include "control_api.h"
 #include "event_sink.h"
+#include "pki/json_limits.h"
 
 namespace kms::daemon {
 namespace {
@@ -66,7 +68,11 @@ std::optional<nlohmann::json> ask(const config::Config& cfg, const std::string& 
   if (status != nullptr) {
     *status = r->status;
   }
-  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  // The daemon's own answer: deep nesting is still refused, size is not (100,000 certificates).
+  const bool shallow = pki::checkJsonLimits(r->body, pki::kMaxJsonDepth, std::numeric_limits<std::size_t>::max())
+                           .has_value();
+  auto j = shallow ? nlohmann::json::parse(r->body, nullptr, false)
+                   : nlohmann::json(nlohmann::json::value_t::discarded);
   if (j.is_discarded()) {
     err << "kmsctl: the daemon answered HTTP " << r->status << " with a body that is not JSON\n";
     return nlohmann::json::object();

@@ -31,6 +31,7 @@
 #include "commands.h"
 #include "control_api.h"
 #include "event_sink.h"
+#include "pki/json_limits.h"
 #include "planner.h"
 #include "services.h"
 #include "steps.h"
@@ -142,9 +143,13 @@ class Engine::Impl {
   }
 
   Result<void> open() {
+    if (auto problems = trustSettingProblems(config_); !problems.empty()) {
+      return fail(Errc::config, problems.front(), options_.configPath);
+    }
     // Before the DB: a second kmsd must not touch it at all.
-    std::error_code ec;
-    std::filesystem::create_directories(config_.daemon.stateDir, ec);
+    if (auto dir = checkStateDir(config_.daemon.stateDir, true); !dir) {
+      return fail(dir.error());
+    }
     auto lock = DirLock::take(config_.daemon.stateDir);
     if (!lock) {
       return fail(lock.error());
@@ -262,6 +267,18 @@ class Engine::Impl {
                  std::string(options_.once ? "kmsd --once" : "kmsd") + " started with " +
                      std::to_string(order_.size()) + " certificate(s)",
                  {{"pid", std::to_string(::getpid())}, {"max_concurrent_orders", std::to_string(maxOrders_)}}});
+    const bool skipSigner = config_.stiPa && config_.stiPa->insecureSkipSignerCheck && !config_.stiPa->trustAnchor;
+    const bool skipChain = config_.acme.insecureSkipChainCheck && !config_.acme.trustAnchors && !config_.stiPa;
+    if (skipSigner || skipChain) {
+      sink_->emit({"KMS_INSECURE_TRUST",
+                   EventLevel::warning,
+                   std::nullopt,
+                   std::string("running with trust checks switched off for a lab: ") +
+                       (skipSigner ? "SPC tokens and the CA list are not chained to an STI-PA root" : "") +
+                       (skipSigner && skipChain ? "; " : "") +
+                       (skipChain ? "issued chains are not checked against any trust anchor" : ""),
+                   {}});
+    }
     if (!options_.once) {
       signals_.add(SIGTERM);
       signals_.add(SIGINT);
@@ -433,7 +450,7 @@ class Engine::Impl {
     const bool abandon = !e.retryable && order.has_value();
     const bool hasActive = snap != nullptr && snap->active.has_value();
     auto rec = state_.locked->with([&](storage::Store& s) {
-      return s.recordFailure(cfg.name, e.toString(), now + delay,
+      return s.recordFailure(cfg.name, sanitize(e.toString()), now + delay,
                              abandon && !hasActive ? std::optional(storage::CertState::failed) : std::nullopt);
     });
     if (!rec) {
@@ -1119,7 +1136,8 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
     if (parts[3] == "revoke") {
       int reason = 0;
       if (!req.body.empty()) {
-        auto body = nlohmann::json::parse(req.body, nullptr, false);
+        auto body = pki::checkJsonLimits(req.body) ? nlohmann::json::parse(req.body, nullptr, false)
+                                                   : nlohmann::json(nlohmann::json::value_t::discarded);
         if (body.is_discarded() || !body.is_object() ||
             (body.contains("reason") && !body["reason"].is_number_integer())) {
           return reply(problem(400, "bad request", R"(body must be {"reason": <RFC 5280 reason code>})"));
@@ -1214,7 +1232,7 @@ int runOnceCommand(const std::string& configPath, std::ostream& out, std::ostrea
   (*engine)->run();
   bool allGood = true;
   for (const CertOutcome& o : (*engine)->outcomes()) {
-    out << o.line << '\n';
+    out << sanitize(o.line, 8192) << '\n';
     allGood = allGood && o.kind != CertOutcome::Kind::failed;
   }
   return allGood ? 0 : 3;

@@ -1,14 +1,17 @@
 #include "services.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "failpoint.h"
 #include "hsm/token_store.h"
+#include "kms/fs.h"
 #include "kms/secret.h"
 #include "pki/encoding.h"
 
@@ -47,11 +50,10 @@ class StiPaTokenSource final : public acme::SpcTokenSource {
   StiPaTokenSource(sti_pa::StiPaClient& client, pki::EcPublicKey accountKey)
       : client_(client), accountKey_(std::move(accountKey)) {}
   Result<std::string> spcToken(const std::string& spc) override {
-    auto token = client_.spcToken(spc, accountKey_);
+    auto token = client_.takeSpcToken(spc, accountKey_);
     if (!token) {
       return fail(token.error());
     }
-    client_.markUsed(token->jti);
     return token->jwt;
   }
 
@@ -60,16 +62,53 @@ class StiPaTokenSource final : public acme::SpcTokenSource {
   pki::EcPublicKey accountKey_;
 };
 
+Result<void> checkStateDir(const std::string& dir, bool create) {
+  if (create) {
+    std::error_code ec;
+    if (std::filesystem::create_directories(dir, ec)) {
+      (void)::chmod(dir.c_str(), 0700);
+    }
+    if (ec) {
+      return fail(Errc::io, "[daemon] state_dir: cannot create: " + ec.message(), dir);
+    }
+  }
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    return fail(ioError("[daemon] state_dir: cannot access", dir, errno));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return fail(Errc::config, "[daemon] state_dir: not a directory", dir);
+  }
+  if (st.st_uid != ::geteuid()) {
+    return fail(Errc::config,
+                "[daemon] state_dir: owned by uid " + std::to_string(st.st_uid) + ", not by uid " +
+                    std::to_string(::geteuid()) + " that kmsd runs as; chown it to that user",
+                dir);
+  }
+  if ((st.st_mode & 022) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return fail(Errc::config,
+                std::string("[daemon] state_dir: writable by group or others (mode ") + mode +
+                    "): another local user could replace kmsd.db; run chmod 700 " + dir,
+                dir);
+  }
+  return ok();
+}
+
 Result<StateDb> openStateDb(const config::Config& config) {
-  std::error_code ec;
-  std::filesystem::create_directories(config.daemon.stateDir, ec);
-  if (ec) {
-    return fail(Errc::io, "[daemon] state_dir: cannot create: " + ec.message(), config.daemon.stateDir);
+  if (auto r = checkStateDir(config.daemon.stateDir, true); !r) {
+    return fail(r.error());
   }
   StateDb s;
-  auto db = storage::Db::open(config.daemon.stateDir + "/kmsd.db", {});
+  const std::string path = config.daemon.stateDir + "/kmsd.db";
+  auto db = storage::Db::open(path, {});
   if (!db) {
     return fail(db.error());
+  }
+  // A DB made by an older kmsd, or under a lax umask, is closed to others now.
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    (void)::chmod((path + suffix).c_str(), 0600);
   }
   s.db = std::move(*db);
   s.store = storage::makeSqliteStore(*s.db);

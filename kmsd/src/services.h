@@ -34,7 +34,11 @@ struct StateDb {
   std::unique_ptr<storage::Store> store;
   std::unique_ptr<LockedStore> locked;
 };
-/// Creates state_dir (0700) and opens or creates kmsd.db in it, migrating the schema.
+/// Creates state_dir (0700) when missing, and refuses one that is not a directory of this
+/// user or that group or others may write (they could swap kmsd.db): the error names the
+/// directory, its mode and the fix.
+[[nodiscard]] Result<void> checkStateDir(const std::string& dir, bool create);
+/// Creates state_dir (0700) and opens or creates kmsd.db in it (0600), migrating the schema.
 [[nodiscard]] Result<StateDb> openStateDb(const config::Config& config);
 
 class Services {

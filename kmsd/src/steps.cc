@@ -657,6 +657,17 @@ Result<StepOutcome> Steps::authorize(const storage::Order& order, const config::
       return fail(nonRetryable(
           Error{Errc::unsupported, "no solver configured for " + type, authzUrl, 0, {}, false, std::nullopt}));
     }
+    // What reaches a hook's environment and the logs from here is checked first.
+    std::vector<acme::Identifier> asked;
+    if (c.spc) {
+      asked.push_back({"TNAuthList", ""});
+    }
+    for (const std::string& n : c.dnsNames) {
+      asked.push_back({"dns", n});
+    }
+    if (auto checked = acme::checkAuthorization(*authz, *ch, asked); !checked) {
+      return fail(nonRetryable(checked.error()));
+    }
     const std::string keyAuth = acme::keyAuthorization(ch->token, ca->account.key.publicKey());
     // Answered already (by this process, or by one killed after recording it): a CA that
     // keeps the challenge "pending" while it validates (Pebble) is not answered again.

@@ -34,16 +34,13 @@ std::pair<std::string_view, std::string_view> splitLeaf(std::string_view chainPe
 }
 
 bool sameRoots(const std::vector<pki::Certificate>& a, const std::vector<pki::Certificate>& b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  std::multiset<pki::Bytes> x;
-  std::multiset<pki::Bytes> y;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    x.insert(a[i].der());
-    y.insert(b[i].der());
-  }
-  return x == y;
+  // A handful of roots: every one of each list is in the other (DER equality).
+  auto within = [](const std::vector<pki::Certificate>& x, const std::vector<pki::Certificate>& y) {
+    return std::all_of(x.begin(), x.end(), [&y](const pki::Certificate& c) {
+      return std::any_of(y.begin(), y.end(), [&c](const pki::Certificate& d) { return c.der() == d.der(); });
+    });
+  };
+  return a.size() == b.size() && within(a, b) && within(b, a);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pki/encoding.h"
+#include "pki/json_limits.h"
 
 namespace kms::pki {
 namespace {
@@ -10,34 +11,6 @@ namespace {
 using nlohmann::json;
 
 /// JSON from outside: nesting is bounded so a deep document cannot exhaust the stack.
-constexpr int kMaxDepth = 64;
-
-bool shallowJson(std::string_view text) {
-  int depth = 0;
-  bool inString = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (inString) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        inString = false;
-      }
-    } else if (c == '"') {
-      inString = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxDepth) {
-        return false;
-      }
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return true;
-}
-
 Result<std::string> decodePart(std::string_view part, const char* what) {
   auto bytes = base64UrlDecode(part);
   if (!bytes) {
@@ -59,7 +32,7 @@ Result<ParsedJws> assemble(std::string_view protectedB64, std::string_view paylo
   if (!sig) {
     return fail(Errc::invalidArgument, "JWS signature is not base64url");
   }
-  if (!shallowJson(*header) || !json::accept(*header)) {
+  if (!checkJsonLimits(*header) || !json::accept(*header)) {
     return fail(Errc::invalidArgument, "JWS protected header is not JSON");
   }
   ParsedJws out;
@@ -83,8 +56,8 @@ Result<ParsedJws> parseCompactJws(std::string_view compact) {
 }
 
 Result<ParsedJws> parseFlattenedJws(std::string_view text) {
-  if (!shallowJson(text)) {
-    return fail(Errc::invalidArgument, "flattened JWS nests too deeply");
+  if (auto limits = checkJsonLimits(text); !limits) {
+    return fail(Errc::invalidArgument, "flattened JWS: " + limits.error().message);
   }
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {

@@ -9,11 +9,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "kms/fs.h"
-
-extern char** environ;
 
 namespace kms {
 
@@ -23,9 +22,13 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const std::vector<std:
   if (argv.empty() || argv.front().empty()) {
     return fail(Errc::invalidArgument, "no program to run");
   }
+  // A minimal environment: a hook sees PATH, LANG and what the caller passes, not kmsd's
+  // own variables (KMSD_* overrides, SOFTHSM2_CONF, proxies...).
   std::vector<std::string> envStore;
-  for (char** e = environ; *e != nullptr; ++e) {
-    envStore.emplace_back(*e);
+  const char* path = std::getenv("PATH");
+  envStore.emplace_back(std::string("PATH=") + (path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin"));
+  if (const char* lang = std::getenv("LANG"); lang != nullptr) {
+    envStore.emplace_back(std::string("LANG=") + lang);
   }
   envStore.insert(envStore.end(), extraEnv.begin(), extraEnv.end());
   std::vector<char*> envp;
@@ -50,8 +53,16 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const std::vector<std:
                                        O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
     ::posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
   }
+  // Nothing of kmsd's beyond stdin/out/err: no socket to the CA, no DB, no token file.
+  ::posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  // Its own process group, so a timeout kills whatever it started too.
+  posix_spawnattr_t attr;
+  ::posix_spawnattr_init(&attr);
+  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  ::posix_spawnattr_setpgroup(&attr, 0);
   pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, argv.front().c_str(), &actions, nullptr, args.data(), envp.data());
+  int rc = ::posix_spawn(&pid, argv.front().c_str(), &actions, &attr, args.data(), envp.data());
+  ::posix_spawnattr_destroy(&attr);
   ::posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
     return fail(ioError("cannot run", argv.front(), rc));
@@ -70,6 +81,7 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const std::vector<std:
 
 ChildProcess::~ChildProcess() {
   if (!status_) {
+    ::kill(-pid_, SIGKILL);
     ::kill(pid_, SIGKILL);
     int status = 0;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
@@ -113,6 +125,7 @@ Result<int> ChildProcess::wait(std::chrono::milliseconds timeout) {
 
 void ChildProcess::kill() {
   if (!status_) {
+    ::kill(-pid_, SIGKILL);  // the hook's process group: what it started goes too
     ::kill(pid_, SIGKILL);
   }
 }

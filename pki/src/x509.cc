@@ -22,7 +22,7 @@ SystemTime toTime(const ASN1_TIME* t) {
   if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) {
     return SystemTime{};
   }
-  return std::chrono::system_clock::from_time_t(timegm(&tm));
+  return fromUnixSeconds(static_cast<std::int64_t>(timegm(&tm)));
 }
 
 int extIndex(X509* x, std::string_view oid) {

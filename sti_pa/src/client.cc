@@ -11,11 +11,14 @@
 #include "pki/encoding.h"
 #include "pki/jose.h"
 #include "pki/tn_auth_list.h"
+#include "pki/json_limits.h"
 
 namespace kms::sti_pa {
 namespace {
 
 using nlohmann::json;
+
+constexpr std::size_t kMaxCachedX5u = 16;
 
 Error err(Errc code, std::string message, std::string context, long status = 0) {
   Error e;
@@ -36,7 +39,7 @@ std::string lower(std::string s) {
 
 /// The "message" member of an STI-PA JSON answer, if any.
 std::string messageOf(const std::string& body) {
-  json j = json::parse(body, nullptr, false);
+  json j = pki::checkJsonLimits(body) ? json::parse(body, nullptr, false) : json();
   if (j.is_object() && j.contains("message") && j["message"].is_string()) {
     return j["message"].get<std::string>();
   }
@@ -65,6 +68,9 @@ Result<json> successJson(const http::HttpResponse& r, const std::string& url, co
   if (r.status != 200) {
     return fail(answerError(r, url, what));
   }
+  if (auto limits = pki::checkJsonLimits(r.body); !limits) {
+    return fail(err(Errc::protocol, what + ": " + limits.error().message, url, r.status));
+  }
   json j = json::parse(r.body, nullptr, false);
   if (!j.is_object()) {
     return fail(err(Errc::protocol, what + ": the answer is not a JSON object", url, r.status));
@@ -86,6 +92,9 @@ Result<json> verifyX5uJws(const std::string& compact, const std::vector<pki::Cer
     e.code = Errc::protocol;
     e.message = std::string(what) + ": " + e.message;
     return fail(e);
+  }
+  if (auto limits = pki::checkJsonLimits(jws->protectedJson); !limits) {
+    return fail(err(Errc::protocol, std::string(what) + ": header: " + limits.error().message, ""));
   }
   json header = json::parse(jws->protectedJson, nullptr, false);
   if (!header.is_object() || header.value("alg", "") != "ES256") {
@@ -116,6 +125,9 @@ Result<json> verifyX5uJws(const std::string& compact, const std::vector<pki::Cer
   if (!good || !*good) {
     return fail(err(Errc::protocol, std::string(what) + ": signature does not verify", x5u));
   }
+  if (auto limits = pki::checkJsonLimits(jws->payload); !limits) {
+    return fail(err(Errc::protocol, std::string(what) + ": payload: " + limits.error().message, x5u));
+  }
   json payload = json::parse(jws->payload, nullptr, false);
   if (!payload.is_object()) {
     return fail(err(Errc::protocol, std::string(what) + ": payload is not a JSON object", x5u));
@@ -136,7 +148,7 @@ Result<SpcToken> verifySpcToken(const std::string& jwt, const Atc& expected,
   if (!p.contains("exp") || !p["exp"].is_number_integer()) {
     return fail(err(Errc::protocol, "SPC token: no integer exp claim", ""));
   }
-  auto exp = std::chrono::system_clock::from_time_t(static_cast<std::time_t>(p["exp"].get<std::int64_t>()));
+  auto exp = pki::fromUnixSeconds(p["exp"].get<std::int64_t>());
   // A token that expires within seconds would expire before the CA validates it.
   if (exp <= now + std::chrono::seconds(30)) {
     return fail(err(Errc::protocol, "SPC token: expired or expiring within 30 s", ""));
@@ -235,7 +247,7 @@ Result<CaList> readKeptCaList(const std::string& jws) {
   if (!parts) {
     return fail(err(Errc::protocol, "kept CA list: " + parts.error().message, ""));
   }
-  json payload = json::parse(parts->payload, nullptr, false);
+  json payload = pki::checkJsonLimits(parts->payload) ? json::parse(parts->payload, nullptr, false) : json();
   if (!payload.is_object()) {
     return fail(err(Errc::protocol, "kept CA list: payload is not a JSON object", ""));
   }
@@ -245,6 +257,10 @@ Result<CaList> readKeptCaList(const std::string& jws) {
 class StiPaClient::Impl {
  public:
   Impl(http::Transport& transport, StiPaOptions options) : transport_(transport), options_(std::move(options)) {}
+
+  /// spcToken / takeSpcToken: under mutex_ from the cache lookup to the hand-out.
+  Result<SpcToken> token(const std::string& spc, const pki::EcPublicKey& accountKey, bool ca, bool take,
+                         const StiPaClient& self);
 
   http::Transport& transport_;
   StiPaOptions options_;
@@ -354,9 +370,37 @@ class StiPaClient::Impl {
     return r;
   }
 
+  /// "host:port" of an https URL (port 443 made explicit), empty otherwise.
+  static std::string httpsAuthority(const std::string& u) {
+    if (u.rfind("https://", 0) != 0) {
+      return {};
+    }
+    std::string a = lower(u.substr(8, u.find_first_of("/?#", 8) - 8));
+    if (a.empty() || a.find('@') != std::string::npos) {
+      return {};
+    }
+    if (a.back() == ']' || a.rfind(':') == std::string::npos || (a.front() == '[' && a.rfind(':') < a.find(']'))) {
+      a += ":443";
+    }
+    return a;
+  }
+  /// URLs the STI-PA hands back (the token's x5u, the CRL URL) must be https on its own host.
+  Result<void> allowed(const std::string& u, const char* what) const {
+    const std::string host = httpsAuthority(options_.url);
+    if (httpsAuthority(u).empty() || httpsAuthority(u) != host) {
+      return fail(err(Errc::protocol,
+                      std::string(what) + " is not an https URL on the STI-PA's host " + host + ": " + u.substr(0, 256),
+                      u.substr(0, 256)));
+    }
+    return ok();
+  }
+
   Result<std::string> fetchX5u(const std::string& u) {
     if (auto it = x5uCache_.find(u); it != x5uCache_.end()) {
       return it->second;
+    }
+    if (auto a = allowed(u, "x5u"); !a) {
+      return fail(a.error());
     }
     auto r = transport_.send(http::HttpRequest{"GET", u, {}, {}});
     if (!r) {
@@ -365,6 +409,9 @@ class StiPaClient::Impl {
     if (r->status != 200) {
       return fail(err(Errc::protocol, "x5u certificate download failed (HTTP " + std::to_string(r->status) + ")", u,
                       r->status));
+    }
+    if (x5uCache_.size() >= kMaxCachedX5u) {
+      x5uCache_.clear();  // bounded: a server naming ever new URLs cannot grow it
     }
     x5uCache_[u] = r->body;
     return r->body;
@@ -390,7 +437,16 @@ int StiPaClient::tokenRequests() const {
 }
 
 Result<SpcToken> StiPaClient::spcToken(const std::string& spc, const pki::EcPublicKey& accountKey, bool ca) {
-  Impl& d = *impl_;
+  return impl_->token(spc, accountKey, ca, false, *this);
+}
+
+Result<SpcToken> StiPaClient::takeSpcToken(const std::string& spc, const pki::EcPublicKey& accountKey, bool ca) {
+  return impl_->token(spc, accountKey, ca, true, *this);
+}
+
+Result<SpcToken> StiPaClient::Impl::token(const std::string& spc, const pki::EcPublicKey& accountKey, bool ca,
+                                          bool take, const StiPaClient& self) {
+  Impl& d = *this;
   if (!pki::isValidSpc(spc)) {
     return fail(Errc::invalidArgument, "SPC must be one or more of 0-9 A-Z: '" + spc + "'");
   }
@@ -401,12 +457,15 @@ Result<SpcToken> StiPaClient::spcToken(const std::string& spc, const pki::EcPubl
   Atc atc;
   atc.tkvalue = pki::base64Encode(*der);
   atc.ca = ca;
-  atc.fingerprint = fingerprintOf(accountKey);
+  atc.fingerprint = self.fingerprintOf(accountKey);
   const std::string key = spc + "|" + atc.fingerprint + "|" + (ca ? "ca" : "ee");
   std::lock_guard<std::mutex> lock(d.mutex_);
   auto now = std::chrono::system_clock::now();
   if (auto it = d.cache_.find(key); it != d.cache_.end()) {
     if (!d.used_[it->second.jti] && it->second.exp - d.options_.minRemaining > now) {
+      if (take) {
+        d.used_[it->second.jti] = true;
+      }
       return it->second;
     }
     d.cache_.erase(it);
@@ -441,6 +500,9 @@ Result<SpcToken> StiPaClient::spcToken(const std::string& spc, const pki::EcPubl
     d.lastCrlUrl_ = token->crlUrl;
   }
   d.cache_[key] = *token;
+  if (take) {
+    d.used_[token->jti] = true;
+  }
   return token;
 }
 
@@ -495,6 +557,9 @@ Result<pki::Bytes> StiPaClient::crl() {
     std::string base = d.options_.url;
     auto api = base.rfind("/api/");
     u = (api == std::string::npos ? base : base.substr(0, api)) + "/download/v1/crl";
+  }
+  if (auto a = d.allowed(u, "the CRL URL"); !a) {
+    return fail(a.error());
   }
   auto r = d.transport_.send(http::HttpRequest{"GET", u, {{"Accept", "application/pkix-crl"}}, {}});
   if (!r) {

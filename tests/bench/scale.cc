@@ -130,6 +130,7 @@ int scale(long count) {
        << "[hsm]\ntoken_label = \"kms-bench\"\npin_file = \"" << softhsm.pinFile() << "\"\n"
        << "module = \"" << kms::test::SoftHsmToken::modulePath() << "\"\n"
        << "[acme]\ndirectory_url = \"https://127.0.0.1:1/directory\"\ndns01_hook = \"/bin/true\"\n"
+       << "insecure_skip_chain_check = true\n"
        << "[publisher]\nweb_root = \"" << sb.file("www") << "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n";
   for (long i = 0; i < count; ++i) {
     toml << "[[certificate]]\nname = \"c" << i << "\"\nidentifiers = [\"dns:c" << i

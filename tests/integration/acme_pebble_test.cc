@@ -297,10 +297,14 @@ TEST_F(AcmePebble, AlternateChainIsUsedWhenOnlyItsRootIsTrusted) {
 
 TEST_F(AcmePebble, Dns01ThroughAnOperatorHookIncludingAWildcard) {
   startAll();
-  ::setenv("CHALLTESTSRV", ("http://127.0.0.1:" + std::to_string(pebble_->dnsManagementPort())).c_str(), 1);
+  // Hooks get a minimal environment: the wrapper says where the DNS test server is.
+  const std::string wrapper = softhsm_.sandbox().write(
+      "dns-hook.sh", "#!/bin/sh\nexport CHALLTESTSRV=http://127.0.0.1:" + std::to_string(pebble_->dnsManagementPort()) +
+                         "\nexec '" KMS_TEST_DATA_DIR "/dns01-hook.sh' \"$@\"\n");
+  ::chmod(wrapper.c_str(), 0700);
   std::string account = registerAccount();
   auto certKey = newSigner("dns");
-  Dns01HookSolver hook(KMS_TEST_DATA_DIR "/dns01-hook.sh");
+  Dns01HookSolver hook(wrapper);
   IssueRequest r = request({"*.dns.example.com", "dns.example.com"}, *certKey);
   r.challengeType = "dns-01";
   auto issued = issueCertificate(*client_, AccountRef{*accountKey_, account}, r, {{"dns-01", &hook}});

@@ -187,5 +187,62 @@ TEST(AcmeRecorded, OrderWithoutLocationOrWithBadFieldsIsRefused) {
   EXPECT_EQ(order.error().context, server.url("/order/1"));
 }
 
+TEST(AcmeRecorded, DeepOrWideJsonIsRefusedBeforeItIsParsed) {
+  // ~800 KB nested 400,000 levels (under the 1 MiB body cap): parsed or re-serialized
+  // recursively it would overflow the stack. And a million members.
+  const std::string deep = "{\"suggestedWindow\":" + std::string(400000, '[') + std::string(400000, ']') + "}";
+  std::string wide = "{";
+  for (int i = 0; i < 1000000; ++i) {
+    wide += "\"k\":0,";
+  }
+  wide += R"("suggestedWindow":{"start":"2026-11-20T00:00:00Z","end":"2026-11-21T00:00:00Z"}})";
+  const std::string deepProblem = "{\"type\":\"urn:ietf:params:acme:error:malformed\",\"subproblems\":" +
+                                  std::string(400000, '[') + std::string(400000, ']') + "}";
+  RecordedServer server("{" + route("GET /dir", 200, "application/json", kDirectory) + "," +
+                        route("GET /ari/deep", 200, "application/json", deep) + "," +
+                        route("GET /ari/wide", 200, "application/json", wide) + "," +
+                        route("GET /ari/problem", 400, "application/problem+json", deepProblem) + "}");
+  auto t = transport(16 << 20);
+  auto client = AcmeClient::create(*t, ClientOptions{server.url("/dir")});
+  ASSERT_TRUE(client.has_value()) << client.error().toString();
+  auto d = (*client)->renewalInfo("deep");
+  ASSERT_FALSE(d.has_value());
+  EXPECT_EQ(d.error().code, Errc::protocol);
+  EXPECT_NE(d.error().message.find("JSON nested deeper than 32 levels"), std::string::npos) << d.error().toString();
+  auto w = (*client)->renewalInfo("wide");
+  ASSERT_FALSE(w.has_value());
+  EXPECT_EQ(w.error().code, Errc::protocol);
+  EXPECT_NE(w.error().message.find("JSON holds more than 100000 values"), std::string::npos) << w.error().toString();
+  auto p = (*client)->renewalInfo("problem");
+  ASSERT_FALSE(p.has_value());  // an error all the same, read as no problem document
+  EXPECT_EQ(p.error().native, 400);
+}
+
+TEST(AcmeRecorded, UrlsOffTheDirectorysOriginAreRefusedUnsent) {
+  // newNonce on another loopback address (nothing listens there: had a request been sent,
+  // the error would be a connection failure), renewalInfo a file: URL.
+  const std::string evil =
+      R"({"newNonce":"http://127.0.0.2:@PORT@/nonce","newAccount":"http://127.0.0.1:@PORT@/new-account",)"
+      R"("newOrder":"http://127.0.0.1:@PORT@/new-order","revokeCert":"http://127.0.0.1:@PORT@/revoke",)"
+      R"("keyChange":"http://127.0.0.1:@PORT@/key-change","renewalInfo":"file:///etc/passwd"})";
+  RecordedServer server("{" + route("GET /dir", 200, "application/json", evil) + "}");
+  auto t = transport();
+  auto client = AcmeClient::create(*t, ClientOptions{server.url("/dir")});
+  ASSERT_TRUE(client.has_value()) << client.error().toString();
+  const std::string origin = server.url("");
+  auto info = (*client)->renewalInfo("x");
+  ASSERT_FALSE(info.has_value());
+  EXPECT_EQ(info.error().code, Errc::protocol);
+  EXPECT_EQ(info.error().message,
+            "refusing a URL from the CA that is not on the directory's origin " + origin + ": file:///etc/passwd/x");
+  auto key = *pki::SoftwareKey::generate();
+  auto account = (*client)->newAccount(*key, {});
+  ASSERT_FALSE(account.has_value());
+  EXPECT_EQ(account.error().code, Errc::protocol) << account.error().toString();
+  EXPECT_NE(account.error().message.find("not on the directory's origin " + origin + ": http://127.0.0.2:"),
+            std::string::npos)
+      << account.error().toString();
+}
+
 }  // namespace
 }  // namespace kms::acme

@@ -63,12 +63,12 @@ TEST_F(DaemonPebble, Dns01HookRunsOnItsOwnWhileTheDaemonKeepsServing) {
   const std::string hookLog = sandbox().file("hook.log");
   const std::string gate = sandbox().file("gate");
   const std::string hook = sandbox().write(
-      "hook.sh", std::string("#!/bin/sh\nset -eu\necho \"$1 $KMS_DOMAIN\" >> '") + hookLog +
+      "hook.sh", "#!/bin/sh\nset -eu\nexport CHALLTESTSRV=http://127.0.0.1:" +
+                     std::to_string(pebble_->dnsManagementPort()) + "\necho \"$1 $KMS_DOMAIN\" >> '" + hookLog +
                      "'\nif [ \"$1\" = present ]; then\n  i=0\n  while [ ! -e '" + gate +
                      "' ]; do i=$((i+1)); [ $i -lt 1200 ] || exit 9; sleep 0.1; done\nfi\nexec '" KMS_TEST_DATA_DIR
                      "/dns01-hook.sh' \"$@\"\n");
   ::chmod(hook.c_str(), 0700);
-  ::setenv("CHALLTESTSRV", ("http://127.0.0.1:" + std::to_string(pebble_->dnsManagementPort())).c_str(), 1);
   writeConfig(hook);
   auto kmsd = std::make_unique<DaemonProcess>(softhsm_.confPath(), config_, sandbox().file("kmsd.log"));
 

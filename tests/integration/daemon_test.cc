@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -251,6 +253,45 @@ TEST_F(Daemon, RateLimitFromTheCaHoldsBackEveryOrderToIt) {
   EXPECT_EQ(countIn(log, "KMS_RENEW_FAILED cert=third"), 0u) << log;   // never asked during the pause
   EXPECT_EQ(countIn(lab_->log(), "newOrder refused"), 1u) << lab_->log();
   EXPECT_EQ(kmsd->stop(), 0);
+}
+
+TEST_F(Daemon, PrivateStateNoCoreDumpsAndAnOpenStateDirRefused) {
+  startLab();
+  // Started under the laxest umask: kmsd's own umask and explicit modes decide.
+  const mode_t old = ::umask(0);
+  auto kmsd = startDaemon();
+  ::umask(old);
+  ASSERT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd->log();
+  auto mode = [](const std::string& p) {
+    struct stat st {};
+    EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+    return st.st_mode & 07777;
+  };
+  const std::string state = lab_->file("state");
+  EXPECT_EQ(mode(state), 0700U);
+  EXPECT_EQ(mode(state + "/kmsd.db"), 0600U);
+  EXPECT_EQ(mode(lab_->file("www/main")), 0755U);
+  EXPECT_EQ(mode(lab_->file("www/main.pem")), 0644U);
+  // A crash writes no core file (the PIN or a token could be in it).
+  std::string limits = test::readFile("/proc/" + std::to_string(kmsd->pid()) + "/limits");
+  std::istringstream line(limits.substr(limits.find("Max core file size") + 18));
+  std::string soft;
+  std::string hard;
+  line >> soft >> hard;
+  EXPECT_EQ(soft, "0") << limits;
+  EXPECT_EQ(hard, "0") << limits;
+  EXPECT_EQ(kmsd->stop(), 0);
+
+  // Anyone local could swap kmsd.db in a world-writable state directory: refused, named.
+  ASSERT_EQ(::chmod(state.c_str(), 0777), 0);
+  const std::string expected = "[daemon] state_dir: writable by group or others (mode 0777): another local user "
+                               "could replace kmsd.db; run chmod 700 " + state;
+  CmdResult once = run(kKmsd, "--once");
+  EXPECT_EQ(once.rc, 1) << once.output;
+  EXPECT_NE(once.output.find(expected), std::string::npos) << once.output;
+  CmdResult check = run(kKmsd, "--check-config");
+  EXPECT_EQ(check.rc, 1) << check.output;
+  EXPECT_NE(check.output.find(expected), std::string::npos) << check.output;
 }
 
 /// A small tmpfs over the lab's web root (root only), unmounted by the destructor.

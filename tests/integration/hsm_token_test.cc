@@ -95,6 +95,14 @@ class RawToken {
     return out;
   }
 
+  /// Tries to read CKA_VALUE (the private scalar) of the key with this CKA_ID.
+  CK_RV readPrivateValue(const pki::Bytes& id) {
+    CK_OBJECT_HANDLE h = privateKey(id);
+    std::uint8_t buf[128];
+    CK_ATTRIBUTE a{CKA_VALUE, buf, sizeof buf};
+    return h == CK_INVALID_HANDLE ? CKR_OBJECT_HANDLE_INVALID : f_->C_GetAttributeValue(session_, h, &a, 1);
+  }
+
   /// CKA_PUBLIC_KEY_INFO of the private key with this CKA_ID.
   pki::Bytes publicKeyInfo(const pki::Bytes& id) {
     CK_OBJECT_HANDLE h = privateKey(id);
@@ -108,10 +116,13 @@ class RawToken {
   }
 
   /// A P-256 pair as pkcs11-tool and most HSM tooling make one: two token objects, no
-  /// CKA_PUBLIC_KEY_INFO. Returns the public key's CKA_EC_POINT.
-  pki::Bytes generateTwoObjectKey(const pki::Bytes& id, const std::string& label) {
+  /// CKA_PUBLIC_KEY_INFO; sensitive and not extractable unless `extractable` (then neither). Returns the
+  /// public key's CKA_EC_POINT.
+  pki::Bytes generateTwoObjectKey(const pki::Bytes& id, const std::string& label, bool extractable = false) {
     static constexpr CK_BYTE kP256[] = {0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07};
     CK_BBOOL yes = CK_TRUE;
+    CK_BBOOL extract = extractable ? CK_TRUE : CK_FALSE;
+    CK_BBOOL sensitive = extractable ? CK_FALSE : CK_TRUE;
     CK_OBJECT_CLASS pubClass = CKO_PUBLIC_KEY;
     CK_OBJECT_CLASS privClass = CKO_PRIVATE_KEY;
     std::string lbl = label;
@@ -125,12 +136,14 @@ class RawToken {
                            {CKA_TOKEN, &yes, sizeof yes},
                            {CKA_PRIVATE, &yes, sizeof yes},
                            {CKA_SIGN, &yes, sizeof yes},
+                           {CKA_SENSITIVE, &sensitive, sizeof sensitive},
+                           {CKA_EXTRACTABLE, &extract, sizeof extract},
                            {CKA_LABEL, lbl.data(), lbl.size()},
                            {CKA_ID, idCopy.data(), idCopy.size()}};
     CK_MECHANISM mech{CKM_EC_KEY_PAIR_GEN, nullptr, 0};
     CK_OBJECT_HANDLE hPub = CK_INVALID_HANDLE;
     CK_OBJECT_HANDLE hPriv = CK_INVALID_HANDLE;
-    if (f_->C_GenerateKeyPair(session_, &mech, pub, 5, priv, 6, &hPub, &hPriv) != CKR_OK) {
+    if (f_->C_GenerateKeyPair(session_, &mech, pub, 5, priv, 8, &hPub, &hPriv) != CKR_OK) {
       return {};
     }
     pki::Bytes point(128);
@@ -202,10 +215,24 @@ TEST_F(HsmToken, PrivateValueCannotBeRead) {
   auto token = openToken();
   auto key = token->generateKey("secret");
   ASSERT_TRUE(key.has_value());
-  auto value = token->readPrivateValue(key->uri);
-  ASSERT_FALSE(value.has_value());
-  EXPECT_EQ(value.error().nativeName, "CKR_ATTRIBUTE_SENSITIVE");
-  EXPECT_EQ(value.error().toString(), "token 'kms-test': C_GetAttributeValue failed (CKR_ATTRIBUTE_SENSITIVE)");
+  RawToken raw("kms-test");
+  EXPECT_EQ(raw.readPrivateValue(key->id), CKR_ATTRIBUTE_SENSITIVE);
+}
+
+TEST_F(HsmToken, KeysNotMadeInsideATokenAreRefused) {
+  auto token = openToken();
+  RawToken raw("kms-test");
+  // Someone with the PIN places an extractable key under the CKA_ID kmsd expects.
+  pki::Bytes id{0x0B, 0xAD};
+  ASSERT_FALSE(raw.generateTwoObjectKey(id, "planted", true).empty());
+  EXPECT_EQ(raw.readPrivateValue(id), CKR_OK);  // it can leave the token
+  auto signer = token->signer(Pkcs11Uri::forKey("kms-test", "planted", id));
+  ASSERT_FALSE(signer.has_value());
+  EXPECT_EQ(signer.error().code, Errc::hsm);
+  EXPECT_EQ(signer.error().message,
+            "key refused: CKA_SENSITIVE is false; kmsd signs only with keys generated inside the token (sign, "
+            "sensitive, never extractable, local)");
+  EXPECT_NE(signer.error().context.find("id=%0B%AD"), std::string::npos) << signer.error().context;
 }
 
 TEST_F(HsmToken, ListAndDestroy) {

@@ -4,7 +4,10 @@
 
 #include <sys/stat.h>
 
+#include <fstream>
+
 #include "cli.h"
+#include "recorded_server.h"
 #include "sandbox.h"
 #include "softhsm_token.h"
 #include "storage/db.h"
@@ -41,7 +44,7 @@ class KmsdCli : public ::testing::Test {
                                            "pin_file = \"" +
                                            pin_ + "\"\n" + hsmExtra +
                                            "[acme]\n"
-                                           "directory_url = \"https://127.0.0.1:14000/dir\"\n"
+                                           "directory_url = \"https://127.0.0.1:14000/dir\"\n" + acmeExtra_ +
                                            "[publisher]\n"
                                            "web_root = \"" +
                                            softhsm_.sandbox().file("www") +
@@ -60,6 +63,8 @@ class KmsdCli : public ::testing::Test {
   std::string pin_;
   std::string stateDir_;
   std::string config_;
+  /// These tests never reach a CA: no trust anchors, accepted as a lab would.
+  std::string acmeExtra_ = "insecure_skip_chain_check = true\n";
 };
 
 int lineCount(const std::string& s) {
@@ -68,6 +73,30 @@ int lineCount(const std::string& s) {
     n += c == '\n' ? 1 : 0;
   }
   return n;
+}
+
+TEST_F(KmsdCli, TrustAnchorsAreRequiredUnlessALabSaysOtherwise) {
+  acmeExtra_ = "";
+  writeConfig();
+  const std::string expected =
+      "[acme] trust_anchors: required without [sti_pa] (whose CA list would give the anchors): otherwise any "
+      "chain with our key and names is accepted (insecure_skip_chain_check = true accepts that, for a lab only)";
+  CmdResult check = run(kKmsd, "--check-config");
+  EXPECT_EQ(check.rc, 1) << check.output;
+  EXPECT_NE(check.output.find(config_ + ": " + expected), std::string::npos) << check.output;
+  CmdResult once = run(kKmsd, "--once");
+  EXPECT_EQ(once.rc, 1) << once.output;
+  EXPECT_NE(once.output.find(expected), std::string::npos) << once.output;
+  // The lab switch: accepted, and said at every start.
+  acmeExtra_ = "insecure_skip_chain_check = true\ndns01_hook = \"/bin/true\"\n";
+  writeConfig();
+  std::ofstream(config_, std::ios::app) << "challenge = \"dns-01\"\n";  // no http-01 listener needed
+  EXPECT_EQ(run(kKmsd, "--check-config").rc, 0);
+  CmdResult lab = run(kKmsd, "--once");
+  EXPECT_NE(lab.output.find("KMS_INSECURE_TRUST msg=\"running with trust checks switched off for a lab: issued "
+                            "chains are not checked against any trust anchor\""),
+            std::string::npos)
+      << lab.output;
 }
 
 TEST_F(KmsdCli, CheckConfigOk) {
@@ -190,6 +219,40 @@ TEST_F(KmsdCli, UsageErrors) {
   EXPECT_EQ(r.rc, 2) << r.output;
   CmdResult d = run(kKmsd, "--no-such-switch");
   EXPECT_EQ(d.rc, 2) << d.output;
+}
+
+TEST_F(KmsdCli, CaTextCannotDriveTheTerminalOrForgeEventLines) {
+  // A CA whose problem detail clears the screen and starts a forged second line.
+  const std::string detail = "no\x1b[2J\nKMS_CERT_ACTIVATED cert=web msg=forged";
+  std::string escaped;
+  for (char c : detail) {
+    // Escaped twice: once for the route file's JSON string, once for the problem's.
+    if (c == '\x1b') {
+      escaped += "\\\\u001b";
+    } else if (c == '\n') {
+      escaped += "\\\\n";
+    } else {
+      escaped += c;
+    }
+  }
+  test::RecordedServer ca("{\"GET /dir\":{\"status\":500,\"headers\":{\"Content-Type\":\"application/problem+json\"},"
+                          "\"body\":\"{\\\"type\\\":\\\"urn:ietf:params:acme:error:serverInternal\\\",\\\"detail\\\":\\\"" +
+                          escaped + "\\\"}\"}}");
+  std::string text = test::readFile(config_);
+  text.replace(text.find("https://127.0.0.1:14000/dir"), 27, ca.url("/dir") + "\"\ndns01_hook = \"/bin/true");
+  // dns-01 (a hook that does nothing): no http-01 listener is needed for a CA that fails.
+  std::ofstream(config_, std::ios::trunc) << text << "challenge = \"dns-01\"\n";
+  CmdResult once = run(kKmsd, "--once");
+  EXPECT_EQ(once.rc, 3) << once.output;
+  CmdResult events = run(kKmsctl, "events");
+  EXPECT_EQ(events.rc, 0) << events.output;
+  EXPECT_NE(events.output.find("no\\x1b[2J\\x0aKMS_CERT_ACTIVATED"), std::string::npos) << events.output;
+  for (const std::string& out : {once.output, events.output}) {
+    EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+    EXPECT_EQ(out.find("\nKMS_CERT_ACTIVATED"), std::string::npos) << out;
+  }
+  CmdResult status = run(kKmsctl, "status");
+  EXPECT_EQ(status.output.find('\x1b'), std::string::npos) << status.output;
 }
 
 }  // namespace

@@ -78,6 +78,19 @@ TEST_F(StiPaLab, CaListAndCrl) {
   EXPECT_GT(crl->size(), 0U);
 }
 
+TEST_F(StiPaLab, TwoOrdersForOneSpcNeverShareAToken) {
+  start();
+  ASSERT_TRUE(client_->spcToken("1234", accountKey_->publicKey()).has_value());  // cached, not presented
+  std::string a;
+  std::string b;
+  std::thread other([&] { a = client_->takeSpcToken("1234", accountKey_->publicKey())->jti; });
+  b = client_->takeSpcToken("1234", accountKey_->publicKey())->jti;
+  other.join();
+  EXPECT_FALSE(a.empty());
+  EXPECT_NE(a, b);  // one got the cached token, the other a new one
+  EXPECT_EQ(client_->tokenRequests(), 2);
+}
+
 TEST_F(StiPaLab, LogsInAgainWhenTheAccessTokenExpired) {
   // 3 s: long enough that the fresh access token does not also expire on a loaded machine.
   start({"--access-token-lifetime", "3"});
@@ -96,6 +109,16 @@ TEST_F(StiPaLab, ForbiddenCarriesTheAllowListHint) {
   EXPECT_EQ(t.error().code, Errc::unauthorized);
   EXPECT_NE(t.error().message.find("HTTP 403"), std::string::npos) << t.error().toString();
   EXPECT_NE(t.error().message.find("allow-listed at the STI-PA"), std::string::npos) << t.error().toString();
+}
+
+TEST_F(StiPaLab, UrlsOffTheStiPaHostAreRefused) {
+  start({"--foreign-urls"});
+  auto t = client_->spcToken("1234", accountKey_->publicKey());
+  ASSERT_FALSE(t.has_value());
+  EXPECT_EQ(t.error().code, Errc::protocol);
+  const std::string host = lab_->baseUrl().substr(8);
+  EXPECT_EQ(t.error().message, "x5u is not an https URL on the STI-PA's host " + host + ": https://127.0.0.2:" +
+                                   host.substr(host.find(':') + 1) + "/sti-pa/download/v1/certificate/certificateId_1.crt");
 }
 
 TEST_F(StiPaLab, ServerErrorsAreRetryable) {

@@ -82,7 +82,7 @@ class Lane {
     config_ = softhsm_.sandbox().write(
         "kmsd.toml", "[daemon]\nstate_dir = \"" + softhsm_.sandbox().file("state") +
                          "\"\n[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" + softhsm_.pinFile() +
-                         "\"\n[acme]\ndirectory_url = \"https://127.0.0.1:14000/dir\"\n[publisher]\nweb_root = \"" +
+                         "\"\n[acme]\ndirectory_url = \"https://127.0.0.1:14000/dir\"\ninsecure_skip_chain_check = true\n[publisher]\nweb_root = \"" +
                          softhsm_.sandbox().file("www") +
                          "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n[[certificate]]\nname = \"web\"\n"
                          "identifiers = [\"dns:cr.example.net\"]\n");

@@ -45,6 +45,7 @@ class DaemonProcess {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
   void signal(int sig) const { ::kill(pid_, sig); }
+  [[nodiscard]] pid_t pid() const { return pid_; }
   [[nodiscard]] std::string log() const { return test::readFile(log_); }
   /// Waits until the log has `text` (bounded: a missing line fails the caller's assertion).
   bool waitFor(const std::string& text, std::chrono::seconds limit = std::chrono::seconds(60)) const {

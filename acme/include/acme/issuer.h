@@ -112,6 +112,15 @@ struct IssuedChain {
 
 /// The acceptance checks alone: leaf key == certKey, identifiers == the request's, chain
 /// verifies to the trust anchors at `now` (skipped only when no anchors are given).
+/// Before an authorization is answered: it is for an identifier the order asked for (a
+/// wildcard authorization for "*.<value>"; a TNAuthList one when a TNAuthList was asked
+/// for), its value has only the characters such an identifier may have (a DNS name;
+/// base64/base64url for TNAuthList) and the challenge token is base64url, so nothing a CA
+/// sends reaches a hook's environment or a log as commands or control characters.
+/// Errc::protocol naming the authorization URL; not retryable.
+[[nodiscard]] Result<void> checkAuthorization(const Authorization& authz, const Challenge& challenge,
+                                              const std::vector<Identifier>& asked);
+
 [[nodiscard]] Result<void> checkIssuedChain(const std::vector<pki::Certificate>& chain, const IssueRequest& request,
                                             pki::SystemTime now);
 

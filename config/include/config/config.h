@@ -80,6 +80,9 @@ struct StiPaConfig {
   std::optional<std::string> crlSigner;
   std::chrono::seconds trustRefresh{3600};  ///< how often the CA list and the CRL are read
   Fingerprint fingerprint = Fingerprint::spki;
+  /// Labs only: run without trust_anchor (a token or CA list is then trusted on the word of
+  /// the certificate its own x5u serves). kmsd warns at every start.
+  bool insecureSkipSignerCheck = false;
   bool operator==(const StiPaConfig&) const = default;
 };
 
@@ -93,6 +96,9 @@ struct AcmeConfig {
   std::vector<std::string> contact;  ///< each "mailto:..."
   HostPort http01Listen{"127.0.0.1", 80};
   std::optional<std::string> dns01Hook;  ///< executable run for dns-01 challenges
+  /// Labs only: accept issued chains unchecked when neither trust_anchors nor an STI-PA CA
+  /// list gives anchors. kmsd warns at every start.
+  bool insecureSkipChainCheck = false;
   bool operator==(const AcmeConfig&) const = default;
 };
 

@@ -95,13 +95,12 @@ class Token {
   [[nodiscard]] Result<std::vector<KeyInfo>> listKeys();
   /// Finds the key a pkcs11: URI names (by id, else by object label) and returns a
   /// signer for it. Errc::notFound when no key matches, Errc::invalidArgument when the
-  /// URI names another token or matches several keys.
+  /// URI names another token or matches several keys, Errc::hsm when the key is not one
+  /// made inside a token (CKA_SIGN, CKA_SENSITIVE, CKA_NEVER_EXTRACTABLE and CKA_LOCAL true,
+  /// CKA_EXTRACTABLE false) or its public half does not match (a test signature).
   [[nodiscard]] Result<std::unique_ptr<KeySigner>> signer(const Pkcs11Uri& uri);
   /// Destroys both halves of the key the URI names.
   [[nodiscard]] Result<void> destroyKey(const Pkcs11Uri& uri);
-  /// Tries to read CKA_VALUE of the private key the URI names. For keys generated here
-  /// this always fails (CKR_ATTRIBUTE_SENSITIVE): the check that keys do not leave the HSM.
-  [[nodiscard]] Result<pki::Bytes> readPrivateValue(const Pkcs11Uri& uri);
 
  private:
   explicit Token(std::shared_ptr<TokenImpl> impl) : impl_(std::move(impl)) {}

@@ -17,9 +17,10 @@ namespace kms {
 
 class ChildProcess {
  public:
-  /// Starts `argv[0]` (a path, no PATH search) with `argv` and the current environment plus
-  /// `extraEnv` ("NAME=value"). stdin is /dev/null; with `outputFile`, stdout and stderr go
-  /// to that file (created 0600, truncated). Errors name argv[0] and errno.
+  /// Starts `argv[0]` (a path, no PATH search) with `argv`, in its own process group, with
+  /// a minimal environment (PATH and LANG from this process, then `extraEnv` "NAME=value")
+  /// and no descriptor of this process but stdin (/dev/null) and stdout/stderr (with
+  /// `outputFile`, that file, created 0600 and truncated). Errors name argv[0] and errno.
   [[nodiscard]] static Result<std::unique_ptr<ChildProcess>> spawn(const std::vector<std::string>& argv,
                                                                    const std::vector<std::string>& extraEnv,
                                                                    const std::optional<std::string>& outputFile = {});
@@ -41,7 +42,7 @@ class ChildProcess {
   /// Errc::timeout returned.
   [[nodiscard]] Result<int> wait(std::chrono::milliseconds timeout);
 
-  /// Sends SIGKILL (no-op once reaped).
+  /// Sends SIGKILL to the child's process group (no-op once reaped).
   void kill();
 
  private:

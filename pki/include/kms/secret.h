@@ -43,8 +43,10 @@ inline std::ostream& operator<<(std::ostream& os, const SecretBytes& /*unused*/)
   return os << "***";
 }
 
-/// Reads a secret file (PIN, password, key). One trailing newline (LF or CRLF) is
-/// stripped. Errors name the file; the content never appears in an error.
+/// Reads a secret file (PIN, password, key): opened without following a symlink, then
+/// refused unless it is a regular file of this process's user with no group or other
+/// access (the error says `chmod 600 PATH` / whom to chown it to). One trailing newline
+/// (LF or CRLF) is stripped. Errors name the file; the content never appears in an error.
 [[nodiscard]] Result<SecretBytes> readSecretFile(const std::string& path);
 
 }  // namespace kms

@@ -2,7 +2,9 @@
 /// @file X.509 certificates and chains: parsing, the fields lifecycle checks need, and
 /// verification to trust anchors.
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +18,15 @@
 namespace kms::pki {
 
 using SystemTime = std::chrono::system_clock::time_point;
+
+/// Unix seconds as a SystemTime, clamped to what it can hold (about 1678..2262: nanosecond
+/// ticks): a notAfter of 99991231235959Z or a token exp of 10^12 is "far in the future",
+/// never an overflow into the past.
+[[nodiscard]] inline SystemTime fromUnixSeconds(std::int64_t seconds) {
+  constexpr std::int64_t kLimit =
+      std::chrono::duration_cast<std::chrono::seconds>(SystemTime::duration::max()).count() - 1;
+  return SystemTime(std::chrono::seconds(std::clamp(seconds, -kLimit, kLimit)));
+}
 
 /// One parsed certificate (shared, immutable; copies share the OpenSSL object).
 class Certificate {

@@ -22,7 +22,9 @@ class WebRoot {
   WebRoot(std::string webRoot, std::string baseUrl) : root_(std::move(webRoot)), baseUrl_(std::move(baseUrl)) {}
 
   /// Publishes chainPem for certificate `name` with serial `serialHex`. Creates the
-  /// directories (0755) it needs. An existing immutable file with other content is an
+  /// directories (0755) it needs; files are 0644, whatever the umask. web_root itself may
+  /// be a symlink (the operator's choice); a symlink at web_root/<name> is refused, never
+  /// written through (the directory is opened with O_NOFOLLOW and written via its fd). An existing immutable file with other content is an
   /// error (Errc::alreadyExists); with the same content it is kept. Errors name the path.
   [[nodiscard]] Result<Published> publish(const std::string& name, const std::string& serialHex,
                                           const std::string& chainPem) const;
@@ -43,8 +45,8 @@ class WebRoot {
   std::string baseUrl_;
 };
 
-/// Writes content to path atomically: a temp file in the same directory, fsync, rename,
-/// fsync of the directory. mode applies to the new file.
+/// Writes content to path atomically: a temp file in the same directory (O_EXCL, no link
+/// followed), fsync, rename, fsync of the directory. mode applies to the new file.
 [[nodiscard]] Result<void> writeFileAtomically(const std::string& path, const std::string& content,
                                                unsigned mode = 0644);
 

@@ -87,6 +87,10 @@ class StiPaClient {
   /// Errors: Errc::unauthorized (credentials; 403 with an allow-listing hint),
   /// Errc::protocol (a malformed answer or a token failing verification), network errors.
   [[nodiscard]] Result<SpcToken> spcToken(const std::string& spc, const pki::EcPublicKey& accountKey, bool ca = false);
+  /// spcToken, marked as presented in the same step: two orders for one SPC running at
+  /// once never get the same token (a CA refuses a jti it has seen).
+  [[nodiscard]] Result<SpcToken> takeSpcToken(const std::string& spc, const pki::EcPublicKey& accountKey,
+                                              bool ca = false);
   /// Marks a token as presented to a CA: it will not be handed out again.
   void markUsed(const std::string& jti);
   /// Drops every cached token (after an ACME account key rollover the fingerprint changes).

@@ -85,7 +85,7 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
     }
     (key == "spc" ? o.spcs : o.stiPaAllowedIps) = list;
   } else if (key == "wrong-tnauthlist" || key == "broken-chain" || key == "fail-sti-pa" || key == "no-eab" ||
-             key == "tamper-token" || key == "fail-sti-cr") {
+             key == "tamper-token" || key == "fail-sti-cr" || key == "foreign-urls") {
     need(value.is_boolean());
     bool v = value.get<bool>();
     if (key == "wrong-tnauthlist") {
@@ -98,6 +98,8 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
       o.failStiCr = v;
     } else if (key == "tamper-token") {
       o.tamperToken = v;
+    } else if (key == "foreign-urls") {
+      o.foreignUrls = v;
     } else {
       o.noEab = v;
     }
@@ -143,7 +145,8 @@ json LabOptions::toJson() const {
               {"fail-sti-cr", failStiCr},
               {"sti-cr-delay-ms", stiCrDelayMs},
               {"no-eab", noEab},
-              {"tamper-token", tamperToken}};
+              {"tamper-token", tamperToken},
+              {"foreign-urls", foreignUrls}};
 }
 
 ParseOutcome parseOptions(int argc, char** argv) {
@@ -185,6 +188,8 @@ ParseOutcome parseOptions(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-eab", o.noEab, "do not require External Account Binding");
   app.add_flag("--tamper-token", o.tamperToken, "hand out SPC tokens whose signature does not verify");
+  app.add_flag("--foreign-urls", o.foreignUrls,
+               "SPC tokens name an x5u and a CRL URL on another host (127.0.0.2), as a hostile STI-PA would");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -40,6 +40,7 @@ struct LabOptions {
   int stiCrDelayMs = 0;          ///< STI-CR fetches answer this much later
   bool noEab = false;            ///< externalAccountRequired false
   bool tamperToken = false;      ///< SPC tokens carry a corrupted signature
+  bool foreignUrls = false;      ///< token x5u and CRL URL on 127.0.0.2 (another host)
   /// finalize answers "processing" with Retry-After: N; polling the order sooner is
   /// refused (429 rateLimited), afterwards it is valid. 0: valid at once.
   int processingSeconds = 0;

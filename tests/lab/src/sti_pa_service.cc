@@ -159,7 +159,13 @@ LabReply StiPaService::token(const LabRequest& request, const std::string& spc) 
   if (std::find(owned.begin(), owned.end(), spc) == owned.end()) {
     return failed(403, "SPC " + spc + " is not assigned to this account");
   }
-  ojson header{{"alg", "ES256"}, {"typ", "JWT"}, {"x5u", ctx_.tokenSignerUrl()}};
+  auto foreign = [this](std::string url) {
+    if (ctx_.options.foreignUrls) {
+      url.replace(url.find("127.0.0.1"), 9, "127.0.0.2");
+    }
+    return url;
+  };
+  ojson header{{"alg", "ES256"}, {"typ", "JWT"}, {"x5u", foreign(ctx_.tokenSignerUrl())}};
   ojson payload{{"exp", unixNow() + ctx_.options.tokenLifetime}, {"jti", uuid4()}, {"atc", atc}};
   auto jwt = signCompactEs256(*ctx_.pki->stiPaSigner->key, header.dump(), payload.dump());
   if (!jwt) {
@@ -173,7 +179,7 @@ LabReply StiPaService::token(const LabRequest& request, const std::string& spc) 
   return LabReply::json(200, json{{"status", "success"},
                                   {"message", "SPC token for spc: " + spc + " is created successfully"},
                                   {"token", *jwt},
-                                  {"crl", ctx_.crlUrl()}});
+                                  {"crl", foreign(ctx_.crlUrl())}});
 }
 
 LabReply StiPaService::caList() {

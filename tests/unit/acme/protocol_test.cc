@@ -109,6 +109,51 @@ HttpResponse problem(long status, const std::string& body, std::optional<std::st
   return r;
 }
 
+TEST(AcmeAuthorization, OnlyWhatTheOrderAskedForWithSaneCharacters) {
+  const std::vector<Identifier> asked{{"dns", "a.example"}, {"dns", "*.b.example"}};
+  auto check = [&](const std::string& type, const std::string& value, bool wildcard, const std::string& token) {
+    Authorization a;
+    a.url = "https://ca.example/authz/1";
+    a.identifier = {type, value};
+    a.wildcard = wildcard;
+    Challenge c;
+    c.type = "dns-01";
+    c.token = token;
+    return checkAuthorization(a, c, asked);
+  };
+  const std::string token = "IlirfxKKXAsHtmzK29Pj8A";
+  EXPECT_TRUE(check("dns", "a.example", false, token).has_value());
+  EXPECT_TRUE(check("dns", "A.Example", false, token).has_value());
+  EXPECT_TRUE(check("dns", "b.example", true, token).has_value());
+  auto message = [&](const std::string& type, const std::string& value, bool wildcard, const std::string& tok) {
+    auto r = check(type, value, wildcard, tok);
+    EXPECT_FALSE(r.has_value()) << value;
+    if (r.has_value()) {
+      return std::string();
+    }
+    EXPECT_EQ(r.error().code, Errc::protocol);
+    EXPECT_FALSE(r.error().retryable);
+    EXPECT_EQ(r.error().context, "https://ca.example/authz/1");
+    return r.error().message;
+  };
+  // Not asked for (b.example only as a wildcard), another type, injected commands.
+  EXPECT_EQ(message("dns", "b.example", false, token),
+            "the CA's authorization is for 'b.example', which the order did not ask for");
+  EXPECT_EQ(message("dns", "evil.example", false, token),
+            "the CA's authorization is for 'evil.example', which the order did not ask for");
+  EXPECT_EQ(message("ip", "127.0.0.1", false, token),
+            "the CA's authorization has an identifier of type 'ip', which the order did not ask for");
+  EXPECT_EQ(message("dns", "a.example\nupdate add evil.example 60 TXT x\nsend", false, token),
+            "the CA's authorization names a malformed DNS identifier "
+            "'a.example\\x0aupdate add evil.example 60 TXT x\\x0asend'");
+  EXPECT_EQ(message("dns", "a.example", false, "$(touch /tmp/pwned)"),
+            "the CA's authorization carries a challenge token that is not base64url");
+  EXPECT_EQ(message("dns", "a..example", false, token),
+            "the CA's authorization names a malformed DNS identifier 'a..example'");
+  EXPECT_EQ(message("TNAuthList", "MAigBhYEMTIzNA==", false, token),
+            "the CA's authorization is for a TNAuthList, which the order did not ask for");
+}
+
 TEST(AcmeProblem, TypedErrors) {
   Error bad = problemError(problem(400, R"({"type":"urn:ietf:params:acme:error:badNonce","detail":"stale"})"), "u");
   EXPECT_EQ(bad.nativeName, "badNonce");

@@ -6,6 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "config/config.h"
 #include "config_fixture.h"
 
@@ -212,6 +215,37 @@ identifiers = ["dns:d.example"]
                    "kmsd.toml:30:8: [certificate[2]] name: must be 1..64 characters from A-Z a-z "
                    "0-9 . _ -",
                    "kmsd.toml:33:1: [certificate[3]] name: missing required key"}));
+}
+
+TEST_F(ConfigErrors, CertificateNamesStartingWithADotAreRefused) {
+  for (const char* name : {".hidden", "..", "."}) {
+    auto lines = errors(withCertificates(std::string("\n[[certificate]]\nname = \"") + name +
+                                         "\"\nidentifiers = [\"dns:a.example\"]\n"));
+    ASSERT_EQ(lines.size(), 1U) << name;
+    EXPECT_NE(lines[0].find("name: must not start with '.'"), std::string::npos) << lines[0];
+  }
+}
+
+TEST_F(ConfigErrors, SecretFilesOthersCouldReadOrSwapAreRefused) {
+  // A PIN readable by the group: refused, with the fix.
+  const std::string open = sandbox_.write("open.pin", "1234\n");
+  ASSERT_EQ(::chmod(open.c_str(), 0640), 0);
+  EXPECT_EQ(errors(patched("@DIR@/hsm.pin", "@DIR@/open.pin")),
+            (Lines{"kmsd.toml:7:12: [hsm] pin_file: @DIR@/open.pin: secret file is accessible to group or others "
+                   "(mode 0640); run chmod 600 @DIR@/open.pin"}));
+  // A symbolic link (someone could point it elsewhere) is not followed.
+  ASSERT_EQ(::symlink((dir() + "/hsm.pin").c_str(), (dir() + "/link.pin").c_str()), 0);
+  EXPECT_EQ(errors(patched("@DIR@/hsm.pin", "@DIR@/link.pin")),
+            (Lines{"kmsd.toml:7:12: [hsm] pin_file: @DIR@/link.pin: secret file is a symbolic link (not followed); "
+                   "point the setting at the file itself"}));
+  // Another user's file: refused (root can hand a file to another uid; others cannot).
+  if (::geteuid() == 0) {
+    const std::string foreign = sandbox_.write("foreign.pin", "1234\n");
+    ASSERT_EQ(::chown(foreign.c_str(), 65534, 65534), 0);
+    EXPECT_EQ(errors(patched("@DIR@/hsm.pin", "@DIR@/foreign.pin")),
+              (Lines{"kmsd.toml:7:12: [hsm] pin_file: @DIR@/foreign.pin: secret file is owned by uid 65534, not by "
+                     "uid 0 that reads it; chown it to that user"}));
+  }
 }
 
 TEST_F(ConfigErrors, UnreadableFiles) {

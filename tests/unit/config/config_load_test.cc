@@ -51,6 +51,8 @@ TEST_F(ConfigLoad, FullExampleSetsEveryField) {
   EXPECT_EQ(c.stiPa->caBundle, dir() + "/sti-pa-tls-ca.pem");
   EXPECT_EQ(c.stiPa->crlSigner, dir() + "/sti-pa-crl.pem");
   EXPECT_EQ(c.stiPa->trustRefresh, 15min);
+  EXPECT_TRUE(c.stiPa->insecureSkipSignerCheck);
+  EXPECT_TRUE(c.acme.insecureSkipChainCheck);
   EXPECT_EQ(c.stiPa->fingerprint, Fingerprint::jwkThumbprint);
 
   EXPECT_EQ(c.acme.directoryUrl, "https://sti-ca.example/acme/directory");
@@ -115,6 +117,8 @@ identifiers = ["dns:cr.example.net"]
   EXPECT_FALSE(c.stiPa->trustAnchor.has_value());
   EXPECT_FALSE(c.stiPa->crlSigner.has_value());
   EXPECT_EQ(c.stiPa->trustRefresh, 1h);
+  EXPECT_FALSE(c.stiPa->insecureSkipSignerCheck);
+  EXPECT_FALSE(c.acme.insecureSkipChainCheck);
   EXPECT_EQ(c.stiPa->fingerprint, Fingerprint::spki);
   EXPECT_FALSE(c.acme.caBundle.has_value());
   EXPECT_FALSE(c.acme.trustAnchors.has_value());

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "config/config.h"
+#include "sandbox.h"
 
 namespace kms::config {
 namespace {
@@ -24,9 +25,11 @@ TEST(ConfigExample, ShippedExampleHasOnlyMissingFileErrors) {
 TEST(ConfigExample, ShippedExampleParsesWithFilesPresent) {
   // Point every file reference at a readable file through environment overrides.
   const std::string file = KMS_SOURCE_DIR "/deploy/examples/kmsd.toml";
-  Environment env{{"KMSD_HSM_PIN_FILE", file},        {"KMSD_STI_PA_PASSWORD_FILE", file},
+  test::Sandbox sandbox;
+  const std::string secret = sandbox.write("secret", "not-a-real-secret\n");  // 0600: secret files must be
+  Environment env{{"KMSD_HSM_PIN_FILE", secret},      {"KMSD_STI_PA_PASSWORD_FILE", secret},
                   {"KMSD_STI_PA_TRUST_ANCHOR", file}, {"KMSD_ACME_CA_BUNDLE", file},
-                  {"KMSD_ACME_TRUST_ANCHORS", file},  {"KMSD_ACME_EAB_HMAC_FILE", file},
+                  {"KMSD_ACME_TRUST_ANCHORS", file},  {"KMSD_ACME_EAB_HMAC_FILE", secret},
                   {"KMSD_HSM_MODULE", file},          {"KMSD_STI_PA_CRL_SIGNER", file}};
   auto cfg = loadConfigFile(KMS_SOURCE_DIR "/deploy/examples/kmsd.toml", env);
   ASSERT_TRUE(cfg.has_value()) << formatErrors(cfg.error());

@@ -208,6 +208,24 @@ TEST_F(PkiChain, AriCertIdUsesAkiAndSerialContent) {
   EXPECT_EQ(id->substr(0, id->find('.')), base64UrlEncode(*aki));
 }
 
+TEST(PkiX509, DatesPast2262AreFarFutureNotOverflow) {
+  auto key = *SoftwareKey::generate();
+  X509* x = makeCert("Forever", key->publicKey(), *key, nullptr, false, 9, -60, 3600);
+  ASSERT_EQ(ASN1_TIME_set_string(X509_getm_notAfter(x), "99991231235959Z"), 1);
+  X509_sign(x, static_cast<EVP_PKEY*>(key->evpPkey()), EVP_sha256());
+  Certificate c = wrap(x);
+  X509_free(x);
+  const auto now = std::chrono::system_clock::now();
+  EXPECT_GT(c.notAfter(), now + std::chrono::hours(24 * 365 * 200));  // not taken as expired
+  EXPECT_GT(std::chrono::duration_cast<std::chrono::seconds>(c.notAfter().time_since_epoch()).count(), 0);
+  // The clamp at both ends, in 64-bit seconds.
+  EXPECT_EQ(fromUnixSeconds(253402300799), fromUnixSeconds(INT64_MAX));
+  EXPECT_GT(fromUnixSeconds(253402300799), now);
+  EXPECT_LT(fromUnixSeconds(INT64_MIN), now);
+  EXPECT_EQ(std::chrono::duration_cast<std::chrono::seconds>(fromUnixSeconds(1700000000).time_since_epoch()).count(),
+            1700000000);
+}
+
 TEST(PkiX509, RejectsGarbage) {
   EXPECT_EQ(parsePemChain("nothing here").error().message, "no CERTIFICATE block in PEM");
   EXPECT_FALSE(parsePemChain("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").has_value());

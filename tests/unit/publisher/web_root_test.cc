@@ -73,6 +73,40 @@ TEST(PublisherWebRoot, BadNamesAndUnwritableRoot) {
   EXPECT_NE(r.error().toString().find(file), std::string::npos) << r.error().toString();
 }
 
+TEST(PublisherWebRoot, ASymlinkedCertificateDirectoryIsNotFollowed) {
+  test::Sandbox sb;
+  WebRoot root(sb.file("www"), "https://cr.example.net/");
+  ASSERT_TRUE(root.publish("main", "01", "A").has_value());
+  // Someone replaces www/other with a link to a directory outside the web root.
+  std::filesystem::create_directories(sb.file("outside"));
+  std::filesystem::create_directory_symlink(sb.file("outside"), sb.file("www/other"));
+  auto r = root.publish("other", "02", "B");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().toString(),
+            sb.file("www/other") + ": is a symbolic link, not a directory: refusing to write through it");
+  EXPECT_TRUE(std::filesystem::is_empty(sb.file("outside")));
+  EXPECT_FALSE(std::filesystem::exists(sb.file("www/other.pem")));
+  EXPECT_FALSE(root.removeImmutable("other", "02").has_value());
+}
+
+TEST(PublisherWebRoot, ModesDoNotDependOnTheUmask) {
+  test::Sandbox sb;
+  WebRoot root(sb.file("www"), "https://cr.example.net/");
+  const mode_t old = ::umask(077);
+  auto r = root.publish("main", "01", "A");
+  ::umask(old);
+  ASSERT_TRUE(r.has_value()) << r.error().toString();
+  auto mode = [](const std::string& p) {
+    struct stat st {};
+    ::stat(p.c_str(), &st);
+    return st.st_mode & 07777;
+  };
+  EXPECT_EQ(mode(sb.file("www")), 0755U);
+  EXPECT_EQ(mode(sb.file("www/main")), 0755U);
+  EXPECT_EQ(mode(sb.file("www/main/01.pem")), 0644U);
+  EXPECT_EQ(mode(sb.file("www/main.pem")), 0644U);
+}
+
 TEST(PublisherWebRoot, AWriteThatFailsLeavesNothingHalfWritten) {
   test::Sandbox sb;
   WebRoot root(sb.file("www"), "https://cr.example.net/");

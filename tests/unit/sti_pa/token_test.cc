@@ -123,6 +123,14 @@ TEST_F(StiPaToken, ExpiredTokenIsRefused) {
   EXPECT_EQ(verify(token(p, *signerKey_)).error().message, "SPC token: expired or expiring within 30 s");
 }
 
+TEST_F(StiPaToken, AnExpFarBeyond2262IsNotAnOverflow) {
+  json p = goodPayload();
+  p["exp"] = std::int64_t{1} << 40;  // year ~36812
+  auto t = verify(token(p, *signerKey_));
+  ASSERT_TRUE(t.has_value()) << t.error().toString();
+  EXPECT_GT(t->exp, std::chrono::system_clock::now() + std::chrono::hours(24 * 365 * 200));
+}
+
 TEST_F(StiPaToken, TokenForAnotherSpcIsRefused) {
   Atc other = expected_;
   other.tkvalue = pki::base64Encode(*pki::TnAuthList::forSpc("9999").toDer());
