@@ -272,6 +272,7 @@ TEST_F(Daemon, PrivateStateNoCoreDumpsAndAnOpenStateDirRefused) {
   EXPECT_EQ(mode(state + "/kmsd.db"), 0600U);
   EXPECT_EQ(mode(lab_->file("www/main")), 0755U);
   EXPECT_EQ(mode(lab_->file("www/main.pem")), 0644U);
+  EXPECT_EQ(mode(lab_->file("kmsd.sock")), 0660U);  // the control socket: owner and group only
   // A crash writes no core file (the PIN or a token could be in it).
   std::string limits = test::readFile("/proc/" + std::to_string(kmsd->pid()) + "/limits");
   std::istringstream line(limits.substr(limits.find("Max core file size") + 18));

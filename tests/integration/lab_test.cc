@@ -215,6 +215,26 @@ TEST_F(LabTest, LabAcmeDirectoryAnswers) {
   EXPECT_EQ(dir.newNonce, lab_->baseUrl() + "/acme/new-nonce");
 }
 
+TEST_F(LabTest, HostileDirectoryUrlsAreRefusedUnsent) {
+  start({"--foreign-urls"});
+  auto client = acme::AcmeClient::create(*transport_, {lab_->baseUrl() + "/acme/directory"});
+  ASSERT_TRUE(client.has_value()) << client.error().toString();
+  const std::string origin = lab_->baseUrl();  // https://127.0.0.1:PORT
+  const std::string port = origin.substr(origin.rfind(':') + 1);
+  const std::string refusing = "refusing a URL from the CA that is not on the directory's origin " + origin + ": ";
+  // newNonce is plain http on the same host and port: refused before any request.
+  auto key = *pki::SoftwareKey::generate();
+  auto account = (*client)->newAccount(*key, {});
+  ASSERT_FALSE(account.has_value());
+  EXPECT_EQ(account.error().code, Errc::protocol);
+  EXPECT_EQ(account.error().message, refusing + "http://127.0.0.1:" + port + "/acme/new-nonce");
+  auto info = (*client)->renewalInfo("x");
+  ASSERT_FALSE(info.has_value());
+  EXPECT_EQ(info.error().message, refusing + "file:///etc/passwd/x");
+  // Nothing reached the lab but the directory request.
+  EXPECT_EQ(lab_->log().find("new-nonce"), std::string::npos) << lab_->log();
+}
+
 /// Answers tkauth-01 with a fresh SPC token from the lab STI-PA.
 class TokenSolver : public acme::ChallengeSolver {
  public:

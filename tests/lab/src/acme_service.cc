@@ -198,6 +198,21 @@ std::variant<AcmeService::Post, LabReply> AcmeService::verifyPost(const LabReque
 }
 
 LabReply AcmeService::directory() const {
+  if (ctx_.options.foreignUrls) {
+    // A hostile CA: plain http on the same host, another host, a file: URL.
+    std::string plain = ctx_.acmeUrl("new-nonce");
+    plain.replace(0, 5, "http");
+    std::string other = ctx_.acmeUrl("new-account");
+    other.replace(other.find("127.0.0.1"), 9, "127.0.0.2");
+    json dir{{"newNonce", plain},
+             {"newAccount", other},
+             {"newOrder", ctx_.acmeUrl("new-order")},
+             {"revokeCert", ctx_.acmeUrl("revoke-cert")},
+             {"keyChange", ctx_.acmeUrl("key-change")},
+             {"renewalInfo", "file:///etc/passwd"},
+             {"meta", {{"externalAccountRequired", false}}}};
+    return LabReply::json(200, dir);
+  }
   json dir{{"newNonce", ctx_.acmeUrl("new-nonce")},
            {"newAccount", ctx_.acmeUrl("new-account")},
            {"newOrder", ctx_.acmeUrl("new-order")},

@@ -189,7 +189,8 @@ ParseOutcome parseOptions(int argc, char** argv) {
   app.add_flag("--no-eab", o.noEab, "do not require External Account Binding");
   app.add_flag("--tamper-token", o.tamperToken, "hand out SPC tokens whose signature does not verify");
   app.add_flag("--foreign-urls", o.foreignUrls,
-               "SPC tokens name an x5u and a CRL URL on another host (127.0.0.2), as a hostile STI-PA would");
+               "as a hostile STI-PA and CA would: SPC tokens name an x5u and a CRL URL on 127.0.0.2, the ACME "
+               "directory names plain-http, other-host and file: URLs");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
