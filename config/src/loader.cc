@@ -133,6 +133,15 @@ void readStiPa(SectionReader& r, StiPaConfig& out) {
   readChoice(r, "fingerprint", {{"spki", Fingerprint::spki}, {"jwk-thumbprint", Fingerprint::jwkThumbprint}},
              R"(must be "spki" or "jwk-thumbprint")", out.fingerprint);
   out.insecureSkipSignerCheck = r.boolean("insecure_skip_signer_check", Need::optional).value_or(false);
+  if (auto hosts = r.strings("allowed_hosts", Need::optional)) {
+    for (std::size_t i = 0; i < hosts->size(); ++i) {
+      const std::string& h = (*hosts)[i];
+      if (h.empty() || h.find_first_of("/@ ") != std::string::npos) {
+        r.failElement("allowed_hosts", i, R"(must be "host" or "host:port", without scheme or path)");
+      }
+    }
+    out.allowedHosts = *hosts;
+  }
 }
 
 void readAcme(SectionReader& r, AcmeConfig& out) {

@@ -34,6 +34,8 @@ constexpr std::array kSettings = {
     Setting{"sti_pa", "ca_bundle", Kind::string, "", "extra PEM roots for the STI-PA's TLS (separate from [acme])"},
     Setting{"sti_pa", "crl_signer", Kind::string, "", "PEM certificate that signs the STI-PA CRL"},
     Setting{"sti_pa", "trust_refresh", Kind::string, "1h", "how often the CA list and the CRL are read"},
+    Setting{"sti_pa", "allowed_hosts", Kind::stringArray, "",
+            "hosts the STI-PA may name for x5u and the CRL (default: its own)"},
     Setting{"sti_pa", "fingerprint", Kind::string, "spki", "\"spki\" or \"jwk-thumbprint\""},
     Setting{"sti_pa", "insecure_skip_signer_check", Kind::boolean, "false",
             "labs only: no trust_anchor (tokens trusted on their own x5u)"},

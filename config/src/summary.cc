@@ -108,6 +108,9 @@ std::string redactedSummary(const Config& config) {
     w.optionalText("ca_bundle", sti.caBundle);
     w.optionalText("crl_signer", sti.crlSigner);
     w.text("trust_refresh", detail::formatDuration(sti.trustRefresh));
+    if (!sti.allowedHosts.empty()) {
+      w.list("allowed_hosts", sti.allowedHosts);
+    }
     w.text("fingerprint", toString(sti.fingerprint));
     if (sti.insecureSkipSignerCheck) {
       w.line("insecure_skip_signer_check", "true");

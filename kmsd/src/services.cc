@@ -214,6 +214,7 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
     o.url = config.stiPa->url;
     o.userId = config.stiPa->userId;
     o.passwordFile = config.stiPa->passwordFile;
+    o.allowedHosts = config.stiPa->allowedHosts;
     o.fingerprint = config.stiPa->fingerprint == config::Fingerprint::spki ? sti_pa::FingerprintKind::spki
                                                                            : sti_pa::FingerprintKind::jwkThumbprint;
     if (config.stiPa->trustAnchor) {

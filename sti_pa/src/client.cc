@@ -387,9 +387,13 @@ class StiPaClient::Impl {
   /// URLs the STI-PA hands back (the token's x5u, the CRL URL) must be https on its own host.
   Result<void> allowed(const std::string& u, const char* what) const {
     const std::string host = httpsAuthority(options_.url);
-    if (httpsAuthority(u).empty() || httpsAuthority(u) != host) {
+    const std::string target = httpsAuthority(u);
+    const bool listed = std::any_of(options_.allowedHosts.begin(), options_.allowedHosts.end(),
+                                    [&target](const std::string& h) { return httpsAuthority("https://" + h) == target; });
+    if (target.empty() || (target != host && !listed)) {
       return fail(err(Errc::protocol,
-                      std::string(what) + " is not an https URL on the STI-PA's host " + host + ": " + u.substr(0, 256),
+                      std::string(what) + " is not an https URL on the STI-PA's host " + host +
+                          " or in [sti_pa] allowed_hosts: " + u.substr(0, 256),
                       u.substr(0, 256)));
     }
     return ok();

@@ -117,8 +117,22 @@ TEST_F(StiPaLab, UrlsOffTheStiPaHostAreRefused) {
   ASSERT_FALSE(t.has_value());
   EXPECT_EQ(t.error().code, Errc::protocol);
   const std::string host = lab_->baseUrl().substr(8);
-  EXPECT_EQ(t.error().message, "x5u is not an https URL on the STI-PA's host " + host + ": https://127.0.0.2:" +
-                                   host.substr(host.find(':') + 1) + "/sti-pa/download/v1/certificate/certificateId_1.crt");
+  const std::string port = host.substr(host.find(':') + 1);
+  EXPECT_EQ(t.error().message, "x5u is not an https URL on the STI-PA's host " + host +
+                                   " or in [sti_pa] allowed_hosts: https://127.0.0.2:" + port +
+                                   "/sti-pa/download/v1/certificate/certificateId_1.crt");
+  // Listed, the other host is tried (nothing listens there: a network error, not a refusal).
+  StiPaOptions o;
+  auto cfg = config::loadConfigFile(lab_->file("kmsd.toml"), {});
+  o.url = cfg->stiPa->url;
+  o.userId = cfg->stiPa->userId;
+  o.passwordFile = cfg->stiPa->passwordFile;
+  o.trustAnchors = *pki::parsePemChain(test::readFile(*cfg->stiPa->trustAnchor));
+  o.allowedHosts = {"127.0.0.2:" + port};
+  auto listed = StiPaClient::create(*transport_, o)->spcToken("1234", accountKey_->publicKey());
+  ASSERT_FALSE(listed.has_value());
+  EXPECT_EQ(listed.error().message.find("allowed_hosts"), std::string::npos) << listed.error().toString();
+  EXPECT_EQ(listed.error().code, Errc::network) << listed.error().toString();
 }
 
 TEST_F(StiPaLab, ServerErrorsAreRetryable) {

@@ -79,6 +79,9 @@ struct StiPaConfig {
   /// The certificate that signs the STI-PA CRL (cRLIssuer); without it the CRL is not read.
   std::optional<std::string> crlSigner;
   std::chrono::seconds trustRefresh{3600};  ///< how often the CA list and the CRL are read
+  /// Hosts ("host" or "host:port") the STI-PA may name for a token's x5u and the CRL;
+  /// empty: only the STI-PA's own host (url's).
+  std::vector<std::string> allowedHosts;
   Fingerprint fingerprint = Fingerprint::spki;
   /// Labs only: run without trust_anchor (a token or CA list is then trusted on the word of
   /// the certificate its own x5u serves). kmsd warns at every start.

@@ -29,6 +29,9 @@ struct StiPaOptions {
   /// signature is still checked against the x5u certificate, the chain is not.
   std::vector<pki::Certificate> trustAnchors;
   FingerprintKind fingerprint = FingerprintKind::spki;
+  /// Hosts ("host" or "host:port", 443 when no port) a token's x5u and the CRL URL may be
+  /// on, besides the STI-PA's own (url's).
+  std::vector<std::string> allowedHosts;
   /// A cached token is reused only while it has at least this long left.
   std::chrono::seconds minRemaining{180};
 };

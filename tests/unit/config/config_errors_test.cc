@@ -217,6 +217,14 @@ identifiers = ["dns:d.example"]
                    "kmsd.toml:33:1: [certificate[3]] name: missing required key"}));
 }
 
+TEST_F(ConfigErrors, AllowedHostsAreHostsNotUrls) {
+  auto lines = errors(std::string(kMinimal) + kStiPa + "allowed_hosts = [\"ok.example\", \"https://x.example/\"]\n");
+  ASSERT_EQ(lines.size(), 1U);
+  EXPECT_NE(lines[0].find("[sti_pa] allowed_hosts[1]: must be \"host\" or \"host:port\", without scheme or path"),
+            std::string::npos)
+      << lines[0];
+}
+
 TEST_F(ConfigErrors, CertificateNamesStartingWithADotAreRefused) {
   for (const char* name : {".hidden", "..", "."}) {
     auto lines = errors(withCertificates(std::string("\n[[certificate]]\nname = \"") + name +

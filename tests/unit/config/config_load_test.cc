@@ -51,6 +51,7 @@ TEST_F(ConfigLoad, FullExampleSetsEveryField) {
   EXPECT_EQ(c.stiPa->caBundle, dir() + "/sti-pa-tls-ca.pem");
   EXPECT_EQ(c.stiPa->crlSigner, dir() + "/sti-pa-crl.pem");
   EXPECT_EQ(c.stiPa->trustRefresh, 15min);
+  EXPECT_EQ(c.stiPa->allowedHosts, (std::vector<std::string>{"cdn.sti-pa.example", "sti-pa.example:8443"}));
   EXPECT_TRUE(c.stiPa->insecureSkipSignerCheck);
   EXPECT_TRUE(c.acme.insecureSkipChainCheck);
   EXPECT_EQ(c.stiPa->fingerprint, Fingerprint::jwkThumbprint);
