@@ -5,12 +5,12 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <set>
 
 #include "acme/jws.h"
 #include "kms/process.h"
+#include "kms/text.h"
 #include "pki/encoding.h"
 #include "pki/tn_auth_list.h"
 
@@ -135,21 +135,6 @@ void Dns01HookSolver::cleanup(const Authorization& authz, const Challenge& chall
 
 namespace {
 
-/// Outside text for an error message: control characters escaped, at most 128 bytes.
-std::string printable(const std::string& v) {
-  std::string out;
-  for (unsigned char c : v.substr(0, 128)) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return v.size() > 128 ? out + "..." : out;
-}
-
 bool equalsIgnoreCase(const std::string& a, const std::string& b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
@@ -194,7 +179,7 @@ Result<void> checkAuthorization(const Authorization& authz, const Challenge& cha
   const Identifier& id = authz.identifier;
   if (id.type == "dns") {
     if (!isDnsName(id.value)) {
-      return refuse("names a malformed DNS identifier '" + printable(id.value) + "'");
+      return refuse("names a malformed DNS identifier '" + escapeControl(id.value, 128) + "'");
     }
     const std::string wanted = authz.wildcard ? "*." + id.value : id.value;
     bool found = std::any_of(asked.begin(), asked.end(), [&](const Identifier& a) {
@@ -212,7 +197,7 @@ Result<void> checkAuthorization(const Authorization& authz, const Challenge& cha
       return refuse("is for a TNAuthList, which the order did not ask for");
     }
   } else {
-    return refuse("has an identifier of type '" + printable(id.type) + "', which the order did not ask for");
+    return refuse("has an identifier of type '" + escapeControl(id.type, 128) + "', which the order did not ask for");
   }
   if (!isBase64ish(challenge.token, false) && !(challenge.type == "tkauth-01" && challenge.token.empty())) {
     return refuse("carries a challenge token that is not base64url");

@@ -48,25 +48,6 @@ void appendField(std::string& out, const std::string& key, const std::string& va
 
 }  // namespace
 
-std::string sanitize(const std::string& text, std::size_t maxBytes) {
-  std::string out;
-  out.reserve(std::min(text.size(), maxBytes));
-  for (unsigned char c : text) {
-    if (out.size() >= maxBytes) {
-      out += "...";
-      break;
-    }
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
 struct Logger::Impl {
   std::shared_ptr<spdlog::logger> logger;
   std::atomic<config::LogFormat> format{config::LogFormat::text};

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "kms/text.h"
 #include "storage/store.h"
 
 namespace kms::daemon {
@@ -48,9 +49,10 @@ class LockedStore {
   std::mutex mutex_;
 };
 
-/// Text outside kmsd's control (a CA's problem detail, a hook's output) made safe for one
-/// log line or terminal: control characters escaped as \xHH, at most `maxBytes`.
-[[nodiscard]] std::string sanitize(const std::string& text, std::size_t maxBytes = 2048);
+/// Outside text for a log line, the DB or a terminal (kms::escapeControl).
+[[nodiscard]] inline std::string sanitize(const std::string& text, std::size_t maxBytes = 2048) {
+  return escapeControl(text, maxBytes);
+}
 
 /// The log: stderr (journald), text or JSON lines. Thread-safe.
 class Logger {

@@ -48,7 +48,7 @@ Result<std::vector<pki::Certificate>> readAnchors(const std::string& path, const
 class StiPaTokenSource final : public acme::SpcTokenSource {
  public:
   StiPaTokenSource(sti_pa::StiPaClient& client, pki::EcPublicKey accountKey)
-      : client_(client), accountKey_(std::move(accountKey)) {}
+      : client_(client), accountKey_(accountKey) {}
   Result<std::string> spcToken(const std::string& spc) override {
     auto token = client_.takeSpcToken(spc, accountKey_);
     if (!token) {
@@ -87,7 +87,7 @@ Result<void> checkStateDir(const std::string& dir, bool create) {
   }
   if ((st.st_mode & 022) != 0) {
     char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    (void)std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
     return fail(Errc::config,
                 std::string("[daemon] state_dir: writable by group or others (mode ") + mode +
                     "): another local user could replace kmsd.db; run chmod 700 " + dir,

@@ -69,7 +69,7 @@ Result<SecretBytes> readSecretFile(const std::string& path) {
   }
   if ((st.st_mode & 077) != 0) {
     char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    (void)std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
     return fail(Errc::io,
                 std::string("secret file is accessible to group or others (mode ") + mode + "); run chmod 600 " + path,
                 path);

@@ -168,6 +168,15 @@ Result<std::optional<std::string>> readAt(const Dir& dir, const std::string& nam
   return std::optional<std::string>(std::move(out));
 }
 
+/// web_root (followed if a symlink) and web_root/<name> (never a symlink), opened.
+Result<Dir> certificateDir(const std::string& root, const std::string& name) {
+  auto top = openPath(root);
+  if (!top) {
+    return fail(top.error());
+  }
+  return openChild(*top, name);
+}
+
 bool validName(const std::string& s) {
   return !s.empty() && s.find('/') == std::string::npos && s != "." && s != "..";
 }
@@ -199,11 +208,7 @@ Result<void> WebRoot::removeImmutable(const std::string& name, const std::string
   if (!validName(name) || !validName(serialHex)) {
     return fail(Errc::invalidArgument, "certificate name and serial must be plain file names", name);
   }
-  auto root = openPath(root_);
-  if (!root) {
-    return fail(root.error());
-  }
-  auto dir = openChild(*root, name);
+  auto dir = certificateDir(root_, name);
   if (!dir) {
     return fail(dir.error());
   }
@@ -240,11 +245,7 @@ Result<Published> WebRoot::writeImmutable(const std::string& name, const std::st
   out.immutablePath = root_ + "/" + name + "/" + serialHex + ".pem";
   out.currentPath = root_ + "/" + name + ".pem";
   out.x5uUrl = baseUrl_ + name + "/" + serialHex + ".pem";
-  auto root = openPath(root_);
-  if (!root) {
-    return fail(root.error());
-  }
-  auto dir = openChild(*root, name);
+  auto dir = certificateDir(root_, name);
   if (!dir) {
     return fail(dir.error());
   }
