@@ -103,6 +103,22 @@ class RawToken {
     return h == CK_INVALID_HANDLE ? CKR_OBJECT_HANDLE_INVALID : f_->C_GetAttributeValue(session_, h, &a, 1);
   }
 
+  /// Gives the public-key object with CKA_ID `from` the CKA_ID `to` (after destroying any
+  /// public-key object `to` had): a private key then sits beside another key's public half.
+  bool movePublicKey(const pki::Bytes& from, const pki::Bytes& to) {
+    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+    for (CK_OBJECT_HANDLE h : find({{CKA_CLASS, &cls, sizeof cls}, idAttr(to)})) {
+      f_->C_DestroyObject(session_, h);
+    }
+    auto pubs = find({{CKA_CLASS, &cls, sizeof cls}, idAttr(from)});
+    if (pubs.size() != 1) {
+      return false;
+    }
+    pki::Bytes id = to;
+    CK_ATTRIBUTE a{CKA_ID, id.data(), id.size()};
+    return f_->C_SetAttributeValue(session_, pubs.front(), &a, 1) == CKR_OK;
+  }
+
   /// CKA_PUBLIC_KEY_INFO of the private key with this CKA_ID.
   pki::Bytes publicKeyInfo(const pki::Bytes& id) {
     CK_OBJECT_HANDLE h = privateKey(id);
@@ -217,6 +233,20 @@ TEST_F(HsmToken, PrivateValueCannotBeRead) {
   ASSERT_TRUE(key.has_value());
   RawToken raw("kms-test");
   EXPECT_EQ(raw.readPrivateValue(key->id), CKR_ATTRIBUTE_SENSITIVE);
+}
+
+TEST_F(HsmToken, AKeyBesideAnotherKeysPublicHalfIsRefused) {
+  auto token = openToken();
+  RawToken raw("kms-test");
+  pki::Bytes mine{0x01, 0x11};
+  pki::Bytes other{0x02, 0x22};
+  ASSERT_FALSE(raw.generateTwoObjectKey(mine, "mine").empty());
+  ASSERT_FALSE(raw.generateTwoObjectKey(other, "other").empty());
+  ASSERT_TRUE(raw.movePublicKey(other, mine));  // someone swaps the public object
+  auto signer = token->signer(Pkcs11Uri::forKey("kms-test", "mine", mine));
+  ASSERT_FALSE(signer.has_value());
+  EXPECT_EQ(signer.error().code, Errc::hsm);
+  EXPECT_EQ(signer.error().message, "key refused: its public key object does not match the private key");
 }
 
 TEST_F(HsmToken, KeysNotMadeInsideATokenAreRefused) {
