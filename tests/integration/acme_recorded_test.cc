@@ -244,5 +244,26 @@ TEST(AcmeRecorded, UrlsOffTheDirectorysOriginAreRefusedUnsent) {
       << account.error().toString();
 }
 
+TEST(AcmeRecorded, AtMostFourAlternateChainsAreRead) {
+  std::string links;
+  for (int i = 1; i <= 6; ++i) {
+    links += std::string(i > 1 ? ", " : "") + "<http://127.0.0.1:@PORT@/alt/" + std::to_string(i) + ">;rel=\\\"alternate\\\"";
+  }
+  RecordedServer server("{" + route("GET /dir", 200, "application/json", kDirectory) + "," +
+                        route("HEAD /nonce", 200, "text/plain", "", ",\"Replay-Nonce\":\"n1\"") + "," +
+                        route("POST /cert", 200, "application/pem-certificate-chain", "PEM",
+                              ",\"Replay-Nonce\":\"n2\",\"Link\":\"" + links + "\"") +
+                        "}");
+  auto t = transport();
+  auto client = AcmeClient::create(*t, ClientOptions{server.url("/dir")});
+  ASSERT_TRUE(client.has_value()) << client.error().toString();
+  auto key = *pki::SoftwareKey::generate();
+  auto chain = (*client)->downloadCertificate(AccountRef{*key, server.url("/acct/1")}, server.url("/cert"));
+  ASSERT_TRUE(chain.has_value()) << chain.error().toString();
+  ASSERT_EQ(chain->alternates.size(), 4U);  // a CA offering more gets no more requests
+  EXPECT_EQ(chain->alternates.front(), server.url("/alt/1"));
+  EXPECT_EQ(chain->alternates.back(), server.url("/alt/4"));
+}
+
 }  // namespace
 }  // namespace kms::acme
