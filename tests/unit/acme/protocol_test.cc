@@ -2,6 +2,9 @@
 // problem documents, Retry-After, object parsing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include <nlohmann/json.hpp>
 
 #include "acme/client.h"
@@ -9,6 +12,7 @@
 #include "acme/jws.h"
 #include "pki/encoding.h"
 #include "pki/jose.h"
+#include "sandbox.h"
 
 namespace kms::acme {
 namespace {
@@ -54,9 +58,18 @@ TEST(AcmeJws, ExternalAccountBindingIsHs256OverTheJwk) {
   EXPECT_EQ(json::parse(parsed->protectedJson),
             (json{{"alg", "HS256"}, {"kid", "kid-1"}, {"url", "https://ca/new-acct"}}));
   EXPECT_EQ(parsed->payload, key->publicKey().jwkJson());
-  // Recompute the MAC with openssl's CLI-independent path: HMAC is deterministic.
-  auto again = externalAccountBinding(hmac, "kid-1", "https://ca/new-acct", key->publicKey());
-  EXPECT_EQ(*again, *eab);
+  // The MAC, computed independently by the openssl command over the JWS signing input.
+  test::Sandbox sandbox;
+  const std::string input = sandbox.write("signing-input", parsed->signingInput);
+  std::string out;
+  ASSERT_EQ(test::runCommand("openssl dgst -sha256 -mac HMAC -macopt key:0123456789abcdef0123456789abcdef -r '" +
+                                 input + "'",
+                             &out),
+            0)
+      << out;
+  std::string mine = pki::hexEncode(parsed->signature);
+  std::transform(mine.begin(), mine.end(), mine.begin(), [](unsigned char c) { return std::tolower(c); });
+  EXPECT_EQ(out.substr(0, out.find(' ')), mine) << out;
   SecretBytes other(std::string_view("another key"));
   EXPECT_NE(*externalAccountBinding(other, "kid-1", "https://ca/new-acct", key->publicKey()), *eab);
   EXPECT_EQ(parsed->signature.size(), 32U);
