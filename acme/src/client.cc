@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "acme/jws.h"
+#include "kms/url.h"
 #include "objects.h"
 #include "pki/encoding.h"
 #include "pki/json_limits.h"
@@ -170,31 +171,6 @@ Error problemError(const HttpResponse& response, const std::string& url) {
 
 namespace {
 
-/// scheme://host[:port] of an absolute URL, lower-cased with the default port made explicit;
-/// empty for anything else (no scheme, userinfo, another scheme than http/https).
-std::string originOf(const std::string& url) {
-  auto colon = url.find("://");
-  if (colon == std::string::npos) {
-    return {};
-  }
-  std::string scheme = url.substr(0, colon);
-  std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (scheme != "https" && scheme != "http") {
-    return {};
-  }
-  std::string authority = url.substr(colon + 3, url.find_first_of("/?#", colon + 3) - (colon + 3));
-  if (authority.empty() || authority.find('@') != std::string::npos) {
-    return {};
-  }
-  std::transform(authority.begin(), authority.end(), authority.begin(), [](unsigned char c) { return std::tolower(c); });
-  const bool hasPort = authority.back() != ']' && authority.rfind(':') != std::string::npos &&
-                       (authority.front() != '[' || authority.rfind(':') > authority.find(']'));
-  if (!hasPort) {
-    authority += scheme == "https" ? ":443" : ":80";
-  }
-  return scheme + "://" + authority;
-}
-
 bool isLoopbackOrigin(const std::string& origin) {
   return origin.rfind("http://127.0.0.1:", 0) == 0 || origin.rfind("http://localhost:", 0) == 0 ||
          origin.rfind("http://[::1]:", 0) == 0;
@@ -207,13 +183,13 @@ bool isLoopbackOrigin(const std::string& origin) {
 class AcmeClient::Impl {
  public:
   Impl(Transport& transport, ClientOptions options)
-      : transport_(transport), options_(std::move(options)), origin_(originOf(options_.directoryUrl)) {}
+      : transport_(transport), options_(std::move(options)), origin_(urlOrigin(options_.directoryUrl)) {}
 
   /// A URL the CA handed back may be used only on the directory's origin, and over https
   /// (http only when the directory itself is plain http on loopback, as a test CA is):
   /// nothing is ever sent to another host, a plain-http listener or a file: URL.
   Result<void> allowed(const std::string& url) const {
-    const std::string origin = originOf(url);
+    const std::string origin = urlOrigin(url);
     const bool secure = origin.rfind("https://", 0) == 0 || isLoopbackOrigin(origin_);
     if (origin.empty() || origin != origin_ || !secure) {
       Error e{Errc::protocol,

@@ -247,23 +247,11 @@ Result<std::optional<FileImage>> readImage(const std::string& path) {
     ::close(fd);
     return fail(ioError("cannot stat", path, err));
   }
-  char buf[8192];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return fail(ioError("cannot read", path, err));
-    }
-    if (n == 0) {
-      break;
-    }
-    image.bytes.append(buf, static_cast<std::size_t>(n));
-  }
+  auto read = readToEnd(fd, path, image.bytes);
   ::close(fd);
+  if (!read) {
+    return fail(read.error());
+  }
   return std::optional<FileImage>(std::move(image));
 }
 

@@ -80,6 +80,10 @@ class Services {
     std::lock_guard<std::mutex> lock(trustMutex_);
     return distrusted_.count(issuedId) != 0;
   }
+  [[nodiscard]] std::size_t distrustedCount() const {
+    std::lock_guard<std::mutex> lock(trustMutex_);
+    return distrusted_.size();
+  }
   /// [sti_pa] crl_signer, when configured.
   [[nodiscard]] const std::optional<pki::Certificate>& crlSigner() const { return crlSigner_; }
   [[nodiscard]] sti_pa::StiPaClient* stiPa() { return stiPa_.get(); }

@@ -79,9 +79,9 @@ void TrustKeeper::load() {
   }
 }
 
-std::vector<std::string> TrustKeeper::refresh(bool fetch) {
+std::vector<std::string> TrustKeeper::refresh() {
   const std::int64_t now = unixSeconds(clock_.now());
-  if (fetch && s_.stiPa() != nullptr) {
+  if (s_.stiPa() != nullptr) {
     refreshCaList(now);
     if (s_.crlSigner()) {
       refreshCrl(now);
@@ -322,7 +322,7 @@ std::vector<std::string> TrustKeeper::checkActive(std::int64_t now) {
     }
     if (v->second.untrusted) {
       distrusted.insert(cert.id);
-      if (distrusted_.count(cert.id) == 0) {
+      if (!s_.distrusted(cert.id)) {  // not reported by an earlier refresh
         events_.emit({"KMS_ROOT_DISTRUSTED",
                       EventLevel::error,
                       cert.certName,
@@ -334,7 +334,6 @@ std::vector<std::string> TrustKeeper::checkActive(std::int64_t now) {
       }
     }
   }
-  distrusted_ = distrusted;
   s_.setDistrusted(std::move(distrusted));
   return affected;
 }
@@ -345,7 +344,7 @@ nlohmann::json TrustKeeper::status() const {
   j["last_refresh"] = lastRefresh_ ? isoTime(*lastRefresh_) : "";
   j["ca_list_error"] = caListError_.value_or("");
   j["crl_error"] = crlError_.value_or("");
-  j["distrusted"] = distrusted_.size();
+  j["distrusted"] = s_.distrustedCount();
   return j;
 }
 

@@ -30,10 +30,10 @@ class TrustKeeper {
   /// Reads the kept CA list and CRL from the DB (at start): the list's roots become the
   /// anchors before anything is fetched. A kept copy that no longer parses is an event.
   void load();
-  /// Fetches both documents (when `fetch`), keeps what verifies, then checks the active
-  /// certificates against what is kept. Returns the certificates to plan again now.
+  /// Fetches both documents, keeps what verifies, then checks the active certificates
+  /// against what is kept. Returns the certificates to plan again now.
   /// Runs on a worker; the engine never runs two at once.
-  [[nodiscard]] std::vector<std::string> refresh(bool fetch = true);
+  [[nodiscard]] std::vector<std::string> refresh();
   /// The last refresh: when, and what went wrong with each document (JSON object).
   [[nodiscard]] nlohmann::json status() const;
 
@@ -54,7 +54,6 @@ class TrustKeeper {
   std::optional<std::int64_t> lastRefresh_;
   std::optional<std::string> caListError_;
   std::optional<std::string> crlError_;
-  std::set<std::int64_t> distrusted_;  ///< issued ids already reported as distrusted
 };
 
 /// The kept CA list and CRL (either may be absent).

@@ -31,4 +31,21 @@ Result<void> fsyncDirectory(const std::string& dir) {
   return ok();
 }
 
+Result<void> readToEnd(int fd, const std::string& path, std::string& out) {
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return fail(ioError("cannot read", path, errno));
+    }
+    if (n == 0) {
+      return ok();
+    }
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
 }  // namespace kms

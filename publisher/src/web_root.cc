@@ -148,23 +148,11 @@ Result<std::optional<std::string>> readAt(const Dir& dir, const std::string& nam
     return fail(ioError("cannot read", dir.file(name), errno));
   }
   std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return fail(ioError("cannot read", dir.file(name), err));
-    }
-    if (n == 0) {
-      break;
-    }
-    out.append(buf, static_cast<std::size_t>(n));
-  }
+  auto read = readToEnd(fd, dir.file(name), out);
   ::close(fd);
+  if (!read) {
+    return fail(read.error());
+  }
   return std::optional<std::string>(std::move(out));
 }
 
@@ -182,15 +170,6 @@ bool validName(const std::string& s) {
 }
 
 }  // namespace
-
-Result<void> writeFileAtomically(const std::string& path, const std::string& content, unsigned mode) {
-  std::filesystem::path p(path);
-  auto dir = openPath(p.parent_path().string());
-  if (!dir) {
-    return fail(dir.error());
-  }
-  return writeAt(*dir, p.filename().string(), content, mode);
-}
 
 Result<Published> WebRoot::publish(const std::string& name, const std::string& serialHex,
                                    const std::string& chainPem) const {

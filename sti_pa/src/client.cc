@@ -8,10 +8,11 @@
 #include <nlohmann/json.hpp>
 
 #include "kms/secret.h"
+#include "kms/url.h"
 #include "pki/encoding.h"
 #include "pki/jose.h"
-#include "pki/tn_auth_list.h"
 #include "pki/json_limits.h"
+#include "pki/tn_auth_list.h"
 
 namespace kms::sti_pa {
 namespace {
@@ -370,29 +371,15 @@ class StiPaClient::Impl {
     return r;
   }
 
-  /// "host:port" of an https URL (port 443 made explicit), empty otherwise.
-  static std::string httpsAuthority(const std::string& u) {
-    if (u.rfind("https://", 0) != 0) {
-      return {};
-    }
-    std::string a = lower(u.substr(8, u.find_first_of("/?#", 8) - 8));
-    if (a.empty() || a.find('@') != std::string::npos) {
-      return {};
-    }
-    if (a.back() == ']' || a.rfind(':') == std::string::npos || (a.front() == '[' && a.rfind(':') < a.find(']'))) {
-      a += ":443";
-    }
-    return a;
-  }
   /// URLs the STI-PA hands back (the token's x5u, the CRL URL) must be https on its own host.
   Result<void> allowed(const std::string& u, const char* what) const {
-    const std::string host = httpsAuthority(options_.url);
-    const std::string target = httpsAuthority(u);
+    const std::string own = urlOrigin(options_.url);
+    const std::string target = urlOrigin(u);
     const bool listed = std::any_of(options_.allowedHosts.begin(), options_.allowedHosts.end(),
-                                    [&target](const std::string& h) { return httpsAuthority("https://" + h) == target; });
-    if (target.empty() || (target != host && !listed)) {
+                                    [&target](const std::string& h) { return urlOrigin("https://" + h) == target; });
+    if (u.rfind("https://", 0) != 0 || target.empty() || (target != own && !listed)) {
       return fail(err(Errc::protocol,
-                      std::string(what) + " is not an https URL on the STI-PA's host " + host +
+                      std::string(what) + " is not an https URL on the STI-PA's host " + own.substr(own.find("://") + 3) +
                           " or in [sti_pa] allowed_hosts: " + u.substr(0, 256),
                       u.substr(0, 256)));
     }

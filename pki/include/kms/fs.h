@@ -15,4 +15,8 @@ namespace kms {
 /// the directory and errno.
 [[nodiscard]] Result<void> fsyncDirectory(const std::string& dir);
 
+/// Reads `fd` to its end (EINTR retried) into `out`. Errors name `path` and errno; the
+/// descriptor is left open for the caller.
+[[nodiscard]] Result<void> readToEnd(int fd, const std::string& path, std::string& out);
+
 }  // namespace kms

@@ -45,9 +45,4 @@ class WebRoot {
   std::string baseUrl_;
 };
 
-/// Writes content to path atomically: a temp file in the same directory (O_EXCL, no link
-/// followed), fsync, rename, fsync of the directory. mode applies to the new file.
-[[nodiscard]] Result<void> writeFileAtomically(const std::string& path, const std::string& content,
-                                               unsigned mode = 0644);
-
 }  // namespace kms::publisher
