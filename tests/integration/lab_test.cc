@@ -130,14 +130,12 @@ TEST_F(LabTest, LabFilesWritesLabJsonKmsdTomlAndToken) {
   EXPECT_NE(toml.find("url = \"" + lab_->baseUrl() + "/sti-pa/api/v1\""), std::string::npos) << toml;
   EXPECT_NE(toml.find("base_url = \"" + lab_->baseUrl() + "/sti-cr/\""), std::string::npos) << toml;
   EXPECT_NE(toml.find("spc = \"1234\""), std::string::npos);
-  const std::string kmsd = std::string(KMS_BINARY_DIR) + "/kmsd/kmsd";
-  if (std::filesystem::exists(kmsd)) {
-    std::string out;
-    int rc = runCommand("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf") + " " + kmsd + " --config " +
-                            lab_->file("kmsd.toml") + " --check-config",
-                        &out);
-    EXPECT_EQ(rc, 0) << out;
-  }
+  // kmsd is built before this test (a dependency of lab_tests): the config must load.
+  std::string out;
+  int rc = runCommand("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf") + " " + KMS_KMSD_BINARY + " --config " +
+                          lab_->file("kmsd.toml") + " --check-config",
+                      &out);
+  EXPECT_EQ(rc, 0) << out;
 }
 
 TEST_F(LabTest, LabStiPaLoginAndBadPassword) {
@@ -266,14 +264,7 @@ class LabAcmeFlow : public LabTest {
     EXPECT_TRUE(client.has_value());
     out.client = std::move(*client);
     out.accountKey = std::move(*pki::SoftwareKey::generate());
-    std::string eabText = readFile(lab_->file("eab.key"));
-    eabText.erase(eabText.find_last_not_of("\r\n") + 1);
-    auto hmac = pki::base64UrlDecode(eabText);
-    EXPECT_TRUE(hmac.has_value());
-    acme::ExternalAccountBinding eab{"kid-1", SecretBytes(*hmac)};
-    auto account = out.client->newAccount(*out.accountKey, {"mailto:noc@example.net"}, &eab);
-    EXPECT_TRUE(account.has_value()) << account.error().toString();
-    out.accountUrl = account->url;
+    out.accountUrl = registerAccount(*out.client, *out.accountKey);
 
     std::string access = login();
     const pki::EcPublicKey& pub = out.accountKey->publicKey();
@@ -297,8 +288,55 @@ class LabAcmeFlow : public LabTest {
     return out;
   }
 
+  /// A new account at the lab CA (with the lab's EAB key); returns its URL.
+  std::string registerAccount(acme::AcmeClient& client, pki::Signer& key) {
+    std::string eabText = readFile(lab_->file("eab.key"));
+    eabText.erase(eabText.find_last_not_of("\r\n") + 1);
+    auto hmac = pki::base64UrlDecode(eabText);
+    EXPECT_TRUE(hmac.has_value());
+    acme::ExternalAccountBinding eab{"kid-1", SecretBytes(*hmac)};
+    auto account = client.newAccount(key, {"mailto:noc@example.net"}, &eab);
+    EXPECT_TRUE(account.has_value()) << account.error().toString();
+    return account.has_value() ? account->url : "";
+  }
+
   std::unique_ptr<pki::SoftwareKey> certKey_;
 };
+
+TEST_F(LabAcmeFlow, KeyChangeToAKeyThatHasAnAccountIs409AlreadyExists) {
+  start();
+  auto client = acme::AcmeClient::create(*transport_, {lab_->baseUrl() + "/acme/directory"});
+  ASSERT_TRUE(client.has_value()) << client.error().toString();
+  auto first = std::move(*pki::SoftwareKey::generate());
+  auto second = std::move(*pki::SoftwareKey::generate());
+  auto third = std::move(*pki::SoftwareKey::generate());
+  const std::string firstUrl = registerAccount(**client, *first);
+  const std::string secondUrl = registerAccount(**client, *second);
+  ASSERT_NE(firstUrl, secondUrl);
+
+  auto conflict = (*client)->changeKey(acme::AccountRef{*first, firstUrl}, *second);
+  ASSERT_FALSE(conflict.has_value());
+  EXPECT_EQ(conflict.error().code, Errc::alreadyExists);
+  EXPECT_EQ(conflict.error().native, 409);
+  EXPECT_EQ(conflict.error().message, "the new key already belongs to an account (" + secondUrl + ")");
+  // Neither account changed hands.
+  auto stillFirst = (*client)->findAccount(*first);
+  ASSERT_TRUE(stillFirst.has_value()) << stillFirst.error().toString();
+  EXPECT_EQ(stillFirst->url, firstUrl);
+  auto stillSecond = (*client)->findAccount(*second);
+  ASSERT_TRUE(stillSecond.has_value()) << stillSecond.error().toString();
+  EXPECT_EQ(stillSecond->url, secondUrl);
+
+  // A key without an account rolls over; the old key then names no account.
+  auto rolled = (*client)->changeKey(acme::AccountRef{*first, firstUrl}, *third);
+  ASSERT_TRUE(rolled.has_value()) << rolled.error().toString();
+  auto byThird = (*client)->findAccount(*third);
+  ASSERT_TRUE(byThird.has_value()) << byThird.error().toString();
+  EXPECT_EQ(byThird->url, firstUrl);
+  auto byFirst = (*client)->findAccount(*first);
+  ASSERT_FALSE(byFirst.has_value());
+  EXPECT_EQ(byFirst.error().code, Errc::notFound);
+}
 
 TEST_F(LabAcmeFlow, LabAcmeIssuesRenewalInfoAndRevocationReachesCrl) {
   start({"--cert-lifetime", "600"});

