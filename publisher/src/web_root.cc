@@ -185,7 +185,8 @@ Result<Published> WebRoot::publish(const std::string& name, const std::string& s
 
 Result<void> WebRoot::removeImmutable(const std::string& name, const std::string& serialHex) const {
   if (!validName(name) || !validName(serialHex)) {
-    return fail(Errc::invalidArgument, "certificate name and serial must be plain file names", name);
+    return fail(Errc::invalidArgument, "certificate name and serial must be plain file names",
+                validName(name) ? serialHex : name);
   }
   auto dir = certificateDir(root_, name);
   if (!dir) {
@@ -218,7 +219,8 @@ Result<void> WebRoot::switchCurrent(const std::string& name, const std::string& 
 Result<Published> WebRoot::writeImmutable(const std::string& name, const std::string& serialHex,
                                           const std::string& chainPem) const {
   if (!validName(name) || !validName(serialHex)) {
-    return fail(Errc::invalidArgument, "certificate name and serial must be plain file names", name);
+    return fail(Errc::invalidArgument, "certificate name and serial must be plain file names",
+                validName(name) ? serialHex : name);
   }
   Published out;
   out.immutablePath = root_ + "/" + name + "/" + serialHex + ".pem";

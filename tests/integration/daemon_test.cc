@@ -199,17 +199,18 @@ TEST_F(Daemon, UnusableControlSocketIsReportedAndCertificatesStillRenew) {
   EXPECT_EQ(kmsd->stop(), 0);
 }
 
-TEST_F(Daemon, SigtermWhileAStepWaitsOnASlowPeerExitsWithinTenSeconds) {
-  // Every kms-lab answer takes 25 s: the first request of the first order is still waiting
-  // when SIGTERM comes, and would hold the stop up for the rest of it.
-  startLab({"--slow-ms", "25000"});
+TEST_F(Daemon, SigtermWhileAStepWaitsOnASlowPeerDoesNotWaitForThePeer) {
+  // Every kms-lab answer takes 120 s: the first request of the first order is still waiting
+  // when SIGTERM comes, and would hold the stop up for the rest of it. The bound below is
+  // not a speed target: it only tells "cancelled" (seconds) from "waited for the peer" (minutes).
+  startLab({"--slow-ms", "120000"});
   auto kmsd = startDaemon();
   ASSERT_TRUE(kmsd->waitFor("KMS_STARTED")) << kmsd->log();
-  std::this_thread::sleep_for(2s);  // key recorded and generated; the STI-PA request is out
+  std::this_thread::sleep_for(2s);  // key recorded and generated (milliseconds); a request is out
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(kmsd->stop(SIGTERM), 0) << kmsd->log();
   const auto took = std::chrono::steady_clock::now() - t0;
-  EXPECT_LT(took, 10s) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  EXPECT_LT(took, 60s) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
   const std::string log = kmsd->log();
   EXPECT_NE(log.find("in_flight=1"), std::string::npos) << log;  // a step was in flight
   EXPECT_NE(log.find("KMS_STOP_CANCELLING"), std::string::npos) << log;

@@ -6,8 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <map>
 #include <regex>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "lab_process.h"
@@ -87,25 +91,67 @@ TEST_F(Shaken, IssuesChecksAndPublishesASpcCertificate) {
   EXPECT_NE(again.output.find("main: valid until "), std::string::npos) << again.output;
 }
 
-TEST_F(Shaken, RenewsWhenTheAriWindowOpensAndKeepsThePreviousChain) {
-  startLab({"--cert-lifetime", "9"});  // ARI window: 6 s .. 7.5 s after notBefore
+TEST_F(Shaken, RenewalFollowsTheAriWindowNotTheFractionAndNamesTheReplacedCertificate) {
+  // A one-hour certificate. kms-lab's ARI window is 40 .. 50 min after notBefore; the
+  // configured fraction (5 % left, plus up to 10 % jitter) would renew at 57 min. The two
+  // disagree, so the renewal time shows which one kmsd used. No wall-clock wait: the CA then
+  // moves the window into the past, as a CA asking for early renewal does.
+  startLab({"--cert-lifetime", "3600"});
+  editConfig("spc = \"1234\"\n", "spc = \"1234\"\nrenew_before_fraction = 0.05\n");
+  const std::string db = lab_->file("state/kmsd.db");
   CmdResult first = run(kKmsd, "--once");
   ASSERT_EQ(first.rc, 0) << first.output;
   std::smatch m;
   std::regex serialRe("main: issued serial ([0-9A-F]+)");
   ASSERT_TRUE(std::regex_search(first.output, m, serialRe)) << first.output;
-  std::string firstSerial = m[1];
+  const std::string firstSerial = m[1];
+  auto firstChain = pki::parsePemChain(test::readFile(lab_->file("www/main.pem")));
+  ASSERT_TRUE(firstChain.has_value());
+  const auto notBefore = std::chrono::system_clock::to_time_t(firstChain->front().notBefore());
+  std::string renewAt;
+  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'SELECT renew_at FROM managed_certificates'", &renewAt), 0);
+  const long offset = std::stol(renewAt) - static_cast<long>(notBefore);
+  EXPECT_GE(offset, 2400) << "renewal not inside the ARI window";
+  EXPECT_LE(offset, 3000) << "renewal not inside the ARI window (the fraction would give 3402 .. 3420)";
+  CmdResult events = run(kKmsctl, "events");
+  EXPECT_NE(events.output.find("KMS_RENEWAL_PLANNED main"), std::string::npos) << events.output;
+  EXPECT_NE(events.output.find("(ARI window "), std::string::npos) << events.output;
+
   CmdResult early = run(kKmsd, "--once");
   EXPECT_EQ(early.rc, 0) << early.output;
   EXPECT_NE(early.output.find("not due (renewal due "), std::string::npos) << early.output;
-  std::this_thread::sleep_for(std::chrono::milliseconds(7600));
+  EXPECT_EQ(early.output.find("issued serial"), std::string::npos) << early.output;
+
+  // The CA closes the window now; kmsd reads ARI again once the CA's Retry-After has passed
+  // (made to have passed here) and renews at once, naming the certificate it replaces.
+  std::string out;
+  ASSERT_EQ(test::runCommand("curl -sS --fail --cacert '" + lab_->file("tls-ca.pem") +
+                                 "' -H 'Content-Type: application/json' -d '{\"window\":\"now\"}' '" +
+                                 lab_->baseUrl() + "/lab/ari'",
+                             &out),
+            0)
+      << out;
+  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'UPDATE managed_certificates SET ari_next_check = 0'"), 0);
   CmdResult renewed = run(kKmsd, "--once");
   ASSERT_EQ(renewed.rc, 0) << renewed.output;
   ASSERT_TRUE(std::regex_search(renewed.output, m, serialRe)) << renewed.output;
-  EXPECT_NE(m[1], firstSerial);
+  const std::string secondSerial = m[1];
+  EXPECT_NE(secondSerial, firstSerial);
   EXPECT_TRUE(exists(lab_->file("www/main/" + firstSerial + ".pem")));  // the previous chain stays
   auto chain = pki::parsePemChain(test::readFile(lab_->file("www/main.pem")));
-  EXPECT_EQ(chain->front().serialHex(), std::string(m[1]));
+  ASSERT_TRUE(chain.has_value());
+  EXPECT_EQ(chain->front().serialHex(), secondSerial);
+
+  // The new order carried `replaces` with the first certificate's ARI certID (kms-lab keeps it).
+  auto caState = nlohmann::json::parse(test::readFile(lab_->file("ca-state.json")));
+  std::map<std::string, nlohmann::json> bySerial;
+  for (const auto& c : caState["certificates"]) {
+    bySerial[c["id"].get<std::string>()] = c;
+  }
+  ASSERT_EQ(bySerial.count(firstSerial), 1U);
+  ASSERT_EQ(bySerial.count(secondSerial), 1U);
+  EXPECT_EQ(bySerial[secondSerial]["replaces"], *firstChain->front().ariCertId());
+  EXPECT_EQ(bySerial[firstSerial]["replaces"], "");
 }
 
 TEST_F(Shaken, RenewedCertificateBecomesActiveOnlyOnceTheStiCrServesIt) {

@@ -334,7 +334,8 @@ LabReply AcmeService::finalize(const Post& post, const std::string& id) {
     return acmeProblem(500, "serverInternal", cert.error().toString());
   }
   auto ari = cert->ariCertId();
-  StoredCertificate stored{cert->serialHex(), order.accountId, cert->pem(), ari ? *ari : std::string(), false, 0, 0};
+  StoredCertificate stored{cert->serialHex(), order.accountId, cert->pem(), ari ? *ari : std::string(), false, 0, 0,
+                           order.replaces.value_or("")};
   ctx_.store.addCertificate(stored);
   if (ctx_.options.processingSeconds > 0) {
     const int secs = ctx_.options.processingSeconds;

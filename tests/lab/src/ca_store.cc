@@ -42,7 +42,7 @@ Result<CaStore> CaStore::open(const std::string& path) {
       StoredCertificate cert{c.at("id").get<std::string>(),         c.at("account").get<std::string>(),
                              c.at("pem").get<std::string>(),        c.at("ari").get<std::string>(),
                              c.at("revoked").get<bool>(),           c.at("reason").get<int>(),
-                             c.at("revoked_at").get<std::int64_t>()};
+                             c.at("revoked_at").get<std::int64_t>(), c.value("replaces", std::string())};
       store.certificates_.emplace(cert.id, std::move(cert));
     }
   } catch (const std::exception& e) {
@@ -107,7 +107,8 @@ Result<void> CaStore::save() const {
                      {"ari", c.ariCertId},
                      {"revoked", c.revoked},
                      {"reason", c.reason},
-                     {"revoked_at", c.revokedAt}});
+                     {"revoked_at", c.revokedAt},
+                     {"replaces", c.replaces}});
   }
   json j{{"accounts", accounts}, {"certificates", certs}};
   return writeFileAtomic(path_, j.dump(2) + "\n", 0600);

@@ -30,6 +30,7 @@ struct StoredCertificate {
   bool revoked = false;
   int reason = 0;
   std::int64_t revokedAt = 0;
+  std::string replaces;  ///< the certID the order named in `replaces` (RFC 9773), or empty
 };
 
 class CaStore {

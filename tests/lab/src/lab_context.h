@@ -33,6 +33,9 @@ struct LabContext {
   std::string stiPaPassword;
   pki::Bytes eabKey;  ///< raw HMAC key (D/eab.key holds its base64url)
   TrustSwitches trust;
+  /// The ARI window served for unrevoked certificates (POST /lab/ari): "lifetime" (2/3 .. 5/6
+  /// of it) or "now" (the window has just closed, as when a CA asks for early renewal).
+  std::string ariWindow = "lifetime";
 
   [[nodiscard]] std::string stiPaUrl() const { return baseUrl + "/sti-pa/api/v1"; }
   [[nodiscard]] std::string crlUrl() const { return baseUrl + "/sti-pa/download/v1/crl"; }

@@ -282,6 +282,15 @@ LabReply StiPaService::admin(const LabRequest& request) {
     }
     return LabReply::json(200, json{{"revoked", serial}, {"reason", cert->reason}});
   }
+  if (path == "/lab/ari") {
+    static const std::set<std::string> windows{"lifetime", "now"};
+    if (!body.contains("window") || !body["window"].is_string() ||
+        windows.count(body["window"].get<std::string>()) == 0) {
+      return failed(400, "window must be lifetime or now");
+    }
+    ctx_.ariWindow = body["window"].get<std::string>();
+    return LabReply::json(200, json{{"ari_window", ctx_.ariWindow}});
+  }
   if (path == "/lab/rotate-root") {
     if (auto r = ctx_.pki->rotateStiCa(ctx_.options.dir, ctx_.trust.caGeneration + 1); !r) {
       return failed(500, r.error().toString());

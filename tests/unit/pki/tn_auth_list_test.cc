@@ -71,29 +71,45 @@ TEST(PkiTnAuthList, RejectsInvalidEntries) {
   EXPECT_TRUE(TnAuthList({TnEntry::one("*#0")}).toDer().has_value());
 }
 
-TEST(PkiTnAuthList, RejectsMalformedDer) {
-  const char* bad[] = {
-      "",                                               // nothing
-      "3000",                                           // empty list
-      "3008A00616043132333400",                         // trailing byte
-      "3008A0061604313233",                             // truncated
-      "3008A306160431323334",                           // unknown tag [3]
-      "3008A00604043132333400",                         // wrong inner type (OCTET STRING)
-      "300FA20D160B31323135353535313261",               // 'a' in a TN
-      "3081083008A006160431323334",                     // non-minimal length
-      "300BA10930071602313202 01FF",                    // garbage
-      "3014A1123010160136020164000016020164360201 64",  // extra element in a range (found by fuzzing)
+TEST(PkiTnAuthList, RejectsMalformedDerWithTheReason) {
+  // Each input is broken in one way, and the error says which (Errc::invalidArgument).
+  struct Case {
+    const char* hex;
+    const char* message;
   };
-  for (const char* hex : bad) {
+  const Case cases[] = {
+      {"", "TNAuthList: not a DER SEQUENCE"},
+      {"3000", "TNAuthList: the list is empty"},
+      {"3008A00616043132333400", "TNAuthList: trailing bytes after the SEQUENCE"},
+      {"3008A0061604313233", "TNAuthList: not a DER SEQUENCE"},  // truncated
+      {"3081083008A006160431323334", "TNAuthList: not a DER SEQUENCE"},  // non-minimal length
+      {"3008A306160431323334", "TNAuthList: unknown entry tag"},         // [3]
+      {"3008A006040431323334", "TNAuthList: expected IA5String for SPC"},  // OCTET STRING
+      {"3008A0061604313233FF", "TNAuthList: SPC is not IA5"},
+      {"300AA008160431323334 0500", "TNAuthList: trailing bytes inside an entry"},
+      {"300FA20D160B3132313535353531323161",
+       "TNAuthList: telephone number must be 1 to 15 characters of 0-9 # *: '1215555121a'"},
+      {"3006A104 0402 3132", "TNAuthList: range is not a SEQUENCE"},
+      {"300BA10930071602313202 01FF", "TNAuthList: negative range count"},
+      {"300CA10A30081602313202020001", "TNAuthList: non-minimal INTEGER"},
+      {"3009A10730051603313231", "TNAuthList: expected INTEGER range count"},
+      {"300BA1093007160231320201 01", "TNAuthList: range count must be at least 2"},
+      // An extra element in a range (found by fuzzing).
+      {"3014A1123010160136020164000016020164360201 64", "TNAuthList: unexpected element after the range count"},
+  };
+  for (const Case& c : cases) {
     std::string clean;
-    for (const char* p = hex; *p != 0; ++p) {
+    for (const char* p = c.hex; *p != 0; ++p) {
       if (*p != ' ') {
         clean += *p;
       }
     }
     auto der = hexDecode(clean);
-    ASSERT_TRUE(der.has_value()) << hex;
-    EXPECT_FALSE(TnAuthList::fromDer(*der).has_value()) << hex;
+    ASSERT_TRUE(der.has_value()) << c.hex;
+    auto r = TnAuthList::fromDer(*der);
+    ASSERT_FALSE(r.has_value()) << c.hex;
+    EXPECT_EQ(r.error().code, Errc::invalidArgument) << c.hex;
+    EXPECT_EQ(r.error().message, c.message) << c.hex;
   }
 }
 

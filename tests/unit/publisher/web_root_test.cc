@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <map>
 
 #include "publisher/web_root.h"
 #include "sandbox.h"
@@ -60,11 +61,46 @@ TEST(PublisherWebRoot, RepublishingTheSameChainIsIdempotentButAnotherIsRefused) 
   EXPECT_EQ(test::readFile(sb.file("www/main.pem")), "A");
 }
 
-TEST(PublisherWebRoot, BadNamesAndUnwritableRoot) {
+/// Every path under dir with its content (files) or "/" (directories), for before/after checks.
+std::map<std::string, std::string> tree(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    out[e.path().string()] = e.is_directory() ? "/" : test::readFile(e.path().string());
+  }
+  return out;
+}
+
+TEST(PublisherWebRoot, HostileNamesAreRefusedByNameAndWriteNothingAnywhere) {
   test::Sandbox sb;
+  std::filesystem::create_directories(sb.file("www/main"));
+  std::filesystem::create_directories(sb.file("etc"));
+  sb.write("etc/passwd", "root:x:0:0\n");
   WebRoot root(sb.file("www"), "https://cr.example.net/");
-  EXPECT_FALSE(root.publish("../etc", "01", "A").has_value());
-  EXPECT_FALSE(root.publish("main", "a/b", "A").has_value());
+  const auto before = tree(sb.path());
+  for (const std::string bad : {"../etc", "..", ".", "a/b", "/tmp/x", "", "main/../../etc"}) {
+    for (const bool asSerial : {false, true}) {
+      const std::string name = asSerial ? "main" : bad;
+      const std::string serial = asSerial ? bad : "01";
+      auto published = root.publish(name, serial, "EVIL\n");
+      ASSERT_FALSE(published.has_value()) << name << " " << serial;
+      EXPECT_EQ(published.error().code, Errc::invalidArgument);
+      EXPECT_EQ(published.error().message, "certificate name and serial must be plain file names");
+      EXPECT_EQ(published.error().context, bad);  // the operator sees which value was refused
+      auto removed = root.removeImmutable(name, serial);
+      ASSERT_FALSE(removed.has_value());
+      EXPECT_EQ(removed.error().context, bad);
+    }
+    auto switched = root.switchCurrent(bad, "EVIL\n");
+    ASSERT_FALSE(switched.has_value());
+    EXPECT_EQ(switched.error().message, "certificate name must be a plain file name");
+    EXPECT_EQ(switched.error().context, bad);
+  }
+  // Nothing was written, renamed or removed, inside the web root or next to it.
+  EXPECT_EQ(tree(sb.path()), before);
+}
+
+TEST(PublisherWebRoot, UnwritableRootIsAnIoErrorNamingIt) {
+  test::Sandbox sb;
   std::string file = sb.write("not-a-dir", "x");
   WebRoot broken(file, "https://cr.example.net/");
   auto r = broken.publish("main", "01", "A");

