@@ -59,6 +59,8 @@ class ConfigFixture : public ::testing::Test {
     sandbox_.write("empty.pin", "");
     const std::string hook = sandbox_.write("dns01-hook.sh", "#!/bin/sh\nexit 0\n");
     ::chmod(hook.c_str(), 0700);
+    const std::string fuzzHook = sandbox_.write("hook.sh", "#!/bin/sh\nexit 0\n");  // the fuzz seeds' name
+    ::chmod(fuzzHook.c_str(), 0700);
   }
 
   /// Replaces every "@DIR@" with the sandbox path.

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -326,6 +327,26 @@ TEST_F(ConfigFile, ErrorsNameTheFilePath) {
   EXPECT_EQ(loaded.error()[0].toString(), path + ":1:1: [hsm] token_label: missing required key");
   EXPECT_NE(formatErrors(loaded.error()).find(path + ":2:13: [daemon] state_dir: expected a string, got integer\n"),
             std::string::npos);
+}
+
+// The fuzz_config seeds named loads_*.toml must load (with @DIR@ expanded to the same kind of
+// fixture the fuzz target makes), or the fuzzer never reaches the success path and its
+// round-trip check. They are in tests/fuzz/corpus/fuzz_config.
+TEST_F(ConfigLoad, FuzzSeedsMeantToLoadDoLoad) {
+  int seeds = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(KMS_SOURCE_DIR "/tests/fuzz/corpus/fuzz_config")) {
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with("loads_")) {
+      continue;
+    }
+    ++seeds;
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    auto loaded = load(text.str());
+    EXPECT_TRUE(loaded.has_value()) << name << ":\n" << formatErrors(loaded.error());
+  }
+  EXPECT_GE(seeds, 3);
 }
 
 }  // namespace
