@@ -8,6 +8,7 @@ find_package(CLI11 REQUIRED)
 find_package(tomlplusplus 3 REQUIRED)
 find_package(spdlog 1.10 REQUIRED)
 pkg_check_modules(P11KIT REQUIRED IMPORTED_TARGET p11-kit-1)
+pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 find_library(KMS_SOFTHSM2_MODULE NAMES softhsm2
              PATHS /usr/lib/softhsm /usr/lib/x86_64-linux-gnu/softhsm NO_DEFAULT_PATH)
 if(NOT KMS_SOFTHSM2_MODULE)

@@ -18,12 +18,14 @@ packages=(
   libcurl4-openssl-dev          # HTTP client (ACME, STI-PA)
   libboost-dev                  # Asio/Beast
   libp11-kit-dev                # PKCS#11 headers (pkcs11.h)
+  libsystemd-dev                # socket activation (the http-01 port passed by systemd)
   softhsm2 libsofthsm2          # embedded default HSM (PKCS#11 module + softhsm2-util)
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   pebble                        # the independent ACME server (pebble, pebble-challtestsrv)
   curl                          # used by the dns-01 test hook to reach pebble-challtestsrv
   python3                       # python3 -m http.server serves recorded ACME responses
+  python3-cryptography          # recorded_server.py verifies the ES256 JWS it is sent
   lego                          # reference ACME client for tests/bench/acme_issue
   clang-14 libfuzzer-14-dev libclang-rt-14-dev   # fuzzing (tests/fuzz: libFuzzer + ASan/UBSan)
   procps                        # ps/pkill used by tests

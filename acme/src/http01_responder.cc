@@ -77,22 +77,19 @@ class ServerResponder final : public Http01Responder {
   }
 
   Result<void> listen(const std::string& host, std::uint16_t port) {
-    http::ServerOptions options;
-    options.headerLimit = 8192;
-    options.bodyLimit = 8192;
     auto store = store_;
-    auto server = http::Server::listenTcp(
+    return serve(http::Server::listenTcp(
         thread_.io(), host, port,
         [store](const http::ServerRequest& request, const http::Reply& reply) { reply(answer(request, *store)); },
-        options);
-    if (!server) {
-      Error e = server.error();
-      e.context = "http-01 responder";
-      return fail(e);
-    }
-    server_ = std::move(*server);
-    thread_.start();
-    return ok();
+        limits()));
+  }
+
+  Result<void> adopt(int fd) {
+    auto store = store_;
+    return serve(http::Server::adoptTcp(
+        thread_.io(), fd,
+        [store](const http::ServerRequest& request, const http::Reply& reply) { reply(answer(request, *store)); },
+        limits()));
   }
 
   [[nodiscard]] std::uint16_t port() const override { return server_->port(); }
@@ -103,6 +100,24 @@ class ServerResponder final : public Http01Responder {
   [[nodiscard]] std::uint64_t served() const override { return store_->served(); }
 
  private:
+  static http::ServerOptions limits() {
+    http::ServerOptions options;
+    options.headerLimit = 8192;
+    options.bodyLimit = 8192;
+    return options;
+  }
+
+  Result<void> serve(Result<std::unique_ptr<http::Server>> server) {
+    if (!server) {
+      Error e = server.error();
+      e.context = "http-01 responder";  // the message names the address or the socket
+      return fail(e);
+    }
+    server_ = std::move(*server);
+    thread_.start();
+    return ok();
+  }
+
   std::shared_ptr<ChallengeStore> store_;
   http::ServerThread thread_;
   std::unique_ptr<http::Server> server_;
@@ -114,6 +129,14 @@ Result<std::unique_ptr<Http01Responder>> Http01Responder::start(const std::strin
   auto responder = std::make_unique<ServerResponder>();
   if (auto listening = responder->listen(host, port); !listening.has_value()) {
     return fail(listening.error());
+  }
+  return std::unique_ptr<Http01Responder>(std::move(responder));
+}
+
+Result<std::unique_ptr<Http01Responder>> Http01Responder::adopt(int fd) {
+  auto responder = std::make_unique<ServerResponder>();
+  if (auto serving = responder->adopt(fd); !serving.has_value()) {
+    return fail(serving.error());
   }
   return std::unique_ptr<Http01Responder>(std::move(responder));
 }

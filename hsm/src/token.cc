@@ -81,6 +81,13 @@ Result<pki::EcPublicKey> parseEcPoint(const pki::Bytes& value) {
   return fail(Errc::hsm, "CKA_EC_POINT is not an uncompressed P-256 point");
 }
 
+/// The token says the session or its login is gone (an HSM restarted or was reconnected,
+/// every session closed, a logout): worth one more try on a fresh, logged-in session.
+bool sessionLost(const Error& e) {
+  return e.nativeName == "CKR_SESSION_HANDLE_INVALID" || e.nativeName == "CKR_SESSION_CLOSED" ||
+         e.nativeName == "CKR_USER_NOT_LOGGED_IN";
+}
+
 }  // namespace
 
 /// Shared state of an open token: module, slot, session pool, login generation.
@@ -167,6 +174,43 @@ class TokenImpl {
     CK_SESSION_HANDLE s = free_.back();
     free_.pop_back();
     return Lease(*this, s);
+  }
+
+  /// Runs op(session) on a pooled session. When it fails because the session or the login
+  /// is gone, the session is replaced (logging in again if needed) and op runs once more;
+  /// a second failure is returned as it is.
+  /// The session must be logged in first: private keys are invisible without the login, so
+  /// a lost login would read as "no such key".
+  template <typename Op>
+  auto withSession(Op&& op) -> decltype(op(CK_SESSION_HANDLE{})) {
+    auto session = lease();
+    for (int attempt = 0;; ++attempt) {
+      auto ready = ensureLoggedIn(session.get());
+      if (ready) {
+        auto r = op(session.get());
+        if (r || !sessionLost(r.error()) || attempt > 0) {
+          return r;
+        }
+      } else if (!sessionLost(ready.error()) || attempt > 0) {
+        return fail(ready.error());
+      }
+      if (auto renewed = session.renew(); !renewed) {
+        return fail(renewed.error());
+      }
+    }
+  }
+
+  /// Logs in again when the session has lost the login (a logout, every session closed).
+  Result<void> ensureLoggedIn(CK_SESSION_HANDLE s) {
+    CK_SESSION_INFO info{};
+    CK_RV rv = fn()->C_GetSessionInfo(s, &info);
+    if (rv != CKR_OK) {
+      return fail(ckError("C_GetSessionInfo", rv, context_));
+    }
+    if (info.state == CKS_RW_USER_FUNCTIONS || info.state == CKS_RO_USER_FUNCTIONS) {
+      return ok();
+    }
+    return login(s);
   }
 
   /// Finds objects matching tmpl (at most max).
@@ -477,10 +521,12 @@ Result<pki::RawSignature> KeySigner::signDigest(const pki::Digest& digest) {
         return sig;
       }
     }
-    bool sessionLost = rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED || rv == CKR_USER_NOT_LOGGED_IN;
-    bool handleStale = rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID;
-    if (attempt == 0 && (sessionLost || handleStale)) {
-      if (sessionLost) {
+    const bool lost = rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED || rv == CKR_USER_NOT_LOGGED_IN;
+    const bool handleStale = rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID;
+    if (attempt == 0 && (lost || handleStale)) {
+      // A stale handle may mean a lost login (private keys are then invisible): log in
+      // again before the key is looked for, or it would seem gone.
+      if (lost || !token_->ensureLoggedIn(session.get())) {
         if (auto r = session.renew(); !r) {
           return fail(r.error());
         }
@@ -575,13 +621,14 @@ Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& labe
     }
     id = std::move(*fresh);
   }
-  auto session = impl_->lease();  // session first, then the catalog: the order signDigest uses
-  std::lock_guard<std::mutex> catalogLock(impl_->catalog());
-  auto key = impl_->generate(session.get(), label, id);
-  if (!key) {
-    return fail(key.error());
-  }
-  return std::unique_ptr<KeySigner>(new KeySigner(impl_, std::move(key->info), key->priv, impl_->generation()));
+  return impl_->withSession([&](CK_SESSION_HANDLE session) -> Result<std::unique_ptr<KeySigner>> {
+    std::lock_guard<std::mutex> catalogLock(impl_->catalog());  // after the session: the order signDigest uses
+    auto key = impl_->generate(session, label, id);
+    if (!key) {
+      return fail(key.error());
+    }
+    return std::unique_ptr<KeySigner>(new KeySigner(impl_, std::move(key->info), key->priv, impl_->generation()));
+  });
 }
 
 Result<KeyInfo> Token::generateKey(const std::string& label) {
@@ -593,34 +640,33 @@ Result<KeyInfo> Token::generateKey(const std::string& label) {
 }
 
 Result<std::vector<KeyInfo>> Token::listKeys() {
-  auto session = impl_->lease();  // session first, then the catalog: the order signDigest uses
-  std::lock_guard<std::mutex> catalogLock(impl_->catalog());
-  CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-  CK_KEY_TYPE kt = CKK_EC;
-  std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls), attr(CKA_KEY_TYPE, &kt, sizeof kt)};
-  auto handles = impl_->find(session.get(), tmpl, 4096);
-  if (!handles) {
-    return fail(handles.error());
-  }
-  std::vector<KeyInfo> out;
-  for (CK_OBJECT_HANDLE h : *handles) {
-    auto info = impl_->describe(session.get(), h);
-    if (!info) {
-      return fail(info.error());
+  return impl_->withSession([&](CK_SESSION_HANDLE session) -> Result<std::vector<KeyInfo>> {
+    std::lock_guard<std::mutex> catalogLock(impl_->catalog());  // after the session: the order signDigest uses
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_KEY_TYPE kt = CKK_EC;
+    std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls), attr(CKA_KEY_TYPE, &kt, sizeof kt)};
+    auto handles = impl_->find(session, tmpl, 4096);
+    if (!handles) {
+      return fail(handles.error());
     }
-    out.push_back(std::move(*info));
-  }
-  std::sort(out.begin(), out.end(), [](const KeyInfo& a, const KeyInfo& b) { return a.label < b.label; });
-  return out;
+    std::vector<KeyInfo> out;
+    for (CK_OBJECT_HANDLE h : *handles) {
+      auto info = impl_->describe(session, h);
+      if (!info) {
+        return fail(info.error());
+      }
+      out.push_back(std::move(*info));
+    }
+    std::sort(out.begin(), out.end(), [](const KeyInfo& a, const KeyInfo& b) { return a.label < b.label; });
+    return out;
+  });
 }
 
 Result<std::unique_ptr<KeySigner>> Token::signer(const Pkcs11Uri& uri) {
-  std::unique_ptr<KeySigner> out;
-  {
-    auto session = impl_->lease();  // session first, then the catalog: the order signDigest uses
-    std::lock_guard<std::mutex> catalogLock(impl_->catalog());
+  auto found = impl_->withSession([&](CK_SESSION_HANDLE session) -> Result<std::unique_ptr<KeySigner>> {
+    std::lock_guard<std::mutex> catalogLock(impl_->catalog());  // after the session: the order signDigest uses
     unsigned generation = impl_->generation();
-    auto handles = impl_->findPrivate(session.get(), uri);
+    auto handles = impl_->findPrivate(session, uri);
     if (!handles) {
       return fail(handles.error());
     }
@@ -641,7 +687,7 @@ Result<std::unique_ptr<KeySigner>> Token::signer(const Pkcs11Uri& uri) {
                               Required{CKA_EXTRACTABLE, false, "CKA_EXTRACTABLE"},
                               Required{CKA_NEVER_EXTRACTABLE, true, "CKA_NEVER_EXTRACTABLE"},
                               Required{CKA_LOCAL, true, "CKA_LOCAL"}}) {
-      auto v = impl_->attribute(session.get(), handles->front(), r.type);
+      auto v = impl_->attribute(session, handles->front(), r.type);
       if (!v) {
         return fail(v.error());
       }
@@ -654,12 +700,16 @@ Result<std::unique_ptr<KeySigner>> Token::signer(const Pkcs11Uri& uri) {
                     uri.toString());
       }
     }
-    auto info = impl_->describe(session.get(), handles->front());
+    auto info = impl_->describe(session, handles->front());
     if (!info) {
       return fail(info.error());
     }
-    out.reset(new KeySigner(impl_, std::move(*info), handles->front(), generation));
+    return std::unique_ptr<KeySigner>(new KeySigner(impl_, std::move(*info), handles->front(), generation));
+  });
+  if (!found) {
+    return fail(found.error());
   }
+  std::unique_ptr<KeySigner> out = std::move(*found);
   // The public half kept beside it (CKA_PUBLIC_KEY_INFO or a public-key object) must be
   // this key's: a swapped public object would make every signature unverifiable.
   static constexpr std::string_view kProbe = "kmsd key check";
@@ -675,37 +725,38 @@ Result<std::unique_ptr<KeySigner>> Token::signer(const Pkcs11Uri& uri) {
 }
 
 Result<void> Token::destroyKey(const Pkcs11Uri& uri) {
-  auto session = impl_->lease();  // session first, then the catalog: the order signDigest uses
-  std::lock_guard<std::mutex> catalogLock(impl_->catalog());
-  auto handles = impl_->findPrivate(session.get(), uri);
-  if (!handles) {
-    return fail(handles.error());
-  }
-  if (handles->size() != 1) {
-    return fail(handles->empty() ? Errc::notFound : Errc::invalidArgument,
-                handles->empty() ? "no private key matches" : "several private keys match", uri.toString());
-  }
-  auto id = impl_->attribute(session.get(), handles->front(), CKA_ID);
-  if (!id) {
-    return fail(id.error());
-  }
-  CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
-  std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls), attr(CKA_ID, id->data(), id->size())};
-  auto pubs = impl_->find(session.get(), tmpl, 16);
-  if (!pubs) {
-    return fail(pubs.error());
-  }
-  CK_RV rv = impl_->fn()->C_DestroyObject(session.get(), handles->front());
-  if (rv != CKR_OK) {
-    return fail(ckError("C_DestroyObject", rv, impl_->context()));
-  }
-  for (CK_OBJECT_HANDLE h : *pubs) {
-    rv = impl_->fn()->C_DestroyObject(session.get(), h);
+  return impl_->withSession([&](CK_SESSION_HANDLE session) -> Result<void> {
+    std::lock_guard<std::mutex> catalogLock(impl_->catalog());  // after the session: the order signDigest uses
+    auto handles = impl_->findPrivate(session, uri);
+    if (!handles) {
+      return fail(handles.error());
+    }
+    if (handles->size() != 1) {
+      return fail(handles->empty() ? Errc::notFound : Errc::invalidArgument,
+                  handles->empty() ? "no private key matches" : "several private keys match", uri.toString());
+    }
+    auto id = impl_->attribute(session, handles->front(), CKA_ID);
+    if (!id) {
+      return fail(id.error());
+    }
+    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+    std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls), attr(CKA_ID, id->data(), id->size())};
+    auto pubs = impl_->find(session, tmpl, 16);
+    if (!pubs) {
+      return fail(pubs.error());
+    }
+    CK_RV rv = impl_->fn()->C_DestroyObject(session, handles->front());
     if (rv != CKR_OK) {
       return fail(ckError("C_DestroyObject", rv, impl_->context()));
     }
-  }
-  return ok();
+    for (CK_OBJECT_HANDLE h : *pubs) {
+      rv = impl_->fn()->C_DestroyObject(session, h);
+      if (rv != CKR_OK) {
+        return fail(ckError("C_DestroyObject", rv, impl_->context()));
+      }
+    }
+    return ok();
+  });
 }
 
 }  // namespace kms::hsm

@@ -3,6 +3,7 @@
 // so nothing calls back into freed memory.
 #include "http/server.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -257,6 +258,31 @@ Result<std::unique_ptr<Server>> Server::listenTcp(asio::io_context& io, const st
   }
   if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) {
     return fail(ioError("listen on " + address, address, ec));
+  }
+  listener->setPort(acceptor.local_endpoint(ec).port());
+  listener->accept();
+  return std::unique_ptr<Server>(new ServerHandle(std::move(listener)));
+}
+
+Result<std::unique_ptr<Server>> Server::adoptTcp(asio::io_context& io, int fd, Handler handler,
+                                                 ServerOptions options) {
+  const std::string what = "passed socket (fd " + std::to_string(fd) + ")";
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  int listening = 0;
+  socklen_t optLen = sizeof listening;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+      (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) ||
+      ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optLen) != 0 || listening == 0) {
+    ::close(fd);
+    return fail(Errc::io, what + " is not a listening TCP socket", what);
+  }
+  auto listener = std::make_shared<Listener<Tcp>>(io, std::move(handler), options);
+  auto& acceptor = listener->acceptor();
+  beast::error_code ec;
+  if (acceptor.assign(addr.ss_family == AF_INET ? Tcp::v4() : Tcp::v6(), fd, ec); ec) {
+    ::close(fd);
+    return fail(ioError("take over " + what, what, ec));
   }
   listener->setPort(acceptor.local_endpoint(ec).port());
   listener->accept();

@@ -17,6 +17,7 @@
 #include <queue>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -27,6 +28,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 
+#include "activation.h"
 #include "clock.h"
 #include "commands.h"
 #include "control_api.h"
@@ -161,7 +163,8 @@ class Engine::Impl {
     }
     state_ = std::move(*state);
     sink_ = std::make_unique<StoreEventSink>(*state_.locked, log_);
-    auto services = Services::create(config_, *clock_, *sink_, *state_.locked);
+    auto services = Services::create(config_, *clock_, *sink_, *state_.locked,
+                                     std::exchange(options_.http01Socket, std::nullopt));
     if (!services) {
       return fail(services.error());
     }
@@ -1223,8 +1226,13 @@ int runOnceCommand(const std::string& configPath, std::ostream& out, std::ostrea
   if (!cfg) {
     return kExitCheckFailed;
   }
+  auto sockets = takeActivatedSockets();
+  if (!sockets) {
+    err << "kmsd: " << sockets.error().toString() << '\n';
+    return kExitCheckFailed;
+  }
   Logger log(cfg->daemon.logFormat);
-  auto engine = Engine::create(*cfg, log, Engine::Options{true, configPath, false});
+  auto engine = Engine::create(*cfg, log, Engine::Options{true, configPath, false, sockets->http01});
   if (!engine) {
     err << "kmsd: " << engine.error().toString() << '\n';
     return 1;
@@ -1243,8 +1251,13 @@ int runDaemonCommand(const std::string& configPath, std::ostream& err) {
   if (!cfg) {
     return kExitCheckFailed;
   }
+  auto sockets = takeActivatedSockets();
+  if (!sockets) {
+    err << "kmsd: " << sockets.error().toString() << '\n';
+    return kExitCheckFailed;
+  }
   Logger log(cfg->daemon.logFormat);
-  auto engine = Engine::create(*cfg, log, Engine::Options{false, configPath, true});
+  auto engine = Engine::create(*cfg, log, Engine::Options{false, configPath, true, sockets->http01});
   if (!engine) {
     err << "kmsd: " << engine.error().toString() << '\n';
     return 1;

@@ -33,6 +33,8 @@ class Engine {
     bool once = false;       ///< settle every certificate, then stop
     std::string configPath;  ///< re-read on SIGHUP
     bool controlApi = true;  ///< serve [daemon] control_socket
+    /// A listening socket passed by socket activation for the http-01 responder (taken over).
+    std::optional<int> http01Socket;
   };
   /// Opens the state DB (taking its directory lock), the token, the transport and the
   /// control socket. Errors name the config field and the file or peer.

@@ -131,7 +131,9 @@ Plan plan(const CertSnapshot& s, std::int64_t now) {
   if (renewAt <= now) {
     return Plan{Action::startOrder, notBefore, backingOff ? backoffWhy : "renewal due " + isoTime(renewAt)};
   }
-  if (s.ariOffered && s.cert.ariNextCheck && *s.cert.ariNextCheck < renewAt) {
+  // ariNextCheck is set only while the CA offers ARI (each read sets it again, or clears it
+  // when the CA stopped): it holds in a fresh process too, before the directory is read.
+  if (s.cert.ariNextCheck && *s.cert.ariNextCheck < renewAt) {
     if (*s.cert.ariNextCheck <= now) {
       return Plan{Action::refreshRenewal, now, "renewal information is due for a re-read"};
     }

@@ -41,7 +41,6 @@ struct CertSnapshot {
   bool activeKeyMissing = false;  ///< the active certificate's key is gone from the token
   bool activeDistrusted = false;  ///< the active chain's root left the STI-PA CA list
   bool renewRequested = false;    ///< an operator asked for a renewal (kmsctl renew)
-  bool ariOffered = false;        ///< the CA's directory has renewalInfo
   bool deployHook = false;        ///< a deploy hook is configured
   double renewBeforeFraction = 0.333;
 };

@@ -133,7 +133,7 @@ Services::Services(const config::Config& config, const Clock& clock, EventSink& 
 Services::~Services() = default;
 
 Result<std::unique_ptr<Services>> Services::create(const config::Config& config, const Clock& clock, EventSink& events,
-                                                   LockedStore& store) {
+                                                   LockedStore& store, std::optional<int> http01Socket) {
   std::unique_ptr<Services> s(new Services(config, clock, events, store));
   // Before the module is loaded: SoftHSM2 rewrites token.object in place at every C_Login,
   // and a kill in between would lose the token with every key on it.
@@ -242,7 +242,16 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
   }
   bool needHttp01 = std::any_of(config.certificates.begin(), config.certificates.end(),
                                 [](const auto& c) { return c.challenge == config::Challenge::http01; });
-  if (needHttp01) {
+  if (needHttp01 && http01Socket) {
+    auto responder = acme::Http01Responder::adopt(*http01Socket);
+    if (!responder) {
+      Error e = responder.error();
+      e.message = "socket activation (http01): " + e.message;
+      return fail(e);
+    }
+    s->responder_ = std::move(*responder);
+    s->http01_ = std::make_unique<acme::Http01Solver>(*s->responder_);
+  } else if (needHttp01) {
     auto responder = acme::Http01Responder::start(config.acme.http01Listen.host, config.acme.http01Listen.port);
     if (!responder) {
       Error e = responder.error();
@@ -251,6 +260,9 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
     }
     s->responder_ = std::move(*responder);
     s->http01_ = std::make_unique<acme::Http01Solver>(*s->responder_);
+  }
+  if (!needHttp01 && http01Socket) {
+    ::close(*http01Socket);  // passed, but no certificate answers http-01
   }
   if (config.acme.dns01Hook) {
     s->dns01_ = std::make_unique<acme::Dns01HookSolver>(*config.acme.dns01Hook);

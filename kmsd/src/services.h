@@ -44,9 +44,12 @@ struct StateDb {
 class Services {
  public:
   /// Opens the token and the transport, reads the trust anchors, and starts the http-01
-  /// responder when a certificate uses it. Errors name the config field.
+  /// responder when a certificate uses it: on `http01Socket` when one was passed (socket
+  /// activation; taken over, closed when no certificate uses http-01), else on [acme]
+  /// http01_listen. Errors name the config field.
   [[nodiscard]] static Result<std::unique_ptr<Services>> create(const config::Config& config, const Clock& clock,
-                                                                EventSink& events, LockedStore& store);
+                                                                EventSink& events, LockedStore& store,
+                                                                std::optional<int> http01Socket = std::nullopt);
   ~Services();
   Services(const Services&) = delete;
   Services& operator=(const Services&) = delete;

@@ -92,7 +92,6 @@ Result<CertSnapshot> Steps::snapshot(const config::CertificateConfig& c, bool re
   snap.shaken = c.spc.has_value();
   snap.renewRequested = renewRequested;
   snap.renewBeforeFraction = c.renewBeforeFraction;
-  snap.ariOffered = s_.ariOffered();
   snap.deployHook = c.deployHook.has_value();
   snap.activeDistrusted = snap.active && s_.distrusted(snap.active->id);
   if (snap.active && !snap.order) {
@@ -1113,7 +1112,15 @@ Result<StepOutcome> Steps::refreshRenewal(const CertSnapshot& snap, const config
       snap.cert.renewAt.value_or(fractionRenewalTime(a.notBefore, a.notAfter, c.renewBeforeFraction, random_.unit()));
   std::optional<std::int64_t> nextCheck;
   auto client = s_.acme();
-  if (client && (*client)->directory().renewalInfo && a.ariCertId) {
+  if (!client && snap.cert.ariNextCheck) {
+    // The CA cannot be reached now: keep reading ARI later rather than forget it.
+    nextCheck = now() + 3600;
+    events_.emit({"KMS_ARI_FAILED",
+                  storage::EventLevel::warning,
+                  c.name,
+                  "renewalInfo: " + client.error().toString() + "; keeping " + isoTime(renewAt),
+                  {}});
+  } else if (client && (*client)->directory().renewalInfo && a.ariCertId) {
     auto info = (*client)->renewalInfo(*a.ariCertId);
     if (info) {
       // RFC 9773 §4.2: a random instant inside the window; read again when the CA says,

@@ -137,9 +137,15 @@ std::string emit(const config::Config& c) {
   return out;
 }
 
-bool showsASecret(const std::string& text) {
-  return text.find(kPin) != std::string::npos || text.find(kPassword) != std::string::npos ||
-         text.find(kEabKey) != std::string::npos;
+/// True when `shown` holds a secret read from a fixture file that the config text itself does
+/// not hold (the fuzzer learns the strings and may write them into the input).
+bool showsASecret(const std::string& shown, const std::string& input) {
+  for (const char* secret : {kPin, kPassword, kEabKey}) {
+    if (shown.find(secret) != std::string::npos && input.find(secret) == std::string::npos) {
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -171,10 +177,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto loaded = config::loadConfigString(text, "fuzz.toml", noEnvironment);
   if (!loaded) {
     KMS_FUZZ_CHECK(!loaded.error().empty(), "a failed load must report at least one error");
-    KMS_FUZZ_CHECK(!showsASecret(config::formatErrors(loaded.error())), "an error shows a secret");
+    KMS_FUZZ_CHECK(!showsASecret(config::formatErrors(loaded.error()), text), "an error shows a secret");
     return 0;
   }
-  KMS_FUZZ_CHECK(!showsASecret(config::redactedSummary(*loaded)), "the summary shows a secret");
+  KMS_FUZZ_CHECK(!showsASecret(config::redactedSummary(*loaded), text), "the summary shows a secret");
   const std::string written = emit(*loaded);
   auto again = config::loadConfigString(written, "fuzz.toml", noEnvironment);
   if (!again) {

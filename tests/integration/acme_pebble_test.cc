@@ -5,11 +5,14 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 #include "acme/client.h"
 #include "acme/http01_responder.h"
 #include "acme/issuer.h"
 #include "hsm/token.h"
+#include "pki/csr.h"
 #include "pebble_server.h"
 #include "softhsm_token.h"
 
@@ -331,6 +334,149 @@ TEST_F(AcmePebble, FailingDns01HookNamesTheHookAndItsExitStatus) {
   auto issued = issueCertificate(*client_, AccountRef{*accountKey_, account}, r, {{"dns-01", &hook}});
   ASSERT_FALSE(issued.has_value());
   EXPECT_EQ(issued.error().toString(), hookPath + ": dns-01 hook 'present' failed with exit status 7");
+}
+
+// --- resuming an order (after a crash, kmsd continues the order it recorded) -----------
+
+/// Steps recorded by issueCertificate's progress callback, with the order URL each time.
+struct Steps {
+  std::vector<std::pair<IssueStep, std::string>> seen;
+  ProgressFn fn() {
+    return [this](IssueStep step, const Order& order) -> Result<void> {
+      seen.emplace_back(step, order.url);
+      return ok();
+    };
+  }
+};
+
+class AcmePebbleResume : public AcmePebble {
+ protected:
+  void SetUp() override {
+    startAll();
+    account_ = registerAccount();
+    certKey_ = newSigner("resumed");
+  }
+  AccountRef ref() { return AccountRef{*accountKey_, account_}; }
+
+  /// A new order for `name`, left pending.
+  Order pendingOrder(const std::string& name) {
+    auto order = client_->newOrder(ref(), {{"dns", name}});
+    EXPECT_TRUE(order.has_value()) << order.error().toString();
+    EXPECT_EQ(order->status, "pending");
+    return *order;
+  }
+
+  /// Answers every authorization of `order` by hand and waits until the order is ready.
+  Order readyOrder(const std::string& name) {
+    Order order = pendingOrder(name);
+    for (const std::string& url : order.authorizations) {
+      auto authz = client_->getAuthorization(ref(), url);
+      EXPECT_TRUE(authz.has_value()) << authz.error().toString();
+      for (const Challenge& c : authz->challenges) {
+        if (c.type == "http-01") {
+          responder_->put(c.token, c.token + "." + accountKey_->publicKey().jwkThumbprint());
+          EXPECT_TRUE(client_->respondChallenge(ref(), c.url, "{}").has_value());
+        }
+      }
+      auto done = client_->pollAuthorization(ref(), url);
+      EXPECT_TRUE(done.has_value()) << done.error().toString();
+      EXPECT_EQ(done->status, "valid");
+    }
+    auto ready = client_->pollOrder(ref(), order.url);
+    EXPECT_TRUE(ready.has_value()) << ready.error().toString();
+    EXPECT_EQ(ready->status, "ready");
+    return *ready;
+  }
+
+  Result<IssuedChain> resume(const std::string& name, const std::string& orderUrl, Steps& steps) {
+    IssueRequest r = request({name}, *certKey_);
+    r.resumeOrderUrl = orderUrl;
+    return issueCertificate(*client_, ref(), r, {{"http-01", solver_.get()}}, steps.fn());
+  }
+
+  std::string account_;
+  std::unique_ptr<hsm::KeySigner> certKey_;
+};
+
+TEST_F(AcmePebbleResume, APendingOrderIsAnsweredFinalizedAndDownloaded) {
+  Order order = pendingOrder("pending.example.com");
+  Steps steps;
+  auto issued = resume("pending.example.com", order.url, steps);
+  ASSERT_TRUE(issued.has_value()) << issued.error().toString();
+  EXPECT_EQ(issued->orderUrl, order.url);  // the same order, not a new one
+  EXPECT_TRUE(issued->chain.front().hasPublicKey(certKey_->publicKey()));
+  // No orderPending step: no order was created.
+  ASSERT_EQ(steps.seen.size(), 2U);
+  EXPECT_EQ(steps.seen[0], std::make_pair(IssueStep::authorized, order.url));
+  EXPECT_EQ(steps.seen[1], std::make_pair(IssueStep::finalizing, order.url));
+}
+
+TEST_F(AcmePebbleResume, AnInvalidOrderIsReplacedByANewOne) {
+  // The challenge answered with nothing behind it (the responder knows no token): Pebble
+  // gets a 404, the authorization and the order become invalid.
+  Order order = pendingOrder("invalid.example.com");
+  auto authz = client_->getAuthorization(ref(), order.authorizations.front());
+  ASSERT_TRUE(authz.has_value()) << authz.error().toString();
+  for (const Challenge& c : authz->challenges) {
+    if (c.type == "http-01") {
+      ASSERT_TRUE(client_->respondChallenge(ref(), c.url, "{}").has_value());
+    }
+  }
+  auto failed = client_->pollOrder(ref(), order.url);
+  ASSERT_TRUE(failed.has_value()) << failed.error().toString();
+  ASSERT_EQ(failed->status, "invalid");
+  Steps steps;
+  auto issued = resume("invalid.example.com", order.url, steps);
+  ASSERT_TRUE(issued.has_value()) << issued.error().toString();
+  EXPECT_NE(issued->orderUrl, order.url);
+  ASSERT_EQ(steps.seen.size(), 3U);
+  EXPECT_EQ(steps.seen[0], std::make_pair(IssueStep::orderPending, issued->orderUrl));
+}
+
+TEST_F(AcmePebbleResume, AReadyOrderIsFinalizedWithoutAnsweringAgain) {
+  Order order = readyOrder("ready.example.com");
+  const std::uint64_t served = responder_->served();
+  Steps steps;
+  auto issued = resume("ready.example.com", order.url, steps);
+  ASSERT_TRUE(issued.has_value()) << issued.error().toString();
+  EXPECT_EQ(issued->orderUrl, order.url);
+  EXPECT_EQ(responder_->served(), served);  // Pebble validated nothing more
+  ASSERT_EQ(steps.seen.size(), 2U);
+  EXPECT_EQ(steps.seen[0].first, IssueStep::authorized);
+  EXPECT_EQ(steps.seen[1].first, IssueStep::finalizing);
+}
+
+TEST_F(AcmePebbleResume, AProcessingOrValidOrderIsOnlyPolledAndDownloaded) {
+  // Finalized by hand, as a crash right after the finalize request leaves it: the order is
+  // processing or already valid when resumed; no second CSR goes out (Pebble would refuse a
+  // finalize of an order that is not ready).
+  Order order = readyOrder("valid.example.com");
+  IssueRequest r = request({"valid.example.com"}, *certKey_);
+  auto csr = pki::buildCsr(r.csr, *certKey_);
+  ASSERT_TRUE(csr.has_value()) << csr.error().toString();
+  auto finalized = client_->finalize(ref(), order, *csr);
+  ASSERT_TRUE(finalized.has_value()) << finalized.error().toString();
+  ASSERT_TRUE(finalized->status == "processing" || finalized->status == "valid") << finalized->status;
+  Steps steps;
+  auto issued = resume("valid.example.com", order.url, steps);
+  ASSERT_TRUE(issued.has_value()) << issued.error().toString();
+  EXPECT_EQ(issued->orderUrl, order.url);
+  EXPECT_TRUE(steps.seen.empty()) << steps.seen.size();  // nothing left to record
+  // Resuming the now valid order again gives the same certificate.
+  Steps again;
+  auto second = resume("valid.example.com", order.url, again);
+  ASSERT_TRUE(second.has_value()) << second.error().toString();
+  EXPECT_EQ(second->pem, issued->pem);
+}
+
+TEST_F(AcmePebbleResume, AValidOrderResumedWithAnotherKeyFailsTheKeyCheck) {
+  Order order = pendingOrder("other-key.example.com");
+  Steps steps;
+  ASSERT_TRUE(resume("other-key.example.com", order.url, steps).has_value());
+  certKey_ = newSigner("not-the-orders");
+  auto wrong = resume("other-key.example.com", order.url, steps);
+  ASSERT_FALSE(wrong.has_value());
+  EXPECT_EQ(wrong.error().message, "check key: the certificate's public key is not the HSM key");
 }
 
 }  // namespace

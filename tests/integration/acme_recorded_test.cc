@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include "acme/client.h"
+#include "acme/jws.h"
+#include "pki/jose.h"
 #include "recorded_server.h"
 
 namespace kms::acme {
@@ -263,6 +265,126 @@ TEST(AcmeRecorded, AtMostFourAlternateChainsAreRead) {
   ASSERT_EQ(chain->alternates.size(), 4U);  // a CA offering more gets no more requests
   EXPECT_EQ(chain->alternates.front(), server.url("/alt/1"));
   EXPECT_EQ(chain->alternates.back(), server.url("/alt/4"));
+}
+
+// The recorded server holds what it is sent to RFC 8555 §6.2 (recorded_server.py); the
+// tests below show that the client passes and that each broken rule is caught.
+
+TEST(AcmeRecorded, ClientRequestsPassTheServersJwsChecks) {
+  // The HEAD route sets no Replay-Nonce: the server's own fresh nonces are used. The
+  // deactivation is signed by kid, checked with the key newAccount's Location taught.
+  RecordedServer server("{\"_options\":{\"verify_kid\":true}," +
+                        route("GET /dir", 200, "application/json", kDirectory) + "," +
+                        route("HEAD /nonce", 200, "text/plain", "") + "," +
+                        route("POST /new-account", 201, "application/json", R"({"status":"valid"})",
+                              ",\"Location\":\"http://127.0.0.1:@PORT@/acct/1\"") +
+                        "," + route("POST /acct/1", 200, "application/json", R"({"status":"deactivated"})") + "}");
+  auto t = transport();
+  auto client = AcmeClient::create(*t, ClientOptions{server.url("/dir")});
+  ASSERT_TRUE(client.has_value()) << client.error().toString();
+  auto key = *pki::SoftwareKey::generate();
+  auto account = (*client)->newAccount(*key, {"mailto:ops@example.org"});
+  ASSERT_TRUE(account.has_value()) << account.error().toString();
+  EXPECT_EQ(account->url, server.url("/acct/1"));
+  auto deactivated = (*client)->deactivate(AccountRef{*key, account->url});
+  ASSERT_TRUE(deactivated.has_value()) << deactivated.error().toString();
+  EXPECT_EQ(deactivated->status, "deactivated");
+  EXPECT_EQ(server.violations(), std::vector<std::string>{});
+  EXPECT_EQ((*client)->badNonceRetries(), 0U);
+}
+
+/// A flattened JWS built by hand, so that the header can say anything: `signer` signs,
+/// whatever key the header names.
+std::string handMadeJws(pki::Signer& signer, const std::string& protectedJson, const std::string& payload) {
+  const std::string input = pki::jwsSigningInput(protectedJson, payload);
+  auto sig = signer.signMessage(pki::asBytes(input));
+  EXPECT_TRUE(sig.has_value());
+  const std::size_t dot = input.find('.');
+  return R"({"protected":")" + input.substr(0, dot) + R"(","payload":")" + input.substr(dot + 1) +
+         R"(","signature":")" + (sig ? pki::base64UrlEncode(*sig) : "") + "\"}";
+}
+
+TEST(AcmeRecorded, RequestsBreakingTheJwsRulesAreRefusedAndReported) {
+  auto key = *pki::SoftwareKey::generate();
+  auto other = *pki::SoftwareKey::generate();
+  RecordedServer server("{\"_options\":{\"verify_kid\":true,\"accounts\":{\"http://127.0.0.1:@PORT@/acct/1\":" +
+                        key->publicKey().jwkJson() + "}}," + route("HEAD /nonce", 200, "text/plain", "") + "," +
+                        route("POST /new-account", 201, "application/json", R"({"status":"valid"})") + "}");
+  auto t = transport();
+  const std::string target = server.url("/new-account");
+  auto nonce = [&] {
+    auto r = t->send(HttpRequest{"HEAD", server.url("/nonce"), {}, {}});
+    EXPECT_TRUE(r.has_value() && r->header("replay-nonce").has_value());
+    return r ? r->header("replay-nonce").value_or("") : std::string();
+  };
+  auto post = [&](const std::string& body, const std::string& contentType = "application/jose+json") {
+    auto r = t->send(HttpRequest{"POST", target, {{"Content-Type", contentType}}, body});
+    EXPECT_TRUE(r.has_value()) << r.error().toString();
+    return r ? *r : HttpResponse{};
+  };
+  auto jws = [&](pki::Signer& signer, const std::string& url, const std::string& n, const std::string& kid = "") {
+    auto body = signRequest(signer, url, n, kid, "{}");
+    EXPECT_TRUE(body.has_value());
+    return body.value_or("");
+  };
+  // Refused with a problem of `type` (and a fresh nonce to retry with), reported as `what`.
+  auto refused = [&](const HttpResponse& r, const std::string& type, const std::string& what) {
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(r.header("content-type"), std::optional<std::string>("application/problem+json"));
+    EXPECT_NE(r.body.find("\"urn:ietf:params:acme:error:" + type + "\""), std::string::npos) << r.body;
+    EXPECT_TRUE(r.header("replay-nonce").has_value());
+    auto seen = server.violations();
+    ASSERT_FALSE(seen.empty());
+    EXPECT_EQ(seen.back(), "POST /new-account: " + what);
+  };
+
+  // Proper, in both forms: the route answers and nothing is reported.
+  EXPECT_EQ(post(jws(*key, target, nonce())).status, 201);
+  EXPECT_EQ(post(jws(*key, target, nonce(), server.url("/acct/1"))).status, 201);
+  EXPECT_EQ(server.violations(), std::vector<std::string>{});
+
+  refused(post(jws(*key, server.url("/elsewhere"), nonce())), "malformed",
+          "url \"" + server.url("/elsewhere") + "\" is not the URL the request was sent to, \"" + target + "\"");
+  refused(post(jws(*key, target, "made-up")), "badNonce", "nonce \"made-up\" was never issued by this server");
+  const std::string once = nonce();
+  const std::string replayed = jws(*key, target, once);
+  EXPECT_EQ(post(replayed).status, 201);
+  refused(post(replayed), "badNonce", "nonce \"" + once + "\" was already used");
+
+  // The header names `key`, `other` signs; then `other` signs for the account of `key`.
+  const std::string header = R"({"alg":"ES256","jwk":)" + key->publicKey().jwkJson() + R"(,"nonce":")" + nonce() +
+                             R"(","url":")" + target + "\"}";
+  refused(post(handMadeJws(*other, header, "{}")), "malformed", "signature does not verify with the jwk");
+  refused(post(jws(*other, target, nonce(), server.url("/acct/1"))), "malformed",
+          "signature does not verify with the key of kid \"" + server.url("/acct/1") + "\"");
+  refused(post(jws(*key, target, nonce(), server.url("/acct/2"))), "malformed",
+          "kid \"" + server.url("/acct/2") + "\" is not an account this server knows");
+
+  refused(post("hello"), "malformed", "body is not a flattened JWS: not JSON");
+  refused(post(jws(*key, target, nonce()), "application/json"), "malformed",
+          "Content-Type is \"application/json\", not application/jose+json");
+  EXPECT_EQ(server.violations().size(), 8U);
+}
+
+TEST(AcmeRecorded, ARouteFixedNonceComesBackOncePerSending) {
+  RecordedServer server("{" + kNonceRoute + "," + route("POST /new-account", 201, "application/json", "{}") + "}");
+  auto t = transport();
+  auto key = *pki::SoftwareKey::generate();
+  auto post = [&] {
+    auto body = signRequest(*key, server.url("/new-account"), "abc", "", "");
+    EXPECT_TRUE(body.has_value());
+    auto r = t->send(HttpRequest{
+        "POST", server.url("/new-account"), {{"Content-Type", "application/jose+json"}}, body.value_or("")});
+    EXPECT_TRUE(r.has_value());
+    return r ? r->status : 0;
+  };
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(t->send(HttpRequest{"HEAD", server.url("/nonce"), {}, {}}).has_value());
+  }
+  EXPECT_EQ(post(), 201);
+  EXPECT_EQ(post(), 201);
+  EXPECT_EQ(post(), 400);  // "abc" was handed out twice
+  EXPECT_EQ(server.violations(), std::vector<std::string>{"POST /new-account: nonce \"abc\" was already used"});
 }
 
 }  // namespace

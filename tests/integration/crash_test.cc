@@ -308,24 +308,13 @@ class GatedRelay {
   std::thread thread_;
 };
 
-std::uint16_t freeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 TEST(CrashHttp01, KilledRightAfterAnsweringTheNextStartServesTheAnswerAgain) {
   // Pebble validates through the relay, which holds its requests until kmsd has been killed
   // right after answering and started again: only an answer served again can pass.
   test::SoftHsmToken softhsm("kms-test");
-  const std::uint16_t responderPort = freeLoopbackPort();
-  GatedRelay relay(responderPort);
+  const test::PassedSocket kmsdSocket;  // kmsd's http-01 socket, passed to every run
+  GatedRelay relay(kmsdSocket.port());
   test::PebbleOptions options;
   options.httpPort = relay.port();
   test::PebbleServer pebble(options);
@@ -335,15 +324,15 @@ TEST(CrashHttp01, KilledRightAfterAnsweringTheNextStartServesTheAnswerAgain) {
       "kmsd.toml", "[daemon]\nstate_dir = \"" + sb.file("state") + "\"\ncontrol_socket = \"" + sb.file("kmsd.sock") +
                        "\"\n[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" + softhsm.pinFile() +
                        "\"\n[acme]\ndirectory_url = \"" + pebble.directoryUrl() + "\"\nca_bundle = \"" +
-                       pebble.tlsCaFile() + "\"\ntrust_anchors = \"" + roots + "\"\nhttp01_listen = \"127.0.0.1:" +
-                       std::to_string(responderPort) + "\"\n[publisher]\nweb_root = \"" + sb.file("www") +
+                       pebble.tlsCaFile() + "\"\ntrust_anchors = \"" + roots + "\"\nhttp01_listen = \"192.0.2.1:80\"\n[publisher]\nweb_root = \"" + sb.file("www") +
                        "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n"
                        "[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example.com\"]\n");
   const std::string env = "SOFTHSM2_CONF=" + softhsm.confPath();
-  CmdResult killed = test::runTool(env + " KMSD_FAILPOINT=challenge_answered", kKmsd, config, "--once");
+  CmdResult killed =
+      test::runTool(env + " KMSD_FAILPOINT=challenge_answered", kmsdSocket.pass(kKmsd), config, "--once");
   ASSERT_EQ(killed.rc, 128 + SIGKILL) << killed.output;
 
-  DaemonProcess kmsd(softhsm.confPath(), config, sb.file("kmsd.log"));
+  DaemonProcess kmsd(softhsm.confPath(), config, sb.file("kmsd.log"), &kmsdSocket);
   ASSERT_TRUE(kmsd.waitFor("KMS_CHALLENGE_RESUMED cert=web")) << kmsd.log();
   EXPECT_GT(relay.held(), 0);  // the CA tried while kmsd was down or starting
   relay.open();

@@ -2,9 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <dlfcn.h>
+#include <unistd.h>
 #include <p11-kit/pkcs11.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -44,7 +46,8 @@ class RawToken {
       CK_TOKEN_INFO info{};
       if (f_->C_GetTokenInfo(slots[i], &info) == CKR_OK &&
           std::string(reinterpret_cast<const char*>(info.label), sizeof info.label).rfind(label + " ", 0) == 0) {
-        f_->C_OpenSession(slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &session_);
+        slot_ = slots[i];
+        f_->C_OpenSession(slot_, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &session_);
         return;
       }
     }
@@ -53,6 +56,22 @@ class RawToken {
   ~RawToken() { f_->C_CloseSession(session_); }
   RawToken(const RawToken&) = delete;
   RawToken& operator=(const RawToken&) = delete;
+
+  /// Closes every session this process has on the token (the hsm/ layer's pooled ones too),
+  /// as an HSM that restarts or a reconnect does; the login goes with the last session.
+  /// Then opens a fresh raw session for the other helpers.
+  CK_RV closeAllSessions() {
+    CK_RV rv = f_->C_CloseAllSessions(slot_);
+    f_->C_OpenSession(slot_, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &session_);
+    return rv;
+  }
+  /// Logs the process out of the token (login state is shared by all its sessions).
+  CK_RV logout() { return f_->C_Logout(session_); }
+  /// Destroys the private key with this CKA_ID (leaves its public half).
+  CK_RV destroyPrivateKey(const pki::Bytes& id) {
+    CK_OBJECT_HANDLE h = privateKey(id);
+    return h == CK_INVALID_HANDLE ? CKR_OBJECT_HANDLE_INVALID : f_->C_DestroyObject(session_, h);
+  }
 
   /// Handles of the objects matching a template (session objects of any session included).
   std::vector<CK_OBJECT_HANDLE> find(std::vector<CK_ATTRIBUTE> tmpl) {
@@ -171,6 +190,7 @@ class RawToken {
 
  private:
   CK_FUNCTION_LIST* f_ = nullptr;
+  CK_SLOT_ID slot_ = 0;
   CK_SESSION_HANDLE session_ = CK_INVALID_HANDLE;
 };
 
@@ -457,6 +477,202 @@ TEST_F(HsmToken, MissingPinFileTokenAndModule) {
   auto notModule = Token::open(o);
   ASSERT_FALSE(notModule.has_value());
   EXPECT_NE(notModule.error().message.find("cannot load PKCS#11 module"), std::string::npos);
+}
+
+// --- recovery: the token changes under the hsm/ layer ---------------------------------
+
+/// Signs and checks the signature with the key's public half.
+void expectSigns(KeySigner& signer, const std::string& message) {
+  auto sig = signer.signMessage(pki::asBytes(message));
+  ASSERT_TRUE(sig.has_value()) << sig.error().toString();
+  EXPECT_TRUE(*signer.publicKey().verifyEs256(pki::asBytes(message), *sig));
+}
+
+TEST_F(HsmToken, EveryOperationOutlivesAllSessionsBeingClosed) {
+  auto token = openToken(2);
+  ASSERT_NE(token, nullptr);
+  auto key = token->generateKey("before");
+  ASSERT_TRUE(key.has_value()) << key.error().toString();
+  auto signer = token->signer(key->uri);
+  ASSERT_TRUE(signer.has_value()) << signer.error().toString();
+  RawToken raw(softhsm_.label());
+  // Before each operation every session (and with them the login) is gone: each one opens
+  // a fresh session, logs in again and succeeds.
+  ASSERT_EQ(raw.closeAllSessions(), CKR_OK);
+  expectSigns(**signer, "after the sessions were closed");
+  ASSERT_EQ(raw.closeAllSessions(), CKR_OK);
+  auto second = token->generateKey("after");
+  ASSERT_TRUE(second.has_value()) << second.error().toString();
+  ASSERT_EQ(raw.closeAllSessions(), CKR_OK);
+  auto keys = token->listKeys();
+  ASSERT_TRUE(keys.has_value()) << keys.error().toString();
+  EXPECT_EQ(keys->size(), 2U);
+  ASSERT_EQ(raw.closeAllSessions(), CKR_OK);
+  auto secondSigner = token->signer(second->uri);
+  ASSERT_TRUE(secondSigner.has_value()) << secondSigner.error().toString();
+  ASSERT_EQ(raw.closeAllSessions(), CKR_OK);
+  auto destroyed = token->destroyKey(second->uri);
+  ASSERT_TRUE(destroyed.has_value()) << destroyed.error().toString();
+  EXPECT_EQ(raw.count(CKO_PRIVATE_KEY, second->id), 0U);
+  EXPECT_EQ(raw.count(CKO_PRIVATE_KEY, key->id), 1U);
+}
+
+TEST_F(HsmToken, ALogoutIsFollowedByALoginNotByKeysThatSeemGone) {
+  // Logged out, private keys are invisible: without a new login every key would look gone.
+  auto token = openToken(2);
+  ASSERT_NE(token, nullptr);
+  auto key = token->generateKey("kept");
+  ASSERT_TRUE(key.has_value()) << key.error().toString();
+  auto signer = token->signer(key->uri);
+  ASSERT_TRUE(signer.has_value()) << signer.error().toString();
+  RawToken raw(softhsm_.label());
+  ASSERT_EQ(raw.logout(), CKR_OK);
+  expectSigns(**signer, "after a logout");
+  ASSERT_EQ(raw.logout(), CKR_OK);
+  auto keys = token->listKeys();
+  ASSERT_TRUE(keys.has_value()) << keys.error().toString();
+  ASSERT_EQ(keys->size(), 1U);
+  EXPECT_EQ(keys->front().uri.toString(), key->uri.toString());
+  ASSERT_EQ(raw.logout(), CKR_OK);
+  auto again = token->signer(key->uri);
+  ASSERT_TRUE(again.has_value()) << again.error().toString();
+  ASSERT_EQ(raw.logout(), CKR_OK);
+  auto fresh = token->generateKey("after-logout");
+  ASSERT_TRUE(fresh.has_value()) << fresh.error().toString();
+  EXPECT_EQ(raw.count(CKO_PRIVATE_KEY, fresh->id), 1U);
+}
+
+TEST_F(HsmToken, AKeyDestroyedUnderItsSignerIsNotFoundNamingIt) {
+  auto token = openToken(2);
+  ASSERT_NE(token, nullptr);
+  auto key = token->generateKey("doomed");
+  ASSERT_TRUE(key.has_value()) << key.error().toString();
+  auto signer = token->signer(key->uri);
+  ASSERT_TRUE(signer.has_value()) << signer.error().toString();
+  expectSigns(**signer, "while it exists");
+  RawToken raw(softhsm_.label());
+  ASSERT_EQ(raw.destroyPrivateKey(key->id), CKR_OK);
+  auto sig = (*signer)->signMessage(pki::asBytes("after it was destroyed"));
+  ASSERT_FALSE(sig.has_value());
+  EXPECT_EQ(sig.error().code, Errc::notFound);
+  EXPECT_EQ(sig.error().toString(), key->uri.toString() + ": signing key is gone from the token");
+  auto lookup = token->signer(key->uri);
+  ASSERT_FALSE(lookup.has_value());
+  EXPECT_EQ(lookup.error().toString(), key->uri.toString() + ": no private key matches");
+  auto destroy = token->destroyKey(key->uri);
+  ASSERT_FALSE(destroy.has_value());
+  EXPECT_EQ(destroy.error().code, Errc::notFound);
+}
+
+/// Mounts a directory read-only over itself (a bind mount) for a test; root only.
+class ReadOnlyBind {
+ public:
+  explicit ReadOnlyBind(std::string dir) : dir_(std::move(dir)) {
+    mounted_ = test::runCommand("mount --bind '" + dir_ + "' '" + dir_ + "'", &out_) == 0;
+    if (mounted_ && test::runCommand("mount -o remount,bind,ro '" + dir_ + "'", &out_) != 0) {
+      release();
+    }
+  }
+  ~ReadOnlyBind() { release(); }
+  ReadOnlyBind(const ReadOnlyBind&) = delete;
+  ReadOnlyBind& operator=(const ReadOnlyBind&) = delete;
+  [[nodiscard]] bool readOnly() const { return mounted_; }
+  [[nodiscard]] const std::string& output() const { return out_; }
+  void release() {
+    if (mounted_) {
+      std::string ignored;
+      test::runCommand("umount '" + dir_ + "'", &ignored);
+      mounted_ = false;
+    }
+  }
+
+ private:
+  std::string dir_;
+  std::string out_;
+  bool mounted_ = false;
+};
+
+TEST_F(HsmToken, AReadOnlyTokenDirectoryKeepsSigningAndRefusesNewKeysByName) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "a read-only bind mount of the token directory needs root (CI runs as root)";
+  }
+  auto token = openToken(2);
+  ASSERT_NE(token, nullptr);
+  auto key = token->generateKey("existing");
+  ASSERT_TRUE(key.has_value()) << key.error().toString();
+  auto signer = token->signer(key->uri);
+  ASSERT_TRUE(signer.has_value()) << signer.error().toString();
+  ReadOnlyBind ro(softhsm_.sandbox().file("tokens"));
+  ASSERT_TRUE(ro.readOnly()) << ro.output();
+  expectSigns(**signer, "on a read-only token store");
+  auto refused = token->generateKey("refused");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, Errc::hsm);
+  EXPECT_EQ(refused.error().toString(), "token 'kms-test': C_GenerateKeyPair failed (" +
+                                            refused.error().nativeName + ")");
+  EXPECT_TRUE(refused.error().nativeName.starts_with("CKR_")) << refused.error().toString();
+  auto keys = token->listKeys();
+  ASSERT_TRUE(keys.has_value()) << keys.error().toString();
+  EXPECT_EQ(keys->size(), 1U);  // nothing half-made
+  // Writable again: a new key is made as usual.
+  ro.release();
+  auto later = token->generateKey("later");
+  ASSERT_TRUE(later.has_value()) << later.error().toString();
+}
+
+/// The refusing module's call counter (tests/support/pkcs11_refusing_module.cc).
+int shimCalls(const char* function) {
+  void* lib = ::dlopen(KMS_REFUSING_MODULE, RTLD_NOW | RTLD_NOLOAD);
+  auto calls = lib != nullptr ? reinterpret_cast<int (*)(const char*)>(::dlsym(lib, "kms_shim_calls")) : nullptr;
+  return calls != nullptr ? calls(function) : -2;
+}
+
+class HsmRefusingToken : public ::testing::Test {
+ protected:
+  std::unique_ptr<Token> openThroughShim(const char* refuse) {
+    ::setenv("KMS_SHIM_TARGET", SoftHsmToken::modulePath().c_str(), 1);
+    ::setenv("KMS_SHIM_REFUSE", refuse, 1);
+    auto token = Token::open(TokenOptions{KMS_REFUSING_MODULE, softhsm_.label(), softhsm_.pinFile(), 2});
+    EXPECT_TRUE(token.has_value()) << token.error().toString();
+    return token ? std::move(*token) : nullptr;
+  }
+  SoftHsmToken softhsm_{"kms-test"};
+};
+
+TEST_F(HsmRefusingToken, ATokenThatWillNotCopyGeneratesTheKeyInPlace) {
+  auto token = openThroughShim("C_CopyObject");
+  ASSERT_NE(token, nullptr);
+  auto key = token->generateKey("in-place");
+  ASSERT_TRUE(key.has_value()) << key.error().toString();
+  // The copy was asked for once, refused, and the pair generated a second time on the token.
+  EXPECT_EQ(shimCalls("C_CopyObject"), 1);
+  EXPECT_EQ(shimCalls("C_GenerateKeyPair"), 2);
+  RawToken raw(softhsm_.label());
+  EXPECT_EQ(raw.count(CKO_PRIVATE_KEY, key->id), 1U);
+  EXPECT_EQ(raw.countAll(key->id), 1U);  // no session copy, no public object left behind
+  EXPECT_EQ(raw.flags(key->id, {CKA_LOCAL, CKA_NEVER_EXTRACTABLE, CKA_EXTRACTABLE, CKA_SENSITIVE}),
+            (std::vector<int>{1, 1, 0, 1}));
+  auto signer = token->signer(key->uri);
+  ASSERT_TRUE(signer.has_value()) << signer.error().toString();
+  expectSigns(**signer, "generated in place");
+}
+
+TEST_F(HsmRefusingToken, ATokenWithoutPublicKeyInfoKeepsAPublicKeyObject) {
+  auto token = openThroughShim("CKA_PUBLIC_KEY_INFO");
+  ASSERT_NE(token, nullptr);
+  auto key = token->generateKey("two-objects");
+  ASSERT_TRUE(key.has_value()) << key.error().toString();
+  EXPECT_EQ(shimCalls("C_CopyObject"), 1);  // the copy itself was fine
+  RawToken raw(softhsm_.label());
+  EXPECT_EQ(raw.count(CKO_PRIVATE_KEY, key->id), 1U);
+  EXPECT_EQ(raw.count(CKO_PUBLIC_KEY, key->id), 1U);
+  auto keys = token->listKeys();
+  ASSERT_TRUE(keys.has_value()) << keys.error().toString();
+  ASSERT_EQ(keys->size(), 1U);
+  EXPECT_EQ(keys->front().publicKey, key->publicKey);
+  auto signer = token->signer(key->uri);
+  ASSERT_TRUE(signer.has_value()) << signer.error().toString();
+  expectSigns(**signer, "public half in its own object");
 }
 
 }  // namespace

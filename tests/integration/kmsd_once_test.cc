@@ -38,7 +38,11 @@ bool exists(const std::string& p) {
 
 class KmsdOnce : public ::testing::Test {
  protected:
-  void start(const PebbleOptions& options = {}, const std::string& acmeExtra = "") {
+  /// Pebble validates http-01 on the socket kmsd is handed (unless options name another port).
+  void start(PebbleOptions options = {}, const std::string& acmeExtra = "") {
+    if (options.httpPort == 0) {
+      options.httpPort = http01_.port();
+    }
     pebble_ = std::make_unique<PebbleServer>(options);
     roots_ = pebble_->writeIssuingRoots(softhsm_.sandbox().file("pebble-roots.pem"));
     writeConfig(acmeExtra);
@@ -62,15 +66,18 @@ class KmsdOnce : public ::testing::Test {
             "trust_anchors = \"" +
             (anchors.empty() ? roots_ : anchors) +
             "\"\n"
-            "http01_listen = \"127.0.0.1:" +
-            std::to_string(kmsdHttpPort_ != 0 ? kmsdHttpPort_ : pebble_->httpPort()) + "\"\n" + acmeExtra + "[publisher]\nweb_root = \"" + sb.file("www") +
+            // Never bound: kmsd answers on the socket it is passed (TEST-NET-1 is not local).
+            "http01_listen = \"192.0.2.1:80\"\n" +
+            acmeExtra + "[publisher]\nweb_root = \"" + sb.file("www") +
             "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n"
             "[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example.com\"]\n"
             "[[certificate]]\nname = \"api\"\nidentifiers = [\"dns:api.example.com\", \"dns:v2.example.com\"]\n");
   }
 
+  /// kmsd gets the http-01 socket as systemd would pass it; kmsctl runs as it is.
   CmdResult run(const std::string& tool, const std::string& args) {
-    return test::runTool("SOFTHSM2_CONF=" + softhsm_.confPath(), tool, config_, args);
+    return test::runTool("SOFTHSM2_CONF=" + softhsm_.confPath(), tool == kKmsd ? http01_.pass(tool) : tool, config_,
+                         args);
   }
 
   std::string www(const std::string& rel) const { return softhsm_.sandbox().file("www/" + rel); }
@@ -82,7 +89,7 @@ class KmsdOnce : public ::testing::Test {
   std::unique_ptr<PebbleServer> pebble_;
   std::string roots_;
   std::string config_;
-  std::uint16_t kmsdHttpPort_ = 0;  ///< kmsd's http-01 responder port; 0: the one Pebble validates on
+  test::PassedSocket http01_;  ///< kmsd's http-01 socket (socket activation)
 };
 
 TEST_F(KmsdOnce, IssuesPublishesThenNothingIsDue) {
@@ -192,6 +199,7 @@ TEST_F(KmsdOnce, ExternalAccountBindingFromTheConfig) {
   PebbleOptions options;
   options.eabRequired = true;
   options.eabKeys = {{"kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"}};
+  options.httpPort = http01_.port();
   pebble_ = std::make_unique<PebbleServer>(options);
   roots_ = pebble_->writeIssuingRoots(softhsm_.sandbox().file("pebble-roots.pem"));
   writeConfig();
@@ -215,12 +223,7 @@ TEST_F(KmsdOnce, WrongHttp01AnswerFailsTypedAndPublishesNothing) {
   options.httpPort = (*decoy)->port();
   pebble_ = std::make_unique<PebbleServer>(options);
   roots_ = pebble_->writeIssuingRoots(softhsm_.sandbox().file("pebble-roots.pem"));
-  {
-    auto spare = acme::Http01Responder::start("127.0.0.1", 0);
-    ASSERT_TRUE(spare.has_value());
-    kmsdHttpPort_ = (*spare)->port();
-  }
-  writeConfig();
+  writeConfig();  // kmsd answers on its own socket, which Pebble does not ask
   CmdResult r = run(kKmsd, "--once");
   EXPECT_EQ(r.rc, 3) << r.output;
   // The line names the authorization, the challenge and the CA's own words (404).
@@ -297,6 +300,28 @@ TEST_F(KmsdOnce, ResumesFromWhatCrashesLeft) {
   EXPECT_EQ(keys.output.find(missingUri), std::string::npos) << keys.output;
   CmdResult events = run(kKmsctl, "events");
   EXPECT_NE(events.output.find("KMS_KEY_MISSING web"), std::string::npos) << events.output;
+}
+
+TEST_F(KmsdOnce, WithoutAPassedSocketHttp01ListenIsBoundAndItsFailureNamed) {
+  start();
+  // No socket passed: kmsd binds [acme] http01_listen itself, here an address it cannot have.
+  CmdResult r = test::runTool("SOFTHSM2_CONF=" + softhsm_.confPath(), kKmsd, config_, "--once");
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_NE(r.output.find("kmsd: http-01 responder: [acme] http01_listen 192.0.2.1:80: cannot bind 192.0.2.1:80: "),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("(EADDRNOTAVAIL)"), std::string::npos) << r.output;
+  EXPECT_FALSE(exists(www("web.pem")));
+}
+
+TEST_F(KmsdOnce, ASocketPassedUnderAnotherNameIsRefusedByName) {
+  start();
+  CmdResult r = test::runTool("SOFTHSM2_CONF=" + softhsm_.confPath(), http01_.pass(kKmsd, "metrics"), config_, "--once");
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_NE(r.output.find("kmsd: socket activation (LISTEN_FDNAMES): a socket named 'metrics' was passed; kmsd takes "
+                          "only one, named 'http01' (FileDescriptorName=)"),
+            std::string::npos)
+      << r.output;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -265,6 +266,15 @@ class LabAcmeFlow : public LabTest {
     out.client = std::move(*client);
     out.accountKey = std::move(*pki::SoftwareKey::generate());
     out.accountUrl = registerAccount(*out.client, *out.accountKey);
+    certKey_ = std::move(*pki::SoftwareKey::generate());
+    out.issued = issueWith(out, fingerprintFlavour);
+    return out;
+  }
+
+  /// issueCertificate for SPC 1234 with the account of `out` (and certKey_).
+  Result<acme::IssuedChain> issueWith(Outcome& out, const std::string& fingerprintFlavour = "spki",
+                                      const acme::ProgressFn& progress = {},
+                                      std::optional<std::string> resumeOrderUrl = std::nullopt) {
 
     std::string access = login();
     const pki::EcPublicKey& pub = out.accountKey->publicKey();
@@ -273,19 +283,19 @@ class LabAcmeFlow : public LabTest {
       auto r = requestToken(access, "1234", kSpc1234, fp);
       return json::parse(r.body).value("token", "");
     });
-    certKey_ = std::move(*pki::SoftwareKey::generate());
     acme::IssueRequest request;
     request.identifiers = {{"TNAuthList", kSpc1234}};
     request.challengeType = "tkauth-01";
     request.csr = *pki::CsrRequest::shaken("1234", "Example Telecom");
     request.certKey = certKey_.get();
     request.trustAnchors = {*pki::Certificate::fromPem(readFile(lab_->file("sti-ca-root.pem")))};
+    request.resumeOrderUrl = std::move(resumeOrderUrl);
     acme::AccountRef ref{*out.accountKey, out.accountUrl};
-    out.issued = acme::issueCertificate(*out.client, ref, request, {{"tkauth-01", &solver}});
-    if (out.issued.has_value()) {
+    auto issued = acme::issueCertificate(*out.client, ref, request, {{"tkauth-01", &solver}}, progress);
+    if (issued.has_value() && !request.resumeOrderUrl) {
       EXPECT_EQ(solver.seenTokenAuthority, lab_->baseUrl() + "/sti-pa/api/v1");
     }
-    return out;
+    return issued;
   }
 
   /// A new account at the lab CA (with the lab's EAB key); returns its URL.
@@ -302,6 +312,59 @@ class LabAcmeFlow : public LabTest {
 
   std::unique_ptr<pki::SoftwareKey> certKey_;
 };
+
+TEST_F(LabAcmeFlow, AnOrderLeftProcessingIsResumedByPollingNotByANewOrder) {
+  // The CA takes 3 s to issue. The first run stops right after the finalize request (as a
+  // crash there does); the next ones resume the recorded order: they honour the CA's
+  // Retry-After (kms-lab answers 429 to an earlier poll), create no order, send no CSR.
+  start({"--processing-seconds", "3"});
+  Outcome out;
+  auto client = acme::AcmeClient::create(*transport_, {lab_->baseUrl() + "/acme/directory"});
+  ASSERT_TRUE(client.has_value());
+  out.client = std::move(*client);
+  out.accountKey = std::move(*pki::SoftwareKey::generate());
+  out.accountUrl = registerAccount(*out.client, *out.accountKey);
+  certKey_ = std::move(*pki::SoftwareKey::generate());
+  std::string orderUrl;
+  std::string statusAtCrash;
+  auto crashAfterFinalize = [&](acme::IssueStep step, const acme::Order& order) -> Result<void> {
+    if (step == acme::IssueStep::finalizing) {
+      orderUrl = order.url;
+      statusAtCrash = order.status;
+      return fail(Errc::internal, "crashed");
+    }
+    return ok();
+  };
+  auto first = issueWith(out, "spki", crashAfterFinalize);
+  ASSERT_FALSE(first.has_value());
+  EXPECT_EQ(first.error().message, "crashed");
+  ASSERT_FALSE(orderUrl.empty());
+  EXPECT_EQ(statusAtCrash, "processing");
+
+  std::vector<acme::IssueStep> steps;
+  auto record = [&steps](acme::IssueStep step, const acme::Order&) -> Result<void> {
+    steps.push_back(step);
+    return ok();
+  };
+  // At once, the CA refuses the poll (429 with the time to come back): a retryable error
+  // that says when, not a new order.
+  auto early = issueWith(out, "spki", record, orderUrl);
+  ASSERT_FALSE(early.has_value());
+  EXPECT_EQ(early.error().nativeName, "rateLimited");
+  EXPECT_TRUE(early.error().retryable);
+  ASSERT_TRUE(early.error().retryAfter.has_value());
+  EXPECT_GE(*early.error().retryAfter, std::chrono::seconds(1));
+  std::this_thread::sleep_for(*early.error().retryAfter);  // as told: a lower bound, not a race
+  auto resumed = issueWith(out, "spki", record, orderUrl);
+  ASSERT_TRUE(resumed.has_value()) << resumed.error().toString();
+  EXPECT_EQ(resumed->orderUrl, orderUrl);
+  EXPECT_TRUE(steps.empty());  // no new order, no second finalize
+  EXPECT_TRUE(resumed->chain.front().hasPublicKey(certKey_->publicKey()));
+  EXPECT_EQ(lab_->log().find("new-order -> 201", lab_->log().find("new-order -> 201") + 1), std::string::npos)
+      << lab_->log();  // one order in all
+  EXPECT_EQ(lab_->log().find("/finalize -> 200", lab_->log().find("/finalize -> 200") + 1), std::string::npos)
+      << lab_->log();  // one finalize in all
+}
 
 TEST_F(LabAcmeFlow, KeyChangeToAKeyThatHasAnAccountIs409AlreadyExists) {
   start();

@@ -152,6 +152,10 @@ TEST_F(Shaken, RenewalFollowsTheAriWindowNotTheFractionAndNamesTheReplacedCertif
   ASSERT_EQ(bySerial.count(secondSerial), 1U);
   EXPECT_EQ(bySerial[secondSerial]["replaces"], *firstChain->front().ariCertId());
   EXPECT_EQ(bySerial[firstSerial]["replaces"], "");
+  // The replacement has the usual window: one renewal, then nothing is due.
+  CmdResult settled = run(kKmsd, "--once");
+  EXPECT_EQ(settled.rc, 0) << settled.output;
+  EXPECT_NE(settled.output.find("not due (renewal due "), std::string::npos) << settled.output;
 }
 
 TEST_F(Shaken, RenewedCertificateBecomesActiveOnlyOnceTheStiCrServesIt) {

@@ -1,8 +1,13 @@
 #pragma once
 /// @file Running kmsd and kmsctl the way an operator does, for system tests.
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include "sandbox.h"
@@ -25,6 +30,42 @@ inline CmdResult runTool(const std::string& env, const std::string& tool, const 
   r.rc = runCommand(env + " " + tool + " --config " + config + " " + args, &r.output);
   return r;
 }
+
+/// A TCP socket listening on 127.0.0.1 on a port the kernel chose (bound to port 0), handed
+/// to kmsd as its http-01 socket the way systemd's socket activation does (fd 3,
+/// LISTEN_FDS=1, LISTEN_FDNAMES=http01, LISTEN_PID = kmsd's pid): the port is never picked,
+/// released and bound again by someone else. Stays open (and listening) while it lives, so
+/// several kmsd runs in a row get the same port.
+class PassedSocket {
+ public:
+  PassedSocket() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);  // not CLOEXEC: the shell and kmsd inherit it
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 64) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      throw std::runtime_error("cannot listen on 127.0.0.1:0");
+    }
+    port_ = ntohs(addr.sin_port);
+  }
+  ~PassedSocket() { ::close(fd_); }
+  PassedSocket(const PassedSocket&) = delete;
+  PassedSocket& operator=(const PassedSocket&) = delete;
+
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] int fd() const { return fd_; }
+  /// `tool` as runTool's tool argument, started with this socket passed under `name`.
+  [[nodiscard]] std::string pass(const std::string& tool, const std::string& name = "http01") const {
+    return "LISTEN_FDS=1 LISTEN_FDNAMES=" + name + " sh -c 'LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\" 3<&" +
+           std::to_string(fd_) + "' " + tool;
+  }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+};
 
 /// As if the backoff after a failed `kmsd --once` had passed: clears every certificate's
 /// next attempt in the state DB at `dbPath`, so the next run tries again at once.

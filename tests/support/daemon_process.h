@@ -19,11 +19,22 @@ namespace kms::test {
 /// kmsd in the foreground as a child process, stderr to a log file, stopped by PID.
 class DaemonProcess {
  public:
-  DaemonProcess(const std::string& softhsmConf, const std::string& config, const std::string& log) : log_(log) {
+  /// `http01`: a socket passed as systemd's socket activation does (fd 3, named http01).
+  DaemonProcess(const std::string& softhsmConf, const std::string& config, const std::string& log,
+                const PassedSocket* http01 = nullptr)
+      : log_(log) {
     std::ofstream(log, std::ios::trunc).flush();  // exists before the child writes to it
     pid_ = ::fork();
     if (pid_ == 0) {
       ::setenv("SOFTHSM2_CONF", softhsmConf.c_str(), 1);
+      if (http01 != nullptr) {
+        if (http01->fd() != 3) {
+          ::dup2(http01->fd(), 3);
+        }
+        ::setenv("LISTEN_FDS", "1", 1);
+        ::setenv("LISTEN_FDNAMES", "http01", 1);
+        ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+      }
       FILE* f = std::freopen(log.c_str(), "a", stderr);
       (void)f;
       ::execl(kKmsd.c_str(), kKmsd.c_str(), "--config", config.c_str(), static_cast<char*>(nullptr));

@@ -1,7 +1,9 @@
 #include "nginx_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -19,27 +21,37 @@
 namespace kms::test {
 namespace {
 
-std::uint16_t pickFreePort() {
+/// A socket listening on 127.0.0.1 on a port the kernel chose; its port in *port.
+int listenOnAnyPort(std::uint16_t* port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof a;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 511) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    throw std::runtime_error("no free port");
+    throw std::runtime_error("cannot listen on 127.0.0.1:0");
   }
-  ::close(fd);
-  return ntohs(a.sin_port);
+  *port = ntohs(a.sin_port);
+  return fd;
 }
 
-bool accepts(std::uint16_t port) {
+/// True when an HTTP request to the port gets an answer within a second: the socket itself
+/// listens from the start, so a connection alone says nothing about nginx.
+bool answers(std::uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = htons(port);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  bool ok = false;
+  static constexpr char kRequest[] = "HEAD / HTTP/1.0\r\n\r\n";
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::write(fd, kRequest, sizeof kRequest - 1) == static_cast<ssize_t>(sizeof kRequest - 1)) {
+    pollfd p{fd, POLLIN, 0};
+    char c = 0;
+    ok = ::poll(&p, 1, 1000) == 1 && ::read(fd, &c, 1) == 1;
+  }
   ::close(fd);
   return ok;
 }
@@ -54,7 +66,9 @@ std::string NginxServer::binary() {
 NginxServer::NginxServer(std::string dir, const std::string& root, const std::string& include) : dir_(std::move(dir)) {
   ::mkdir(dir_.c_str(), 0700);
   ::mkdir((dir_ + "/tmp").c_str(), 0700);
-  port_ = pickFreePort();
+  // The test binds the port and nginx inherits the socket (its NGINX variable, the way it
+  // hands sockets to a new binary), so no port is picked, released and bound again.
+  const int listenFd = listenOnAnyPort(&port_);
   std::string conf = "daemon off;\nmaster_process on;\nworker_processes 1;\npid " + dir_ + "/nginx.pid;\nerror_log " +
                      dir_ + "/error.log info;\n";
   if (::geteuid() == 0) {
@@ -70,17 +84,21 @@ NginxServer::NginxServer(std::string dir, const std::string& root, const std::st
   std::ofstream(confPath, std::ios::trunc) << conf;
   pid_ = ::fork();
   if (pid_ < 0) {
+    ::close(listenFd);
     throw std::runtime_error("fork failed");
   }
   if (pid_ == 0) {
+    ::fcntl(listenFd, F_SETFD, 0);  // inherited across exec
+    ::setenv("NGINX", (std::to_string(listenFd) + ";").c_str(), 1);
     const std::string bin = binary();
     const std::string early = dir_ + "/error.log";
     ::execl(bin.c_str(), bin.c_str(), "-p", dir_.c_str(), "-e", early.c_str(), "-c", confPath.c_str(),
             static_cast<char*>(nullptr));
     ::_exit(127);
   }
+  ::close(listenFd);  // nginx holds it now
   for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10); std::chrono::steady_clock::now() < end;) {
-    if (accepts(port_)) {
+    if (answers(port_)) {
       return;
     }
     int status = 0;

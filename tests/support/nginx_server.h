@@ -1,7 +1,8 @@
 #pragma once
-/// @file Debian's nginx started by a test on 127.0.0.1 (a free port), serving a directory
-/// through deploy/nginx/sti-cr-locations.conf, in the foreground with every file (config,
-/// pid, logs, temp dirs) in its own directory, and stopped by PID.
+/// @file Debian's nginx started by a test on 127.0.0.1 (on a socket the test bound to port 0
+/// and nginx inherits), serving a directory through deploy/nginx/sti-cr-locations.conf, in
+/// the foreground with every file (config, pid, logs, temp dirs) in its own directory, and
+/// stopped by PID.
 
 #include <sys/types.h>
 
@@ -14,7 +15,7 @@ class NginxServer {
  public:
   /// Starts nginx with `root` as the document root and `include` (the shipped STI-CR rules)
   /// inside its server block; throws std::runtime_error with nginx's error log when it does
-  /// not accept connections within 10 s.
+  /// not answer HTTP within 10 s.
   NginxServer(std::string dir, const std::string& root, const std::string& include);
   ~NginxServer();
   NginxServer(const NginxServer&) = delete;

@@ -14,13 +14,17 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -45,6 +49,10 @@ constexpr auto kProbeTimeout = milliseconds(1000);
 constexpr int kStartAttempts = 3;
 constexpr std::size_t kLogTailLines = 25;
 
+// id 0x4b4d, recursion desired, one question: probe.test. IN A
+constexpr std::array<unsigned char, 28> kProbeQuery = {0x4b, 0x4d, 0x01, 0x00, 0, 1,   0,   0,   0,   0, 0, 0, 5, 'p',
+                                                       'r',  'o',  'b',  'e',  4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
+
 std::string loopback(uint16_t port) {
   return "127.0.0.1:" + std::to_string(port);
 }
@@ -56,63 +64,6 @@ sockaddr_in loopbackAddress(uint16_t port) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   return addr;
 }
-
-/// Holds sockets bound on 127.0.0.1 so that several free ports are distinct; the ports are
-/// released (closed, never listened on) when the reservation goes away.
-class PortReservation {
- public:
-  PortReservation() = default;
-  PortReservation(const PortReservation&) = delete;
-  PortReservation& operator=(const PortReservation&) = delete;
-  ~PortReservation() {
-    for (int fd : fds_) {
-      ::close(fd);
-    }
-  }
-
-  /// A free TCP port.
-  uint16_t tcp() {
-    uint16_t port = bind(SOCK_STREAM, 0);
-    if (port == 0) {
-      throw std::runtime_error("cannot find a free TCP port on 127.0.0.1");
-    }
-    return port;
-  }
-
-  /// A port free for both TCP and UDP (a DNS server binds both).
-  uint16_t tcpAndUdp() {
-    for (int attempt = 0; attempt < 50; ++attempt) {
-      uint16_t port = tcp();
-      if (bind(SOCK_DGRAM, port) != 0) {
-        return port;
-      }
-    }
-    throw std::runtime_error("cannot find a port free for TCP and UDP on 127.0.0.1");
-  }
-
-  /// Holds `port` if it is free, so that tcp() cannot hand it out.
-  void hold(uint16_t port) { bind(SOCK_STREAM, port); }
-
- private:
-  /// Binds a socket of `type` to 127.0.0.1:port (0: any); returns the bound port or 0.
-  uint16_t bind(int type, uint16_t port) {
-    int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      return 0;
-    }
-    sockaddr_in addr = loopbackAddress(port);
-    socklen_t len = sizeof addr;
-    if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      ::close(fd);
-      return 0;
-    }
-    fds_.push_back(fd);
-    return ntohs(addr.sin_port);
-  }
-
-  std::vector<int> fds_;
-};
 
 bool isProxyVariable(std::string_view name) {
   for (std::string_view proxy : {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}) {
@@ -215,6 +166,11 @@ bool reapIfExited(pid_t& pid) {
   return false;
 }
 
+/// True when `pid` was running and has exited (it is reaped and set to -1).
+bool exitedNow(pid_t& pid) {
+  return pid > 0 && reapIfExited(pid);
+}
+
 /// SIGTERM, bounded wait, SIGKILL, reap. Sets pid to -1.
 void terminate(pid_t& pid) {
   if (pid <= 0) {
@@ -244,28 +200,25 @@ bool dnsAnswersLoopback(uint16_t port) {
   timeval timeout{0, 200000};  // 200 ms
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   sockaddr_in addr = loopbackAddress(port);
-  // id 0x4b4d, recursion desired, one question: probe.test. IN A
-  constexpr std::array<unsigned char, 28> kQuery = {0x4b, 0x4d, 0x01, 0x00, 0, 1,   0,   0,   0,   0, 0, 0, 5, 'p',
-                                                    'r',  'o',  'b',  'e',  4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
   std::array<unsigned char, 512> reply{};
   ssize_t n = -1;
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::send(fd, kQuery.data(), kQuery.size(), 0) == static_cast<ssize_t>(kQuery.size())) {
+      ::send(fd, kProbeQuery.data(), kProbeQuery.size(), 0) == static_cast<ssize_t>(kProbeQuery.size())) {
     n = ::recv(fd, reply.data(), reply.size(), 0);
   }
   ::close(fd);
-  if (n < static_cast<ssize_t>(kQuery.size())) {
+  if (n < static_cast<ssize_t>(kProbeQuery.size())) {
     return false;
   }
   const auto size = static_cast<std::size_t>(n);
-  const bool isAnswer = reply[0] == kQuery[0] && reply[1] == kQuery[1] && (reply[2] & 0x80) != 0;
+  const bool isAnswer = reply[0] == kProbeQuery[0] && reply[1] == kProbeQuery[1] && (reply[2] & 0x80) != 0;
   const bool noError = (reply[3] & 0x0f) == 0;
   const bool hasAnswer = reply[6] != 0 || reply[7] != 0;
   if (!isAnswer || !noError || !hasAnswer) {
     return false;
   }
   // First answer record after the echoed question: name, type, class, ttl, rdlength, rdata.
-  std::size_t pos = kQuery.size();
+  std::size_t pos = kProbeQuery.size();
   while (pos < size && reply[pos] != 0 && (reply[pos] & 0xc0) == 0) {
     pos += 1 + reply[pos];
   }
@@ -275,6 +228,99 @@ bool dnsAnswersLoopback(uint16_t port) {
     return false;
   }
   return std::equal(kLoopback.begin(), kLoopback.end(), reply.begin() + static_cast<std::ptrdiff_t>(pos + 10));
+}
+
+/// True when the TCP server on 127.0.0.1:port speaks HTTP. The probe is a DNS query over
+/// TCP followed by an empty line: an HTTP server rejects the line at once (400) and a DNS
+/// server answers the query, so neither keeps the probe waiting for more bytes.
+bool answersHttp(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return false;
+  }
+  timeval timeout{0, 500000};  // 500 ms
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  sockaddr_in addr = loopbackAddress(port);
+  std::string probe = {'\0', static_cast<char>(kProbeQuery.size())};  // DNS over TCP: 2-byte length first
+  probe.append(kProbeQuery.begin(), kProbeQuery.end());
+  probe += "\r\n\r\n";
+  constexpr std::string_view kHttp = "HTTP/";
+  std::array<char, kHttp.size()> reply{};
+  ssize_t n = -1;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::send(fd, probe.data(), probe.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(probe.size())) {
+    n = ::recv(fd, reply.data(), reply.size(), MSG_WAITALL);
+  }
+  ::close(fd);
+  return n == static_cast<ssize_t>(reply.size()) && std::string_view(reply.data(), reply.size()) == kHttp;
+}
+
+/// True once `pid` runs `binary`: until its exec the child still holds this process's sockets.
+bool runs(pid_t pid, const char* binary) {
+  std::error_code ec;
+  return std::filesystem::equivalent("/proc/" + std::to_string(pid) + "/exe", binary, ec);
+}
+
+/// Inodes of the sockets among `pid`'s file descriptors (links "socket:[inode]").
+std::set<unsigned long> socketInodes(pid_t pid) {
+  constexpr std::string_view kPrefix = "socket:[";
+  std::set<unsigned long> inodes;
+  std::error_code ec;
+  const std::filesystem::directory_iterator end;
+  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec); !ec && it != end;
+       it.increment(ec)) {
+    std::error_code linkError;  // the descriptor may be closed meanwhile
+    const std::string target = std::filesystem::read_symlink(it->path(), linkError).string();
+    unsigned long inode = 0;
+    if (!linkError && target.starts_with(kPrefix) && target.ends_with(']') &&
+        std::from_chars(target.data() + kPrefix.size(), target.data() + target.size() - 1, inode).ec == std::errc{}) {
+      inodes.insert(inode);
+    }
+  }
+  return inodes;
+}
+
+/// Ports of the sockets in `inodes` bound to 127.0.0.1 in the kernel's `table` (/proc/net/tcp
+/// or /proc/net/udp) in state `wanted`, hex as the kernel prints it.
+std::vector<uint16_t> loopbackPorts(const char* table, std::string_view wanted, const std::set<unsigned long>& inodes) {
+  std::vector<uint16_t> ports;
+  std::ifstream in(table);
+  std::string line;
+  std::getline(in, line);  // column titles
+  while (std::getline(in, line)) {
+    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
+    std::istringstream fields(line);
+    std::string slot, local, remote, state, queues, timers, retransmits, owner, probes;
+    unsigned long inode = 0;
+    if (!(fields >> slot >> local >> remote >> state >> queues >> timers >> retransmits >> owner >> probes >> inode) ||
+        state != wanted || !inodes.contains(inode)) {
+      continue;
+    }
+    // local_address is ADDR:PORT in hex, the address as stored (network order), the port in host order.
+    const std::size_t colon = local.find(':');
+    uint32_t address = 0;
+    uint16_t port = 0;
+    if (colon != std::string::npos &&
+        std::from_chars(local.data(), local.data() + colon, address, 16).ec == std::errc{} &&
+        std::from_chars(local.data() + colon + 1, local.data() + local.size(), port, 16).ec == std::errc{} &&
+        address == htonl(INADDR_LOOPBACK)) {
+      ports.push_back(port);
+    }
+  }
+  return ports;
+}
+
+std::string describe(const LoopbackListeners& listeners) {
+  std::string out = "tcp";
+  for (uint16_t port : listeners.tcp) {
+    out += " " + std::to_string(port);
+  }
+  out += ", udp";
+  for (uint16_t port : listeners.udp) {
+    out += " " + std::to_string(port);
+  }
+  return out;
 }
 
 std::string logTail(const std::string& path) {
@@ -338,6 +384,15 @@ void curlGlobalInit() {
 
 }  // namespace
 
+LoopbackListeners loopbackListeners(pid_t pid) {
+  const std::set<unsigned long> inodes = socketInodes(pid);
+  if (inodes.empty()) {
+    return {};
+  }
+  // 0A: TCP_LISTEN. An unconnected UDP socket shows 07 (TCP_CLOSE), a connected one 01.
+  return {loopbackPorts("/proc/net/tcp", "0A", inodes), loopbackPorts("/proc/net/udp", "07", inodes)};
+}
+
 Result<HttpsResponse> httpsGet(const std::string& url, const std::string& caFile, std::chrono::milliseconds timeout) {
   curlGlobalInit();
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
@@ -383,7 +438,6 @@ PebbleServer::PebbleServer(PebbleOptions options) : options_(std::move(options))
     }
   }
   writeTlsCertificates();
-  pickPorts();
   start();
 }
 
@@ -431,7 +485,6 @@ void PebbleServer::start() {
   if (running()) {
     return;
   }
-  const bool firstStart = starts_ == 0;
   for (int attempt = 1; attempt <= kStartAttempts; ++attempt) {
     Outcome outcome = Outcome::ready;
     try {
@@ -444,27 +497,12 @@ void PebbleServer::start() {
       return;
     }
     stop();
-    if (firstStart) {
-      pickPorts();  // nobody knows the ports yet: take fresh ones
-    } else {
-      std::this_thread::sleep_for(milliseconds(200));  // keep the ports the client was given
-    }
+    // Only known ports (a restart) can clash: one may still be held by a socket on its way
+    // out. Keep them, clients have the URLs.
+    std::this_thread::sleep_for(milliseconds(200));
   }
   throw std::runtime_error(
       failureReport("Pebble: ports still in use after " + std::to_string(kStartAttempts) + " start attempts"));
-}
-
-void PebbleServer::pickPorts() {
-  PortReservation ports;
-  if (options_.httpPort != 0) {
-    ports.hold(options_.httpPort);
-  }
-  acmePort_ = ports.tcp();
-  managementPort_ = ports.tcp();
-  tlsAlpnPort_ = ports.tcp();
-  dnsPort_ = ports.tcpAndUdp();
-  dnsManagementPort_ = ports.tcp();
-  httpPort_ = options_.httpPort != 0 ? options_.httpPort : ports.tcp();
 }
 
 void PebbleServer::writeTlsCertificates() {
@@ -504,8 +542,8 @@ void PebbleServer::writeConfig() const {
       {"managementListenAddress", loopback(managementPort_)},
       {"certificate", sandbox_.file("tls.pem")},
       {"privateKey", sandbox_.file("tls.key")},
-      {"httpPort", httpPort_},
-      {"tlsPort", tlsAlpnPort_},
+      {"httpPort", options_.httpPort},
+      {"tlsPort", 0},  // no tls-alpn-01 responder: validation is refused
       {"ocspResponderURL", ""},
       {"externalAccountBindingRequired", options_.eabRequired},
   };
@@ -517,50 +555,87 @@ void PebbleServer::writeConfig() const {
 
 PebbleServer::Outcome PebbleServer::startOnce() {
   ++starts_;
-  writeConfig();
+  const auto deadline = Clock::now() + kReadyTimeout;
   const std::vector<std::string> env = childEnvironment(options_);
-  dnsPid_ = spawn({kChallTestSrvBinary, "-dns01", loopback(dnsPort_), "-http01", "", "-https01", "", "-tlsalpn01", "",
+  // The DNS port is new at every start: only Pebble, started below with it, queries it.
+  dnsPid_ = spawn({kChallTestSrvBinary, "-dns01", loopback(0), "-http01", "", "-https01", "", "-tlsalpn01", "",
                    "-management", loopback(dnsManagementPort_), "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""},
                   env, dnsLogFile());
+  if (Outcome dns = waitUntilReady("pebble-challtestsrv", dnsPid_, deadline, [this] { return challTestSrvReady(); });
+      dns != Outcome::ready) {
+    return dns;
+  }
+  writeConfig();
   pebblePid_ = spawn({kPebbleBinary, "-config", sandbox_.file("pebble-config.json"), "-dnsserver", loopback(dnsPort_)},
                      env, pebbleLogFile());
-  return waitUntilReady();
+  return waitUntilReady("Pebble", pebblePid_, deadline, [this] { return pebbleReady(); });
 }
 
-PebbleServer::Outcome PebbleServer::waitUntilReady() {
-  const auto deadline = Clock::now() + kReadyTimeout;
-  const std::string managementRoots = "https://" + loopback(managementPort_) + "/roots/0";
-  bool dnsUp = false;
-  bool acmeUp = false;
-  bool managementUp = false;
+PebbleServer::Outcome PebbleServer::waitUntilReady(const std::string& name, pid_t process, Clock::time_point deadline,
+                                                   const std::function<bool()>& ready) {
   for (;;) {
-    const bool exited = reapIfExited(dnsPid_) || reapIfExited(pebblePid_);
-    const bool clash = logMentions(pebbleLogFile(), kPortClashMarker) || logMentions(dnsLogFile(), kPortClashMarker);
-    if (clash) {
+    const bool exited = exitedNow(dnsPid_) || exitedNow(pebblePid_);
+    // pebble-challtestsrv logs a clash on its management port but keeps running.
+    if (logMentions(pebbleLogFile(), kPortClashMarker) || logMentions(dnsLogFile(), kPortClashMarker)) {
       return Outcome::portClash;
     }
     if (exited) {
       throw std::runtime_error(failureReport("Pebble or pebble-challtestsrv exited during start"));
     }
-    if (dnsUp && acmeUp && managementUp) {
+    if (ready()) {
       return Outcome::ready;
     }
     if (Clock::now() >= deadline) {
-      throw std::runtime_error(failureReport("Pebble not ready within 10 s (dns " + std::to_string(dnsUp) + ", acme " +
-                                             std::to_string(acmeUp) + ", management " + std::to_string(managementUp) +
-                                             ")"));
+      throw std::runtime_error(failureReport(name + " not ready within " + std::to_string(kReadyTimeout.count()) +
+                                             " s (listening on " + describe(loopbackListeners(process)) + ")"));
     }
-    dnsUp = dnsUp || dnsAnswersLoopback(dnsPort_);
-    auto answered = [this](const std::string& url) {
-      auto response = httpsGet(url, tlsCaFile_, kProbeTimeout);
-      return response.has_value() && response->status == 200;
-    };
-    acmeUp = acmeUp || answered(directoryUrl());
-    managementUp = managementUp || answered(managementRoots);
-    if (!(dnsUp && acmeUp && managementUp)) {
-      std::this_thread::sleep_for(kPollInterval);
+    std::this_thread::sleep_for(kPollInterval);
+  }
+}
+
+// The UDP socket is the DNS server Pebble queries. Of the TCP listeners (DNS over TCP on a
+// port of its own, the management API) the management API is the one speaking HTTP.
+bool PebbleServer::challTestSrvReady() {
+  if (!runs(dnsPid_, kChallTestSrvBinary)) {
+    return false;
+  }
+  const LoopbackListeners found = loopbackListeners(dnsPid_);
+  if (found.udp.size() != 1 || !dnsAnswersLoopback(found.udp.front())) {
+    return false;
+  }
+  const auto management = std::find_if(found.tcp.begin(), found.tcp.end(), answersHttp);
+  if (management == found.tcp.end()) {
+    return false;
+  }
+  dnsPort_ = found.udp.front();
+  dnsManagementPort_ = *management;
+  return true;
+}
+
+// Of Pebble's two TCP listeners the ACME API serves /dir, the management API /roots/0.
+bool PebbleServer::pebbleReady() {
+  if (!runs(pebblePid_, kPebbleBinary)) {
+    return false;
+  }
+  auto serves = [this](uint16_t port, const std::string& path) {
+    auto response = httpsGet("https://" + loopback(port) + path, tlsCaFile_, kProbeTimeout);
+    return response.has_value() && response->status == 200;
+  };
+  uint16_t acme = 0;
+  uint16_t management = 0;
+  for (uint16_t port : loopbackListeners(pebblePid_).tcp) {
+    if (serves(port, "/dir")) {
+      acme = port;
+    } else if (serves(port, "/roots/0")) {
+      management = port;
     }
   }
+  if (acme == 0 || management == 0) {
+    return false;
+  }
+  acmePort_ = acme;
+  managementPort_ = management;
+  return true;
 }
 
 std::string PebbleServer::managementGet(const std::string& path) const {

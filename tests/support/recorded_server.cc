@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <stdexcept>
 
 namespace kms::test {
 
 RecordedServer::RecordedServer(const std::string& routesJson) {
   std::string routes = sandbox_.write("routes.json", routesJson);
+  violationsFile_ = sandbox_.file("violations.txt");
   int fds[2];
   if (::pipe(fds) != 0) {
     throw std::runtime_error("pipe failed");
@@ -24,7 +26,8 @@ RecordedServer::RecordedServer(const std::string& routesJson) {
     ::close(fds[0]);
     ::close(fds[1]);
     const char* script = KMS_TEST_SUPPORT_DIR "/recorded_server.py";
-    ::execl("/usr/bin/python3", "python3", script, routes.c_str(), static_cast<char*>(nullptr));
+    ::execl("/usr/bin/python3", "python3", script, routes.c_str(), violationsFile_.c_str(),
+            static_cast<char*>(nullptr));
     ::_exit(127);
   }
   ::close(fds[1]);
@@ -52,7 +55,8 @@ RecordedServer::RecordedServer(const std::string& routesJson) {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
-    throw std::runtime_error("recorded_server.py did not start (is /usr/bin/python3 installed?)");
+    throw std::runtime_error(
+        "recorded_server.py did not start (are /usr/bin/python3 and python3-cryptography installed?)");
   }
 }
 
@@ -65,6 +69,17 @@ RecordedServer::~RecordedServer() {
 
 std::string RecordedServer::url(const std::string& path) const {
   return "http://127.0.0.1:" + std::to_string(port_) + path;
+}
+
+std::vector<std::string> RecordedServer::violations() const {
+  // The script writes each line before it answers, so whatever a finished request broke
+  // is here. No file: nothing was broken.
+  std::vector<std::string> lines;
+  std::ifstream in(violationsFile_);
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(line);
+  }
+  return lines;
 }
 
 }  // namespace kms::test

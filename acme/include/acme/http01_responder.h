@@ -16,6 +16,9 @@ class Http01Responder {
   /// Binds host:port (port 0 picks a free one) and starts serving. Errc::io naming the
   /// address when it cannot bind.
   [[nodiscard]] static Result<std::unique_ptr<Http01Responder>> start(const std::string& host, std::uint16_t port);
+  /// Serves on a listening TCP socket bound by someone else (systemd socket activation);
+  /// takes `fd` over. Errc::io when it is not a listening TCP socket.
+  [[nodiscard]] static Result<std::unique_ptr<Http01Responder>> adopt(int fd);
   virtual ~Http01Responder() = default;
 
   /// The port actually bound.

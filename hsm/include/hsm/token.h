@@ -59,7 +59,10 @@ class KeySigner : public pki::Signer {
   std::atomic<unsigned> generation_;   // token login generation the handle belongs to
 };
 
-/// An open, logged-in token.
+/// An open, logged-in token. Every operation (and every signature) that finds its session
+/// or the login gone (CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_USER_NOT_LOGGED_IN:
+/// an HSM restarted or reconnected, all sessions closed, a logout) replaces the session, logs
+/// in again and runs once more; only a second failure is returned.
 class Token {
  public:
   /// Loads the module, finds the token by label, opens the session pool and logs in.

@@ -52,6 +52,10 @@ class Server {
   [[nodiscard]] static Result<std::unique_ptr<Server>> listenTcp(boost::asio::io_context& io, const std::string& host,
                                                                  std::uint16_t port, Handler handler,
                                                                  ServerOptions options = {});
+  /// Serves on a listening TCP socket someone else bound (socket activation); takes `fd`
+  /// over, closing it on every error. Errc::io when it is not a listening TCP socket.
+  [[nodiscard]] static Result<std::unique_ptr<Server>> adoptTcp(boost::asio::io_context& io, int fd, Handler handler,
+                                                                ServerOptions options = {});
   /// Listens on the Unix socket `path`, created with `mode` (a stale socket file is
   /// replaced; any other file there is an error). Errc::io naming the path.
   [[nodiscard]] static Result<std::unique_ptr<Server>> listenUnix(boost::asio::io_context& io, const std::string& path,

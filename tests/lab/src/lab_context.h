@@ -34,8 +34,11 @@ struct LabContext {
   pki::Bytes eabKey;  ///< raw HMAC key (D/eab.key holds its base64url)
   TrustSwitches trust;
   /// The ARI window served for unrevoked certificates (POST /lab/ari): "lifetime" (2/3 .. 5/6
-  /// of it) or "now" (the window has just closed, as when a CA asks for early renewal).
+  /// of it) or "now" (the window has just closed, as when a CA asks for early renewal after
+  /// an incident). "now" holds for the certificates issued before it was set (ariNowFor);
+  /// their replacements get the usual window.
   std::string ariWindow = "lifetime";
+  std::set<std::string> ariNowFor;  ///< serials
 
   [[nodiscard]] std::string stiPaUrl() const { return baseUrl + "/sti-pa/api/v1"; }
   [[nodiscard]] std::string crlUrl() const { return baseUrl + "/sti-pa/download/v1/crl"; }

@@ -289,6 +289,10 @@ LabReply StiPaService::admin(const LabRequest& request) {
       return failed(400, "window must be lifetime or now");
     }
     ctx_.ariWindow = body["window"].get<std::string>();
+    ctx_.ariNowFor.clear();
+    for (const auto& [serial, cert] : ctx_.store.certificates()) {
+      ctx_.ariNowFor.insert(serial);
+    }
     return LabReply::json(200, json{{"ari_window", ctx_.ariWindow}});
   }
   if (path == "/lab/rotate-root") {

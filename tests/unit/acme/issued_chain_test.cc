@@ -115,7 +115,7 @@ TEST_F(IssuedChain, TnAuthListMustEqualTheOrdersOne) {
   ASSERT_FALSE(other.has_value());
   EXPECT_EQ(other.error().code, Errc::protocol);
   EXPECT_EQ(other.error().message, "check tnauthlist: the certificate's TNAuthList differs from the order's");
-  EXPECT_EQ(other.error().context, "CN=SHAKEN 5678,O=Test Carrier,C=US");
+  EXPECT_EQ(other.error().context, "C=US,O=Test Carrier,CN=SHAKEN 5678");
 
   auto none = checkIssuedChain(chainFor(test::shakenLeafSpec("1234").remove("1.3.6.1.5.5.7.1.26"), leafKey), request,
                                now);

@@ -96,14 +96,16 @@ TEST(Planner, AriIsReadAgainBeforeTheRenewal) {
   s.active = active(kT0 - 100, kT0 + 800);
   s.cert.renewAt = kT0 + 500;
   s.cert.ariNextCheck = kT0 + 300;
-  s.ariOffered = true;
   Plan p = plan(s, kT0);
   EXPECT_EQ(p.action, Action::wait);
   EXPECT_EQ(p.at, kT0 + 300);
   EXPECT_EQ(plan(s, kT0 + 300).action, Action::refreshRenewal);
-  // Without ARI the check time is ignored.
-  s.ariOffered = false;
+  // A check time after the renewal is not waited for; without one (no ARI) the renewal time rules.
+  s.cert.ariNextCheck = kT0 + 600;
   EXPECT_EQ(plan(s, kT0).at, kT0 + 500);
+  s.cert.ariNextCheck.reset();
+  EXPECT_EQ(plan(s, kT0).at, kT0 + 500);
+  EXPECT_EQ(plan(s, kT0 + 300).action, Action::wait);
 }
 
 TEST(Planner, MissingKeyOrOperatorRequestRenewsAtOnce) {

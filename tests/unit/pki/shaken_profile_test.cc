@@ -54,7 +54,7 @@ TEST_F(ShakenProfile, ErrorNamesTheLeafAndIsProtocol) {
   auto r = checkShakenProfile(leaf(test::shakenLeafSpec("1234")), "5678");
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, Errc::protocol);
-  EXPECT_EQ(r.error().context, "CN=SHAKEN 1234,O=Test Carrier,C=US");
+  EXPECT_EQ(r.error().context, "C=US,O=Test Carrier,CN=SHAKEN 1234");
   EXPECT_FALSE(r.error().retryable);
 }
 
@@ -128,7 +128,7 @@ INSTANTIATE_TEST_SUITE_P(
         BrokenRule{"SignedWithSha384", [](CertSpec& s) { s.digest = "SHA384"; },
                    "signature algorithm must be ecdsa-with-SHA256"},
         BrokenRule{"KeyP384", [](CertSpec& /*s*/) {}, "key must be EC P-256", "P-384"}),
-    [](const ::testing::TestParamInfo<BrokenRule>& info) { return std::string(info.param.name); });
+    [](const ::testing::TestParamInfo<BrokenRule>& param) { return std::string(param.param.name); });
 
 }  // namespace
 }  // namespace kms::pki
