@@ -55,7 +55,7 @@ std::string quote(const std::string& s) {
       out += static_cast<char>(c);
     } else if (c < 0x20 || c == 0x7f) {
       char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      (void)std::snprintf(buf, sizeof buf, "\\u%04x", c);
       out += buf;
     } else {
       out += static_cast<char>(c);
@@ -120,7 +120,7 @@ std::string emit(const config::Config& c) {
   optional(out, "ca_bundle", p.caBundle);
   for (const config::CertificateConfig& cert : c.certificates) {
     char fraction[32];
-    std::snprintf(fraction, sizeof fraction, "%.17g", cert.renewBeforeFraction);
+    (void)std::snprintf(fraction, sizeof fraction, "%.17g", cert.renewBeforeFraction);
     out += "[[certificate]]\nname = " + quote(cert.name) + "\n";
     optional(out, "spc", cert.spc);
     if (!cert.dnsNames.empty()) {

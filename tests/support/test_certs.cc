@@ -9,7 +9,6 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <memory>
 #include <stdexcept>
 
@@ -38,11 +37,14 @@ template <typename T>
 using Owned = std::unique_ptr<T, Freer>;
 
 std::string hexBytes(const std::string& bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  char b[4];
   for (unsigned char c : bytes) {
-    std::snprintf(b, sizeof b, "%02x", c);
-    out += (out.empty() ? "" : ":") + std::string(b);
+    if (!out.empty()) {
+      out += ':';
+    }
+    out += kHex[c >> 4];
+    out += kHex[c & 0x0f];
   }
   return out;
 }
@@ -130,7 +132,7 @@ std::string makeCertPem(const CertSpec& spec, const TestKey& subjectKey, const T
   for (const auto& [name, value] : spec.extensions) {
     Owned<X509_EXTENSION> ext(X509V3_EXT_nconf(conf.get(), &ctx, name.c_str(), value.c_str()));
     if (!ext || X509_add_ext(x.get(), ext.get(), -1) != 1) {
-      opensslFailed("extension " + name + " = " + value);
+      opensslFailed(std::string("extension ").append(name).append(" = ").append(value));
     }
   }
   const EVP_MD* md = EVP_get_digestbyname(spec.digest.c_str());
