@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -364,6 +365,50 @@ TEST_F(LabAcmeFlow, AnOrderLeftProcessingIsResumedByPollingNotByANewOrder) {
       << lab_->log();  // one order in all
   EXPECT_EQ(lab_->log().find("/finalize -> 200", lab_->log().find("/finalize -> 200") + 1), std::string::npos)
       << lab_->log();  // one finalize in all
+}
+
+TEST_F(LabAcmeFlow, AnOrderStoppedPendingReadyOrValidIsResumedToTheSameOrder) {
+  // Stopped where a crash would leave it: right after newOrder (pending), once every
+  // authorization is valid (ready), and after the download (valid). Each resumes the same order.
+  start();
+  Outcome out;
+  auto client = acme::AcmeClient::create(*transport_, {lab_->baseUrl() + "/acme/directory"});
+  ASSERT_TRUE(client.has_value());
+  out.client = std::move(*client);
+  out.accountKey = std::move(*pki::SoftwareKey::generate());
+  out.accountUrl = registerAccount(*out.client, *out.accountKey);
+  for (const auto& [stopAt, status] :
+       {std::pair{acme::IssueStep::orderPending, "pending"}, std::pair{acme::IssueStep::authorized, "ready"}}) {
+    certKey_ = std::move(*pki::SoftwareKey::generate());
+    std::string orderUrl;
+    std::string statusAtStop;
+    auto stop = [&, stopAt = stopAt](acme::IssueStep step, const acme::Order& order) -> Result<void> {
+      if (step == stopAt) {
+        orderUrl = order.url;
+        statusAtStop = order.status;
+        return fail(Errc::internal, "stopped");
+      }
+      return ok();
+    };
+    ASSERT_FALSE(issueWith(out, "spki", stop).has_value());
+    EXPECT_EQ(statusAtStop, status);
+    std::vector<acme::IssueStep> steps;
+    auto record = [&steps](acme::IssueStep step, const acme::Order&) -> Result<void> {
+      steps.push_back(step);
+      return ok();
+    };
+    auto resumed = issueWith(out, "spki", record, orderUrl);
+    ASSERT_TRUE(resumed.has_value()) << status << ": " << resumed.error().toString();
+    EXPECT_EQ(resumed->orderUrl, orderUrl) << status;
+    // Authorized (the order is ready) and finalizing; never orderPending: no new order.
+    EXPECT_EQ(steps, (std::vector{acme::IssueStep::authorized, acme::IssueStep::finalizing})) << status;
+    // Valid now: resumed again, the same certificate is downloaded and checked, nothing sent.
+    steps.clear();
+    auto again = issueWith(out, "spki", record, orderUrl);
+    ASSERT_TRUE(again.has_value()) << again.error().toString();
+    EXPECT_EQ(again->pem, resumed->pem);
+    EXPECT_TRUE(steps.empty());
+  }
 }
 
 TEST_F(LabAcmeFlow, KeyChangeToAKeyThatHasAnAccountIs409AlreadyExists) {
