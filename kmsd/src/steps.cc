@@ -1103,6 +1103,36 @@ Result<StepOutcome> Steps::activate(const storage::Order& order, const config::C
   return out;
 }
 
+std::optional<std::int64_t> Steps::holdAriRenewal(const storage::IssuedCert& active,
+                                                  const config::CertificateConfig& c, std::int64_t ariTime) {
+  // A CA that asks for every new certificate to be renewed at once would have kmsd renew in a
+  // loop, with a new HSM key each time. The CA may bring a renewal forward, but once
+  // kAriEarlyLimit certificates of this name were issued within half a lifetime (at most a
+  // day), its window no longer does: the renewal keeps kmsd's own, lifetime-based time.
+  const std::int64_t ownTime =
+      fractionRenewalTime(active.notBefore, active.notAfter, c.renewBeforeFraction, random_.unit());
+  if (ariTime >= ownTime) {
+    return std::nullopt;
+  }
+  const std::int64_t span = std::clamp<std::int64_t>((active.notAfter - active.notBefore) / 2, 1, 86400);
+  auto issued = s_.store().with([&](storage::Store& st) { return st.listIssued(c.name); });
+  if (!issued) {
+    return std::nullopt;  // the count is a guard; the renewal itself does not depend on it
+  }
+  const auto recent = std::count_if(issued->begin(), issued->end(),
+                                    [&](const storage::IssuedCert& i) { return i.createdAt >= now() - span; });
+  if (recent < kAriEarlyLimit) {
+    return std::nullopt;
+  }
+  events_.emit({"KMS_ARI_IGNORED",
+                storage::EventLevel::warning,
+                c.name,
+                "the CA asks for an early renewal again (" + std::to_string(recent) + " certificates in the last " +
+                    std::to_string(span) + " s); renewing at " + isoTime(ownTime) + " instead of " + isoTime(ariTime),
+                {{"renew_at", isoTime(ownTime)}, {"ari_time", isoTime(ariTime)}}});
+  return ownTime;
+}
+
 Result<StepOutcome> Steps::refreshRenewal(const CertSnapshot& snap, const config::CertificateConfig& c) {
   if (!snap.active) {
     return StepOutcome{};
@@ -1127,6 +1157,9 @@ Result<StepOutcome> Steps::refreshRenewal(const CertSnapshot& snap, const config
       // and at least daily.
       renewAt = unixSeconds(acme::pickRenewalTime(*info, clock_.now(), random_.next()));
       nextCheck = now() + std::min<std::int64_t>(info->retryAfter.count(), 86400);
+      if (auto held = holdAriRenewal(a, c, renewAt)) {
+        renewAt = *held;
+      }
       events_.emit({"KMS_RENEWAL_PLANNED",
                     storage::EventLevel::info,
                     c.name,

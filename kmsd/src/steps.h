@@ -87,6 +87,13 @@ class Steps {
   std::optional<std::string> checkServed(const std::string& url, const std::string& expected);
   Result<StepOutcome> activate(const storage::Order& order, const config::CertificateConfig& c);
   Result<StepOutcome> refreshRenewal(const CertSnapshot& snap, const config::CertificateConfig& c);
+  /// Certificates of one name issued within half a lifetime (at most a day) after which the
+  /// CA's ARI window may no longer bring a renewal forward.
+  static constexpr long kAriEarlyLimit = 3;
+  /// kmsd's own renewal time when the CA's ARI time `ariTime` is earlier than it and the CA has
+  /// had kAriEarlyLimit certificates of this name issued recently (KMS_ARI_IGNORED); else nullopt.
+  std::optional<std::int64_t> holdAriRenewal(const storage::IssuedCert& active, const config::CertificateConfig& c,
+                                             std::int64_t ariTime);
   /// Runs the deploy hook for the active certificate: started, then waited for on the loop
   /// (the step runs again when it exits); recorded when it exits 0.
   Result<StepOutcome> deploy(const CertSnapshot& snap, const config::CertificateConfig& c);

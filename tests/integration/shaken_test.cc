@@ -62,6 +62,24 @@ class Shaken : public ::testing::Test {
 
   void expectNothingPublished() { EXPECT_FALSE(exists(lab_->file("www/main.pem"))); }
 
+  /// A lab switch (POST /lab/...), with curl over the lab's TLS.
+  void labSwitch(const std::string& path, const std::string& json) {
+    std::string out;
+    ASSERT_EQ(test::runCommand("curl -sS --fail --cacert '" + lab_->file("tls-ca.pem") +
+                                   "' -H 'Content-Type: application/json' -d '" + json + "' '" + lab_->baseUrl() +
+                                   path + "'",
+                               &out),
+              0)
+        << out;
+  }
+
+  /// One SQL query on the state DB, its output.
+  std::string sql(const std::string& query) {
+    std::string out;
+    EXPECT_EQ(test::runCommand("sqlite3 '" + lab_->file("state/kmsd.db") + "' \"" + query + "\"", &out), 0) << out;
+    return out;
+  }
+
   test::Sandbox sandbox_;
   std::unique_ptr<LabProcess> lab_;
   std::string config_;
@@ -124,13 +142,7 @@ TEST_F(Shaken, RenewalFollowsTheAriWindowNotTheFractionAndNamesTheReplacedCertif
 
   // The CA closes the window now; kmsd reads ARI again once the CA's Retry-After has passed
   // (made to have passed here) and renews at once, naming the certificate it replaces.
-  std::string out;
-  ASSERT_EQ(test::runCommand("curl -sS --fail --cacert '" + lab_->file("tls-ca.pem") +
-                                 "' -H 'Content-Type: application/json' -d '{\"window\":\"now\"}' '" +
-                                 lab_->baseUrl() + "/lab/ari'",
-                             &out),
-            0)
-      << out;
+  labSwitch("/lab/ari", R"({"window":"now"})");
   ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'UPDATE managed_certificates SET ari_next_check = 0'"), 0);
   CmdResult renewed = run(kKmsd, "--once");
   ASSERT_EQ(renewed.rc, 0) << renewed.output;
@@ -156,6 +168,35 @@ TEST_F(Shaken, RenewalFollowsTheAriWindowNotTheFractionAndNamesTheReplacedCertif
   CmdResult settled = run(kKmsd, "--once");
   EXPECT_EQ(settled.rc, 0) << settled.output;
   EXPECT_NE(settled.output.find("not due (renewal due "), std::string::npos) << settled.output;
+}
+
+TEST_F(Shaken, ACaAskingToRenewEveryCertificateAtOnceGetsNoLoop) {
+  // A hostile CA: every certificate's ARI window, the new ones' too, has just closed. kmsd
+  // renews early while fewer than three certificates of the name were issued within half a
+  // lifetime, then keeps its own, lifetime-based time (KMS_ARI_IGNORED) instead of renewing
+  // (and making a new key) in a loop.
+  startLab({"--cert-lifetime", "3600"});
+  CmdResult first = run(kKmsd, "--once");
+  ASSERT_EQ(first.rc, 0) << first.output;
+  labSwitch("/lab/ari", R"({"window":"every"})");
+  sql("UPDATE managed_certificates SET ari_next_check = 0");
+  CmdResult pressed = run(kKmsd, "--once");
+  ASSERT_EQ(pressed.rc, 0) << pressed.output;
+  EXPECT_EQ(sql("SELECT COUNT(*) FROM issued_certificates"), "3\n");
+  EXPECT_NE(pressed.output.find("main: issued serial "), std::string::npos) << pressed.output;  // and it settled
+  const std::string ignored = sql("SELECT message FROM events WHERE event_id = 'KMS_ARI_IGNORED'");
+  EXPECT_NE(ignored.find("the CA asks for an early renewal again (3 certificates in the last 1800 s)"),
+            std::string::npos)
+      << ignored;
+  // The held time is the lifetime-based one: a third of the lifetime (the default
+  // renew_before_fraction, plus up to 10 % jitter) before the newest certificate's notAfter.
+  const long renewAt = std::stol(sql("SELECT renew_at FROM managed_certificates"));
+  const long notAfter = std::stol(sql("SELECT MAX(not_after) FROM issued_certificates"));
+  EXPECT_GE(notAfter - renewAt, 1199);
+  EXPECT_LE(notAfter - renewAt, 1320);
+  CmdResult again = run(kKmsd, "--once");
+  EXPECT_EQ(again.rc, 0) << again.output;
+  EXPECT_EQ(sql("SELECT COUNT(*) FROM issued_certificates"), "3\n");
 }
 
 TEST_F(Shaken, RenewedCertificateBecomesActiveOnlyOnceTheStiCrServesIt) {

@@ -445,7 +445,8 @@ LabReply AcmeService::renewalInfo(const std::string& certId) {
   }
   SystemTime start;
   SystemTime end;
-  if (stored->revoked || (ctx_.ariWindow == "now" && ctx_.ariNowFor.count(stored->id) > 0)) {
+  if (stored->revoked || ctx_.ariWindow == "every" ||
+      (ctx_.ariWindow == "now" && ctx_.ariNowFor.count(stored->id) > 0)) {
     auto now = std::chrono::system_clock::now();
     start = now - std::chrono::hours(1);
     end = now;

@@ -36,7 +36,8 @@ struct LabContext {
   /// The ARI window served for unrevoked certificates (POST /lab/ari): "lifetime" (2/3 .. 5/6
   /// of it) or "now" (the window has just closed, as when a CA asks for early renewal after
   /// an incident). "now" holds for the certificates issued before it was set (ariNowFor);
-  /// their replacements get the usual window.
+  /// their replacements get the usual window. "every": a hostile CA, every certificate's
+  /// window has closed, the new ones' too.
   std::string ariWindow = "lifetime";
   std::set<std::string> ariNowFor;  ///< serials
 

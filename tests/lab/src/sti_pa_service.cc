@@ -283,10 +283,10 @@ LabReply StiPaService::admin(const LabRequest& request) {
     return LabReply::json(200, json{{"revoked", serial}, {"reason", cert->reason}});
   }
   if (path == "/lab/ari") {
-    static const std::set<std::string> windows{"lifetime", "now"};
+    static const std::set<std::string> windows{"lifetime", "now", "every"};
     if (!body.contains("window") || !body["window"].is_string() ||
         windows.count(body["window"].get<std::string>()) == 0) {
-      return failed(400, "window must be lifetime or now");
+      return failed(400, "window must be lifetime, now or every");
     }
     ctx_.ariWindow = body["window"].get<std::string>();
     ctx_.ariNowFor.clear();
