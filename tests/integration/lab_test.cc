@@ -260,13 +260,19 @@ class LabAcmeFlow : public LabTest {
     std::string accountUrl;
   };
 
-  Outcome issue(const std::string& fingerprintFlavour = "spki") {
+  /// A client of the lab CA with a new account (nothing issued yet).
+  Outcome withAccount() {
     Outcome out;
     auto client = acme::AcmeClient::create(*transport_, {lab_->baseUrl() + "/acme/directory"});
     EXPECT_TRUE(client.has_value());
     out.client = std::move(*client);
     out.accountKey = std::move(*pki::SoftwareKey::generate());
     out.accountUrl = registerAccount(*out.client, *out.accountKey);
+    return out;
+  }
+
+  Outcome issue(const std::string& fingerprintFlavour = "spki") {
+    Outcome out = withAccount();
     certKey_ = std::move(*pki::SoftwareKey::generate());
     out.issued = issueWith(out, fingerprintFlavour);
     return out;
@@ -319,12 +325,8 @@ TEST_F(LabAcmeFlow, AnOrderLeftProcessingIsResumedByPollingNotByANewOrder) {
   // crash there does); the next ones resume the recorded order: they honour the CA's
   // Retry-After (kms-lab answers 429 to an earlier poll), create no order, send no CSR.
   start({"--processing-seconds", "3"});
-  Outcome out;
-  auto client = acme::AcmeClient::create(*transport_, {lab_->baseUrl() + "/acme/directory"});
-  ASSERT_TRUE(client.has_value());
-  out.client = std::move(*client);
-  out.accountKey = std::move(*pki::SoftwareKey::generate());
-  out.accountUrl = registerAccount(*out.client, *out.accountKey);
+  Outcome out = withAccount();
+  ASSERT_NE(out.client, nullptr);
   certKey_ = std::move(*pki::SoftwareKey::generate());
   std::string orderUrl;
   std::string statusAtCrash;
@@ -371,12 +373,8 @@ TEST_F(LabAcmeFlow, AnOrderStoppedPendingReadyOrValidIsResumedToTheSameOrder) {
   // Stopped where a crash would leave it: right after newOrder (pending), once every
   // authorization is valid (ready), and after the download (valid). Each resumes the same order.
   start();
-  Outcome out;
-  auto client = acme::AcmeClient::create(*transport_, {lab_->baseUrl() + "/acme/directory"});
-  ASSERT_TRUE(client.has_value());
-  out.client = std::move(*client);
-  out.accountKey = std::move(*pki::SoftwareKey::generate());
-  out.accountUrl = registerAccount(*out.client, *out.accountKey);
+  Outcome out = withAccount();
+  ASSERT_NE(out.client, nullptr);
   for (const auto& [stopAt, status] :
        {std::pair{acme::IssueStep::orderPending, "pending"}, std::pair{acme::IssueStep::authorized, "ready"}}) {
     certKey_ = std::move(*pki::SoftwareKey::generate());
