@@ -77,20 +77,10 @@ class ServerResponder final : public Http01Responder {
   }
 
   Result<void> listen(const std::string& host, std::uint16_t port) {
-    auto store = store_;
-    return serve(http::Server::listenTcp(
-        thread_.io(), host, port,
-        [store](const http::ServerRequest& request, const http::Reply& reply) { reply(answer(request, *store)); },
-        limits()));
+    return serve(http::Server::listenTcp(thread_.io(), host, port, handler(), limits()));
   }
 
-  Result<void> adopt(int fd) {
-    auto store = store_;
-    return serve(http::Server::adoptTcp(
-        thread_.io(), fd,
-        [store](const http::ServerRequest& request, const http::Reply& reply) { reply(answer(request, *store)); },
-        limits()));
-  }
+  Result<void> adopt(int fd) { return serve(http::Server::adoptTcp(thread_.io(), fd, handler(), limits())); }
 
   [[nodiscard]] std::uint16_t port() const override { return server_->port(); }
   void put(const std::string& token, const std::string& keyAuthorization) override {
@@ -100,6 +90,13 @@ class ServerResponder final : public Http01Responder {
   [[nodiscard]] std::uint64_t served() const override { return store_->served(); }
 
  private:
+  /// Answers from the challenge store; the handler holds its own reference to the store.
+  [[nodiscard]] http::Handler handler() const {
+    return [store = store_](const http::ServerRequest& request, const http::Reply& reply) {
+      reply(answer(request, *store));
+    };
+  }
+
   static http::ServerOptions limits() {
     http::ServerOptions options;
     options.headerLimit = 8192;

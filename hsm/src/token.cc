@@ -83,9 +83,13 @@ Result<pki::EcPublicKey> parseEcPoint(const pki::Bytes& value) {
 
 /// The token says the session or its login is gone (an HSM restarted or was reconnected,
 /// every session closed, a logout): worth one more try on a fresh, logged-in session.
+bool sessionLost(CK_RV rv) {
+  return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED || rv == CKR_USER_NOT_LOGGED_IN;
+}
+
+/// The same for an error made by ckError (the CK_RV is its native code).
 bool sessionLost(const Error& e) {
-  return e.nativeName == "CKR_SESSION_HANDLE_INVALID" || e.nativeName == "CKR_SESSION_CLOSED" ||
-         e.nativeName == "CKR_USER_NOT_LOGGED_IN";
+  return e.code == Errc::hsm && sessionLost(static_cast<CK_RV>(e.native));
 }
 
 }  // namespace
@@ -521,7 +525,7 @@ Result<pki::RawSignature> KeySigner::signDigest(const pki::Digest& digest) {
         return sig;
       }
     }
-    const bool lost = rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED || rv == CKR_USER_NOT_LOGGED_IN;
+    const bool lost = sessionLost(rv);
     const bool handleStale = rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID;
     if (attempt == 0 && (lost || handleStale)) {
       // A stale handle may mean a lost login (private keys are then invisible): log in

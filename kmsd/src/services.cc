@@ -242,26 +242,21 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
   }
   bool needHttp01 = std::any_of(config.certificates.begin(), config.certificates.end(),
                                 [](const auto& c) { return c.challenge == config::Challenge::http01; });
-  if (needHttp01 && http01Socket) {
-    auto responder = acme::Http01Responder::adopt(*http01Socket);
+  if (needHttp01) {
+    // On the socket passed by socket activation, else on the configured address.
+    auto responder = http01Socket ? acme::Http01Responder::adopt(*http01Socket)
+                                  : acme::Http01Responder::start(config.acme.http01Listen.host,
+                                                                 config.acme.http01Listen.port);
     if (!responder) {
       Error e = responder.error();
-      e.message = "socket activation (http01): " + e.message;
+      e.message = (http01Socket ? std::string("socket activation (http01): ")
+                                : "[acme] http01_listen " + config.acme.http01Listen.toString() + ": ") +
+                  e.message;
       return fail(e);
     }
     s->responder_ = std::move(*responder);
     s->http01_ = std::make_unique<acme::Http01Solver>(*s->responder_);
-  } else if (needHttp01) {
-    auto responder = acme::Http01Responder::start(config.acme.http01Listen.host, config.acme.http01Listen.port);
-    if (!responder) {
-      Error e = responder.error();
-      e.message = "[acme] http01_listen " + config.acme.http01Listen.toString() + ": " + e.message;
-      return fail(e);
-    }
-    s->responder_ = std::move(*responder);
-    s->http01_ = std::make_unique<acme::Http01Solver>(*s->responder_);
-  }
-  if (!needHttp01 && http01Socket) {
+  } else if (http01Socket) {
     ::close(*http01Socket);  // passed, but no certificate answers http-01
   }
   if (config.acme.dns01Hook) {

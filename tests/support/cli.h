@@ -31,9 +31,10 @@ inline CmdResult runTool(const std::string& env, const std::string& tool, const 
   return r;
 }
 
-/// A TCP socket listening on 127.0.0.1 on a port the kernel chose (bound to port 0), handed
-/// to kmsd as its http-01 socket the way systemd's socket activation does (fd 3,
-/// LISTEN_FDS=1, LISTEN_FDNAMES=http01, LISTEN_PID = kmsd's pid): the port is never picked,
+/// A TCP socket listening on 127.0.0.1 on a port the kernel chose (bound to port 0), for a
+/// child to inherit (not close-on-exec): kmsd takes it as its http-01 socket the way
+/// systemd's socket activation hands it over (fd 3, LISTEN_FDS=1, LISTEN_FDNAMES=http01,
+/// LISTEN_PID = kmsd's pid), nginx through its NGINX variable. The port is never picked,
 /// released and bound again by someone else. Stays open (and listening) while it lives, so
 /// several kmsd runs in a row get the same port.
 class PassedSocket {

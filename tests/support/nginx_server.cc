@@ -1,7 +1,6 @@
 #include "nginx_server.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,25 +15,11 @@
 #include <stdexcept>
 #include <thread>
 
+#include "cli.h"
 #include "sandbox.h"
 
 namespace kms::test {
 namespace {
-
-/// A socket listening on 127.0.0.1 on a port the kernel chose; its port in *port.
-int listenOnAnyPort(std::uint16_t* port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 511) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    throw std::runtime_error("cannot listen on 127.0.0.1:0");
-  }
-  *port = ntohs(a.sin_port);
-  return fd;
-}
 
 /// True when an HTTP request to the port gets an answer within a second: the socket itself
 /// listens from the start, so a connection alone says nothing about nginx.
@@ -68,7 +53,8 @@ NginxServer::NginxServer(std::string dir, const std::string& root, const std::st
   ::mkdir((dir_ + "/tmp").c_str(), 0700);
   // The test binds the port and nginx inherits the socket (its NGINX variable, the way it
   // hands sockets to a new binary), so no port is picked, released and bound again.
-  const int listenFd = listenOnAnyPort(&port_);
+  const PassedSocket listener;  // ours closes when the constructor returns; nginx keeps its copy
+  port_ = listener.port();
   std::string conf = "daemon off;\nmaster_process on;\nworker_processes 1;\npid " + dir_ + "/nginx.pid;\nerror_log " +
                      dir_ + "/error.log info;\n";
   if (::geteuid() == 0) {
@@ -84,19 +70,16 @@ NginxServer::NginxServer(std::string dir, const std::string& root, const std::st
   std::ofstream(confPath, std::ios::trunc) << conf;
   pid_ = ::fork();
   if (pid_ < 0) {
-    ::close(listenFd);
     throw std::runtime_error("fork failed");
   }
   if (pid_ == 0) {
-    ::fcntl(listenFd, F_SETFD, 0);  // inherited across exec
-    ::setenv("NGINX", (std::to_string(listenFd) + ";").c_str(), 1);
+    ::setenv("NGINX", (std::to_string(listener.fd()) + ";").c_str(), 1);
     const std::string bin = binary();
     const std::string early = dir_ + "/error.log";
     ::execl(bin.c_str(), bin.c_str(), "-p", dir_.c_str(), "-e", early.c_str(), "-c", confPath.c_str(),
             static_cast<char*>(nullptr));
     ::_exit(127);
   }
-  ::close(listenFd);  // nginx holds it now
   for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10); std::chrono::steady_clock::now() < end;) {
     if (answers(port_)) {
       return;
