@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "acme/jws.h"
+#include "kms/text.h"
 #include "kms/url.h"
 #include "objects.h"
 #include "pki/encoding.h"
@@ -87,11 +88,16 @@ std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value, pki:
   if (v.empty()) {
     return std::nullopt;
   }
-  if (std::all_of(v.begin(), v.end(), [](unsigned char c) { return std::isdigit(c) != 0; })) {
-    if (v.size() > 9) {
-      return std::chrono::seconds(86400L * 365);
+  // Every wait a CA names is bounded: under a second counts as none (the caller's own
+  // schedule, never "at once"), and more than a day is a day.
+  const auto bounded = [](std::int64_t secs) -> std::optional<std::chrono::seconds> {
+    if (secs < 1) {
+      return std::nullopt;
     }
-    return std::chrono::seconds(std::stol(v));
+    return std::chrono::seconds(std::min<std::int64_t>(secs, kMaxRetryAfter.count()));
+  };
+  if (std::all_of(v.begin(), v.end(), [](unsigned char c) { return std::isdigit(c) != 0; })) {
+    return bounded(v.size() > 9 ? kMaxRetryAfter.count() : std::stol(v));
   }
   std::tm tm{};
   const char* end = strptime(v.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
@@ -101,9 +107,7 @@ std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value, pki:
   // time_t arithmetic: a date far from now must not overflow system_clock's nanoseconds.
   std::int64_t at = static_cast<std::int64_t>(timegm(&tm));
   std::int64_t nowSeconds = static_cast<std::int64_t>(std::chrono::system_clock::to_time_t(now));
-  std::int64_t delta = at - nowSeconds;
-  constexpr std::int64_t kYear = 86400LL * 365;
-  return std::chrono::seconds(std::clamp<std::int64_t>(delta, 0, kYear));
+  return bounded(at - nowSeconds);
 }
 
 pki::SystemTime pickRenewalTime(const RenewalInfo& info, pki::SystemTime now, std::uint64_t randomValue) {
@@ -171,6 +175,17 @@ Error problemError(const HttpResponse& response, const std::string& url) {
 
 namespace {
 
+bool printableAscii(std::string_view text) {
+  return std::all_of(text.begin(), text.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+/// RFC 8555 6.5.1: a nonce is base64url without padding.
+bool isNonce(std::string_view n) {
+  return !n.empty() && n.size() <= 512 && std::all_of(n.begin(), n.end(), [](char c) {
+           return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+         });
+}
+
 bool isLoopbackOrigin(const std::string& origin) {
   return origin.rfind("http://127.0.0.1:", 0) == 0 || origin.rfind("http://localhost:", 0) == 0 ||
          origin.rfind("http://[::1]:", 0) == 0;
@@ -189,6 +204,10 @@ class AcmeClient::Impl {
   /// (http only when the directory itself is plain http on loopback, as a test CA is):
   /// nothing is ever sent to another host, a plain-http listener or a file: URL.
   Result<void> allowed(const std::string& url) const {
+    if (!printableAscii(url)) {
+      return fail(protocolError(origin_, "refusing a URL from the CA with bytes outside printable ASCII: '" +
+                                             escapeControl(url, 256) + "'"));
+    }
     const std::string origin = urlOrigin(url);
     const bool secure = origin.rfind("https://", 0) == 0 || isLoopbackOrigin(origin_);
     if (origin.empty() || origin != origin_ || !secure) {
@@ -200,6 +219,21 @@ class AcmeClient::Impl {
     }
     return ok();
   }
+  /// The Location header of a response to `url`: present, printable ASCII and on the
+  /// directory's origin (it becomes a kid or a URL kmsd polls).
+  Result<std::string> locationOf(const HttpResponse& r, const std::string& url, const char* what) const {
+    auto location = r.header("location");
+    if (!location) {
+      return fail(protocolError(url, std::string(what) + " answered without a Location header"));
+    }
+    if (auto a = allowed(*location); !a) {
+      Error e = a.error();
+      e.message = std::string(what) + " answered a Location header kmsd refuses: " + e.message;
+      return fail(e);
+    }
+    return *location;
+  }
+
   /// Every request to a URL the CA named goes through here.
   Result<HttpResponse> send(const HttpRequest& req) {
     if (auto a = allowed(req.url); !a) {
@@ -216,8 +250,9 @@ class AcmeClient::Impl {
   std::deque<std::string> nonces_;
   std::atomic<std::uint64_t> badNonceRetries_{0};
 
+  /// A Replay-Nonce that is not base64url (RFC 8555 6.5.1) is never kept or sent.
   void harvest(const HttpResponse& r) {
-    if (auto n = r.header("replay-nonce"); n && !n->empty()) {
+    if (auto n = r.header("replay-nonce"); n && isNonce(*n)) {
       std::lock_guard<std::mutex> lock(nonceMutex_);
       nonces_.push_back(*n);
       if (nonces_.size() > kMaxPooledNonces) {
@@ -245,12 +280,19 @@ class AcmeClient::Impl {
       return fail(protocolError(directory_.newNonce, "newNonce answered HTTP " + std::to_string(r->status) +
                                                          " without a Replay-Nonce header"));
     }
+    if (!isNonce(*n)) {
+      return fail(protocolError(directory_.newNonce, "newNonce answered a Replay-Nonce that is not base64url: '" +
+                                                         escapeControl(*n, 128) + "'"));
+    }
     return *n;
   }
 
   /// Signed POST with badNonce retry. kid empty = jwk form. Error statuses become errors.
   Result<HttpResponse> post(pki::Signer& key, const std::string& kid, const std::string& url,
                             const std::string& payload, bool conflictIsAnswer = false) {
+    if (auto a = allowed(url); !a) {  // before the URL goes into a signed header
+      return fail(a.error());
+    }
     for (int attempt = 0;; ++attempt) {
       auto nonce = takeNonce();
       if (!nonce) {
@@ -300,9 +342,9 @@ class AcmeClient::Impl {
     if (!r) {
       return fail(r.error());
     }
-    auto location = r->header("location");
+    auto location = locationOf(*r, url, "newAccount");
     if (!location) {
-      return fail(protocolError(url, "newAccount answered without a Location header"));
+      return fail(location.error());
     }
     auto account = detail::parseAccount(r->body, url);
     if (!account) {
@@ -423,7 +465,7 @@ Result<void> AcmeClient::changeKey(const AccountRef& account, pki::Signer& newKe
     Error e = problemError(*r, url);
     e.code = Errc::alreadyExists;
     e.message = "the new key already belongs to an account";
-    if (auto other = r->header("location")) {
+    if (auto other = impl_->locationOf(*r, url, "keyChange")) {
       e.message += " (" + *other + ")";
     }
     return fail(e);
@@ -459,9 +501,9 @@ Result<Order> AcmeClient::newOrder(const AccountRef& account, const std::vector<
   if (!r) {
     return fail(r.error());
   }
-  auto location = r->header("location");
+  auto location = impl_->locationOf(*r, url, "newOrder");
   if (!location) {
-    return fail(protocolError(url, "newOrder answered without a Location header"));
+    return fail(location.error());
   }
   auto order = detail::parseOrder(r->body, *location);
   if (!order) {
@@ -472,17 +514,14 @@ Result<Order> AcmeClient::newOrder(const AccountRef& account, const std::vector<
 
 namespace {
 
-/// The answer's Retry-After, clamped to [0, 1 day]; empty when absent or unreadable.
+/// The answer's Retry-After (bounded by parseRetryAfter); empty when absent, unreadable or
+/// under a second.
 std::optional<std::chrono::seconds> answerRetryAfter(const HttpResponse& r) {
   auto ra = r.header("retry-after");
   if (!ra) {
     return std::nullopt;
   }
-  auto secs = parseRetryAfter(*ra, std::chrono::system_clock::now());
-  if (!secs) {
-    return std::nullopt;
-  }
-  return std::clamp<std::chrono::seconds>(*secs, std::chrono::seconds(0), std::chrono::seconds(86400));
+  return parseRetryAfter(*ra, std::chrono::system_clock::now());
 }
 
 /// Parses an order or authorization answer and keeps its Retry-After.

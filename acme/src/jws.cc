@@ -22,8 +22,22 @@ std::string flattened(const std::string& protectedB64, const std::string& payloa
   return out.dump();
 }
 
+/// The header as JSON text; bytes that are not UTF-8 (from a peer) are an error, never an
+/// exception.
+Result<std::string> headerText(const json& header) {
+  try {
+    return header.dump();
+  } catch (const json::exception& e) {
+    return fail(Errc::protocol, std::string("cannot encode the JWS protected header: ") + e.what());
+  }
+}
+
 Result<std::string> signEs256(pki::Signer& key, const json& header, std::string_view payload) {
-  std::string input = pki::jwsSigningInput(header.dump(), payload);
+  auto text = headerText(header);
+  if (!text) {
+    return fail(text.error());
+  }
+  std::string input = pki::jwsSigningInput(*text, payload);
   auto sig = key.signMessage(pki::asBytes(input));
   if (!sig) {
     return fail(sig.error());
@@ -51,7 +65,11 @@ Result<std::string> signRequest(pki::Signer& key, std::string_view url, std::str
 Result<std::string> externalAccountBinding(const SecretBytes& hmacKey, std::string_view kid,
                                            std::string_view newAccountUrl, const pki::EcPublicKey& accountKey) {
   json header{{"alg", "HS256"}, {"kid", kid}, {"url", newAccountUrl}};
-  std::string protectedB64 = pki::base64UrlEncode(pki::asBytes(header.dump()));
+  auto text = headerText(header);
+  if (!text) {
+    return fail(text.error());
+  }
+  std::string protectedB64 = pki::base64UrlEncode(pki::asBytes(*text));
   std::string payloadB64 = pki::base64UrlEncode(pki::asBytes(accountKey.jwkJson()));
   std::string input = protectedB64 + "." + payloadB64;
   unsigned char mac[EVP_MAX_MD_SIZE];
@@ -69,7 +87,11 @@ Result<std::string> keyChangeInner(pki::Signer& newKey, std::string_view keyChan
                                    const pki::EcPublicKey& oldKey) {
   json header{{"alg", "ES256"}, {"jwk", jwkObject(newKey.publicKey())}, {"url", keyChangeUrl}};
   json payload{{"account", accountUrl}, {"oldKey", jwkObject(oldKey)}};
-  return signEs256(newKey, header, payload.dump());
+  auto payloadText = headerText(payload);
+  if (!payloadText) {
+    return fail(payloadText.error());
+  }
+  return signEs256(newKey, header, *payloadText);
 }
 
 std::string keyAuthorization(std::string_view token, const pki::EcPublicKey& accountKey) {

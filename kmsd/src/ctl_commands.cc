@@ -154,7 +154,11 @@ int ctlRenew(const std::string& configPath, const std::string& name, bool wait, 
     err << "kmsctl: " << str(*r, "detail", "renewal refused") << '\n';
     return kExitCheckFailed;
   }
-  out << name << ": renewal requested\n";
+  out << name << ": renewal requested";
+  if (auto overrides = str(*r, "overrides", ""); !overrides.empty()) {
+    out << " (overrides " << overrides << ")";
+  }
+  out << '\n';
   if (!wait) {
     return kExitOk;
   }

@@ -303,7 +303,17 @@ class Engine::Impl {
     }
     // Steps run on the pool and post back: the loop must not run out of work meanwhile.
     auto guard = asio::make_work_guard(io_);
-    io_.run();
+    // A handler's exception leaves run(): reported, and the loop goes on.
+    while (true) {
+      try {
+        io_.run();
+        break;
+      } catch (const std::exception& e) {
+        internalError("an event-loop handler", e.what());
+      } catch (...) {
+        internalError("an event-loop handler", "unknown exception");
+      }
+    }
     pool_.join();
     if (!options_.once) {
       sink_->emit({"KMS_STOPPED", EventLevel::info, std::nullopt, "kmsd stopped", {}});
@@ -371,6 +381,10 @@ class Engine::Impl {
         result = work(*cfg, poll, renew);
       } catch (const std::exception& ex) {
         result.error = Error{Errc::internal, std::string("internal error: ") + ex.what(), cfg->name, 0, {}, true, {}};
+        internalError("the step of '" + cfg->name + "'", ex.what());
+      } catch (...) {
+        result.error = Error{Errc::internal, "internal error: unknown exception", cfg->name, 0, {}, true, {}};
+        internalError("the step of '" + cfg->name + "'", "unknown exception");
       }
       asio::post(io_, [this, rt, result = std::move(result)]() mutable { complete(rt, std::move(result)); });
     });
@@ -631,8 +645,9 @@ class Engine::Impl {
       try {
         affected = trust_->refresh();
       } catch (const std::exception& e) {
-        sink_->emit({"KMS_TRUST_FETCH_FAILED", EventLevel::warning, std::nullopt,
-                     std::string("trust refresh failed: internal error: ") + e.what(), {}});
+        internalError("the trust refresh", e.what());
+      } catch (...) {
+        internalError("the trust refresh", "unknown exception");
       }
       asio::post(io_, [this, first, affected = std::move(affected), done = std::move(done)] {
         trustRunning_ = false;
@@ -662,8 +677,29 @@ class Engine::Impl {
     });
   }
 
+  /// KMS_INTERNAL_ERROR: a job threw (a bug, or a peer's bytes no check caught); kmsd goes on.
+  void internalError(const std::string& where, const std::string& what) {
+    sink_->emit({"KMS_INTERNAL_ERROR", EventLevel::error, std::nullopt,
+                 "internal error in " + where + ": " + what + "; kmsd goes on", {}});
+  }
+
+  /// Runs `job` on the worker pool. Nothing it throws reaches the pool's thread (Boost would
+  /// call std::terminate): an exception becomes KMS_INTERNAL_ERROR.
+  template <class Job>
+  void onPool(std::string where, Job job) {
+    asio::post(pool_, [this, where = std::move(where), job = std::move(job)]() mutable {
+      try {
+        job();
+      } catch (const std::exception& e) {
+        internalError(where, e.what());
+      } catch (...) {
+        internalError(where, "unknown exception");
+      }
+    });
+  }
+
   void runHousekeeping() {
-    asio::post(pool_, [this] {
+    onPool("key housekeeping", [this] {
       auto r = steps_->retireKeys();
       if (!r) {
         sink_->emit({"KMS_KEY_DESTROY_FAILED",
@@ -1020,11 +1056,15 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
   const std::string& what = parts[1];
   // Reads run on the pool (one SQLite connection, shared with the steps), replies from there.
   auto readDb = [this, reply](std::function<ControlResponse()> body) {
-    asio::post(pool_, [reply, body = std::move(body)] {
+    asio::post(pool_, [this, reply, body = std::move(body)] {
       try {
         reply(body());
       } catch (const std::exception& e) {
+        internalError("a control API read", e.what());
         reply(problem(500, "internal error", e.what()));
+      } catch (...) {
+        internalError("a control API read", "unknown exception");
+        reply(problem(500, "internal error", "unknown exception"));
       }
     });
   };
@@ -1129,12 +1169,44 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
       return notAllowed();
     }
     if (parts[3] == "renew") {
-      it->second->renewRequested = true;
-      sink_->emit({"KMS_RENEW_REQUESTED", EventLevel::info, name, "renewal requested through the control API", {}});
-      if (!it->second->running) {
-        schedule(it->second, clock_->now());
-      }
-      return reply(jsonResponse(202, {{"name", name}, {"renewal_requested", true}}));
+      // An operator's renewal is not held back by a stored wait (backoff, a CA's Retry-After
+      // for this certificate): it is cleared, and the answer says what it overrode.
+      onPool("the renewal request of '" + name + "'", [this, name, reply, rt = it->second] {
+        std::string overrode;
+        const std::int64_t now = unixSeconds(clock_->now());
+        auto cleared = state_.locked->with([&](storage::Store& st) -> Result<void> {
+          auto cert = st.getCertificate(name);
+          if (!cert) {
+            return fail(cert.error());
+          }
+          if (*cert && (*cert)->nextAttemptAt && *(*cert)->nextAttemptAt > now) {
+            overrode = "a wait until " + isoTime(*(*cert)->nextAttemptAt) +
+                       ((*cert)->failureCount > 0 ? " after " + std::to_string((*cert)->failureCount) + " failure(s)"
+                                                  : std::string());
+            return st.setNextAttempt(name, std::nullopt);
+          }
+          return ok();
+        });
+        if (!cleared) {
+          reply(problem(500, "renewal not requested", cleared.error().toString()));
+          return;
+        }
+        sink_->emit({"KMS_RENEW_REQUESTED", EventLevel::info, name,
+                     "renewal requested through the control API" + (overrode.empty() ? "" : "; overrides " + overrode),
+                     {}});
+        nlohmann::json body{{"name", name}, {"renewal_requested", true}};
+        if (!overrode.empty()) {
+          body["overrides"] = overrode;
+        }
+        reply(jsonResponse(202, body));
+        asio::post(io_, [this, rt] {
+          rt->renewRequested = true;
+          if (!rt->running && !rt->removed) {
+            schedule(rt, clock_->now());
+          }
+        });
+      });
+      return;
     }
     if (parts[3] == "revoke") {
       int reason = 0;
@@ -1151,8 +1223,14 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
         return reply(problem(400, "bad request", "reason must be an RFC 5280 code 0..10 other than 7"));
       }
       auto cfg = it->second->cfg;
-      asio::post(pool_, [this, cfg, reason, reply, rt = it->second] {
-        auto serial = steps_->revoke(*cfg, reason);
+      onPool("the revocation of '" + cfg->name + "'", [this, cfg, reason, reply, rt = it->second] {
+        Result<std::string> serial = fail(Errc::internal, "internal error (KMS_INTERNAL_ERROR in the log)");
+        try {
+          serial = steps_->revoke(*cfg, reason);
+        } catch (...) {
+          reply(problem(500, "revocation failed", serial.error().toString()));
+          throw;  // onPool reports it
+        }
         if (!serial) {
           const int status = serial.error().code == Errc::notFound ? 409 : 502;
           reply(problem(status, "revocation failed", serial.error().toString()));

@@ -35,7 +35,8 @@ enum class Action {
 struct CertSnapshot {
   storage::ManagedCert cert;
   std::optional<storage::Order> order;  ///< the open order
-  /// The certificate verifiers get now: newest published, not revoked, not expired.
+  /// The certificate verifiers get now: the newest published one, when it is neither revoked
+  /// nor expired (then there is none: a superseded certificate never becomes active again).
   std::optional<storage::IssuedCert> active;
   bool shaken = false;            ///< needs an SPC token before newOrder
   bool activeKeyMissing = false;  ///< the active certificate's key is gone from the token

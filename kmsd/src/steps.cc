@@ -17,6 +17,10 @@
 namespace kms::daemon {
 namespace {
 
+/// The shortest wait after a failed renewalInfo read (a CA answering 503 with Retry-After: 1
+/// is not read again every second).
+constexpr std::int64_t kMinAriRetrySeconds = 60;
+
 using storage::CertState;
 
 storage::OrderUpdate at(CertState step) {
@@ -78,9 +82,13 @@ Result<CertSnapshot> Steps::snapshot(const config::CertificateConfig& c, bool re
     if (!issued) {
       return fail(issued.error());
     }
+    // The newest published certificate is the current one; revoked or expired, there is
+    // none: a certificate it superseded never becomes current again.
     for (auto& i : *issued) {
-      if (i.publishedAt && !i.revokedAt && i.notAfter > t) {
-        snap.active = std::move(i);
+      if (i.publishedAt) {
+        if (!i.revokedAt && i.notAfter > t) {
+          snap.active = std::move(i);
+        }
         break;
       }
     }
@@ -1167,7 +1175,9 @@ Result<StepOutcome> Steps::refreshRenewal(const CertSnapshot& snap, const config
                         " .. " + isoTime(unixSeconds(info->windowEnd)) + ")",
                     {{"renew_at", isoTime(renewAt)}, {"source", "ari"}}});
     } else {
-      nextCheck = now() + (info.error().retryAfter ? info.error().retryAfter->count() : 3600);
+      // A failed read waits at least a minute, whatever Retry-After the CA sent with it.
+      nextCheck = now() + std::max<std::int64_t>(
+                              kMinAriRetrySeconds, info.error().retryAfter ? info.error().retryAfter->count() : 3600);
       events_.emit({"KMS_ARI_FAILED",
                     storage::EventLevel::warning,
                     c.name,

@@ -19,6 +19,13 @@ std::int64_t systemNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+/// The current certificate of managed certificate `c.id`: its newest published one (not
+/// before ?1). Callers add "neither revoked nor expired": a certificate that one superseded
+/// never becomes current again when the newer one is revoked.
+constexpr std::string_view kNewestPublished =
+    "SELECT v.id FROM issued_certificates v WHERE v.cert_id = c.id AND v.published_at IS NOT NULL "
+    "AND v.not_before <= ?1 ORDER BY v.not_before DESC, v.id DESC LIMIT 1";
+
 // ---------------------------------------------------------------------------------------
 
 class SqliteStore final : public Store {
@@ -316,9 +323,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<IssuedCert>> listLatestValid(std::int64_t now) override {
     auto stmt = db_.prepare(std::string(kIssuedColumns) +
-                            "WHERE i.id = (SELECT v.id FROM issued_certificates v WHERE v.cert_id = i.cert_id "
-                            "  AND v.published_at IS NOT NULL AND v.revoked_at IS NULL AND v.not_before <= ?1 "
-                            "  AND v.not_after > ?1 ORDER BY v.not_before DESC, v.id DESC LIMIT 1) "
+                            "WHERE i.id = (" + std::string(kNewestPublished) + ") AND i.revoked_at IS NULL AND i.not_after > ?1 "
                             "ORDER BY c.name");
     if (!stmt.has_value()) {
       return fail(stmt.error());
@@ -331,9 +336,8 @@ class SqliteStore final : public Store {
     std::string sql =
         "SELECT c.name, c.kind, c.state, c.failure_count, c.last_error, c.renew_at, c.next_attempt_at, "
         "i.serial, i.not_after, i.x5u_url FROM managed_certificates c "
-        "LEFT JOIN issued_certificates i ON i.id = (SELECT v.id FROM issued_certificates v "
-        "  WHERE v.cert_id = c.id AND v.published_at IS NOT NULL AND v.revoked_at IS NULL "
-        "  AND v.not_before <= ?1 AND v.not_after > ?1 ORDER BY v.not_before DESC, v.id DESC LIMIT 1) ";
+        "LEFT JOIN issued_certificates i ON i.id = (" + std::string(kNewestPublished) +
+        ") AND i.revoked_at IS NULL AND i.not_after > ?1 ";
     sql += name.has_value() ? "WHERE c.name = ?2 " : "";
     sql += "ORDER BY c.name";
     auto stmt = db_.prepare(sql);
@@ -594,7 +598,8 @@ class SqliteStore final : public Store {
              EXISTS (SELECT 1 FROM orders o WHERE o.key_uri = k.key_uri AND o.status = 'open'),
              (SELECT count(*) FROM valid v WHERE v.key_uri = k.key_uri AND v.replaced_at IS NULL),
              (SELECT max(v.replaced_at) FROM valid v WHERE v.key_uri = k.key_uri),
-             EXISTS (SELECT 1 FROM orders o WHERE o.key_uri = k.key_uri AND o.status = 'abandoned')
+             EXISTS (SELECT 1 FROM orders o WHERE o.key_uri = k.key_uri AND o.status = 'abandoned'),
+             EXISTS (SELECT 1 FROM issued_certificates i WHERE i.key_uri = k.key_uri AND i.revoked_at IS NOT NULL)
         FROM hsm_keys k
        WHERE k.destroyed_at IS NULL
        ORDER BY k.id)sql");
@@ -611,6 +616,7 @@ class SqliteStore final : public Store {
       const bool current = s.columnInt64(4) > 0;
       const auto replacedAt = optInt(s, 5);
       const bool abandoned = s.columnInt64(6) != 0;
+      const bool revoked = s.columnInt64(7) != 0;
       if (account) {
         u.state = "account";
       } else if (current) {
@@ -620,6 +626,8 @@ class SqliteStore final : public Store {
       } else if (replacedAt) {
         u.state = "previous";
         u.until = *replacedAt + retainSeconds;
+      } else if (revoked) {
+        u.state = "revoked";
       } else if (abandoned) {
         u.state = "abandoned";
       } else {

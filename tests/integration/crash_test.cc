@@ -14,11 +14,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -167,43 +170,136 @@ TEST_F(Crash, KilledAfterTheCaRegisteredTheAccountBeforeItWasSaved) {
   EXPECT_EQ(resumed.output.find("KMS_ACCOUNT_REGISTERED"), std::string::npos) << resumed.output;
 }
 
+/// One `kmsd --once` run that reports each step it reaches on a pipe (KMSD_PROGRESS_FD).
+class ProgressRun {
+ public:
+  ProgressRun(const std::string& softhsmConf, const std::string& config) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+      throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+    }
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fds[1], 3);  // dup2 clears FD_CLOEXEC on 3
+      ::setenv("KMSD_PROGRESS_FD", "3", 1);
+      ::setenv("SOFTHSM2_CONF", softhsmConf.c_str(), 1);
+      int devnull = ::open("/dev/null", O_WRONLY);
+      ::dup2(devnull, 1);
+      ::dup2(devnull, 2);
+      ::execl(kKmsd.c_str(), kKmsd.c_str(), "--config", config.c_str(), "--once", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    fd_ = fds[0];
+  }
+  ~ProgressRun() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      reap();
+    }
+    ::close(fd_);
+  }
+  ProgressRun(const ProgressRun&) = delete;
+  ProgressRun& operator=(const ProgressRun&) = delete;
+
+  /// The next step reported, or "" once kmsd has exited (or after two minutes of silence).
+  std::string next() {
+    while (true) {
+      if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
+        std::string line = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        steps_.push_back(line);
+        return line;
+      }
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 120000) != 1) {
+        return "";
+      }
+      char chunk[256];
+      const ssize_t n = ::read(fd_, chunk, sizeof chunk);
+      if (n <= 0) {
+        return "";
+      }
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+  /// SIGKILLs kmsd and reaps it; true when the kill found it still running.
+  bool kill() {
+    ::kill(pid_, SIGKILL);
+    return reap();
+  }
+  /// Every step reported, up to the end (call after kill()).
+  const std::vector<std::string>& steps() {
+    while (!next().empty()) {
+    }
+    return steps_;
+  }
+
+ private:
+  bool reap() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+  }
+
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  std::string buffer_;
+  std::vector<std::string> steps_;
+};
+
 TEST_F(Crash, RandomKillsDuringThreeRenewals) {
+  // Kills land mid-work on any machine: each run is killed after a random one of the steps it
+  // reports, a random share of the time its last step took later (the clock of the machine
+  // itself), and a renewal is kept due in every run. A kill counts when kmsd was still
+  // running and had not yet activated a certificate.
   CmdResult first = run(kKmsd, "--once");
   ASSERT_EQ(first.rc, 0) << first.output;
   const std::uint64_t seed = std::random_device{}();
   std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int> delayMs(0, 700);
+  std::uniform_int_distribution<int> stepsBeforeKill(1, 10);
+  std::uniform_real_distribution<double> share(0.0, 1.0);
   SCOPED_TRACE("seed " + std::to_string(seed));
   int kills = 0;
-  int renewals = 0;
-  for (int round = 0; round < 4; ++round) {
-    makeDue();
-    for (int i = 0; i < 30; ++i) {
-      pid_t pid = ::fork();
-      if (pid == 0) {
-        ::setenv("SOFTHSM2_CONF", lab_->file("softhsm2.conf").c_str(), 1);
-        int devnull = ::open("/dev/null", O_WRONLY);
-        ::dup2(devnull, 1);
-        ::dup2(devnull, 2);
-        ::execl(kKmsd.c_str(), kKmsd.c_str(), "--config", config_.c_str(), "--once", static_cast<char*>(nullptr));
-        ::_exit(127);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(delayMs(rng)));
-      ::kill(pid, SIGKILL);
-      int status = 0;
-      ::waitpid(pid, &status, 0);
-      kills += WIFSIGNALED(status) ? 1 : 0;
+  int runs = 0;
+  for (; kills < 100 && runs < 400; ++runs) {
+    if (count("SELECT count(*) FROM orders WHERE status = 'open'") == 0) {
+      makeDue();
     }
-    const std::string before = sql("SELECT count(*) FROM issued_certificates");
-    CmdResult finish = run(kKmsd, "--once");
-    ASSERT_EQ(finish.rc, 0) << finish.output;
-    expectConsistent("after round " + std::to_string(round));
-    renewals = static_cast<int>(count("SELECT count(*) FROM issued_certificates")) - 1;
-    (void)before;
+    ProgressRun kmsd(lab_->file("softhsm2.conf"), config_);
+    const int target = stepsBeforeKill(rng);
+    auto last = std::chrono::steady_clock::now();
+    auto gap = std::chrono::steady_clock::duration::zero();
+    bool finished = false;
+    for (int seen = 0; seen < target && !finished;) {
+      std::string step = kmsd.next();
+      auto at = std::chrono::steady_clock::now();
+      gap = at - last;
+      last = at;
+      finished = step.empty();
+      seen += finished ? 0 : 1;
+    }
+    if (!finished) {
+      std::this_thread::sleep_for(std::chrono::duration_cast<std::chrono::microseconds>(gap * share(rng)));
+    }
+    const bool running = kmsd.kill();
+    const auto& steps = kmsd.steps();
+    const bool activated = std::find(steps.begin(), steps.end(), "activated") != steps.end();
+    kills += running && !activated ? 1 : 0;
+    if (runs % 25 == 24) {  // every so often, a restart that runs to completion checks the invariants
+      CmdResult finish = run(kKmsd, "--once");
+      ASSERT_EQ(finish.rc, 0) << finish.output;
+      expectConsistent("after run " + std::to_string(runs));
+    }
   }
-  EXPECT_GE(kills, 100);
+  CmdResult finish = run(kKmsd, "--once");
+  ASSERT_EQ(finish.rc, 0) << finish.output;
+  expectConsistent("at the end");
+  const long renewals = count("SELECT count(*) FROM issued_certificates") - 1;
+  EXPECT_GE(kills, 100) << "in " << runs << " runs";
   EXPECT_GE(renewals, 3);
-  std::printf("random kills: %d kills, %d renewals, seed %llu\n", kills, renewals,
+  std::printf("random kills: %d mid-work kills in %d runs, %ld renewals, seed %llu\n", kills, runs, renewals,
               static_cast<unsigned long long>(seed));
 }
 

@@ -219,6 +219,45 @@ TEST_F(Daemon, SigtermWhileAStepWaitsOnASlowPeerDoesNotWaitForThePeer) {
   EXPECT_EQ(log.find("KMS_RENEW_FAILED"), std::string::npos) << log;
 }
 
+TEST_F(Daemon, ACaSendingBytesThatAreNotUtf8IsRefusedByNameAndNeverStopsKmsd) {
+  // Such a Replay-Nonce once made the JWS header's JSON throw on a worker thread, and
+  // kmsctl revoke killed kmsd (std::terminate, exit 134).
+  startLab();
+  {
+    std::string toml = test::readFile(config_);
+    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nretry_first = \"1s\"\nretry_max = \"2s\"\n");
+    std::ofstream(config_, std::ios::trunc) << toml;
+  }
+  std::string out;
+  // A newOrder Location that is not UTF-8: refused by name, the order abandoned.
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"location":"not-utf8"})", &out)) << out;
+  auto kmsd = startDaemon();
+  ASSERT_TRUE(kmsd->waitFor("newOrder answered a Location header kmsd refuses: refusing a URL from the CA with "
+                            "bytes outside printable ASCII: '" + lab_->baseUrl() + "/acme/order/"))
+      << kmsd->log();
+  EXPECT_NE(kmsd->log().find("\\\\xc3("), std::string::npos) << "the bad bytes are shown escaped\n" << kmsd->log();
+  EXPECT_EQ(api("GET", "/healthz")->status, 200);
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"location":"good"})", &out)) << out;
+  ASSERT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd->log();
+
+  // A Replay-Nonce that is not UTF-8 (nor base64url): never kept or sent; a request that
+  // needs a fresh one fails naming it, and kmsd answers on.
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"nonce":"not-utf8"})", &out)) << out;
+  EXPECT_EQ(run(kKmsctl, "renew main").rc, 0);
+  ASSERT_TRUE(kmsd->waitFor("newNonce answered a Replay-Nonce that is not base64url: '\\\\xff\\\\xfe")) << kmsd->log();
+  // The pool holds no good nonce now: the revocation needs a fresh one and fails naming it.
+  CmdResult revoke = run(kKmsctl, "revoke main");
+  EXPECT_NE(revoke.rc, 0) << revoke.output;
+  EXPECT_NE(revoke.output.find("newNonce answered a Replay-Nonce that is not base64url"), std::string::npos)
+      << revoke.output;
+  ASSERT_EQ(api("GET", "/healthz")->status, 200) << kmsd->log();
+  EXPECT_EQ(kmsd->log().find("KMS_INTERNAL_ERROR"), std::string::npos) << kmsd->log();
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"nonce":"good"})", &out)) << out;
+  CmdResult renew = run(kKmsctl, "renew main --wait");
+  EXPECT_EQ(renew.rc, 0) << renew.output << kmsd->log();
+  EXPECT_EQ(kmsd->stop(), 0) << kmsd->log();
+}
+
 TEST_F(Daemon, RateLimitFromTheCaHoldsBackEveryOrderToIt) {
   // The first three newOrders pass; from the fourth on the CA refuses newOrder for 8 s.
   startLab({"--rate-limit-after", "3", "--rate-limit-seconds", "8"});

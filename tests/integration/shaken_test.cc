@@ -65,12 +65,7 @@ class Shaken : public ::testing::Test {
   /// A lab switch (POST /lab/...), with curl over the lab's TLS.
   void labSwitch(const std::string& path, const std::string& json) {
     std::string out;
-    ASSERT_EQ(test::runCommand("curl -sS --fail --cacert '" + lab_->file("tls-ca.pem") +
-                                   "' -H 'Content-Type: application/json' -d '" + json + "' '" + lab_->baseUrl() +
-                                   path + "'",
-                               &out),
-              0)
-        << out;
+    ASSERT_TRUE(lab_->labSwitch(path, json, &out)) << out;
   }
 
   /// One SQL query on the state DB, its output.

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -279,6 +280,69 @@ TEST_F(Trust, BadDocumentsAreRefusedAndTheKeptOnesStay) {
   EXPECT_TRUE(kmsd_->waitFor("KMS_CERT_REVOKED cert=main", 5s)) << kmsd_->log();
   EXPECT_EQ(kmsd_->stop(), 0);
 }
+
+/// Revocation after one or two renewals, by the control API (kmsctl revoke) or found in the
+/// CRL: the revoked certificate is replaced at once with a new key, no certificate it
+/// superseded is ever shown as active again, and the web root serves the replacement.
+class TrustRevoke : public Trust, public ::testing::WithParamInterface<std::tuple<bool, int>> {};
+
+TEST_P(TrustRevoke, ARevokedCertificateIsReplacedAndNoSupersededOneReturns) {
+  const auto [byCrl, renewals] = GetParam();
+  startDaemon();
+  ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd_->log();
+  std::set<std::string> earlier{activeSerial()};
+  for (int i = 0; i < renewals; ++i) {
+    CmdResult renew = ctl("renew main --wait");
+    ASSERT_EQ(renew.rc, 0) << renew.output << kmsd_->log();
+    earlier.insert(activeSerial());
+  }
+  ASSERT_EQ(earlier.size(), static_cast<std::size_t>(renewals + 1)) << kmsd_->log();
+  const std::string revoked = activeSerial();
+  const std::string revokedKey = activeKey();
+  if (byCrl) {
+    lab("/lab/revoke", {{"serial", revoked}, {"reason", 1}});
+    EXPECT_NE(refresh().find("renewing at once: main"), std::string::npos) << kmsd_->log();
+  } else {
+    CmdResult r = ctl("revoke main --reason 1");
+    ASSERT_EQ(r.rc, 0) << r.output << kmsd_->log();
+    EXPECT_NE(r.output.find("revoked serial " + revoked), std::string::npos) << r.output;
+  }
+  // Until the replacement is active, status shows no certificate at all, never one that
+  // the revoked one superseded.
+  std::string now;
+  for (auto end = std::chrono::steady_clock::now() + 90s; std::chrono::steady_clock::now() < end;) {
+    now = activeSerial();
+    ASSERT_EQ(earlier.count(now) != 0 && now != revoked, false) << "superseded serial " << now << " is active again";
+    if (!now.empty() && now != revoked) {
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_FALSE(now.empty() || now == revoked) << kmsd_->log();
+  EXPECT_EQ(earlier.count(now), 0U);
+  EXPECT_NE(activeKey(), revokedKey);  // a new key although reuse_key = true
+  // The web root serves the replacement, and the revoked key is called revoked.
+  auto chain = pki::parsePemChain(test::readFile(lab_->file("www/main.pem")));
+  ASSERT_TRUE(chain.has_value());
+  EXPECT_EQ(chain->front().serialHex(), now);
+  // The revoked key is no longer active (with reuse_key the certificate it superseded
+  // still holds it as "previous").
+  for (const auto& k : ctlJson("keys --json")) {
+    if (k.value("uri", "") == revokedKey) {
+      EXPECT_NE(k.value("state", ""), "active") << k;
+    }
+  }
+  // Settled: a refresh finds nothing more, and the revoked serial stays replaced.
+  EXPECT_EQ(refresh().find("renewing at once"), std::string::npos);
+  EXPECT_EQ(activeSerial(), now);
+  EXPECT_EQ(kmsd_->stop(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(, TrustRevoke, ::testing::Combine(::testing::Bool(), ::testing::Values(1, 2)),
+                         [](const ::testing::TestParamInfo<std::tuple<bool, int>>& param) {
+                           return std::string(std::get<0>(param.param) ? "ByCrl" : "ByControlApi") + "After" +
+                                  std::to_string(std::get<1>(param.param)) + "Renewals";
+                         });
 
 }  // namespace
 }  // namespace kms

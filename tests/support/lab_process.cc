@@ -78,6 +78,17 @@ LabProcess::~LabProcess() {
 
 std::string LabProcess::log() const { return readFile(log_); }
 
+bool LabProcess::labSwitch(const std::string& path, const std::string& json, std::string* out) const {
+  std::string output;
+  const int rc = runCommand("curl -sS --fail --cacert '" + file("tls-ca.pem") +
+                                "' -H 'Content-Type: application/json' -d '" + json + "' '" + baseUrl_ + path + "'",
+                            &output);
+  if (out != nullptr) {
+    *out = output;
+  }
+  return rc == 0;
+}
+
 void LabProcess::stop() {
   if (pid_ <= 0) {
     return;

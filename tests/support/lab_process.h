@@ -23,6 +23,9 @@ class LabProcess {
   [[nodiscard]] const std::string& baseUrl() const { return baseUrl_; }
   /// dir + "/" + name
   [[nodiscard]] std::string file(const std::string& name) const { return dir_ + "/" + name; }
+  /// POSTs a lab switch (`path` as "/lab/...", a JSON body) with curl over the lab's TLS;
+  /// false (with curl's output in `out`) unless it answered 2xx.
+  bool labSwitch(const std::string& path, const std::string& json, std::string* out = nullptr) const;
   /// What kms-lab printed so far (stdout and stderr).
   [[nodiscard]] std::string log() const;
   void stop();

@@ -186,7 +186,12 @@ class AcmeClient {
 /// window has already passed (renew at once), and never before `now`.
 [[nodiscard]] pki::SystemTime pickRenewalTime(const RenewalInfo& info, pki::SystemTime now, std::uint64_t randomValue);
 
-/// Parses an HTTP Retry-After value (delta-seconds or IMF-fixdate) relative to now.
+/// The longest wait a CA may name (Retry-After); past it, kmsd's own backoff decides.
+inline constexpr std::chrono::seconds kMaxRetryAfter{86400};
+
+/// Parses an HTTP Retry-After value (delta-seconds or IMF-fixdate) relative to now, bounded:
+/// empty when absent, unreadable or under one second (a wait of 0 or a date in the past
+/// counts as no Retry-After, never as "at once"); at most kMaxRetryAfter.
 [[nodiscard]] std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value, pki::SystemTime now);
 
 /// Turns an error response into an Error (problem+json when present). Exposed for tests.

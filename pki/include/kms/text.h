@@ -8,7 +8,9 @@
 
 namespace kms {
 
-/// Control characters and DEL as `\xNN` (no escape sequence, no forged second line), cut
+/// C0 control characters and DEL as `\xNN`, C1 control characters (U+0080..U+009F, e.g.
+/// U+009B, a one-character CSI) as `\u00NN`, and bytes that are not well-formed UTF-8 as
+/// `\xNN`: no escape sequence, no forged second line, and the result is always UTF-8. Cut
 /// after `maxBytes` of output with "..." appended.
 [[nodiscard]] std::string escapeControl(std::string_view text, std::size_t maxBytes = 2048);
 

@@ -118,7 +118,8 @@ struct KeyUsage {
   std::string keyUri;
   std::optional<std::string> certName;
   /// "account", "order" (an order in progress), "active", "previous" (replaced; kept until
-  /// `until`), "abandoned" (its order failed), "expired" (nothing valid uses it).
+  /// `until`), "revoked" (a certificate of it was revoked), "abandoned" (its order failed),
+  /// "expired" (nothing valid uses it).
   std::string state;
   std::optional<std::int64_t> until;  ///< for "previous": replaced at + retain
 };
@@ -252,13 +253,14 @@ class Store {
   [[nodiscard]] virtual Result<std::int64_t> insertIssued(const IssuedCert& cert) = 0;
   /// Every certificate issued for `certName`, newest notBefore first.
   [[nodiscard]] virtual Result<std::vector<IssuedCert>> listIssued(std::string_view certName) = 0;
-  /// Every certificate with its newest published certificate not revoked and valid at `now`
-  /// (as listLatestValid picks it: the one verifiers get), by name; one query, no chains
-  /// read. Only `name` when given.
+  /// Every certificate with its current certificate as listLatestValid picks it (none when
+  /// the newest published one is revoked or expired), by name; one query, no chains read.
+  /// Only `name` when given.
   [[nodiscard]] virtual Result<std::vector<CertStatus>> listStatus(std::int64_t now,
                                                                    std::optional<std::string_view> name = {}) = 0;
-  /// Per managed certificate, the newest published one not revoked and not expired at `now`
-  /// (a chain issued but not yet published is not what verifiers get); by name.
+  /// Per managed certificate, its newest published certificate (a chain issued but not yet
+  /// published is not what verifiers get) when that one is neither revoked nor expired at
+  /// `now`; an older one it superseded is never returned instead. By name.
   [[nodiscard]] virtual Result<std::vector<IssuedCert>> listLatestValid(std::int64_t now) = 0;
   /// Records publication and the x5u URL. Errc::notFound for an unknown id.
   [[nodiscard]] virtual Result<void> markPublished(std::int64_t issuedId, std::string_view x5uUrl, std::int64_t at) = 0;

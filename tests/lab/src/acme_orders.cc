@@ -195,7 +195,8 @@ LabReply AcmeService::newOrder(const Post& post) {
   authzs_.emplace(authz.id, std::move(authz));
   orders_.emplace(id, std::move(order));
   post.account->orders.push_back(id);
-  return saveOr500(LabReply::json(201, orderJson(orders_.at(id))).with("Location", ctx_.acmeUrl("order/" + id)));
+  const std::string location = ctx_.acmeUrl("order/" + id) + (ctx_.hostile.location == "not-utf8" ? "\xc3\x28" : "");
+  return saveOr500(LabReply::json(201, orderJson(orders_.at(id))).with("Location", location));
 }
 
 LabReply AcmeService::order(const Post& post, const std::string& id) {

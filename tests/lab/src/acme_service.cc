@@ -60,7 +60,7 @@ std::string AcmeService::newNonce() {
 
 LabReply AcmeService::handle(const LabRequest& request) {
   LabReply reply = route(request);
-  reply.with("Replay-Nonce", newNonce());
+  reply.with("Replay-Nonce", (ctx_.hostile.nonce == "not-utf8" ? "\xff\xfe" : "") + newNonce());
   reply.with("Link", "<" + ctx_.directoryUrl() + ">;rel=\"index\"");
   reply.with("Cache-Control", "no-store");
   return reply;

@@ -25,6 +25,13 @@ struct TrustSwitches {
   std::string crlMode = "good";     ///< good | garbage | wrong-signer | bad-signature | stale
 };
 
+/// A hostile CA's bytes (POST /lab/hostile): "good", or "not-utf8" for a Replay-Nonce
+/// (every answer's) and a newOrder Location holding bytes that are not UTF-8.
+struct HostileSwitches {
+  std::string nonce = "good";
+  std::string location = "good";
+};
+
 struct LabContext {
   LabOptions options;
   std::unique_ptr<LabPki> pki;
@@ -33,6 +40,7 @@ struct LabContext {
   std::string stiPaPassword;
   pki::Bytes eabKey;  ///< raw HMAC key (D/eab.key holds its base64url)
   TrustSwitches trust;
+  HostileSwitches hostile;
   /// The ARI window served for unrevoked certificates (POST /lab/ari): "lifetime" (2/3 .. 5/6
   /// of it) or "now" (the window has just closed, as when a CA asks for early renewal after
   /// an incident). "now" holds for the certificates issued before it was set (ariNowFor);

@@ -295,6 +295,18 @@ LabReply StiPaService::admin(const LabRequest& request) {
     }
     return LabReply::json(200, json{{"ari_window", ctx_.ariWindow}});
   }
+  if (path == "/lab/hostile") {
+    for (const char* what : {"nonce", "location"}) {
+      if (!body.contains(what)) {
+        continue;
+      }
+      if (!body[what].is_string() || (body[what] != "good" && body[what] != "not-utf8")) {
+        return failed(400, std::string(what) + " must be good or not-utf8");
+      }
+      (std::string(what) == "nonce" ? ctx_.hostile.nonce : ctx_.hostile.location) = body[what].get<std::string>();
+    }
+    return LabReply::json(200, json{{"nonce", ctx_.hostile.nonce}, {"location", ctx_.hostile.location}});
+  }
   if (path == "/lab/rotate-root") {
     if (auto r = ctx_.pki->rotateStiCa(ctx_.options.dir, ctx_.trust.caGeneration + 1); !r) {
       return failed(500, r.error().toString());

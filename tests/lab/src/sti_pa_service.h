@@ -13,6 +13,8 @@
 ///                          only the new root
 ///   POST /lab/ca-list      {"sequence": N, "mode": "good" | "tampered" | "expired" | "empty"}
 ///   POST /lab/crl          {"mode": "good" | "garbage" | "wrong-signer" | "bad-signature" | "stale"}
+///   POST /lab/hostile      {"nonce": "good" | "not-utf8", "location": "good" | "not-utf8"}: the
+///                          CA's Replay-Nonce / newOrder Location with bytes that are not UTF-8
 
 #include <cstdint>
 #include <map>

@@ -211,15 +211,28 @@ TEST(AcmeProblem, HostileMembersNeitherThrowNorOverflow) {
   Error e = problemError(problem(400, R"({"type":1,"detail":[],"subproblems":[{"identifier":{"value":5}},3]})"), "u");
   EXPECT_EQ(e.nativeName, "HTTP 400");
   auto now = std::chrono::system_clock::from_time_t(1795132800);
-  EXPECT_EQ(parseRetryAfter("Wed, 21 Oct 1007 07:28:00 GMT", now), std::chrono::seconds(0));
-  EXPECT_EQ(parseRetryAfter("Fri, 31 Dec 9999 23:59:59 GMT", now), std::chrono::seconds(86400L * 365));
+  EXPECT_EQ(parseRetryAfter("Wed, 21 Oct 1007 07:28:00 GMT", now), std::nullopt);
+  EXPECT_EQ(parseRetryAfter("Fri, 31 Dec 9999 23:59:59 GMT", now), std::chrono::seconds(86400));
 }
 
 TEST(AcmeProblem, RetryAfterForms) {
   auto now = std::chrono::system_clock::from_time_t(784111777);  // Sun, 06 Nov 1994 08:49:37 GMT
   EXPECT_EQ(parseRetryAfter("30", now), std::chrono::seconds(30));
   EXPECT_EQ(parseRetryAfter("Sun, 06 Nov 1994 08:50:37 GMT", now), std::chrono::seconds(60));
-  EXPECT_EQ(parseRetryAfter("Sun, 06 Nov 1994 08:40:37 GMT", now), std::chrono::seconds(0));
+  EXPECT_EQ(parseRetryAfter("Sun, 06 Nov 1994 08:40:37 GMT", now), std::nullopt);  // past: none
+}
+
+TEST(AcmeProblem, RetryAfterIsBoundedToOneSecondUpToADay) {
+  auto now = std::chrono::system_clock::from_time_t(784111777);
+  EXPECT_EQ(parseRetryAfter("0", now), std::nullopt);  // not "at once": the caller's own schedule
+  EXPECT_EQ(parseRetryAfter("00", now), std::nullopt);
+  EXPECT_EQ(parseRetryAfter("1", now), std::chrono::seconds(1));
+  EXPECT_EQ(parseRetryAfter("86400", now), std::chrono::seconds(86400));
+  EXPECT_EQ(parseRetryAfter("86401", now), std::chrono::seconds(86400));
+  EXPECT_EQ(parseRetryAfter("999999999", now), std::chrono::seconds(86400));      // 31 years asked
+  EXPECT_EQ(parseRetryAfter("99999999999999999999", now), std::chrono::seconds(86400));
+  EXPECT_EQ(parseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", now), std::nullopt);  // now: none
+  EXPECT_EQ(parseRetryAfter("Mon, 07 Nov 1994 08:49:38 GMT", now), std::chrono::seconds(86400));
   EXPECT_EQ(parseRetryAfter("soon", now), std::nullopt);
   EXPECT_EQ(parseRetryAfter("", now), std::nullopt);
 }
