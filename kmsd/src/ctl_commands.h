@@ -14,6 +14,12 @@ int ctlStatus(const std::string& configPath, bool json, std::ostream& out, std::
 /// Asks the daemon to renew NAME; with `wait`, waits until a new certificate is active or
 /// the renewal failed. Exit 1 when the daemon is not running.
 int ctlRenew(const std::string& configPath, const std::string& name, bool wait, std::ostream& out, std::ostream& err);
+/// An RFC 5280 CRLReason given as its code ("4") or its name in any case ("superseded",
+/// "keyCompromise", "cessationOfOperation", ...; certbot's lower-case spellings match);
+/// empty for anything else, and for 7 (not used by RFC 5280).
+[[nodiscard]] std::optional<int> parseRevocationReason(const std::string& text);
+/// The RFC 5280 name of a reason code ("superseded"), or the number as text.
+[[nodiscard]] std::string revocationReasonName(int code);
 /// Asks the daemon to revoke NAME's active certificate (RFC 5280 reason code).
 int ctlRevoke(const std::string& configPath, const std::string& name, int reason, std::ostream& out, std::ostream& err);
 /// The keys on the token and what the state DB knows of them: from the daemon when it

@@ -282,6 +282,14 @@ class Engine::Impl {
                        (skipChain ? "issued chains are not checked against any trust anchor" : ""),
                    {}});
     }
+    if (config_.stiPa && !config_.stiPa->crlSigner) {
+      sink_->emit({"KMS_INSECURE_TRUST",
+                   EventLevel::warning,
+                   std::nullopt,
+                   "[sti_pa] crl_signer is not set: the STI-PA CRL is not read, so a revoked certificate or CA "
+                   "goes unnoticed",
+                   {}});
+    }
     if (!options_.once) {
       signals_.add(SIGTERM);
       signals_.add(SIGINT);

@@ -37,11 +37,20 @@ int run(int argc, char** argv) {
   auto* renew = app.add_subcommand("renew", "ask the daemon to renew a certificate now");
   renew->add_option("name", name, "certificate name")->required();
   renew->add_flag("--wait", wait, "wait until the new certificate is active (or the renewal failed)");
-  int reason = 0;
+  std::string reasonText = "0";
   auto* revoke = app.add_subcommand("revoke", "revoke the active certificate at the CA (a new one is issued)");
   revoke->add_option("name", name, "certificate name")->required();
-  revoke->add_option("--reason", reason, "RFC 5280 reason code (0 unspecified, 1 keyCompromise, 4 superseded, ...)")
-      ->check(CLI::Range(0, 10));
+  revoke
+      ->add_option("--reason", reasonText,
+                   "RFC 5280 reason, by name or code: unspecified (0), keyCompromise (1), affiliationChanged (3), "
+                   "superseded (4), cessationOfOperation (5), ...")
+      ->check(
+          [](const std::string& text) {
+            return parseRevocationReason(text) ? std::string()
+                                               : "not an RFC 5280 reason: '" + text +
+                                                     "' (a code 0..10 other than 7, or a name such as superseded)";
+          },
+          "REASON");
   auto* check = app.add_subcommand("check-config", "validate the configuration and log in to the HSM");
 
   try {
@@ -66,7 +75,7 @@ int run(int argc, char** argv) {
       return ctlRenew(configPath, name, wait, std::cout, std::cerr);
     }
     if (revoke->parsed()) {
-      return ctlRevoke(configPath, name, reason, std::cout, std::cerr);
+      return ctlRevoke(configPath, name, *parseRevocationReason(reasonText), std::cout, std::cerr);
     }
     if (check->parsed()) {
       return checkConfig(configPath, std::cout, std::cerr);

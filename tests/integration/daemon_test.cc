@@ -132,7 +132,21 @@ TEST_F(Daemon, ControlApiKmsctlSignalsAndReload) {
   CmdResult revoke = run(kKmsctl, "revoke main --reason 4");
   EXPECT_EQ(revoke.rc, 0) << revoke.output << kmsd->log();
   EXPECT_NE(revoke.output.find("revoked serial"), std::string::npos) << revoke.output;
-  EXPECT_TRUE(kmsd->waitFor("reason=\"no valid certificate\"")) << kmsd->log();
+  EXPECT_NE(revoke.output.find("(reason 4 superseded)"), std::string::npos) << revoke.output;
+  // The replacement: a third activation of main (the first, the renewal, this one).
+  auto activations = [&] {
+    const std::string log = kmsd->log();
+    int n = 0;
+    for (auto at = log.find("KMS_CERT_ACTIVATED cert=main"); at != std::string::npos;
+         at = log.find("KMS_CERT_ACTIVATED cert=main", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  for (auto end = std::chrono::steady_clock::now() + 60s; activations() < 3 && std::chrono::steady_clock::now() < end;) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(activations(), 3) << kmsd->log();
 
   // SIGHUP with a broken file: the error with its position, the old config stays.
   std::string good = test::readFile(config_);
@@ -153,7 +167,9 @@ TEST_F(Daemon, ControlApiKmsctlSignalsAndReload) {
   EXPECT_EQ(keysApi->status, 200) << keysApi->body;
   CmdResult keys = test::runTool("SOFTHSM2_CONF=/nonexistent/softhsm2.conf", kKmsctl, config_, "keys");
   EXPECT_EQ(keys.rc, 0) << keys.output;
-  EXPECT_NE(keys.output.find("3 key(s) on token"), std::string::npos) << keys.output;  // account, main, second
+  // account, main's replacement, main's renewed one (replaced, kept for retain), second; the
+  // revoked one's key is gone.
+  EXPECT_NE(keys.output.find("4 key(s) on token"), std::string::npos) << keys.output;
   EXPECT_NE(keys.output.find("[certificate]"), std::string::npos) << keys.output;
   EXPECT_NE(keys.output.find("[account]"), std::string::npos) << keys.output;
   EXPECT_EQ(keys.output.find("not running"), std::string::npos) << keys.output;
@@ -176,7 +192,7 @@ TEST_F(Daemon, ControlApiKmsctlSignalsAndReload) {
   EXPECT_EQ(offlineKeys.rc, 0) << offlineKeys.output;
   EXPECT_NE(offlineKeys.output.find("kmsd is not running; read from the token and the state DB"), std::string::npos)
       << offlineKeys.output;
-  EXPECT_NE(offlineKeys.output.find("3 key(s) on token"), std::string::npos) << offlineKeys.output;
+  EXPECT_NE(offlineKeys.output.find("4 key(s) on token"), std::string::npos) << offlineKeys.output;
   CmdResult refused = run(kKmsctl, "renew main");
   EXPECT_EQ(refused.rc, 1) << refused.output;
   EXPECT_NE(refused.output.find("kmsd is not running"), std::string::npos) << refused.output;
@@ -255,6 +271,30 @@ TEST_F(Daemon, ACaSendingBytesThatAreNotUtf8IsRefusedByNameAndNeverStopsKmsd) {
   ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"nonce":"good"})", &out)) << out;
   CmdResult renew = run(kKmsctl, "renew main --wait");
   EXPECT_EQ(renew.rc, 0) << renew.output << kmsd->log();
+  EXPECT_EQ(kmsd->stop(), 0) << kmsd->log();
+}
+
+TEST_F(Daemon, KmsctlRenewOverridesAStoredWaitAndSaysSo) {
+  startLab();
+  {
+    std::string toml = test::readFile(config_);
+    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nretry_first = \"1h\"\nretry_max = \"2h\"\n");
+    std::ofstream(config_, std::ios::trunc) << toml;
+  }
+  auto kmsd = startDaemon();
+  ASSERT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd->log();
+  std::string out;
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"nonce":"not-utf8"})", &out)) << out;
+  EXPECT_EQ(run(kKmsctl, "renew main").rc, 0);
+  ASSERT_TRUE(kmsd->waitFor("retry_at=")) << kmsd->log();  // a failure, and an hour's backoff
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"nonce":"good"})", &out)) << out;
+  // The operator's renewal does not wait the hour out, and says what it overrode.
+  CmdResult renew = run(kKmsctl, "renew main --wait");
+  EXPECT_EQ(renew.rc, 0) << renew.output << kmsd->log();
+  EXPECT_NE(renew.output.find("main: renewal requested (overrides a wait until "), std::string::npos) << renew.output;
+  EXPECT_NE(renew.output.find(" after 1 failure(s))"), std::string::npos) << renew.output;
+  EXPECT_NE(kmsd->log().find("renewal requested through the control API; overrides a wait until "), std::string::npos)
+      << kmsd->log();
   EXPECT_EQ(kmsd->stop(), 0) << kmsd->log();
 }
 

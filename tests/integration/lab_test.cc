@@ -222,12 +222,18 @@ TEST_F(LabTest, HostileDirectoryUrlsAreRefusedUnsent) {
   const std::string origin = lab_->baseUrl();  // https://127.0.0.1:PORT
   const std::string port = origin.substr(origin.rfind(':') + 1);
   const std::string refusing = "refusing a URL from the CA that is not on the directory's origin " + origin + ": ";
-  // newNonce is plain http on the same host and port: refused before any request.
+  // newAccount is on another host: refused before a nonce is even fetched for it.
   auto key = *pki::SoftwareKey::generate();
   auto account = (*client)->newAccount(*key, {});
   ASSERT_FALSE(account.has_value());
   EXPECT_EQ(account.error().code, Errc::protocol);
-  EXPECT_EQ(account.error().message, refusing + "http://127.0.0.1:" + port + "/acme/new-nonce");
+  EXPECT_EQ(account.error().message, refusing + "https://127.0.0.2:" + port + "/acme/new-account");
+  // newOrder is on the origin, but newNonce is plain http on the same host and port:
+  // refused before any request.
+  auto order = (*client)->newOrder(acme::AccountRef{*key, origin + "/acme/acct/1"}, {{"dns", "a.example"}});
+  ASSERT_FALSE(order.has_value());
+  EXPECT_EQ(order.error().code, Errc::protocol);
+  EXPECT_EQ(order.error().message, refusing + "http://127.0.0.1:" + port + "/acme/new-nonce");
   auto info = (*client)->renewalInfo("x");
   ASSERT_FALSE(info.has_value());
   EXPECT_EQ(info.error().message, refusing + "file:///etc/passwd/x");

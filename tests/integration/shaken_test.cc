@@ -104,6 +104,24 @@ TEST_F(Shaken, IssuesChecksAndPublishesASpcCertificate) {
   EXPECT_NE(again.output.find("main: valid until "), std::string::npos) << again.output;
 }
 
+TEST_F(Shaken, WithoutACrlSignerEveryStartWarnsThatTheCrlIsNotRead) {
+  startLab();
+  CmdResult checked = run(kKmsd, "--once");
+  ASSERT_EQ(checked.rc, 0) << checked.output;
+  EXPECT_EQ(checked.output.find("KMS_INSECURE_TRUST"), std::string::npos) << checked.output;
+  const std::string text = test::readFile(config_);
+  const auto at = text.find("crl_signer = ");
+  ASSERT_NE(at, std::string::npos) << text;
+  editConfig(text.substr(at, text.find('\n', at) + 1 - at), "");
+  for (int start = 0; start < 2; ++start) {
+    CmdResult r = run(kKmsd, "--once");
+    ASSERT_EQ(r.rc, 0) << r.output;
+    EXPECT_NE(r.output.find("KMS_INSECURE_TRUST msg=\"[sti_pa] crl_signer is not set: the STI-PA CRL is not read"),
+              std::string::npos)
+        << r.output;
+  }
+}
+
 TEST_F(Shaken, RenewalFollowsTheAriWindowNotTheFractionAndNamesTheReplacedCertificate) {
   // A one-hour certificate. kms-lab's ARI window is 40 .. 50 min after notBefore; the
   // configured fraction (5 % left, plus up to 10 % jitter) would renew at 57 min. The two

@@ -303,9 +303,9 @@ TEST_P(TrustRevoke, ARevokedCertificateIsReplacedAndNoSupersededOneReturns) {
     lab("/lab/revoke", {{"serial", revoked}, {"reason", 1}});
     EXPECT_NE(refresh().find("renewing at once: main"), std::string::npos) << kmsd_->log();
   } else {
-    CmdResult r = ctl("revoke main --reason 1");
+    CmdResult r = ctl("revoke main --reason keyCompromise");
     ASSERT_EQ(r.rc, 0) << r.output << kmsd_->log();
-    EXPECT_NE(r.output.find("revoked serial " + revoked), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("revoked serial " + revoked + " (reason 1 keyCompromise)"), std::string::npos) << r.output;
   }
   // Until the replacement is active, status shows no certificate at all, never one that
   // the revoked one superseded.
