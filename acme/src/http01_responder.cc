@@ -76,11 +76,13 @@ class ServerResponder final : public Http01Responder {
     server_.reset();  // ... so the listener can go while its io_context still exists
   }
 
-  Result<void> listen(const std::string& host, std::uint16_t port) {
-    return serve(http::Server::listenTcp(thread_.io(), host, port, handler(), limits()));
+  Result<void> listen(const std::string& host, std::uint16_t port, http::ConnectionLimits caps) {
+    return serve(http::Server::listenTcp(thread_.io(), host, port, handler(), limits(caps)));
   }
 
-  Result<void> adopt(int fd) { return serve(http::Server::adoptTcp(thread_.io(), fd, handler(), limits())); }
+  Result<void> adopt(int fd, http::ConnectionLimits caps) {
+    return serve(http::Server::adoptTcp(thread_.io(), fd, handler(), limits(caps)));
+  }
 
   [[nodiscard]] std::uint16_t port() const override { return server_->port(); }
   void put(const std::string& token, const std::string& keyAuthorization) override {
@@ -97,10 +99,11 @@ class ServerResponder final : public Http01Responder {
     };
   }
 
-  static http::ServerOptions limits() {
+  static http::ServerOptions limits(http::ConnectionLimits caps) {
     http::ServerOptions options;
     options.headerLimit = 8192;
     options.bodyLimit = 8192;
+    options.limits = caps;
     return options;
   }
 
@@ -122,17 +125,18 @@ class ServerResponder final : public Http01Responder {
 
 }  // namespace
 
-Result<std::unique_ptr<Http01Responder>> Http01Responder::start(const std::string& host, std::uint16_t port) {
+Result<std::unique_ptr<Http01Responder>> Http01Responder::start(const std::string& host, std::uint16_t port,
+                                                                http::ConnectionLimits limits) {
   auto responder = std::make_unique<ServerResponder>();
-  if (auto listening = responder->listen(host, port); !listening.has_value()) {
+  if (auto listening = responder->listen(host, port, limits); !listening.has_value()) {
     return fail(listening.error());
   }
   return std::unique_ptr<Http01Responder>(std::move(responder));
 }
 
-Result<std::unique_ptr<Http01Responder>> Http01Responder::adopt(int fd) {
+Result<std::unique_ptr<Http01Responder>> Http01Responder::adopt(int fd, http::ConnectionLimits limits) {
   auto responder = std::make_unique<ServerResponder>();
-  if (auto serving = responder->adopt(fd); !serving.has_value()) {
+  if (auto serving = responder->adopt(fd, limits); !serving.has_value()) {
     return fail(serving.error());
   }
   return std::unique_ptr<Http01Responder>(std::move(responder));

@@ -100,6 +100,18 @@ void readDaemon(SectionReader& r, DaemonConfig& out) {
   if (out.retryMax < out.retryFirst) {
     r.fail("retry_max", "must be at least retry_first (" + formatDuration(out.retryFirst) + ")");
   }
+  for (auto [key, value] : {std::pair{"listener_max_connections", &out.listenerMaxConnections},
+                            std::pair{"listener_max_per_peer", &out.listenerMaxPerPeer}}) {
+    if (auto n = r.integer(key, Need::optional)) {
+      if (*n < 1 || *n > 65536) {
+        r.fail(key, "must be between 1 and 65536, got " + std::to_string(*n));
+      } else {
+        *value = static_cast<int>(*n);
+      }
+    }
+  }
+  readDuration(r, "listener_header_timeout", std::chrono::seconds(1), std::chrono::seconds(300),
+               "must be between 1s and 5m", out.listenerHeaderTimeout);
 }
 
 void readHsm(SectionReader& r, HsmConfig& out) {

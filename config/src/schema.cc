@@ -21,6 +21,12 @@ constexpr std::array kSettings = {
             "ACME orders in flight at once (1..1024); 0: two per CPU core"},
     Setting{"daemon", "retry_first", Kind::string, "1m", "first wait after a failed step (1s..1d)"},
     Setting{"daemon", "retry_max", Kind::string, "1h", "longest wait between retries (at least retry_first)"},
+    Setting{"daemon", "listener_max_connections", Kind::integer, "256",
+            "open connections per listener (control API, http-01), 1..65536"},
+    Setting{"daemon", "listener_max_per_peer", Kind::integer, "16",
+            "open connections from one peer address on a TCP listener, 1..65536"},
+    Setting{"daemon", "listener_header_timeout", Kind::string, "5s",
+            "time a request's headers may take to arrive (1s..5m)"},
     // [hsm]
     Setting{"hsm", "module", Kind::string, KMS_DEFAULT_PKCS11_MODULE, "PKCS#11 module (.so) path"},
     Setting{"hsm", "token_label", Kind::string, "", "label of the token (1..32 bytes)"},

@@ -91,6 +91,9 @@ std::string redactedSummary(const Config& config) {
   w.line("max_concurrent_orders", std::to_string(config.daemon.maxConcurrentOrders));
   w.text("retry_first", detail::formatDuration(config.daemon.retryFirst));
   w.text("retry_max", detail::formatDuration(config.daemon.retryMax));
+  w.line("listener_max_connections", std::to_string(config.daemon.listenerMaxConnections));
+  w.line("listener_max_per_peer", std::to_string(config.daemon.listenerMaxPerPeer));
+  w.text("listener_header_timeout", detail::formatDuration(config.daemon.listenerHeaderTimeout));
 
   w.section("[hsm]");
   w.text("module", config.hsm.module);

@@ -7,10 +7,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <thread>
+#include <type_traits>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -46,25 +49,90 @@ Error ioError(const std::string& what, const std::string& where, const beast::er
   return e;
 }
 
-/// One connection: read a request (bounded, timed), hand it to the handler, write the
-/// reply, repeat while keep-alive.
+/// The connections a listener has open, in all and per peer address. Lives on the
+/// listener's io_context thread only.
+class ConnectionCount {
+ public:
+  explicit ConnectionCount(ConnectionLimits limits) : limits_(limits) {}
+  /// Counts a new connection from `peer` ("" for a Unix socket); false when over a cap.
+  bool admit(const std::string& peer) {
+    if (total_ >= limits_.maxConnections) {
+      return false;
+    }
+    if (!peer.empty()) {
+      auto& n = perPeer_[peer];
+      if (n >= limits_.maxPerPeer) {
+        return false;
+      }
+      ++n;
+    }
+    ++total_;
+    return true;
+  }
+  void release(const std::string& peer) {
+    --total_;
+    if (auto it = perPeer_.find(peer); it != perPeer_.end() && --it->second == 0) {
+      perPeer_.erase(it);
+    }
+  }
+
+ private:
+  ConnectionLimits limits_;
+  std::size_t total_ = 0;
+  std::map<std::string, std::size_t> perPeer_;
+};
+
+/// A counted connection, released when its session goes.
+class Admission {
+ public:
+  Admission(std::shared_ptr<ConnectionCount> count, std::string peer)
+      : count_(std::move(count)), peer_(std::move(peer)) {}
+  ~Admission() { count_->release(peer_); }
+  Admission(const Admission&) = delete;
+  Admission& operator=(const Admission&) = delete;
+
+ private:
+  std::shared_ptr<ConnectionCount> count_;
+  std::string peer_;
+};
+
+/// One connection: read a request (headers within the header timeout, all of it within the
+/// read timeout), hand it to the handler, write the reply, repeat while keep-alive.
 template <class Protocol>
 class Session : public std::enable_shared_from_this<Session<Protocol>> {
  public:
   using Socket = typename Protocol::socket;
-  Session(Socket socket, std::shared_ptr<Handler> handler, const ServerOptions& options)
-      : socket_(std::move(socket)), timer_(socket_.get_executor()), handler_(std::move(handler)), options_(options) {}
+  Session(Socket socket, std::shared_ptr<Handler> handler, const ServerOptions& options,
+          std::unique_ptr<Admission> admission)
+      : socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        handler_(std::move(handler)),
+        options_(options),
+        admission_(std::move(admission)) {}
 
   void read() {
     parser_.emplace();
     parser_->header_limit(options_.headerLimit);
     parser_->body_limit(options_.bodyLimit);
-    arm(options_.readTimeout);
-    bhttp::async_read(socket_, buffer_, *parser_,
-                      [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->onRead(ec); });
+    arm(std::min(options_.limits.headerTimeout, options_.readTimeout));
+    bhttp::async_read_header(socket_, buffer_, *parser_,
+                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                               self->onHeader(ec);
+                             });
   }
 
  private:
+  void onHeader(beast::error_code ec) {
+    if (ec) {
+      timer_.cancel();
+      close();
+      return;
+    }
+    arm(options_.readTimeout);
+    bhttp::async_read(socket_, buffer_, *parser_,
+                      [self = this->shared_from_this()](beast::error_code e, std::size_t) { self->onRead(e); });
+  }
+
   void arm(std::chrono::seconds timeout) {
     timer_.expires_after(timeout);
     timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
@@ -138,6 +206,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::shared_ptr<Handler> handler_;
   ServerOptions options_;
+  std::unique_ptr<Admission> admission_;
   bool keepAlive_ = false;
   bool head_ = false;
   unsigned version_ = 11;  ///< answered in the request's HTTP version
@@ -147,7 +216,11 @@ template <class Protocol>
 class Listener final : public Server, public std::enable_shared_from_this<Listener<Protocol>> {
  public:
   Listener(asio::io_context& io, Handler handler, ServerOptions options)
-      : acceptor_(io), retry_(io), handler_(std::make_shared<Handler>(std::move(handler))), options_(options) {}
+      : acceptor_(io),
+        retry_(io),
+        handler_(std::make_shared<Handler>(std::move(handler))),
+        options_(options),
+        count_(std::make_shared<ConnectionCount>(options.limits)) {}
 
   typename Protocol::acceptor& acceptor() { return acceptor_; }
   void setPort(std::uint16_t port) { port_ = port; }
@@ -189,14 +262,34 @@ class Listener final : public Server, public std::enable_shared_from_this<Listen
       });
       return;
     }
-    std::make_shared<Session<Protocol>>(std::move(socket), handler_, options_)->read();
+    const std::string peer = peerOf(socket);
+    if (!count_->admit(peer)) {
+      beast::error_code ignored;
+      socket.close(ignored);  // over a cap: the descriptor is given back at once
+    } else {
+      auto admission = std::make_unique<Admission>(count_, peer);
+      std::make_shared<Session<Protocol>>(std::move(socket), handler_, options_, std::move(admission))->read();
+    }
     accept();
+  }
+
+  /// The peer's address for the per-peer cap; "" on a Unix socket (one local user).
+  static std::string peerOf(typename Protocol::socket& socket) {
+    if constexpr (std::is_same_v<Protocol, Tcp>) {
+      beast::error_code ec;
+      auto endpoint = socket.remote_endpoint(ec);
+      return ec ? std::string("?") : endpoint.address().to_string();
+    } else {
+      (void)socket;
+      return {};
+    }
   }
 
   typename Protocol::acceptor acceptor_;
   asio::steady_timer retry_;
   std::shared_ptr<Handler> handler_;
   ServerOptions options_;
+  std::shared_ptr<ConnectionCount> count_;
   std::uint16_t port_ = 0;
   std::string path_;
   bool stopped_ = false;

@@ -66,6 +66,9 @@ std::optional<nlohmann::json> ask(const config::Config& cfg, const std::string& 
                                   const std::string& body, std::ostream& err, int* status = nullptr) {
   auto r = controlRequest(cfg.daemon.controlSocket, method, target, body);
   if (!r) {
+    if (r.error().code == Errc::timeout) {  // running but not answering: say so
+      err << "kmsctl: " << sanitize(r.error().toString()) << '\n';
+    }
     return std::nullopt;
   }
   if (status != nullptr) {

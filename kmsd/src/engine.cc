@@ -54,6 +54,9 @@ struct CertRuntime {
   bool running = false;
   bool removed = false;
   bool renewRequested = false;
+  /// Holds an order slot: its order is being worked on at the CA (not waiting on backoff,
+  /// the STI-CR, a hook or the CA's Retry-After).
+  bool holdsSlot = false;
   PollState poll;
   Plan lastPlan;
   std::unique_ptr<asio::posix::stream_descriptor> exitWatch;  ///< a hook the step waits for
@@ -79,8 +82,9 @@ struct WorkResult {
   std::optional<Millis> wait;
   std::shared_ptr<ChildProcess> waitFor;  ///< run again when this child exits
   std::optional<storage::IssuedCert> activated;
-  bool orderClosed = false;                    ///< a slot was released
-  bool needSlot = false;                       ///< planned startOrder but no slot was free
+  bool holdsSlot = false;                      ///< the certificate holds an order slot after this work
+  bool needSlot = false;                       ///< planned order work but no slot was free
+  bool urgent = false;                         ///< a slot waiter that goes before routine renewals
   std::optional<std::int64_t> activeNotAfter;  ///< of the certificate verifiers get now
   PollState poll;
 };
@@ -145,6 +149,7 @@ class Engine::Impl {
   }
 
   Result<void> open() {
+    descriptorLimit_ = raiseDescriptorLimit();
     if (auto problems = trustSettingProblems(config_); !problems.empty()) {
       return fail(Errc::config, problems.front(), options_.configPath);
     }
@@ -173,10 +178,10 @@ class Engine::Impl {
     trust_ = std::make_unique<TrustKeeper>(*services_, *clock_, *sink_);
     trust_->load();  // the kept CA list's roots are the anchors until a newer one is read
     policy_ = RetryPolicy{config_.daemon.retryFirst.count(), config_.daemon.retryMax.count()};
-    // Every certificate in one transaction (one fsync, not one per certificate), and the
-    // orders already in flight counted against the bound.
-    // Rows that already say what the configuration says are not written again.
-    auto open = state_.locked->with([&](storage::Store& s) -> Result<std::size_t> {
+    // Every certificate in one transaction (one fsync, not one per certificate). Rows that
+    // already say what the configuration says are not written again. Orders left open take
+    // a slot again when they go on.
+    auto open = state_.locked->with([&](storage::Store& s) -> Result<void> {
       auto known = s.listCertificates();
       if (!known) {
         return fail(known.error());
@@ -197,14 +202,7 @@ class Engine::Impl {
         }
         return ok();
       });
-      if (!tx) {
-        return fail(tx.error());
-      }
-      auto orders = s.countOpenOrders();
-      if (!orders) {
-        return fail(orders.error());
-      }
-      return static_cast<std::size_t>(*orders);
+      return tx;
     });
     if (!open) {
       return fail(open.error());
@@ -219,11 +217,12 @@ class Engine::Impl {
     // The runtimes hold the certificates from here on (one copy, not three).
     config_.certificates.clear();
     config_.certificates.shrink_to_fit();
-    openOrders_ = *open;
     if (options_.controlApi && !options_.once) {
-      auto server =
-          http::Server::listenUnix(io_, config_.daemon.controlSocket, 0660,
-                                   [this](const ControlRequest& r, const http::Reply& reply) { route(r, reply); });
+      http::ServerOptions options;
+      options.limits = listenerLimits(config_.daemon, descriptorLimit_);
+      auto server = http::Server::listenUnix(
+          io_, config_.daemon.controlSocket, 0660,
+          [this](const ControlRequest& r, const http::Reply& reply) { route(r, reply); }, options);
       if (!server) {
         // The control API is not essential to renewing: say so loudly and keep going.
         sink_->emit({"KMS_CONTROL_API_FAILED",
@@ -281,6 +280,17 @@ class Engine::Impl {
                        (skipSigner && skipChain ? "; " : "") +
                        (skipChain ? "issued chains are not checked against any trust anchor" : ""),
                    {}});
+    }
+    if (const auto caps = listenerLimits(config_.daemon, descriptorLimit_);
+        static_cast<int>(caps.maxConnections) < config_.daemon.listenerMaxConnections) {
+      sink_->emit({"KMS_FD_LIMIT_LOW",
+                   EventLevel::warning,
+                   std::nullopt,
+                   "the descriptor limit (RLIMIT_NOFILE " + std::to_string(descriptorLimit_) +
+                       ") holds each listener to " + std::to_string(caps.maxConnections) +
+                       " connections instead of [daemon] listener_max_connections = " +
+                       std::to_string(config_.daemon.listenerMaxConnections),
+                   {{"limit", std::to_string(descriptorLimit_)}}});
     }
     if (config_.stiPa && !config_.stiPa->crlSigner) {
       sink_->emit({"KMS_INSECURE_TRUST",
@@ -383,15 +393,19 @@ class Engine::Impl {
   void dispatch(const CertPtr& rt) {
     rt->running = true;
     ++running_;
-    asio::post(pool_, [this, rt, cfg = rt->cfg, poll = rt->poll, renew = rt->renewRequested]() mutable {
+    asio::post(pool_, [this, rt, cfg = rt->cfg, poll = rt->poll, renew = rt->renewRequested,
+                       holds = rt->holdsSlot]() mutable {
       WorkResult result;
+      result.holdsSlot = holds;
       try {
-        result = work(*cfg, poll, renew);
+        result = work(*cfg, poll, renew, holds);
       } catch (const std::exception& ex) {
         result.error = Error{Errc::internal, std::string("internal error: ") + ex.what(), cfg->name, 0, {}, true, {}};
+        result.holdsSlot = releaseSlot(holds);
         internalError("the step of '" + cfg->name + "'", ex.what());
       } catch (...) {
         result.error = Error{Errc::internal, "internal error: unknown exception", cfg->name, 0, {}, true, {}};
+        result.holdsSlot = releaseSlot(holds);
         internalError("the step of '" + cfg->name + "'", "unknown exception");
       }
       asio::post(io_, [this, rt, result = std::move(result)]() mutable { complete(rt, std::move(result)); });
@@ -400,11 +414,21 @@ class Engine::Impl {
 
   // ---------------------------------------------------------------- worker threads
 
-  WorkResult work(const config::CertificateConfig& cfg, PollState poll, bool renewRequested) {
+  /// Releases a held slot; returns false (what the certificate holds now).
+  bool releaseSlot(bool held) {
+    if (held) {
+      slotsInUse_.fetch_sub(1);
+    }
+    return false;
+  }
+
+  WorkResult work(const config::CertificateConfig& cfg, PollState poll, bool renewRequested, bool holdsSlot) {
     WorkResult r;
+    r.holdsSlot = holdsSlot;
     const std::int64_t now = unixSeconds(clock_->now());
     auto snap = steps_->snapshot(cfg, renewRequested);
     if (!snap) {
+      r.holdsSlot = releaseSlot(r.holdsSlot);
       r.error = snap.error();
       r.error->retryable = true;
       recordFailure(cfg, std::nullopt, *r.error, r);
@@ -419,24 +443,31 @@ class Engine::Impl {
       r.plan.at = caPause;
       r.plan.why = "the CA asked to wait until " + isoTime(caPause);
     }
+    // Slots bound the orders being worked on at the CA, nothing else: a certificate that
+    // waits (backoff, Retry-After), publishes, activates or deploys holds none.
+    if (r.plan.action == Action::wait || r.plan.at > now || !needsSlot(r.plan.action)) {
+      r.holdsSlot = releaseSlot(r.holdsSlot);
+    }
     if (r.plan.action == Action::wait || r.plan.at > now) {
       r.poll = poll;
       return r;
     }
-    if (r.plan.action == Action::startOrder) {
-      if (openOrders_.fetch_add(1) >= maxOrders_) {
-        openOrders_.fetch_sub(1);
+    if (needsSlot(r.plan.action) && !r.holdsSlot) {
+      if (slotsInUse_.fetch_add(1) >= maxOrders_) {
+        slotsInUse_.fetch_sub(1);
         r.needSlot = true;
+        // An operator's renewal, a revoked, expired, distrusted or keyless certificate goes
+        // before routine renewals.
+        r.urgent = renewRequested || !snap->active || snap->activeDistrusted || snap->activeKeyMissing;
         return r;
       }
+      r.holdsSlot = true;
     }
     r.ranStep = true;
     auto outcome = steps_->run(r.plan.action, *snap, cfg, poll);
     r.poll = poll;
     if (!outcome) {
-      if (r.plan.action == Action::startOrder) {
-        openOrders_.fetch_sub(1);
-      }
+      r.holdsSlot = releaseSlot(r.holdsSlot);  // backoff follows
       r.error = outcome.error();
       if (r.error->code == Errc::cancelled) {
         return r;  // stopping: not a failure of the CA's, no backoff
@@ -446,6 +477,9 @@ class Engine::Impl {
     }
     r.wait = outcome->wait;
     r.waitFor = outcome->waitFor;
+    if (outcome->waitFor) {
+      r.holdsSlot = releaseSlot(r.holdsSlot);  // a hook runs: nothing happens at the CA meanwhile
+    }
     if (outcome->wait && !outcome->waitFor) {
       // Kept in the DB too, so a restart does not poll a CA that asked to wait.
       auto at = now + std::chrono::duration_cast<std::chrono::seconds>(*outcome->wait).count();
@@ -456,8 +490,7 @@ class Engine::Impl {
     }
     r.activated = outcome->activated;
     if (outcome->activated || outcome->orderClosed) {
-      r.orderClosed = true;
-      openOrders_.fetch_sub(1);
+      r.holdsSlot = releaseSlot(r.holdsSlot);
     }
     return r;
   }
@@ -487,8 +520,6 @@ class Engine::Impl {
       if (!closed) {
         services_->storeWriteFailed(cfg.name, "abandon the order", closed.error());
       } else {
-        r.orderClosed = true;
-        openOrders_.fetch_sub(1);
         steps_->withdraw(order->id);
         // A reused key (reuse_key) is the active certificate's: it stays.
         const bool activeKey = hasActive && snap->active->keyUri == order->keyUri.value_or("");
@@ -543,9 +574,8 @@ class Engine::Impl {
     if (r.ranStep && r.plan.action == Action::startOrder) {
       rt->renewRequested = false;
     }
-    if (r.orderClosed) {
-      wakeSlotWaiter();
-    }
+    rt->holdsSlot = rt->removed ? releaseSlot(r.holdsSlot) : r.holdsSlot;
+    wakeSlotWaiters();
     if (r.activated) {
       const auto& a = *r.activated;
       rt->outcome.kind = CertOutcome::Kind::issued;
@@ -564,7 +594,11 @@ class Engine::Impl {
       return;
     }
     if (r.needSlot) {
-      slotWaiters_.push_back(rt->cfg->name);
+      if (r.urgent) {
+        slotWaiters_.push_front(rt->cfg->name);
+      } else {
+        slotWaiters_.push_back(rt->cfg->name);
+      }
       return;
     }
     TimePoint next = clock_->now();
@@ -631,14 +665,17 @@ class Engine::Impl {
     return done;
   }
 
-  void wakeSlotWaiter() {
-    while (!slotWaiters_.empty()) {
+  /// As many slot waiters as there are free slots run again, in their order (a woken one
+  /// that finds none free queues again).
+  void wakeSlotWaiters() {
+    std::size_t free = maxOrders_ - std::min(maxOrders_, slotsInUse_.load());
+    while (free > 0 && !slotWaiters_.empty()) {
       std::string name = slotWaiters_.front();
       slotWaiters_.pop_front();
       auto it = certs_.find(name);
-      if (it != certs_.end() && !it->second->removed) {
+      if (it != certs_.end() && !it->second->removed && !it->second->running) {
         schedule(it->second, clock_->now());
-        return;
+        --free;
       }
     }
   }
@@ -809,6 +846,9 @@ class Engine::Impl {
                               [&](const auto& c) { return c.name == name; });
       if (!kept && !rt->removed) {
         rt->removed = true;
+        if (!rt->running) {
+          rt->holdsSlot = releaseSlot(rt->holdsSlot);
+        }
         ++removed;
         sink_->emit({"KMS_CERT_REMOVED",
                      EventLevel::warning,
@@ -905,7 +945,8 @@ class Engine::Impl {
   bool trustRunning_ = false;
 
   // shared with workers
-  std::atomic<std::size_t> openOrders_{0};
+  std::uint64_t descriptorLimit_ = 0;  ///< RLIMIT_NOFILE after raising it to the hard limit
+  std::atomic<std::size_t> slotsInUse_{0};  ///< certificates whose order is being worked on at the CA
   std::atomic<std::int64_t> caPausedUntil_{0};
 };
 
@@ -1082,7 +1123,7 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
     }
     nlohmann::json daemon{{"pid", ::getpid()},
                           {"certificates", order_.size()},
-                          {"open_orders", openOrders_.load()},
+                          {"open_orders", slotsInUse_.load()},
                           {"max_concurrent_orders", maxOrders_},
                           {"steps_running", running_},
                           {"ca_paused_until", caPausedUntil_.load() > 0 ? isoTime(caPausedUntil_.load()) : ""}};

@@ -50,6 +50,21 @@ bool needsCa(Action action) noexcept {
   }
 }
 
+bool needsSlot(Action action) noexcept {
+  switch (action) {
+    case Action::startOrder:
+    case Action::generateKey:
+    case Action::fetchToken:
+    case Action::newOrder:
+    case Action::authorize:
+    case Action::finalize:
+    case Action::awaitIssuance:
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::int64_t fractionRenewalTime(std::int64_t notBefore, std::int64_t notAfter, double fraction, double jitter) {
   const double lifetime = static_cast<double>(notAfter - notBefore);
   const double before = lifetime * fraction * (1.0 + 0.1 * std::clamp(jitter, 0.0, 1.0));

@@ -30,6 +30,10 @@ enum class Action {
 [[nodiscard]] const char* toString(Action action) noexcept;
 /// Whether the action talks to the ACME CA (held back while the CA asked to wait).
 [[nodiscard]] bool needsCa(Action action) noexcept;
+/// Whether the action is order work up to issuance, which needs one of the
+/// `max_concurrent_orders` slots; publishing, activation, deployment and renewal timing
+/// need none.
+[[nodiscard]] bool needsSlot(Action action) noexcept;
 
 /// Everything the planner looks at for one certificate.
 struct CertSnapshot {

@@ -1,5 +1,6 @@
 #include "services.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +62,29 @@ class StiPaTokenSource final : public acme::SpcTokenSource {
   sti_pa::StiPaClient& client_;
   pki::EcPublicKey accountKey_;
 };
+
+http::ConnectionLimits listenerLimits(const config::DaemonConfig& daemon, std::uint64_t descriptorLimit) {
+  http::ConnectionLimits limits;
+  const std::uint64_t share = descriptorLimit > 2 * kDescriptorReserve ? (descriptorLimit - kDescriptorReserve) / 2 : 32;
+  limits.maxConnections =
+      static_cast<std::size_t>(std::min<std::uint64_t>(static_cast<std::uint64_t>(daemon.listenerMaxConnections), share));
+  limits.maxPerPeer = static_cast<std::size_t>(daemon.listenerMaxPerPeer);
+  limits.headerTimeout = daemon.listenerHeaderTimeout;
+  return limits;
+}
+
+std::uint64_t raiseDescriptorLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return 0;
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &limit);
+    (void)::getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return limit.rlim_cur;
+}
 
 Result<void> checkStateDir(const std::string& dir, bool create) {
   if (create) {
@@ -244,9 +268,10 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
                                 [](const auto& c) { return c.challenge == config::Challenge::http01; });
   if (needHttp01) {
     // On the socket passed by socket activation, else on the configured address.
-    auto responder = http01Socket ? acme::Http01Responder::adopt(*http01Socket)
+    const http::ConnectionLimits limits = listenerLimits(config.daemon, raiseDescriptorLimit());
+    auto responder = http01Socket ? acme::Http01Responder::adopt(*http01Socket, limits)
                                   : acme::Http01Responder::start(config.acme.http01Listen.host,
-                                                                 config.acme.http01Listen.port);
+                                                                 config.acme.http01Listen.port, limits);
     if (!responder) {
       Error e = responder.error();
       e.message = (http01Socket ? std::string("socket activation (http01): ")

@@ -34,6 +34,17 @@ struct StateDb {
   std::unique_ptr<storage::Store> store;
   std::unique_ptr<LockedStore> locked;
 };
+/// Descriptors kept out of the listeners' reach (the DB, the token, the CA and STI-PA
+/// connections, hooks), so that a flood on one listener cannot starve the rest.
+inline constexpr std::uint64_t kDescriptorReserve = 64;
+/// Raises RLIMIT_NOFILE's soft limit to its hard limit (listeners at their caps, the DB,
+/// the token and the transport's connections all need descriptors); the limit in force.
+std::uint64_t raiseDescriptorLimit();
+/// The connection caps of each of kmsd's two listeners (control API, http-01), from
+/// [daemon] listener_*, each at most half of what `descriptorLimit` leaves beside
+/// kDescriptorReserve.
+[[nodiscard]] http::ConnectionLimits listenerLimits(const config::DaemonConfig& daemon,
+                                                    std::uint64_t descriptorLimit);
 /// Creates state_dir (0700) when missing, and refuses one that is not a directory of this
 /// user or that group or others may write (they could swap kmsd.db): the error names the
 /// directory, its mode and the fix.

@@ -3,16 +3,24 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -296,6 +304,193 @@ TEST_F(Daemon, KmsctlRenewOverridesAStoredWaitAndSaysSo) {
   EXPECT_NE(kmsd->log().find("renewal requested through the control API; overrides a wait until "), std::string::npos)
       << kmsd->log();
   EXPECT_EQ(kmsd->stop(), 0) << kmsd->log();
+}
+
+/// Six certificates, four order slots, and an STI-CR that answers 503: every certificate
+/// is issued, fails its publication check and waits on backoff without holding a slot.
+class DaemonSlots : public Daemon {
+ protected:
+  void SetUp() override {
+    startLab({"--fail-sti-cr"});
+    std::string toml = test::readFile(config_);
+    toml.replace(toml.find("[daemon]\n"), 9,
+                 "[daemon]\nmax_concurrent_orders = 4\nretry_first = \"1s\"\nretry_max = \"2s\"\n");
+    for (int i = 2; i <= 6; ++i) {
+      toml += "\n[[certificate]]\nname = \"c" + std::to_string(i) + "\"\nspc = \"1234\"\nsubject_o = \"Six\"\n";
+    }
+    std::ofstream(config_, std::ios::trunc) << toml;
+  }
+  long issuedNames() {
+    std::string out;
+    EXPECT_EQ(test::runCommand("sqlite3 '" + lab_->file("state/kmsd.db") +
+                                   "' 'SELECT count(DISTINCT cert_id) FROM issued_certificates'",
+                               &out),
+              0)
+        << out;
+    return std::atol(out.c_str());
+  }
+  const std::vector<std::string> names_{"main", "c2", "c3", "c4", "c5", "c6"};
+};
+
+TEST_F(DaemonSlots, OnceAttemptsEveryCertificateAndEndsNamingEachFailure) {
+  // Before: the first four held their slots in backoff and --once never ended.
+  CmdResult once = test::runTool("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf") + " timeout 240", kKmsd, config_,
+                                 "--once");
+  ASSERT_EQ(once.rc, 3) << "124 is timeout(1): --once did not end\n" << once.output;
+  for (const auto& name : names_) {
+    const auto line = once.output.find(name + ": FAILED: " + lab_->baseUrl() + "/sti-cr/" + name + "/");
+    ASSERT_NE(line, std::string::npos) << name << "\n" << once.output;
+    EXPECT_NE(once.output.substr(line, once.output.find('\n', line) - line).find("publication check: GET "),
+              std::string::npos)
+        << name << "\n" << once.output;
+  }
+  EXPECT_EQ(issuedNames(), 6);
+}
+
+TEST_F(DaemonSlots, TheDaemonIssuesEveryCertificateWhileEarlierOnesWaitOnTheStiCr) {
+  auto kmsd = startDaemon();
+  auto allChecked = [&] {
+    const std::string log = kmsd->log();
+    return std::all_of(names_.begin(), names_.end(), [&](const std::string& name) {
+      return log.find("KMS_PUBLICATION_CHECK_FAILED cert=" + name + " ") != std::string::npos;
+    });
+  };
+  for (auto end = std::chrono::steady_clock::now() + 90s; !allChecked() && std::chrono::steady_clock::now() < end;) {
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_TRUE(allChecked()) << "a certificate never got an order slot\n" << kmsd->log();
+  EXPECT_EQ(issuedNames(), 6);
+  EXPECT_EQ(kmsd->stop(), 0) << kmsd->log();
+}
+
+TEST_F(Daemon, AnOperatorsRenewalIsNotQueuedBehindRoutineOnes) {
+  // One slot and a slow CA: two routine renewals are due; the one that does not get the slot
+  // waits, and a renewal asked for meanwhile goes before it.
+  startLab({"--slow-ms", "150"});
+  {
+    std::string toml = test::readFile(config_);
+    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nmax_concurrent_orders = 1\n");
+    for (const char* name : {"c2", "c3"}) {
+      toml += std::string("\n[[certificate]]\nname = \"") + name + "\"\nspc = \"1234\"\nsubject_o = \"Three\"\n";
+    }
+    std::ofstream(config_, std::ios::trunc) << toml;
+  }
+  CmdResult first = run(kKmsd, "--once");
+  ASSERT_EQ(first.rc, 0) << first.output;
+  std::string out;
+  ASSERT_EQ(test::runCommand("sqlite3 '" + lab_->file("state/kmsd.db") +
+                                 "' \"UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL, "
+                                 "next_attempt_at = NULL WHERE name IN ('main', 'c3')\"",
+                             &out),
+            0)
+      << out;
+  auto kmsd = startDaemon();
+  ASSERT_TRUE(kmsd->waitFor("KMS_RENEWAL_STARTED cert=")) << kmsd->log();
+  std::this_thread::sleep_for(500ms);  // the other routine renewal queues for the slot
+  ASSERT_EQ(run(kKmsctl, "renew c2").rc, 0);
+  auto started = [&] {
+    std::vector<std::string> names;
+    const std::string log = kmsd->log();
+    const std::string tag = "KMS_RENEWAL_STARTED cert=";
+    for (auto at = log.find(tag); at != std::string::npos; at = log.find(tag, at + 1)) {
+      const auto from = at + tag.size();
+      names.push_back(log.substr(from, log.find(' ', from) - from));
+    }
+    return names;
+  };
+  for (auto end = std::chrono::steady_clock::now() + 90s; started().size() < 3 && std::chrono::steady_clock::now() < end;) {
+    std::this_thread::sleep_for(100ms);
+  }
+  const auto names = started();
+  ASSERT_EQ(names.size(), 3U) << kmsd->log();
+  EXPECT_NE(names[0], "c2") << kmsd->log();
+  EXPECT_EQ(names[1], "c2") << "the operator's renewal waited behind a routine one\n" << kmsd->log();
+  EXPECT_EQ(kmsd->stop(), 0) << kmsd->log();
+}
+
+/// Opens `n` connections that send half a request and hold it: to 127.0.0.1:port from
+/// 127.0.3.1.. (20 addresses), or to the Unix socket `path`.
+std::vector<int> slowClients(int n, std::uint16_t port, const std::string& path = "") {
+  std::vector<int> fds;
+  const std::string half = "GET /.well-known/acme-challenge/x HTTP/1.1\r\nHost: a\r\nX-Slow: ";
+  for (int i = 0; i < n; ++i) {
+    int fd = -1;
+    if (path.empty()) {
+      fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      from.sin_addr.s_addr = htonl((127U << 24) | (3U << 8) | static_cast<unsigned>(1 + i % 20));
+      sockaddr_in to{};
+      to.sin_family = AF_INET;
+      to.sin_port = htons(port);
+      to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
+          ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+        ::close(fd);
+        continue;
+      }
+    } else {
+      fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un to{};
+      to.sun_family = AF_UNIX;
+      std::strncpy(to.sun_path, path.c_str(), sizeof to.sun_path - 1);
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+        ::close(fd);
+        continue;
+      }
+    }
+    (void)::send(fd, half.data(), half.size(), MSG_NOSIGNAL);
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
+TEST_F(Daemon, SlowClientsOnEitherListenerNeitherExhaustDescriptorsNorSilenceTheControlApi) {
+  // kmsd with 256 descriptors: 300 slow clients on the http-01 port once made SIGHUP fail
+  // with "Too many open files" and the control API stop answering.
+  startLab();
+  {
+    std::ofstream(config_, std::ios::app) << "\n[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example\"]\n"
+                                          << "challenge = \"http-01\"\n";
+    std::string toml = test::readFile(config_);
+    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nlistener_header_timeout = \"2s\"\n");
+    std::ofstream(config_, std::ios::trunc) << toml;
+  }
+  test::PassedSocket http01;
+  DaemonProcess kmsd(lab_->file("softhsm2.conf"), config_, sandbox_.file("kmsd.log"), &http01, 256);
+  ASSERT_TRUE(kmsd.waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd.log();
+  // 256 descriptors cannot hold 2 x 256 connections beside the reserve: each listener gets 96.
+  EXPECT_NE(kmsd.log().find("KMS_FD_LIMIT_LOW"), std::string::npos) << kmsd.log();
+  EXPECT_NE(kmsd.log().find("holds each listener to 96 connections"), std::string::npos) << kmsd.log();
+
+  std::vector<int> held = slowClients(300, http01.port());
+  EXPECT_GE(held.size(), 250U);
+  CmdResult status = run(kKmsctl, "status");
+  EXPECT_EQ(status.rc, 0) << status.output;
+  EXPECT_EQ(status.output.find("not running"), std::string::npos) << status.output;
+  kmsd.signal(SIGHUP);
+  EXPECT_TRUE(kmsd.waitFor("KMS_RELOADED")) << kmsd.log();
+  EXPECT_EQ(kmsd.log().find("Too many open files"), std::string::npos) << kmsd.log();
+  for (int fd : held) {
+    ::close(fd);
+  }
+
+  // The control socket itself: slow clients fill its cap, the header timeout frees it.
+  held = slowClients(300, 0, lab_->file("kmsd.sock"));
+  bool answered = false;
+  for (auto end = std::chrono::steady_clock::now() + 60s; !answered && std::chrono::steady_clock::now() < end;) {
+    auto health = api("GET", "/healthz");
+    answered = health.has_value() && health->status == 200;
+    if (!answered) {
+      std::this_thread::sleep_for(200ms);
+    }
+  }
+  EXPECT_TRUE(answered) << kmsd.log();
+  for (int fd : held) {
+    ::close(fd);
+  }
+  EXPECT_EQ(run(kKmsctl, "status").rc, 0);
+  EXPECT_EQ(kmsd.stop(), 0) << kmsd.log();
 }
 
 TEST_F(Daemon, RateLimitFromTheCaHoldsBackEveryOrderToIt) {

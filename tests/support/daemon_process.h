@@ -2,6 +2,7 @@
 // kmsd in the foreground as a child process of a test, stderr to a log file, stopped by PID.
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,12 +21,17 @@ namespace kms::test {
 class DaemonProcess {
  public:
   /// `http01`: a socket passed as systemd's socket activation does (fd 3, named http01).
+  /// `nofile`: RLIMIT_NOFILE (soft and hard) for kmsd, when not 0.
   DaemonProcess(const std::string& softhsmConf, const std::string& config, const std::string& log,
-                const PassedSocket* http01 = nullptr)
+                const PassedSocket* http01 = nullptr, rlim_t nofile = 0)
       : log_(log) {
     std::ofstream(log, std::ios::trunc).flush();  // exists before the child writes to it
     pid_ = ::fork();
     if (pid_ == 0) {
+      if (nofile != 0) {
+        const rlimit limit{nofile, nofile};
+        ::setrlimit(RLIMIT_NOFILE, &limit);
+      }
       ::setenv("SOFTHSM2_CONF", softhsmConf.c_str(), 1);
       if (http01 != nullptr) {
         if (http01->fd() != 3) {

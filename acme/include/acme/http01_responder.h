@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "http/server.h"
 #include "kms/error.h"
 
 namespace kms::acme {
@@ -15,10 +16,12 @@ class Http01Responder {
  public:
   /// Binds host:port (port 0 picks a free one) and starts serving. Errc::io naming the
   /// address when it cannot bind.
-  [[nodiscard]] static Result<std::unique_ptr<Http01Responder>> start(const std::string& host, std::uint16_t port);
+  /// `limits` caps its connections ([daemon] listener_*).
+  [[nodiscard]] static Result<std::unique_ptr<Http01Responder>> start(const std::string& host, std::uint16_t port,
+                                                                      http::ConnectionLimits limits = {});
   /// Serves on a listening TCP socket bound by someone else (systemd socket activation);
   /// takes `fd` over. Errc::io when it is not a listening TCP socket.
-  [[nodiscard]] static Result<std::unique_ptr<Http01Responder>> adopt(int fd);
+  [[nodiscard]] static Result<std::unique_ptr<Http01Responder>> adopt(int fd, http::ConnectionLimits limits = {});
   virtual ~Http01Responder() = default;
 
   /// The port actually bound.

@@ -57,6 +57,11 @@ struct DaemonConfig {
   int maxConcurrentOrders = 0;                 ///< 0: two per core
   std::chrono::seconds retryFirst{60};         ///< first backoff after a failure
   std::chrono::seconds retryMax{3600};         ///< backoff cap
+  /// Every listener (control API, http-01): open connections at most, per peer address
+  /// (TCP) at most, and the time a request's headers may take.
+  int listenerMaxConnections = 256;
+  int listenerMaxPerPeer = 16;
+  std::chrono::seconds listenerHeaderTimeout{5};
   bool operator==(const DaemonConfig&) const = default;
 };
 

@@ -2,12 +2,14 @@
 /// @file One small HTTP/1.1 server (Boost.Beast) that every kmsd listener uses: the http-01
 /// responder (TCP), the control API (a Unix socket), later metrics and the signing API.
 ///
-/// Requests are read with header and body limits and a read timeout; a malformed, oversized
+/// Requests are read with header and body limits, a header timeout and a read timeout, and
+/// each listener caps its connections (in all and per peer address); a malformed, oversized
 /// or slow request closes the connection without an answer. Answers use the request's
 /// HTTP version and honour keep-alive / Connection: close. The handler runs on the loop thread and may
 /// reply later, from any thread, exactly once.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -39,11 +41,21 @@ struct ServerResponse {
 using Reply = std::function<void(ServerResponse)>;
 using Handler = std::function<void(const ServerRequest&, Reply)>;
 
+/// What one listener takes from its peers before it refuses more (the operator's
+/// `[daemon] listener_*` settings). A connection over a cap is accepted and closed at once,
+/// so it neither waits in the kernel's backlog nor holds a descriptor.
+struct ConnectionLimits {
+  std::size_t maxConnections = 256;      ///< open connections on the listener
+  std::size_t maxPerPeer = 16;           ///< open connections from one peer address (TCP)
+  std::chrono::seconds headerTimeout{5};  ///< to receive a request's headers (slowloris)
+};
+
 struct ServerOptions {
   std::uint32_t headerLimit = 16 * 1024;
   std::uint64_t bodyLimit = 64 * 1024;
   std::chrono::seconds readTimeout{10};  ///< per request, from the first byte awaited
   std::chrono::seconds writeTimeout{10};
+  ConnectionLimits limits;
 };
 
 class Server {
