@@ -4,6 +4,7 @@
 // stop the daemon), STI-PA client, challenge solvers, the web root, trust anchors, and the
 // ACME account. Keys are recorded in the DB before they exist on the token.
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -85,14 +86,22 @@ class Services {
       anchors_ = std::move(roots);
     }
   }
-  /// Issued certificates (ids) whose chain no longer verifies to the STI-PA CA list.
-  void setDistrusted(std::set<std::int64_t> ids) {
+  /// Issued certificates (ids) whose chain no longer verifies to the anchors issuance uses,
+  /// each with whether its root is still among them (then the CA's doing, counted against
+  /// the early-renewal budget; a root that left the anchors always renews).
+  void setDistrusted(std::map<std::int64_t, bool> ids) {
     std::lock_guard<std::mutex> lock(trustMutex_);
     distrusted_ = std::move(ids);
   }
   [[nodiscard]] bool distrusted(std::int64_t issuedId) const {
     std::lock_guard<std::mutex> lock(trustMutex_);
     return distrusted_.count(issuedId) != 0;
+  }
+  /// Distrusted while its root is still approved (see setDistrusted).
+  [[nodiscard]] bool distrustedWithItsRootApproved(std::int64_t issuedId) const {
+    std::lock_guard<std::mutex> lock(trustMutex_);
+    auto it = distrusted_.find(issuedId);
+    return it != distrusted_.end() && it->second;
   }
   [[nodiscard]] std::size_t distrustedCount() const {
     std::lock_guard<std::mutex> lock(trustMutex_);
@@ -184,7 +193,7 @@ class Services {
   mutable std::mutex trustMutex_;  // guards anchors_ and distrusted_
   std::vector<pki::Certificate> anchors_;
   bool configuredAnchors_ = false;
-  std::set<std::int64_t> distrusted_;
+  std::map<std::int64_t, bool> distrusted_;
   std::optional<pki::Certificate> crlSigner_;
   std::unique_ptr<acme::Http01Responder> responder_;
   std::unique_ptr<acme::Http01Solver> http01_;

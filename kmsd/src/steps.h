@@ -87,13 +87,22 @@ class Steps {
   std::optional<std::string> checkServed(const std::string& url, const std::string& expected);
   Result<StepOutcome> activate(const storage::Order& order, const config::CertificateConfig& c);
   Result<StepOutcome> refreshRenewal(const CertSnapshot& snap, const config::CertificateConfig& c);
-  /// Certificates of one name issued within half a lifetime (at most a day) after which the
-  /// CA's ARI window may no longer bring a renewal forward.
-  static constexpr long kAriEarlyLimit = 3;
-  /// kmsd's own renewal time when the CA's ARI time `ariTime` is earlier than it and the CA has
-  /// had kAriEarlyLimit certificates of this name issued recently (KMS_ARI_IGNORED); else nullopt.
+  /// Early renewals the CA may bring about for one certificate (an ARI window before kmsd's
+  /// own time, a chain distrusted while its root is still approved) in any day and in any
+  /// third of the lifetime. Revocation, a root that left the anchors and `kmsctl renew`
+  /// are never counted or held back.
+  static constexpr std::int64_t kEarlyRenewalBudget = 3;
+  /// The CA-initiated early renewals of `c` in the budget's window (the longer of a day and
+  /// a third of `active`'s lifetime), and that window in seconds.
+  std::pair<std::int64_t, std::int64_t> earlyRenewalsUsed(const config::CertificateConfig& c,
+                                                          const storage::IssuedCert& active);
+  /// kmsd's own renewal time when the CA's ARI time `ariTime` is earlier than it and the
+  /// budget is spent (KMS_ARI_IGNORED); else nullopt.
   std::optional<std::int64_t> holdAriRenewal(const storage::IssuedCert& active, const config::CertificateConfig& c,
                                              std::int64_t ariTime);
+  /// Whether an order started now is an early renewal the CA brought about (an ARI time
+  /// before kmsd's own, a chain distrusted while its root is still approved).
+  bool earlyByTheCa(const CertSnapshot& snap, const config::CertificateConfig& c) const;
   /// Runs the deploy hook for the active certificate: started, then waited for on the loop
   /// (the step runs again when it exits); recorded when it exits 0.
   Result<StepOutcome> deploy(const CertSnapshot& snap, const config::CertificateConfig& c);
@@ -150,6 +159,7 @@ class Steps {
   std::set<std::string> keyChecked_;   ///< active keys already found on the token
   bool tokenListed_ = false;           ///< keyChecked_ was seeded from one listing of the token
   std::set<std::string> plannedHere_;  ///< order keys this process recorded and not yet generated
+  std::set<std::int64_t> distrustHeld_;  ///< distrusted certificates the spent budget holds (reported once)
 
   struct Presented {
     acme::Authorization authz;

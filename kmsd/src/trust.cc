@@ -63,6 +63,7 @@ void TrustKeeper::load() {
     } else {
       s_.setCaListRoots(list->roots);
       caList_ = std::move(*list);
+      compareAnchors();
     }
   }
   if (docs->crl) {
@@ -76,6 +77,29 @@ void TrustKeeper::load() {
     } else {
       crl_ = std::move(*crl);
     }
+  }
+}
+
+void TrustKeeper::compareAnchors() {
+  if (!s_.anchorsConfigured() || !caList_) {
+    return;
+  }
+  std::string missing;
+  for (const auto& anchor : s_.trustAnchors()) {
+    const bool listed = std::any_of(caList_->roots.begin(), caList_->roots.end(),
+                                    [&](const pki::Certificate& r) { return r.der() == anchor.der(); });
+    if (!listed) {
+      missing += (missing.empty() ? "" : "; ") + anchor.subject();
+    }
+  }
+  if (!missing.empty()) {
+    events_.emit({"KMS_TRUST_ANCHORS_DIFFER",
+                  EventLevel::warning,
+                  std::nullopt,
+                  "[acme] trust_anchors holds root(s) the STI-PA CA list (sequence " +
+                      std::to_string(caList_->sequence) + ") does not approve: " + missing +
+                      "; issued chains are checked against [acme] trust_anchors, also in the trust refresh",
+                  {{"sequence", std::to_string(caList_->sequence)}}});
   }
 }
 
@@ -173,6 +197,7 @@ void TrustKeeper::refreshCaList(std::int64_t now) {
   s_.setCaListRoots(got->roots);
   caList_ = std::move(*got);
   if (changed) {
+    compareAnchors();
     events_.emit({"KMS_CA_LIST_UPDATED",
                   EventLevel::info,
                   std::nullopt,
@@ -264,11 +289,13 @@ std::vector<std::string> TrustKeeper::checkActive(std::int64_t now) {
   // Certificates from one CA share their issuers: each distinct rest-of-chain is checked once.
   struct IssuerVerdict {
     std::optional<std::string> revoked;    ///< why the CRL lists an issuer
-    std::optional<std::string> untrusted;  ///< why the chain does not verify to the CA list
+    std::optional<std::string> untrusted;  ///< why the chain does not verify to the anchors
+    bool rootApproved = false;             ///< untrusted although its root is still an anchor
   };
   std::map<std::string, IssuerVerdict, std::less<>> verdicts;
   std::vector<std::string> affected;
-  std::set<std::int64_t> distrusted;
+  std::map<std::int64_t, bool> distrusted;
+  const std::vector<pki::Certificate> anchors = s_.trustAnchors();
   for (const auto& cert : *active) {
     auto [leafPem, issuersPem] = splitLeaf(cert.chainPem);
     std::optional<std::string> revoked;
@@ -296,9 +323,15 @@ std::vector<std::string> TrustKeeper::checkActive(std::int64_t now) {
       } else if (auto leaf = pki::Certificate::fromPem(leafPem)) {
         path = {*leaf};  // issued by a root directly
       }
-      if (caList_ && !path.empty()) {
-        if (auto ok = pki::verifyChain(path, caList_->roots, fromUnix(now)); !ok) {
+      // The same anchors issuance checks a chain against ([acme] trust_anchors when set, else
+      // the kept CA list): a chain issuance accepts is never distrusted by this check.
+      if (!anchors.empty() && !path.empty()) {
+        if (auto ok = pki::verifyChain(path, anchors, fromUnix(now)); !ok) {
           verdict.untrusted = ok.error().message;
+          const std::string top = path.back().issuer();
+          verdict.rootApproved = std::any_of(anchors.begin(), anchors.end(), [&](const pki::Certificate& a) {
+            return a.subject() == top || a.subject() == path.back().subject();
+          });
         }
       }
       v = verdicts.emplace(std::string(issuersPem), std::move(verdict)).first;
@@ -321,14 +354,16 @@ std::vector<std::string> TrustKeeper::checkActive(std::int64_t now) {
       continue;
     }
     if (v->second.untrusted) {
-      distrusted.insert(cert.id);
+      distrusted.emplace(cert.id, v->second.rootApproved);
       if (!s_.distrusted(cert.id)) {  // not reported by an earlier refresh
+        const std::string against = s_.anchorsConfigured() || !caList_
+                                        ? std::string("[acme] trust_anchors")
+                                        : "the STI-PA CA list (sequence " + std::to_string(caList_->sequence) + ")";
         events_.emit({"KMS_ROOT_DISTRUSTED",
                       EventLevel::error,
                       cert.certName,
-                      "the chain of serial " + cert.serial + " no longer verifies to the STI-PA CA list (sequence " +
-                          std::to_string(caList_->sequence) + "): " + *v->second.untrusted +
-                          "; renewing at once with a new key",
+                      "the chain of serial " + cert.serial + " no longer verifies to " + against + ": " +
+                          *v->second.untrusted + "; renewing at once with a new key",
                       {{"serial", cert.serial}}});
         affected.push_back(cert.certName);
       }

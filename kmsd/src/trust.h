@@ -38,6 +38,9 @@ class TrustKeeper {
   [[nodiscard]] nlohmann::json status() const;
 
  private:
+  /// KMS_TRUST_ANCHORS_DIFFER when [acme] trust_anchors holds a root the kept CA list does
+  /// not approve (at start and at each new CA list).
+  void compareAnchors();
   void refreshCaList(std::int64_t now);
   void refreshCrl(std::int64_t now);
   /// A document that could not be read (network, HTTP) or was refused (content).

@@ -155,11 +155,19 @@ CREATE TABLE trust_documents (
 ) STRICT;
 )sql";
 
-constexpr std::array<Migration, 4> kMigrations{{
+// Why an order was started, where it counts against a budget: 'ca' for an early renewal the
+// CA brought about (an ARI window before kmsd's own time, a chain distrusted after issuance
+// while its root is still approved); NULL for everything else.
+constexpr const char* kSchemaV5 = R"sql(
+ALTER TABLE orders ADD COLUMN cause TEXT CHECK (cause IS NULL OR cause IN ('ca'));
+)sql";
+
+constexpr std::array<Migration, 5> kMigrations{{
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
     {4, kSchemaV4},
+    {5, kSchemaV5},
 }};
 
 }  // namespace

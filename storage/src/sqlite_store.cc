@@ -215,7 +215,7 @@ class SqliteStore final : public Store {
         "authorization_urls = COALESCE(?4, authorization_urls), "
         "challenge_url = COALESCE(?5, challenge_url), finalize_url = COALESCE(?6, finalize_url), "
         "certificate_url = COALESCE(?7, certificate_url), key_uri = COALESCE(?8, key_uri), "
-        "acme_status = COALESCE(?9, acme_status), updated_at = ?10 "
+        "acme_status = COALESCE(?9, acme_status), updated_at = ?10, cause = COALESCE(?11, cause) "
         "WHERE id = ?1 AND status = 'open'");
     if (!order.has_value()) {
       return fail(order.error());
@@ -229,6 +229,7 @@ class SqliteStore final : public Store {
     bindOpt(*order, 8, u.keyUri);
     bindOpt(*order, 9, u.acmeStatus);
     order->bindInt64(10, now);
+    bindOpt(*order, 11, u.cause);
     if (auto r = runExpectingRow(*order, "order " + std::to_string(orderId) + " is not open"); !r.has_value()) {
       return fail(r.error());
     }
@@ -702,6 +703,22 @@ class SqliteStore final : public Store {
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
+    auto more = stmt->step();
+    if (!more.has_value()) {
+      return fail(more.error());
+    }
+    return stmt->columnInt64(0);
+  }
+
+  Result<std::int64_t> countOrdersWithCause(std::string_view certName, std::string_view cause,
+                                            std::int64_t since) override {
+    auto stmt = db_.prepare(
+        "SELECT count(*) FROM orders o JOIN managed_certificates c ON c.id = o.cert_id "
+        "WHERE c.name = ?1 AND o.cause = ?2 AND o.created_at >= ?3");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, certName).bindText(2, cause).bindInt64(3, since);
     auto more = stmt->step();
     if (!more.has_value()) {
       return fail(more.error());

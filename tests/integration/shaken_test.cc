@@ -185,9 +185,9 @@ TEST_F(Shaken, RenewalFollowsTheAriWindowNotTheFractionAndNamesTheReplacedCertif
 
 TEST_F(Shaken, ACaAskingToRenewEveryCertificateAtOnceGetsNoLoop) {
   // A hostile CA: every certificate's ARI window, the new ones' too, has just closed. kmsd
-  // renews early while fewer than three certificates of the name were issued within half a
-  // lifetime, then keeps its own, lifetime-based time (KMS_ARI_IGNORED) instead of renewing
-  // (and making a new key) in a loop.
+  // renews early while the certificate's budget lasts (three early renewals the CA brought
+  // about in a day or a third of the lifetime, whichever is longer), then keeps its own,
+  // lifetime-based time (KMS_ARI_IGNORED) instead of renewing (and making a new key) in a loop.
   startLab({"--cert-lifetime", "3600"});
   CmdResult first = run(kKmsd, "--once");
   ASSERT_EQ(first.rc, 0) << first.output;
@@ -195,10 +195,12 @@ TEST_F(Shaken, ACaAskingToRenewEveryCertificateAtOnceGetsNoLoop) {
   sql("UPDATE managed_certificates SET ari_next_check = 0");
   CmdResult pressed = run(kKmsd, "--once");
   ASSERT_EQ(pressed.rc, 0) << pressed.output;
-  EXPECT_EQ(sql("SELECT COUNT(*) FROM issued_certificates"), "3\n");
+  EXPECT_EQ(sql("SELECT COUNT(*) FROM issued_certificates"), "4\n");  // the first and three early ones
+  EXPECT_EQ(sql("SELECT COUNT(*) FROM orders WHERE cause = 'ca'"), "3\n");
   EXPECT_NE(pressed.output.find("main: issued serial "), std::string::npos) << pressed.output;  // and it settled
   const std::string ignored = sql("SELECT message FROM events WHERE event_id = 'KMS_ARI_IGNORED'");
-  EXPECT_NE(ignored.find("the CA asks for an early renewal again (3 certificates in the last 1800 s)"),
+  EXPECT_NE(ignored.find("the CA asks for an early renewal again (3 early renewals the CA brought about in the last "
+                         "86400 s, the budget)"),
             std::string::npos)
       << ignored;
   // The held time is the lifetime-based one: a third of the lifetime (the default
@@ -209,7 +211,7 @@ TEST_F(Shaken, ACaAskingToRenewEveryCertificateAtOnceGetsNoLoop) {
   EXPECT_LE(notAfter - renewAt, 1320);
   CmdResult again = run(kKmsd, "--once");
   EXPECT_EQ(again.rc, 0) << again.output;
-  EXPECT_EQ(sql("SELECT COUNT(*) FROM issued_certificates"), "3\n");
+  EXPECT_EQ(sql("SELECT COUNT(*) FROM issued_certificates"), "4\n");
 }
 
 TEST_F(Shaken, RenewedCertificateBecomesActiveOnlyOnceTheStiCrServesIt) {

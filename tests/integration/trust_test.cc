@@ -338,6 +338,32 @@ TEST_P(TrustRevoke, ARevokedCertificateIsReplacedAndNoSupersededOneReturns) {
   EXPECT_EQ(kmsd_->stop(), 0);
 }
 
+TEST_F(Trust, ConfiguredAnchorsAreWhatTheTrustRefreshChecksToo) {
+  // [acme] trust_anchors beside [sti_pa], and a CA list that approves another root: issuance
+  // accepts chains to the configured anchors, and the trust refresh must not distrust them
+  // (it once did, renewing at every refresh, and at every kmsd --once).
+  std::string toml = test::readFile(config_);
+  toml.replace(toml.find("[acme]\n"), 7, "[acme]\ntrust_anchors = \"" + lab_->file("sti-ca-root.pem") + "\"\n");
+  std::ofstream(config_, std::ios::trunc) << toml;
+  lab("/lab/ca-list", {{"sequence", 2}, {"mode", "foreign"}});
+  for (int run = 0; run < 3; ++run) {
+    CmdResult once = test::runTool("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf"), test::kKmsd, config_, "--once");
+    ASSERT_EQ(once.rc, 0) << once.output;
+    EXPECT_EQ(once.output.find("KMS_ROOT_DISTRUSTED"), std::string::npos) << once.output;
+    // Said at every start: the two disagree, and which one is used.
+    EXPECT_NE(once.output.find("KMS_TRUST_ANCHORS_DIFFER sequence=2 msg=\"[acme] trust_anchors holds root(s) the STI-PA CA list "
+                               "(sequence 2) does not approve: CN=kms-lab SHAKEN Root CA"),
+              std::string::npos)
+        << once.output;
+  }
+  json keys = ctlJson("keys --json");
+  int certificateKeys = 0;
+  for (const auto& k : keys) {
+    certificateKeys += k.value("managed", "") == "certificate" ? 1 : 0;
+  }
+  EXPECT_EQ(certificateKeys, 1) << keys;  // one issuance, no renewal loop
+}
+
 INSTANTIATE_TEST_SUITE_P(, TrustRevoke, ::testing::Combine(::testing::Bool(), ::testing::Values(1, 2)),
                          [](const ::testing::TestParamInfo<std::tuple<bool, int>>& param) {
                            return std::string(std::get<0>(param.param) ? "ByCrl" : "ByControlApi") + "After" +

@@ -94,6 +94,7 @@ struct OrderUpdate {
   std::optional<std::string> certificateUrl;
   std::optional<std::string> keyUri;
   std::optional<std::string> acmeStatus;
+  std::optional<std::string> cause;  ///< "ca": an early renewal the CA brought about (set once)
   std::optional<std::int64_t> nextAttemptAt;  ///< for the certificate; empty: unchanged
 };
 
@@ -238,6 +239,9 @@ class Store {
   [[nodiscard]] virtual Result<std::optional<Order>> getOpenOrder(std::string_view certName) = 0;
   /// How many orders are open, over all certificates.
   [[nodiscard]] virtual Result<std::int64_t> countOpenOrders() = 0;
+  /// Orders of `certName` started with `cause` at or after `since` (any status).
+  [[nodiscard]] virtual Result<std::int64_t> countOrdersWithCause(std::string_view certName, std::string_view cause,
+                                                                  std::int64_t since) = 0;
   /// Records the step an open order reached with the URLs learned, and moves the
   /// certificate to the same state (failures cleared), in one transaction.
   /// Errc::notFound when `orderId` is not an open order.

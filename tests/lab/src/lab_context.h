@@ -21,7 +21,8 @@ inline constexpr const char* kEabKid = "kid-1";
 struct TrustSwitches {
   std::int64_t caListSequence = 1;  ///< kept in D/trust-state.json
   int caGeneration = 1;             ///< STI-CA roots so far (kept in D/trust-state.json)
-  std::string caListMode = "good";  ///< good | tampered | expired | empty
+  /// good | tampered | expired | empty | foreign (approves another root than the STI-CA's)
+  std::string caListMode = "good";
   std::string crlMode = "good";     ///< good | garbage | wrong-signer | bad-signature | stale
 };
 

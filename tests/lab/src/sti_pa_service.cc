@@ -188,8 +188,9 @@ LabReply StiPaService::caList() {
   ojson payload{{"version", "1"},
                 {"sequence", t.caListSequence},
                 {"exp", t.caListMode == "expired" ? unixNow() - 60 : unixNow() + kCaListLifetime},
-                {"trustList", t.caListMode == "empty" ? ojson::array()
-                                                      : ojson::array({ctx_.pki->stiCaRoot->cert.pem()})}};
+                {"trustList", t.caListMode == "empty"     ? ojson::array()
+                              : t.caListMode == "foreign" ? ojson::array({ctx_.pki->stiPaRoot->cert.pem()})
+                                                          : ojson::array({ctx_.pki->stiCaRoot->cert.pem()})}};
   auto jws = signCompactEs256(*ctx_.pki->stiPaSigner->key, header.dump(), payload.dump());
   if (!jws) {
     return failed(500, jws.error().toString());
@@ -321,9 +322,9 @@ LabReply StiPaService::admin(const LabRequest& request) {
       ctx_.trust.caListSequence = body["sequence"].get<std::int64_t>();
     }
     if (body.contains("mode")) {
-      static const std::set<std::string> modes{"good", "tampered", "expired", "empty"};
+      static const std::set<std::string> modes{"good", "tampered", "expired", "empty", "foreign"};
       if (!body["mode"].is_string() || modes.count(body["mode"].get<std::string>()) == 0) {
-        return failed(400, "mode must be good, tampered, expired or empty");
+        return failed(400, "mode must be good, tampered, expired, empty or foreign");
       }
       ctx_.trust.caListMode = body["mode"].get<std::string>();
     }

@@ -11,7 +11,8 @@
 ///   POST /lab/revoke       {"serial": "<hex>", "reason": 1}  a certificate into the CRL
 ///   POST /lab/rotate-root  new STI-CA root + intermediate; the CA list (sequence + 1) lists
 ///                          only the new root
-///   POST /lab/ca-list      {"sequence": N, "mode": "good" | "tampered" | "expired" | "empty"}
+///   POST /lab/ca-list      {"sequence": N, "mode": "good" | "tampered" | "expired" | "empty" |
+///                          "foreign" (approves another root than the STI-CA's)}
 ///   POST /lab/crl          {"mode": "good" | "garbage" | "wrong-signer" | "bad-signature" | "stale"}
 ///   POST /lab/hostile      {"nonce": "good" | "not-utf8", "location": "good" | "not-utf8"}: the
 ///                          CA's Replay-Nonce / newOrder Location with bytes that are not UTF-8
