@@ -7,8 +7,12 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
+#include "kms/fs.h"
 #include "kms/secret.h"
+#include "pki/x509.h"
 
 namespace kms::config::detail {
 namespace {
@@ -334,7 +338,31 @@ std::optional<std::string> checkSecretFile(const std::string& path) {
 }
 
 std::optional<std::string> checkExecutableFile(const std::string& path) {
-  return checkFileAccess(path, X_OK, quoted(path) + " is not executable");
+  if (auto problem = checkFileAccess(path, X_OK, quoted(path) + " is not executable")) {
+    return problem;
+  }
+  return checkOwnership(path);  // what kmsd runs
+}
+
+std::optional<std::string> checkOwnership(const std::string& path) {
+  return kms::checkOwnership(path);
+}
+
+std::optional<std::string> checkPemFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in && !in.eof()) {
+    return "cannot read " + quoted(path);
+  }
+  auto certs = pki::parsePemChain(text.str());
+  if (!certs.has_value()) {
+    return quoted(path) + " does not hold PEM certificates: " + certs.error().message;
+  }
+  if (certs->empty()) {
+    return quoted(path) + " holds no PEM certificate";
+  }
+  return std::nullopt;
 }
 
 }  // namespace kms::config::detail

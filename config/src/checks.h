@@ -44,8 +44,13 @@ namespace kms::config::detail {
 /// A secret file kms::readSecretFile accepts; its content is wiped at once.
 [[nodiscard]] std::optional<std::string> checkSecretFile(const std::string& path);
 
-/// An existing regular file this process can execute.
+/// An existing regular file this process can execute, owned as kms::checkOwnership says.
 [[nodiscard]] std::optional<std::string> checkExecutableFile(const std::string& path);
+
+/// kms::checkOwnership (who may change the file, and every directory on its way).
+[[nodiscard]] std::optional<std::string> checkOwnership(const std::string& path);
+/// The file holds at least one PEM certificate and every one parses.
+[[nodiscard]] std::optional<std::string> checkPemFile(const std::string& path);
 
 /// `"text"` with TOML basic-string escapes for '"', '\\' and control characters.
 [[nodiscard]] std::string quoted(std::string_view text);

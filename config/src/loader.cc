@@ -1,5 +1,8 @@
 #include "loader.h"
 
+#include <grp.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -112,10 +115,26 @@ void readDaemon(SectionReader& r, DaemonConfig& out) {
   }
   readDuration(r, "listener_header_timeout", std::chrono::seconds(1), std::chrono::seconds(300),
                "must be between 1s and 5m", out.listenerHeaderTimeout);
+  if (auto group = r.nonEmpty("control_admin_group", Need::optional)) {
+    if (::getgrnam(group->c_str()) == nullptr) {
+      r.fail("control_admin_group", "no group named " + *group + " on this system");
+    } else {
+      out.controlAdminGroup = *group;
+    }
+  }
+  readDuration(r, "events_keep", std::chrono::seconds(3600), std::chrono::seconds(10L * 365 * 86400),
+               "must be between 1h and 10 years", out.eventsKeep);
+  if (auto n = r.integer("events_max", Need::optional)) {
+    if (*n < 100 || *n > 100000000) {
+      r.fail("events_max", "must be between 100 and 100000000, got " + std::to_string(*n));
+    } else {
+      out.eventsMax = static_cast<int>(*n);
+    }
+  }
 }
 
 void readHsm(SectionReader& r, HsmConfig& out) {
-  out.module = r.readableFile("module", Need::optional).value_or("");
+  out.module = r.trustedFile("module", Need::optional).value_or("");
   if (auto label = r.nonEmpty("token_label", Need::required)) {
     if (label->size() > kMaxTokenLabel) {
       r.fail("token_label",
@@ -137,9 +156,9 @@ void readStiPa(SectionReader& r, StiPaConfig& out) {
   out.url = r.url("url", Need::required).value_or("");
   out.userId = r.nonEmpty("user_id", Need::required).value_or("");
   out.passwordFile = r.secretFile("password_file", Need::required).value_or("");
-  out.trustAnchor = r.readableFile("trust_anchor", Need::optional);
-  out.caBundle = r.readableFile("ca_bundle", Need::optional);
-  out.crlSigner = r.readableFile("crl_signer", Need::optional);
+  out.trustAnchor = r.pemFile("trust_anchor", Need::optional);
+  out.caBundle = r.pemFile("ca_bundle", Need::optional);
+  out.crlSigner = r.pemFile("crl_signer", Need::optional);
   readDuration(r, "trust_refresh", std::chrono::seconds(1), std::chrono::seconds(86400),
                "must be between 1s and 1d", out.trustRefresh);
   readChoice(r, "fingerprint", {{"spki", Fingerprint::spki}, {"jwk-thumbprint", Fingerprint::jwkThumbprint}},
@@ -158,8 +177,8 @@ void readStiPa(SectionReader& r, StiPaConfig& out) {
 
 void readAcme(SectionReader& r, AcmeConfig& out) {
   out.directoryUrl = r.url("directory_url", Need::required).value_or("");
-  out.caBundle = r.readableFile("ca_bundle", Need::optional);
-  out.trustAnchors = r.readableFile("trust_anchors", Need::optional);
+  out.caBundle = r.pemFile("ca_bundle", Need::optional);
+  out.trustAnchors = r.pemFile("trust_anchors", Need::optional);
   out.eabKid = r.nonEmpty("eab_kid", Need::optional);
   out.eabHmacFile = r.secretFile("eab_hmac_file", Need::optional);
   if (r.has("eab_kid") && !r.has("eab_hmac_file")) {
@@ -195,6 +214,11 @@ void readAcme(SectionReader& r, AcmeConfig& out) {
 
 void readPublisher(SectionReader& r, PublisherConfig& out) {
   out.webRoot = r.absolutePath("web_root", Need::required).value_or("");
+  if (struct stat st {}; !out.webRoot.empty() && ::stat(out.webRoot.c_str(), &st) == 0) {
+    if (auto problem = checkOwnership(out.webRoot)) {  // what verifiers are served
+      r.fail("web_root", std::move(*problem));
+    }
+  }
   if (auto base = r.url("base_url", Need::required)) {
     if (!base->ends_with('/')) {
       r.fail("base_url", R"(must end with "/")");
@@ -213,7 +237,7 @@ void readPublisher(SectionReader& r, PublisherConfig& out) {
       out.checkRetries = static_cast<int>(*retries);
     }
   }
-  out.caBundle = r.readableFile("ca_bundle", Need::optional);
+  out.caBundle = r.pemFile("ca_bundle", Need::optional);
   readDuration(r, "hook_timeout", std::chrono::seconds(1), std::chrono::hours(1), "must be between 1s and 1h",
                out.hookTimeout);
 }

@@ -27,6 +27,11 @@ constexpr std::array kSettings = {
             "open connections from one peer address on a TCP listener, 1..65536"},
     Setting{"daemon", "listener_header_timeout", Kind::string, "5s",
             "time a request's headers may take to arrive (1s..5m)"},
+    Setting{"daemon", "control_admin_group", Kind::string, "",
+            "group whose members (with root and kmsd's user) may revoke through the control API; any "
+            "user who can open the socket when unset"},
+    Setting{"daemon", "events_keep", Kind::string, "90d", "age after which events leave the event log (1h..10y)"},
+    Setting{"daemon", "events_max", Kind::integer, "100000", "events the event log keeps at most (100..10^8)"},
     // [hsm]
     Setting{"hsm", "module", Kind::string, KMS_DEFAULT_PKCS11_MODULE, "PKCS#11 module (.so) path"},
     Setting{"hsm", "token_label", Kind::string, "", "label of the token (1..32 bytes)"},

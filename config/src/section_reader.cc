@@ -201,6 +201,30 @@ std::optional<std::string> SectionReader::readableFile(std::string_view key, Nee
   return value;
 }
 
+std::optional<std::string> SectionReader::trustedFile(std::string_view key, Need need) {
+  std::optional<std::string> value = readableFile(key, need);
+  if (!value) {
+    return std::nullopt;
+  }
+  if (std::optional<std::string> problem = checkOwnership(*value)) {
+    fail(key, std::move(*problem));
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<std::string> SectionReader::pemFile(std::string_view key, Need need) {
+  std::optional<std::string> value = trustedFile(key, need);
+  if (!value) {
+    return std::nullopt;
+  }
+  if (std::optional<std::string> problem = checkPemFile(*value)) {
+    fail(key, std::move(*problem));
+    return std::nullopt;
+  }
+  return value;
+}
+
 std::optional<std::string> SectionReader::secretFile(std::string_view key, Need need) {
   std::optional<std::string> value = nonEmpty(key, need);
   if (!value) {

@@ -44,6 +44,11 @@ class SectionReader {
   [[nodiscard]] std::optional<std::string> url(std::string_view key, Need need);
   /// A path to a readable regular file (checkReadableFile).
   [[nodiscard]] std::optional<std::string> readableFile(std::string_view key, Need need);
+  /// A readable file that decides what kmsd runs or whom it trusts: kms::checkOwnership too.
+  [[nodiscard]] std::optional<std::string> trustedFile(std::string_view key, Need need);
+  /// A trustedFile holding PEM certificates (trust anchors, CRL signer, CA bundles): every
+  /// one must parse, and there must be at least one.
+  [[nodiscard]] std::optional<std::string> pemFile(std::string_view key, Need need);
   /// A path to a secret file (checkSecretFile); content never kept.
   [[nodiscard]] std::optional<std::string> secretFile(std::string_view key, Need need);
   /// A non-empty string.

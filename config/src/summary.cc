@@ -94,6 +94,11 @@ std::string redactedSummary(const Config& config) {
   w.line("listener_max_connections", std::to_string(config.daemon.listenerMaxConnections));
   w.line("listener_max_per_peer", std::to_string(config.daemon.listenerMaxPerPeer));
   w.text("listener_header_timeout", detail::formatDuration(config.daemon.listenerHeaderTimeout));
+  if (config.daemon.controlAdminGroup) {
+    w.text("control_admin_group", *config.daemon.controlAdminGroup);
+  }
+  w.text("events_keep", detail::formatDuration(config.daemon.eventsKeep));
+  w.line("events_max", std::to_string(config.daemon.eventsMax));
 
   w.section("[hsm]");
   w.text("module", config.hsm.module);

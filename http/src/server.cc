@@ -152,7 +152,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     keepAlive_ = req.keep_alive();
     version_ = req.version();
     head_ = req.method() == bhttp::verb::head;
-    ServerRequest r{std::string(req.method_string()), std::string(req.target()), std::move(req.body())};
+    ServerRequest r{std::string(req.method_string()), std::string(req.target()), std::move(req.body()), peer()};
     auto self = this->shared_from_this();
     auto executor = socket_.get_executor();
     auto replied = std::make_shared<std::atomic<bool>>(false);
@@ -192,6 +192,18 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
       }
       self->read();
     });
+  }
+
+  /// Who is on the other end of a Unix socket (the kernel's word, not the client's).
+  std::optional<PeerCredentials> peer() {
+    if constexpr (std::is_same_v<Protocol, Local>) {
+      ucred cred{};
+      socklen_t len = sizeof cred;
+      if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        return PeerCredentials{static_cast<std::uint32_t>(cred.uid), static_cast<std::uint32_t>(cred.gid)};
+      }
+    }
+    return std::nullopt;
   }
 
   void close() {

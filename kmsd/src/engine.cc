@@ -3,6 +3,8 @@
 #include "engine.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <malloc.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -73,6 +75,58 @@ struct HeapEntry {
   std::uint64_t gen = 0;
   bool operator>(const HeapEntry& o) const { return at != o.at ? at > o.at : seq > o.seq; }
 };
+
+/// The caller of a control request, for the events it causes: {"uid": N} from the kernel.
+Fields callerFields(const http::ServerRequest& req) {
+  if (!req.peer) {
+    return {};
+  }
+  return {{"uid", std::to_string(req.peer->uid)}};
+}
+
+/// Why `peer` may not revoke under [daemon] control_admin_group `group`; nullopt when it may
+/// (no group set, root, kmsd's own user, or a member of the group).
+std::optional<std::string> adminRefusal(const std::optional<http::PeerCredentials>& peer,
+                                        const std::optional<std::string>& group) {
+  if (!group) {
+    return std::nullopt;
+  }
+  const std::string why = "revocation is restricted to root, kmsd's user and the members of group " + *group +
+                          " ([daemon] control_admin_group)";
+  if (!peer) {
+    return why;
+  }
+  if (peer->uid == 0 || peer->uid == ::geteuid()) {
+    return std::nullopt;
+  }
+  // The _r forms: this runs on a worker thread.
+  std::vector<char> buf(16384);
+  struct group gr {};
+  struct group* g = nullptr;
+  if (::getgrnam_r(group->c_str(), &gr, buf.data(), buf.size(), &g) != 0 || g == nullptr) {
+    return why + "; the group no longer exists";
+  }
+  const gid_t adminGid = g->gr_gid;
+  if (peer->gid == adminGid) {
+    return std::nullopt;
+  }
+  std::vector<char> pwBuf(16384);
+  struct passwd pwd {};
+  struct passwd* pw = nullptr;
+  if (::getpwuid_r(peer->uid, &pwd, pwBuf.data(), pwBuf.size(), &pw) == 0 && pw != nullptr) {
+    std::vector<gid_t> groups(64);
+    int n = static_cast<int>(groups.size());
+    if (::getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) {
+      groups.resize(static_cast<std::size_t>(n));
+      (void)::getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n);
+    }
+    groups.resize(static_cast<std::size_t>(std::max(n, 0)));
+    if (std::find(groups.begin(), groups.end(), adminGid) != groups.end()) {
+      return std::nullopt;
+    }
+  }
+  return why + "; uid " + std::to_string(peer->uid) + " is not one of them";
+}
 
 /// What a worker found and did for one certificate.
 struct WorkResult {
@@ -712,6 +766,7 @@ class Engine::Impl {
           trustTimer_.async_wait([this](const boost::system::error_code& ec) {
             if (!ec && !stopping_ && !trustRunning_) {
               refreshTrust(false, {});
+              runHousekeeping();
             }
           });
         }
@@ -744,6 +799,15 @@ class Engine::Impl {
   }
 
   void runHousekeeping() {
+    const std::int64_t keep = config_.daemon.eventsKeep.count();  // read on the loop, which reloads swap
+    const std::int64_t most = config_.daemon.eventsMax;
+    onPool("event log housekeeping", [this, keep, most] {
+      const std::int64_t now = unixSeconds(clock_->now());
+      auto pruned = state_.locked->with([&](storage::Store& s) { return s.pruneEvents(now - keep, most); });
+      if (!pruned) {
+        services_->storeWriteFailed(std::nullopt, "bound the event log", pruned.error());
+      }
+    });
     onPool("key housekeeping", [this] {
       auto r = steps_->retireKeys();
       if (!r) {
@@ -1220,7 +1284,7 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
     if (parts[3] == "renew") {
       // An operator's renewal is not held back by a stored wait (backoff, a CA's Retry-After
       // for this certificate): it is cleared, and the answer says what it overrode.
-      onPool("the renewal request of '" + name + "'", [this, name, reply, rt = it->second] {
+      onPool("the renewal request of '" + name + "'", [this, name, reply, rt = it->second, caller = callerFields(req)] {
         std::string overrode;
         const std::int64_t now = unixSeconds(clock_->now());
         auto cleared = state_.locked->with([&](storage::Store& st) -> Result<void> {
@@ -1242,7 +1306,7 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
         }
         sink_->emit({"KMS_RENEW_REQUESTED", EventLevel::info, name,
                      "renewal requested through the control API" + (overrode.empty() ? "" : "; overrides " + overrode),
-                     {}});
+                     caller});
         nlohmann::json body{{"name", name}, {"renewal_requested", true}};
         if (!overrode.empty()) {
           body["overrides"] = overrode;
@@ -1272,10 +1336,16 @@ void Engine::Impl::route(const ControlRequest& req, std::function<void(ControlRe
         return reply(problem(400, "bad request", "reason must be an RFC 5280 code 0..10 other than 7"));
       }
       auto cfg = it->second->cfg;
-      onPool("the revocation of '" + cfg->name + "'", [this, cfg, reason, reply, rt = it->second] {
+      onPool("the revocation of '" + cfg->name + "'", [this, cfg, reason, reply, rt = it->second,
+                                                         caller = callerFields(req), peer = req.peer,
+                                                         adminGroup = config_.daemon.controlAdminGroup] {
+        if (auto refusal = adminRefusal(peer, adminGroup)) {
+          reply(problem(403, "revocation not allowed", *refusal));
+          return;
+        }
         Result<std::string> serial = fail(Errc::internal, "internal error (KMS_INTERNAL_ERROR in the log)");
         try {
-          serial = steps_->revoke(*cfg, reason);
+          serial = steps_->revoke(*cfg, reason, caller);
         } catch (...) {
           reply(problem(500, "revocation failed", serial.error().toString()));
           throw;  // onPool reports it

@@ -1299,7 +1299,8 @@ Result<int> Steps::retireKeys() {
   return destroyed;
 }
 
-Result<std::string> Steps::revoke(const config::CertificateConfig& c, int reason) {
+Result<std::string> Steps::revoke(const config::CertificateConfig& c, int reason,
+                                  const Fields& caller) {
   auto snap = snapshot(c, false);
   if (!snap) {
     return fail(snap.error());
@@ -1326,7 +1327,11 @@ Result<std::string> Steps::revoke(const config::CertificateConfig& c, int reason
                 storage::EventLevel::warning,
                 c.name,
                 "serial " + snap->active->serial + " revoked (reason " + std::to_string(reason) + ")",
-                {{"serial", snap->active->serial}, {"reason", std::to_string(reason)}}});
+                [&] {
+                  Fields fields{{"serial", snap->active->serial}, {"reason", std::to_string(reason)}};
+                  fields.insert(fields.end(), caller.begin(), caller.end());
+                  return fields;
+                }()});
   return snap->active->serial;
 }
 

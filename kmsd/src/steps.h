@@ -65,7 +65,9 @@ class Steps {
   void withdraw(std::int64_t orderId);
 
   /// Revokes the active certificate of `c` at the CA and records it.
-  [[nodiscard]] Result<std::string> revoke(const config::CertificateConfig& c, int reason);
+  /// `caller`: fields naming who asked (the control API's uid), added to KMS_CERT_REVOKED.
+  [[nodiscard]] Result<std::string> revoke(const config::CertificateConfig& c, int reason,
+                                           const Fields& caller = {});
 
   /// Polling tuning (tests shorten it).
   Millis pollFirst{250};

@@ -1,5 +1,7 @@
 #include "kms/secret.h"
 
+#include "kms/fs.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -46,7 +48,8 @@ void SecretBytes::clear() {
 Result<SecretBytes> readSecretFile(const std::string& path) {
   // O_NOFOLLOW: a symlink swapped in by someone else is not followed; the checks below are
   // made on the descriptor that is read, so the file cannot change between check and read.
-  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+  // O_NONBLOCK: a FIFO put in its place does not block the open; fstat then refuses it.
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
     int err = errno;
     if (err == ELOOP) {
@@ -79,6 +82,10 @@ Result<SecretBytes> readSecretFile(const std::string& path) {
                 "secret file is owned by uid " + std::to_string(st.st_uid) + ", not by uid " +
                     std::to_string(::geteuid()) + " that reads it; chown it to that user",
                 path);
+  }
+  // The directories on its way: nobody else may swap the file (the one ownership rule).
+  if (auto bad = checkOwnership(path)) {
+    return fail(Errc::io, "secret file: " + *bad, path);
   }
   // Sized once from fstat so the secret is never copied by a growing buffer.
   constexpr off_t kMaxSecret = off_t{64} * 1024;

@@ -140,12 +140,18 @@ Result<void> writeAt(const Dir& dir, const std::string& name, const std::string&
 
 /// The content of `name` in `dir` (not following a link); nullopt when it does not exist.
 Result<std::optional<std::string>> readAt(const Dir& dir, const std::string& name) {
-  int fd = ::openat(dir.fd(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO planted here does not block the open; fstat then refuses it.
+  int fd = ::openat(dir.fd(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) {
       return std::optional<std::string>();
     }
     return fail(ioError("cannot read", dir.file(name), errno));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return fail(Errc::io, "not a regular file", dir.file(name));
   }
   std::string out;
   auto read = readToEnd(fd, dir.file(name), out);

@@ -710,6 +710,20 @@ class SqliteStore final : public Store {
     return stmt->columnInt64(0);
   }
 
+  Result<std::int64_t> pruneEvents(std::int64_t olderThan, std::int64_t keepNewest) override {
+    auto stmt = db_.prepare(
+        "DELETE FROM events WHERE time < ?1 "
+        "OR id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?2)");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindInt64(1, olderThan).bindInt64(2, keepNewest);
+    if (auto r = stmt->run(); !r.has_value()) {
+      return fail(r.error());
+    }
+    return static_cast<std::int64_t>(db_.changes());
+  }
+
   Result<std::int64_t> countOrdersWithCause(std::string_view certName, std::string_view cause,
                                             std::int64_t since) override {
     auto stmt = db_.prepare(

@@ -19,6 +19,7 @@
 
 #include "config/config.h"
 #include "fuzz_check.h"
+#include "test_pem.h"
 
 namespace {
 
@@ -165,7 +166,7 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
   writeFile("libpkcs11.so", "not really a module", 0644);
   for (const char* pem : {"sti-pa-root.pem", "acme-tls-ca.pem", "sti-pa-tls-ca.pem", "sti-pa-crl.pem",
                           "sti-ca-roots.pem"}) {
-    writeFile(pem, "-----BEGIN CERTIFICATE-----\n", 0644);
+    writeFile(pem, kms::test::kTestRootPem, 0644);
   }
   writeFile("hook.sh", "#!/bin/sh\nexit 0\n", 0700);
   return 0;

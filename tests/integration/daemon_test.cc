@@ -493,6 +493,59 @@ TEST_F(Daemon, SlowClientsOnEitherListenerNeitherExhaustDescriptorsNorSilenceThe
   EXPECT_EQ(kmsd.stop(), 0) << kmsd.log();
 }
 
+TEST_F(Daemon, ControlApiCallersAreRecordedAndRevocationCanBeKeptToAGroup) {
+  startLab();
+  {
+    std::string toml = test::readFile(config_);
+    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\ncontrol_admin_group = \"root\"\n");
+    std::ofstream(config_, std::ios::trunc) << toml;
+  }
+  auto kmsd = startDaemon();
+  ASSERT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd->log();
+  const std::string socket = lab_->file("kmsd.sock");
+  // This test lets another user reach the socket at all.
+  ASSERT_EQ(::chmod(sandbox_.path().c_str(), 0711), 0);
+  ASSERT_EQ(::chmod(lab_->dir().c_str(), 0711), 0);
+  ASSERT_EQ(::chmod(socket.c_str(), 0666), 0);
+  // POST as uid 65534 with primary group `gid`; the HTTP status and body.
+  auto postAs = [&](const std::string& gid, const std::string& what) {
+    std::string out;
+    test::runCommand("setpriv --reuid=65534 --regid=" + gid + " --clear-groups curl -sS -w '\\n%{http_code}' "
+                     "--unix-socket '" + socket + "' -X POST -d '{}' http://kmsd/v1/certificates/main/" + what,
+                     &out);
+    return out;
+  };
+  // Renewal is anyone's who can reach the socket; the caller is recorded.
+  std::string renew = postAs("65534", "renew");
+  EXPECT_NE(renew.find("\n202"), std::string::npos) << renew;
+  EXPECT_TRUE(kmsd->waitFor("KMS_RENEW_REQUESTED cert=main uid=65534 ")) << kmsd->log();
+  // Revocation: not for uid 65534 outside group root ...
+  std::string refused = postAs("65534", "revoke");
+  EXPECT_NE(refused.find("\n403"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("revocation is restricted to root, kmsd's user and the members of group root "
+                         "([daemon] control_admin_group); uid 65534 is not one of them"),
+            std::string::npos)
+      << refused;
+  EXPECT_EQ(kmsd->log().find("KMS_CERT_REVOKED"), std::string::npos) << kmsd->log();
+  // ... but for the same uid in group root, recorded as such.
+  ASSERT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=main", 90s)) << kmsd->log();
+  std::string allowed;
+  for (int i = 0; i < 100; ++i) {  // the renewal may still be in flight: revoke once it is active
+    allowed = postAs("0", "revoke");
+    if (allowed.find("\n200") != std::string::npos || allowed.find("\n409") == std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_NE(allowed.find("\n200"), std::string::npos) << allowed;
+  EXPECT_TRUE(kmsd->waitFor("uid=65534")) << kmsd->log();
+  const std::string log = kmsd->log();
+  const auto revoked = log.find("KMS_CERT_REVOKED cert=main");
+  ASSERT_NE(revoked, std::string::npos) << log;
+  EXPECT_NE(log.substr(revoked, log.find('\n', revoked) - revoked).find(" uid=65534"), std::string::npos) << log;
+  EXPECT_EQ(kmsd->stop(), 0) << kmsd->log();
+}
+
 TEST_F(Daemon, RateLimitFromTheCaHoldsBackEveryOrderToIt) {
   // The first three newOrders pass; from the fourth on the CA refuses newOrder for 8 s.
   startLab({"--rate-limit-after", "3", "--rate-limit-seconds", "8"});

@@ -62,6 +62,12 @@ struct DaemonConfig {
   int listenerMaxConnections = 256;
   int listenerMaxPerPeer = 16;
   std::chrono::seconds listenerHeaderTimeout{5};
+  /// The control API's revoke is restricted to this group's members (and root and kmsd's
+  /// own user) when set; the socket's mode still decides who may connect at all.
+  std::optional<std::string> controlAdminGroup;
+  /// The event log keeps events younger than eventsKeep, and the newest eventsMax at most.
+  std::chrono::seconds eventsKeep{90L * 86400};
+  int eventsMax = 100000;
   bool operator==(const DaemonConfig&) const = default;
 };
 

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,10 +26,17 @@ class io_context;
 
 namespace kms::http {
 
+/// The peer of a Unix-socket connection, from the kernel (SO_PEERCRED).
+struct PeerCredentials {
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+};
+
 struct ServerRequest {
   std::string method;  ///< "GET", "HEAD", "POST", ...
   std::string target;  ///< "/v1/status?x=y"
   std::string body;
+  std::optional<PeerCredentials> peer;  ///< on a Unix socket only
 };
 
 struct ServerResponse {

@@ -316,6 +316,9 @@ class Store {
   // --- event log (append-only) ---
   /// Appends an event (time 0 means now); returns its id.
   [[nodiscard]] virtual Result<std::int64_t> appendEvent(const Event& event) = 0;
+  /// Bounds the event log: removes events older than `olderThan` (Unix seconds) and all but
+  /// the newest `keepNewest`. Returns how many were removed.
+  [[nodiscard]] virtual Result<std::int64_t> pruneEvents(std::int64_t olderThan, std::int64_t keepNewest) = 0;
   /// Newest first (time, then insertion order), at most `limit`; only `certName`'s events
   /// when given.
   [[nodiscard]] virtual Result<std::vector<Event>> listEvents(std::optional<std::string_view> certName, int limit) = 0;

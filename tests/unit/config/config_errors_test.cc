@@ -256,6 +256,81 @@ TEST_F(ConfigErrors, SecretFilesOthersCouldReadOrSwapAreRefused) {
   }
 }
 
+TEST_F(ConfigErrors, FilesThatDecideWhatRunsOrWhomToTrustFollowTheOwnershipRule) {
+  const std::string_view url = "directory_url = \"https://ca.example/dir\"";
+  auto acme = [&](const std::string& line) { return errors(patched(url, std::string(url) + "\n" + line)); };
+  // A hook anyone may rewrite (mode 0777): refused, with the fix.
+  const std::string openHook = sandbox_.write("open-hook.sh", "#!/bin/sh\nexit 0\n");
+  ASSERT_EQ(::chmod(openHook.c_str(), 0777), 0);
+  EXPECT_EQ(acme("dns01_hook = \"@DIR@/open-hook.sh\""),
+            (Lines{"kmsd.toml:11:14: [acme] dns01_hook: '@DIR@/open-hook.sh' is writable by group or others (mode "
+                   "0777); run chmod go-w @DIR@/open-hook.sh"}));
+  // A trust anchor the group may write (mode 0666).
+  const std::string openPem = sandbox_.write("open.pem", kms::test::kTestRootPem);
+  ASSERT_EQ(::chmod(openPem.c_str(), 0666), 0);
+  EXPECT_EQ(acme("trust_anchors = \"@DIR@/open.pem\""),
+            (Lines{"kmsd.toml:11:17: [acme] trust_anchors: '@DIR@/open.pem' is writable by group or others (mode "
+                   "0666); run chmod go-w @DIR@/open.pem"}));
+  // A hook in a directory anyone may write, not sticky: they could replace it.
+  ASSERT_EQ(::mkdir((dir() + "/open").c_str(), 0700), 0);
+  ASSERT_EQ(::chmod((dir() + "/open").c_str(), 0777), 0);
+  const std::string hidden = sandbox_.write("open/hook.sh", "#!/bin/sh\nexit 0\n");
+  ASSERT_EQ(::chmod(hidden.c_str(), 0700), 0);
+  EXPECT_EQ(acme("dns01_hook = \"@DIR@/open/hook.sh\""),
+            (Lines{"kmsd.toml:11:14: [acme] dns01_hook: directory '@DIR@/open' is writable by others (mode 0777) "
+                   "and not root's and sticky, so anyone could replace what it holds; run chmod o-w @DIR@/open"}));
+  if (::geteuid() == 0) {
+    // Root's and sticky (as /tmp): accepted.
+    ASSERT_EQ(::chmod((dir() + "/open").c_str(), 01777), 0);
+    EXPECT_TRUE(load(patched(url, std::string(url) + "\ndns01_hook = \"@DIR@/open/hook.sh\"")).has_value());
+    // Another user's file: they could change it.
+    const std::string foreign = sandbox_.write("foreign.pem", kms::test::kTestRootPem);
+    ASSERT_EQ(::chown(foreign.c_str(), 65534, 65534), 0);
+    EXPECT_EQ(acme("ca_bundle = \"@DIR@/foreign.pem\""),
+              (Lines{"kmsd.toml:11:13: [acme] ca_bundle: '@DIR@/foreign.pem' is owned by uid 65534, neither kmsd's "
+                     "user (uid 0) nor root, who could change it; chown it"}));
+  }
+}
+
+TEST_F(ConfigErrors, PemFilesMustHoldCertificatesThatParse) {
+  const std::string_view url = "directory_url = \"https://ca.example/dir\"";
+  sandbox_.write("garbage.pem", "this is no certificate\n");
+  sandbox_.write("broken.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+  for (const char* file : {"garbage.pem", "broken.pem"}) {
+    Lines lines = errors(patched(url, std::string(url) + "\ntrust_anchors = \"@DIR@/" + file + "\""));
+    ASSERT_EQ(lines.size(), 1U) << file;
+    EXPECT_EQ(lines[0].rfind("kmsd.toml:11:17: [acme] trust_anchors: ", 0), 0U) << lines[0];
+    const bool named = lines[0].find("\"@DIR@/" + std::string(file) + "\" holds no PEM certificate") != std::string::npos ||
+                       lines[0].find("\"@DIR@/" + std::string(file) + "\" does not hold PEM certificates: ") !=
+                           std::string::npos;
+    EXPECT_TRUE(named) << lines[0];
+  }
+  EXPECT_TRUE(load(patched(url, std::string(url) + "\ntrust_anchors = \"@DIR@/sti-ca-roots.pem\"")).has_value());
+}
+
+TEST_F(ConfigErrors, ASecretFileThatIsAFifoIsRefusedWithoutBlocking) {
+  ASSERT_EQ(::mkfifo((dir() + "/fifo.pin").c_str(), 0600), 0);
+  EXPECT_EQ(errors(patched("@DIR@/hsm.pin", "@DIR@/fifo.pin")),
+            (Lines{"kmsd.toml:7:12: [hsm] pin_file: @DIR@/fifo.pin: secret file is not a regular file"}));
+}
+
+TEST_F(ConfigErrors, AdminGroupMustExistAndTheEventLogBoundsAreRanged) {
+  const std::string_view dir = "state_dir = \"/var/lib/kmsd\"";
+  auto daemon = [&](const std::string& line) {
+    Lines lines = errors(patched(dir, std::string(dir) + "\n" + line));
+    return lines.size() == 1 ? lines[0] : "unexpected: " + std::to_string(lines.size());
+  };
+  EXPECT_EQ(daemon("control_admin_group = \"no-such-group-kms\""),
+            "kmsd.toml:3:23: [daemon] control_admin_group: no group named no-such-group-kms on this system");
+  EXPECT_EQ(daemon("events_keep = \"10m\""), "kmsd.toml:3:15: [daemon] events_keep: must be between 1h and 10 years");
+  EXPECT_EQ(daemon("events_max = 10"), "kmsd.toml:3:14: [daemon] events_max: must be between 100 and 100000000, got 10");
+  auto ok = load(patched(dir, std::string(dir) + "\ncontrol_admin_group = \"root\"\nevents_keep = \"7d\"\nevents_max = 500"));
+  ASSERT_TRUE(ok.has_value()) << formatErrors(ok.error());
+  EXPECT_EQ(ok->daemon.controlAdminGroup, std::optional<std::string>("root"));
+  EXPECT_EQ(ok->daemon.eventsKeep, std::chrono::hours(24 * 7));
+  EXPECT_EQ(ok->daemon.eventsMax, 500);
+}
+
 TEST_F(ConfigErrors, UnreadableFiles) {
   EXPECT_EQ(errors(patched("@DIR@/hsm.pin", "@DIR@/missing.pin")),
             (Lines{"kmsd.toml:7:12: [hsm] pin_file: @DIR@/missing.pin: cannot read secret file: "

@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "sandbox.h"
+#include "test_pem.h"
 
 namespace kms::config::test {
 
@@ -50,11 +51,11 @@ class ConfigFixture : public ::testing::Test {
     sandbox_.write("libpkcs11.so", "not really a module");
     sandbox_.write("hsm.pin", std::string(kPin) + "\n");
     sandbox_.write("sti-pa.password", "sti-pa-password");
-    sandbox_.write("sti-pa-root.pem", "-----BEGIN CERTIFICATE-----\n");
-    sandbox_.write("acme-tls-ca.pem", "-----BEGIN CERTIFICATE-----\n");
-    sandbox_.write("sti-pa-tls-ca.pem", "-----BEGIN CERTIFICATE-----\n");
-    sandbox_.write("sti-pa-crl.pem", "-----BEGIN CERTIFICATE-----\n");
-    sandbox_.write("sti-ca-roots.pem", "-----BEGIN CERTIFICATE-----\n");
+    sandbox_.write("sti-pa-root.pem", kms::test::kTestRootPem);
+    sandbox_.write("acme-tls-ca.pem", kms::test::kTestRootPem);
+    sandbox_.write("sti-pa-tls-ca.pem", kms::test::kTestRootPem);
+    sandbox_.write("sti-pa-crl.pem", kms::test::kTestRootPem);
+    sandbox_.write("sti-ca-roots.pem", kms::test::kTestRootPem);
     sandbox_.write("eab.key", "eab-hmac-key");
     sandbox_.write("empty.pin", "");
     const std::string hook = sandbox_.write("dns01-hook.sh", "#!/bin/sh\nexit 0\n");

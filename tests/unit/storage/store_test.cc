@@ -418,6 +418,39 @@ TEST_F(StorageStore, KeyUsageAndChainsNoVerifierNeeds) {
   EXPECT_EQ(store_->markUnpublished(999, kT0).error().code, Errc::notFound);
 }
 
+TEST_F(StorageStore, TheEventLogIsBoundedByAgeAndCount) {
+  for (int i = 0; i < 10; ++i) {
+    Event e;
+    e.time = 1000 + i;  // one second apart, oldest first
+    e.eventId = "KMS_TEST";
+    e.message = "m" + std::to_string(i);
+    KMS_ASSERT_OK(store_->appendEvent(e));
+  }
+  auto messages = [&] {
+    std::vector<std::string> out;
+    auto events = store_->listEventsAfter(0, 100);
+    for (const Event& e : events.value()) {
+      out.push_back(e.message);
+    }
+    return out;
+  };
+  // Older than 1003: m0..m2 go; a count bound above what is left removes nothing more.
+  EXPECT_EQ(store_->pruneEvents(1003, 100).value(), 3);
+  EXPECT_EQ(messages(), (std::vector<std::string>{"m3", "m4", "m5", "m6", "m7", "m8", "m9"}));
+  // At most four: the newest four stay.
+  EXPECT_EQ(store_->pruneEvents(0, 4).value(), 3);
+  EXPECT_EQ(messages(), (std::vector<std::string>{"m6", "m7", "m8", "m9"}));
+  // Nothing to do: nothing removed, and new events still get new ids.
+  EXPECT_EQ(store_->pruneEvents(0, 4).value(), 0);
+  Event e;
+  e.time = 2000;
+  e.eventId = "KMS_TEST";
+  e.message = "m10";
+  auto id = store_->appendEvent(e);
+  KMS_ASSERT_OK(id);
+  EXPECT_GT(id.value(), store_->listEventsAfter(0, 100).value().front().id);
+}
+
 TEST_F(StorageStore, HsmKeysRecordListDestroy) {
   const std::string a = recordKey("0a", KeyPurpose::account);
   const std::string b = recordKey("0b");
