@@ -45,7 +45,7 @@ Result<ControlResponse> controlRequest(const std::string& socketPath, const std:
   req.prepare_payload();
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
-  parser.body_limit(64 * 1024 * 1024);
+  parser.body_limit(std::uint64_t{64} * 1024 * 1024);
 
   // Connect, then write and read, each phase within its time; a phase left unfinished
   // leaves the loop (and the socket is closed with it).

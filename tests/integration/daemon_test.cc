@@ -50,6 +50,21 @@ class Daemon : public ::testing::Test {
   std::unique_ptr<DaemonProcess> startDaemon() {
     return std::make_unique<DaemonProcess>(lab_->file("softhsm2.conf"), config_, sandbox_.file("kmsd.log"));
   }
+  /// Adds `settings` (TOML lines) at the top of the lab config's [daemon] section, and
+  /// `tail` at its end.
+  void editConfig(const std::string& settings, const std::string& tail = "") {
+    std::string toml = test::readFile(config_);
+    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\n" + settings);
+    std::ofstream(config_, std::ios::trunc) << toml << tail;
+  }
+  /// `[[certificate]]` tables for SHAKEN certificates of these names.
+  static std::string shakenCertificates(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& name : names) {
+      out += "\n[[certificate]]\nname = \"" + name + "\"\nspc = \"1234\"\nsubject_o = \"More\"\n";
+    }
+    return out;
+  }
   CmdResult run(const std::string& tool, const std::string& args) {
     return test::runTool("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf"), tool, config_, args);
   }
@@ -247,11 +262,7 @@ TEST_F(Daemon, ACaSendingBytesThatAreNotUtf8IsRefusedByNameAndNeverStopsKmsd) {
   // Such a Replay-Nonce once made the JWS header's JSON throw on a worker thread, and
   // kmsctl revoke killed kmsd (std::terminate, exit 134).
   startLab();
-  {
-    std::string toml = test::readFile(config_);
-    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nretry_first = \"1s\"\nretry_max = \"2s\"\n");
-    std::ofstream(config_, std::ios::trunc) << toml;
-  }
+  editConfig("retry_first = \"1s\"\nretry_max = \"2s\"\n");
   std::string out;
   // A newOrder Location that is not UTF-8: refused by name, the order abandoned.
   ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"location":"not-utf8"})", &out)) << out;
@@ -284,11 +295,7 @@ TEST_F(Daemon, ACaSendingBytesThatAreNotUtf8IsRefusedByNameAndNeverStopsKmsd) {
 
 TEST_F(Daemon, KmsctlRenewOverridesAStoredWaitAndSaysSo) {
   startLab();
-  {
-    std::string toml = test::readFile(config_);
-    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nretry_first = \"1h\"\nretry_max = \"2h\"\n");
-    std::ofstream(config_, std::ios::trunc) << toml;
-  }
+  editConfig("retry_first = \"1h\"\nretry_max = \"2h\"\n");
   auto kmsd = startDaemon();
   ASSERT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd->log();
   std::string out;
@@ -312,13 +319,8 @@ class DaemonSlots : public Daemon {
  protected:
   void SetUp() override {
     startLab({"--fail-sti-cr"});
-    std::string toml = test::readFile(config_);
-    toml.replace(toml.find("[daemon]\n"), 9,
-                 "[daemon]\nmax_concurrent_orders = 4\nretry_first = \"1s\"\nretry_max = \"2s\"\n");
-    for (int i = 2; i <= 6; ++i) {
-      toml += "\n[[certificate]]\nname = \"c" + std::to_string(i) + "\"\nspc = \"1234\"\nsubject_o = \"Six\"\n";
-    }
-    std::ofstream(config_, std::ios::trunc) << toml;
+    editConfig("max_concurrent_orders = 4\nretry_first = \"1s\"\nretry_max = \"2s\"\n",
+               shakenCertificates({"c2", "c3", "c4", "c5", "c6"}));
   }
   long issuedNames() {
     std::string out;
@@ -338,7 +340,9 @@ TEST_F(DaemonSlots, OnceAttemptsEveryCertificateAndEndsNamingEachFailure) {
                                  "--once");
   ASSERT_EQ(once.rc, 3) << "124 is timeout(1): --once did not end\n" << once.output;
   for (const auto& name : names_) {
-    const auto line = once.output.find(name + ": FAILED: " + lab_->baseUrl() + "/sti-cr/" + name + "/");
+    std::string prefix = name;
+    prefix.append(": FAILED: ").append(lab_->baseUrl()).append("/sti-cr/").append(name).append("/");
+    const auto line = once.output.find(prefix);
     ASSERT_NE(line, std::string::npos) << name << "\n" << once.output;
     EXPECT_NE(once.output.substr(line, once.output.find('\n', line) - line).find("publication check: GET "),
               std::string::npos)
@@ -367,14 +371,7 @@ TEST_F(Daemon, AnOperatorsRenewalIsNotQueuedBehindRoutineOnes) {
   // One slot and a slow CA: two routine renewals are due; the one that does not get the slot
   // waits, and a renewal asked for meanwhile goes before it.
   startLab({"--slow-ms", "150"});
-  {
-    std::string toml = test::readFile(config_);
-    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nmax_concurrent_orders = 1\n");
-    for (const char* name : {"c2", "c3"}) {
-      toml += std::string("\n[[certificate]]\nname = \"") + name + "\"\nspc = \"1234\"\nsubject_o = \"Three\"\n";
-    }
-    std::ofstream(config_, std::ios::trunc) << toml;
-  }
+  editConfig("max_concurrent_orders = 1\n", shakenCertificates({"c2", "c3"}));
   CmdResult first = run(kKmsd, "--once");
   ASSERT_EQ(first.rc, 0) << first.output;
   std::string out;
@@ -449,13 +446,8 @@ TEST_F(Daemon, SlowClientsOnEitherListenerNeitherExhaustDescriptorsNorSilenceThe
   // kmsd with 256 descriptors: 300 slow clients on the http-01 port once made SIGHUP fail
   // with "Too many open files" and the control API stop answering.
   startLab();
-  {
-    std::ofstream(config_, std::ios::app) << "\n[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example\"]\n"
-                                          << "challenge = \"http-01\"\n";
-    std::string toml = test::readFile(config_);
-    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nlistener_header_timeout = \"2s\"\n");
-    std::ofstream(config_, std::ios::trunc) << toml;
-  }
+  editConfig("listener_header_timeout = \"2s\"\n",
+             "\n[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example\"]\nchallenge = \"http-01\"\n");
   test::PassedSocket http01;
   DaemonProcess kmsd(lab_->file("softhsm2.conf"), config_, sandbox_.file("kmsd.log"), &http01, 256);
   ASSERT_TRUE(kmsd.waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd.log();
@@ -495,11 +487,7 @@ TEST_F(Daemon, SlowClientsOnEitherListenerNeitherExhaustDescriptorsNorSilenceThe
 
 TEST_F(Daemon, ControlApiCallersAreRecordedAndRevocationCanBeKeptToAGroup) {
   startLab();
-  {
-    std::string toml = test::readFile(config_);
-    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\ncontrol_admin_group = \"root\"\n");
-    std::ofstream(config_, std::ios::trunc) << toml;
-  }
+  editConfig("control_admin_group = \"root\"\n");
   auto kmsd = startDaemon();
   ASSERT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd->log();
   const std::string socket = lab_->file("kmsd.sock");
@@ -659,9 +647,7 @@ TEST_F(Daemon, FullOrReadOnlyWebRootKeepsTheActiveCertificate) {
   SmallDisk disk(www);
   ASSERT_TRUE(disk.mounted()) << disk.output();
   // Retries every second or two, so each disk state is tried within the test.
-  std::string toml = test::readFile(config_);
-  toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nretry_first = \"1s\"\nretry_max = \"2s\"\n");
-  std::ofstream(config_, std::ios::trunc) << toml;
+  editConfig("retry_first = \"1s\"\nretry_max = \"2s\"\n");
   auto kmsd = startDaemon();
   ASSERT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd->log();
   const std::string served = test::readFile(www + "/main.pem");
