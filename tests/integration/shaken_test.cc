@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <map>
 #include <regex>
 #include <thread>
@@ -212,6 +213,27 @@ TEST_F(Shaken, ACaAskingToRenewEveryCertificateAtOnceGetsNoLoop) {
   CmdResult again = run(kKmsd, "--once");
   EXPECT_EQ(again.rc, 0) << again.output;
   EXPECT_EQ(sql("SELECT COUNT(*) FROM issued_certificates"), "4\n");
+}
+
+TEST_F(Shaken, AFailedRenewalInfoReadWaitsAtLeastAMinuteWhateverRetryAfterSays) {
+  // renewalInfo answering 503 with Retry-After: 0 once had kmsd read it again at once,
+  // forever; with 1, every second.
+  startLab();
+  CmdResult first = run(kKmsd, "--once");
+  ASSERT_EQ(first.rc, 0) << first.output;
+  for (const auto& [retryAfter, least] : std::vector<std::pair<std::string, long>>{{"0", 3600}, {"1", 60}, {"30", 60}}) {
+    SCOPED_TRACE("Retry-After: " + retryAfter);
+    labSwitch("/lab/hostile", R"({"ari_retry_after":")" + retryAfter + R"("})");
+    sql("UPDATE managed_certificates SET ari_next_check = 0");
+    const long before = std::time(nullptr);
+    CmdResult once = run(kKmsd, "--once");
+    EXPECT_EQ(once.rc, 0) << once.output;
+    EXPECT_NE(once.output.find("KMS_ARI_FAILED"), std::string::npos) << once.output;
+    const long next = std::stol(sql("SELECT ari_next_check FROM managed_certificates"));
+    EXPECT_GE(next - before, least) << once.output;
+    EXPECT_LE(next - std::time(nullptr), least + 5) << once.output;  // not longer than asked either
+  }
+  labSwitch("/lab/hostile", R"({"ari_retry_after":null})");
 }
 
 TEST_F(Shaken, RenewedCertificateBecomesActiveOnlyOnceTheStiCrServesIt) {

@@ -435,6 +435,10 @@ LabReply AcmeService::revoke(const Post& post) {
 }
 
 LabReply AcmeService::renewalInfo(const std::string& certId) {
+  if (ctx_.hostile.ariRetryAfter) {
+    return acmeProblem(503, "serverInternal", "renewalInfo unavailable (/lab/hostile)")
+        .with("Retry-After", *ctx_.hostile.ariRetryAfter);
+  }
   StoredCertificate* stored = ctx_.store.certificateByAriId(certId);
   if (stored == nullptr) {
     return acmeProblem(404, "malformed", "no certificate with certID " + certId);

@@ -3,6 +3,7 @@
 /// One mutex (held by the router around each request) serialises all of it.
 
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -26,11 +27,13 @@ struct TrustSwitches {
   std::string crlMode = "good";     ///< good | garbage | wrong-signer | bad-signature | stale
 };
 
-/// A hostile CA's bytes (POST /lab/hostile): "good", or "not-utf8" for a Replay-Nonce
-/// (every answer's) and a newOrder Location holding bytes that are not UTF-8.
+/// A hostile CA (POST /lab/hostile): "good", or "not-utf8" for a Replay-Nonce (every
+/// answer's) and a newOrder Location holding bytes that are not UTF-8; renewalInfo
+/// answering 503 with this Retry-After.
 struct HostileSwitches {
   std::string nonce = "good";
   std::string location = "good";
+  std::optional<std::string> ariRetryAfter;
 };
 
 struct LabContext {

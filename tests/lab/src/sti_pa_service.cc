@@ -306,7 +306,18 @@ LabReply StiPaService::admin(const LabRequest& request) {
       }
       (std::string(what) == "nonce" ? ctx_.hostile.nonce : ctx_.hostile.location) = body[what].get<std::string>();
     }
-    return LabReply::json(200, json{{"nonce", ctx_.hostile.nonce}, {"location", ctx_.hostile.location}});
+    if (body.contains("ari_retry_after")) {
+      if (body["ari_retry_after"].is_null()) {
+        ctx_.hostile.ariRetryAfter.reset();
+      } else if (body["ari_retry_after"].is_string()) {
+        ctx_.hostile.ariRetryAfter = body["ari_retry_after"].get<std::string>();
+      } else {
+        return failed(400, "ari_retry_after must be a string (the Retry-After value) or null");
+      }
+    }
+    return LabReply::json(200, json{{"nonce", ctx_.hostile.nonce},
+                                    {"location", ctx_.hostile.location},
+                                    {"ari_retry_after", ctx_.hostile.ariRetryAfter.value_or("")}});
   }
   if (path == "/lab/rotate-root") {
     if (auto r = ctx_.pki->rotateStiCa(ctx_.options.dir, ctx_.trust.caGeneration + 1); !r) {

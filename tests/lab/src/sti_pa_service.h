@@ -15,7 +15,8 @@
 ///                          "foreign" (approves another root than the STI-CA's)}
 ///   POST /lab/crl          {"mode": "good" | "garbage" | "wrong-signer" | "bad-signature" | "stale"}
 ///   POST /lab/hostile      {"nonce": "good" | "not-utf8", "location": "good" | "not-utf8"}: the
-///                          CA's Replay-Nonce / newOrder Location with bytes that are not UTF-8
+///                          CA's Replay-Nonce / newOrder Location with bytes that are not UTF-8;
+///                          {"ari_retry_after": "S" | null}: renewalInfo answers 503 with it
 
 #include <cstdint>
 #include <map>
