@@ -7,8 +7,6 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "kms/fs.h"
 #include "kms/secret.h"
@@ -349,18 +347,10 @@ std::optional<std::string> checkOwnership(const std::string& path) {
 }
 
 std::optional<std::string> checkPemFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (!in && !in.eof()) {
-    return "cannot read " + quoted(path);
-  }
-  auto certs = pki::parsePemChain(text.str());
+  auto certs = pki::readPemFile(path);  // no certificate at all is an error there too
   if (!certs.has_value()) {
-    return quoted(path) + " does not hold PEM certificates: " + certs.error().message;
-  }
-  if (certs->empty()) {
-    return quoted(path) + " holds no PEM certificate";
+    return certs.error().code == Errc::io ? "cannot read " + quoted(path)
+                                           : quoted(path) + " does not hold PEM certificates: " + certs.error().message;
   }
   return std::nullopt;
 }

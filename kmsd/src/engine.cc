@@ -273,7 +273,7 @@ class Engine::Impl {
     config_.certificates.shrink_to_fit();
     if (options_.controlApi && !options_.once) {
       http::ServerOptions options;
-      options.limits = listenerLimits(config_.daemon, descriptorLimit_);
+      options.limits = listenerLimits(config_.daemon);
       auto server = http::Server::listenUnix(
           io_, config_.daemon.controlSocket, 0660,
           [this](const ControlRequest& r, const http::Reply& reply) { route(r, reply); }, options);
@@ -335,7 +335,7 @@ class Engine::Impl {
                        (skipChain ? "issued chains are not checked against any trust anchor" : ""),
                    {}});
     }
-    if (const auto caps = listenerLimits(config_.daemon, descriptorLimit_);
+    if (const auto caps = listenerLimits(config_.daemon);
         static_cast<int>(caps.maxConnections) < config_.daemon.listenerMaxConnections) {
       sink_->emit({"KMS_FD_LIMIT_LOW",
                    EventLevel::warning,

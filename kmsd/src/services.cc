@@ -7,8 +7,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "failpoint.h"
 #include "hsm/token_store.h"
@@ -26,17 +24,10 @@ std::string lowerHex(const pki::Bytes& b) {
 }
 
 Result<std::vector<pki::Certificate>> readAnchors(const std::string& path, const char* field) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return fail(Errc::io, std::string(field) + ": cannot read file", path);
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  auto anchors = pki::parsePemChain(ss.str());
+  auto anchors = pki::readPemFile(path);
   if (!anchors) {
     Error e = anchors.error();
     e.message = std::string(field) + ": " + e.message;
-    e.context = path;
     return fail(e);
   }
   return anchors;
@@ -63,7 +54,9 @@ class StiPaTokenSource final : public acme::SpcTokenSource {
   pki::EcPublicKey accountKey_;
 };
 
-http::ConnectionLimits listenerLimits(const config::DaemonConfig& daemon, std::uint64_t descriptorLimit) {
+http::ConnectionLimits listenerLimits(const config::DaemonConfig& daemon) {
+  rlimit nofile{};
+  const std::uint64_t descriptorLimit = ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 ? nofile.rlim_cur : 0;
   http::ConnectionLimits limits;
   const std::uint64_t share = descriptorLimit > 2 * kDescriptorReserve ? (descriptorLimit - kDescriptorReserve) / 2 : 32;
   limits.maxConnections =
@@ -268,7 +261,7 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
                                 [](const auto& c) { return c.challenge == config::Challenge::http01; });
   if (needHttp01) {
     // On the socket passed by socket activation, else on the configured address.
-    const http::ConnectionLimits limits = listenerLimits(config.daemon, raiseDescriptorLimit());
+    const http::ConnectionLimits limits = listenerLimits(config.daemon);
     auto responder = http01Socket ? acme::Http01Responder::adopt(*http01Socket, limits)
                                   : acme::Http01Responder::start(config.acme.http01Listen.host,
                                                                  config.acme.http01Listen.port, limits);

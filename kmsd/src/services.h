@@ -39,13 +39,13 @@ struct StateDb {
 /// connections, hooks), so that a flood on one listener cannot starve the rest.
 inline constexpr std::uint64_t kDescriptorReserve = 64;
 /// Raises RLIMIT_NOFILE's soft limit to its hard limit (listeners at their caps, the DB,
-/// the token and the transport's connections all need descriptors); the limit in force.
+/// the token and the transport's connections all need descriptors), once at start; the
+/// limit in force.
 std::uint64_t raiseDescriptorLimit();
 /// The connection caps of each of kmsd's two listeners (control API, http-01), from
-/// [daemon] listener_*, each at most half of what `descriptorLimit` leaves beside
+/// [daemon] listener_*, each at most half of what RLIMIT_NOFILE leaves beside
 /// kDescriptorReserve.
-[[nodiscard]] http::ConnectionLimits listenerLimits(const config::DaemonConfig& daemon,
-                                                    std::uint64_t descriptorLimit);
+[[nodiscard]] http::ConnectionLimits listenerLimits(const config::DaemonConfig& daemon);
 /// Creates state_dir (0700) when missing, and refuses one that is not a directory of this
 /// user or that group or others may write (they could swap kmsd.db): the error names the
 /// directory, its mode and the fix.

@@ -1323,15 +1323,13 @@ Result<std::string> Steps::revoke(const config::CertificateConfig& c, int reason
   if (!marked) {
     return fail(marked.error());
   }
+  Fields fields{{"serial", snap->active->serial}, {"reason", std::to_string(reason)}};
+  fields.insert(fields.end(), caller.begin(), caller.end());  // who asked
   events_.emit({"KMS_CERT_REVOKED",
                 storage::EventLevel::warning,
                 c.name,
                 "serial " + snap->active->serial + " revoked (reason " + std::to_string(reason) + ")",
-                [&] {
-                  Fields fields{{"serial", snap->active->serial}, {"reason", std::to_string(reason)}};
-                  fields.insert(fields.end(), caller.begin(), caller.end());
-                  return fields;
-                }()});
+                std::move(fields)});
   return snap->active->serial;
 }
 

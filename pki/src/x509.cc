@@ -2,6 +2,9 @@
 
 #include <openssl/pem.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "openssl_util.h"
 #include "pki/csr.h"
 #include "pki/tn_auth_list.h"
@@ -197,6 +200,21 @@ Result<std::string> Certificate::ariCertId() const {
 
 bool Certificate::hasPublicKey(const EcPublicKey& key) const {
   return spkiDer() == key.spkiDer();
+}
+
+Result<std::vector<Certificate>> readPemFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  if (!in || !(text << in.rdbuf())) {
+    return fail(Errc::io, "cannot read PEM file", path);
+  }
+  auto certs = parsePemChain(text.str());
+  if (!certs) {
+    Error e = certs.error();
+    e.context = path;
+    return fail(e);
+  }
+  return certs;
 }
 
 Result<std::vector<Certificate>> parsePemChain(std::string_view pem) {

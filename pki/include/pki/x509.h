@@ -77,6 +77,8 @@ class Certificate {
 /// Parses every CERTIFICATE block of a PEM chain (leaf first). Fails on no certificate
 /// or any block that does not parse; text outside blocks is ignored.
 [[nodiscard]] Result<std::vector<Certificate>> parsePemChain(std::string_view pem);
+/// parsePemChain of the file at `path`; Errc::io (context `path`) when it cannot be read.
+[[nodiscard]] Result<std::vector<Certificate>> readPemFile(const std::string& path);
 
 /// Verifies chain (leaf first, then intermediates in any order) up to one of anchors
 /// at time `at`. The error names OpenSSL's verify reason and the failing depth.
