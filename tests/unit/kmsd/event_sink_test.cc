@@ -1,16 +1,16 @@
 // Log line formats, escaping of outside text, and the event catalogue (kmsd/EVENTS.md).
 #include <gtest/gtest.h>
 
-#include <dirent.h>
 
 #include <fstream>
+#include <filesystem>
 #include <regex>
 #include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
-#include "event_sink.h"
+#include "events/event_sink.h"
 
 namespace kms::daemon {
 namespace {
@@ -65,18 +65,16 @@ TEST(EventCatalogue, EveryIdInTheCodeIsListedAndEveryListedIdIsUsed) {
   const std::string src = KMS_SOURCE_DIR "/kmsd/src";
   std::set<std::string> used;
   std::regex id("\"(KMS_[A-Z_]+)\"");
-  DIR* dir = ::opendir(src.c_str());
-  ASSERT_NE(dir, nullptr) << src;
-  while (dirent* d = ::readdir(dir)) {
-    std::string name = d->d_name;
-    if (name.ends_with(".cc") || name.ends_with(".h")) {
-      std::string text = slurp(src + "/" + name);
+  ASSERT_TRUE(std::filesystem::is_directory(src)) << src;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(src)) {
+    const std::string name = entry.path().string();
+    if (entry.is_regular_file() && (name.ends_with(".cc") || name.ends_with(".h"))) {
+      std::string text = slurp(name);
       for (std::sregex_iterator it(text.begin(), text.end(), id), end; it != end; ++it) {
         used.insert((*it)[1]);
       }
     }
   }
-  ::closedir(dir);
   ASSERT_GT(used.size(), 20u);
   const std::string catalogue = slurp(KMS_SOURCE_DIR "/kmsd/EVENTS.md");
   std::set<std::string> listed;

@@ -1,4 +1,4 @@
-#include "activation.h"
+#include "daemon/activation.h"
 
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>

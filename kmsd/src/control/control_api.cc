@@ -1,6 +1,6 @@
 // kmsctl's side of the control API, and its problem documents. The server side is
 // http/'s server on a Unix socket.
-#include "control_api.h"
+#include "control/control_api.h"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>

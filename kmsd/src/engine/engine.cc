@@ -1,6 +1,6 @@
 // The engine's loop: scheduler, worker pool, signals, reload and the control API routes.
 // The one translation unit of kmsd that instantiates Boost.Asio's timers and pools.
-#include "engine.h"
+#include "engine/engine.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -30,17 +30,17 @@
 #include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 
-#include "activation.h"
-#include "clock.h"
-#include "commands.h"
-#include "control_api.h"
-#include "event_sink.h"
+#include "daemon/activation.h"
+#include "common/clock.h"
+#include "daemon/commands.h"
+#include "control/control_api.h"
+#include "events/event_sink.h"
 #include "pki/json_limits.h"
-#include "planner.h"
-#include "services.h"
-#include "steps.h"
-#include "time_format.h"
-#include "trust.h"
+#include "engine/planner.h"
+#include "services/services.h"
+#include "lifecycle/steps.h"
+#include "common/time_format.h"
+#include "trust/trust.h"
 
 namespace kms::daemon {
 

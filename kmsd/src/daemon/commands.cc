@@ -1,4 +1,4 @@
-#include "commands.h"
+#include "daemon/commands.h"
 
 #include <sys/stat.h>
 
@@ -19,9 +19,9 @@
 #include "pki/x509.h"
 #include "storage/db.h"
 #include "storage/store.h"
-#include "services.h"
-#include "time_format.h"
-#include "trust.h"
+#include "services/services.h"
+#include "common/time_format.h"
+#include "trust/trust.h"
 
 namespace kms::daemon {
 

@@ -1,4 +1,4 @@
-#include "ctl_commands.h"
+#include "kmsctl/ctl_commands.h"
 
 #include <algorithm>
 #include <array>
@@ -14,10 +14,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "commands.h"
+#include "daemon/commands.h"
 #include "config/config.h"
-#include "control_api.h"
-#include "event_sink.h"
+#include "control/control_api.h"
+#include "events/event_sink.h"
 #include "pki/json_limits.h"
 
 namespace kms::daemon {

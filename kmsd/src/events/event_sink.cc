@@ -1,4 +1,4 @@
-#include "event_sink.h"
+#include "events/event_sink.h"
 
 #include <atomic>
 #include <cstdio>
@@ -7,7 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include "clock.h"
+#include "common/clock.h"
 
 namespace kms::daemon {
 namespace {

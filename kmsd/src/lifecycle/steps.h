@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
-#include "clock.h"
+#include "common/clock.h"
 #include "config/config.h"
-#include "event_sink.h"
+#include "events/event_sink.h"
 #include "kms/process.h"
-#include "planner.h"
-#include "services.h"
+#include "engine/planner.h"
+#include "services/services.h"
 
 namespace kms::daemon {
 

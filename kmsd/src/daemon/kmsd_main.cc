@@ -9,8 +9,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include "commands.h"
-#include "engine.h"
+#include "daemon/commands.h"
+#include "engine/engine.h"
 
 namespace {
 

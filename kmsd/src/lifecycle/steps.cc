@@ -1,4 +1,4 @@
-#include "steps.h"
+#include "lifecycle/steps.h"
 
 #include <sys/stat.h>
 
@@ -8,11 +8,11 @@
 #include <nlohmann/json.hpp>
 
 #include "acme/jws.h"
-#include "failpoint.h"
+#include "common/failpoint.h"
 #include "pki/encoding.h"
 #include "pki/shaken_profile.h"
 #include "pki/tn_auth_list.h"
-#include "time_format.h"
+#include "common/time_format.h"
 
 namespace kms::daemon {
 namespace {

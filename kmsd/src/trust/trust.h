@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "clock.h"
-#include "event_sink.h"
+#include "common/clock.h"
+#include "events/event_sink.h"
 #include "nlohmann/json_fwd.hpp"
 #include "pki/crl.h"
-#include "services.h"
+#include "services/services.h"
 #include "sti_pa/client.h"
 
 namespace kms::daemon {

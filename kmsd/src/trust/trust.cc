@@ -1,4 +1,4 @@
-#include "trust.h"
+#include "trust/trust.h"
 
 #include <algorithm>
 #include <map>
@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "time_format.h"
+#include "common/time_format.h"
 
 namespace kms::daemon {
 namespace {

@@ -1,4 +1,4 @@
-#include "services.h"
+#include "services/services.h"
 
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "failpoint.h"
+#include "common/failpoint.h"
 #include "hsm/token_store.h"
 #include "kms/fs.h"
 #include "kms/secret.h"

@@ -1,4 +1,4 @@
-#include "failpoint.h"
+#include "common/failpoint.h"
 
 #ifdef KMS_FAILPOINTS
 #include <signal.h>

@@ -5,8 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include "commands.h"
-#include "ctl_commands.h"
+#include "daemon/commands.h"
+#include "kmsctl/ctl_commands.h"
 
 namespace {
 

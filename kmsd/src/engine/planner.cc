@@ -1,9 +1,9 @@
-#include "planner.h"
+#include "engine/planner.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "time_format.h"
+#include "common/time_format.h"
 
 namespace kms::daemon {
 
