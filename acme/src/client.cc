@@ -7,6 +7,7 @@
 #include <deque>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -122,6 +123,25 @@ pki::SystemTime pickRenewalTime(const RenewalInfo& info, pki::SystemTime now, st
   return from + std::chrono::seconds(static_cast<std::int64_t>(randomValue % static_cast<std::uint64_t>(span)));
 }
 
+namespace {
+
+Disposition problemDisposition(const std::string& type, int status, bool retryAfter) {
+  // The order, its CSR or its key is refused as such: the same request fails again.
+  static const std::set<std::string, std::less<>> kRefused{
+      "badCSR", "badPublicKey", "badSignatureAlgorithm", "rejectedIdentifier", "unsupportedIdentifier",
+      "caa",    "badRevocationReason", "alreadyRevoked"};
+  if (kRefused.count(type) != 0) {
+    return Disposition::permanent;
+  }
+  // The CA asked its clients to slow down (RFC 8555 §6.6), or is down and named a time.
+  if (type == "rateLimited" || status == 429 || (status == 503 && retryAfter)) {
+    return Disposition::caPause;
+  }
+  return Disposition::retry;
+}
+
+}  // namespace
+
 Error problemError(const HttpResponse& response, const std::string& url) {
   Error e;
   e.context = url;
@@ -163,13 +183,11 @@ Error problemError(const HttpResponse& response, const std::string& url) {
     e.code = Errc::unauthorized;
   } else if (shortType == "accountDoesNotExist") {
     e.code = Errc::notFound;
-  } else if (shortType == "badNonce" || shortType == "rateLimited" || shortType == "serverInternal" ||
-             response.status >= 500 || response.status == 429) {
-    e.retryable = true;
   }
   if (auto ra = response.header("retry-after")) {
     e.retryAfter = parseRetryAfter(*ra, std::chrono::system_clock::now());
   }
+  e.disposition = problemDisposition(shortType, response.status, e.retryAfter.has_value());
   return e;
 }
 
@@ -214,7 +232,7 @@ class AcmeClient::Impl {
       Error e{Errc::protocol,
               "refusing a URL from the CA that is not on the directory's origin " + origin_ + ": " +
                   url.substr(0, 256),
-              url.substr(0, 256), 0, {}, false, std::nullopt};
+              url.substr(0, 256), 0, {}, Disposition::retry, std::nullopt};
       return fail(e);
     }
     return ok();
@@ -379,7 +397,6 @@ class AcmeClient::Impl {
     Error e = protocolError(url, std::string(what) + " still not final after polling for " +
                                      std::to_string(options_.pollDeadline.count()) + " ms");
     e.code = Errc::timeout;
-    e.retryable = true;
     return fail(e);
   }
 

@@ -37,9 +37,7 @@ Result<void> finishHook(Result<std::unique_ptr<ChildProcess>> child, const std::
   }
   auto status = (*child)->wait(std::chrono::minutes(2));
   if (!status) {
-    Error e = stepError(Errc::timeout, std::string("dns-01 hook '") + action + "' " + status.error().message, hook);
-    e.retryable = true;
-    return fail(e);
+    return fail(stepError(Errc::timeout, std::string("dns-01 hook '") + action + "' " + status.error().message, hook));
   }
   if (!exitedCleanly(*status)) {
     return fail(Errc::io, std::string("dns-01 hook '") + action + "' failed with " + describeExit(*status), hook);
@@ -173,7 +171,7 @@ bool isBase64ish(const std::string& v, bool padding) {
 Result<void> checkAuthorization(const Authorization& authz, const Challenge& challenge,
                                 const std::vector<Identifier>& asked) {
   auto refuse = [&](const std::string& what) {
-    Error e{Errc::protocol, "the CA's authorization " + what, authz.url, 0, {}, false, std::nullopt};
+    Error e{Errc::protocol, "the CA's authorization " + what, authz.url, 0, {}, Disposition::permanent, std::nullopt};
     return fail(e);
   };
   const Identifier& id = authz.identifier;
@@ -250,7 +248,10 @@ Result<IssuedChain> issueCertificate(AcmeClient& client, const AccountRef& accou
     auto resumed = client.getOrder(account, *request.resumeOrderUrl);
     if (resumed && resumed->status != "invalid") {
       order = std::move(*resumed);
-    } else if (!resumed && resumed.error().retryable) {
+    } else if (!resumed && (resumed.error().disposition == Disposition::caPause ||
+                            !(resumed.error().native >= 400 && resumed.error().native < 500))) {
+      // Not an answer about the order (unreachable, 5xx, slow down): try again later; another
+      // 4xx means it is gone.
       return fail(resumed.error());
     }
   }
@@ -320,7 +321,7 @@ Result<IssuedChain> issueCertificate(AcmeClient& client, const AccountRef& accou
           }
         }
         e.code = e.code == Errc::internal ? Errc::protocol : e.code;
-        e.retryable = false;
+        e.disposition = Disposition::permanent;
         e.message = request.challengeType + " challenge for " + final->identifier.value + " failed" +
                     (e.message.empty() ? ": authorization is " + final->status : ": " + e.message);
         e.context = authzUrl;
@@ -336,7 +337,7 @@ Result<IssuedChain> issueCertificate(AcmeClient& client, const AccountRef& accou
   if (order->status == "invalid") {
     Error e = order->error.value_or(stepError(Errc::protocol, "order is invalid", order->url));
     e.message = "order invalid: " + e.message;
-    e.retryable = false;
+    e.disposition = Disposition::permanent;
     return fail(e);
   }
   if (order->status == "ready") {
@@ -413,7 +414,8 @@ Result<IssuedChain> downloadCheckedChain(AcmeClient& client, const AccountRef& a
     }
     firstError = firstError.value_or(checked.error());
   }
-  return fail(*firstError);
+  // What the CA issued fails its checks: downloading it again gives the same.
+  return fail(permanent(*firstError));
 }
 
 }  // namespace kms::acme

@@ -79,13 +79,9 @@ void readDaemon(SectionReader& r, DaemonConfig& out) {
     }
     out.controlSocket = *socket;
   }
-  if (auto listen = r.string("metrics_listen", Need::optional)) {
-    auto parsed = parseHostPort(*listen);
-    if (parsed.has_value()) {
-      out.metricsListen = parsed.value();
-    } else {
-      r.fail("metrics_listen", parsed.error());
-    }
+  // Accepted and ignored would be worse than refused: no metrics endpoint exists yet.
+  if (r.string("metrics_listen", Need::optional)) {
+    r.fail("metrics_listen", "is not supported yet (this kmsd serves no metrics endpoint); remove the setting");
   }
   readChoice(r, "log_format", {{"text", LogFormat::text}, {"json", LogFormat::json}}, R"(must be "text" or "json")",
              out.logFormat);
@@ -115,6 +111,9 @@ void readDaemon(SectionReader& r, DaemonConfig& out) {
   }
   readDuration(r, "listener_header_timeout", std::chrono::seconds(1), std::chrono::seconds(300),
                "must be between 1s and 5m", out.listenerHeaderTimeout);
+  // kmsd must be gone within 10 s of SIGTERM: the grace, then cancellation and the exit.
+  readDuration(r, "stop_grace", std::chrono::seconds(1), std::chrono::seconds(8), "must be between 1s and 8s",
+               out.stopGrace);
   if (auto group = r.nonEmpty("control_admin_group", Need::optional)) {
     if (::getgrnam(group->c_str()) == nullptr) {
       r.fail("control_admin_group", "no group named " + *group + " on this system");

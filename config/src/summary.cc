@@ -84,9 +84,6 @@ std::string redactedSummary(const Config& config) {
   w.section("[daemon]");
   w.text("state_dir", config.daemon.stateDir);
   w.text("control_socket", config.daemon.controlSocket);
-  if (config.daemon.metricsListen) {
-    w.text("metrics_listen", config.daemon.metricsListen->toString());
-  }
   w.text("log_format", toString(config.daemon.logFormat));
   w.line("max_concurrent_orders", std::to_string(config.daemon.maxConcurrentOrders));
   w.text("retry_first", detail::formatDuration(config.daemon.retryFirst));
@@ -94,6 +91,7 @@ std::string redactedSummary(const Config& config) {
   w.line("listener_max_connections", std::to_string(config.daemon.listenerMaxConnections));
   w.line("listener_max_per_peer", std::to_string(config.daemon.listenerMaxPerPeer));
   w.text("listener_header_timeout", detail::formatDuration(config.daemon.listenerHeaderTimeout));
+  w.text("stop_grace", detail::formatDuration(config.daemon.stopGrace));
   if (config.daemon.controlAdminGroup) {
     w.text("control_admin_group", *config.daemon.controlAdminGroup);
   }

@@ -97,7 +97,6 @@ std::string ckrName(CK_RV rv) {
 
 Error ckError(const char* function, CK_RV rv, std::string context) {
   Errc code = Errc::hsm;
-  bool retryable = false;
   switch (rv) {
     case CKR_PIN_INCORRECT:
     case CKR_PIN_INVALID:
@@ -107,16 +106,6 @@ Error ckError(const char* function, CK_RV rv, std::string context) {
     case CKR_USER_PIN_NOT_INITIALIZED:
       code = Errc::unauthorized;
       break;
-    case CKR_DEVICE_ERROR:
-    case CKR_DEVICE_MEMORY:
-    case CKR_DEVICE_REMOVED:
-    case CKR_SESSION_CLOSED:
-    case CKR_SESSION_HANDLE_INVALID:
-    case CKR_SESSION_COUNT:
-    case CKR_TOKEN_NOT_PRESENT:
-    case CKR_HOST_MEMORY:
-      retryable = true;
-      break;
     default:
       break;
   }
@@ -125,7 +114,7 @@ Error ckError(const char* function, CK_RV rv, std::string context) {
                std::move(context),
                static_cast<std::int64_t>(rv),
                ckrName(rv),
-               retryable,
+               Disposition::retry,
                std::nullopt};
 }
 

@@ -116,26 +116,20 @@ std::string curlCodeName(CURLcode code) {
 }
 
 /// An Error carrying a curl code; fields set by name so new Error members need no change here.
-Error makeCurlError(Errc code, std::string message, std::string context, CURLcode native, bool retryable) {
+Error makeCurlError(Errc code, std::string message, std::string context, CURLcode native) {
   Error error;
   error.code = code;
   error.message = std::move(message);
   error.context = std::move(context);
   error.native = static_cast<std::int64_t>(native);
   error.nativeName = curlCodeName(native);
-  error.retryable = retryable;
   return error;
 }
 
-struct Classification {
-  Errc code;
-  bool retryable;
-};
-
-Classification classify(CURLcode code) {
+Errc classify(CURLcode code) {
   switch (code) {
     case CURLE_OPERATION_TIMEDOUT:
-      return {Errc::timeout, true};
+      return Errc::timeout;
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_CONNECT:
@@ -148,37 +142,36 @@ Classification classify(CURLcode code) {
     case CURLE_HTTP2_STREAM:
     case CURLE_AGAIN:
     case CURLE_PROXY:
-      return {Errc::network, true};
+      return Errc::network;
     case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_BAD_CONTENT_ENCODING:
     case CURLE_FILESIZE_EXCEEDED:
     case CURLE_TOO_MANY_REDIRECTS:
-      return {Errc::protocol, false};
+      return Errc::protocol;
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
-      return {Errc::invalidArgument, false};
+      return Errc::invalidArgument;
     case CURLE_OUT_OF_MEMORY:
     case CURLE_FAILED_INIT:
     case CURLE_BAD_FUNCTION_ARGUMENT:
     case CURLE_UNKNOWN_OPTION:
     case CURLE_NOT_BUILT_IN:
-      return {Errc::internal, false};
+      return Errc::internal;
     default:
       // Certificate verification failures (CURLE_PEER_FAILED_VERIFICATION, bad CA file, pinned
-      // key, issuer) and anything unknown: the peer is reachable but wrong; do not retry.
-      return {Errc::network, false};
+      // key, issuer) and anything unknown: the peer is reachable but wrong.
+      return Errc::network;
   }
 }
 
 Error curlError(CURLcode code, const std::string& method, const std::string& url, const char* errorBuffer) {
-  Classification c = classify(code);
+  const Errc c = classify(code);
   std::string detail = (errorBuffer != nullptr && errorBuffer[0] != '\0') ? errorBuffer : curl_easy_strerror(code);
-  return makeCurlError(c.code, method + " failed: " + detail, url, code, c.retryable);
+  return makeCurlError(c, method + " failed: " + detail, url, code);
 }
 
 Error setupError(CURLcode code, const char* what, const std::string& url) {
-  return makeCurlError(Errc::internal, std::string("cannot set ") + what + ": " + curl_easy_strerror(code), url, code,
-                       false);
+  return makeCurlError(Errc::internal, std::string("cannot set ") + what + ": " + curl_easy_strerror(code), url, code);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,7 +367,7 @@ class CurlTransport final : public Transport {
  private:
   static Error cancelledError(const HttpRequest& request) {
     return makeCurlError(Errc::cancelled, request.method + " " + request.url + " cancelled: stopping", request.url,
-                         CURLE_ABORTED_BY_CALLBACK, true);
+                         CURLE_ABORTED_BY_CALLBACK);
   }
 
   /// libcurl calls this about once a second, also while waiting for the peer.
@@ -455,8 +448,18 @@ class CurlTransport final : public Transport {
       opt.set(CURLOPT_SSL_CTX_FUNCTION, &addExtraTrust, "CURLOPT_SSL_CTX_FUNCTION");
       opt.set(CURLOPT_SSL_CTX_DATA, &extraTrust_, "CURLOPT_SSL_CTX_DATA");
     }
+    if (options_.unixSocket) {
+      opt.set(CURLOPT_UNIX_SOCKET_PATH, options_.unixSocket->c_str(), "CURLOPT_UNIX_SOCKET_PATH");
+    }
     if (head) {
       opt.set(CURLOPT_NOBODY, 1L, "CURLOPT_NOBODY");
+    } else if (request.method != "GET" && request.method != "POST") {
+      opt.set(CURLOPT_CUSTOMREQUEST, request.method.c_str(), "CURLOPT_CUSTOMREQUEST");
+      if (!request.body.empty()) {
+        opt.set(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()),
+                "CURLOPT_POSTFIELDSIZE_LARGE");
+        opt.set(CURLOPT_POSTFIELDS, request.body.data(), "CURLOPT_POSTFIELDS");
+      }
     } else if (request.method == "POST") {
       opt.set(CURLOPT_POST, 1L, "CURLOPT_POST");
       opt.set(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()), "CURLOPT_POSTFIELDSIZE_LARGE");
@@ -502,7 +505,9 @@ class CurlTransport final : public Transport {
 
   Result<HttpResponse> perform(CURL* easy, const HttpRequest& request) const {
     const std::string& method = request.method;
-    if (method != "GET" && method != "HEAD" && method != "POST") {
+    // A method is an upper-case token (GET, POST, DELETE, ...): nothing else reaches the wire.
+    if (method.empty() || method.size() > 16 ||
+        !std::all_of(method.begin(), method.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
       return fail(Errc::invalidArgument, "unsupported HTTP method \"" + method + "\"", request.url);
     }
     if (request.url.empty()) {
@@ -528,7 +533,7 @@ class CurlTransport final : public Transport {
       return fail(makeCurlError(Errc::protocol,
                                 "response body exceeds the limit of " + std::to_string(options_.maxBodyBytes) +
                                     " bytes (" + method + " " + request.url + ")",
-                                request.url, rc, false));
+                                request.url, rc));
     }
     if (rc == CURLE_ABORTED_BY_CALLBACK && cancelled_.load()) {
       return fail(cancelledError(request));
@@ -561,7 +566,7 @@ Result<void> initCurlOnce() {
   std::call_once(once, [] { result = curl_global_init(CURL_GLOBAL_DEFAULT); });
   if (result != CURLE_OK) {
     return fail(makeCurlError(Errc::internal, std::string("curl_global_init failed: ") + curl_easy_strerror(result),
-                              "libcurl", result, false));
+                              "libcurl", result));
   }
   return ok();
 }

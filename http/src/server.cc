@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -123,6 +124,10 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
 
  private:
   void onHeader(beast::error_code ec) {
+    if (ec == bhttp::error::body_limit) {  // a Content-Length over the limit
+      timer_.cancel();
+      return refuseOversized();
+    }
     if (ec) {
       timer_.cancel();
       close();
@@ -131,6 +136,14 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     arm(options_.readTimeout);
     bhttp::async_read(socket_, buffer_, *parser_,
                       [self = this->shared_from_this()](beast::error_code e, std::size_t) { self->onRead(e); });
+  }
+
+  /// 413 for a body over bodyLimit; the rest of it is read away (drain) before closing.
+  void refuseOversized() {
+    const std::string why = "the request body is over " + std::to_string(options_.bodyLimit) + " bytes";
+    version_ = parser_->get().version();
+    drain_ = true;  // the client is still sending: read it away, so that it gets the answer
+    send(options_.refusal ? options_.refusal(413, why) : textResponse(413, why + "\n"), false);
   }
 
   void arm(std::chrono::seconds timeout) {
@@ -144,6 +157,9 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
 
   void onRead(beast::error_code ec) {
     timer_.cancel();
+    if (ec == bhttp::error::body_limit) {
+      return refuseOversized();
+    }
     if (ec) {
       close();  // end of stream, timeout, oversized or malformed request: drop the connection
       return;
@@ -186,11 +202,39 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     arm(options_.writeTimeout);
     bhttp::async_write(socket_, *res, [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
       self->timer_.cancel();
+      if (!ec && self->drain_) {
+        self->drain();
+        return;
+      }
       if (ec || res->need_eof()) {
         self->close();
         return;
       }
       self->read();
+    });
+  }
+
+  /// After refusing an oversized body: stops sending, reads and discards what the client
+  /// still sends (bounded in bytes and time), then closes. A client that is still writing
+  /// when the connection closes never reads the answer.
+  void drain() {
+    beast::error_code ignored;
+    socket_.shutdown(Socket::shutdown_send, ignored);
+    arm(options_.readTimeout);
+    drainSome();
+  }
+
+  void drainSome() {
+    auto chunk = std::make_shared<std::array<char, 16384>>();
+    socket_.async_read_some(asio::buffer(*chunk), [self = this->shared_from_this(), chunk](beast::error_code ec,
+                                                                                          std::size_t n) {
+      self->drained_ += n;
+      if (ec || self->drained_ > kMaxDrainBytes) {
+        self->timer_.cancel();
+        self->close();
+        return;
+      }
+      self->drainSome();
     });
   }
 
@@ -221,6 +265,9 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   std::unique_ptr<Admission> admission_;
   bool keepAlive_ = false;
   bool head_ = false;
+  bool drain_ = false;            ///< refused an oversized body: drain, then close
+  std::uint64_t drained_ = 0;
+  static constexpr std::uint64_t kMaxDrainBytes = 8 * 1024 * 1024;
   unsigned version_ = 11;  ///< answered in the request's HTTP version
 };
 

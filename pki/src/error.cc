@@ -38,6 +38,18 @@ const char* errcName(Errc code) noexcept {
   return "unknown";
 }
 
+const char* toString(Disposition d) noexcept {
+  switch (d) {
+    case Disposition::retry:
+      return "retry";
+    case Disposition::permanent:
+      return "permanent";
+    case Disposition::caPause:
+      return "ca-pause";
+  }
+  return "unknown";
+}
+
 std::string Error::toString() const {
   std::string out;
   if (!context.empty()) {

@@ -19,7 +19,8 @@ Error error(std::string what, std::string context) {
     }
     detail += buf;
   }
-  Error e{Errc::crypto, std::move(what), std::move(context), static_cast<std::int64_t>(first), {}, false, std::nullopt};
+  Error e{Errc::crypto, std::move(what), std::move(context), static_cast<std::int64_t>(first), {}, Disposition::retry,
+          std::nullopt};
   if (!detail.empty()) {
     e.message += ": ";
     e.message += detail;

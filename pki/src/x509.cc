@@ -296,7 +296,7 @@ Result<void> verifyChain(const std::vector<Certificate>& chain, const std::vecto
             {},
             err,
             "X509_V_ERR " + std::to_string(err),
-            false,
+            Disposition::retry,
             std::nullopt};
     return fail(e);
   }

@@ -222,16 +222,21 @@ Result<void> WebRoot::switchCurrent(const std::string& name, const std::string& 
   return writeAt(*root, name + ".pem", chainPem, 0644);
 }
 
+Published WebRoot::where(const std::string& name, const std::string& serialHex) const {
+  Published out;
+  out.immutablePath = root_ + "/" + name + "/" + serialHex + ".pem";
+  out.currentPath = root_ + "/" + name + ".pem";
+  out.x5uUrl = baseUrl_ + name + "/" + serialHex + ".pem";
+  return out;
+}
+
 Result<Published> WebRoot::writeImmutable(const std::string& name, const std::string& serialHex,
                                           const std::string& chainPem) const {
   if (!validName(name) || !validName(serialHex)) {
     return fail(Errc::invalidArgument, "certificate name and serial must be plain file names",
                 validName(name) ? serialHex : name);
   }
-  Published out;
-  out.immutablePath = root_ + "/" + name + "/" + serialHex + ".pem";
-  out.currentPath = root_ + "/" + name + ".pem";
-  out.x5uUrl = baseUrl_ + name + "/" + serialHex + ".pem";
+  Published out = where(name, serialHex);
   auto dir = certificateDir(root_, name);
   if (!dir) {
     return fail(dir.error());

@@ -61,7 +61,6 @@ Error answerError(const http::HttpResponse& r, const std::string& url, const std
                url, r.status);
   }
   Error e = err(Errc::protocol, what + " failed (HTTP " + std::to_string(r.status) + ")" + detail, url, r.status);
-  e.retryable = r.status >= 500 || r.status == 429;
   return e;
 }
 

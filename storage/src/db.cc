@@ -138,7 +138,6 @@ Error buildError(sqlite3* handle, int rc, std::string_view path, std::string_vie
   err.native = rc;
   err.nativeName = rcName(rc);
   const int primary = rc & 0xff;
-  err.retryable = primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
   std::string detail =
       handle != nullptr && sqlite3_errcode(handle) != SQLITE_OK ? sqlite3_errmsg(handle) : sqlite3_errstr(rc);
   err.message = std::string(what) + ": " + detail;

@@ -162,12 +162,23 @@ constexpr const char* kSchemaV5 = R"sql(
 ALTER TABLE orders ADD COLUMN cause TEXT CHECK (cause IS NULL OR cause IN ('ca'));
 )sql";
 
-constexpr std::array<Migration, 5> kMigrations{{
+// The configuration a failure happened under (a hash of the certificate's definition and the
+// settings in force) and who named the wait that followed it: 'backoff' (kmsd's own) or
+// 'peer' (a Retry-After, a rate limit). A changed configuration releases kmsd's own backoff,
+// never a peer's wait.
+constexpr const char* kSchemaV6 = R"sql(
+ALTER TABLE managed_certificates ADD COLUMN failure_config TEXT;
+ALTER TABLE managed_certificates ADD COLUMN failure_wait TEXT
+  CHECK (failure_wait IS NULL OR failure_wait IN ('backoff', 'peer'));
+)sql";
+
+constexpr std::array<Migration, 6> kMigrations{{
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
     {4, kSchemaV4},
     {5, kSchemaV5},
+    {6, kSchemaV6},
 }};
 
 }  // namespace

@@ -162,6 +162,30 @@ class SqliteStore final : public Store {
     return runExpectingRow(*stmt, "certificate '" + std::string(name) + "' does not exist");
   }
 
+  Result<void> noteFailureCause(std::string_view name, std::string_view configHash, bool peerWait) override {
+    auto stmt = db_.prepare("UPDATE managed_certificates SET failure_config = ?2, failure_wait = ?3 WHERE name = ?1");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, name).bindText(2, configHash).bindText(3, peerWait ? "peer" : "backoff");
+    return runExpectingRow(*stmt, "certificate '" + std::string(name) + "' does not exist");
+  }
+
+  Result<bool> releaseBackoff(std::string_view name, std::string_view configHash) override {
+    auto stmt = db_.prepare(
+        "UPDATE managed_certificates SET next_attempt_at = NULL, updated_at = ?3 "
+        "WHERE name = ?1 AND failure_count > 0 AND next_attempt_at IS NOT NULL AND failure_wait = 'backoff' "
+        "AND failure_config IS NOT NULL AND failure_config != ?2");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    stmt->bindText(1, name).bindText(2, configHash).bindInt64(3, now_());
+    if (auto r = stmt->run(); !r.has_value()) {
+      return fail(r.error());
+    }
+    return db_.changes() > 0;
+  }
+
   Result<Order> createOrder(std::string_view certName, CertState step) override {
     auto tx = db_.begin();
     if (!tx.has_value()) {

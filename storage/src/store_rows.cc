@@ -76,6 +76,8 @@ Result<ManagedCert> readCert(const Stmt& s) {
   c.updatedAt = s.columnInt64(9);
   c.renewAt = optInt(s, 10);
   c.ariNextCheck = optInt(s, 11);
+  c.failureConfig = optText(s, 12);
+  c.failureWait = optText(s, 13);
   return c;
 }
 

@@ -57,7 +57,7 @@ Result<std::optional<Row>> readOne(Stmt& stmt, Reader read) {
 
 inline constexpr const char* kCertColumns =
     "SELECT id, name, kind, identifiers, state, next_attempt_at, failure_count, last_error, "
-    "created_at, updated_at, renew_at, ari_next_check FROM managed_certificates ";
+    "created_at, updated_at, renew_at, ari_next_check, failure_config, failure_wait FROM managed_certificates ";
 
 inline constexpr const char* kOrderColumns =
     "SELECT o.id, c.name, o.step, o.status, o.order_url, o.authorization_urls, o.challenge_url, "

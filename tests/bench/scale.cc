@@ -24,7 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "control_api.h"
+#include "control/control_api.h"
 #include "hsm/token.h"
 #include "lab_process.h"
 #include "sandbox.h"

@@ -85,9 +85,6 @@ void optional(std::string& out, const char* key, const std::optional<std::string
 std::string emit(const config::Config& c) {
   std::string out = "[daemon]\nstate_dir = " + quote(c.daemon.stateDir) + "\ncontrol_socket = " +
                     quote(c.daemon.controlSocket) + "\n";
-  if (c.daemon.metricsListen) {
-    out += "metrics_listen = " + quote(c.daemon.metricsListen->toString()) + "\n";
-  }
   out += "log_format = " + quote(config::toString(c.daemon.logFormat)) + "\nmax_concurrent_orders = " +
          std::to_string(c.daemon.maxConcurrentOrders) + "\nretry_first = " + seconds(c.daemon.retryFirst) +
          "\nretry_max = " + seconds(c.daemon.retryMax) + "\n";

@@ -238,7 +238,7 @@ TEST_F(AcmePebble, WrongHttp01AnswerIsATypedError) {
   auto issued = issueCertificate(*client_, AccountRef{*accountKey_, account}, request({"wrong.example.com"}, *certKey),
                                  {{"http-01", &wrong}});
   ASSERT_FALSE(issued.has_value());
-  EXPECT_FALSE(issued.error().retryable);
+  EXPECT_EQ(issued.error().disposition, Disposition::permanent);
   EXPECT_EQ(issued.error().nativeName, "unauthorized") << issued.error().toString();
   EXPECT_EQ(issued.error().message.rfind("http-01 challenge for wrong.example.com failed: ACME unauthorized", 0), 0U)
       << issued.error().toString();
@@ -257,7 +257,7 @@ TEST_F(AcmePebble, PebbleStoppedMidOrderIsRetryableAndTheNextRunSucceeds) {
     return ok();
   });
   ASSERT_FALSE(issued.has_value());
-  EXPECT_TRUE(issued.error().retryable) << issued.error().toString();
+  EXPECT_EQ(issued.error().disposition, Disposition::retry) << issued.error().toString();
   EXPECT_EQ(issued.error().code, Errc::network) << issued.error().toString();
 
   pebble_->start();  // a fresh Pebble: it forgot the account

@@ -4,6 +4,7 @@
 // loopback); its answers are recorded.
 #include <gtest/gtest.h>
 
+#include "must.h"
 #include "acme/client.h"
 #include "acme/jws.h"
 #include "pki/jose.h"
@@ -36,9 +37,7 @@ const std::string kDirectory =
 std::unique_ptr<Transport> transport(std::size_t maxBody = 1 << 20) {
   http::TransportOptions o;
   o.maxBodyBytes = maxBody;
-  auto t = http::makeCurlTransport(o);
-  EXPECT_TRUE(t.has_value());
-  return std::move(*t);
+  return test::must(http::makeCurlTransport(o));  // an error fails the test, never a dereference
 }
 
 TEST(AcmeRecorded, RenewalInfoWindowAndRetryAfterClamps) {
@@ -119,7 +118,7 @@ TEST(AcmeRecorded, MalformedDirectoriesAreClearErrors) {
   auto garbage = AcmeClient::create(*t, ClientOptions{server.url("/garbage")});
   ASSERT_FALSE(garbage.has_value());
   EXPECT_EQ(garbage.error().toString(), server.url("/garbage") + ": ACME directory is not a JSON object");
-  EXPECT_FALSE(garbage.error().retryable);
+  EXPECT_EQ(garbage.error().disposition, Disposition::retry);
 
   auto partial = AcmeClient::create(*t, ClientOptions{server.url("/partial")});
   ASSERT_FALSE(partial.has_value());
@@ -127,7 +126,7 @@ TEST(AcmeRecorded, MalformedDirectoriesAreClearErrors) {
 
   auto busy = AcmeClient::create(*t, ClientOptions{server.url("/busy")});
   ASSERT_FALSE(busy.has_value());
-  EXPECT_TRUE(busy.error().retryable);
+  EXPECT_EQ(busy.error().disposition, Disposition::caPause);  // 503 with Retry-After
   EXPECT_EQ(busy.error().retryAfter, std::optional<std::chrono::seconds>(120s));
   EXPECT_EQ(busy.error().message, "ACME serverInternal: maintenance");
 }
@@ -140,7 +139,7 @@ TEST(AcmeRecorded, OversizedBodyIsCapped) {
   auto client = AcmeClient::create(*t, ClientOptions{server.url("/big")});
   ASSERT_FALSE(client.has_value());
   EXPECT_EQ(client.error().code, Errc::protocol);
-  EXPECT_FALSE(client.error().retryable);
+  EXPECT_EQ(client.error().disposition, Disposition::retry);
 }
 
 const std::string kNonceRoute = "\"HEAD /nonce\":{\"status\":200,\"headers\":{\"Replay-Nonce\":\"abc\"},\"body\":\"\"}";
@@ -163,12 +162,12 @@ TEST(AcmeRecorded, WrongMediaTypeAndPersistentBadNonce) {
   auto account = (*client)->newAccount(*key, {});
   ASSERT_FALSE(account.has_value());
   EXPECT_EQ(account.error().message, "expected application/json, got 'text/html' (HTTP 201)");
-  EXPECT_FALSE(account.error().retryable);
+  EXPECT_EQ(account.error().disposition, Disposition::retry);
 
   auto order = (*client)->newOrder(AccountRef{*key, server.url("/acct/1")}, {{"dns", "x.example"}});
   ASSERT_FALSE(order.has_value());
   EXPECT_EQ(order.error().nativeName, "badNonce");
-  EXPECT_TRUE(order.error().retryable);
+  EXPECT_EQ(order.error().disposition, Disposition::retry);
   EXPECT_EQ((*client)->badNonceRetries(), 3U);
 }
 

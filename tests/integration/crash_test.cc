@@ -81,6 +81,19 @@ class Crash : public ::testing::Test {
   /// As if time passed: the active certificate is due now, and no backoff holds it.
   void makeDue() { sql("UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL, next_attempt_at = NULL"); }
 
+  /// Orders kms-lab's CA holds, over all accounts (its own state file, not kmsd's DB).
+  std::size_t ordersAtTheCa() {
+    auto state = nlohmann::json::parse(test::readFile(lab_->file("ca-state.json")), nullptr, false);
+    EXPECT_TRUE(state.is_object()) << "ca-state.json";
+    std::size_t n = 0;
+    if (state.is_object()) {
+      for (const auto& a : state.value("accounts", nlohmann::json::array())) {
+        n += a.value("orders", nlohmann::json::array()).size();
+      }
+    }
+    return n;
+  }
+
   /// The invariants after a restart that ran to completion.
   void expectConsistent(const std::string& when) {
     SCOPED_TRACE(when);
@@ -120,13 +133,17 @@ TEST_F(Crash, KilledRightAfterEveryStepResumes) {
   CmdResult first = run(kKmsd, "--once");
   ASSERT_EQ(first.rc, 0) << first.output;
   expectConsistent("first issuance");
-  const std::vector<std::string> points{"key_recorded",       "key_generated", "token_obtained", "order_created",
-                                        "challenge_answered", "finalized",     "downloaded",     "recorded",
-                                        "published",          "activated"};
+  // After each step's record, and between the CA's answer and its record (order_sent,
+  // challenge_sent, finalize_sent, chain_written: the CA acted, kmsd has not recorded it).
+  const std::vector<std::string> points{"key_recorded",   "key_generated",      "token_obtained", "order_sent",
+                                        "order_created",  "challenge_sent",     "challenge_answered",
+                                        "finalize_sent",  "finalized",          "downloaded",     "recorded",
+                                        "chain_written",  "published",          "activated"};
   for (const std::string& point : points) {
     SCOPED_TRACE(point);
     makeDue();
     const long ordersBefore = count("SELECT count(*) FROM orders");
+    const std::size_t caOrdersBefore = ordersAtTheCa();
     const std::string serialBefore = activeSerial();
     CmdResult killed = run(kKmsd, "--once", "KMSD_FAILPOINT=" + point);
     EXPECT_EQ(killed.rc, 128 + SIGKILL) << "the failpoint was not reached: " << killed.output;
@@ -136,6 +153,11 @@ TEST_F(Crash, KilledRightAfterEveryStepResumes) {
     expectConsistent("after " + point);
     EXPECT_NE(activeSerial(), serialBefore);
     EXPECT_LE(count("SELECT count(*) FROM orders") - ordersBefore, 1) << "more than one order for one renewal";
+    // What the CA saw, not what kmsd recorded: one order for the renewal, and at most one
+    // more when the kill came after the CA created it and before kmsd recorded it.
+    const std::size_t caOrders = ordersAtTheCa() - caOrdersBefore;
+    EXPECT_GE(caOrders, 1u);
+    EXPECT_LE(caOrders, point == "order_sent" ? 2u : 1u) << "orders at the CA for one renewal";
   }
   // The last step: an old key destroyed once [publisher] retain (3 s) has passed since its
   // certificate was replaced; kmsd's housekeeping at start does it. One more renewal first,

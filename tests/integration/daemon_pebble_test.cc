@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "cli.h"
-#include "control_api.h"
+#include "control/control_api.h"
 #include "daemon_process.h"
 #include "pebble_server.h"
 #include "pki/x509.h"

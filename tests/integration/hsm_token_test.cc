@@ -10,6 +10,7 @@
 #include <cstring>
 #include <thread>
 
+#include "must.h"
 #include "hsm/token.h"
 #include "pki/csr.h"
 #include "pki/tn_auth_list.h"
@@ -200,9 +201,8 @@ class HsmToken : public ::testing::Test {
     return TokenOptions{SoftHsmToken::modulePath(), softhsm_.label(), softhsm_.pinFile(), pool};
   }
   std::unique_ptr<Token> openToken(std::size_t pool = 4) {
-    auto token = Token::open(options(pool));
-    EXPECT_TRUE(token.has_value()) << token.error().toString();
-    return token ? std::move(*token) : nullptr;
+    // must(): a token that does not open fails the test (an exception), never a null deref.
+    return test::must(Token::open(options(pool)));
   }
 
   SoftHsmToken softhsm_{"kms-test"};
@@ -632,9 +632,7 @@ class HsmRefusingToken : public ::testing::Test {
   std::unique_ptr<Token> openThroughShim(const char* refuse) {
     ::setenv("KMS_SHIM_TARGET", SoftHsmToken::modulePath().c_str(), 1);
     ::setenv("KMS_SHIM_REFUSE", refuse, 1);
-    auto token = Token::open(TokenOptions{KMS_REFUSING_MODULE, softhsm_.label(), softhsm_.pinFile(), 2});
-    EXPECT_TRUE(token.has_value()) << token.error().toString();
-    return token ? std::move(*token) : nullptr;
+    return test::must(Token::open(TokenOptions{KMS_REFUSING_MODULE, softhsm_.label(), softhsm_.pinFile(), 2}));
   }
   SoftHsmToken softhsm_{"kms-test"};
 };

@@ -355,12 +355,12 @@ TEST_F(LabAcmeFlow, AnOrderLeftProcessingIsResumedByPollingNotByANewOrder) {
     steps.push_back(step);
     return ok();
   };
-  // At once, the CA refuses the poll (429 with the time to come back): a retryable error
+  // At once, the CA refuses the poll (429 with the time to come back): an error pausing the CA
   // that says when, not a new order.
   auto early = issueWith(out, "spki", record, orderUrl);
   ASSERT_FALSE(early.has_value());
   EXPECT_EQ(early.error().nativeName, "rateLimited");
-  EXPECT_TRUE(early.error().retryable);
+  EXPECT_EQ(early.error().disposition, Disposition::caPause);
   ASSERT_TRUE(early.error().retryAfter.has_value());
   EXPECT_GE(*early.error().retryAfter, std::chrono::seconds(1));
   std::this_thread::sleep_for(*early.error().retryAfter);  // as told: a lower bound, not a race

@@ -432,13 +432,61 @@ TEST_F(Shaken, WrongStiPaPassword) {
   EXPECT_NE(r.output.find("HTTP 401"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("not-the-password"), std::string::npos);
   expectNothingPublished();
-  EXPECT_EQ(keyCount(), 1);  // the account key only
+  // A refusal the operator can mend keeps the order and its key for the retry: the account
+  // key and the order's, nothing destroyed.
+  EXPECT_EQ(keyCount(), 2);
   // The failure is on record: an event and a failure count, not a silent "planned".
   CmdResult events = run(kKmsctl, "events");
-  EXPECT_NE(events.output.find("KMS_ISSUE_FAILED main"), std::string::npos) << events.output;
+  EXPECT_NE(events.output.find("KMS_RENEW_FAILED main"), std::string::npos) << events.output;
+  EXPECT_EQ(events.output.find("KMS_ORDER_ABANDONED"), std::string::npos) << events.output;
   CmdResult status = run(kKmsctl, "status --json");
   EXPECT_NE(status.output.find("\"failures\": 1"), std::string::npos) << status.output;
   EXPECT_NE(status.output.find("login of user"), std::string::npos) << status.output;
+}
+
+TEST_F(Shaken, KmsdsOwnBackoffBelongsToTheConfigurationItHappenedUnder) {
+  startLab();
+  editConfig("[daemon]\n", "[daemon]\nretry_first = \"1h\"\nretry_max = \"2h\"\n");
+  editConfig("spc = \"1234\"", "spc = \"9999\"");  // an SPC the account does not own
+  CmdResult refused = run(kKmsd, "--once");
+  ASSERT_EQ(refused.rc, 3) << refused.output;
+  // Unchanged: the hour of backoff holds.
+  CmdResult held = run(kKmsd, "--once");
+  EXPECT_EQ(held.rc, 3) << held.output;
+  EXPECT_NE(held.output.find("main: FAILED: not attempted: retry "), std::string::npos) << held.output;
+  // Mended: tried again at once, and issued.
+  editConfig("spc = \"9999\"", "spc = \"1234\"");
+  CmdResult mended = run(kKmsd, "--once");
+  EXPECT_EQ(mended.rc, 0) << mended.output;
+  EXPECT_NE(mended.output.find("main: issued serial "), std::string::npos) << mended.output;
+  CmdResult events = run(kKmsctl, "events");
+  EXPECT_NE(events.output.find("KMS_RETRY_AFTER_CHANGE main"), std::string::npos) << events.output;
+}
+
+TEST_F(Shaken, OnceForceOverridesAStoredWaitAndSaysWhich) {
+  startLab();
+  editConfig("[daemon]\n", "[daemon]\nretry_first = \"1h\"\nretry_max = \"2h\"\n");
+  const std::string bad = sandbox_.write("bad.password", "not-the-password\n");
+  CmdResult refused = run(kKmsd, "--once", "KMSD_STI_PA_PASSWORD_FILE=" + bad);
+  ASSERT_EQ(refused.rc, 3) << refused.output;
+  // The environment is the same (and the password a secret file whose content is never
+  // hashed): the backoff holds, until --force overrides it, naming it.
+  CmdResult held = run(kKmsd, "--once", "KMSD_STI_PA_PASSWORD_FILE=" + bad);
+  EXPECT_NE(held.output.find("not attempted"), std::string::npos) << held.output;
+  CmdResult unknown = run(kKmsd, "--once --force nosuch", "KMSD_STI_PA_PASSWORD_FILE=" + bad);
+  EXPECT_EQ(unknown.rc, 1) << unknown.output;
+  EXPECT_NE(unknown.output.find("--force nosuch: no [[certificate]] of that name"), std::string::npos)
+      << unknown.output;
+  CmdResult notOnce = run(kKmsd, "--force", "KMSD_STI_PA_PASSWORD_FILE=" + bad);
+  EXPECT_EQ(notOnce.rc, 2) << notOnce.output;
+  CmdResult stillHeld = run(kKmsd, "--once", "KMSD_STI_PA_PASSWORD_FILE=" + bad);  // neither touched the wait
+  EXPECT_NE(stillHeld.output.find("not attempted"), std::string::npos) << stillHeld.output;
+  // Forced: tried (and refused again, the password is still wrong), the line saying what it
+  // overrode.
+  CmdResult forced = run(kKmsd, "--once --force main", "KMSD_STI_PA_PASSWORD_FILE=" + bad);
+  EXPECT_EQ(forced.rc, 3) << forced.output;  // still the wrong password: tried, and refused
+  EXPECT_NE(forced.output.find("(--force overrode kmsd's backoff until "), std::string::npos) << forced.output;
+  EXPECT_NE(forced.output.find("login of user"), std::string::npos) << forced.output;
 }
 
 TEST_F(Shaken, StiPaTlsIsTrustedOnlyThroughItsOwnCaBundle) {
@@ -463,7 +511,7 @@ TEST_F(Shaken, SpcTheAccountDoesNotOwnIsRefusedByTheStiPa) {
   EXPECT_EQ(r.rc, 3) << r.output;
   EXPECT_NE(r.output.find("SPC token request for 9999"), std::string::npos) << r.output;
   expectNothingPublished();
-  EXPECT_EQ(keyCount(), 1);
+  EXPECT_EQ(keyCount(), 2);  // the order waits for the retry with its key
 }
 
 TEST_F(Shaken, ExpiredTokenIsNotPresented) {
@@ -472,7 +520,7 @@ TEST_F(Shaken, ExpiredTokenIsNotPresented) {
   EXPECT_EQ(r.rc, 3) << r.output;
   EXPECT_NE(r.output.find("SPC token: expired or expiring within 30 s"), std::string::npos) << r.output;
   expectNothingPublished();
-  EXPECT_EQ(keyCount(), 1);
+  EXPECT_EQ(keyCount(), 2);  // the order waits for the retry with its key
 }
 
 TEST_F(Shaken, TamperedTokenSignatureIsRefusedBeforeUse) {
@@ -481,7 +529,7 @@ TEST_F(Shaken, TamperedTokenSignatureIsRefusedBeforeUse) {
   EXPECT_EQ(r.rc, 3) << r.output;
   EXPECT_NE(r.output.find("SPC token: signature does not verify"), std::string::npos) << r.output;
   expectNothingPublished();
-  EXPECT_EQ(keyCount(), 1);
+  EXPECT_EQ(keyCount(), 2);  // the order waits for the retry with its key
 }
 
 TEST_F(Shaken, FingerprintOfAnotherKeyIsRefusedByTheCa) {
@@ -512,6 +560,25 @@ TEST_F(Shaken, CaIssuingAnotherTnAuthListIsNotAccepted) {
   CmdResult events = run(kKmsctl, "events");
   EXPECT_NE(events.output.find("KMS_ISSUE_FAILED main"), std::string::npos) << events.output;
   EXPECT_NE(events.output.find("check tnauthlist"), std::string::npos) << events.output;
+}
+
+TEST_F(Shaken, ACertificateBreakingTheShakenProfileIsRefusedAndItsKeyDestroyed) {
+  // Not only the TNAuthList: a CA issuing against another rule of the profile is refused the
+  // same way (nothing published, the order given up, its key gone).
+  for (const std::string rule : {"key-usage", "no-policy", "no-crl-dp"}) {
+    SCOPED_TRACE(rule);
+    lab_.reset();  // the previous rule's lab stops
+    lab_ = std::make_unique<LabProcess>(sandbox_.file("lab-" + rule), std::vector<std::string>{"--break-profile", rule});
+    config_ = lab_->file("kmsd.toml");
+    CmdResult r = run(kKmsd, "--once");
+    EXPECT_EQ(r.rc, 3) << r.output;
+    EXPECT_NE(r.output.find("check profile: "), std::string::npos) << r.output;
+    expectNothingPublished();
+    EXPECT_EQ(keyCount(), 1);  // the account key only
+    CmdResult events = run(kKmsctl, "events");
+    EXPECT_NE(events.output.find("KMS_ISSUE_FAILED main"), std::string::npos) << events.output;
+    EXPECT_NE(events.output.find("KMS_ORDER_ABANDONED main"), std::string::npos) << events.output;
+  }
 }
 
 TEST_F(Shaken, ChainThatDoesNotVerifyIsNotAccepted) {

@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "must.h"
 #include "config/config.h"
 #include "lab_process.h"
 #include "pki/signer.h"
@@ -21,15 +22,15 @@ class StiPaLab : public ::testing::Test {
     ASSERT_TRUE(cfg.has_value()) << config::formatErrors(cfg.error());
     http::TransportOptions topts;
     topts.caBundle = cfg->acme.caBundle;
-    transport_ = std::move(*http::makeCurlTransport(topts));
+    transport_ = test::must(http::makeCurlTransport(topts));
     StiPaOptions o;
     o.url = cfg->stiPa->url;
     o.userId = cfg->stiPa->userId;
     o.passwordFile = cfg->stiPa->passwordFile;
-    o.trustAnchors = *pki::parsePemChain(test::readFile(*cfg->stiPa->trustAnchor));
+    o.trustAnchors = test::must(pki::parsePemChain(test::readFile(cfg->stiPa->trustAnchor.value())));
     client_ = StiPaClient::create(*transport_, o);
-    staRoots_ = *pki::parsePemChain(test::readFile(lab_->file("sti-ca-root.pem")));
-    accountKey_ = *pki::SoftwareKey::generate();
+    staRoots_ = test::must(pki::parsePemChain(test::readFile(lab_->file("sti-ca-root.pem"))));
+    accountKey_ = test::must(pki::SoftwareKey::generate());
   }
 
   test::Sandbox sandbox_;
@@ -48,12 +49,15 @@ TEST_F(StiPaLab, TokenIsCachedUntilPresented) {
   EXPECT_EQ(a->fingerprint, accountKey_->publicKey().spkiFingerprint());
   EXPECT_FALSE(a->crlUrl.empty());
   auto b = client_->spcToken("1234", accountKey_->publicKey());
+  ASSERT_TRUE(b.has_value()) << b.error().toString();
   EXPECT_EQ(b->jti, a->jti);  // cached
   client_->markUsed(a->jti);
   auto c = client_->spcToken("1234", accountKey_->publicKey());
+  ASSERT_TRUE(c.has_value()) << c.error().toString();
   EXPECT_NE(c->jti, a->jti);  // a presented token is not handed out again
   client_->forgetTokens();
   auto d = client_->spcToken("1234", accountKey_->publicKey());
+  ASSERT_TRUE(d.has_value()) << d.error().toString();
   EXPECT_NE(d->jti, c->jti);
   EXPECT_EQ(client_->logins(), 1);
   EXPECT_EQ(client_->tokenRequests(), 3);
@@ -127,7 +131,7 @@ TEST_F(StiPaLab, UrlsOffTheStiPaHostAreRefused) {
   o.url = cfg->stiPa->url;
   o.userId = cfg->stiPa->userId;
   o.passwordFile = cfg->stiPa->passwordFile;
-  o.trustAnchors = *pki::parsePemChain(test::readFile(*cfg->stiPa->trustAnchor));
+  o.trustAnchors = test::must(pki::parsePemChain(test::readFile(cfg->stiPa->trustAnchor.value())));
   o.allowedHosts = {"127.0.0.2:" + port};
   auto listed = StiPaClient::create(*transport_, o)->spcToken("1234", accountKey_->publicKey());
   ASSERT_FALSE(listed.has_value());
@@ -139,7 +143,7 @@ TEST_F(StiPaLab, ServerErrorsAreRetryable) {
   start({"--fail-sti-pa"});
   auto t = client_->spcToken("1234", accountKey_->publicKey());
   ASSERT_FALSE(t.has_value());
-  EXPECT_TRUE(t.error().retryable) << t.error().toString();
+  EXPECT_EQ(t.error().disposition, Disposition::retry) << t.error().toString();
 }
 
 }  // namespace

@@ -46,6 +46,8 @@ using test::SoftHsmToken;
 using SteadyClock = std::chrono::steady_clock;
 
 constexpr int kCheckEvery = 50;
+/// One kill in this many comes after damage the test made itself.
+constexpr int kPlantEvery = 10;
 constexpr auto kAimedSpread = std::chrono::microseconds(100);
 
 /// SoftHSM2 reads SOFTHSM2_CONF at C_Initialize: in-process token checks of different lanes
@@ -67,6 +69,7 @@ struct LaneStats {
   int truncated = 0;    ///< kills that left token.object damaged (new damage, not left over)
   int restored = 0;     ///< KMS_TOKEN_RESTORED lines printed by the children
   int firstDamage = 0;  ///< the kill (1-based) that first damaged token.object; 0: none
+  int planted = 0;      ///< damage the test made itself (token.object cut in half) before a kill
   std::vector<std::string> failures;
 };
 
@@ -126,6 +129,13 @@ class Lane {
     for (int i = 0; i < iterations; ++i) {
       bool aimed = i % 2 == 1;
       std::chrono::microseconds delay(aimed ? spread(rng) : uniform(rng));
+      if (i % kPlantEvery == kPlantEvery / 2 && !damaged()) {
+        // What a kill in SoftHSM2's rewrite leaves, made sure of whatever the machine's speed:
+        // the next runs (killed or not) must restore it.
+        std::filesystem::resize_file(tokenObject_, healthySize_ / 2);
+        ++stats.planted;
+        ++stats.truncated;
+      }
       int before = stats.truncated;
       killOnce(aimed, delay, runTime, stats);
       if (stats.truncated > before && stats.firstDamage == 0) {
@@ -333,6 +343,7 @@ TEST(TokenKill, TokenAndKeysSurviveSigkillDuringStartupAndLogin) {
     total.aimed += s.aimed;
     total.truncated += s.truncated;
     total.restored += s.restored;
+    total.planted += s.planted;
     total.failures.insert(total.failures.end(), s.failures.begin(), s.failures.end());
   }
   std::cout << "kill campaign: " << total.runs << " runs, " << total.kills << " SIGKILLed (" << total.aimed
@@ -342,6 +353,11 @@ TEST(TokenKill, TokenAndKeysSurviveSigkillDuringStartupAndLogin) {
   for (const auto& f : total.failures) {
     ADD_FAILURE() << f;
   }
+  // The campaign damaged the token (at least the planted damage, whatever the kills did) and
+  // every damage was restored: each planted one needs a restoration before the next.
+  EXPECT_GT(total.planted, 0);
+  EXPECT_GE(total.truncated, total.planted);
+  EXPECT_GE(total.restored, total.planted);
 }
 
 }  // namespace

@@ -56,7 +56,10 @@ class Trust : public ::testing::Test {
   /// A lab switch (POST /lab/...); the lab's new state.
   json lab(const std::string& path, const json& body = json::object()) {
     auto r = transport_->send(http::HttpRequest{"POST", lab_->baseUrl() + path, {}, body.dump()});
-    EXPECT_TRUE(r.has_value()) << r.error().toString();
+    if (!r) {
+      ADD_FAILURE() << r.error().toString();
+      return json();
+    }
     EXPECT_EQ(r->status, 200) << r->body;
     return json::parse(r->body, nullptr, false);
   }

@@ -422,7 +422,6 @@ Result<HttpsResponse> httpsGet(const std::string& url, const std::string& caFile
     error.context = "GET " + url;
     error.native = rc;
     error.nativeName = curl_easy_strerror(rc);
-    error.retryable = true;
     return fail(std::move(error));
   }
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response.status);

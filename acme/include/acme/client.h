@@ -121,7 +121,7 @@ struct ClientOptions {
   std::chrono::milliseconds pollMaxInterval{2000};
   /// Longest a Retry-After is honoured while polling (a longer one is clamped).
   std::chrono::milliseconds pollMaxRetryAfter{60000};
-  /// Give up polling an order or authorization after this long (retryable timeout).
+  /// Give up polling an order or authorization after this long (Errc::timeout).
   std::chrono::milliseconds pollDeadline{300000};
 };
 
@@ -195,6 +195,9 @@ inline constexpr std::chrono::seconds kMaxRetryAfter{86400};
 [[nodiscard]] std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value, pki::SystemTime now);
 
 /// Turns an error response into an Error (problem+json when present). Exposed for tests.
+/// Disposition: permanent for a refused order, CSR, key or identifier (badCSR, badPublicKey,
+/// badSignatureAlgorithm, rejectedIdentifier, unsupportedIdentifier, caa) and a refused
+/// revocation; caPause for rateLimited, HTTP 429, and 503 with Retry-After; else retry.
 [[nodiscard]] Error problemError(const HttpResponse& response, const std::string& url);
 
 }  // namespace kms::acme

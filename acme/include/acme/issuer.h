@@ -117,7 +117,7 @@ struct IssuedChain {
 /// for), its value has only the characters such an identifier may have (a DNS name;
 /// base64/base64url for TNAuthList) and the challenge token is base64url, so nothing a CA
 /// sends reaches a hook's environment or a log as commands or control characters.
-/// Errc::protocol naming the authorization URL; not retryable.
+/// Errc::protocol naming the authorization URL; permanent.
 [[nodiscard]] Result<void> checkAuthorization(const Authorization& authz, const Challenge& challenge,
                                               const std::vector<Identifier>& asked);
 

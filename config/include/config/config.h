@@ -52,7 +52,6 @@ enum class PublicationCheck { fetch, file };
 struct DaemonConfig {
   std::string stateDir;  ///< absolute path; kmsd.db lives here
   std::string controlSocket = "/run/kmsd/control.sock";
-  std::optional<HostPort> metricsListen;  ///< no metrics endpoint when empty
   LogFormat logFormat = LogFormat::text;
   int maxConcurrentOrders = 0;                 ///< 0: two per core
   std::chrono::seconds retryFirst{60};         ///< first backoff after a failure
@@ -62,6 +61,8 @@ struct DaemonConfig {
   int listenerMaxConnections = 256;
   int listenerMaxPerPeer = 16;
   std::chrono::seconds listenerHeaderTimeout{5};
+  /// After SIGTERM: how long steps in flight may finish before their requests are cancelled.
+  std::chrono::seconds stopGrace{6};
   /// The control API's revoke is restricted to this group's members (and root and kmsd's
   /// own user) when set; the socket's mode still decides who may connect at all.
   std::optional<std::string> controlAdminGroup;

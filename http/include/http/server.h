@@ -64,6 +64,9 @@ struct ServerOptions {
   std::chrono::seconds readTimeout{10};  ///< per request, from the first byte awaited
   std::chrono::seconds writeTimeout{10};
   ConnectionLimits limits;
+  /// The answer to a request refused before any handler saw it (413: body over bodyLimit);
+  /// plain text when unset. The connection closes after it.
+  std::function<ServerResponse(int status, const std::string& why)> refusal;
 };
 
 class Server {

@@ -16,7 +16,7 @@ namespace kms::http {
 
 /// One HTTP request.
 struct HttpRequest {
-  std::string method = "GET";  ///< GET, HEAD, POST
+  std::string method = "GET";  ///< GET, HEAD, POST, or any other (sent with the body when there is one)
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;  ///< e.g. {"Content-Type", "application/jose+json"}
   std::string body;
@@ -39,8 +39,11 @@ struct TransportOptions {
   std::optional<std::string> caBundle;  ///< extra PEM trust (Pebble, kms-lab)
   std::chrono::milliseconds connectTimeout{10000};
   std::chrono::milliseconds requestTimeout{30000};  ///< whole request
-  std::size_t maxBodyBytes = 1 << 20;               ///< larger bodies fail (non-retryable)
+  std::size_t maxBodyBytes = 1 << 20;               ///< larger bodies fail (Errc::protocol)
   std::string userAgent = "shaken-kms";
+  /// Connect to this Unix socket instead of the URL's host (kmsctl to kmsd's control API);
+  /// the URL still gives the path and the Host header.
+  std::optional<std::string> unixSocket;
 };
 
 /// Sends requests. Implementations are thread-safe: many threads may call send() at once.
@@ -48,8 +51,8 @@ class Transport {
  public:
   virtual ~Transport() = default;
   /// Performs the request. Connection failures and timeouts are Errc::network /
-  /// Errc::timeout with retryable = true and name the URL; a body over maxBodyBytes is
-  /// Errc::protocol, not retryable. Any HTTP status is a successful send.
+  /// Errc::timeout and name the URL; a body over maxBodyBytes is Errc::protocol. Any
+  /// HTTP status is a successful send.
   [[nodiscard]] virtual Result<HttpResponse> send(const HttpRequest& request) = 0;
   /// Makes every send in progress, and every later one, fail within about a second with
   /// Errc::cancelled (a stopping daemon does not wait out a 30 s request). Not undone.

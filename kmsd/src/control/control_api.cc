@@ -1,22 +1,12 @@
-// kmsctl's side of the control API, and its problem documents. The server side is
-// http/'s server on a Unix socket.
+// kmsctl's side of the control API (http/'s transport on a Unix socket), and its problem
+// documents. The server side is http/'s server.
 #include "control/control_api.h"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "http/transport.h"
+
 namespace kms::daemon {
-namespace {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = beast::http;
-using Local = asio::local::stream_protocol;
-
-}  // namespace
 
 ControlResponse jsonBody(int status, std::string body) {
   ControlResponse r;
@@ -36,73 +26,37 @@ ControlResponse problem(int status, const std::string& title, const std::string&
 Result<ControlResponse> controlRequest(const std::string& socketPath, const std::string& method,
                                        const std::string& target, const std::string& body,
                                        ControlTimeouts timeouts) {
-  asio::io_context io;
-  Local::socket socket(io);
-  bhttp::request<bhttp::string_body> req(bhttp::string_to_verb(method), target, 11);
-  req.set(bhttp::field::host, "kmsd");
-  req.set(bhttp::field::content_type, "application/json");
-  req.body() = body;
-  req.prepare_payload();
-  beast::flat_buffer buffer;
-  bhttp::response_parser<bhttp::string_body> parser;
-  parser.body_limit(std::uint64_t{64} * 1024 * 1024);
-
-  // Connect, then write and read, each phase within its time; a phase left unfinished
-  // leaves the loop (and the socket is closed with it).
-  enum class Phase { connecting, asking, done };
-  Phase phase = Phase::connecting;
-  beast::error_code failure;
-  const char* failedAt = "";
-  socket.async_connect(Local::endpoint(socketPath), [&](beast::error_code ec) {
-    if (ec) {
-      failure = ec;
-      failedAt = "connect";
-      phase = Phase::done;
-      return;
-    }
-    phase = Phase::asking;
-    bhttp::async_write(socket, req, [&](beast::error_code wec, std::size_t) {
-      if (wec) {
-        failure = wec;
-        failedAt = "write";
-        phase = Phase::done;
-        return;
-      }
-      bhttp::async_read(socket, buffer, parser, [&](beast::error_code rec, std::size_t) {
-        failure = rec;
-        failedAt = "read";
-        phase = Phase::done;
-      });
-    });
-  });
-  io.run_for(timeouts.connect);
-  if (phase == Phase::connecting) {
-    return fail(Errc::timeout,
-                "kmsd did not accept a connection within " + std::to_string(timeouts.connect.count()) + " s",
-                socketPath);
+  http::TransportOptions options;
+  options.unixSocket = socketPath;
+  options.connectTimeout = timeouts.connect;
+  options.requestTimeout = timeouts.connect + timeouts.answer;
+  options.maxBodyBytes = std::size_t{256} * 1024 * 1024;  // the status of 100,000 certificates is ~30 MB
+  options.userAgent = "kmsctl";
+  auto transport = http::makeCurlTransport(options);
+  if (!transport) {
+    return fail(transport.error());
   }
-  if (phase == Phase::asking) {
-    io.restart();
-    io.run_for(timeouts.answer);
+  http::HttpRequest req;
+  req.method = method;
+  req.url = "http://kmsd" + target;
+  req.body = body;
+  if (!body.empty()) {
+    req.headers.emplace_back("Content-Type", "application/json");
   }
-  if (phase != Phase::done) {
-    return fail(Errc::timeout,
-                "kmsd did not answer " + method + " " + target + " within " + std::to_string(timeouts.answer.count()) +
-                    " s",
-                socketPath);
-  }
-  if (failure) {
-    Error e;
-    e.code = Errc::network;
+  auto answer = (*transport)->send(req);
+  if (!answer) {
+    Error e = answer.error();
     e.context = socketPath;
-    e.message = std::string(failedAt) == "connect" ? "kmsd is not running (cannot connect: " + failure.message() + ")"
-                                                   : "control API " + std::string(failedAt) +
-                                                         " failed: " + failure.message();
+    if (e.code == Errc::timeout) {
+      e.message = "kmsd did not answer " + method + " " + target + " within " +
+                  std::to_string((timeouts.connect + timeouts.answer).count()) + " s";
+    } else if (e.code == Errc::network) {
+      e.message = "kmsd is not running (cannot connect: " + e.message + ")";
+    }
     return fail(e);
   }
-  auto res = parser.release();
-  ControlResponse r = jsonBody(static_cast<int>(res.result_int()), res.body());
-  r.contentType = std::string(res[bhttp::field::content_type]);
+  ControlResponse r = jsonBody(static_cast<int>(answer->status), std::move(answer->body));
+  r.contentType = answer->header("content-type").value_or("");
   return r;
 }
 

@@ -6,11 +6,12 @@
 #include <exception>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
-#include "daemon/commands.h"
-#include "engine/engine.h"
+#include "daemon/config_check.h"
+#include "daemon/launch.h"
 
 namespace {
 
@@ -23,6 +24,12 @@ int run(int argc, char** argv) {
   app.add_option("-c,--config", configPath, "configuration file")->envname("KMSD_CONFIG");
   app.add_flag("-t,--check-config", check, "validate the configuration, log in to the HSM, then exit");
   app.add_flag("--once", once, "do what is due, then exit");
+  bool force = false;
+  std::vector<std::string> names;
+  app.add_flag("--force", force,
+               "with --once: no stored wait (kmsd's backoff, a Retry-After the CA named) holds back NAME... (all "
+               "certificates without names); each line says what was overridden");
+  app.add_option("NAME", names, "certificates for --force");
   app.set_version_flag("--version", "kmsd " KMS_VERSION);
   try {
     app.parse(argc, argv);
@@ -33,8 +40,16 @@ int run(int argc, char** argv) {
     if (check) {
       return checkConfig(configPath, std::cout, std::cerr);
     }
+    if ((force || !names.empty()) && !once) {
+      std::cerr << "kmsd: --force and certificate names go with --once\n";
+      return kExitUsage;
+    }
+    if (!names.empty() && !force) {
+      std::cerr << "kmsd: certificate names go with --once --force\n";
+      return kExitUsage;
+    }
     if (once) {
-      return runOnceCommand(configPath, std::cout, std::cerr);
+      return runOnceCommand(configPath, std::cout, std::cerr, force, names);
     }
     return runDaemonCommand(configPath, std::cerr);
   } catch (const std::exception& e) {

@@ -1,67 +1,130 @@
 #pragma once
-// The lifecycle engine on one event loop: a scheduler (one timer on the earliest deadline of
-// a heap) wakes each certificate when its plan says; the planner decides the next action
-// and one step function performs it on a bounded worker pool, results posted back to the
-// loop. `kmsd --once` runs the same engine until every certificate has settled.
+// The lifecycle engine: the registry of managed certificates and their in-memory state,
+// dispatch of each certificate's turn to a worker when the scheduler wakes it, completion
+// back on the loop (rescheduling by the step's wait, the failure policy's retry time or the
+// plan), order slots, and `--once` settling. Everything runs on an Executor: the daemon's
+// (Asio) or a test's simulated one.
 
 #include <cstdint>
+#include <deque>
 #include <functional>
-#include <iosfwd>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "config/config.h"
-#include "kms/error.h"
-#include "nlohmann/json_fwd.hpp"
+#include "engine/executor.h"
+#include "engine/failure_recorder.h"
+#include "engine/lifecycle_port.h"
+#include "engine/once.h"
+#include "engine/order_slots.h"
+#include "engine/runtime_view.h"
+#include "engine/scheduler.h"
+#include "engine/worker.h"
 
 namespace kms::daemon {
 
-class Logger;
-
-/// What happened to one certificate in a `--once` run.
-struct CertOutcome {
-  std::string name;
-  enum class Kind { notDue, issued, failed } kind = Kind::notDue;
-  std::string line;  ///< one human line: "main: issued serial …" / "web: FAILED: …"
+struct EngineSettings {
+  std::size_t maxOrders = 4;  ///< [daemon] max_concurrent_orders (0 in the file: 2 x cores)
+  RetryPolicy retry;          ///< [daemon] retry_first, retry_max
+  bool once = false;          ///< settle every certificate, then stop the executor
 };
 
 class Engine {
  public:
-  struct Options {
-    bool once = false;       ///< settle every certificate, then stop
-    std::string configPath;  ///< re-read on SIGHUP
-    bool controlApi = true;  ///< serve [daemon] control_socket
-    /// A listening socket passed by socket activation for the http-01 responder (taken over).
-    std::optional<int> http01Socket;
-  };
-  /// Opens the state DB (taking its directory lock), the token, the transport and the
-  /// control socket. Errors name the config field and the file or peer.
-  [[nodiscard]] static Result<std::unique_ptr<Engine>> create(const config::Config& config, Logger& log,
-                                                              Options options);
+  Engine(Executor& executor, const Clock& clock, Random& random, Lifecycle& lifecycle, LockedStore& store,
+         EventSink& events, EngineSettings settings);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  /// Runs the loop until SIGTERM/SIGINT (daemon) or until settled (once). Returns the
-  /// exit code.
-  int run();
-  /// --once: one outcome per configured certificate, in config order.
-  [[nodiscard]] std::vector<CertOutcome> outcomes() const;
+  // --- the registry (loop thread) ---
+  /// A certificate to manage; scheduled at once when the engine has started. `definition`:
+  /// the hash of what it is issued under (daemon/registration.h), recorded with failures.
+  void add(config::CertificateConfig c, std::string definition = {});
+  /// A changed definition of a managed certificate; planned again at once.
+  void update(config::CertificateConfig c, std::string definition = {});
+  /// Stops renewing `name` (its step in flight finishes).
+  void remove(const std::string& name);
+  [[nodiscard]] bool manages(const std::string& name) const;
+  /// The managed certificates, in the order they were added.
+  [[nodiscard]] const std::vector<std::string>& names() const { return order_; }
+  [[nodiscard]] std::shared_ptr<const config::CertificateConfig> definition(const std::string& name) const;
 
-  class Impl;
+  // --- running (loop thread) ---
+  /// Plans every certificate at once (after the first trust refresh, when there is one).
+  void start();
+  /// Plans `name` again now, unless its turn is running.
+  void wake(const std::string& name);
+  /// An operator asked to renew `name` (kmsctl renew): the next plan starts an order.
+  void requestRenewal(const std::string& name);
+  /// No step starts any more; `onStopped` runs once nothing is in flight.
+  void stop(std::function<void()> onStopped);
+  [[nodiscard]] bool stopping() const { return stopping_; }
+  /// A job outside the certificates' turns (a trust refresh) that a stop waits for.
+  void jobStarted() { ++running_; }
+  void jobDone();
+  /// Runs after a certificate became active (housekeeping).
+  std::function<void()> onActivated;
+
+  // --- settings a reload may change (loop thread) ---
+  void setMaxOrders(std::size_t max);
+  void setRetryPolicy(RetryPolicy policy) { failures_.setPolicy(policy); }
+
+  // --- views ---
+  /// The loop's view of the certificates (or of `only`), copied on the loop thread.
+  [[nodiscard]] RuntimeViews runtimeInfo(const std::optional<std::string>& only = {}) const;
+  struct Counters {
+    std::size_t certificates = 0;
+    std::size_t openOrders = 0;  ///< order slots in use
+    std::size_t maxOrders = 0;
+    int stepsRunning = 0;
+    std::int64_t caPausedUntil = 0;
+  };
+  [[nodiscard]] Counters counters() const;
+  /// --once: one outcome per configured certificate, in config order.
+  [[nodiscard]] std::vector<CertOutcome> outcomes() const { return once_.outcomes(); }
+  /// --once --force: what was overridden for `name`, said on its line.
+  void overrode(const std::string& name, const std::string& what) { once_.overrode(name, what); }
 
  private:
-  explicit Engine(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  struct Runtime;
+  using RuntimePtr = std::shared_ptr<Runtime>;
+
+  void schedule(const RuntimePtr& rt, TimePoint at);
+  void due(std::uint64_t key, std::uint64_t gen);
+  void dispatch(const RuntimePtr& rt);
+  void complete(const RuntimePtr& rt, WorkResult r);
+  /// When the certificate runs next after `r` (nullopt: it waits for a slot).
+  [[nodiscard]] TimePoint nextTurn(const RuntimePtr& rt, const WorkResult& r);
+  void watchExit(const RuntimePtr& rt, const ChildProcess& child);
+  void wakeSlotWaiters();
+  void maybeStopped();
+
+  Executor& executor_;
+  const Clock& clock_;
+  Lifecycle& lifecycle_;
+  EventSink& events_;
+  EngineSettings settings_;
+  OrderSlots slots_;
+  CaPause pause_;
+  FailureRecorder failures_;
+  Worker worker_;
+  Scheduler scheduler_;
+  OnceRun once_;
+
+  // loop thread only
+  std::map<std::string, RuntimePtr> certs_;
+  std::vector<RuntimePtr> byKey_;   ///< scheduler keys: runtimes are never freed while the engine lives
+  std::vector<std::string> order_;  ///< managed certificates, in config order
+  std::deque<std::string> slotWaiters_;
+  int running_ = 0;
+  bool started_ = false;
+  bool stopping_ = false;
+  std::function<void()> onStopped_;
 };
-
-/// kmsd --once: runs the engine and prints one line per certificate. Exit 0 when all
-/// succeeded or nothing was due, 3 when some certificate failed.
-int runOnceCommand(const std::string& configPath, std::ostream& out, std::ostream& err);
-
-/// kmsd (the daemon, in the foreground).
-int runDaemonCommand(const std::string& configPath, std::ostream& err);
 
 }  // namespace kms::daemon

@@ -49,6 +49,13 @@ class LockedStore {
   std::mutex mutex_;
 };
 
+/// KMS_STORE_WRITE_FAILED: a failed state DB write its caller cannot act on (never silent).
+inline void storeWriteFailed(EventSink& sink, const std::optional<std::string>& cert, const char* what,
+                             const Error& e) {
+  sink.emit({"KMS_STORE_WRITE_FAILED", storage::EventLevel::error, cert, std::string("could not ") + what + ": " +
+                                                                             e.toString(), {}});
+}
+
 /// Outside text for a log line, the DB or a terminal (kms::escapeControl).
 [[nodiscard]] inline std::string sanitize(const std::string& text, std::size_t maxBytes = 2048) {
   return escapeControl(text, maxBytes);

@@ -53,6 +53,9 @@ std::uint64_t raiseDescriptorLimit();
 /// Creates state_dir (0700) and opens or creates kmsd.db in it (0600), migrating the schema.
 [[nodiscard]] Result<StateDb> openStateDb(const config::Config& config);
 
+/// The settings of `config`: a copy without its certificates.
+[[nodiscard]] std::shared_ptr<const config::Config> settingsOf(const config::Config& config);
+
 class Services {
  public:
   /// Opens the token and the transport, reads the trust anchors, and starts the http-01
@@ -66,47 +69,14 @@ class Services {
   Services(const Services&) = delete;
   Services& operator=(const Services&) = delete;
 
-  /// The configuration without its certificates (the engine holds those).
-  [[nodiscard]] const config::Config& config() const { return config_; }
+  /// The settings in force (the configuration without its certificates, which the engine
+  /// holds); a reload swaps them as one value. The [acme], [sti_pa] and [hsm] connections
+  /// keep the settings they were made with (changing those needs a restart).
+  [[nodiscard]] std::shared_ptr<const config::Config> config() const;
+  void setConfig(std::shared_ptr<const config::Config> config);
   [[nodiscard]] LockedStore& store() { return store_; }
   [[nodiscard]] hsm::Token& token() { return *token_; }
   [[nodiscard]] const publisher::WebRoot& webRoot() const { return webRoot_; }
-  /// The roots an issued chain must verify to: [acme] trust_anchors when configured (an
-  /// override), else the approved roots of the kept STI-PA CA list (empty until one is kept).
-  [[nodiscard]] std::vector<pki::Certificate> trustAnchors() const {
-    std::lock_guard<std::mutex> lock(trustMutex_);
-    return anchors_;
-  }
-  /// Whether [acme] trust_anchors overrides the CA list.
-  [[nodiscard]] bool anchorsConfigured() const { return configuredAnchors_; }
-  /// The STI-PA CA list's roots changed (ignored while [acme] trust_anchors overrides them).
-  void setCaListRoots(std::vector<pki::Certificate> roots) {
-    std::lock_guard<std::mutex> lock(trustMutex_);
-    if (!configuredAnchors_) {
-      anchors_ = std::move(roots);
-    }
-  }
-  /// Issued certificates (ids) whose chain no longer verifies to the anchors issuance uses,
-  /// each with whether its root is still among them (then the CA's doing, counted against
-  /// the early-renewal budget; a root that left the anchors always renews).
-  void setDistrusted(std::map<std::int64_t, bool> ids) {
-    std::lock_guard<std::mutex> lock(trustMutex_);
-    distrusted_ = std::move(ids);
-  }
-  [[nodiscard]] bool distrusted(std::int64_t issuedId) const {
-    std::lock_guard<std::mutex> lock(trustMutex_);
-    return distrusted_.count(issuedId) != 0;
-  }
-  /// Distrusted while its root is still approved (see setDistrusted).
-  [[nodiscard]] bool distrustedWithItsRootApproved(std::int64_t issuedId) const {
-    std::lock_guard<std::mutex> lock(trustMutex_);
-    auto it = distrusted_.find(issuedId);
-    return it != distrusted_.end() && it->second;
-  }
-  [[nodiscard]] std::size_t distrustedCount() const {
-    std::lock_guard<std::mutex> lock(trustMutex_);
-    return distrusted_.size();
-  }
   /// [sti_pa] crl_signer, when configured.
   [[nodiscard]] const std::optional<pki::Certificate>& crlSigner() const { return crlSigner_; }
   [[nodiscard]] sti_pa::StiPaClient* stiPa() { return stiPa_.get(); }
@@ -137,6 +107,8 @@ class Services {
   [[nodiscard]] Result<PlannedKey> planKey(const std::string& label, storage::KeyPurpose purpose);
   /// Generates a recorded key on the token.
   [[nodiscard]] Result<std::unique_ptr<hsm::KeySigner>> generate(const std::string& label, const pki::Bytes& id);
+  /// The signer for a key on the token (Errc::notFound when it is not there); writes nothing.
+  [[nodiscard]] Result<std::unique_ptr<hsm::KeySigner>> findKey(const std::string& uri);
   /// The signer for a recorded key. A key the token does not have is retired in the DB
   /// (KMS_KEY_MISSING) and reported as Errc::notFound; other token failures as they are.
   [[nodiscard]] Result<std::unique_ptr<hsm::KeySigner>> recordedKey(const std::optional<std::string>& cert,
@@ -176,11 +148,24 @@ class Services {
 
  private:
   Services(const config::Config& config, const Clock& clock, EventSink& events, LockedStore& store);
+  Result<void> openToken(const config::Config& config);
+  Result<void> openTransports(const config::Config& config);
+  Result<void> openStiPa(const config::Config& config);
+  Result<void> openSolvers(const config::Config& config, std::optional<int> http01Socket);
   Result<void> ensureAccount();
+  /// The stored account's key (or a key a killed run generated for an account it never
+  /// saved) loaded as accountKey_; its URI, or nullopt when there is none.
+  Result<std::optional<std::string>> existingAccountKey(const std::optional<storage::AcmeAccount>& stored);
+  /// Whether the CA knows accountKey_ (saved when the DB lacks it).
+  Result<bool> knownToTheCa(const std::optional<storage::AcmeAccount>& stored, const std::string& keyUri);
+  Result<std::string> newAccountKey();
+  Result<void> registerAccount(const std::string& keyUri);
   Result<std::optional<std::unique_ptr<hsm::KeySigner>>> unusedAccountKey();
   Result<void> saveAccount(const std::string& keyUri);
 
-  config::Config config_;
+  mutable std::mutex configMutex_;  // guards config_
+  std::shared_ptr<const config::Config> config_;
+  const config::Config settings_;  ///< as at start: what the connections were made with
   const Clock& clock_;
   EventSink& events_;
   LockedStore& store_;
@@ -190,10 +175,6 @@ class Services {
   std::unique_ptr<http::Transport> checkTransport_;   ///< publication checks ([publisher] ca_bundle)
   std::unique_ptr<sti_pa::StiPaClient> stiPa_;
   publisher::WebRoot webRoot_;
-  mutable std::mutex trustMutex_;  // guards anchors_ and distrusted_
-  std::vector<pki::Certificate> anchors_;
-  bool configuredAnchors_ = false;
-  std::map<std::int64_t, bool> distrusted_;
   std::optional<pki::Certificate> crlSigner_;
   std::unique_ptr<acme::Http01Responder> responder_;
   std::unique_ptr<acme::Http01Solver> http01_;

@@ -61,7 +61,7 @@ void TrustKeeper::load() {
                     "the CA list kept in the state DB does not read back: " + list.error().message,
                     {}});
     } else {
-      s_.setCaListRoots(list->roots);
+      state_.setCaListRoots(list->roots);
       caList_ = std::move(*list);
       compareAnchors();
     }
@@ -81,11 +81,11 @@ void TrustKeeper::load() {
 }
 
 void TrustKeeper::compareAnchors() {
-  if (!s_.anchorsConfigured() || !caList_) {
+  if (!state_.anchorsConfigured() || !caList_) {
     return;
   }
   std::string missing;
-  for (const auto& anchor : s_.trustAnchors()) {
+  for (const auto& anchor : state_.anchors()) {
     const bool listed = std::any_of(caList_->roots.begin(), caList_->roots.end(),
                                     [&](const pki::Certificate& r) { return r.der() == anchor.der(); });
     if (!listed) {
@@ -194,7 +194,7 @@ void TrustKeeper::refreshCaList(std::int64_t now) {
   caListError_.reset();
   const bool changed = !caList_ || caList_->sequence != got->sequence;
   const std::string was = caList_ ? " (was " + std::to_string(caList_->sequence) + ")" : "";
-  s_.setCaListRoots(got->roots);
+  state_.setCaListRoots(got->roots);
   caList_ = std::move(*got);
   if (changed) {
     compareAnchors();
@@ -203,9 +203,32 @@ void TrustKeeper::refreshCaList(std::int64_t now) {
                   std::nullopt,
                   "STI-PA CA list sequence " + std::to_string(caList_->sequence) + was + " with " +
                       std::to_string(caList_->roots.size()) + " root(s) kept" +
-                      (s_.anchorsConfigured() ? "; [acme] trust_anchors still overrides it for issued chains" : ""),
+                      (state_.anchorsConfigured() ? "; [acme] trust_anchors still overrides it for issued chains" : ""),
                   {{"sequence", std::to_string(caList_->sequence)}, {"expires", isoTime(caList_->exp)}}});
   }
+}
+
+std::optional<std::string> TrustKeeper::crlRefusal(const Result<pki::Crl>& crl, std::int64_t now) const {
+  if (!crl) {
+    return "it does not parse: " + crl.error().message;
+  }
+  if (auto v = crl->verifySignedBy(*s_.crlSigner()); !v) {
+    return v.error().message;
+  }
+  if (!crl->nextUpdate()) {
+    return "it has no nextUpdate";
+  }
+  if (*crl->nextUpdate() <= now) {
+    return "it is stale: nextUpdate " + isoTime(*crl->nextUpdate()) + " has passed";
+  }
+  if (crl->thisUpdate() > now + kClockSkew) {
+    return "its thisUpdate " + isoTime(crl->thisUpdate()) + " lies in the future";
+  }
+  if (crl_ && crl->thisUpdate() < crl_->thisUpdate()) {
+    return "it is older than the kept CRL (thisUpdate " + isoTime(crl->thisUpdate()) + " before " +
+           isoTime(crl_->thisUpdate()) + ")";
+  }
+  return std::nullopt;
 }
 
 void TrustKeeper::refreshCrl(std::int64_t now) {
@@ -219,22 +242,7 @@ void TrustKeeper::refreshCrl(std::int64_t now) {
     return;
   }
   auto crl = pki::Crl::fromDer(*der);
-  std::optional<std::string> refusal;
-  if (!crl) {
-    refusal = "it does not parse: " + crl.error().message;
-  } else if (auto v = crl->verifySignedBy(*s_.crlSigner()); !v) {
-    refusal = v.error().message;
-  } else if (!crl->nextUpdate()) {
-    refusal = "it has no nextUpdate";
-  } else if (*crl->nextUpdate() <= now) {
-    refusal = "it is stale: nextUpdate " + isoTime(*crl->nextUpdate()) + " has passed";
-  } else if (crl->thisUpdate() > now + kClockSkew) {
-    refusal = "its thisUpdate " + isoTime(crl->thisUpdate()) + " lies in the future";
-  } else if (crl_ && crl->thisUpdate() < crl_->thisUpdate()) {
-    refusal = "it is older than the kept CRL (thisUpdate " + isoTime(crl->thisUpdate()) + " before " +
-              isoTime(crl_->thisUpdate()) + ")";
-  }
-  if (refusal) {
+  if (auto refusal = crlRefusal(crl, now)) {
     crlError_ = *refusal;
     rejected("KMS_CRL_REJECTED", "CRL", *refusal, kept);
     return;
@@ -270,6 +278,75 @@ void TrustKeeper::refreshCrl(std::int64_t now) {
   }
 }
 
+TrustKeeper::IssuerVerdict TrustKeeper::judgeIssuers(const std::string& issuersPem, const std::string& leafPem,
+                                                      const std::unordered_set<std::string>& crlSerials,
+                                                      const std::vector<pki::Certificate>& anchors,
+                                                      std::int64_t now) const {
+  IssuerVerdict verdict;
+  auto issuers = pki::parsePemChain(issuersPem);
+  std::vector<pki::Certificate> path;
+  if (issuers) {
+    path = *issuers;
+    for (const auto& i : *issuers) {
+      if (crl_ && crlSerials.count(i.serialHex()) != 0 && crl_->find(i.issuer(), i.serialHex())) {
+        verdict.revoked = "the STI-PA CRL lists its issuer " + i.subject() + " (serial " + i.serialHex() + ")";
+      }
+    }
+  } else if (auto leaf = pki::Certificate::fromPem(leafPem)) {
+    path = {*leaf};  // issued by a root directly
+  }
+  // The same anchors issuance checks a chain against ([acme] trust_anchors when set, else
+  // the kept CA list): a chain issuance accepts is never distrusted by this check.
+  if (!anchors.empty() && !path.empty()) {
+    if (auto ok = pki::verifyChain(path, anchors, fromUnix(now)); !ok) {
+      verdict.untrusted = ok.error().message;
+      const std::string top = path.back().issuer();
+      verdict.rootApproved = std::any_of(anchors.begin(), anchors.end(), [&](const pki::Certificate& a) {
+        return a.subject() == top || a.subject() == path.back().subject();
+      });
+    }
+  }
+  return verdict;
+}
+
+std::optional<std::string> TrustKeeper::leafRevoked(const storage::IssuedCert& cert, const std::string& leafPem,
+                                                    const std::unordered_set<std::string>& crlSerials) const {
+  if (crlSerials.count(cert.serial) == 0) {
+    return std::nullopt;
+  }
+  auto leaf = pki::Certificate::fromPem(leafPem);
+  if (!leaf) {
+    return std::nullopt;
+  }
+  auto hit = crl_->find(leaf->issuer(), cert.serial);
+  if (!hit) {
+    return std::nullopt;
+  }
+  return "the STI-PA CRL lists serial " + cert.serial + " (reason " + std::to_string(hit->reason) + ", revoked " +
+         isoTime(hit->revokedAt) + ")";
+}
+
+bool TrustKeeper::recordRevoked(const storage::IssuedCert& cert, const std::string& why, std::int64_t now) {
+  auto marked = s_.store().with([&](storage::Store& st) { return st.markRevoked(cert.id, now); });
+  if (!marked) {
+    s_.storeWriteFailed(cert.certName, "record a revocation found in the CRL", marked.error());
+    return false;
+  }
+  events_.emit({"KMS_CERT_REVOKED", EventLevel::error, cert.certName,
+                why + ": issuing a new certificate with a new key at once", {{"serial", cert.serial}, {"source", "crl"}}});
+  return true;
+}
+
+void TrustKeeper::reportDistrusted(const storage::IssuedCert& cert, const std::string& why) {
+  const std::string against = state_.anchorsConfigured() || !caList_
+                                  ? std::string("[acme] trust_anchors")
+                                  : "the STI-PA CA list (sequence " + std::to_string(caList_->sequence) + ")";
+  events_.emit({"KMS_ROOT_DISTRUSTED", EventLevel::error, cert.certName,
+                "the chain of serial " + cert.serial + " no longer verifies to " + against + ": " + why +
+                    "; renewing at once with a new key",
+                {{"serial", cert.serial}}});
+}
+
 std::vector<std::string> TrustKeeper::checkActive(std::int64_t now) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!caList_ && !crl_) {
@@ -286,90 +363,38 @@ std::vector<std::string> TrustKeeper::checkActive(std::int64_t now) {
       crlSerials.insert(e.serialHex);
     }
   }
-  // Certificates from one CA share their issuers: each distinct rest-of-chain is checked once.
-  struct IssuerVerdict {
-    std::optional<std::string> revoked;    ///< why the CRL lists an issuer
-    std::optional<std::string> untrusted;  ///< why the chain does not verify to the anchors
-    bool rootApproved = false;             ///< untrusted although its root is still an anchor
-  };
+  // Certificates from one CA share their issuers: each distinct rest-of-chain is judged once.
   std::map<std::string, IssuerVerdict, std::less<>> verdicts;
   std::vector<std::string> affected;
   std::map<std::int64_t, bool> distrusted;
-  const std::vector<pki::Certificate> anchors = s_.trustAnchors();
+  const std::vector<pki::Certificate> anchors = state_.anchors();
   for (const auto& cert : *active) {
     auto [leafPem, issuersPem] = splitLeaf(cert.chainPem);
-    std::optional<std::string> revoked;
-    if (crlSerials.count(cert.serial) != 0) {
-      auto leaf = pki::Certificate::fromPem(leafPem);
-      if (leaf) {
-        if (auto hit = crl_->find(leaf->issuer(), cert.serial)) {
-          revoked = "the STI-PA CRL lists serial " + cert.serial + " (reason " + std::to_string(hit->reason) +
-                    ", revoked " + isoTime(hit->revokedAt) + ")";
-        }
-      }
-    }
     auto v = verdicts.find(issuersPem);
     if (v == verdicts.end()) {
-      IssuerVerdict verdict;
-      auto issuers = pki::parsePemChain(issuersPem);
-      std::vector<pki::Certificate> path;
-      if (issuers) {
-        path = *issuers;
-        for (const auto& i : *issuers) {
-          if (crl_ && crlSerials.count(i.serialHex()) != 0 && crl_->find(i.issuer(), i.serialHex())) {
-            verdict.revoked = "the STI-PA CRL lists its issuer " + i.subject() + " (serial " + i.serialHex() + ")";
-          }
-        }
-      } else if (auto leaf = pki::Certificate::fromPem(leafPem)) {
-        path = {*leaf};  // issued by a root directly
-      }
-      // The same anchors issuance checks a chain against ([acme] trust_anchors when set, else
-      // the kept CA list): a chain issuance accepts is never distrusted by this check.
-      if (!anchors.empty() && !path.empty()) {
-        if (auto ok = pki::verifyChain(path, anchors, fromUnix(now)); !ok) {
-          verdict.untrusted = ok.error().message;
-          const std::string top = path.back().issuer();
-          verdict.rootApproved = std::any_of(anchors.begin(), anchors.end(), [&](const pki::Certificate& a) {
-            return a.subject() == top || a.subject() == path.back().subject();
-          });
-        }
-      }
-      v = verdicts.emplace(std::string(issuersPem), std::move(verdict)).first;
+      v = verdicts.emplace(std::string(issuersPem), judgeIssuers(std::string(issuersPem), std::string(leafPem),
+                                                                crlSerials, anchors, now))
+              .first;
     }
-    if (!revoked && v->second.revoked) {
+    std::optional<std::string> revoked = leafRevoked(cert, std::string(leafPem), crlSerials);
+    if (!revoked) {
       revoked = v->second.revoked;
     }
     if (revoked) {
-      auto marked = s_.store().with([&](storage::Store& st) { return st.markRevoked(cert.id, now); });
-      if (!marked) {
-        s_.storeWriteFailed(cert.certName, "record a revocation found in the CRL", marked.error());
-        continue;
+      if (recordRevoked(cert, *revoked, now)) {
+        affected.push_back(cert.certName);
       }
-      events_.emit({"KMS_CERT_REVOKED",
-                    EventLevel::error,
-                    cert.certName,
-                    *revoked + ": issuing a new certificate with a new key at once",
-                    {{"serial", cert.serial}, {"source", "crl"}}});
-      affected.push_back(cert.certName);
       continue;
     }
     if (v->second.untrusted) {
       distrusted.emplace(cert.id, v->second.rootApproved);
-      if (!s_.distrusted(cert.id)) {  // not reported by an earlier refresh
-        const std::string against = s_.anchorsConfigured() || !caList_
-                                        ? std::string("[acme] trust_anchors")
-                                        : "the STI-PA CA list (sequence " + std::to_string(caList_->sequence) + ")";
-        events_.emit({"KMS_ROOT_DISTRUSTED",
-                      EventLevel::error,
-                      cert.certName,
-                      "the chain of serial " + cert.serial + " no longer verifies to " + against + ": " +
-                          *v->second.untrusted + "; renewing at once with a new key",
-                      {{"serial", cert.serial}}});
+      if (!state_.distrusted(cert.id)) {  // not reported by an earlier refresh
+        reportDistrusted(cert, *v->second.untrusted);
         affected.push_back(cert.certName);
       }
     }
   }
-  s_.setDistrusted(std::move(distrusted));
+  state_.setDistrusted(std::move(distrusted));
   return affected;
 }
 
@@ -379,7 +404,7 @@ nlohmann::json TrustKeeper::status() const {
   j["last_refresh"] = lastRefresh_ ? isoTime(*lastRefresh_) : "";
   j["ca_list_error"] = caListError_.value_or("");
   j["crl_error"] = crlError_.value_or("");
-  j["distrusted"] = s_.distrustedCount();
+  j["distrusted"] = state_.distrustedCount();
   return j;
 }
 

@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "common/clock.h"
@@ -18,14 +19,15 @@
 #include "nlohmann/json_fwd.hpp"
 #include "pki/crl.h"
 #include "services/services.h"
+#include "trust/trust_state.h"
 #include "sti_pa/client.h"
 
 namespace kms::daemon {
 
 class TrustKeeper {
  public:
-  TrustKeeper(Services& services, const Clock& clock, EventSink& events)
-      : s_(services), clock_(clock), events_(events) {}
+  TrustKeeper(Services& services, TrustState& state, const Clock& clock, EventSink& events)
+      : s_(services), state_(state), clock_(clock), events_(events) {}
 
   /// Reads the kept CA list and CRL from the DB (at start): the list's roots become the
   /// anchors before anything is fetched. A kept copy that no longer parses is an event.
@@ -43,12 +45,31 @@ class TrustKeeper {
   void compareAnchors();
   void refreshCaList(std::int64_t now);
   void refreshCrl(std::int64_t now);
+  /// Why a fetched CRL is not kept (unparsable, not the CRL signer's, stale, from the future,
+  /// older than the kept one); nullopt when it is kept. Called with mutex_ held.
+  [[nodiscard]] std::optional<std::string> crlRefusal(const Result<pki::Crl>& crl, std::int64_t now) const;
   /// A document that could not be read (network, HTTP) or was refused (content).
   void fetchFailed(const char* what, const Error& e);
   void rejected(const char* eventId, const char* what, const std::string& reason, const std::string& kept);
   std::vector<std::string> checkActive(std::int64_t now);
+  /// What the CA list and CRL say of one rest-of-chain (the issuers of active certificates).
+  struct IssuerVerdict {
+    std::optional<std::string> revoked;    ///< why the CRL lists an issuer
+    std::optional<std::string> untrusted;  ///< why the chain does not verify to the anchors
+    bool rootApproved = false;             ///< untrusted although its root is still an anchor
+  };
+  [[nodiscard]] IssuerVerdict judgeIssuers(const std::string& issuersPem, const std::string& leafPem,
+                                           const std::unordered_set<std::string>& crlSerials,
+                                           const std::vector<pki::Certificate>& anchors, std::int64_t now) const;
+  /// Why the CRL lists `cert` itself, if it does.
+  [[nodiscard]] std::optional<std::string> leafRevoked(const storage::IssuedCert& cert, const std::string& leafPem,
+                                                       const std::unordered_set<std::string>& crlSerials) const;
+  /// Marks `cert` revoked (KMS_CERT_REVOKED); false when the DB refused.
+  bool recordRevoked(const storage::IssuedCert& cert, const std::string& why, std::int64_t now);
+  void reportDistrusted(const storage::IssuedCert& cert, const std::string& why);
 
   Services& s_;
+  TrustState& state_;
   const Clock& clock_;
   EventSink& events_;
   mutable std::mutex mutex_;  // guards the members below (status() reads them from the loop)

@@ -37,6 +37,18 @@ enum class Errc {
 /// Printable name of an error class ("hsm", "storage", ...).
 const char* errcName(Errc code) noexcept;
 
+/// What an unattended caller (kmsd) may do after a failure. The default is the one that
+/// costs nothing: only code that knows the request can never succeed as made says
+/// `permanent`, and only a CA's own request to slow down says `caPause`. Nothing defaults to
+/// a disposition that gives up an order or destroys a key.
+enum class Disposition {
+  retry,      ///< try again later, with backoff (the default)
+  permanent,  ///< cannot succeed as made: an order the CA declared invalid, a refused CSR or
+              ///< identifier, an issued chain that fails its checks
+  caPause,    ///< the CA asked its clients to slow down (rate limit): every request to it waits
+};
+[[nodiscard]] const char* toString(Disposition d) noexcept;
+
 /// A failure with enough context for an operator: what, where, and the native code.
 struct Error {
   Errc code = Errc::internal;
@@ -44,7 +56,7 @@ struct Error {
   std::string context;      ///< where: file, function, peer, table...
   std::int64_t native = 0;  ///< native code (CK_RV, sqlite rc, CURLcode, HTTP status)
   std::string nativeName;   ///< symbolic native code ("CKR_PIN_INCORRECT", "SQLITE_BUSY")
-  bool retryable = false;   ///< true when trying again later may succeed
+  Disposition disposition = Disposition::retry;  ///< see Disposition
   /// When the peer said when to come back (HTTP Retry-After), that delay.
   std::optional<std::chrono::seconds> retryAfter;
 
@@ -57,7 +69,13 @@ using Result = tl::expected<T, Error>;
 
 /// `return kms::fail(Errc::io, "cannot open", path);`
 [[nodiscard]] inline tl::unexpected<Error> fail(Errc code, std::string message, std::string context = {}) {
-  return tl::unexpected<Error>(Error{code, std::move(message), std::move(context), 0, {}, false, std::nullopt});
+  return tl::unexpected<Error>(Error{code, std::move(message), std::move(context), 0, {}, Disposition::retry, std::nullopt});
+}
+
+/// `e` marked as one that cannot succeed as made (see Disposition::permanent).
+[[nodiscard]] inline Error permanent(Error e) {
+  e.disposition = Disposition::permanent;
+  return e;
 }
 
 /// Wraps an already built Error.

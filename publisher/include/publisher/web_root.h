@@ -29,6 +29,9 @@ class WebRoot {
   [[nodiscard]] Result<Published> publish(const std::string& name, const std::string& serialHex,
                                           const std::string& chainPem) const;
 
+  /// Where publish puts (or put) the chain of `name` with serial `serialHex`: paths and URL
+  /// only, nothing is read or written.
+  [[nodiscard]] Published where(const std::string& name, const std::string& serialHex) const;
   /// The first half of publish: the immutable file only (what the x5u URL serves). The
   /// current pointer still names the previous chain.
   [[nodiscard]] Result<Published> writeImmutable(const std::string& name, const std::string& serialHex,

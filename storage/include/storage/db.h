@@ -3,7 +3,7 @@
 ///
 /// Every error is a kms::Error with code Errc::storage (unless stated otherwise), `context`
 /// set to the database path, `native` the extended SQLite result code, `nativeName` its
-/// symbolic name ("SQLITE_BUSY") and `retryable` true for SQLITE_BUSY / SQLITE_LOCKED.
+/// symbolic name ("SQLITE_BUSY").
 /// sqlite3.h stays out of this header: the C types are only forward declared.
 ///
 /// Threading: a Db is one connection. It may be moved between threads but must not be used
@@ -45,7 +45,7 @@ enum class Synchronous {
 /// Options for Db::open.
 struct OpenOptions {
   /// Longest time one statement waits for another connection's lock before failing with
-  /// SQLITE_BUSY (retryable). Bounded: there is no retry loop beyond this.
+  /// SQLITE_BUSY. Bounded: there is no retry loop beyond this.
   std::chrono::milliseconds busyTimeout{5000};
   Synchronous synchronous = Synchronous::full;
   /// Create the file when missing (otherwise a missing file is SQLITE_CANTOPEN).
@@ -68,7 +68,7 @@ class Db {
   ///   - SQLITE_CANTOPEN with a hint about the directory existing and being writable;
   ///   - SQLITE_NOTADB when the file is not a database;
   ///   - Errc::unsupported when the schema version is newer than this build supports;
-  ///   - SQLITE_BUSY (retryable) when another process holds the write lock too long.
+  ///   - SQLITE_BUSY when another process holds the write lock too long.
   [[nodiscard]] static Result<std::unique_ptr<Db>> open(const std::string& path, OpenOptions options = {});
 
   Db(const Db&) = delete;
@@ -89,7 +89,7 @@ class Db {
   /// Starts a write transaction (`BEGIN IMMEDIATE`, waiting at most the busy timeout), or a
   /// SAVEPOINT when a transaction is already open on this connection, so Store calls nest
   /// inside a caller's transaction. Guards must be destroyed in reverse order of creation.
-  /// @return the guard, or SQLITE_BUSY (retryable) when another connection writes.
+  /// @return the guard, or SQLITE_BUSY when another connection writes.
   [[nodiscard]] Result<Transaction> begin();
 
   /// Reads an integer PRAGMA (e.g. "user_version", "foreign_keys").
@@ -189,7 +189,7 @@ class Transaction {
   ~Transaction();
 
   /// Commits (or releases the savepoint). On error the transaction stays active and the
-  /// destructor rolls it back; SQLITE_BUSY is retryable. Errc::internal when no longer active.
+  /// destructor rolls it back; SQLITE_BUSY when another connection writes. Errc::internal when no longer active.
   [[nodiscard]] Result<void> commit();
   /// Rolls back now; further calls are no-ops.
   [[nodiscard]] Result<void> rollback();

@@ -4,7 +4,7 @@
 ///
 /// Times are Unix seconds. Rows are plain structs. "get" functions return an empty optional
 /// when the row does not exist; functions that change a named row fail with Errc::notFound
-/// when it does not. Other failures are storage errors from db.h (SQLITE_BUSY is retryable).
+/// when it does not. Other failures are storage errors from db.h.
 /// Writes that touch several rows run in one transaction; transact() groups several calls.
 
 #include <cstdint>
@@ -66,6 +66,10 @@ struct ManagedCert {
   std::int64_t updatedAt = 0;
   std::optional<std::int64_t> renewAt;       ///< when the active certificate is to be renewed
   std::optional<std::int64_t> ariNextCheck;  ///< when the CA's renewalInfo is read next
+  /// The configuration the last failure happened under (see noteFailureCause).
+  std::optional<std::string> failureConfig;
+  /// Who named the wait after the last failure: "backoff" (kmsd) or "peer" (the CA, the STI-PA).
+  std::optional<std::string> failureWait;
 };
 
 struct Order {
@@ -231,6 +235,15 @@ class Store {
   [[nodiscard]] virtual Result<void> recordFailure(std::string_view name, std::string_view error,
                                                    std::optional<std::int64_t> nextAttemptAt,
                                                    std::optional<CertState> newState = {}) = 0;
+
+  /// Records under which configuration (`configHash`) the last failure of `name` happened
+  /// and whether its wait was named by the peer (`peerWait`) or is kmsd's own backoff.
+  [[nodiscard]] virtual Result<void> noteFailureCause(std::string_view name, std::string_view configHash,
+                                                      bool peerWait) = 0;
+  /// After a configuration change: when the last failure of `name` happened under another
+  /// configuration than `configHash` and its wait is kmsd's own backoff, the wait is cleared
+  /// (tried again at once). A peer's wait stays. Whether a wait was cleared.
+  [[nodiscard]] virtual Result<bool> releaseBackoff(std::string_view name, std::string_view configHash) = 0;
 
   // --- orders (at most one open per certificate) ---
   /// Opens an order at `step`. Errc::alreadyExists when the certificate has an open order,

@@ -12,7 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "acme/jws.h"
+#include "pki/jose.h"
 #include "util.h"
 
 namespace kms::lab {

@@ -70,6 +70,9 @@ void applyFileSwitch(const std::string& key, const json& value, LabOptions& o, R
   } else if (key == "fingerprint") {
     need(value.is_string() && (value == "spki" || value == "jwk-thumbprint"));
     raw.fingerprint = value.get<std::string>();
+  } else if (key == "break-profile") {
+    need(value.is_string() && (value == "" || value == "key-usage" || value == "no-policy" || value == "no-crl-dp"));
+    o.breakProfile = value.get<std::string>();
   } else if (key == "challenge-member") {
     need(value.is_string() && (value == "atc" || value == "tkauth"));
     o.challengeMember = value.get<std::string>();
@@ -132,6 +135,7 @@ json LabOptions::toJson() const {
               {"access-token-lifetime", accessTokenLifetime},
               {"fingerprint", toString(fingerprint)},
               {"challenge-member", challengeMember},
+              {"break-profile", breakProfile},
               {"identifier-encoding", toString(identifierEncoding)},
               {"spc", spcs},
               {"sti-pa-allowed-ip", stiPaAllowedIps},
@@ -165,6 +169,8 @@ ParseOutcome parseOptions(int argc, char** argv) {
       ->check(CLI::IsMember({"spki", "jwk-thumbprint"}));
   app.add_option("--challenge-member", o.challengeMember, "member of the tkauth-01 response carrying the token")
       ->check(CLI::IsMember({"atc", "tkauth"}));
+  app.add_option("--break-profile", o.breakProfile, "issue certificates that break one SHAKEN profile rule")
+      ->check(CLI::IsMember({"key-usage", "no-policy", "no-crl-dp"}));
   app.add_option("--identifier-encoding", raw.identifierEncoding, "TNAuthList identifier values the CA accepts")
       ->check(CLI::IsMember({"any", "padded", "base64url"}));
   app.add_option("--spc", o.spcs, "SPC owned by the lab STI-PA account (repeatable; default 1234)");

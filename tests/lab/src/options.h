@@ -33,6 +33,10 @@ struct LabOptions {
 
   // Misbehaviour for tests.
   bool wrongTnAuthList = false;  ///< issue with another SPC in the TNAuthList
+  /// Issue certificates that break one SHAKEN profile rule: "key-usage" (digitalSignature
+  /// and keyEncipherment), "no-policy" (no certificatePolicies), "no-crl-dp" (no CRL
+  /// distribution point); empty: the profile is kept.
+  std::string breakProfile;
   bool brokenChain = false;      ///< serve an intermediate that did not sign the leaf
   int slowMs = 0;                ///< delay every response
   bool failStiPa = false;        ///< every STI-PA call answers 500

@@ -29,6 +29,14 @@ Result<pki::Certificate> issueShakenCertificate(const LabContext& ctx, const Csr
     return fail(policies.error());
   }
   auto now = std::chrono::system_clock::now();
+  const std::string& broken = ctx.options.breakProfile;
+  std::vector<RawExtension> extensions{{"2.5.29.32", *policies, false}, {"2.5.29.31", *cdp, false},
+                                    {pki::kTnAuthListOid, tn, false}};
+  if (broken == "no-policy" || broken == "no-crl-dp") {
+    extensions.erase(extensions.begin() + (broken == "no-policy" ? 0 : 1));
+  }
+  const std::string keyUsage =
+      broken == "key-usage" ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature";
   CertSpec spec{{{"C", csr.country.value_or("US")},
                  {"O", csr.organization.value_or("kms-lab subscriber")},
                  {"CN", "SHAKEN " + spc}},
@@ -37,8 +45,8 @@ Result<pki::Certificate> issueShakenCertificate(const LabContext& ctx, const Csr
                 ctx.pki->stiCaIntermediate->key.get(),
                 now,
                 now + std::chrono::seconds(ctx.options.certLifetime),
-                {{"basicConstraints", "critical,CA:FALSE"}, {"keyUsage", "critical,digitalSignature"}},
-                {{"2.5.29.32", *policies, false}, {"2.5.29.31", *cdp, false}, {pki::kTnAuthListOid, tn, false}},
+                {{"basicConstraints", "critical,CA:FALSE"}, {"keyUsage", keyUsage}},
+                extensions,
                 true};
   return buildCertificate(spec);
 }

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "acme/jws.h"
+#include "pki/jose.h"
 #include "pki/ec_key.h"
 #include "pki/jose.h"
 #include "util.h"

@@ -298,7 +298,7 @@ TEST(AcmeHttp01Responder, BindConflictNamesAddressAndReason) {
   EXPECT_EQ(error.code, Errc::io);
   EXPECT_EQ(error.toString(), "http-01 responder: cannot bind 127.0.0.1:" + std::to_string(port) +
                                   ": Address already in use (EADDRINUSE)");
-  EXPECT_FALSE(error.retryable);
+  EXPECT_EQ(error.disposition, Disposition::retry);
 }
 
 TEST(AcmeHttp01Responder, ListensOnIpv6Loopback) {

@@ -145,7 +145,7 @@ TEST(AcmeAuthorization, OnlyWhatTheOrderAskedForWithSaneCharacters) {
       return std::string();
     }
     EXPECT_EQ(r.error().code, Errc::protocol);
-    EXPECT_FALSE(r.error().retryable);
+    EXPECT_EQ(r.error().disposition, Disposition::permanent);
     EXPECT_EQ(r.error().context, "https://ca.example/authz/1");
     return r.error().message;
   };
@@ -170,27 +170,28 @@ TEST(AcmeAuthorization, OnlyWhatTheOrderAskedForWithSaneCharacters) {
 TEST(AcmeProblem, TypedErrors) {
   Error bad = problemError(problem(400, R"({"type":"urn:ietf:params:acme:error:badNonce","detail":"stale"})"), "u");
   EXPECT_EQ(bad.nativeName, "badNonce");
-  EXPECT_TRUE(bad.retryable);
+  EXPECT_EQ(bad.disposition, Disposition::retry);
   EXPECT_EQ(bad.toString(), "u: ACME badNonce: stale (badNonce)");
 
   Error rate =
       problemError(problem(429, R"({"type":"urn:ietf:params:acme:error:rateLimited","detail":"slow"})", "120"), "u");
-  EXPECT_TRUE(rate.retryable);
+  EXPECT_EQ(rate.disposition, Disposition::caPause);
   EXPECT_EQ(rate.retryAfter, std::chrono::seconds(120));
 
   Error unauth = problemError(problem(403, R"({"type":"urn:ietf:params:acme:error:unauthorized","detail":"no"})"), "u");
   EXPECT_EQ(unauth.code, Errc::unauthorized);
-  EXPECT_FALSE(unauth.retryable);
+  EXPECT_EQ(unauth.disposition, Disposition::retry);
 
   Error csr = problemError(problem(400, R"({"type":"urn:ietf:params:acme:error:badCSR","detail":"key"})"), "u");
   EXPECT_EQ(csr.code, Errc::protocol);
   EXPECT_EQ(csr.native, 400);
+  EXPECT_EQ(csr.disposition, Disposition::permanent);  // the same CSR is refused again
 
   Error gone = problemError(problem(400, R"({"type":"urn:ietf:params:acme:error:accountDoesNotExist"})"), "u");
   EXPECT_EQ(gone.code, Errc::notFound);
 
   Error internal = problemError(problem(500, R"({"type":"urn:ietf:params:acme:error:serverInternal"})"), "u");
-  EXPECT_TRUE(internal.retryable);
+  EXPECT_EQ(internal.disposition, Disposition::retry);
 
   Error sub = problemError(problem(400, R"({"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"bad names",
                        "subproblems":[{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"no",
@@ -203,7 +204,16 @@ TEST(AcmeProblem, TypedErrors) {
   html.body = "<html>bad gateway</html>";
   Error gw = problemError(html, "u");
   EXPECT_EQ(gw.nativeName, "HTTP 502");
-  EXPECT_TRUE(gw.retryable);
+  EXPECT_EQ(gw.disposition, Disposition::retry);
+
+  // Down, and naming when to come back: every request to the CA waits; without a time, only
+  // the request that failed does.
+  Error down = problemError(problem(503, R"({"type":"urn:ietf:params:acme:error:serverInternal"})", "60"), "u");
+  EXPECT_EQ(down.disposition, Disposition::caPause);
+  Error downNoTime = problemError(problem(503, R"({"type":"urn:ietf:params:acme:error:serverInternal"})"), "u");
+  EXPECT_EQ(downNoTime.disposition, Disposition::retry);
+  Error limited = problemError(problem(429, "not json"), "u");
+  EXPECT_EQ(limited.disposition, Disposition::caPause);
 }
 
 TEST(AcmeProblem, HostileMembersNeitherThrowNorOverflow) {

@@ -36,7 +36,6 @@ TEST_F(ConfigLoad, FullExampleSetsEveryField) {
   EXPECT_EQ(c.source, path);
   EXPECT_EQ(c.daemon.stateDir, "/var/lib/kmsd");
   EXPECT_EQ(c.daemon.controlSocket, "/run/kmsd/ctl.sock");
-  EXPECT_EQ(c.daemon.metricsListen, (HostPort{"127.0.0.1", 9464}));
   EXPECT_EQ(c.daemon.logFormat, LogFormat::json);
 
   EXPECT_EQ(c.hsm.module, dir() + "/libpkcs11.so");
@@ -112,7 +111,6 @@ name = "web"
 identifiers = ["dns:cr.example.net"]
 )");
   EXPECT_EQ(c.daemon.controlSocket, "/run/kmsd/control.sock");
-  EXPECT_FALSE(c.daemon.metricsListen.has_value());
   EXPECT_EQ(c.daemon.logFormat, LogFormat::text);
   EXPECT_EQ(c.hsm.sessionPool, 4);
   ASSERT_TRUE(c.stiPa.has_value());
@@ -172,7 +170,6 @@ TEST_F(ConfigLoad, DurationsAndListenAddresses) {
 
   const Config c = loadOk(R"([daemon]
 state_dir = "/var/lib/kmsd"
-metrics_listen = "localhost:65535"
 [hsm]
 module = "@DIR@/libpkcs11.so"
 token_label = "kms"
@@ -184,7 +181,6 @@ http01_listen = "0.0.0.0:5002"
 web_root = "/var/www/cr"
 base_url = "http://[::1]:8080/"
 )");
-  EXPECT_EQ(c.daemon.metricsListen, (HostPort{"localhost", 65535}));
   EXPECT_EQ(c.acme.http01Listen, (HostPort{"0.0.0.0", 5002}));
   EXPECT_EQ(c.acme.directoryUrl, "http://127.0.0.53:14000/dir");
   EXPECT_EQ(c.publisher.baseUrl, "http://[::1]:8080/");

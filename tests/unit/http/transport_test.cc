@@ -256,7 +256,7 @@ TEST_F(AcmeTransportTest, BodyOverLimitIsProtocolErrorNotRetryable) {
   auto response = transport->send(get(bigUrl));
   ASSERT_FALSE(response.has_value());
   EXPECT_EQ(response.error().code, Errc::protocol);
-  EXPECT_FALSE(response.error().retryable);
+  EXPECT_EQ(response.error().disposition, Disposition::retry);
   EXPECT_EQ(response.error().message, "response body exceeds the limit of 1000 bytes (GET " + bigUrl + ")");
   EXPECT_EQ(response.error().context, bigUrl);
 
@@ -333,7 +333,7 @@ TEST(AcmeTransport, ConnectionRefusedIsRetryableNetworkError) {
   ASSERT_FALSE(response.has_value());
   const Error& error = response.error();
   EXPECT_EQ(error.code, Errc::network);
-  EXPECT_TRUE(error.retryable);
+  EXPECT_EQ(error.disposition, Disposition::retry);
   EXPECT_EQ(error.context, url);
   EXPECT_EQ(error.nativeName, "CURLE_COULDNT_CONNECT");
   EXPECT_EQ(error.native, 7);
@@ -352,7 +352,7 @@ TEST(AcmeTransport, SilentServerTimesOutRetryable) {
   auto elapsed = Clock::now() - started;
   ASSERT_FALSE(response.has_value());
   EXPECT_EQ(response.error().code, Errc::timeout);
-  EXPECT_TRUE(response.error().retryable);
+  EXPECT_EQ(response.error().disposition, Disposition::retry);
   EXPECT_EQ(response.error().nativeName, "CURLE_OPERATION_TIMEDOUT");
   EXPECT_EQ(response.error().context, silent.url("/new-nonce"));
   // Not before the timeout (a lower bound cannot race); how soon after is a speed question.
@@ -362,10 +362,11 @@ TEST(AcmeTransport, SilentServerTimesOutRetryable) {
 TEST(AcmeTransport, RejectsBadRequestsAndOptions) {
   auto transport = makeTransport();
   ASSERT_NE(transport, nullptr);
-  auto put = transport->send(get("http://127.0.0.1:1/", "PUT"));
+  auto put = transport->send(get("http://127.0.0.1:1/", "GET /x HTTP/1.1\r\nX: y"));
   ASSERT_FALSE(put.has_value());
   EXPECT_EQ(put.error().code, Errc::invalidArgument);
-  EXPECT_EQ(put.error().message, "unsupported HTTP method \"PUT\"");
+  EXPECT_EQ(put.error().message, "unsupported HTTP method \"GET /x HTTP/1.1\r\nX: y\"");
+  EXPECT_FALSE(transport->send(get("http://127.0.0.1:1/", "get")).has_value());
 
   HttpRequest injected = get("http://127.0.0.1:1/");
   injected.headers = {{"X-Evil", "a\r\nHost: other"}};
@@ -376,7 +377,7 @@ TEST(AcmeTransport, RejectsBadRequestsAndOptions) {
   auto ftp = transport->send(get("ftp://127.0.0.1/"));
   ASSERT_FALSE(ftp.has_value());
   EXPECT_EQ(ftp.error().nativeName, "CURLE_UNSUPPORTED_PROTOCOL");
-  EXPECT_FALSE(ftp.error().retryable);
+  EXPECT_EQ(ftp.error().disposition, Disposition::retry);
 
   http::TransportOptions missing;
   missing.caBundle = "/nonexistent/ca.pem";
@@ -515,7 +516,7 @@ TEST_F(AcmeTransportTlsTest, UnknownIssuerFailsNotRetryable) {
   ASSERT_FALSE(response.has_value());
   const Error& error = response.error();
   EXPECT_EQ(error.code, Errc::network);
-  EXPECT_FALSE(error.retryable);
+  EXPECT_EQ(error.disposition, Disposition::retry);
   EXPECT_EQ(error.nativeName, "CURLE_PEER_FAILED_VERIFICATION");
   EXPECT_EQ(error.context, server.url());
   EXPECT_NE(error.message.find("unable to get local issuer certificate"), std::string::npos) << error.message;

@@ -1,7 +1,7 @@
 // kmsctl revoke --reason: RFC 5280 CRLReason names (as certbot takes them) and codes.
 #include <gtest/gtest.h>
 
-#include "ctl_commands.h"
+#include "kmsctl/commands.h"
 
 namespace kms::daemon {
 namespace {

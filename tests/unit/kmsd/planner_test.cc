@@ -1,7 +1,7 @@
 // The planner and the retry policy as pure functions of plain values and a simulated time.
 #include <gtest/gtest.h>
 
-#include "planner.h"
+#include "engine/planner.h"
 
 namespace kms::daemon {
 namespace {

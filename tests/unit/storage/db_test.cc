@@ -68,7 +68,7 @@ TEST_F(StorageDb, CantOpenNamesPathAndDirectory) {
   EXPECT_EQ(db.error().code, Errc::storage);
   EXPECT_EQ(db.error().nativeName, "SQLITE_CANTOPEN");
   EXPECT_EQ(db.error().context, path);
-  EXPECT_FALSE(db.error().retryable);
+  EXPECT_EQ(db.error().disposition, Disposition::retry);
   EXPECT_EQ(db.error().toString(), path +
                                        ": cannot open database: unable to open database file; check that the "
                                        "directory " +
@@ -276,7 +276,7 @@ TEST_F(StorageTransaction, ConstraintErrorKeepsTransactionUsable) {
   auto r = dup->run();
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().nativeName, "SQLITE_CONSTRAINT_UNIQUE");
-  EXPECT_FALSE(r.error().retryable);
+  EXPECT_EQ(r.error().disposition, Disposition::retry);
   insert(2);
   KMS_ASSERT_OK(tx->commit());
   EXPECT_EQ(count(*db_, "t"), 2);
@@ -299,7 +299,7 @@ TEST_F(StorageTransaction, BusyTimeoutIsBoundedAndRetryable) {
   EXPECT_EQ(blocked.error().code, Errc::storage);
   EXPECT_EQ(blocked.error().native & 0xff, 5);  // SQLITE_BUSY
   EXPECT_EQ(blocked.error().nativeName.rfind("SQLITE_BUSY", 0), 0u) << blocked.error().nativeName;
-  EXPECT_TRUE(blocked.error().retryable);
+  EXPECT_EQ(blocked.error().disposition, Disposition::retry);
   EXPECT_EQ(blocked.error().context, writer->path());
   EXPECT_GE(waited, std::chrono::milliseconds(250));
   EXPECT_LT(waited, std::chrono::seconds(3));

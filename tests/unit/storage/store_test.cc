@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "sandbox.h"
 #include "storage/db.h"
 #include "storage/store.h"
@@ -111,6 +113,102 @@ TEST_F(StorageStore, CertificateChecksRejectMistakes) {
   EXPECT_EQ(badState.error().nativeName, "SQLITE_CONSTRAINT_CHECK");
   auto badType = db_->exec("UPDATE managed_certificates SET next_attempt_at = 'soon'");
   ASSERT_FALSE(badType.has_value());  // STRICT tables refuse text in an INTEGER column
+}
+
+TEST_F(StorageStore, RetirableKeysAreOnlyThoseNothingNeedsAnyMore) {
+  // Destroying a key cannot be undone: each case a key must survive, and the boundary of
+  // [publisher] retain to the second.
+  addCert("main");
+  const std::int64_t retain = 3600;
+  int serial = 0;
+  auto issue = [&](const std::string& keyUri, std::int64_t notBefore, std::int64_t notAfter,
+                   std::optional<std::int64_t> publishedAt) {
+    IssuedCert c;
+    c.certName = "main";
+    c.serial = "0" + std::to_string(++serial);
+    c.notBefore = notBefore;
+    c.notAfter = notAfter;
+    c.chainPem = kPem;
+    c.keyUri = keyUri;
+    auto id = store_->insertIssued(c);
+    EXPECT_TRUE(id.has_value()) << id.error().toString();
+    if (publishedAt) {
+      EXPECT_TRUE(store_->markPublished(*id, "https://cr.example/x.pem", *publishedAt).has_value());
+    }
+    return *id;
+  };
+  auto retirable = [&](std::int64_t now) {
+    std::set<std::string> out;
+    auto keys = store_->listRetirableKeys(now, retain);
+    EXPECT_TRUE(keys.has_value()) << keys.error().toString();
+    for (const auto& [uri, cert] : *keys) {
+      out.insert(uri);
+    }
+    return out;
+  };
+  const std::string account = recordKey("a0", KeyPurpose::account);
+  const std::string old = recordKey("01");
+  const std::string current = recordKey("02");
+  const std::string inOrder = recordKey("03");
+  const std::string revoked = recordKey("04");
+  const std::string expired = recordKey("05");
+  issue(old, kT0, kT0 + 90 * 86400, kT0);                      // replaced at kT0 + 100
+  issue(current, kT0 + 50, kT0 + 90 * 86400, kT0 + 100);       // the active one
+  const auto revokedId = issue(revoked, kT0 + 10, kT0 + 90 * 86400, std::nullopt);
+  KMS_ASSERT_OK(store_->markRevoked(revokedId, kT0 + 20));
+  issue(expired, kT0 - 100 * 86400, kT0 - 10 * 86400, kT0 - 100 * 86400);
+  auto order = store_->createOrder("main", CertState::planned);
+  KMS_ASSERT_OK(order);
+  OrderUpdate u;
+  u.step = CertState::keyReady;
+  u.keyUri = inOrder;
+  KMS_ASSERT_OK(store_->advanceOrder(order->id, u));
+
+  // A second before the replaced key's retain ends it stays; at the second it ends it goes.
+  const std::int64_t replacedAt = kT0 + 100;
+  EXPECT_EQ(retirable(replacedAt + retain - 1), (std::set<std::string>{revoked, expired}));
+  EXPECT_EQ(retirable(replacedAt + retain), (std::set<std::string>{old, revoked, expired}));
+  // Never: the account key, the active certificate's, an open order's.
+  for (std::int64_t now : {kT0, replacedAt + retain, kT0 + 80 * 86400}) {
+    auto keys = retirable(now);
+    EXPECT_EQ(keys.count(account), 0u) << now;
+    EXPECT_EQ(keys.count(current), 0u) << now;
+    EXPECT_EQ(keys.count(inOrder), 0u) << now;
+  }
+  // The open order closes (abandoned): its key goes with it.
+  KMS_ASSERT_OK(store_->closeOrder(order->id, OrderStatus::abandoned));
+  EXPECT_EQ(retirable(kT0).count(inOrder), 1u);
+  // The active certificate expires: its key goes too (nothing valid uses it).
+  EXPECT_EQ(retirable(kT0 + 90 * 86400).count(current), 1u);
+  // A destroyed key is not listed again.
+  KMS_ASSERT_OK(store_->markKeyDestroyed(expired, kT0));
+  EXPECT_EQ(retirable(kT0).count(expired), 0u);
+}
+
+TEST_F(StorageStore, AConfigurationChangeReleasesOnlyKmsdsOwnBackoff) {
+  addCert("own");
+  addCert("peer");
+  addCert("fine");
+  KMS_ASSERT_OK(store_->recordFailure("own", "refused", kT0 + 600));
+  KMS_ASSERT_OK(store_->noteFailureCause("own", "hash-a", false));
+  KMS_ASSERT_OK(store_->recordFailure("peer", "rate limited", kT0 + 600));
+  KMS_ASSERT_OK(store_->noteFailureCause("peer", "hash-a", true));
+  EXPECT_EQ(store_->getCertificate("own")->value().failureWait, "backoff");
+  EXPECT_EQ(store_->getCertificate("peer")->value().failureConfig, "hash-a");
+
+  // The same configuration: every wait holds.
+  EXPECT_EQ(store_->releaseBackoff("own", "hash-a").value(), false);
+  EXPECT_EQ(store_->getCertificate("own")->value().nextAttemptAt, kT0 + 600);
+  // Another one: kmsd's own backoff goes, the peer's wait and the failure count stay.
+  EXPECT_EQ(store_->releaseBackoff("own", "hash-b").value(), true);
+  EXPECT_FALSE(store_->getCertificate("own")->value().nextAttemptAt.has_value());
+  EXPECT_EQ(store_->getCertificate("own")->value().failureCount, 1);
+  EXPECT_EQ(store_->releaseBackoff("peer", "hash-b").value(), false);
+  EXPECT_EQ(store_->getCertificate("peer")->value().nextAttemptAt, kT0 + 600);
+  // Nothing failed: nothing to release; an unknown certificate is not an error.
+  EXPECT_EQ(store_->releaseBackoff("fine", "hash-b").value(), false);
+  EXPECT_EQ(store_->releaseBackoff("nope", "hash-b").value(), false);
+  EXPECT_EQ(store_->noteFailureCause("nope", "hash-b", false).error().code, Errc::notFound);
 }
 
 TEST_F(StorageStore, StateAndFailureBookkeeping) {

@@ -1,10 +1,12 @@
 #pragma once
-// kmsctl commands that talk to the running daemon over its control socket, falling back to
+// The kmsctl commands (one file each) that talk to the running daemon over its control socket, falling back to
 // the state DB (read-only) when it is down.
 
 #include <iosfwd>
 #include <optional>
 #include <string>
+
+#include "config/config.h"
 
 namespace kms::daemon {
 
@@ -30,5 +32,14 @@ int ctlKeys(const std::string& configPath, bool json, std::ostream& out, std::os
 int ctlTrust(const std::string& configPath, bool refresh, bool json, std::ostream& out, std::ostream& err);
 /// Events from the daemon (or the DB); with `follow`, keeps printing new ones.
 int ctlEvents(const std::string& configPath, int limit, bool follow, std::ostream& out, std::ostream& err);
+
+/// With the daemon down: the status from the state DB in the daemon's JSON shape.
+int showStatus(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err);
+/// With the daemon down: the keys, opening the token itself.
+int listKeys(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err);
+/// With the daemon down: the newest events of the event log.
+int showEvents(const config::Config& cfg, int limit, std::ostream& out, std::ostream& err);
+/// With the daemon down: the CA list and CRL kept in the state DB.
+int showTrust(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err);
 
 }  // namespace kms::daemon

@@ -1,0 +1,38 @@
+// GET /healthz, /readyz and /v1/status: is kmsd alive, ready, and how its certificates stand.
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/time_format.h"
+#include "control/control_context.h"
+#include "control/status_view.h"
+
+namespace kms::daemon {
+
+void addHealthRoutes(RouteTable& routes, ControlContext& ctx) {
+  routes.add("GET", "/healthz", [](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
+    reply(jsonResponse(200, {{"status", "ok"}}));
+  });
+  routes.add("GET", "/readyz", [&ctx](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
+    const std::string why = ctx.notReady();
+    reply(why.empty() ? jsonResponse(200, {{"status", "ok"}}) : jsonResponse(503, {{"status", why}}));
+  });
+  routes.add("GET", "/v1/status", [&ctx](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
+    const Engine::Counters n = ctx.engine.counters();
+    nlohmann::json daemon{{"pid", ::getpid()},
+                          {"certificates", n.certificates},
+                          {"open_orders", n.openOrders},
+                          {"max_concurrent_orders", n.maxOrders},
+                          {"steps_running", n.stepsRunning},
+                          {"ca_paused_until", n.caPausedUntil > 0 ? isoTime(n.caPausedUntil) : ""}};
+    replyFromWorker(ctx, reply, "a control API read", [&ctx, daemon, rt = ctx.engine.runtimeInfo()] {
+      auto list = certificatesJson(ctx.store, unixSeconds(ctx.clock.now()), rt);
+      if (!list) {
+        return problem(500, "state DB", list.error().toString());
+      }
+      return jsonBody(200, "{\"daemon\":" + daemon.dump() + ",\"certificates\":" + *list + "}");
+    });
+  });
+}
+
+}  // namespace kms::daemon

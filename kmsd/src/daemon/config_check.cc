@@ -1,0 +1,93 @@
+#include "daemon/config_check.h"
+
+#include <ostream>
+
+#include "hsm/token.h"
+#include "hsm/token_store.h"
+#include "services/state_reader.h"
+#include "services/services.h"
+
+namespace kms::daemon {
+
+std::optional<config::Config> loadConfig(const std::string& path, std::ostream& err) {
+  auto cfg = config::loadConfigFile(path, config::environmentSnapshot());
+  if (!cfg) {
+    err << config::formatErrors(cfg.error());
+    return std::nullopt;
+  }
+  return std::move(*cfg);
+}
+
+hsm::TokenOptions tokenOptions(const config::Config& cfg) {
+  return hsm::TokenOptions{cfg.hsm.module, cfg.hsm.tokenLabel, cfg.hsm.pinFile,
+                           static_cast<std::size_t>(cfg.hsm.sessionPool)};
+}
+
+std::vector<std::string> trustSettingProblems(const config::Config& config) {
+  std::vector<std::string> out;
+  if (config.stiPa && !config.stiPa->trustAnchor && !config.stiPa->insecureSkipSignerCheck) {
+    out.emplace_back(
+        "[sti_pa] trust_anchor: required: without it an SPC token or CA list is trusted on the word of the "
+        "certificate its own x5u serves (insecure_skip_signer_check = true accepts that, for a lab only)");
+  }
+  if (!config.stiPa && !config.acme.trustAnchors && !config.acme.insecureSkipChainCheck) {
+    out.emplace_back(
+        "[acme] trust_anchors: required without [sti_pa] (whose CA list would give the anchors): otherwise any "
+        "chain with our key and names is accepted (insecure_skip_chain_check = true accepts that, for a lab only)");
+  }
+  return out;
+}
+
+int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& err) {
+  auto cfg = loadConfig(configPath, err);
+  if (!cfg) {
+    return kExitCheckFailed;
+  }
+  int rc = kExitOk;
+  for (const std::string& problem : trustSettingProblems(*cfg)) {
+    err << configPath << ": " << problem << '\n';
+    rc = kExitCheckFailed;
+  }
+  // Before the module is loaded: SoftHSM2 rewrites token.object in place at every C_Login.
+  hsm::TokenStoreOptions store;
+  store.modulePath = cfg->hsm.module;
+  if (auto guard = hsm::guardSoftHsmStore(store); !guard) {
+    err << configPath << ": [hsm] " << guard.error().toString() << '\n';
+    rc = kExitCheckFailed;
+  } else {
+    for (const auto& r : guard->restored) {
+      err << "KMS_TOKEN_RESTORED " << r.path << ": " << r.reason << "; restored from its verified copy\n";
+    }
+    for (const auto& q : guard->quarantined) {
+      err << "KMS_TOKEN_OBJECT_QUARANTINED " << q.path << ": " << q.reason << "; moved to " << q.movedTo << '\n';
+    }
+  }
+  auto token = hsm::Token::open(tokenOptions(*cfg));
+  if (!token) {
+    err << configPath << ": [hsm] " << token.error().toString() << '\n';
+    rc = kExitCheckFailed;
+  }
+  if (pathExists(cfg->daemon.stateDir)) {
+    if (auto dir = checkStateDir(cfg->daemon.stateDir, false); !dir) {
+      err << configPath << ": " << dir.error().toString() << '\n';
+      rc = kExitCheckFailed;
+    }
+  }
+  if (pathExists(dbPath(*cfg))) {
+    auto db = openExistingDb(*cfg);
+    if (!db) {
+      err << configPath << ": [daemon] state_dir: " << db.error().toString() << '\n';
+      rc = kExitCheckFailed;
+    }
+  }
+  if (rc == kExitOk) {
+    if (!pathExists(cfg->daemon.stateDir)) {
+      // Not an error: kmsd creates it. Said so the operator knows where state will go.
+      out << "note: state_dir " << cfg->daemon.stateDir << " does not exist yet; kmsd will create it\n";
+    }
+    out << "ok\n";
+  }
+  return rc;
+}
+
+}  // namespace kms::daemon

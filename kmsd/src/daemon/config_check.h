@@ -1,0 +1,39 @@
+#pragma once
+// What kmsd and kmsctl share before anything runs: exit codes, loading the configuration
+// with its errors printed, the trust settings refused, and `--check-config`.
+
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "hsm/token.h"
+
+namespace kms::daemon {
+
+/// Exit codes of kmsd and kmsctl.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitCheckFailed = 1,  ///< config invalid, HSM unusable, state refused
+  kExitUsage = 2,        ///< bad command line
+  kExitRuntime = 3,      ///< a runtime failure
+};
+
+/// Loads and validates the config file; on errors prints them (one line each) to err.
+[[nodiscard]] std::optional<config::Config> loadConfig(const std::string& path, std::ostream& err);
+
+/// What makes a configuration trust too much: no [sti_pa] trust_anchor (unless
+/// insecure_skip_signer_check), and no anchors for issued chains, neither [acme]
+/// trust_anchors nor an STI-PA CA list (unless insecure_skip_chain_check). One line each,
+/// naming the setting and the way out.
+[[nodiscard]] std::vector<std::string> trustSettingProblems(const config::Config& config);
+
+/// Validates the config file, logs in to the HSM token it names and, when the state DB
+/// exists, checks its schema version. Prints "ok" or every error.
+int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& err);
+
+/// The HSM settings of `cfg` as the token opens them.
+[[nodiscard]] hsm::TokenOptions tokenOptions(const config::Config& cfg);
+
+}  // namespace kms::daemon

@@ -1,0 +1,65 @@
+#pragma once
+// The parts a Daemon owns, in the order they are built (and the reverse of the order they
+// go). Private to daemon/.
+
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "control/control_context.h"
+#include "daemon/daemon.h"
+#include "daemon/maintenance.h"
+#include "daemon/signals.h"
+#include "daemon/state_lock.h"
+#include "engine/asio_executor.h"
+#include "engine/engine.h"
+#include "http/server.h"
+#include "lifecycle/steps.h"
+#include "services/services.h"
+#include "trust/trust.h"
+#include "trust/trust_state.h"
+
+namespace kms::daemon {
+
+struct Daemon::Parts {
+  Parts(const config::Config& c, Logger& l, Options o)
+      : config(std::make_shared<const config::Config>(c)),
+        options(std::move(o)),
+        log(l),
+        clock(systemClock()),
+        random(systemRandom()) {}
+  ~Parts();
+
+  std::shared_ptr<const config::Config> config;  ///< in force (a reload swaps it); certificates live in the engine
+  Options options;
+  Logger& log;
+  std::unique_ptr<Clock> clock;
+  std::unique_ptr<Random> random;
+  std::uint64_t descriptorLimit = 0;  ///< RLIMIT_NOFILE after raising it to the hard limit
+  std::unique_ptr<StateLock> lock;
+  StateDb state;
+  std::unique_ptr<StoreEventSink> sink;
+  std::unique_ptr<AsioExecutor> executor;
+  std::unique_ptr<TrustState> trustState;
+  std::unique_ptr<Services> services;
+  std::unique_ptr<Steps> steps;
+  std::unique_ptr<TrustKeeper> trust;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Maintenance> maintenance;
+  std::unique_ptr<ControlContext> control;
+  RouteTable routes;
+  std::unique_ptr<http::Server> controlServer;
+  std::unique_ptr<SignalWatcher> signals;
+  std::unique_ptr<Timer> stopTimer;  ///< the grace before requests in flight are cancelled
+  bool started = false;
+};
+
+/// The start-up warnings: trust checks off, the descriptor limit holding the listeners
+/// below their configured caps, no CRL signer.
+void emitStartupWarnings(const Daemon::Parts& p);
+/// SIGHUP: the configuration file read again and applied (daemon/reloader.cc).
+void reload(Daemon::Parts& p);
+/// [daemon] max_concurrent_orders, or two per core when it is 0.
+[[nodiscard]] std::size_t defaultConcurrency(const config::Config& c);
+
+}  // namespace kms::daemon

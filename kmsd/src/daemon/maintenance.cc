@@ -1,0 +1,117 @@
+#include "daemon/maintenance.h"
+
+#include "lifecycle/steps.h"
+#include "trust/trust.h"
+
+namespace kms::daemon {
+
+Maintenance::Maintenance(Executor& executor, Engine& engine, TrustKeeper& trust, Steps& steps, LockedStore& store,
+                         EventSink& events, const Clock& clock)
+    : executor_(executor),
+      engine_(engine),
+      trust_(trust),
+      steps_(steps),
+      store_(store),
+      events_(events),
+      clock_(clock),
+      timer_(executor.timer()) {}
+
+void Maintenance::guarded(const std::string& where, std::function<void()> job) {
+  executor_.work([this, where, job = std::move(job)] {
+    std::string what;
+    try {
+      job();
+      return;
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+      what = "unknown exception";
+    }
+    events_.emit({"KMS_INTERNAL_ERROR", storage::EventLevel::error, std::nullopt,
+                  "internal error in " + where + ": " + what + "; kmsd goes on", {}});
+  });
+}
+
+bool Maintenance::refreshTrust(bool first, std::function<void(std::vector<std::string>)> done) {
+  if (running_ || stopped_) {
+    return false;
+  }
+  running_ = true;
+  engine_.jobStarted();
+  executor_.work([this, first, done = std::move(done)]() mutable {
+    std::vector<std::string> affected;
+    std::string error;
+    try {
+      affected = trust_.refresh();
+    } catch (const std::exception& e) {
+      error = e.what();
+    } catch (...) {
+      error = "unknown exception";
+    }
+    if (!error.empty()) {
+      events_.emit({"KMS_INTERNAL_ERROR", storage::EventLevel::error, std::nullopt,
+                    "internal error in the trust refresh: " + error + "; kmsd goes on", {}});
+    }
+    executor_.post([this, first, done = std::move(done), affected = std::move(affected)] {
+      refreshed(first, affected, done);
+    });
+  });
+  return true;
+}
+
+void Maintenance::refreshed(bool first, const std::vector<std::string>& affected,
+                            const std::function<void(std::vector<std::string>)>& done) {
+  running_ = false;
+  engine_.jobDone();
+  if (engine_.stopping()) {
+    return;
+  }
+  if (first) {
+    engine_.start();
+  } else {
+    for (const auto& name : affected) {
+      engine_.wake(name);
+    }
+  }
+  armNextRefresh();
+  if (done) {
+    done(affected);
+  }
+}
+
+void Maintenance::armNextRefresh() {
+  if (!interval_ || stopped_) {
+    return;
+  }
+  timer_->at(clock_.now() + *interval_, [this] {
+    if (!stopped_ && !running_ && refreshTrust(false)) {
+      housekeeping(keep_, most_);
+    }
+  });
+}
+
+void Maintenance::housekeeping(std::chrono::seconds keep, std::int64_t most) {
+  keep_ = keep;
+  most_ = most;
+  guarded("event log housekeeping", [this, keep, most] {
+    const std::int64_t now = unixSeconds(clock_.now());
+    auto pruned = store_.with([&](storage::Store& s) { return s.pruneEvents(now - keep.count(), most); });
+    if (!pruned) {
+      storeWriteFailed(events_, std::nullopt, "bound the event log", pruned.error());
+    }
+  });
+  guarded("key housekeeping", [this] {
+    auto r = steps_.retireKeys();
+    if (!r) {
+      events_.emit({"KMS_KEY_DESTROY_FAILED", storage::EventLevel::warning, std::nullopt,
+                    "key housekeeping failed: " + r.error().toString(), {}});
+    }
+  });
+}
+
+void Maintenance::stop() {
+  stopped_ = true;
+  timer_->cancel();
+}
+
+}  // namespace kms::daemon

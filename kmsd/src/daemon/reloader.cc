@@ -1,0 +1,144 @@
+// SIGHUP: the whole configuration file read again and swapped in as one value (the settings
+// for services, engine, log and maintenance; the certificates for the engine and the DB).
+#include "daemon/reloader.h"
+
+#include <algorithm>
+
+#include "daemon/daemon_parts.h"
+#include "daemon/registration.h"
+
+namespace kms::daemon {
+namespace {
+
+using storage::EventLevel;
+
+/// Restores `field` of `next` from `running` when they differ, naming it in `out`.
+template <class T>
+void keep(const T& running, T& next, const char* name, std::vector<std::string>& out) {
+  if (!(running == next)) {
+    next = running;
+    out.emplace_back(name);
+  }
+}
+
+/// Adds and updates; the number added and changed.
+std::pair<int, int> applyCertificates(Daemon::Parts& p, const std::vector<config::CertificateConfig>& certs,
+                                      const DefinitionHasher& hash) {
+  auto registered = registerCertificates(*p.state.locked, certs, hash);
+  if (!registered) {
+    p.sink->emit({"KMS_RELOAD_FAILED", EventLevel::error, std::nullopt,
+                  "certificates not recorded, the previous ones stay: " + registered.error().toString(), {}});
+    return {0, 0};
+  }
+  announceReleased(*p.sink, registered->released);
+  int added = 0;
+  int changed = 0;
+  for (const auto& c : certs) {
+    auto current = p.engine->definition(c.name);
+    if (!current) {
+      p.engine->add(c, hash(c));
+      ++added;
+      continue;
+    }
+    const bool redefined = !(*current == c);
+    p.engine->update(c, hash(c));  // the settings' part of the hash may have changed too
+    if (redefined) {
+      // Renewed with its new definition at once; the active certificate stays until the new
+      // one is published.
+      p.engine->requestRenewal(c.name);
+      ++changed;
+    }
+  }
+  return {added, changed};
+}
+
+int removeMissing(Daemon::Parts& p, const std::vector<config::CertificateConfig>& certs) {
+  int removed = 0;
+  const std::vector<std::string> names = p.engine->names();  // a copy: removal changes it
+  for (const auto& name : names) {
+    if (std::none_of(certs.begin(), certs.end(), [&](const auto& c) { return c.name == name; })) {
+      p.engine->remove(name);
+      ++removed;
+      p.sink->emit({"KMS_CERT_REMOVED", EventLevel::warning, name,
+                    "no longer in the configuration: renewal stopped, published files kept", {}});
+    }
+  }
+  return removed;
+}
+
+/// The live settings of `next` put to work.
+void applySettings(Daemon::Parts& p, std::shared_ptr<const config::Config> next) {
+  p.config = next;
+  p.services->setConfig(next);
+  p.log.setFormat(next->daemon.logFormat);
+  p.engine->setRetryPolicy(RetryPolicy{next->daemon.retryFirst.count(), next->daemon.retryMax.count()});
+  p.engine->setMaxOrders(defaultConcurrency(*next));
+  if (next->stiPa && !p.options.once) {
+    p.maintenance->setTrustInterval(next->stiPa->trustRefresh);
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> keepRestartSettings(const config::Config& running, config::Config& next) {
+  std::vector<std::string> out;
+  keep(running.daemon.stateDir, next.daemon.stateDir, "[daemon] state_dir", out);
+  keep(running.daemon.controlSocket, next.daemon.controlSocket, "[daemon] control_socket", out);
+  keep(running.daemon.listenerMaxConnections, next.daemon.listenerMaxConnections,
+       "[daemon] listener_max_connections", out);
+  keep(running.daemon.listenerMaxPerPeer, next.daemon.listenerMaxPerPeer, "[daemon] listener_max_per_peer", out);
+  keep(running.daemon.listenerHeaderTimeout, next.daemon.listenerHeaderTimeout, "[daemon] listener_header_timeout",
+       out);
+  keep(running.hsm, next.hsm, "[hsm]", out);
+  keep(running.acme, next.acme, "[acme]", out);
+  // [sti_pa]: the connection and its trust; only trust_refresh changes live.
+  if (running.stiPa && next.stiPa) {
+    config::StiPaConfig live = *running.stiPa;
+    live.trustRefresh = next.stiPa->trustRefresh;
+    keep(live, *next.stiPa, "[sti_pa]", out);
+  } else {
+    keep(running.stiPa, next.stiPa, "[sti_pa]", out);
+  }
+  keep(running.publisher.webRoot, next.publisher.webRoot, "[publisher] web_root", out);
+  keep(running.publisher.baseUrl, next.publisher.baseUrl, "[publisher] base_url", out);
+  keep(running.publisher.caBundle, next.publisher.caBundle, "[publisher] ca_bundle", out);
+  keep(running.publisher.checkTimeout, next.publisher.checkTimeout, "[publisher] check_timeout", out);
+  return out;
+}
+
+void reload(Daemon::Parts& p) {
+  const std::string& path = p.options.configPath;
+  auto cfg = config::loadConfigFile(path, config::environmentSnapshot());
+  if (!cfg) {
+    std::string text = config::formatErrors(cfg.error());
+    if (!text.empty() && text.back() == '\n') {
+      text.pop_back();
+    }
+    p.sink->emit({"KMS_RELOAD_FAILED", EventLevel::error, std::nullopt,
+                  "configuration not reloaded, the previous one stays: " + text, {{"file", path}}});
+    return;
+  }
+  std::vector<config::CertificateConfig> certs = std::move(cfg->certificates);
+  cfg->certificates.clear();
+  const std::vector<std::string> kept = keepRestartSettings(*p.config, *cfg);
+  if (!kept.empty()) {
+    std::string names;
+    for (const auto& k : kept) {
+      names += (names.empty() ? "" : ", ") + k;
+    }
+    p.sink->emit({"KMS_RELOAD_NEEDS_RESTART", EventLevel::warning, std::nullopt,
+                  "changed settings that apply only at a restart keep their old value until then: " + names,
+                  {{"settings", names}, {"file", path}}});
+  }
+  auto next = std::make_shared<const config::Config>(std::move(*cfg));
+  applySettings(p, next);
+  const DefinitionHasher hash(*next);
+  const auto [added, changed] = applyCertificates(p, certs, hash);
+  const int removed = removeMissing(p, certs);
+  p.sink->emit({"KMS_RELOADED", EventLevel::info, std::nullopt,
+                "configuration reloaded: " + std::to_string(added) + " added, " + std::to_string(changed) +
+                    " changed, " + std::to_string(removed) + " removed",
+                {{"file", path}}});
+}
+
+}  // namespace kms::daemon

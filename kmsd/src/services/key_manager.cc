@@ -1,0 +1,124 @@
+// The keys kmsd manages on the token: recorded in the DB before they are generated, found
+// again, kept for an order's steps, destroyed and recorded as such.
+#include "services/services.h"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "common/failpoint.h"
+#include "hsm/token_store.h"
+#include "kms/fs.h"
+#include "kms/secret.h"
+#include "pki/encoding.h"
+
+namespace kms::daemon {
+namespace {
+
+std::string lowerHex(const pki::Bytes& b) {
+  std::string h = pki::hexEncode(b);
+  std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::tolower(c); });
+  return h;
+}
+
+}  // namespace
+
+Result<Services::PlannedKey> Services::planKey(const std::string& label, storage::KeyPurpose purpose) {
+  auto id = hsm::Token::newKeyId();
+  if (!id) {
+    return fail(id.error());
+  }
+  PlannedKey k{label, *id, {}};
+  k.row.keyUri = token_->keyUri(label, *id).toString();
+  k.row.ckaIdHex = lowerHex(*id);
+  k.row.label = label;
+  k.row.purpose = purpose;
+  k.row.createdAt = unixSeconds(clock_.now());
+  return k;
+}
+
+Result<std::unique_ptr<hsm::KeySigner>> Services::generate(const std::string& label, const pki::Bytes& id) {
+  return token_->generateSigner(label, id);
+}
+
+Result<std::unique_ptr<hsm::KeySigner>> Services::findKey(const std::string& uriText) {
+  auto uri = hsm::Pkcs11Uri::parse(uriText);
+  if (!uri) {
+    return fail(uri.error());
+  }
+  return token_->signer(*uri);
+}
+
+Result<std::unique_ptr<hsm::KeySigner>> Services::recordedKey(const std::optional<std::string>& cert,
+                                                              const std::string& uriText) {
+  auto signer = findKey(uriText);
+  if (!signer && signer.error().code == Errc::notFound) {
+    auto retired =
+        store_.with([&](storage::Store& s) { return s.markKeyDestroyed(uriText, unixSeconds(clock_.now())); });
+    if (!retired && retired.error().code != Errc::notFound) {
+      storeWriteFailed(cert, "retire a missing key", retired.error());
+    }
+    events_.emit({"KMS_KEY_MISSING",
+                  storage::EventLevel::warning,
+                  cert,
+                  "recorded key " + uriText + " is not on the token; retired",
+                  {{"key", uriText}}});
+  }
+  return signer;
+}
+
+Result<std::shared_ptr<hsm::KeySigner>> Services::orderKey(const std::optional<std::string>& cert,
+                                                           const std::string& uri) {
+  {
+    std::lock_guard<std::mutex> lock(keysMutex_);
+    if (auto it = orderKeys_.find(uri); it != orderKeys_.end()) {
+      return it->second;
+    }
+  }
+  auto signer = recordedKey(cert, uri);
+  if (!signer) {
+    return fail(signer.error());
+  }
+  std::shared_ptr<hsm::KeySigner> shared = std::move(*signer);
+  keepOrderKey(uri, shared);
+  return shared;
+}
+
+void Services::keepOrderKey(const std::string& uri, std::shared_ptr<hsm::KeySigner> signer) {
+  std::lock_guard<std::mutex> lock(keysMutex_);
+  orderKeys_[uri] = std::move(signer);
+}
+
+void Services::forgetOrderKey(const std::string& uri) {
+  std::lock_guard<std::mutex> lock(keysMutex_);
+  orderKeys_.erase(uri);
+}
+
+Result<void> Services::destroyKey(const std::optional<std::string>& cert, const std::string& uriText) {
+  forgetOrderKey(uriText);
+  auto uri = hsm::Pkcs11Uri::parse(uriText);
+  if (!uri) {
+    return fail(uri.error());
+  }
+  auto destroyed = token_->destroyKey(*uri);
+  if (!destroyed && destroyed.error().code != Errc::notFound) {
+    return fail(destroyed.error());
+  }
+  auto marked = store_.with([&](storage::Store& s) { return s.markKeyDestroyed(uriText, unixSeconds(clock_.now())); });
+  if (!marked && marked.error().code != Errc::notFound) {
+    return fail(marked.error());
+  }
+  events_.emit(
+      {"KMS_KEY_DESTROYED", storage::EventLevel::info, cert, "key " + uriText + " destroyed", {{"key", uriText}}});
+  return ok();
+}
+
+void Services::storeWriteFailed(const std::optional<std::string>& cert, const char* what, const Error& e) {
+  daemon::storeWriteFailed(events_, cert, what, e);
+}
+
+}  // namespace kms::daemon
