@@ -267,7 +267,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   bool head_ = false;
   bool drain_ = false;            ///< refused an oversized body: drain, then close
   std::uint64_t drained_ = 0;
-  static constexpr std::uint64_t kMaxDrainBytes = 8 * 1024 * 1024;
+  static constexpr std::uint64_t kMaxDrainBytes = std::uint64_t{8} * 1024 * 1024;
   unsigned version_ = 11;  ///< answered in the request's HTTP version
 };
 
@@ -278,7 +278,7 @@ class Listener final : public Server, public std::enable_shared_from_this<Listen
       : acceptor_(io),
         retry_(io),
         handler_(std::make_shared<Handler>(std::move(handler))),
-        options_(options),
+        options_(std::move(options)),
         count_(std::make_shared<ConnectionCount>(options.limits)) {}
 
   typename Protocol::acceptor& acceptor() { return acceptor_; }
@@ -395,7 +395,7 @@ Result<std::unique_ptr<Server>> Server::listenTcp(asio::io_context& io, const st
     }
     endpoint = results.begin()->endpoint();
   }
-  auto listener = std::make_shared<Listener<Tcp>>(io, std::move(handler), options);
+  auto listener = std::make_shared<Listener<Tcp>>(io, std::move(handler), std::move(options));
   auto& acceptor = listener->acceptor();
   if (acceptor.open(endpoint.protocol(), ec); ec) {
     return fail(ioError("open a socket for " + address, address, ec));
@@ -429,7 +429,7 @@ Result<std::unique_ptr<Server>> Server::adoptTcp(asio::io_context& io, int fd, H
     ::close(fd);
     return fail(Errc::io, what + " is not a listening TCP socket", what);
   }
-  auto listener = std::make_shared<Listener<Tcp>>(io, std::move(handler), options);
+  auto listener = std::make_shared<Listener<Tcp>>(io, std::move(handler), std::move(options));
   auto& acceptor = listener->acceptor();
   beast::error_code ec;
   if (acceptor.assign(addr.ss_family == AF_INET ? Tcp::v4() : Tcp::v6(), fd, ec); ec) {
@@ -450,7 +450,7 @@ Result<std::unique_ptr<Server>> Server::listenUnix(asio::io_context& io, const s
     }
     ::unlink(path.c_str());  // stale (the caller makes sure no other owner is alive)
   }
-  auto listener = std::make_shared<Listener<Local>>(io, std::move(handler), options);
+  auto listener = std::make_shared<Listener<Local>>(io, std::move(handler), std::move(options));
   auto& acceptor = listener->acceptor();
   beast::error_code ec;
   if (acceptor.open(Local(), ec); ec) {

@@ -330,6 +330,20 @@ TEST_F(Daemon, ReloadKeepsSettingsThatNeedARestartAndNamesThem) {
   EXPECT_FALSE(test::fileExists(elsewhere));
 }
 
+TEST_F(Daemon, ReloadNamesACertificateThatNeedsTheHttp01ResponderStartedAtARestart) {
+  startLab();
+  auto kmsd = startDaemon();
+  ASSERT_TRUE(kmsd->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd->log();
+  std::ofstream(config_, std::ios::app) << "\n[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example\"]\n";
+  kmsd->signal(SIGHUP);
+  ASSERT_TRUE(kmsd->waitFor("KMS_RELOADED")) << kmsd->log();
+  const std::string log = kmsd->log();
+  EXPECT_NE(log.find("[[certificate]] web: http-01 needs the http-01 responder"), std::string::npos) << log;
+  EXPECT_NE(log.find("0 added"), std::string::npos) << log;
+  auto status = nlohmann::json::parse(apiOk("GET", "/v1/status").body);
+  EXPECT_EQ(status["daemon"]["certificates"], 1) << status.dump();
+}
+
 TEST_F(Daemon, AChangedCertificateIsRenewedAtOnceWithItsNewDefinitionWithoutAGap) {
   startLab();
   auto kmsd = startDaemon();

@@ -21,6 +21,36 @@ void keep(const T& running, T& next, const char* name, std::vector<std::string>&
   }
 }
 
+/// Certificates that need what only a restart starts (an http-01 responder when none runs):
+/// named in KMS_RELOAD_NEEDS_RESTART and left out, their old definition (if any) stays.
+std::vector<config::CertificateConfig> withoutRestartNeeds(Daemon::Parts& p,
+                                                           std::vector<config::CertificateConfig> certs) {
+  if (p.services->http01Running()) {
+    return certs;
+  }
+  std::string names;
+  std::vector<config::CertificateConfig> kept;
+  for (auto& c : certs) {
+    auto current = p.engine->definition(c.name);
+    const bool needsResponder = c.challenge == config::Challenge::http01 && !(current && *current == c);
+    if (needsResponder) {
+      names += (names.empty() ? "" : ", ") + c.name;
+      if (current) {
+        kept.push_back(*current);
+      }
+    } else {
+      kept.push_back(std::move(c));
+    }
+  }
+  if (!names.empty()) {
+    p.sink->emit({"KMS_RELOAD_NEEDS_RESTART", EventLevel::warning, std::nullopt,
+                  "[[certificate]] " + names + ": http-01 needs the http-01 responder, which starts only at a "
+                  "restart; their previous definition (if any) stays until then",
+                  {{"settings", "[[certificate]] " + names}}});
+  }
+  return kept;
+}
+
 /// Adds and updates; the number added and changed.
 std::pair<int, int> applyCertificates(Daemon::Parts& p, const std::vector<config::CertificateConfig>& certs,
                                       const DefinitionHasher& hash) {
@@ -67,7 +97,7 @@ int removeMissing(Daemon::Parts& p, const std::vector<config::CertificateConfig>
 }
 
 /// The live settings of `next` put to work.
-void applySettings(Daemon::Parts& p, std::shared_ptr<const config::Config> next) {
+void applySettings(Daemon::Parts& p, const std::shared_ptr<const config::Config>& next) {
   p.config = next;
   p.services->setConfig(next);
   p.log.setFormat(next->daemon.logFormat);
@@ -118,7 +148,7 @@ void reload(Daemon::Parts& p) {
                   "configuration not reloaded, the previous one stays: " + text, {{"file", path}}});
     return;
   }
-  std::vector<config::CertificateConfig> certs = std::move(cfg->certificates);
+  std::vector<config::CertificateConfig> certs = withoutRestartNeeds(p, std::move(cfg->certificates));
   cfg->certificates.clear();
   const std::vector<std::string> kept = keepRestartSettings(*p.config, *cfg);
   if (!kept.empty()) {

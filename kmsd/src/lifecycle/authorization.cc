@@ -29,15 +29,13 @@ Error failedAuthorization(const acme::Authorization& authz, const acme::Challeng
 
 Result<StepOutcome> Authorizer::run(const storage::Order& order, const config::CertificateConfig& c,
                                     PollState& poll) {
-  auto ca = ctx_.services.ca();
-  if (!ca) {
-    return fail(ca.error());
+  auto at = orderAtTheCa(ctx_, order);
+  if (!at) {
+    return fail(at.error());
   }
+  Services::CaSession& ca = at->ca;
+  const acme::Order* o = &at->current;
   const std::string url = order.orderUrl.value_or("");
-  auto o = ca->client.getOrder(ca->account, url);
-  if (!o) {
-    return fail(o.error());
-  }
   if (o->status == "ready") {
     return moveOn(order, *o, CertState::authorized);
   }
@@ -48,7 +46,7 @@ Result<StepOutcome> Authorizer::run(const storage::Order& order, const config::C
   bool answeredNow = false;   // a challenge was answered in this step ...
   bool decidedAtOnce = true;  // ... and every answer came back already decided
   for (const std::string& authzUrl : o->authorizations) {
-    auto p = pass(order, c, *o, authzUrl, *ca);
+    auto p = pass(order, c, *o, authzUrl, ca);
     if (!p) {
       return fail(p.error());
     }

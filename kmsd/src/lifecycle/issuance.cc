@@ -15,15 +15,15 @@ Result<StepOutcome> Issuance::finalize(const storage::Order& order, const config
   if (!ca) {
     return fail(ca.error());
   }
-  auto key = ctx_.services.orderKey(c.name, order.keyUri.value_or(""));
-  if (!key) {
-    return key.error().code == Errc::notFound ? closer_.keyMissing(order, c.name) : fail(key.error());
+  auto keyed = withKey(order, c);
+  if (!keyed) {
+    return fail(keyed.error());
   }
-  auto request = issueRequest(ctx_, c, key->get());
-  if (!request) {
-    return fail(request.error());
+  if (!*keyed) {
+    return closer_.keyMissing(order, c.name);
   }
-  auto csr = pki::buildCsr(request->csr, **key);
+  auto& [key, request] = **keyed;
+  auto csr = pki::buildCsr(request.csr, *key);
   if (!csr) {
     return fail(csr.error());
   }
@@ -57,6 +57,22 @@ Result<StepOutcome> Issuance::finalize(const storage::Order& order, const config
   return StepOutcome{};  // valid already: downloaded at once
 }
 
+Result<std::optional<Issuance::KeyedRequest>> Issuance::withKey(const storage::Order& order,
+                                                                 const config::CertificateConfig& c) {
+  auto key = ctx_.services.orderKey(c.name, order.keyUri.value_or(""));
+  if (!key) {
+    if (key.error().code == Errc::notFound) {
+      return std::optional<KeyedRequest>();
+    }
+    return fail(key.error());
+  }
+  auto request = issueRequest(ctx_, c, key->get());
+  if (!request) {
+    return fail(request.error());
+  }
+  return std::optional<KeyedRequest>(KeyedRequest{std::move(*key), std::move(*request)});
+}
+
 Result<StepOutcome> Issuance::finalizedBefore(const storage::Order& order, const Error& refusal,
                                               Services::CaSession& ca) {
   if (refusal.nativeName == "orderNotReady") {
@@ -73,15 +89,13 @@ Result<StepOutcome> Issuance::finalizedBefore(const storage::Order& order, const
 
 Result<StepOutcome> Issuance::awaitIssuance(const storage::Order& order, const config::CertificateConfig& c,
                                             PollState& poll) {
-  auto ca = ctx_.services.ca();
-  if (!ca) {
-    return fail(ca.error());
+  auto at = orderAtTheCa(ctx_, order);
+  if (!at) {
+    return fail(at.error());
   }
+  Services::CaSession& ca = at->ca;
+  const acme::Order* o = &at->current;
   const std::string url = order.orderUrl.value_or("");
-  auto o = ca->client.getOrder(ca->account, url);
-  if (!o) {
-    return fail(o.error());
-  }
   if (o->status == "processing") {
     auto wait = polls_.next(poll, o->retryAfter, "order", url);
     if (!wait) {
@@ -98,22 +112,22 @@ Result<StepOutcome> Issuance::awaitIssuance(const storage::Order& order, const c
   if (o->status != "valid") {
     return fail(permanent(o->error.value_or(protocolError("order ended " + o->status, url))));
   }
-  auto key = ctx_.services.orderKey(c.name, order.keyUri.value_or(""));
-  if (!key) {
-    return key.error().code == Errc::notFound ? closer_.keyMissing(order, c.name) : fail(key.error());
+  auto keyed = withKey(order, c);
+  if (!keyed) {
+    return fail(keyed.error());
   }
-  auto request = issueRequest(ctx_, c, key->get());
-  if (!request) {
-    return fail(request.error());
+  if (!*keyed) {
+    return closer_.keyMissing(order, c.name);
   }
-  if (request->trustAnchors.empty() && ctx_.services.stiPa() != nullptr) {
+  const acme::IssueRequest& request = (*keyed)->request;
+  if (request.trustAnchors.empty() && ctx_.services.stiPa() != nullptr) {
     // Fail closed: a chain is never accepted unchecked while the CA list is not yet known.
     return fail(Errc::config,
                 "no trust anchors to check the issued chain against: [acme] trust_anchors is not set and no "
                 "STI-PA CA list has been kept yet",
                 c.name);
   }
-  auto chain = acme::downloadCheckedChain(ca->client, ca->account, *request, *o);
+  auto chain = acme::downloadCheckedChain(ca.client, ca.account, request, *o);
   if (!chain) {
     return fail(chain.error());
   }

@@ -29,6 +29,14 @@ class Issuance {
   /// when the order is processing or valid (then carried on), else the refusal.
   [[nodiscard]] Result<StepOutcome> finalizedBefore(const storage::Order& order, const Error& refusal,
                                                     Services::CaSession& ca);
+  /// The order's key and what is asked of the CA with it; nullopt when the key is gone
+  /// from the token.
+  struct KeyedRequest {
+    std::shared_ptr<hsm::KeySigner> key;
+    acme::IssueRequest request;
+  };
+  [[nodiscard]] Result<std::optional<KeyedRequest>> withKey(const storage::Order& order,
+                                                           const config::CertificateConfig& c);
   [[nodiscard]] Result<StepOutcome> record(const storage::Order& order, const config::CertificateConfig& c,
                                            const acme::Order& current, const acme::IssuedChain& chain);
 

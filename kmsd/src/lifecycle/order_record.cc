@@ -70,6 +70,18 @@ Result<acme::IssueRequest> issueRequest(const StepContext& ctx, const config::Ce
   return request;
 }
 
+Result<OrderAtCa> orderAtTheCa(const StepContext& ctx, const storage::Order& order) {
+  auto ca = ctx.services.ca();
+  if (!ca) {
+    return fail(ca.error());
+  }
+  auto current = ca->client.getOrder(ca->account, order.orderUrl.value_or(""));
+  if (!current) {
+    return fail(current.error());
+  }
+  return OrderAtCa{*ca, std::move(*current)};
+}
+
 Result<storage::IssuedCert> orderCertificate(const StepContext& ctx, const storage::Order& order,
                                              const std::string& cert, const char* step) {
   auto issued = ctx.store().with([&](storage::Store& st) { return st.listIssued(cert); });

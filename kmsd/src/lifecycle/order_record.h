@@ -26,6 +26,13 @@ namespace kms::daemon {
 /// (nullptr before the key is needed).
 [[nodiscard]] Result<acme::IssueRequest> issueRequest(const StepContext& ctx, const config::CertificateConfig& c,
                                                       pki::Signer* certKey);
+/// The CA session and the order as the CA has it now.
+struct OrderAtCa {
+  Services::CaSession ca;
+  acme::Order current;
+};
+[[nodiscard]] Result<OrderAtCa> orderAtTheCa(const StepContext& ctx, const storage::Order& order);
+
 /// The certificate `order` produced (found by the order's key); Errc::internal naming `step`
 /// when there is none.
 [[nodiscard]] Result<storage::IssuedCert> orderCertificate(const StepContext& ctx, const storage::Order& order,

@@ -93,6 +93,8 @@ class Services {
   [[nodiscard]] Result<CaSession> ca();
   /// Solvers by challenge type ("http-01", "dns-01", "tkauth-01").
   [[nodiscard]] std::map<std::string, acme::ChallengeSolver*> solvers();
+  /// Whether the http-01 responder runs (started only when a certificate used http-01 at start).
+  [[nodiscard]] bool http01Running() const { return http01_ != nullptr; }
   /// The dns-01 hook, when configured.
   [[nodiscard]] acme::Dns01HookSolver* dns01() { return dns01_.get(); }
   /// Whether the directory (when fetched) offers renewalInfo.

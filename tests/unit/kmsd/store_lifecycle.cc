@@ -80,7 +80,7 @@ Result<StepOutcome> StoreLifecycle::perform(Action action, const CertSnapshot& s
       auto r = store_.with([&](storage::Store& st) -> Result<void> {
         storage::HsmKey key;
         char hex[16];
-        std::snprintf(hex, sizeof hex, "%02x", ++serial_);
+        (void)std::snprintf(hex, sizeof hex, "%02x", ++serial_);
         key.ckaIdHex = hex;
         key.keyUri = "pkcs11:id=" + c.name + "-" + key.ckaIdHex;
         key.label = c.name;
@@ -129,7 +129,7 @@ Result<StepOutcome> StoreLifecycle::issue(const CertSnapshot& snap, const config
   storage::IssuedCert row;
   row.certName = c.name;
   char serial[16];
-  std::snprintf(serial, sizeof serial, "%04x", ++serial_);
+  (void)std::snprintf(serial, sizeof serial, "%04x", ++serial_);
   row.serial = serial;
   row.notBefore = now();
   row.notAfter = now() + lifetime;

@@ -32,7 +32,7 @@ class StoreLifecycle final : public Lifecycle {
   std::map<Key, std::deque<Millis>> polls;    ///< ... or ask to be polled again after these
   std::vector<Key> log;                       ///< every action run, in order
   std::vector<std::string> destroyedKeys;     ///< keys abandon() was asked to destroy
-  std::int64_t lifetime = 90 * 86400;
+  std::int64_t lifetime = std::int64_t{90} * 86400;
   /// Order steps (generateKey .. awaitIssuance) running for certificates at once, and the
   /// most seen: run() is called inside a worker, so this counts what the slots allow.
   int atCaNow = 0;
