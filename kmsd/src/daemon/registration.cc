@@ -63,7 +63,11 @@ Result<Registered> registerCertificates(LockedStore& store, const std::vector<co
       return fail(known.error());
     }
     std::map<std::string, std::pair<storage::CertKind, std::string>> rows;
+    std::map<std::string, std::string> backingOff;  ///< failed with kmsd's own wait: the config it failed under
     for (auto& k : *known) {
+      if (k.failureCount > 0 && k.nextAttemptAt && k.failureWait == "backoff" && k.failureConfig) {
+        backingOff.emplace(k.name, *k.failureConfig);
+      }
       rows.emplace(std::move(k.name), std::pair(k.kind, std::move(k.identifiersJson)));
     }
     // Every certificate in one transaction (one fsync, not one per certificate). Rows that
@@ -79,7 +83,13 @@ Result<Registered> registerCertificates(LockedStore& store, const std::vector<co
         }
         written.push_back(c.name);
       }
+      // Only the few that back off are looked at again (100,000 certificates must not mean
+      // 100,000 updates at every start).
       for (const auto& c : certs) {
+        auto failed = backingOff.find(c.name);
+        if (failed == backingOff.end() || failed->second == hash(c)) {
+          continue;
+        }
         auto released = s.releaseBackoff(c.name, hash(c));
         if (!released) {
           return fail(released.error());
