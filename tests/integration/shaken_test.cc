@@ -562,6 +562,22 @@ TEST_F(Shaken, CaIssuingAnotherTnAuthListIsNotAccepted) {
   EXPECT_NE(events.output.find("check tnauthlist"), std::string::npos) << events.output;
 }
 
+TEST_F(Shaken, WhatKmsdSendsChecksOutWithCodeThatIsNotKmsds) {
+  // kms-lab is the oracle of these tests and shares kms_pki with kmsd: the JWS signatures,
+  // the CSR's TNAuthList and the account key fingerprint are checked again by Python's
+  // cryptography (tests/support/crosscheck.py).
+  startLab({"--record"});
+  CmdResult r = run(kKmsd, "--once");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  std::string out;
+  const int rc = test::runCommand(std::string("/usr/bin/python3 ") + KMS_TEST_SUPPORT_DIR + "/crosscheck.py " +
+                                      lab_->file("requests.jsonl") + " 1234",
+                                  &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find(", 1 CSR, "), std::string::npos) << out;
+  EXPECT_EQ(out.find("MISMATCH"), std::string::npos) << out;
+}
+
 TEST_F(Shaken, ACertificateBreakingTheShakenProfileIsRefusedAndItsKeyDestroyed) {
   // Not only the TNAuthList: a CA issuing against another rule of the profile is refused the
   // same way (nothing published, the order given up, its key gone).

@@ -2,9 +2,12 @@
 // for testing kmsd end to end. See tests/lab/README.md.
 
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "acme_service.h"
 #include "https_server.h"
@@ -115,6 +118,12 @@ int main(int argc, char** argv) {
       }
     }
     std::cerr << "kms-lab: " << request.method << " " << request.path << " -> " << reply.status << "\n";
+    if (ctx.options.record && request.method == "POST" && !request.path.ends_with("/auth/login") &&
+        (request.path.starts_with("/acme/") || request.path.starts_with("/sti-pa/"))) {
+      std::lock_guard lock(mutex);
+      std::ofstream(dir + "/requests.jsonl", std::ios::app)
+          << nlohmann::json{{"path", request.path}, {"body", request.body}}.dump() << "\n";
+    }
     return reply;
   };
 

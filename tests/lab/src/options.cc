@@ -169,6 +169,7 @@ ParseOutcome parseOptions(int argc, char** argv) {
       ->check(CLI::IsMember({"spki", "jwk-thumbprint"}));
   app.add_option("--challenge-member", o.challengeMember, "member of the tkauth-01 response carrying the token")
       ->check(CLI::IsMember({"atc", "tkauth"}));
+  app.add_flag("--record", o.record, "append every ACME and STI-PA POST but the login to DIR/requests.jsonl");
   app.add_option("--break-profile", o.breakProfile, "issue certificates that break one SHAKEN profile rule")
       ->check(CLI::IsMember({"key-usage", "no-policy", "no-crl-dp"}));
   app.add_option("--identifier-encoding", raw.identifierEncoding, "TNAuthList identifier values the CA accepts")

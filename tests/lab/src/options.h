@@ -37,6 +37,9 @@ struct LabOptions {
   /// and keyEncipherment), "no-policy" (no certificatePolicies), "no-crl-dp" (no CRL
   /// distribution point); empty: the profile is kept.
   std::string breakProfile;
+  /// Append every ACME and STI-PA POST (not the login, which carries the password) to
+  /// DIR/requests.jsonl, for tests that check what a client sent with code of their own.
+  bool record = false;
   bool brokenChain = false;      ///< serve an intermediate that did not sign the leaf
   int slowMs = 0;                ///< delay every response
   bool failStiPa = false;        ///< every STI-PA call answers 500
