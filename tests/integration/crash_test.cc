@@ -62,14 +62,7 @@ class Crash : public ::testing::Test {
     return test::runTool("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf") + " " + env, tool, config_, args);
   }
 
-  std::string sql(const std::string& query) {
-    std::string out;
-    EXPECT_EQ(test::runCommand("sqlite3 '" + db_ + "' \"" + query + "\"", &out), 0) << query << out;
-    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) {
-      out.pop_back();
-    }
-    return out;
-  }
+  std::string sql(const std::string& query) { return test::sql(db_, query); }
   long count(const std::string& query) { return std::stol(sql(query)); }
 
   std::string activeSerial() {

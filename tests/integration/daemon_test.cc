@@ -514,14 +514,9 @@ class DaemonSlots : public Daemon {
                shakenCertificates({"c2", "c3", "c4", "c5", "c6"}));
   }
   long issuedNames() {
-    std::string out;
-    EXPECT_EQ(test::runCommand("sqlite3 '" + lab_->file("state/kmsd.db") +
-                                   "' 'SELECT count(DISTINCT cert_id) FROM issued_certificates'",
-                               &out),
-              0)
-        << out;
-    return std::atol(out.c_str());
+    return std::stol(test::sql(lab_->file("state/kmsd.db"), "SELECT count(DISTINCT cert_id) FROM issued_certificates"));
   }
+
   const std::vector<std::string> names_{"main", "c2", "c3", "c4", "c5", "c6"};
 };
 
@@ -565,13 +560,9 @@ TEST_F(Daemon, AnOperatorsRenewalIsNotQueuedBehindRoutineOnes) {
   editConfig("max_concurrent_orders = 1\n", shakenCertificates({"c2", "c3"}));
   CmdResult first = run(kKmsd, "--once");
   ASSERT_EQ(first.rc, 0) << first.output;
-  std::string out;
-  ASSERT_EQ(test::runCommand("sqlite3 '" + lab_->file("state/kmsd.db") +
-                                 "' \"UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL, "
-                                 "next_attempt_at = NULL WHERE name IN ('main', 'c3')\"",
-                             &out),
-            0)
-      << out;
+  test::sql(lab_->file("state/kmsd.db"),
+            "UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL, next_attempt_at = NULL "
+            "WHERE name IN ('main', 'c3')");
   auto kmsd = startDaemon();
   ASSERT_TRUE(kmsd->waitFor("KMS_RENEWAL_STARTED cert=")) << kmsd->log();
   std::this_thread::sleep_for(500ms);  // the other routine renewal queues for the slot

@@ -70,11 +70,7 @@ class Shaken : public ::testing::Test {
   }
 
   /// One SQL query on the state DB, its output.
-  std::string sql(const std::string& query) {
-    std::string out;
-    EXPECT_EQ(test::runCommand("sqlite3 '" + lab_->file("state/kmsd.db") + "' \"" + query + "\"", &out), 0) << out;
-    return out;
-  }
+  std::string sql(const std::string& query) { return test::sql(lab_->file("state/kmsd.db"), query); }
 
   test::Sandbox sandbox_;
   std::unique_ptr<LabProcess> lab_;
@@ -130,7 +126,6 @@ TEST_F(Shaken, RenewalFollowsTheAriWindowNotTheFractionAndNamesTheReplacedCertif
   // moves the window into the past, as a CA asking for early renewal does.
   startLab({"--cert-lifetime", "3600"});
   editConfig("spc = \"1234\"\n", "spc = \"1234\"\nrenew_before_fraction = 0.05\n");
-  const std::string db = lab_->file("state/kmsd.db");
   CmdResult first = run(kKmsd, "--once");
   ASSERT_EQ(first.rc, 0) << first.output;
   std::smatch m;
@@ -140,8 +135,7 @@ TEST_F(Shaken, RenewalFollowsTheAriWindowNotTheFractionAndNamesTheReplacedCertif
   auto firstChain = pki::parsePemChain(test::readFile(lab_->file("www/main.pem")));
   ASSERT_TRUE(firstChain.has_value());
   const auto notBefore = std::chrono::system_clock::to_time_t(firstChain->front().notBefore());
-  std::string renewAt;
-  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'SELECT renew_at FROM managed_certificates'", &renewAt), 0);
+  const std::string renewAt = sql("SELECT renew_at FROM managed_certificates");
   const long offset = std::stol(renewAt) - static_cast<long>(notBefore);
   EXPECT_GE(offset, 2400) << "renewal not inside the ARI window";
   EXPECT_LE(offset, 3000) << "renewal not inside the ARI window (the fraction would give 3402 .. 3420)";
@@ -157,7 +151,7 @@ TEST_F(Shaken, RenewalFollowsTheAriWindowNotTheFractionAndNamesTheReplacedCertif
   // The CA closes the window now; kmsd reads ARI again once the CA's Retry-After has passed
   // (made to have passed here) and renews at once, naming the certificate it replaces.
   labSwitch("/lab/ari", R"({"window":"now"})");
-  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'UPDATE managed_certificates SET ari_next_check = 0'"), 0);
+  sql("UPDATE managed_certificates SET ari_next_check = 0");
   CmdResult renewed = run(kKmsd, "--once");
   ASSERT_EQ(renewed.rc, 0) << renewed.output;
   ASSERT_TRUE(std::regex_search(renewed.output, m, serialRe)) << renewed.output;
@@ -196,8 +190,8 @@ TEST_F(Shaken, ACaAskingToRenewEveryCertificateAtOnceGetsNoLoop) {
   sql("UPDATE managed_certificates SET ari_next_check = 0");
   CmdResult pressed = run(kKmsd, "--once");
   ASSERT_EQ(pressed.rc, 0) << pressed.output;
-  EXPECT_EQ(sql("SELECT COUNT(*) FROM issued_certificates"), "4\n");  // the first and three early ones
-  EXPECT_EQ(sql("SELECT COUNT(*) FROM orders WHERE cause = 'ca'"), "3\n");
+  EXPECT_EQ(sql("SELECT COUNT(*) FROM issued_certificates"), "4");  // the first and three early ones
+  EXPECT_EQ(sql("SELECT COUNT(*) FROM orders WHERE cause = 'ca'"), "3");
   EXPECT_NE(pressed.output.find("main: issued serial "), std::string::npos) << pressed.output;  // and it settled
   const std::string ignored = sql("SELECT message FROM events WHERE event_id = 'KMS_ARI_IGNORED'");
   EXPECT_NE(ignored.find("the CA asks for an early renewal again (3 early renewals the CA brought about in the last "
@@ -212,7 +206,7 @@ TEST_F(Shaken, ACaAskingToRenewEveryCertificateAtOnceGetsNoLoop) {
   EXPECT_LE(notAfter - renewAt, 1320);
   CmdResult again = run(kKmsd, "--once");
   EXPECT_EQ(again.rc, 0) << again.output;
-  EXPECT_EQ(sql("SELECT COUNT(*) FROM issued_certificates"), "4\n");
+  EXPECT_EQ(sql("SELECT COUNT(*) FROM issued_certificates"), "4");
 }
 
 TEST_F(Shaken, AFailedRenewalInfoReadWaitsAtLeastAMinuteWhateverRetryAfterSays) {
@@ -245,10 +239,7 @@ TEST_F(Shaken, RenewedCertificateBecomesActiveOnlyOnceTheStiCrServesIt) {
   lab_.reset();
   lab_ = std::make_unique<LabProcess>(sandbox_.file("lab"), std::vector<std::string>{"--fail-sti-cr"});
   const std::string db = lab_->file("state/kmsd.db");
-  ASSERT_EQ(test::runCommand("sqlite3 '" + db +
-                             "' 'UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL, "
-                             "next_attempt_at = NULL'"),
-            0);
+  sql("UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL, next_attempt_at = NULL");
   CmdResult unchecked = run(kKmsd, "--once");
   EXPECT_EQ(unchecked.rc, 3) << unchecked.output;
   EXPECT_NE(unchecked.output.find("publication check: GET " + lab_->baseUrl() + "/sti-cr/main/"), std::string::npos)
@@ -269,9 +260,7 @@ TEST_F(Shaken, RenewedCertificateBecomesActiveOnlyOnceTheStiCrServesIt) {
   ASSERT_EQ(checked.rc, 0) << checked.output;
   const std::string current = test::readFile(lab_->file("www/main.pem"));
   EXPECT_NE(current, firstPem);
-  std::string orders;
-  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'SELECT COUNT(*) FROM orders'", &orders), 0);
-  EXPECT_EQ(orders, "2\n");  // the first certificate's and the renewal's
+  EXPECT_EQ(sql("SELECT COUNT(*) FROM orders"), "2");  // the first certificate's and the renewal's
 }
 
 TEST_F(Shaken, SlowStiCrFailsThePublicationCheckWithinItsOwnTimeout) {

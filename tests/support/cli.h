@@ -71,6 +71,19 @@ class PassedSocket {
 /// As if the backoff after a failed `kmsd --once` had passed: clears every certificate's
 /// next attempt in the state DB at `dbPath`, so the next run tries again at once.
 /// Returns false when sqlite3 failed.
+/// SQL on a state DB through the sqlite3 shell (not kmsd's code): its output without the
+/// trailing newline. An error throws, which fails the test that asked.
+inline std::string sql(const std::string& dbPath, const std::string& query) {
+  std::string out;
+  if (runCommand("sqlite3 '" + dbPath + "' \"" + query + "\"", &out) != 0) {
+    throw std::runtime_error("sqlite3 " + dbPath + " \"" + query + "\": " + out);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) {
+    out.pop_back();
+  }
+  return out;
+}
+
 inline bool backoffPassed(const std::string& dbPath) {
   std::string out;
   return runCommand("sqlite3 '" + dbPath + "' 'UPDATE managed_certificates SET next_attempt_at = NULL'", &out) == 0;
