@@ -11,18 +11,9 @@ ControlResponse jsonResponse(int status, const nlohmann::json& j) {
 void replyFromWorker(ControlContext& ctx, const http::Reply& reply, const std::string& what,
                      std::function<ControlResponse()> body) {
   ctx.executor.work([&ctx, reply, what, body = std::move(body)] {
-    std::string error;
-    try {
-      reply(body());
-      return;
-    } catch (const std::exception& e) {
-      error = e.what();
-    } catch (...) {
-      error = "unknown exception";
+    if (auto thrown = runReporting(ctx.events, what, [&] { reply(body()); })) {
+      reply(problem(500, "internal error", *thrown));
     }
-    ctx.events.emit({"KMS_INTERNAL_ERROR", storage::EventLevel::error, std::nullopt,
-                     "internal error in " + what + ": " + error + "; kmsd goes on", {}});
-    reply(problem(500, "internal error", error));
   });
 }
 

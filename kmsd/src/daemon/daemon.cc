@@ -42,10 +42,8 @@ Result<void> openState(Daemon::Parts& p) {
 
 Result<void> openServices(Daemon::Parts& p, const config::Config& full) {
   const std::size_t workers = defaultConcurrency(full);
-  p.executor = std::make_unique<AsioExecutor>(*p.clock, workers, [&p](const std::string& where, const std::string& what) {
-    p.sink->emit({"KMS_INTERNAL_ERROR", EventLevel::error, std::nullopt,
-                  "internal error in " + where + ": " + what + "; kmsd goes on", {}});
-  });
+  p.executor = std::make_unique<AsioExecutor>(
+      *p.clock, workers, [&p](const std::string& where, const std::string& what) { internalError(*p.sink, where, what); });
   auto trustState = TrustState::create(*p.config);
   if (!trustState) {
     return fail(trustState.error());

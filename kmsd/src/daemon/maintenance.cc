@@ -17,19 +17,7 @@ Maintenance::Maintenance(Executor& executor, Engine& engine, TrustKeeper& trust,
       timer_(executor.timer()) {}
 
 void Maintenance::guarded(const std::string& where, std::function<void()> job) {
-  executor_.work([this, where, job = std::move(job)] {
-    std::string what;
-    try {
-      job();
-      return;
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-      what = "unknown exception";
-    }
-    events_.emit({"KMS_INTERNAL_ERROR", storage::EventLevel::error, std::nullopt,
-                  "internal error in " + where + ": " + what + "; kmsd goes on", {}});
-  });
+  executor_.work([this, where, job = std::move(job)] { (void)runReporting(events_, where, job); });
 }
 
 bool Maintenance::refreshTrust(bool first, std::function<void(std::vector<std::string>)> done) {
@@ -40,18 +28,7 @@ bool Maintenance::refreshTrust(bool first, std::function<void(std::vector<std::s
   engine_.jobStarted();
   executor_.work([this, first, done = std::move(done)]() mutable {
     std::vector<std::string> affected;
-    std::string error;
-    try {
-      affected = trust_.refresh();
-    } catch (const std::exception& e) {
-      error = e.what();
-    } catch (...) {
-      error = "unknown exception";
-    }
-    if (!error.empty()) {
-      events_.emit({"KMS_INTERNAL_ERROR", storage::EventLevel::error, std::nullopt,
-                    "internal error in the trust refresh: " + error + "; kmsd goes on", {}});
-    }
+    (void)runReporting(events_, "the trust refresh", [&] { affected = trust_.refresh(); });
     executor_.post([this, first, done = std::move(done), affected = std::move(affected)] {
       refreshed(first, affected, done);
     });

@@ -34,7 +34,7 @@ class Executor {
   virtual ~Executor() = default;
   /// Runs `fn` on the loop thread.
   virtual void post(std::function<void()> fn) = 0;
-  /// Runs `fn` on a worker. It must not throw (wrap it: engine/guarded.h).
+  /// Runs `fn` on a worker. It must not throw (wrap it in runReporting, events/event_sink.h).
   virtual void work(std::function<void()> fn) = 0;
   [[nodiscard]] virtual std::unique_ptr<Timer> timer() = 0;
   /// Runs `fn` on the loop once `child` has exited; nullptr when that cannot be watched

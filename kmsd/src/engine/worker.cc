@@ -6,19 +6,15 @@ namespace kms::daemon {
 
 WorkResult Worker::run(const config::CertificateConfig& cfg, const std::string& definition, const PollState& poll,
                        bool renewRequested, bool holdsSlot) {
-  std::string what;
-  try {
-    return turn(cfg, definition, poll, renewRequested, holdsSlot);
-  } catch (const std::exception& e) {
-    what = e.what();
-  } catch (...) {
-    what = "unknown exception";
+  WorkResult r;
+  const auto thrown = runReporting(events_, "the step of '" + cfg.name + "'",
+                                   [&] { r = turn(cfg, definition, poll, renewRequested, holdsSlot); });
+  if (!thrown) {
+    return r;
   }
   // A bug, or a peer's bytes no check caught: reported, counted as a failure (so the step is
   // not run again at once), and kmsd goes on.
-  events_.emit({"KMS_INTERNAL_ERROR", storage::EventLevel::error, std::nullopt,
-                "internal error in the step of '" + cfg.name + "': " + what + "; kmsd goes on", {}});
-  WorkResult r;
+  const std::string& what = *thrown;
   r.holdsSlot = slots_.release(holdsSlot);
   r.poll = poll;
   r.error = Error{Errc::internal, "internal error: " + what, cfg.name, 0, {}, Disposition::retry, {}};

@@ -126,4 +126,23 @@ void StoreEventSink::emit(const EventRecord& event) {
   }
 }
 
+void internalError(EventSink& sink, const std::string& where, const std::string& what) {
+  sink.emit({"KMS_INTERNAL_ERROR", storage::EventLevel::error, std::nullopt,
+             "internal error in " + where + ": " + what + "; kmsd goes on", {}});
+}
+
+std::optional<std::string> runReporting(EventSink& sink, const std::string& where, const std::function<void()>& job) {
+  std::string what;
+  try {
+    job();
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "unknown exception";
+  }
+  internalError(sink, where, what);
+  return what;
+}
+
 }  // namespace kms::daemon

@@ -56,6 +56,14 @@ inline void storeWriteFailed(EventSink& sink, const std::optional<std::string>& 
                                                                              e.toString(), {}});
 }
 
+/// KMS_INTERNAL_ERROR: a job threw (a bug, or a peer's bytes no check caught) in `where`;
+/// kmsd goes on.
+void internalError(EventSink& sink, const std::string& where, const std::string& what);
+/// Runs `job`; what it throws is reported (internalError naming `where`) and returned.
+/// Nothing it throws reaches the caller: a worker thread would call std::terminate.
+[[nodiscard]] std::optional<std::string> runReporting(EventSink& sink, const std::string& where,
+                                                      const std::function<void()>& job);
+
 /// Outside text for a log line, the DB or a terminal (kms::escapeControl).
 [[nodiscard]] inline std::string sanitize(const std::string& text, std::size_t maxBytes = 2048) {
   return escapeControl(text, maxBytes);
