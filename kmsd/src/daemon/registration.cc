@@ -87,10 +87,14 @@ Result<Registered> registerCertificates(LockedStore& store, const std::vector<co
       // 100,000 updates at every start).
       for (const auto& c : certs) {
         auto failed = backingOff.find(c.name);
-        if (failed == backingOff.end() || failed->second == hash(c)) {
+        if (failed == backingOff.end()) {
           continue;
         }
-        auto released = s.releaseBackoff(c.name, hash(c));
+        const std::string definition = hash(c);
+        if (failed->second == definition) {
+          continue;
+        }
+        auto released = s.releaseBackoff(c.name, definition);
         if (!released) {
           return fail(released.error());
         }

@@ -79,6 +79,11 @@ std::pair<int, int> applyCertificates(Daemon::Parts& p, const std::vector<config
       ++changed;
     }
   }
+  // Failed under the old configuration: tried again now, not at the backoff's time. The
+  // rest keeps its place in the schedule (a reload does not replan every certificate).
+  for (const auto& name : registered->released) {
+    p.engine->wake(name);
+  }
   return {added, changed};
 }
 

@@ -68,9 +68,11 @@ void Engine::update(config::CertificateConfig c, std::string definition) {
   if (it == certs_.end() || it->second->removed) {
     return add(std::move(c), std::move(definition));
   }
-  it->second->cfg = std::make_shared<const config::CertificateConfig>(std::move(c));
-  it->second->definition = std::move(definition);
-  wake(it->first);
+  Runtime& rt = *it->second;
+  if (!(*rt.cfg == c)) {
+    rt.cfg = std::make_shared<const config::CertificateConfig>(std::move(c));
+  }
+  rt.definition = std::move(definition);
 }
 
 void Engine::remove(const std::string& name) {

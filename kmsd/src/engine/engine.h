@@ -45,7 +45,8 @@ class Engine {
   /// A certificate to manage; scheduled at once when the engine has started. `definition`:
   /// the hash of what it is issued under (daemon/registration.h), recorded with failures.
   void add(config::CertificateConfig c, std::string definition = {});
-  /// A changed definition of a managed certificate; planned again at once.
+  /// A managed certificate's definition and its hash as a reload found them (added when it
+  /// is not managed). Plans nothing: the caller wakes or renews what the change needs.
   void update(config::CertificateConfig c, std::string definition = {});
   /// Stops renewing `name` (its step in flight finishes).
   void remove(const std::string& name);

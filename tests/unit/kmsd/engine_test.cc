@@ -267,6 +267,23 @@ TEST_F(EngineTest, OnceWithAValidCertificateIsNotDue) {
   EXPECT_EQ(engine_->outcomes()[0].kind, CertOutcome::Kind::notDue);
 }
 
+TEST_F(EngineTest, AnUpdateFromAReloadReplansNothingByItself) {
+  makeEngine();
+  addCert("main");
+  engine_->start();
+  exec_.advance(Millis(0));
+  const std::size_t ran = life_->log.size();
+  config::CertificateConfig same;
+  same.name = "main";
+  same.dnsNames = {"main.example"};
+  engine_->update(same, "another-settings-hash");
+  exec_.advance(Millis(0));
+  EXPECT_EQ(life_->log.size(), ran);  // 100,000 unchanged certificates must not all run again
+  engine_->requestRenewal("main");   // what the reloader does for a changed definition
+  exec_.advance(Millis(0));
+  EXPECT_EQ(life_->count("main", Action::startOrder), 2);
+}
+
 TEST_F(EngineTest, ARemovedCertificateIsNoLongerRenewed) {
   makeEngine();
   addCert("main");
