@@ -49,7 +49,7 @@ Result<void> openServices(Daemon::Parts& p, const config::Config& full) {
     return fail(trustState.error());
   }
   p.trustState = std::move(*trustState);
-  auto services = Services::create(*p.config, *p.clock, *p.sink, *p.state.locked,
+  auto services = Services::create(full, *p.clock, *p.sink, *p.state.locked,
                                     std::exchange(p.options.http01Socket, std::nullopt));
   if (!services) {
     return fail(services.error());
@@ -62,13 +62,11 @@ Result<void> openServices(Daemon::Parts& p, const config::Config& full) {
                           p.options.once};
   p.engine = std::make_unique<Engine>(*p.executor, *p.clock, *p.random, *p.steps, *p.state.locked, *p.sink, settings);
   p.maintenance = std::make_unique<Maintenance>(*p.executor, *p.engine, *p.trust, *p.steps, *p.state.locked,
-                                                *p.sink, *p.clock);
+                                                *p.sink, *p.clock, [&p] { return p.config; });
   if (full.stiPa && !p.options.once) {
     p.maintenance->setTrustInterval(full.stiPa->trustRefresh);
   }
-  p.engine->onActivated = [&p] {
-    p.maintenance->housekeeping(p.config->daemon.eventsKeep, p.config->daemon.eventsMax);
-  };
+  p.engine->onActivated = [&p] { p.maintenance->housekeeping(); };
   return ok();
 }
 
@@ -193,7 +191,7 @@ Daemon::Parts::~Parts() {
 Daemon::Daemon(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
 Daemon::~Daemon() = default;
 
-Result<std::unique_ptr<Daemon>> Daemon::open(const config::Config& config, Logger& log, Options options) {
+Result<std::unique_ptr<Daemon>> Daemon::open(config::Config config, Logger& log, Options options) {
   for (const auto& n : options.forceNames) {  // before anything is opened or written
     if (std::none_of(config.certificates.begin(), config.certificates.end(),
                      [&](const config::CertificateConfig& c) { return c.name == n; })) {
@@ -202,17 +200,15 @@ Result<std::unique_ptr<Daemon>> Daemon::open(const config::Config& config, Logge
   }
   auto p = std::make_unique<Parts>(config, log, std::move(options));
   p->descriptorLimit = raiseDescriptorLimit();
-  config::Config full = config;
   if (auto r = openState(*p); !r) {
     return fail(r.error());
   }
-  if (auto r = openServices(*p, full); !r) {
+  if (auto r = openServices(*p, config); !r) {
     return fail(r.error());
   }
-  if (auto r = addCertificates(*p, full); !r) {
+  if (auto r = addCertificates(*p, config); !r) {
     return fail(r.error());
   }
-  p->config = std::make_shared<const config::Config>(std::move(full));
   p->services->setConfig(p->config);  // one value from here on; a reload swaps it
   if (p->options.once && p->options.force) {
     if (auto r = overrideWaits(*p); !r) {
@@ -250,7 +246,7 @@ int Daemon::run() {
   } else {
     p.engine->start();
   }
-  p.maintenance->housekeeping(p.config->daemon.eventsKeep, p.config->daemon.eventsMax);
+  p.maintenance->housekeeping();
   if (p.engine->names().empty() && p.options.once) {
     return 0;
   }

@@ -23,7 +23,7 @@ namespace kms::daemon {
 
 struct Daemon::Parts {
   Parts(const config::Config& c, Logger& l, Options o)
-      : config(std::make_shared<const config::Config>(c)),
+      : config(settingsOf(c)),
         options(std::move(o)),
         log(l),
         clock(systemClock()),

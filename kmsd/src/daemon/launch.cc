@@ -37,16 +37,15 @@ std::unique_ptr<Launched> launch(const std::string& configPath, Daemon::Options 
   options.configPath = configPath;
   options.controlApi = !options.once;
   options.http01Socket = sockets->http01;
-  auto daemon = Daemon::open(*cfg, *out->log, std::move(options));
+  auto daemon = Daemon::open(std::move(*cfg), *out->log, std::move(options));
   if (!daemon) {
     err << "kmsd: " << daemon.error().toString() << '\n';
     rc = 1;
     return nullptr;
   }
   out->daemon = std::move(*daemon);
-  // The configuration's parse tree is gone: give its memory back to the system (a config
-  // with 100,000 certificates leaves ~100 MB of free heap otherwise).
-  *cfg = config::Config{};
+  // The configuration's parse tree is gone (the daemon took the configuration over): give
+  // its memory back to the system (100,000 certificates leave ~100 MB of free heap otherwise).
   ::malloc_trim(0);
   return out;
 }

@@ -6,7 +6,8 @@
 namespace kms::daemon {
 
 Maintenance::Maintenance(Executor& executor, Engine& engine, TrustKeeper& trust, Steps& steps, LockedStore& store,
-                         EventSink& events, const Clock& clock)
+                         EventSink& events, const Clock& clock,
+                         std::function<std::shared_ptr<const config::Config>()> settings)
     : executor_(executor),
       engine_(engine),
       trust_(trust),
@@ -14,7 +15,8 @@ Maintenance::Maintenance(Executor& executor, Engine& engine, TrustKeeper& trust,
       store_(store),
       events_(events),
       clock_(clock),
-      timer_(executor.timer()) {}
+      timer_(executor.timer()),
+      settings_(std::move(settings)) {}
 
 void Maintenance::guarded(const std::string& where, std::function<void()> job) {
   executor_.work([this, where, job = std::move(job)] { (void)runReporting(events_, where, job); });
@@ -62,14 +64,15 @@ void Maintenance::armNextRefresh() {
   }
   timer_->at(clock_.now() + *interval_, [this] {
     if (!stopped_ && !running_ && refreshTrust(false)) {
-      housekeeping(keep_, most_);
+      housekeeping();
     }
   });
 }
 
-void Maintenance::housekeeping(std::chrono::seconds keep, std::int64_t most) {
-  keep_ = keep;
-  most_ = most;
+void Maintenance::housekeeping() {
+  const auto settings = settings_();  // read on the loop, which reloads swap
+  const std::chrono::seconds keep = settings->daemon.eventsKeep;
+  const std::int64_t most = settings->daemon.eventsMax;
   guarded("event log housekeeping", [this, keep, most] {
     const std::int64_t now = unixSeconds(clock_.now());
     auto pruned = store_.with([&](storage::Store& s) { return s.pruneEvents(now - keep.count(), most); });

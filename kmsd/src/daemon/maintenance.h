@@ -19,8 +19,9 @@ class TrustKeeper;
 
 class Maintenance {
  public:
+  /// `settings`: the configuration in force (read on the loop; a reload swaps it).
   Maintenance(Executor& executor, Engine& engine, TrustKeeper& trust, Steps& steps, LockedStore& store,
-              EventSink& events, const Clock& clock);
+              EventSink& events, const Clock& clock, std::function<std::shared_ptr<const config::Config>()> settings);
 
   /// Reads the CA list and CRL on a worker, then plans the certificates it affected (the
   /// `first` refresh starts the engine) and, with `interval`, arms the next refresh. False when
@@ -28,8 +29,8 @@ class Maintenance {
   bool refreshTrust(bool first, std::function<void(std::vector<std::string>)> done = {});
   /// The interval of the next refreshes (none: --once).
   void setTrustInterval(std::optional<std::chrono::seconds> interval) { interval_ = interval; }
-  /// Bounds the event log (`keep` long, at most `most` rows) and retires keys and chains.
-  void housekeeping(std::chrono::seconds keep, std::int64_t most);
+  /// Bounds the event log ([daemon] events_keep, events_max) and retires keys and chains.
+  void housekeeping();
   /// No more refreshes.
   void stop();
 
@@ -51,8 +52,7 @@ class Maintenance {
   std::optional<std::chrono::seconds> interval_;
   bool running_ = false;
   bool stopped_ = false;
-  std::chrono::seconds keep_{std::chrono::hours(24 * 90)};
-  std::int64_t most_ = 100000;
+  std::function<std::shared_ptr<const config::Config>()> settings_;
 };
 
 }  // namespace kms::daemon
