@@ -1,5 +1,7 @@
 #include "section_reader.h"
 
+#include <functional>
+
 #include "checks.h"
 
 namespace kms::config::detail {
@@ -177,64 +179,36 @@ std::optional<std::string> SectionReader::absolutePath(std::string_view key, Nee
   return value;
 }
 
-std::optional<std::string> SectionReader::url(std::string_view key, Need need) {
-  std::optional<std::string> value = string(key, need);
+std::optional<std::string> SectionReader::checked(std::string_view key, std::optional<std::string> value,
+                                                  const std::function<std::optional<std::string>(const std::string&)>& check) {
   if (!value) {
     return std::nullopt;
   }
-  if (std::optional<std::string> problem = checkUrl(*value)) {
+  if (std::optional<std::string> problem = check(*value)) {
     fail(key, std::move(*problem));
     return std::nullopt;
   }
   return value;
+}
+
+std::optional<std::string> SectionReader::url(std::string_view key, Need need) {
+  return checked(key, string(key, need), [](const std::string& v) { return checkUrl(v); });
 }
 
 std::optional<std::string> SectionReader::readableFile(std::string_view key, Need need) {
-  std::optional<std::string> value = nonEmpty(key, need);
-  if (!value) {
-    return std::nullopt;
-  }
-  if (std::optional<std::string> problem = checkReadableFile(*value)) {
-    fail(key, std::move(*problem));
-    return std::nullopt;
-  }
-  return value;
+  return checked(key, nonEmpty(key, need), checkReadableFile);
 }
 
 std::optional<std::string> SectionReader::trustedFile(std::string_view key, Need need) {
-  std::optional<std::string> value = readableFile(key, need);
-  if (!value) {
-    return std::nullopt;
-  }
-  if (std::optional<std::string> problem = checkOwnership(*value)) {
-    fail(key, std::move(*problem));
-    return std::nullopt;
-  }
-  return value;
+  return checked(key, readableFile(key, need), checkOwnership);
 }
 
 std::optional<std::string> SectionReader::pemFile(std::string_view key, Need need) {
-  std::optional<std::string> value = trustedFile(key, need);
-  if (!value) {
-    return std::nullopt;
-  }
-  if (std::optional<std::string> problem = checkPemFile(*value)) {
-    fail(key, std::move(*problem));
-    return std::nullopt;
-  }
-  return value;
+  return checked(key, trustedFile(key, need), checkPemFile);
 }
 
 std::optional<std::string> SectionReader::secretFile(std::string_view key, Need need) {
-  std::optional<std::string> value = nonEmpty(key, need);
-  if (!value) {
-    return std::nullopt;
-  }
-  if (std::optional<std::string> problem = checkSecretFile(*value)) {
-    fail(key, std::move(*problem));
-    return std::nullopt;
-  }
-  return value;
+  return checked(key, nonEmpty(key, need), checkSecretFile);
 }
 
 std::optional<std::string> SectionReader::nonEmpty(std::string_view key, Need need) {

@@ -2,6 +2,7 @@
 /// @file Typed, error-reporting access to the keys of one config table.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -63,6 +64,10 @@ class SectionReader {
 
  private:
   const toml::node* present(std::string_view key, Need need);
+  /// `value` when `check` finds nothing wrong with it, else nullopt and its problem reported
+  /// on `key` (nullopt stays nullopt: its problem is already reported).
+  std::optional<std::string> checked(std::string_view key, std::optional<std::string> value,
+                                     const std::function<std::optional<std::string>(const std::string&)>& check);
 
   Loader& loader_;
   toml::table& table_;
