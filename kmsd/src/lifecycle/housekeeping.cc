@@ -50,7 +50,7 @@ Result<void> Housekeeping::unpublishChains(std::int64_t now, std::int64_t retain
     }
     auto marked = ctx_.store().with([&](storage::Store& st) { return st.markUnpublished(chain.issuedId, now); });
     if (!marked) {
-      ctx_.services.storeWriteFailed(chain.certName, "record an unpublished chain", marked.error());
+      storeWriteFailed(ctx_.events, chain.certName, "record an unpublished chain", marked.error());
       continue;
     }
     ctx_.events.emit({"KMS_CHAIN_UNPUBLISHED", storage::EventLevel::info, chain.certName,

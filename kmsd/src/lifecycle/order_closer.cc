@@ -9,7 +9,7 @@ Result<void> OrderCloser::abandon(const storage::Order& order, const std::string
   auto closed =
       ctx_.store().with([&](storage::Store& st) { return st.closeOrder(order.id, storage::OrderStatus::abandoned); });
   if (!closed) {
-    ctx_.services.storeWriteFailed(cert, "abandon the order", closed.error());
+    storeWriteFailed(ctx_.events, cert, "abandon the order", closed.error());
     return fail(closed.error());
   }
   authorizer_.withdraw(order.id);

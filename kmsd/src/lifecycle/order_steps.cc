@@ -141,7 +141,7 @@ Result<StepOutcome> OrderSteps::fetchToken(const storage::Order& order, const co
   meta.fetchedAt = ctx_.now();
   auto saved = ctx_.store().with([&](storage::Store& st) { return st.saveSpcToken(meta); });
   if (!saved) {
-    ctx_.services.storeWriteFailed(c.name, "record the SPC token's metadata", saved.error());
+    storeWriteFailed(ctx_.events, c.name, "record the SPC token's metadata", saved.error());
   }
   if (auto r = advanceOrder(ctx_, order, orderAt(CertState::tokenReady)); !r) {
     return fail(r.error());

@@ -60,7 +60,7 @@ Result<std::unique_ptr<hsm::KeySigner>> Services::recordedKey(const std::optiona
     auto retired =
         store_.with([&](storage::Store& s) { return s.markKeyDestroyed(uriText, unixSeconds(clock_.now())); });
     if (!retired && retired.error().code != Errc::notFound) {
-      storeWriteFailed(cert, "retire a missing key", retired.error());
+      daemon::storeWriteFailed(events_, cert, "retire a missing key", retired.error());
     }
     events_.emit({"KMS_KEY_MISSING",
                   storage::EventLevel::warning,
@@ -115,10 +115,6 @@ Result<void> Services::destroyKey(const std::optional<std::string>& cert, const 
   events_.emit(
       {"KMS_KEY_DESTROYED", storage::EventLevel::info, cert, "key " + uriText + " destroyed", {{"key", uriText}}});
   return ok();
-}
-
-void Services::storeWriteFailed(const std::optional<std::string>& cert, const char* what, const Error& e) {
-  daemon::storeWriteFailed(events_, cert, what, e);
 }
 
 }  // namespace kms::daemon

@@ -145,8 +145,6 @@ class Services {
     return checkTransport_->send(req);
   }
 
-  /// Logs a failed store write that the caller cannot act on (never silent).
-  void storeWriteFailed(const std::optional<std::string>& cert, const char* what, const Error& e);
 
  private:
   Services(const config::Config& config, const Clock& clock, EventSink& events, LockedStore& store);

@@ -48,7 +48,7 @@ bool sameRoots(const std::vector<pki::Certificate>& a, const std::vector<pki::Ce
 void TrustKeeper::load() {
   auto docs = s_.store().with([](storage::Store& st) { return readKeptTrust(st); });
   if (!docs) {
-    s_.storeWriteFailed(std::nullopt, "read the kept CA list and CRL", docs.error());
+    storeWriteFailed(events_, std::nullopt, "read the kept CA list and CRL", docs.error());
     return;
   }
   std::lock_guard<std::mutex> lock(mutex_);
@@ -188,7 +188,7 @@ void TrustKeeper::refreshCaList(std::int64_t now) {
   doc.fetchedAt = now;
   if (auto w = s_.store().with([&](storage::Store& st) { return st.saveTrust(doc); }); !w) {
     caListError_ = w.error().toString();
-    s_.storeWriteFailed(std::nullopt, "keep the STI-PA CA list", w.error());
+    storeWriteFailed(events_, std::nullopt, "keep the STI-PA CA list", w.error());
     return;
   }
   caListError_.reset();
@@ -255,7 +255,7 @@ void TrustKeeper::refreshCrl(std::int64_t now) {
   doc.fetchedAt = now;
   if (auto w = s_.store().with([&](storage::Store& st) { return st.saveTrust(doc); }); !w) {
     crlError_ = w.error().toString();
-    s_.storeWriteFailed(std::nullopt, "keep the STI-PA CRL", w.error());
+    storeWriteFailed(events_, std::nullopt, "keep the STI-PA CRL", w.error());
     return;
   }
   crlError_.reset();
@@ -329,7 +329,7 @@ std::optional<std::string> TrustKeeper::leafRevoked(const storage::IssuedCert& c
 bool TrustKeeper::recordRevoked(const storage::IssuedCert& cert, const std::string& why, std::int64_t now) {
   auto marked = s_.store().with([&](storage::Store& st) { return st.markRevoked(cert.id, now); });
   if (!marked) {
-    s_.storeWriteFailed(cert.certName, "record a revocation found in the CRL", marked.error());
+    storeWriteFailed(events_, cert.certName, "record a revocation found in the CRL", marked.error());
     return false;
   }
   events_.emit({"KMS_CERT_REVOKED", EventLevel::error, cert.certName,
@@ -354,7 +354,7 @@ std::vector<std::string> TrustKeeper::checkActive(std::int64_t now) {
   }
   auto active = s_.store().with([now](storage::Store& st) { return st.listLatestValid(now); });
   if (!active) {
-    s_.storeWriteFailed(std::nullopt, "list the active certificates for the trust check", active.error());
+    storeWriteFailed(events_, std::nullopt, "list the active certificates for the trust check", active.error());
     return {};
   }
   std::unordered_set<std::string> crlSerials;
