@@ -6,9 +6,7 @@
 #include <ctime>
 #include <deque>
 #include <mutex>
-#include <random>
 #include <set>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -371,49 +369,6 @@ class AcmeClient::Impl {
     account->url = *location;
     return account;
   }
-
-  /// POST-as-GET url until parse(body)->status leaves `waiting`, within the poll deadline.
-  template <class T, class Parse>
-  Result<T> poll(const AccountRef& account, const std::string& url, Parse parse,
-                 std::initializer_list<std::string_view> waiting, const char* what) {
-    auto deadline = std::chrono::steady_clock::now() + options_.pollDeadline;
-    for (int round = 0;; ++round) {
-      auto r = postJson(account.key, account.url, url, "");
-      if (!r) {
-        return fail(r.error());
-      }
-      Result<T> object = parse(r->body, url);
-      if (!object) {
-        return fail(object.error());
-      }
-      if (std::find(waiting.begin(), waiting.end(), object->status) == waiting.end()) {
-        return object;
-      }
-      if (std::chrono::steady_clock::now() >= deadline) {
-        break;
-      }
-      pollWait(*r, round);
-    }
-    Error e = protocolError(url, std::string(what) + " still not final after polling for " +
-                                     std::to_string(options_.pollDeadline.count()) + " ms");
-    e.code = Errc::timeout;
-    return fail(e);
-  }
-
-  /// Waits before the next poll: Retry-After if given (clamped), else exponential with jitter.
-  void pollWait(const HttpResponse& r, int round) {
-    std::chrono::milliseconds wait = options_.pollFirstInterval * (1 << std::min(round, 16));
-    wait = std::min(wait, options_.pollMaxInterval);
-    if (auto ra = r.header("retry-after")) {
-      if (auto secs = parseRetryAfter(*ra, std::chrono::system_clock::now())) {
-        wait = std::min<std::chrono::milliseconds>(*secs, options_.pollMaxRetryAfter);
-      }
-    }
-    thread_local std::mt19937 rng(std::random_device{}());
-    std::uniform_real_distribution<double> jitter(0.8, 1.2);
-    std::this_thread::sleep_for(
-        std::chrono::milliseconds(static_cast<long>(static_cast<double>(wait.count()) * jitter(rng))));
-  }
 };
 
 AcmeClient::AcmeClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -584,14 +539,6 @@ Result<Order> AcmeClient::finalize(const AccountRef& account, const Order& order
     return fail(r.error());
   }
   return withRetryAfter(*r, detail::parseOrder(r->body, order.url));
-}
-
-Result<Order> AcmeClient::pollOrder(const AccountRef& account, const std::string& url) {
-  return impl_->poll<Order>(account, url, detail::parseOrder, {"pending", "processing"}, "order");
-}
-
-Result<Authorization> AcmeClient::pollAuthorization(const AccountRef& account, const std::string& url) {
-  return impl_->poll<Authorization>(account, url, detail::parseAuthorization, {"pending"}, "authorization");
 }
 
 Result<CertificateChain> AcmeClient::downloadCertificate(const AccountRef& account, const std::string& url) {

@@ -30,21 +30,6 @@ Error stepError(Errc code, std::string message, std::string context) {
   return e;
 }
 
-/// Waits for a started hook, bounded to two minutes (the blocking form, for issueCertificate).
-Result<void> finishHook(Result<std::unique_ptr<ChildProcess>> child, const std::string& hook, const char* action) {
-  if (!child) {
-    return fail(child.error());
-  }
-  auto status = (*child)->wait(std::chrono::minutes(2));
-  if (!status) {
-    return fail(stepError(Errc::timeout, std::string("dns-01 hook '") + action + "' " + status.error().message, hook));
-  }
-  if (!exitedCleanly(*status)) {
-    return fail(Errc::io, std::string("dns-01 hook '") + action + "' failed with " + describeExit(*status), hook);
-  }
-  return ok();
-}
-
 Result<void> verifyIdentifiers(const pki::Certificate& leaf, const std::vector<Identifier>& identifiers) {
   std::set<std::string> wantDns;
   for (const Identifier& id : identifiers) {
@@ -98,13 +83,13 @@ void Http01Solver::cleanup(const Authorization& /*authz*/, const Challenge& chal
   responder_.remove(challenge.token);
 }
 
-std::vector<std::string> Dns01HookSolver::environment(const Authorization& authz, const Challenge& challenge,
+std::vector<std::string> Dns01Hook::environment(const Authorization& authz, const Challenge& challenge,
                                                       const std::string& keyAuthorization) {
   return {"KMS_DOMAIN=" + authz.identifier.value, "KMS_RECORD=_acme-challenge." + authz.identifier.value,
           "KMS_VALIDATION=" + dns01TxtValue(keyAuthorization), "KMS_TOKEN=" + challenge.token};
 }
 
-Result<std::unique_ptr<ChildProcess>> Dns01HookSolver::start(const char* action, const Authorization& authz,
+Result<std::unique_ptr<ChildProcess>> Dns01Hook::start(const char* action, const Authorization& authz,
                                                              const Challenge& challenge,
                                                              const std::string& keyAuthorization) const {
   auto child = ChildProcess::spawn({hook_, action}, environment(authz, challenge, keyAuthorization));
@@ -114,21 +99,6 @@ Result<std::unique_ptr<ChildProcess>> Dns01HookSolver::start(const char* action,
     return fail(e);
   }
   return child;
-}
-
-Result<std::string> Dns01HookSolver::present(const Authorization& authz, const Challenge& challenge,
-                                             const std::string& keyAuthorization) {
-  auto r = finishHook(start("present", authz, challenge, keyAuthorization), hook_, "present");
-  if (!r) {
-    return fail(r.error());
-  }
-  return std::string("{}");
-}
-
-void Dns01HookSolver::cleanup(const Authorization& authz, const Challenge& challenge,
-                              const std::string& keyAuthorization) {
-  // A failing cleanup leaves a stale TXT record: harmless for validation, so not fatal.
-  (void)finishHook(start("cleanup", authz, challenge, keyAuthorization), hook_, "cleanup");
 }
 
 namespace {
@@ -230,148 +200,6 @@ Result<void> checkIssuedChain(const std::vector<pki::Certificate>& chain, const 
     return request.extraCheck(chain);
   }
   return ok();
-}
-
-Result<IssuedChain> issueCertificate(AcmeClient& client, const AccountRef& account, const IssueRequest& request,
-                                     const std::map<std::string, ChallengeSolver*>& solvers,
-                                     const ProgressFn& progress) {
-  auto report = [&](IssueStep step, const Order& order) -> Result<void> {
-    return progress ? progress(step, order) : ok();
-  };
-  if (request.certKey == nullptr) {
-    return fail(Errc::invalidArgument, "no certificate key");
-  }
-
-  // 1. The order: resumed when it is still usable, else a new one.
-  std::optional<Order> order;
-  if (request.resumeOrderUrl) {
-    auto resumed = client.getOrder(account, *request.resumeOrderUrl);
-    if (resumed && resumed->status != "invalid") {
-      order = std::move(*resumed);
-    } else if (!resumed && (resumed.error().disposition == Disposition::caPause ||
-                            !(resumed.error().native >= 400 && resumed.error().native < 500))) {
-      // Not an answer about the order (unreachable, 5xx, slow down): try again later; another
-      // 4xx means it is gone.
-      return fail(resumed.error());
-    }
-  }
-  if (!order) {
-    auto created = client.newOrder(account, request.identifiers, request.replaces);
-    if (!created) {
-      return fail(created.error());
-    }
-    order = std::move(*created);
-    if (auto r = report(IssueStep::orderPending, *order); !r) {
-      return fail(r.error());
-    }
-  }
-
-  // 2. Authorizations.
-  if (order->status == "pending") {
-    for (const std::string& authzUrl : order->authorizations) {
-      auto authz = client.getAuthorization(account, authzUrl);
-      if (!authz) {
-        return fail(authz.error());
-      }
-      if (authz->status == "valid") {
-        continue;
-      }
-      if (authz->status != "pending") {
-        return fail(stepError(Errc::protocol, "authorization for " + authz->identifier.value + " is " + authz->status,
-                              authzUrl));
-      }
-      auto ch = std::find_if(authz->challenges.begin(), authz->challenges.end(),
-                             [&](const Challenge& c) { return c.type == request.challengeType; });
-      if (ch == authz->challenges.end()) {
-        return fail(stepError(Errc::unsupported,
-                              "the CA offers no " + request.challengeType + " challenge for " + authz->identifier.value,
-                              authzUrl));
-      }
-      auto solver = solvers.find(request.challengeType);
-      if (solver == solvers.end() || solver->second == nullptr) {
-        return fail(stepError(Errc::unsupported, "no solver configured for " + request.challengeType, authzUrl));
-      }
-      if (auto checked = checkAuthorization(*authz, *ch, request.identifiers); !checked) {
-        return fail(checked.error());
-      }
-      std::string keyAuth = keyAuthorization(ch->token, account.key.publicKey());
-      auto payload = solver->second->present(*authz, *ch, keyAuth);
-      if (!payload) {
-        solver->second->cleanup(*authz, *ch, keyAuth);
-        return fail(payload.error());
-      }
-      Result<Authorization> final = [&]() -> Result<Authorization> {
-        if (ch->status == "pending") {
-          auto answered = client.respondChallenge(account, ch->url, *payload);
-          if (!answered) {
-            return fail(answered.error());
-          }
-        }
-        return client.pollAuthorization(account, authzUrl);
-      }();
-      solver->second->cleanup(*authz, *ch, keyAuth);
-      if (!final) {
-        return fail(final.error());
-      }
-      if (final->status != "valid") {
-        Error e;
-        for (const Challenge& c : final->challenges) {
-          if (c.type == request.challengeType && c.error) {
-            e = *c.error;
-          }
-        }
-        e.code = e.code == Errc::internal ? Errc::protocol : e.code;
-        e.disposition = Disposition::permanent;
-        e.message = request.challengeType + " challenge for " + final->identifier.value + " failed" +
-                    (e.message.empty() ? ": authorization is " + final->status : ": " + e.message);
-        e.context = authzUrl;
-        return fail(e);
-      }
-    }
-    auto polled = client.pollOrder(account, order->url);
-    if (!polled) {
-      return fail(polled.error());
-    }
-    order = std::move(*polled);
-  }
-  if (order->status == "invalid") {
-    Error e = order->error.value_or(stepError(Errc::protocol, "order is invalid", order->url));
-    e.message = "order invalid: " + e.message;
-    e.disposition = Disposition::permanent;
-    return fail(e);
-  }
-  if (order->status == "ready") {
-    if (auto r = report(IssueStep::authorized, *order); !r) {
-      return fail(r.error());
-    }
-    // 3. Finalize with a CSR signed in the HSM.
-    auto csr = pki::buildCsr(request.csr, *request.certKey);
-    if (!csr) {
-      return fail(csr.error());
-    }
-    auto finalized = client.finalize(account, *order, *csr);
-    if (!finalized) {
-      return fail(finalized.error());
-    }
-    order = std::move(*finalized);
-    if (auto r = report(IssueStep::finalizing, *order); !r) {
-      return fail(r.error());
-    }
-  }
-  if (order->status == "processing") {
-    auto polled = client.pollOrder(account, order->url);
-    if (!polled) {
-      return fail(polled.error());
-    }
-    order = std::move(*polled);
-  }
-  if (order->status != "valid" || !order->certificate) {
-    Error e = order->error.value_or(stepError(Errc::protocol, "order ended " + order->status, order->url));
-    return fail(e);
-  }
-
-  // 4. Download and check.
-  return downloadCheckedChain(client, account, request, *order);
 }
 
 Result<IssuedChain> downloadCheckedChain(AcmeClient& client, const AccountRef& account, const IssueRequest& request,

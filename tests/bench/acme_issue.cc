@@ -1,27 +1,23 @@
-// Certificates per second against a local Pebble (PEBBLE_VA_NOSLEEP=1), sequential and
-// concurrent, with real http-01 validation and with PEBBLE_VA_ALWAYS_VALID=1, beside
-// lego issuing certificates one process after another against the same Pebble.
-//   acme_issue [count=50] [lego_count_http01=5] [lego_count_always_valid=20] [workers=4]
+// Certificates per second through kmsd's own path (`kmsd --once`, Release build) against a
+// local Pebble (PEBBLE_VA_NOSLEEP=1), one order at a time and several, with real http-01
+// validation and with PEBBLE_VA_ALWAYS_VALID=1, beside lego issuing certificates one
+// process after another against the same Pebble.
+//   acme_issue [count=50] [lego_count_http01=5] [lego_count_always_valid=20] [orders=4]
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/thread_pool.hpp>
-
-#include "acme/client.h"
-#include "acme/http01_responder.h"
-#include "acme/issuer.h"
-#include "hsm/token.h"
+#include "cli.h"
 #include "pebble_server.h"
 #include "softhsm_token.h"
 
@@ -37,12 +33,6 @@ double cpuSeconds(int who) {
   getrusage(who, &ru);
   return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-long peakRssKb(int who) {
-  rusage ru{};
-  getrusage(who, &ru);
-  return ru.ru_maxrss;
 }
 
 double processCpuSeconds(pid_t pid) {
@@ -67,8 +57,9 @@ long childPeakKb = 0;
 
 /// Runs argv (output to logFile) through posix_spawn and samples its VmHWM while it runs:
 /// getrusage would report this process's own peak for any child it spawns.
+/// `passFd`, when given, becomes the child's descriptor 3.
 int spawnMeasured(const std::vector<std::string>& args, const std::vector<std::string>& extraEnv,
-                  const std::string& logFile) {
+                  const std::string& logFile, int passFd = -1) {
   std::vector<char*> argv;
   for (const auto& a : args) {
     argv.push_back(const_cast<char*>(a.c_str()));
@@ -88,6 +79,9 @@ int spawnMeasured(const std::vector<std::string>& args, const std::vector<std::s
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, logFile.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  if (passFd >= 0) {
+    posix_spawn_file_actions_adddup2(&fa, passFd, 3);
+  }
   pid_t pid = 0;
   int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
@@ -126,87 +120,52 @@ void print(const Row& r) {
   std::fflush(stdout);
 }
 
-class Bench {
+/// The daemon's path: `kmsd --once` (the Release build beside this program) issues `count`
+/// http-01 certificates through its lifecycle steps, `max_concurrent_orders` at a time, on
+/// a SoftHSM2 token of its own and the http-01 socket it is handed (as systemd would).
+class DaemonBench {
  public:
-  explicit Bench(bool alwaysValid) {
-    // The responder binds first (port 0) and Pebble is told its port.
-    responder_ = std::move(*acme::Http01Responder::start("127.0.0.1", 0));
+  DaemonBench(bool alwaysValid, int nonceRejectPercent) {
     test::PebbleOptions o;
     o.alwaysValid = alwaysValid;
     o.noSleep = true;
-    o.httpPort = responder_->port();
+    o.nonceRejectPercent = nonceRejectPercent;
+    o.httpPort = http01_->port();
     pebble_ = std::make_unique<test::PebbleServer>(o);
-    auto token = hsm::Token::open({test::SoftHsmToken::modulePath(), softhsm_.label(), softhsm_.pinFile(), 16});
-    token_ = std::move(*token);
-    auto key = token_->generateKey("account");
-    accountKey_ = std::move(*token_->signer(key->uri));
-    http::TransportOptions topts;
-    topts.caBundle = pebble_->tlsCaFile();
-    transport_ = std::move(*http::makeCurlTransport(topts));
-    acme::ClientOptions copts;
-    copts.directoryUrl = pebble_->directoryUrl();
-    copts.pollFirstInterval = std::chrono::milliseconds(5);
-    client_ = std::move(*acme::AcmeClient::create(*transport_, copts));
-    accountUrl_ = client_->newAccount(*accountKey_, {})->url;
-    solver_ = std::make_unique<acme::Http01Solver>(*responder_);
-    anchors_ = *pki::parsePemChain(pebble_->issuingRootsPem());
+    roots_ = pebble_->writeIssuingRoots(softhsm_.sandbox().file("pebble-roots.pem"));
   }
 
-  bool issueOne(const std::string& name) {
-    auto k0 = Clock::now();
-    auto signer = token_->generateSigner(name);
-    if (!signer) {
-      return false;
+  /// One `kmsd --once` over certificates tag-0 .. tag-(count-1); the certificates of the
+  /// previous run leave the configuration (released, not revoked). `count` 0 repeats the
+  /// previous run's configuration: nothing is due, which times kmsd's start and stop.
+  Row run(const std::string& label, const std::string& tag, int count, int maxOrders) {
+    if (count > 0) {
+      writeConfig(tag, count, maxOrders);
     }
-    keyNs_ += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - k0).count();
-    acme::IssueRequest r;
-    r.identifiers = {{"dns", name}};
-    r.challengeType = "http-01";
-    r.csr.dnsNames = {name};
-    r.certKey = signer->get();
-    r.trustAnchors = anchors_;
-    auto issued =
-        acme::issueCertificate(*client_, acme::AccountRef{*accountKey_, accountUrl_}, r, {{"http-01", solver_.get()}});
-    if (!issued) {
-      std::fprintf(stderr, "%s: %s\n", name.c_str(), issued.error().toString().c_str());
+    const double cpu0 = cpuSeconds(RUSAGE_CHILDREN);
+    const double peb0 = processCpuSeconds(pebble_->pid());
+    childPeakKb = 0;
+    const std::string log = softhsm_.sandbox().file("kmsd-" + tag + (count > 0 ? "" : "-again") + ".log");
+    const auto t0 = Clock::now();
+    // As PassedSocket::pass does it: LISTEN_PID must be kmsd's own pid, so a shell execs it.
+    const int rc = spawnMeasured({"sh", "-c", "LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\"", test::kKmsd,
+                                  "--config", config_, "--once"},
+                                 {"SOFTHSM2_CONF=" + softhsm_.confPath(), "LISTEN_FDS=1", "LISTEN_FDNAMES=http01"}, log,
+                                 http01_->fd());
+    const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (rc != 0) {
+      std::fprintf(stderr, "%s: kmsd --once exited %d:\n%s\n", label.c_str(), rc, test::readFile(log).c_str());
     }
-    return issued.has_value();
-  }
-
-  Row run(const std::string& label, const std::string& tag, int count, std::size_t threads) {
-    double cpu0 = cpuSeconds(RUSAGE_SELF);
-    double peb0 = processCpuSeconds(pebble_->pid());
-    auto t0 = Clock::now();
-    std::atomic<int> good{0};
-    if (threads <= 1) {
-      for (int i = 0; i < count; ++i) {
-        good += issueOne(tag + "-" + std::to_string(i) + ".example.com") ? 1 : 0;
-      }
-    } else {
-      boost::asio::thread_pool pool(threads);
-      for (int i = 0; i < count; ++i) {
-        boost::asio::post(pool, [&, i] { good += issueOne(tag + "-" + std::to_string(i) + ".example.com") ? 1 : 0; });
-      }
-      pool.join();
-    }
-    double wall = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (good != count) {
-      std::fprintf(stderr, "%s: only %d of %d issued\n", label.c_str(), good.load(), count);
-    }
-    return Row{label,
-               count,
-               wall,
-               cpuSeconds(RUSAGE_SELF) - cpu0,
-               processCpuSeconds(pebble_->pid()) - peb0,
-               peakRssKb(RUSAGE_SELF)};
+    return Row{label, count > 0 ? count : lastCount_, wall, cpuSeconds(RUSAGE_CHILDREN) - cpu0,
+               processCpuSeconds(pebble_->pid()) - peb0, childPeakKb};
   }
 
   Row lego(const std::string& label, int count) {
     double cpu0 = cpuSeconds(RUSAGE_CHILDREN);
     double peb0 = processCpuSeconds(pebble_->pid());
-    // lego answers http-01 itself and cannot be handed a socket: it binds the port the
-    // responder leaves (a benchmark run by hand, not a test).
-    responder_.reset();
+    // lego answers http-01 itself and cannot be handed a socket: it binds the port kmsd's
+    // socket leaves (a benchmark run by hand, not a test).
+    http01_.reset();
     auto t0 = Clock::now();
     for (int i = 0; i < count; ++i) {
       std::string dir = pebble_->sandbox().file("lego-" + label + std::to_string(i));
@@ -237,20 +196,31 @@ class Bench {
                processCpuSeconds(pebble_->pid()) - peb0,     childPeakKb};
   }
 
- private:
-  test::SoftHsmToken softhsm_{"bench"};
-  std::unique_ptr<test::PebbleServer> pebble_;
-  std::unique_ptr<hsm::Token> token_;
-  std::unique_ptr<hsm::KeySigner> accountKey_;
-  std::unique_ptr<http::Transport> transport_;
-  std::unique_ptr<acme::AcmeClient> client_;
-  std::string accountUrl_;
-  std::unique_ptr<acme::Http01Responder> responder_;
-  std::unique_ptr<acme::Http01Solver> solver_;
-  std::vector<pki::Certificate> anchors_;
 
- public:
-  std::atomic<long long> keyNs_{0};
+ private:
+  void writeConfig(const std::string& tag, int count, int maxOrders) {
+    const test::Sandbox& sb = softhsm_.sandbox();
+    std::string toml = "[daemon]\nstate_dir = \"" + sb.file("state") + "\"\ncontrol_socket = \"" + sb.file("kmsd.sock") +
+                       "\"\nmax_concurrent_orders = " + std::to_string(maxOrders) + "\n[hsm]\ntoken_label = \"" +
+                       softhsm_.label() + "\"\npin_file = \"" + softhsm_.pinFile() + "\"\n[acme]\ndirectory_url = \"" +
+                       pebble_->directoryUrl() + "\"\nca_bundle = \"" + pebble_->tlsCaFile() + "\"\ntrust_anchors = \"" +
+                       roots_ + "\"\nhttp01_listen = \"192.0.2.1:80\"\n[publisher]\nweb_root = \"" + sb.file("www") +
+                       "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n";
+    for (int i = 0; i < count; ++i) {
+      const std::string name = tag + "-" + std::to_string(i);
+      toml += "[[certificate]]\nname = \"" + name + "\"\nidentifiers = [\"dns:" + name + ".example.com\"]\n";
+    }
+    config_ = sb.write("kmsd.toml", toml);
+    lastCount_ = count;
+  }
+
+  test::SoftHsmToken softhsm_{"bench-kmsd"};
+  /// kmsd's http-01 socket; Pebble validates on its port.
+  std::unique_ptr<test::PassedSocket> http01_ = std::make_unique<test::PassedSocket>();
+  std::unique_ptr<test::PebbleServer> pebble_;
+  std::string roots_;
+  std::string config_;
+  int lastCount_ = 0;
 };
 
 }  // namespace
@@ -259,20 +229,21 @@ int main(int argc, char** argv) {
   int count = argc > 1 ? std::atoi(argv[1]) : 50;
   int legoHttp = argc > 2 ? std::atoi(argv[2]) : 5;
   int legoAlways = argc > 3 ? std::atoi(argv[3]) : 20;
-  std::size_t workers = argc > 4 ? static_cast<std::size_t>(std::atoi(argv[4])) : 4;
+  int orders = argc > 4 ? std::atoi(argv[4]) : 4;
   for (bool alwaysValid : {false, true}) {
     const std::string mode = alwaysValid ? "always-valid" : "http-01";
-    Bench bench(alwaysValid);
-    bench.run(mode + " warm-up", "warm", 2, 1);
-    bench.keyNs_ = 0;
-    print(bench.run(mode + " sequential", "seq", count, 1));
-    std::printf("  of which HSM key generation + lookup: %.1f ms/cert\n",
-                static_cast<double>(bench.keyNs_) / 1e6 / count);
-    print(bench.run(mode + " concurrent (" + std::to_string(workers) + " workers)", "con", count, workers));
-    int legoCount = alwaysValid ? legoAlways : legoHttp;
-    if (legoCount > 0) {
-      print(bench.lego(mode, legoCount));
+    DaemonBench daemon(alwaysValid, 0);
+    daemon.run(mode + " warm-up", "warm", 2, 1);
+    print(daemon.run(mode + " nothing due", "warm", 0, 1));
+    print(daemon.run(mode + " sequential (1 order)", "seq", count, 1));
+    print(daemon.run(mode + " concurrent (" + std::to_string(orders) + " orders)", "con", count, orders));
+    if (int legoCount = alwaysValid ? legoAlways : legoHttp; legoCount > 0) {
+      print(daemon.lego(mode, legoCount));
     }
   }
+  // 30 % of nonces rejected (badNonce, retried by the client), 10 certificates.
+  DaemonBench daemon(true, 30);
+  daemon.run("warm-up", "warm", 1, 1);
+  print(daemon.run("always-valid, 30 % bad nonces (" + std::to_string(orders) + " orders)", "nonce", 10, orders));
   return 0;
 }

@@ -185,6 +185,59 @@ TEST_F(Crash, KilledAfterTheCaRegisteredTheAccountBeforeItWasSaved) {
   EXPECT_EQ(resumed.output.find("KMS_ACCOUNT_REGISTERED"), std::string::npos) << resumed.output;
 }
 
+TEST_F(Crash, AnOrderTheCaInvalidatedWhileKmsdWasDownIsGivenUpAndReplaced) {
+  // The CA expects another fingerprint in the token, so the challenge kmsd answers fails at
+  // once; kmsd is killed before it records the answer. The CA's order is invalid.
+  std::string out;
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"fingerprint":"jwk-thumbprint"})", &out)) << out;
+  CmdResult killed = run(kKmsd, "--once", "KMSD_FAILPOINT=challenge_sent");
+  ASSERT_EQ(killed.rc, 128 + SIGKILL) << "the failpoint was not reached: " << killed.output;
+  ASSERT_EQ(ordersAtTheCa(), 1u);
+  ASSERT_EQ(count("SELECT count(*) FROM orders WHERE status = 'open'"), 1);
+  const std::string firstKey = sql("SELECT key_uri FROM orders WHERE status = 'open'");
+
+  // Back to the CA's usual check. The restart reads the recorded order at the CA, finds it
+  // invalid and gives it up (key destroyed), naming the challenge's failure.
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"fingerprint":"spki"})", &out)) << out;
+  CmdResult resumed = run(kKmsd, "--once");
+  EXPECT_NE(resumed.rc, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("atc.fingerprint does not match the account key"), std::string::npos)
+      << resumed.output;
+  EXPECT_EQ(count("SELECT count(*) FROM orders WHERE status = 'open'"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM hsm_keys WHERE key_uri = '" + firstKey + "' AND destroyed_at IS NOT NULL"), 1);
+  EXPECT_EQ(ordersAtTheCa(), 1u);  // nothing new while the invalid order was read
+
+  // The next attempt is a new order, which the CA validates.
+  ASSERT_TRUE(test::backoffPassed(db_));
+  CmdResult replaced = run(kKmsd, "--once");
+  ASSERT_EQ(replaced.rc, 0) << replaced.output;
+  expectConsistent("after the invalid order");
+  EXPECT_EQ(ordersAtTheCa(), 2u);
+  EXPECT_NE(sql("SELECT key_uri FROM issued_certificates"), firstKey);
+}
+
+TEST_F(Crash, AnOrderTheCaNoLongerKnowsIsGivenUpAndReplaced) {
+  // Killed with an order recorded; kms-lab restarted on the same port keeps its accounts but
+  // not their orders (as a CA that purged an expired order): the order URL answers 404.
+  CmdResult killed = run(kKmsd, "--once", "KMSD_FAILPOINT=order_created");
+  ASSERT_EQ(killed.rc, 128 + SIGKILL) << "the failpoint was not reached: " << killed.output;
+  const std::string firstKey = sql("SELECT key_uri FROM orders WHERE status = 'open'");
+  ASSERT_FALSE(firstKey.empty());
+  lab_.reset();
+  lab_ = std::make_unique<LabProcess>(sandbox_.file("lab"), std::vector<std::string>{"--slow-ms", "20"});
+
+  // Not retried for ever: given up at once, its key destroyed; the next attempt orders anew.
+  CmdResult resumed = run(kKmsd, "--once");
+  EXPECT_NE(resumed.rc, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("the CA no longer knows this order (404)"), std::string::npos) << resumed.output;
+  EXPECT_EQ(count("SELECT count(*) FROM orders WHERE status = 'open'"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM hsm_keys WHERE key_uri = '" + firstKey + "' AND destroyed_at IS NOT NULL"), 1);
+  ASSERT_TRUE(test::backoffPassed(db_));
+  CmdResult replaced = run(kKmsd, "--once");
+  ASSERT_EQ(replaced.rc, 0) << replaced.output;
+  expectConsistent("after the forgotten order");
+}
+
 /// One `kmsd --once` run that reports each step it reaches on a pipe (KMSD_PROGRESS_FD).
 class ProgressRun {
  public:

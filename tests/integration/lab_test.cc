@@ -26,6 +26,7 @@
 #include "acme/client.h"
 #include "acme/issuer.h"
 #include "acme/jws.h"
+#include "acme_walk.h"
 #include "http/transport.h"
 #include "lab_process.h"
 #include "pki/csr.h"
@@ -284,29 +285,36 @@ class LabAcmeFlow : public LabTest {
     return out;
   }
 
-  /// issueCertificate for SPC 1234 with the account of `out` (and certKey_).
-  Result<acme::IssuedChain> issueWith(Outcome& out, const std::string& fingerprintFlavour = "spki",
-                                      const acme::ProgressFn& progress = {},
-                                      std::optional<std::string> resumeOrderUrl = std::nullopt) {
-
-    std::string access = login();
-    const pki::EcPublicKey& pub = out.accountKey->publicKey();
-    std::string fp = fingerprintFlavour == "spki" ? pub.spkiFingerprint() : pub.thumbprintFingerprint();
-    TokenSolver solver([&] {
-      auto r = requestToken(access, "1234", kSpc1234, fp);
-      return json::parse(r.body).value("token", "");
-    });
+  /// The request for SPC 1234 with certKey_.
+  acme::IssueRequest spc1234Request() {
     acme::IssueRequest request;
     request.identifiers = {{"TNAuthList", kSpc1234}};
     request.challengeType = "tkauth-01";
     request.csr = *pki::CsrRequest::shaken("1234", "Example Telecom");
     request.certKey = certKey_.get();
     request.trustAnchors = {*pki::Certificate::fromPem(readFile(lab_->file("sti-ca-root.pem")))};
-    request.resumeOrderUrl = std::move(resumeOrderUrl);
+    return request;
+  }
+
+  /// Answers tkauth-01 with a token the lab STI-PA issues for SPC 1234 to `out`'s account key.
+  std::unique_ptr<TokenSolver> solverFor(Outcome& out, const std::string& fingerprintFlavour) {
+    std::string access = login();
+    const pki::EcPublicKey& pub = out.accountKey->publicKey();
+    std::string fp = fingerprintFlavour == "spki" ? pub.spkiFingerprint() : pub.thumbprintFingerprint();
+    return std::make_unique<TokenSolver>([this, access, fp] {
+      auto r = requestToken(access, "1234", kSpc1234, fp);
+      return json::parse(r.body).value("token", "");
+    });
+  }
+
+  /// A certificate for SPC 1234 with the account of `out` (and certKey_), walked through the
+  /// ACME operations (tests/support/acme_walk.h).
+  Result<acme::IssuedChain> issueWith(Outcome& out, const std::string& fingerprintFlavour = "spki") {
+    auto solver = solverFor(out, fingerprintFlavour);
     acme::AccountRef ref{*out.accountKey, out.accountUrl};
-    auto issued = acme::issueCertificate(*out.client, ref, request, {{"tkauth-01", &solver}}, progress);
-    if (issued.has_value() && !request.resumeOrderUrl) {
-      EXPECT_EQ(solver.seenTokenAuthority, lab_->baseUrl() + "/sti-pa/api/v1");
+    auto issued = test::walkOrder(*out.client, ref, spc1234Request(), test::presentWith(*solver));
+    if (issued.has_value()) {
+      EXPECT_EQ(solver->seenTokenAuthority, lab_->baseUrl() + "/sti-pa/api/v1");
     }
     return issued;
   }
@@ -326,93 +334,42 @@ class LabAcmeFlow : public LabTest {
   std::unique_ptr<pki::SoftwareKey> certKey_;
 };
 
-TEST_F(LabAcmeFlow, AnOrderLeftProcessingIsResumedByPollingNotByANewOrder) {
-  // The CA takes 3 s to issue. The first run stops right after the finalize request (as a
-  // crash there does); the next ones resume the recorded order: they honour the CA's
-  // Retry-After (kms-lab answers 429 to an earlier poll), create no order, send no CSR.
+TEST_F(LabAcmeFlow, AnOrderProcessingAnswersAnEarlyReadWith429AndTheTimeToComeBack) {
+  // The CA takes 3 s to issue and answers a read of the processing order before then with
+  // 429 and Retry-After (how kmsd honours it: Shaken.FinalizeAnsweringProcessingIsPolledOnly…;
+  // how it resumes such an order after a crash: Crash.KilledRightAfterEveryStepResumes).
   start({"--processing-seconds", "3"});
   Outcome out = withAccount();
   ASSERT_NE(out.client, nullptr);
   certKey_ = std::move(*pki::SoftwareKey::generate());
-  std::string orderUrl;
-  std::string statusAtCrash;
-  auto crashAfterFinalize = [&](acme::IssueStep step, const acme::Order& order) -> Result<void> {
-    if (step == acme::IssueStep::finalizing) {
-      orderUrl = order.url;
-      statusAtCrash = order.status;
-      return fail(Errc::internal, "crashed");
-    }
-    return ok();
-  };
-  auto first = issueWith(out, "spki", crashAfterFinalize);
-  ASSERT_FALSE(first.has_value());
-  EXPECT_EQ(first.error().message, "crashed");
-  ASSERT_FALSE(orderUrl.empty());
-  EXPECT_EQ(statusAtCrash, "processing");
+  acme::AccountRef ref{*out.accountKey, out.accountUrl};
+  const acme::IssueRequest request = spc1234Request();
+  auto solver = solverFor(out, "spki");
+  auto order = out.client->newOrder(ref, request.identifiers);
+  ASSERT_TRUE(order.has_value()) << order.error().toString();
+  ASSERT_TRUE(test::answerAuthorizations(*out.client, ref, *order, request, test::presentWith(*solver)).has_value());
+  auto ready = test::orderDecided(*out.client, ref, order->url);
+  ASSERT_TRUE(ready.has_value()) << ready.error().toString();
+  ASSERT_EQ(ready->status, "ready");
+  auto csr = pki::buildCsr(request.csr, *certKey_);
+  ASSERT_TRUE(csr.has_value()) << csr.error().toString();
+  auto finalized = out.client->finalize(ref, *ready, *csr);
+  ASSERT_TRUE(finalized.has_value()) << finalized.error().toString();
+  EXPECT_EQ(finalized->status, "processing");
 
-  std::vector<acme::IssueStep> steps;
-  auto record = [&steps](acme::IssueStep step, const acme::Order&) -> Result<void> {
-    steps.push_back(step);
-    return ok();
-  };
-  // At once, the CA refuses the poll (429 with the time to come back): an error pausing the CA
-  // that says when, not a new order.
-  auto early = issueWith(out, "spki", record, orderUrl);
+  auto early = out.client->getOrder(ref, order->url);
   ASSERT_FALSE(early.has_value());
   EXPECT_EQ(early.error().nativeName, "rateLimited");
   EXPECT_EQ(early.error().disposition, Disposition::caPause);
   ASSERT_TRUE(early.error().retryAfter.has_value());
   EXPECT_GE(*early.error().retryAfter, std::chrono::seconds(1));
   std::this_thread::sleep_for(*early.error().retryAfter);  // as told: a lower bound, not a race
-  auto resumed = issueWith(out, "spki", record, orderUrl);
-  ASSERT_TRUE(resumed.has_value()) << resumed.error().toString();
-  EXPECT_EQ(resumed->orderUrl, orderUrl);
-  EXPECT_TRUE(steps.empty());  // no new order, no second finalize
-  EXPECT_TRUE(resumed->chain.front().hasPublicKey(certKey_->publicKey()));
-  EXPECT_EQ(lab_->log().find("new-order -> 201", lab_->log().find("new-order -> 201") + 1), std::string::npos)
-      << lab_->log();  // one order in all
-  EXPECT_EQ(lab_->log().find("/finalize -> 200", lab_->log().find("/finalize -> 200") + 1), std::string::npos)
-      << lab_->log();  // one finalize in all
-}
-
-TEST_F(LabAcmeFlow, AnOrderStoppedPendingReadyOrValidIsResumedToTheSameOrder) {
-  // Stopped where a crash would leave it: right after newOrder (pending), once every
-  // authorization is valid (ready), and after the download (valid). Each resumes the same order.
-  start();
-  Outcome out = withAccount();
-  ASSERT_NE(out.client, nullptr);
-  for (const auto& [stopAt, status] :
-       {std::pair{acme::IssueStep::orderPending, "pending"}, std::pair{acme::IssueStep::authorized, "ready"}}) {
-    certKey_ = std::move(*pki::SoftwareKey::generate());
-    std::string orderUrl;
-    std::string statusAtStop;
-    auto stop = [&, stopAt = stopAt](acme::IssueStep step, const acme::Order& order) -> Result<void> {
-      if (step == stopAt) {
-        orderUrl = order.url;
-        statusAtStop = order.status;
-        return fail(Errc::internal, "stopped");
-      }
-      return ok();
-    };
-    ASSERT_FALSE(issueWith(out, "spki", stop).has_value());
-    EXPECT_EQ(statusAtStop, status);
-    std::vector<acme::IssueStep> steps;
-    auto record = [&steps](acme::IssueStep step, const acme::Order&) -> Result<void> {
-      steps.push_back(step);
-      return ok();
-    };
-    auto resumed = issueWith(out, "spki", record, orderUrl);
-    ASSERT_TRUE(resumed.has_value()) << status << ": " << resumed.error().toString();
-    EXPECT_EQ(resumed->orderUrl, orderUrl) << status;
-    // Authorized (the order is ready) and finalizing; never orderPending: no new order.
-    EXPECT_EQ(steps, (std::vector{acme::IssueStep::authorized, acme::IssueStep::finalizing})) << status;
-    // Valid now: resumed again, the same certificate is downloaded and checked, nothing sent.
-    steps.clear();
-    auto again = issueWith(out, "spki", record, orderUrl);
-    ASSERT_TRUE(again.has_value()) << again.error().toString();
-    EXPECT_EQ(again->pem, resumed->pem);
-    EXPECT_TRUE(steps.empty());
-  }
+  auto valid = test::orderDecided(*out.client, ref, order->url);
+  ASSERT_TRUE(valid.has_value()) << valid.error().toString();
+  ASSERT_EQ(valid->status, "valid");
+  auto issued = acme::downloadCheckedChain(*out.client, ref, request, *valid);
+  ASSERT_TRUE(issued.has_value()) << issued.error().toString();
+  EXPECT_TRUE(issued->chain.front().hasPublicKey(certKey_->publicKey()));
 }
 
 TEST_F(LabAcmeFlow, KeyChangeToAKeyThatHasAnAccountIs409AlreadyExists) {

@@ -1,6 +1,6 @@
 #pragma once
 /// @file RFC 8555 ACME client: directory, nonce pool, accounts, orders, authorizations,
-/// challenges, finalize, polling, certificate download, revocation, ARI (RFC 9773).
+/// challenges, finalize, certificate download, revocation, ARI (RFC 9773).
 ///
 /// Thread-safe: one AcmeClient serves many orders at once from a bounded worker pool.
 /// Server problem documents become kms::Error with nativeName = the ACME error type
@@ -108,7 +108,8 @@ struct AccountRef {
   std::string url;
 };
 
-/// Client tuning. Defaults suit a real CA; tests shorten the deadlines.
+/// Client tuning. Defaults suit a real CA. (How often an order is read again is the
+/// lifecycle's business: kmsd/src/lifecycle/poll_timing.h.)
 struct ClientOptions {
   std::string directoryUrl;
   /// badNonce answers retried per request, each with the nonce that answer carried. A
@@ -116,13 +117,6 @@ struct ClientOptions {
   /// mode) failed a request in about 1 of 1,400 (0.3^6), enough to lose one of ~40 runs
   /// of a 4-certificate test; with 10 it is about 1 in 600,000.
   int maxBadNonceRetries = 10;
-  /// Polling without Retry-After: first wait, then doubling up to pollMaxInterval, ±20% jitter.
-  std::chrono::milliseconds pollFirstInterval{20};
-  std::chrono::milliseconds pollMaxInterval{2000};
-  /// Longest a Retry-After is honoured while polling (a longer one is clamped).
-  std::chrono::milliseconds pollMaxRetryAfter{60000};
-  /// Give up polling an order or authorization after this long (Errc::timeout).
-  std::chrono::milliseconds pollDeadline{300000};
 };
 
 class AcmeClient {
@@ -159,10 +153,6 @@ class AcmeClient {
                                                    const std::string& payloadJson);
   /// finalize with a DER CSR; returns the order as the server answered.
   [[nodiscard]] Result<Order> finalize(const AccountRef& account, const Order& order, const pki::Bytes& csrDer);
-  /// Polls while the order is pending or processing (Retry-After honoured, else backoff).
-  [[nodiscard]] Result<Order> pollOrder(const AccountRef& account, const std::string& url);
-  /// Polls until the authorization leaves pending.
-  [[nodiscard]] Result<Authorization> pollAuthorization(const AccountRef& account, const std::string& url);
   /// Downloads application/pem-certificate-chain.
   [[nodiscard]] Result<CertificateChain> downloadCertificate(const AccountRef& account, const std::string& url);
 

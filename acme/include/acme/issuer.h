@@ -1,10 +1,11 @@
 #pragma once
-/// @file One certificate from newOrder to a checked chain: challenges through solvers,
-/// finalize with an HSM-signed CSR, polling, download (with alternates), and the checks
-/// before a chain is accepted (leaf key, identifiers, chain to trust anchors).
+/// @file What a certificate's issuance needs beside the protocol calls of client.h:
+/// challenge answers (http-01 responder, dns-01 hook, tkauth-01 in tkauth.h), the checks of
+/// an authorization before it is answered, and the download with the checks before a chain
+/// is accepted (leaf key, identifiers, chain to trust anchors). kmsd's lifecycle is what
+/// sequences, polls and resumes them (kmsd/src/lifecycle/).
 
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,16 +46,13 @@ class Http01Solver : public ChallengeSolver {
 
 /// dns-01 through an operator hook, run like certbot's manual hooks: `HOOK present` and
 /// `HOOK cleanup` with KMS_DOMAIN, KMS_RECORD (_acme-challenge.<domain>), KMS_VALIDATION
-/// (the TXT value) and KMS_TOKEN in the environment. A non-zero exit fails the challenge.
-class Dns01HookSolver : public ChallengeSolver {
+/// (the TXT value) and KMS_TOKEN in the environment. Not a ChallengeSolver: a hook may take
+/// minutes (DNS propagation), so it is started and its exit waited for by the caller (kmsd
+/// from its event loop); exit status 0 means done.
+class Dns01Hook {
  public:
-  explicit Dns01HookSolver(std::string hook) : hook_(std::move(hook)) {}
-  [[nodiscard]] Result<std::string> present(const Authorization& authz, const Challenge& challenge,
-                                            const std::string& keyAuthorization) override;
-  void cleanup(const Authorization& authz, const Challenge& challenge, const std::string& keyAuthorization) override;
-
-  /// Starts `HOOK action` ("present" or "cleanup") without waiting, for a caller that waits
-  /// on the child's pidfd from an event loop. The child's exit status 0 means done.
+  explicit Dns01Hook(std::string hook) : hook_(std::move(hook)) {}
+  /// Starts `HOOK action` ("present" or "cleanup") without waiting.
   [[nodiscard]] Result<std::unique_ptr<ChildProcess>> start(const char* action, const Authorization& authz,
                                                             const Challenge& challenge,
                                                             const std::string& keyAuthorization) const;
@@ -75,18 +73,11 @@ struct IssueRequest {
   std::string challengeType;                   ///< "http-01", "dns-01", "tkauth-01"
   pki::CsrRequest csr;                         ///< subject/SAN/TNAuthList for the CSR
   pki::Signer* certKey = nullptr;              ///< the certificate key (in the HSM)
-  std::optional<std::string> resumeOrderUrl;   ///< continue this order (after a crash)
   std::optional<std::string> replaces;         ///< ARI certID of the certificate renewed
   std::vector<pki::Certificate> trustAnchors;  ///< the chain must verify to one of these
   /// A further acceptance check on the parsed chain (e.g. the SHAKEN profile).
   std::function<Result<void>(const std::vector<pki::Certificate>& chain)> extraCheck;
 };
-
-/// Lifecycle steps reported while issuing, so the caller can persist them first.
-enum class IssueStep { orderPending, authorized, finalizing };
-
-/// Called after each step; a failure aborts issuance with that error.
-using ProgressFn = std::function<Result<void>(IssueStep step, const Order& order)>;
 
 /// An accepted certificate.
 struct IssuedChain {
@@ -95,14 +86,6 @@ struct IssuedChain {
   std::string orderUrl;
   bool alternate = false;  ///< an alternate chain was the one that verified
 };
-
-/// Issues one certificate. Solvers are looked up by challenge type. Every server
-/// answer is checked; a certificate failing a check is not returned (Errc::crypto or
-/// Errc::protocol naming the check).
-[[nodiscard]] Result<IssuedChain> issueCertificate(AcmeClient& client, const AccountRef& account,
-                                                   const IssueRequest& request,
-                                                   const std::map<std::string, ChallengeSolver*>& solvers,
-                                                   const ProgressFn& progress = {});
 
 /// Downloads the certificate of a valid order and runs the acceptance checks, trying the
 /// alternate chains when the default one does not verify. Errors: the transport's, or the

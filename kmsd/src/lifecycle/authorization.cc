@@ -108,9 +108,11 @@ Result<Authorizer::AuthzPass> Authorizer::pass(const storage::Order& order, cons
     return fail(permanent(Error{Errc::unsupported, "the CA offers no " + type + " challenge for " +
                                 authz->identifier.value, authzUrl, 0, {}, Disposition::permanent, std::nullopt}));
   }
+  // dns-01 runs the operator's hook (dnsPresent); the other types answer through a solver.
   auto solvers = ctx_.services.solvers();
-  auto solver = solvers.find(type);
-  if (solver == solvers.end()) {
+  auto found = solvers.find(type);
+  acme::ChallengeSolver* solver = found != solvers.end() ? found->second : nullptr;
+  if (solver == nullptr && type != "dns-01") {
     return fail(Errc::config, "no solver configured for " + type, authzUrl);
   }
   // What reaches a hook's environment and the logs from here is checked first.
@@ -122,7 +124,7 @@ Result<Authorizer::AuthzPass> Authorizer::pass(const storage::Order& order, cons
   // keeps the challenge "pending" while it validates (Pebble) is not answered again.
   const bool answeredBefore = order.challengeUrl == offered->url || ledger_.wasAnswered(order.id, offered->url);
   if (offered->status == "pending" && !answeredBefore) {
-    auto answered = answer(order, c, *authz, *offered, keyAuth, *solver->second, ca);
+    auto answered = answer(order, c, *authz, *offered, keyAuth, solver, ca);
     if (answered) {
       answered->retryAfter = out.retryAfter;
     }
@@ -131,7 +133,7 @@ Result<Authorizer::AuthzPass> Authorizer::pass(const storage::Order& order, cons
   if (type == "http-01") {
     // Answered by an earlier process: serve the answer again while the CA validates (a
     // dns-01 record was in place before the challenge was answered; tkauth-01 is in the POST).
-    auto payload = solver->second->present(*authz, *offered, keyAuth);
+    auto payload = solver->present(*authz, *offered, keyAuth);
     if (!payload) {
       return fail(payload.error());
     }
@@ -146,7 +148,7 @@ Result<Authorizer::AuthzPass> Authorizer::pass(const storage::Order& order, cons
 
 Result<Authorizer::AuthzPass> Authorizer::answer(const storage::Order& order, const config::CertificateConfig& c,
                                                  const acme::Authorization& authz, const acme::Challenge& ch,
-                                                 const std::string& keyAuth, acme::ChallengeSolver& solver,
+                                                 const std::string& keyAuth, acme::ChallengeSolver* solver,
                                                  Services::CaSession& ca) {
   const std::string type = config::toString(c.challenge);
   AuthzPass out;
@@ -163,9 +165,9 @@ Result<Authorizer::AuthzPass> Authorizer::answer(const storage::Order& order, co
       return out;
     }
   } else {
-    payload = solver.present(authz, ch, keyAuth);
+    payload = solver->present(authz, ch, keyAuth);
     if (!payload) {
-      solver.cleanup(authz, ch, keyAuth);
+      solver->cleanup(authz, ch, keyAuth);
       return fail(payload.error());
     }
   }
@@ -192,7 +194,7 @@ Result<Authorizer::AuthzPass> Authorizer::answer(const storage::Order& order, co
 Result<std::optional<StepOutcome>> Authorizer::dnsPresent(const acme::Authorization& authz,
                                                           const acme::Challenge& challenge,
                                                           const std::string& keyAuth) {
-  acme::Dns01HookSolver* hook = ctx_.services.dns01();
+  acme::Dns01Hook* hook = ctx_.services.dns01();
   if (hook == nullptr) {
     // The configuration's doing: retried (at once after a reload that sets one).
     return fail(Errc::config, "no dns-01 hook configured ([acme] dns01_hook)", challenge.url);
@@ -226,7 +228,7 @@ void Authorizer::withdraw(std::int64_t orderId) {
   for (const ChallengeLedger::Presented& p : ledger_.take(orderId)) {
     if (p.type == "dns-01") {
       // Not waited for: reaped by the next step that passes by.
-      if (acme::Dns01HookSolver* hook = ctx_.services.dns01(); hook != nullptr) {
+      if (acme::Dns01Hook* hook = ctx_.services.dns01(); hook != nullptr) {
         auto child = hook->start("cleanup", p.authz, p.challenge, p.keyAuth);
         if (!child) {
           ctx_.events.emit({"KMS_DNS01_CLEANUP_FAILED", storage::EventLevel::warning, std::nullopt,

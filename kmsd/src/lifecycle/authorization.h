@@ -41,7 +41,7 @@ class Authorizer {
                                        Services::CaSession& ca);
   [[nodiscard]] Result<AuthzPass> answer(const storage::Order& order, const config::CertificateConfig& c,
                                          const acme::Authorization& authz, const acme::Challenge& ch,
-                                         const std::string& keyAuth, acme::ChallengeSolver& solver,
+                                         const std::string& keyAuth, acme::ChallengeSolver* solver,
                                          Services::CaSession& ca);
   /// dns-01: starts the present hook, or reads how it ended: a waiting outcome while it
   /// runs, nullopt once it exited with status 0.

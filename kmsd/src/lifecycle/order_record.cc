@@ -76,6 +76,13 @@ Result<OrderAtCa> orderAtTheCa(const StepContext& ctx, const storage::Order& ord
     return fail(ca.error());
   }
   auto current = ca->client.getOrder(ca->account, order.orderUrl.value_or(""));
+  if (!current && current.error().native == 404) {
+    // The CA no longer knows the order (expired and purged, or lost): reading it again
+    // cannot help; it is given up like an invalid one and the next attempt orders anew.
+    Error gone = current.error();
+    gone.message = "the CA no longer knows this order (404): " + gone.message;
+    return fail(permanent(gone));
+  }
   if (!current) {
     return fail(current.error());
   }

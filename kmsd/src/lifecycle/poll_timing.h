@@ -23,7 +23,7 @@ class PollTiming {
   [[nodiscard]] Result<Millis> next(PollState& poll, std::optional<std::chrono::seconds> retryAfter,
                                     const std::string& what, const std::string& url);
 
-  Millis first{50};
+  Millis first{20};
   Millis floor{1000};
   Millis max{5000};
   Millis deadline{std::chrono::minutes(10)};

@@ -93,9 +93,6 @@ std::map<std::string, acme::ChallengeSolver*> Services::solvers() {
   if (http01_) {
     out["http-01"] = http01_.get();
   }
-  if (dns01_) {
-    out["dns-01"] = dns01_.get();
-  }
   if (stiPa_ && accountKey_) {
     if (!tkauth_) {
       spcTokens_ = std::make_unique<StiPaTokenSource>(*stiPa_, accountKey_->publicKey());

@@ -200,7 +200,7 @@ Result<void> Services::openSolvers(const config::Config& config, std::optional<i
     ::close(*http01Socket);  // passed, but no certificate answers http-01
   }
   if (config.acme.dns01Hook) {
-    dns01_ = std::make_unique<acme::Dns01HookSolver>(*config.acme.dns01Hook);
+    dns01_ = std::make_unique<acme::Dns01Hook>(*config.acme.dns01Hook);
   }
   return ok();
 }

@@ -91,12 +91,12 @@ class Services {
     acme::AccountRef account;
   };
   [[nodiscard]] Result<CaSession> ca();
-  /// Solvers by challenge type ("http-01", "dns-01", "tkauth-01").
+  /// Solvers by challenge type ("http-01", "tkauth-01"; dns-01 is the hook, dns01()).
   [[nodiscard]] std::map<std::string, acme::ChallengeSolver*> solvers();
   /// Whether the http-01 responder runs (started only when a certificate used http-01 at start).
   [[nodiscard]] bool http01Running() const { return http01_ != nullptr; }
   /// The dns-01 hook, when configured.
-  [[nodiscard]] acme::Dns01HookSolver* dns01() { return dns01_.get(); }
+  [[nodiscard]] acme::Dns01Hook* dns01() { return dns01_.get(); }
   /// Whether the directory (when fetched) offers renewalInfo.
   [[nodiscard]] bool ariOffered();
 
@@ -178,7 +178,7 @@ class Services {
   std::optional<pki::Certificate> crlSigner_;
   std::unique_ptr<acme::Http01Responder> responder_;
   std::unique_ptr<acme::Http01Solver> http01_;
-  std::unique_ptr<acme::Dns01HookSolver> dns01_;
+  std::unique_ptr<acme::Dns01Hook> dns01_;
 
   std::mutex keysMutex_;
   std::unordered_map<std::string, std::shared_ptr<hsm::KeySigner>> orderKeys_;

@@ -315,7 +315,15 @@ LabReply StiPaService::admin(const LabRequest& request) {
         return failed(400, "ari_retry_after must be a string (the Retry-After value) or null");
       }
     }
+    if (body.contains("fingerprint")) {
+      if (!body["fingerprint"].is_string() || (body["fingerprint"] != "spki" && body["fingerprint"] != "jwk-thumbprint")) {
+        return failed(400, "fingerprint must be spki or jwk-thumbprint");
+      }
+      ctx_.options.fingerprint = body["fingerprint"] == "spki" ? FingerprintFlavour::spki
+                                                                : FingerprintFlavour::jwkThumbprint;
+    }
     return LabReply::json(200, json{{"nonce", ctx_.hostile.nonce},
+                                    {"fingerprint", toString(ctx_.options.fingerprint)},
                                     {"location", ctx_.hostile.location},
                                     {"ari_retry_after", ctx_.hostile.ariRetryAfter.value_or("")}});
   }

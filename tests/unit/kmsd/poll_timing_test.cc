@@ -24,20 +24,25 @@ TEST(PollTiming, QuickAtFirstThenAtMostOnceASecond) {
     clock.set(clock.now() + *w);
   }
   ASSERT_GE(waits.size(), 6u);
-  EXPECT_EQ(waits[0], Millis(50));  // a CA that decides at once is read again at once
-  EXPECT_EQ(waits[1], Millis(100));
-  EXPECT_EQ(waits[2], Millis(200));
-  EXPECT_EQ(waits[3], Millis(400));
-  // Past the first second: never sooner than a second apart, never later than five.
+  EXPECT_EQ(waits[0], Millis(20));  // a CA that decides at once is read again at once
+  EXPECT_EQ(waits[1], Millis(40));
+  EXPECT_EQ(waits[2], Millis(80));
+  EXPECT_EQ(waits[3], Millis(160));
+  // Past the first second: never sooner than a second apart, never later than five; and
+  // no more than seven reads in the first second.
   Millis sum{0};
+  int readsInTheFirstSecond = 0;
   for (Millis w : waits) {
     if (sum >= Millis(1000)) {
       EXPECT_GE(w, Millis(1000));
+    } else {
+      ++readsInTheFirstSecond;
     }
     EXPECT_LE(w, Millis(5000));
     sum += w;
   }
   EXPECT_EQ(waits.back(), Millis(5000));
+  EXPECT_LE(readsInTheFirstSecond, 7);
 }
 
 TEST(PollTiming, TheCasRetryAfterIsAMinimum) {
