@@ -9,12 +9,14 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -369,6 +371,89 @@ TEST_F(Crash, RandomKillsDuringThreeRenewals) {
   EXPECT_GE(renewals, 3);
   std::printf("random kills: %d mid-work kills in %d runs, %ld renewals, seed %llu\n", kills, runs, renewals,
               static_cast<unsigned long long>(seed));
+}
+
+/// The token's own directory (directories.tokendir of `softhsmConf`, then its one token).
+std::string tokenDirectory(const std::string& softhsmConf) {
+  const std::string conf = test::readFile(softhsmConf);
+  const std::string key = "directories.tokendir = ";
+  const auto at = conf.find(key);
+  if (at == std::string::npos) {
+    return "";
+  }
+  const std::string root = conf.substr(at + key.size(), conf.find('\n', at) - at - key.size());
+  for (const auto& entry : std::filesystem::directory_iterator(root)) {
+    if (entry.is_directory()) {
+      return entry.path().string();
+    }
+  }
+  return "";
+}
+
+/// Waits (at most two minutes) until a new key object appears in the directory watched
+/// through `inotifyFd`: SoftHSM2 creates `<uuid>.object` for the key and then writes it.
+/// Its file name, or "" when none appeared.
+std::string newKeyObjectCreated(int inotifyFd) {
+  alignas(inotify_event) char buffer[4096];
+  for (;;) {
+    pollfd p{inotifyFd, POLLIN, 0};
+    if (::poll(&p, 1, 120000) != 1) {
+      return "";
+    }
+    const ssize_t n = ::read(inotifyFd, buffer, sizeof buffer);
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buffer + off);
+      const std::string name = ev->len > 0 ? std::string(ev->name) : "";
+      if (name.size() > 7 && name.ends_with(".object") && name != "token.object") {
+        return name;
+      }
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+    }
+  }
+}
+
+TEST_F(Crash, KilledWhileTheTokenWritesANewKey) {
+  // Each run is killed 0-100 us after SoftHSM2 created the file of a new key (the account
+  // key in the first run, a certificate key in the others), while it writes it or just
+  // after. Every other run, the file is then cut in half, as a kill in the middle of the
+  // write leaves it whatever the machine's speed. The restart must finish the renewal with
+  // no key the DB does not know and a usable token.
+  const std::string dir = tokenDirectory(lab_->file("softhsm2.conf"));
+  ASSERT_FALSE(dir.empty());
+  const std::uint64_t seed = std::random_device{}();
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> micros(0, 100);
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  int killedWhileWriting = 0;
+  for (int i = 0; i < 8; ++i) {
+    SCOPED_TRACE("run " + std::to_string(i));
+    if (i > 0) {
+      makeDue();  // the first run has no state DB yet
+    }
+    const int watch = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    ASSERT_GE(watch, 0);
+    ASSERT_GE(::inotify_add_watch(watch, dir.c_str(), IN_CREATE), 0);
+    {
+      ProgressRun kmsd(lab_->file("softhsm2.conf"), config_);
+      const std::string created = newKeyObjectCreated(watch);
+      std::this_thread::sleep_for(std::chrono::microseconds(micros(rng)));
+      const bool running = kmsd.kill();
+      ASSERT_FALSE(created.empty());
+      killedWhileWriting += running ? 1 : 0;
+      if (i % 2 == 1) {
+        const std::string file = dir + "/" + created;
+        ASSERT_EQ(::truncate(file.c_str(), static_cast<off_t>(std::filesystem::file_size(file) / 2)), 0);
+      }
+    }
+    ::close(watch);
+    CmdResult finish = run(kKmsd, "--once");
+    ASSERT_EQ(finish.rc, 0) << finish.output;
+    expectConsistent("after kill " + std::to_string(i));
+  }
+  // A kill after the file appeared finds kmsd running: it records and orders after that.
+  EXPECT_EQ(killedWhileWriting, 8);
+  std::printf("token-write kills: %d, 4 of them followed by the key file cut in half (seed %llu)\n",
+              killedWhileWriting, static_cast<unsigned long long>(seed));
 }
 
 /// A TCP relay on 127.0.0.1 that accepts connections at once but holds them until opened,
