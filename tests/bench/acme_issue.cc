@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "kmsd_toml.h"
 #include "pebble_server.h"
 #include "softhsm_token.h"
 
@@ -200,17 +201,21 @@ class DaemonBench {
  private:
   void writeConfig(const std::string& tag, int count, int maxOrders) {
     const test::Sandbox& sb = softhsm_.sandbox();
-    std::string toml = "[daemon]\nstate_dir = \"" + sb.file("state") + "\"\ncontrol_socket = \"" + sb.file("kmsd.sock") +
-                       "\"\nmax_concurrent_orders = " + std::to_string(maxOrders) + "\n[hsm]\ntoken_label = \"" +
-                       softhsm_.label() + "\"\npin_file = \"" + softhsm_.pinFile() + "\"\n[acme]\ndirectory_url = \"" +
-                       pebble_->directoryUrl() + "\"\nca_bundle = \"" + pebble_->tlsCaFile() + "\"\ntrust_anchors = \"" +
-                       roots_ + "\"\nhttp01_listen = \"192.0.2.1:80\"\n[publisher]\nweb_root = \"" + sb.file("www") +
-                       "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n";
+    test::KmsdToml toml;
+    toml.stateDir = sb.file("state");
+    toml.controlSocket = sb.file("kmsd.sock");
+    toml.daemonExtra = "max_concurrent_orders = " + std::to_string(maxOrders) + "\n";
+    toml.tokenLabel = softhsm_.label();
+    toml.pinFile = softhsm_.pinFile();
+    toml.directoryUrl = pebble_->directoryUrl();
+    toml.caBundle = pebble_->tlsCaFile();
+    toml.trustAnchors = roots_;
+    toml.webRoot = sb.file("www");
     for (int i = 0; i < count; ++i) {
       const std::string name = tag + "-" + std::to_string(i);
-      toml += "[[certificate]]\nname = \"" + name + "\"\nidentifiers = [\"dns:" + name + ".example.com\"]\n";
+      toml.dns(name, {name + ".example.com"});
     }
-    config_ = sb.write("kmsd.toml", toml);
+    config_ = sb.write("kmsd.toml", toml.text());
     lastCount_ = count;
   }
 

@@ -29,6 +29,7 @@
 
 #include "cli.h"
 #include "daemon_process.h"
+#include "kmsd_toml.h"
 #include "lab_process.h"
 #include "pebble_server.h"
 #include "softhsm_token.h"
@@ -569,13 +570,16 @@ TEST(CrashHttp01, KilledRightAfterAnsweringTheNextStartServesTheAnswerAgain) {
   test::PebbleServer pebble(options);
   const auto& sb = softhsm.sandbox();
   const std::string roots = pebble.writeIssuingRoots(sb.file("pebble-roots.pem"));
-  const std::string config = sb.write(
-      "kmsd.toml", "[daemon]\nstate_dir = \"" + sb.file("state") + "\"\ncontrol_socket = \"" + sb.file("kmsd.sock") +
-                       "\"\n[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" + softhsm.pinFile() +
-                       "\"\n[acme]\ndirectory_url = \"" + pebble.directoryUrl() + "\"\nca_bundle = \"" +
-                       pebble.tlsCaFile() + "\"\ntrust_anchors = \"" + roots + "\"\nhttp01_listen = \"192.0.2.1:80\"\n[publisher]\nweb_root = \"" + sb.file("www") +
-                       "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n"
-                       "[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example.com\"]\n");
+  test::KmsdToml toml;
+  toml.stateDir = sb.file("state");
+  toml.controlSocket = sb.file("kmsd.sock");
+  toml.pinFile = softhsm.pinFile();
+  toml.directoryUrl = pebble.directoryUrl();
+  toml.caBundle = pebble.tlsCaFile();
+  toml.trustAnchors = roots;
+  toml.webRoot = sb.file("www");
+  toml.dns("web", {"web.example.com"});
+  const std::string config = sb.write("kmsd.toml", toml.text());
   const std::string env = "SOFTHSM2_CONF=" + softhsm.confPath();
   CmdResult killed =
       test::runTool(env + " KMSD_FAILPOINT=challenge_answered", kmsdSocket.pass(kKmsd), config, "--once");

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "control/control_api.h"
 #include "daemon_process.h"
+#include "kmsd_toml.h"
 #include "pebble_server.h"
 #include "pki/x509.h"
 #include "sandbox.h"
@@ -37,17 +38,19 @@ class DaemonPebble : public ::testing::Test {
   /// One dns-01 certificate, one order at a time (so one worker thread).
   void writeConfig(const std::string& hook) {
     const auto& sb = sandbox();
-    config_ = sb.write("kmsd.toml", "[daemon]\nstate_dir = \"" + sb.file("state") + "\"\ncontrol_socket = \"" +
-                                        socket() +
-                                        "\"\nmax_concurrent_orders = 1\n"
-                                        "[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" +
-                                        softhsm_.pinFile() + "\"\n[acme]\ndirectory_url = \"" +
-                                        pebble_->directoryUrl() + "\"\nca_bundle = \"" + pebble_->tlsCaFile() +
-                                        "\"\ntrust_anchors = \"" + roots_ + "\"\ndns01_hook = \"" + hook +
-                                        "\"\n[publisher]\nweb_root = \"" + sb.file("www") +
-                                        "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n"
-                                        "[[certificate]]\nname = \"dns\"\nidentifiers = [\"dns:dns.example.com\"]\n"
-                                        "challenge = \"dns-01\"\n");
+    test::KmsdToml toml;
+    toml.stateDir = sb.file("state");
+    toml.controlSocket = socket();
+    toml.daemonExtra = "max_concurrent_orders = 1\n";
+    toml.pinFile = softhsm_.pinFile();
+    toml.directoryUrl = pebble_->directoryUrl();
+    toml.caBundle = pebble_->tlsCaFile();
+    toml.trustAnchors = roots_;
+    toml.http01Listen.clear();
+    toml.acmeExtra = "dns01_hook = \"" + hook + "\"\n";
+    toml.webRoot = sb.file("www");
+    toml.dns("dns", {"dns.example.com"}, "challenge = \"dns-01\"\n");
+    config_ = sb.write("kmsd.toml", toml.text());
   }
   std::string socket() const { return sandbox().file("kmsd.sock"); }
 

@@ -6,6 +6,7 @@
 
 #include <fstream>
 
+#include "kmsd_toml.h"
 #include "cli.h"
 #include "recorded_server.h"
 #include "sandbox.h"
@@ -32,27 +33,16 @@ class KmsdCli : public ::testing::Test {
   }
 
   void writeConfig(const std::string& hsmExtra = "", const std::string& tokenLabel = "kms-test") {
-    config_ = softhsm_.sandbox().write("kmsd.toml",
-                                       "[daemon]\n"
-                                       "state_dir = \"" +
-                                           stateDir_ +
-                                           "\"\n"
-                                           "[hsm]\n"
-                                           "token_label = \"" +
-                                           tokenLabel +
-                                           "\"\n"
-                                           "pin_file = \"" +
-                                           pin_ + "\"\n" + hsmExtra +
-                                           "[acme]\n"
-                                           "directory_url = \"https://127.0.0.1:14000/dir\"\n" + acmeExtra_ +
-                                           "[publisher]\n"
-                                           "web_root = \"" +
-                                           softhsm_.sandbox().file("www") +
-                                           "\"\n"
-                                           "base_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n"
-                                           "[[certificate]]\n"
-                                           "name = \"web\"\n"
-                                           "identifiers = [\"dns:cr.example.net\"]\n");
+    test::KmsdToml toml;
+    toml.stateDir = stateDir_;
+    toml.tokenLabel = tokenLabel;
+    toml.pinFile = pin_;
+    toml.hsmExtra = hsmExtra;
+    toml.http01Listen.clear();
+    toml.acmeExtra = acmeExtra_;
+    toml.webRoot = softhsm_.sandbox().file("www");
+    toml.dns("web", {"cr.example.net"});
+    config_ = softhsm_.sandbox().write("kmsd.toml", toml.text());
   }
 
   CmdResult run(const std::string& tool, const std::string& args) {
@@ -181,7 +171,7 @@ TEST_F(KmsdCli, MissingConfigFile) {
 TEST_F(KmsdCli, NewerSchemaDatabaseIsRefused) {
   ::mkdir(stateDir_.c_str(), 0700);
   std::string db = stateDir_ + "/kmsd.db";
-  ASSERT_EQ(test::runCommand("sqlite3 " + db + " 'PRAGMA journal_mode=WAL; PRAGMA user_version=99;'"), 0);
+  test::sql(db, "PRAGMA journal_mode=WAL; PRAGMA user_version=99;");
   CmdResult r = run(kKmsd, "--check-config");
   EXPECT_EQ(r.rc, 1);
   EXPECT_EQ(r.output, config_ + ": [daemon] state_dir: " + db +

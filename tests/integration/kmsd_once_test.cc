@@ -12,6 +12,7 @@
 
 #include "acme/http01_responder.h"
 #include "cli.h"
+#include "kmsd_toml.h"
 #include "hsm/token.h"
 #include "pebble_server.h"
 #include "pki/encoding.h"
@@ -50,28 +51,16 @@ class KmsdOnce : public ::testing::Test {
 
   void writeConfig(const std::string& acmeExtra = "", const std::string& anchors = "") {
     const auto& sb = softhsm_.sandbox();
-    config_ = sb.write(
-        "kmsd.toml",
-        "[daemon]\nstate_dir = \"" + sb.file("state") +
-            "\"\n"
-            "[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" +
-            softhsm_.pinFile() +
-            "\"\n"
-            "[acme]\ndirectory_url = \"" +
-            pebble_->directoryUrl() +
-            "\"\n"
-            "ca_bundle = \"" +
-            pebble_->tlsCaFile() +
-            "\"\n"
-            "trust_anchors = \"" +
-            (anchors.empty() ? roots_ : anchors) +
-            "\"\n"
-            // Never bound: kmsd answers on the socket it is passed (TEST-NET-1 is not local).
-            "http01_listen = \"192.0.2.1:80\"\n" +
-            acmeExtra + "[publisher]\nweb_root = \"" + sb.file("www") +
-            "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n"
-            "[[certificate]]\nname = \"web\"\nidentifiers = [\"dns:web.example.com\"]\n"
-            "[[certificate]]\nname = \"api\"\nidentifiers = [\"dns:api.example.com\", \"dns:v2.example.com\"]\n");
+    test::KmsdToml toml;
+    toml.stateDir = sb.file("state");
+    toml.pinFile = softhsm_.pinFile();
+    toml.directoryUrl = pebble_->directoryUrl();
+    toml.caBundle = pebble_->tlsCaFile();
+    toml.trustAnchors = anchors.empty() ? roots_ : anchors;
+    toml.acmeExtra = acmeExtra;
+    toml.webRoot = sb.file("www");
+    toml.dns("web", {"web.example.com"}).dns("api", {"api.example.com", "v2.example.com"});
+    config_ = sb.write("kmsd.toml", toml.text());
   }
 
   /// kmsd gets the http-01 socket as systemd would pass it; kmsctl runs as it is.
@@ -160,10 +149,8 @@ TEST_F(KmsdOnce, FailedPublicationIsRetriedWithoutANewOrder) {
   CmdResult status = run(kKmsctl, "status --json");
   EXPECT_NE(status.output.find("\"state\": \"issued\""), std::string::npos) << status.output;
   const std::string db = softhsm_.sandbox().file("state/kmsd.db");
-  std::string before;
-  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'SELECT count(*) FROM orders; SELECT count(*) FROM issued_certificates'",
-                             &before),
-            0);
+  const std::string counts = "SELECT count(*) FROM orders; SELECT count(*) FROM issued_certificates";
+  const std::string before = test::sql(db, counts);
 
   // The disk mended and the backoff over: published from the recorded chain, no new order.
   ::unlink(softhsm_.sandbox().file("www").c_str());
@@ -173,11 +160,7 @@ TEST_F(KmsdOnce, FailedPublicationIsRetriedWithoutANewOrder) {
   EXPECT_NE(published.output.find("web: issued serial "), std::string::npos) << published.output;
   EXPECT_TRUE(exists(www("web.pem")));
   EXPECT_EQ(published.output.find("KMS_ORDER_CREATED"), std::string::npos) << published.output;
-  std::string after;
-  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'SELECT count(*) FROM orders; SELECT count(*) FROM issued_certificates'",
-                             &after),
-            0);
-  EXPECT_EQ(after, before);
+  EXPECT_EQ(test::sql(db, counts), before);
 }
 
 TEST_F(KmsdOnce, ChainThatDoesNotVerifyIsNotPublishedAndLeavesNoKey) {

@@ -299,11 +299,7 @@ TEST_F(Shaken, DeployHookRunsOnceTheCertificateIsActiveAndIsRetriedWithoutReissu
       << failed.output;
   EXPECT_TRUE(exists(lab_->file("www/main.pem")));  // the certificate itself is active
   const std::string db = lab_->file("state/kmsd.db");
-  std::string fields;
-  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' \"SELECT fields FROM events WHERE event_id = " +
-                                 "'KMS_DEPLOY_HOOK_FAILED'\"",
-                             &fields),
-            0);
+  const std::string fields = test::sql(db, "SELECT fields FROM events WHERE event_id = 'KMS_DEPLOY_HOOK_FAILED'");
   EXPECT_NE(fields.find("cannot reach the SBC"), std::string::npos) << fields;  // its output, on record
 
   ::unlink(failFlag.c_str());
@@ -324,9 +320,7 @@ TEST_F(Shaken, DeployHookRunsOnceTheCertificateIsActiveAndIsRetriedWithoutReissu
   EXPECT_NE(second.find("KMS_X5U=" + lab_->baseUrl() + "/sti-cr/main/"), std::string::npos) << second;
   EXPECT_NE(second.find("KMS_KEY_URI=pkcs11:token=kms;object=main-"), std::string::npos) << second;
   EXPECT_NE(second.find("KMS_NOT_AFTER=20"), std::string::npos) << second;
-  std::string orders;
-  ASSERT_EQ(test::runCommand("sqlite3 '" + db + "' 'SELECT COUNT(*) FROM orders'", &orders), 0);
-  EXPECT_EQ(orders, "1\n");  // retried without a new order
+  EXPECT_EQ(test::sql(db, "SELECT COUNT(*) FROM orders"), "1");  // retried without a new order
 
   CmdResult again = run(kKmsd, "--once");
   EXPECT_EQ(again.rc, 0) << again.output;
@@ -349,9 +343,7 @@ TEST_F(Shaken, ReplacedChainAndKeyLeaveAfterRetainWhileKmsctlKeysShowsThem) {
   ASSERT_TRUE(std::regex_search(first.output, m, serialRe)) << first.output;
   const std::string firstSerial = m[1];
   // Due now (as if the renewal instant had come).
-  ASSERT_EQ(test::runCommand("sqlite3 '" + lab_->file("state/kmsd.db") +
-                             "' 'UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL'"),
-            0);
+  test::sql(lab_->file("state/kmsd.db"), "UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL");
   CmdResult renewed = run(kKmsd, "--once");
   ASSERT_EQ(renewed.rc, 0) << renewed.output;
   ASSERT_TRUE(std::regex_search(renewed.output, m, serialRe)) << renewed.output;
@@ -387,9 +379,7 @@ TEST_F(Shaken, ReuseKeyRenewsWithTheSameKey) {
   auto before = pki::parsePemChain(test::readFile(lab_->file("www/main.pem")));
   ASSERT_TRUE(before.has_value());
   // Due now (as if the renewal instant had come), while the certificate is still valid.
-  ASSERT_EQ(test::runCommand("sqlite3 '" + lab_->file("state/kmsd.db") +
-                             "' 'UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL'"),
-            0);
+  test::sql(lab_->file("state/kmsd.db"), "UPDATE managed_certificates SET renew_at = 0, ari_next_check = NULL");
   CmdResult renewed = run(kKmsd, "--once");
   ASSERT_EQ(renewed.rc, 0) << renewed.output;
   EXPECT_NE(renewed.output.find("main: issued serial "), std::string::npos) << renewed.output;

@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "kmsd_toml.h"
 #include "cli.h"
 #include "hsm/token.h"
 #include "sandbox.h"
@@ -82,13 +83,14 @@ class Lane {
     }
     tokenObject_ = tokenDir_ + "/token.object";
     out_ = softhsm_.sandbox().file("kmsd.out");
-    config_ = softhsm_.sandbox().write(
-        "kmsd.toml", "[daemon]\nstate_dir = \"" + softhsm_.sandbox().file("state") +
-                         "\"\n[hsm]\ntoken_label = \"kms-test\"\npin_file = \"" + softhsm_.pinFile() +
-                         "\"\n[acme]\ndirectory_url = \"https://127.0.0.1:14000/dir\"\ninsecure_skip_chain_check = true\n[publisher]\nweb_root = \"" +
-                         softhsm_.sandbox().file("www") +
-                         "\"\nbase_url = \"https://cr.example.net/\"\npublication_check = \"file\"\n[[certificate]]\nname = \"web\"\n"
-                         "identifiers = [\"dns:cr.example.net\"]\n");
+    test::KmsdToml toml;
+    toml.stateDir = softhsm_.sandbox().file("state");
+    toml.pinFile = softhsm_.pinFile();
+    toml.http01Listen.clear();
+    toml.acmeExtra = "insecure_skip_chain_check = true\n";
+    toml.webRoot = softhsm_.sandbox().file("www");
+    toml.dns("web", {"cr.example.net"});
+    config_ = softhsm_.sandbox().write("kmsd.toml", toml.text());
     for (char** e = environ; *e != nullptr; ++e) {
       if (std::string(*e).rfind("SOFTHSM2_CONF=", 0) != 0) {
         env_.emplace_back(*e);

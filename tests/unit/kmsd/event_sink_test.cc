@@ -11,16 +11,10 @@
 #include <nlohmann/json.hpp>
 
 #include "events/event_sink.h"
+#include "sandbox.h"
 
 namespace kms::daemon {
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 TEST(EventLog, TextLineHasTheIdFieldsAndTheMessage) {
   Logger log(config::LogFormat::text);
@@ -69,14 +63,14 @@ TEST(EventCatalogue, EveryIdInTheCodeIsListedAndEveryListedIdIsUsed) {
   for (const auto& entry : std::filesystem::recursive_directory_iterator(src)) {
     const std::string name = entry.path().string();
     if (entry.is_regular_file() && (name.ends_with(".cc") || name.ends_with(".h"))) {
-      std::string text = slurp(name);
+      std::string text = kms::test::readFile(name);
       for (std::sregex_iterator it(text.begin(), text.end(), id), end; it != end; ++it) {
         used.insert((*it)[1]);
       }
     }
   }
   ASSERT_GT(used.size(), 20u);
-  const std::string catalogue = slurp(KMS_SOURCE_DIR "/kmsd/EVENTS.md");
+  const std::string catalogue = kms::test::readFile(KMS_SOURCE_DIR "/kmsd/EVENTS.md");
   std::set<std::string> listed;
   std::regex row("\\n\\| `(KMS_[A-Z_]+)` \\|");
   for (std::sregex_iterator it(catalogue.begin(), catalogue.end(), row), end; it != end; ++it) {
