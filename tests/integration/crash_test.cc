@@ -404,7 +404,7 @@ std::string newKeyObjectCreated(int inotifyFd) {
     const ssize_t n = ::read(inotifyFd, buffer, sizeof buffer);
     for (ssize_t off = 0; off < n;) {
       const auto* ev = reinterpret_cast<const inotify_event*>(buffer + off);
-      const std::string name = ev->len > 0 ? std::string(ev->name) : "";
+      std::string name = ev->len > 0 ? std::string(ev->name) : "";
       if (name.size() > 7 && name.ends_with(".object") && name != "token.object") {
         return name;
       }
@@ -442,7 +442,7 @@ TEST_F(Crash, KilledWhileTheTokenWritesANewKey) {
       ASSERT_FALSE(created.empty());
       killedWhileWriting += running ? 1 : 0;
       if (i % 2 == 1) {
-        const std::string file = dir + "/" + created;
+        const std::string file = (std::filesystem::path(dir) / created).string();
         ASSERT_EQ(::truncate(file.c_str(), static_cast<off_t>(std::filesystem::file_size(file) / 2)), 0);
       }
     }

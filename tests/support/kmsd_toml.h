@@ -48,7 +48,7 @@ struct KmsdToml {
                     "[publisher]\n" + quoted("web_root", webRoot) + quoted("base_url", baseUrl) +
                     quoted("publication_check", publicationCheck);
     for (const auto& [name, rest] : certificates) {
-      t += "[[certificate]]\nname = \"" + name + "\"\n" + rest;
+      t.append("[[certificate]]\nname = \"").append(name).append("\"\n").append(rest);
     }
     return t;
   }
