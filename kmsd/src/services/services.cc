@@ -56,8 +56,10 @@ void Services::setConfig(std::shared_ptr<const config::Config> config) {
 }
 
 Result<std::unique_ptr<Services>> Services::create(const config::Config& config, const Clock& clock, EventSink& events,
-                                                   LockedStore& store, std::optional<int> http01Socket) {
+                                                   LockedStore& store, std::optional<int> http01Socket,
+                                                   std::unique_ptr<http::Transport> acmeTransport) {
   std::unique_ptr<Services> s(new Services(config, clock, events, store));
+  s->transport_ = std::move(acmeTransport);
   for (auto open : {&Services::openToken, &Services::openTransports, &Services::openStiPa}) {
     if (auto r = (s.get()->*open)(config); !r) {
       return fail(r.error());
@@ -122,11 +124,13 @@ Result<std::unique_ptr<http::Transport>> transportFor(const std::optional<std::s
 }  // namespace
 
 Result<void> Services::openTransports(const config::Config& config) {
-  auto transport = transportFor(config.acme.caBundle, std::nullopt, "[acme] ca_bundle");
-  if (!transport) {
-    return fail(transport.error());
+  if (!transport_) {
+    auto transport = transportFor(config.acme.caBundle, std::nullopt, "[acme] ca_bundle");
+    if (!transport) {
+      return fail(transport.error());
+    }
+    transport_ = std::move(*transport);
   }
-  transport_ = std::move(*transport);
   // Also with publication_check = "file": a reload may switch it to "fetch".
   auto check = transportFor(config.publisher.caBundle, config.publisher.checkTimeout, "[publisher] ca_bundle");
   if (!check) {

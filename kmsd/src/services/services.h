@@ -61,10 +61,12 @@ class Services {
   /// Opens the token and the transport, reads the trust anchors, and starts the http-01
   /// responder when a certificate uses it: on `http01Socket` when one was passed (socket
   /// activation; taken over, closed when no certificate uses http-01), else on [acme]
-  /// http01_listen. Errors name the config field.
+  /// http01_listen. Errors name the config field. `acmeTransport`, when given, carries the
+  /// ACME requests instead of a libcurl transport (the lifecycle's unit tests: a CA in memory).
   [[nodiscard]] static Result<std::unique_ptr<Services>> create(const config::Config& config, const Clock& clock,
                                                                 EventSink& events, LockedStore& store,
-                                                                std::optional<int> http01Socket = std::nullopt);
+                                                                std::optional<int> http01Socket = std::nullopt,
+                                                                std::unique_ptr<http::Transport> acmeTransport = {});
   ~Services();
   Services(const Services&) = delete;
   Services& operator=(const Services&) = delete;
