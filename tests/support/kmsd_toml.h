@@ -15,6 +15,7 @@ struct KmsdToml {
   std::string tokenLabel = "kms-test";
   std::string pinFile;
   std::string hsmExtra;
+  std::string stiPaSection;  ///< the whole [sti_pa] section, when one is wanted
   std::string directoryUrl = "https://127.0.0.1:14000/dir";  ///< nothing listens there
   std::string caBundle;
   std::string trustAnchors;
@@ -43,7 +44,7 @@ struct KmsdToml {
     };
     std::string t = "[daemon]\n" + quoted("state_dir", stateDir) + quoted("control_socket", controlSocket) +
                     daemonExtra + "[hsm]\n" + quoted("token_label", tokenLabel) + quoted("pin_file", pinFile) +
-                    hsmExtra + "[acme]\n" + quoted("directory_url", directoryUrl) + quoted("ca_bundle", caBundle) +
+                    hsmExtra + stiPaSection + "[acme]\n" + quoted("directory_url", directoryUrl) + quoted("ca_bundle", caBundle) +
                     quoted("trust_anchors", trustAnchors) + quoted("http01_listen", http01Listen) + acmeExtra +
                     "[publisher]\n" + quoted("web_root", webRoot) + quoted("base_url", baseUrl) +
                     quoted("publication_check", publicationCheck);

@@ -57,9 +57,10 @@ void Services::setConfig(std::shared_ptr<const config::Config> config) {
 
 Result<std::unique_ptr<Services>> Services::create(const config::Config& config, const Clock& clock, EventSink& events,
                                                    LockedStore& store, std::optional<int> http01Socket,
-                                                   std::unique_ptr<http::Transport> acmeTransport) {
+                                                   TransportOverrides overrides) {
   std::unique_ptr<Services> s(new Services(config, clock, events, store));
-  s->transport_ = std::move(acmeTransport);
+  s->transport_ = std::move(overrides.acme);
+  s->stiPaTransport_ = std::move(overrides.stiPa);
   for (auto open : {&Services::openToken, &Services::openTransports, &Services::openStiPa}) {
     if (auto r = (s.get()->*open)(config); !r) {
       return fail(r.error());
@@ -145,11 +146,13 @@ Result<void> Services::openStiPa(const config::Config& config) {
     return ok();
   }
   const config::StiPaConfig& c = *config.stiPa;
-  auto stiTransport = transportFor(c.caBundle, std::chrono::seconds(30), "[sti_pa] ca_bundle");
-  if (!stiTransport) {
-    return fail(stiTransport.error());
+  if (!stiPaTransport_) {
+    auto stiTransport = transportFor(c.caBundle, std::chrono::seconds(30), "[sti_pa] ca_bundle");
+    if (!stiTransport) {
+      return fail(stiTransport.error());
+    }
+    stiPaTransport_ = std::move(*stiTransport);
   }
-  stiPaTransport_ = std::move(*stiTransport);
   sti_pa::StiPaOptions o;
   o.url = c.url;
   o.userId = c.userId;

@@ -56,17 +56,24 @@ std::uint64_t raiseDescriptorLimit();
 /// The settings of `config`: a copy without its certificates.
 [[nodiscard]] std::shared_ptr<const config::Config> settingsOf(const config::Config& config);
 
+/// Transports handed in instead of libcurl ones (the lifecycle's unit tests: a CA and an
+/// STI-PA in memory, behind the same http::Transport interface).
+struct TransportOverrides {
+  std::unique_ptr<http::Transport> acme;
+  std::unique_ptr<http::Transport> stiPa;
+};
+
 class Services {
  public:
   /// Opens the token and the transport, reads the trust anchors, and starts the http-01
   /// responder when a certificate uses it: on `http01Socket` when one was passed (socket
   /// activation; taken over, closed when no certificate uses http-01), else on [acme]
-  /// http01_listen. Errors name the config field. `acmeTransport`, when given, carries the
-  /// ACME requests instead of a libcurl transport (the lifecycle's unit tests: a CA in memory).
+  /// http01_listen. Errors name the config field. `overrides` replace the ACME and STI-PA
+  /// transports (tests).
   [[nodiscard]] static Result<std::unique_ptr<Services>> create(const config::Config& config, const Clock& clock,
                                                                 EventSink& events, LockedStore& store,
                                                                 std::optional<int> http01Socket = std::nullopt,
-                                                                std::unique_ptr<http::Transport> acmeTransport = {});
+                                                                TransportOverrides overrides = {});
   ~Services();
   Services(const Services&) = delete;
   Services& operator=(const Services&) = delete;

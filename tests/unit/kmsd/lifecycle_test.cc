@@ -64,9 +64,27 @@ int listeningSocket() {
   return fd;
 }
 
+/// An STI-PA that refuses every request with 401 (a wrong password, an expired contract).
+class RefusingStiPa final : public http::Transport {
+ public:
+  Result<http::HttpResponse> send(const http::HttpRequest& /*request*/) override {
+    ++requests;
+    http::HttpResponse r;
+    r.status = 401;
+    r.headers.emplace_back("content-type", "application/json");
+    r.body = R"({"status":"failed","message":"invalid user_id or password"})";
+    return r;
+  }
+  int requests = 0;
+};
+
 class LifecycleSteps : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { start(false); }
+
+  /// `shaken`: one SHAKEN certificate (SPC 1234) and an STI-PA that refuses every request,
+  /// instead of one http-01 certificate.
+  void start(bool shaken) {
     auto reset = memoryModule<void (*)()>("kms_memory_token_reset");
     ASSERT_NE(reset, nullptr);
     reset();
@@ -84,15 +102,31 @@ class LifecycleSteps : public ::testing::Test {
     const std::string hook = sandbox_.write("deploy.sh", "#!/bin/sh\necho \"$KMS_NAME $KMS_SERIAL $KMS_KEY_URI\" > '" +
                                                              hookOut_ + "'\n");
     ::chmod(hook.c_str(), 0700);
-    toml.dns("web", {"web.example.com"}, "deploy_hook = \"" + hook + "\"\n");
+    if (shaken) {
+      toml.stiPaSection = "[sti_pa]\nurl = \"https://sti-pa.test/api/v1\"\nuser_id = \"ops\"\npassword_file = \"" +
+                          sandbox_.write("sti-pa.password", "secret\n") + "\"\ntrust_anchor = \"" +
+                          sandbox_.file("roots.pem") + "\"\n";
+      toml.certificates.emplace_back("main", "spc = \"1234\"\nsubject_o = \"Example Telecom\"\n");
+    } else {
+      toml.dns("web", {"web.example.com"}, "deploy_hook = \"" + hook + "\"\n");
+    }
     auto config = config::loadConfigString(toml.text(), "kmsd.toml", {});
     ASSERT_TRUE(config.has_value()) << config.error().front().what;
     config_ = std::make_unique<config::Config>(std::move(*config));
     auto state = openStateDb(*config_);
     ASSERT_TRUE(state.has_value()) << state.error().toString();
     state_ = std::move(*state);
-    ASSERT_TRUE(state_.store->upsertCertificate("web", storage::CertKind::acme, R"(["dns:web.example.com"])"));
-    auto services = Services::create(*config_, clock_, events_, *state_.locked, listeningSocket(), std::move(fake));
+    ASSERT_TRUE(shaken ? state_.store->upsertCertificate("main", storage::CertKind::shaken, R"(["spc:1234"])")
+                       : state_.store->upsertCertificate("web", storage::CertKind::acme, R"(["dns:web.example.com"])"));
+    TransportOverrides transports;
+    transports.acme = std::move(fake);
+    if (shaken) {
+      auto stiPa = std::make_unique<RefusingStiPa>();
+      stiPa_ = stiPa.get();
+      transports.stiPa = std::move(stiPa);
+    }
+    auto services =
+        Services::create(*config_, clock_, events_, *state_.locked, listeningSocket(), std::move(transports));
     ASSERT_TRUE(services.has_value()) << services.error().toString();
     services_ = std::move(*services);
     auto trust = TrustState::create(*config_);
@@ -151,6 +185,7 @@ class LifecycleSteps : public ::testing::Test {
   MidRandom random_;
   Recorder events_;
   FakeAcme* ca_ = nullptr;
+  RefusingStiPa* stiPa_ = nullptr;
   std::unique_ptr<config::Config> config_;
   StateDb state_;
   std::unique_ptr<Services> services_;
@@ -342,6 +377,29 @@ TEST_F(LifecycleSteps, DeployRunsTheHookForTheActiveCertificateWithoutHoldingAWo
   must(Action::deploy);  // run again when the hook exits: it records the outcome
   EXPECT_TRUE(events_.saw("KMS_DEPLOY_HOOK_RAN"));
   EXPECT_EQ(kms::test::readFile(hookOut_), "web " + active.serial + " " + active.keyUri + "\n");
+}
+
+class ShakenLifecycleSteps : public LifecycleSteps {
+ protected:
+  void SetUp() override { start(true); }
+};
+
+TEST_F(ShakenLifecycleSteps, FetchTokenRefusedByTheStiPaIsRetriedAndKeepsTheOrderAndItsKey) {
+  must(Action::startOrder);
+  must(Action::generateKey);
+  const auto before = openOrder();
+  ASSERT_TRUE(before.has_value());
+  auto out = run(Action::fetchToken);
+  ASSERT_FALSE(out.has_value());
+  EXPECT_GE(stiPa_->requests, 1);
+  // Not the order's fault: retried later with the same order and key (no key destroyed).
+  EXPECT_EQ(out.error().disposition, Disposition::retry) << out.error().toString();
+  auto after = openOrder();
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->id, before->id);
+  EXPECT_EQ(after->step, CertState::keyReady);
+  EXPECT_EQ(after->keyUri, before->keyUri);
+  EXPECT_EQ(ca_->orders(), 0);  // nothing reached the CA's orders
 }
 
 }  // namespace
