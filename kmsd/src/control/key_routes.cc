@@ -19,7 +19,7 @@ void addKeyRoutes(RouteTable& routes, ControlContext& ctx) {
       if (!usage) {
         return problem(500, "state DB", usage.error().toString());
       }
-      auto report = keysJson(ctx.services.token(), *known, *usage);
+      auto report = keysJson(ctx.services.keys().token(), *known, *usage);
       if (!report) {
         return problem(503, "HSM token", report.error().toString());
       }

@@ -25,6 +25,18 @@ Error failedAuthorization(const acme::Authorization& authz, const acme::Challeng
   return permanent(e);
 }
 
+/// The solver answering `type`; none for dns-01, which the operator's hook answers (dnsPresent).
+Result<acme::ChallengeSolver*> solverFor(Services& services, const std::string& type, const std::string& authzUrl) {
+  auto solvers = services.ca().solvers();
+  if (auto found = solvers.find(type); found != solvers.end()) {
+    return found->second;
+  }
+  if (type == "dns-01") {
+    return nullptr;
+  }
+  return fail(Errc::config, "no solver configured for " + type, authzUrl);
+}
+
 }  // namespace
 
 Result<StepOutcome> Authorizer::run(const storage::Order& order, const config::CertificateConfig& c,
@@ -33,7 +45,7 @@ Result<StepOutcome> Authorizer::run(const storage::Order& order, const config::C
   if (!at) {
     return fail(at.error());
   }
-  Services::CaSession& ca = at->ca;
+  CaSession& ca = at->ca;
   const acme::Order* o = &at->current;
   const std::string url = order.orderUrl.value_or("");
   if (o->status == "ready") {
@@ -84,7 +96,7 @@ Result<StepOutcome> Authorizer::moveOn(const storage::Order& order, const acme::
 
 Result<Authorizer::AuthzPass> Authorizer::pass(const storage::Order& order, const config::CertificateConfig& c,
                                                const acme::Order& current, const std::string& authzUrl,
-                                               Services::CaSession& ca) {
+                                               CaSession& ca) {
   auto authz = ca.client.getAuthorization(ca.account, authzUrl);
   if (!authz) {
     return fail(authz.error());
@@ -108,12 +120,9 @@ Result<Authorizer::AuthzPass> Authorizer::pass(const storage::Order& order, cons
     return fail(permanent(Error{Errc::unsupported, "the CA offers no " + type + " challenge for " +
                                 authz->identifier.value, authzUrl, 0, {}, Disposition::permanent, std::nullopt}));
   }
-  // dns-01 runs the operator's hook (dnsPresent); the other types answer through a solver.
-  auto solvers = ctx_.services.solvers();
-  auto found = solvers.find(type);
-  acme::ChallengeSolver* solver = found != solvers.end() ? found->second : nullptr;
-  if (solver == nullptr && type != "dns-01") {
-    return fail(Errc::config, "no solver configured for " + type, authzUrl);
+  auto solver = solverFor(ctx_.services, type, authzUrl);
+  if (!solver) {
+    return fail(solver.error());
   }
   // What reaches a hook's environment and the logs from here is checked first.
   if (auto checked = acme::checkAuthorization(*authz, *offered, askedIdentifiers(c)); !checked) {
@@ -124,7 +133,7 @@ Result<Authorizer::AuthzPass> Authorizer::pass(const storage::Order& order, cons
   // keeps the challenge "pending" while it validates (Pebble) is not answered again.
   const bool answeredBefore = order.challengeUrl == offered->url || ledger_.wasAnswered(order.id, offered->url);
   if (offered->status == "pending" && !answeredBefore) {
-    auto answered = answer(order, c, *authz, *offered, keyAuth, solver, ca);
+    auto answered = answer(order, c, *authz, *offered, keyAuth, *solver, ca);
     if (answered) {
       answered->retryAfter = out.retryAfter;
     }
@@ -133,7 +142,7 @@ Result<Authorizer::AuthzPass> Authorizer::pass(const storage::Order& order, cons
   if (type == "http-01") {
     // Answered by an earlier process: serve the answer again while the CA validates (a
     // dns-01 record was in place before the challenge was answered; tkauth-01 is in the POST).
-    auto payload = solver->present(*authz, *offered, keyAuth);
+    auto payload = (*solver)->present(*authz, *offered, keyAuth);
     if (!payload) {
       return fail(payload.error());
     }
@@ -149,7 +158,7 @@ Result<Authorizer::AuthzPass> Authorizer::pass(const storage::Order& order, cons
 Result<Authorizer::AuthzPass> Authorizer::answer(const storage::Order& order, const config::CertificateConfig& c,
                                                  const acme::Authorization& authz, const acme::Challenge& ch,
                                                  const std::string& keyAuth, acme::ChallengeSolver* solver,
-                                                 Services::CaSession& ca) {
+                                                 CaSession& ca) {
   const std::string type = config::toString(c.challenge);
   AuthzPass out;
   Result<std::string> payload = std::string("{}");
@@ -224,7 +233,7 @@ Result<std::optional<StepOutcome>> Authorizer::dnsPresent(const acme::Authorizat
 }
 
 void Authorizer::withdraw(std::int64_t orderId) {
-  auto solvers = ctx_.services.solvers();
+  auto solvers = ctx_.services.ca().solvers();
   for (const ChallengeLedger::Presented& p : ledger_.take(orderId)) {
     if (p.type == "dns-01") {
       // Not waited for: reaped by the next step that passes by.

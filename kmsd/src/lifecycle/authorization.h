@@ -38,11 +38,11 @@ class Authorizer {
   };
   [[nodiscard]] Result<AuthzPass> pass(const storage::Order& order, const config::CertificateConfig& c,
                                        const acme::Order& current, const std::string& authzUrl,
-                                       Services::CaSession& ca);
+                                       CaSession& ca);
   [[nodiscard]] Result<AuthzPass> answer(const storage::Order& order, const config::CertificateConfig& c,
                                          const acme::Authorization& authz, const acme::Challenge& ch,
                                          const std::string& keyAuth, acme::ChallengeSolver* solver,
-                                         Services::CaSession& ca);
+                                         CaSession& ca);
   /// dns-01: starts the present hook, or reads how it ended: a waiting outcome while it
   /// runs, nullopt once it exited with status 0.
   [[nodiscard]] Result<std::optional<StepOutcome>> dnsPresent(const acme::Authorization& authz,

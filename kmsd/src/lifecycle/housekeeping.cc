@@ -24,7 +24,7 @@ Result<int> Housekeeping::destroyKeys(std::int64_t now, std::int64_t retain) {
   }
   int destroyed = 0;
   for (const auto& [uri, cert] : *keys) {
-    if (auto r = ctx_.services.destroyKey(cert, uri); !r) {
+    if (auto r = ctx_.services.keys().destroyKey(cert, uri); !r) {
       ctx_.events.emit({"KMS_KEY_DESTROY_FAILED", storage::EventLevel::warning, cert,
                         "could not destroy " + uri + ": " + r.error().toString(), {{"key", uri}}});
       continue;

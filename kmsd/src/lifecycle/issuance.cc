@@ -11,7 +11,7 @@ using storage::CertState;
 
 Result<StepOutcome> Issuance::finalize(const storage::Order& order, const config::CertificateConfig& c,
                                        PollState& poll) {
-  auto ca = ctx_.services.ca();
+  auto ca = ctx_.services.ca().session();
   if (!ca) {
     return fail(ca.error());
   }
@@ -59,7 +59,7 @@ Result<StepOutcome> Issuance::finalize(const storage::Order& order, const config
 
 Result<std::optional<Issuance::KeyedRequest>> Issuance::withKey(const storage::Order& order,
                                                                  const config::CertificateConfig& c) {
-  auto key = ctx_.services.orderKey(c.name, order.keyUri.value_or(""));
+  auto key = ctx_.services.keys().orderKey(c.name, order.keyUri.value_or(""));
   if (!key) {
     if (key.error().code == Errc::notFound) {
       return std::optional<KeyedRequest>();
@@ -74,7 +74,7 @@ Result<std::optional<Issuance::KeyedRequest>> Issuance::withKey(const storage::O
 }
 
 Result<StepOutcome> Issuance::finalizedBefore(const storage::Order& order, const Error& refusal,
-                                              Services::CaSession& ca) {
+                                              CaSession& ca) {
   if (refusal.nativeName == "orderNotReady") {
     auto current = ca.client.getOrder(ca.account, order.orderUrl.value_or(""));
     if (current && (current->status == "processing" || current->status == "valid")) {
@@ -93,7 +93,7 @@ Result<StepOutcome> Issuance::awaitIssuance(const storage::Order& order, const c
   if (!at) {
     return fail(at.error());
   }
-  Services::CaSession& ca = at->ca;
+  CaSession& ca = at->ca;
   const acme::Order* o = &at->current;
   const std::string url = order.orderUrl.value_or("");
   if (o->status == "processing") {

@@ -28,7 +28,7 @@ class Issuance {
   /// The finalize request was refused with orderNotReady: finalized by an earlier process
   /// when the order is processing or valid (then carried on), else the refusal.
   [[nodiscard]] Result<StepOutcome> finalizedBefore(const storage::Order& order, const Error& refusal,
-                                                    Services::CaSession& ca);
+                                                    CaSession& ca);
   /// The order's key and what is asked of the CA with it; nullopt when the key is gone
   /// from the token.
   struct KeyedRequest {

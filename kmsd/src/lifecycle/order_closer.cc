@@ -13,9 +13,9 @@ Result<void> OrderCloser::abandon(const storage::Order& order, const std::string
     return fail(closed.error());
   }
   authorizer_.withdraw(order.id);
-  ctx_.services.forgetOrderKey(order.keyUri.value_or(""));
+  ctx_.services.keys().forgetOrderKey(order.keyUri.value_or(""));
   if (destroyKey) {
-    if (auto d = ctx_.services.destroyKey(cert, *destroyKey); !d) {
+    if (auto d = ctx_.services.keys().destroyKey(cert, *destroyKey); !d) {
       ctx_.events.emit({"KMS_KEY_DESTROY_FAILED", storage::EventLevel::warning, cert,
                         "could not destroy " + *destroyKey + ": " + d.error().toString(), {{"key", *destroyKey}}});
     }

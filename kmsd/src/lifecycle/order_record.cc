@@ -71,7 +71,7 @@ Result<acme::IssueRequest> issueRequest(const StepContext& ctx, const config::Ce
 }
 
 Result<OrderAtCa> orderAtTheCa(const StepContext& ctx, const storage::Order& order) {
-  auto ca = ctx.services.ca();
+  auto ca = ctx.services.ca().session();
   if (!ca) {
     return fail(ca.error());
   }

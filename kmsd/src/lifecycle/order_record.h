@@ -28,7 +28,7 @@ namespace kms::daemon {
                                                       pki::Signer* certKey);
 /// The CA session and the order as the CA has it now.
 struct OrderAtCa {
-  Services::CaSession ca;
+  CaSession ca;
   acme::Order current;
 };
 [[nodiscard]] Result<OrderAtCa> orderAtTheCa(const StepContext& ctx, const storage::Order& order);

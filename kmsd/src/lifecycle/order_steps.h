@@ -31,7 +31,7 @@ class OrderSteps {
 
  private:
   [[nodiscard]] Result<void> recordOrder(const CertSnapshot& snap, const config::CertificateConfig& c,
-                                         const std::optional<Services::PlannedKey>& planned,
+                                         const std::optional<KeyManager::PlannedKey>& planned,
                                          const std::string& keyUri);
 
   const StepContext& ctx_;

@@ -93,7 +93,7 @@ Result<StepOutcome> Publication::activate(const storage::Order& order, const con
   const std::int64_t renewAt =
       fractionRenewalTime(row->notBefore, row->notAfter, c.renewBeforeFraction, ctx_.random.unit());
   const std::optional<std::int64_t> ariCheck =
-      ctx_.services.ariOffered() ? std::optional<std::int64_t>(ctx_.now()) : std::nullopt;
+      ctx_.services.ca().ariOffered() ? std::optional<std::int64_t>(ctx_.now()) : std::nullopt;
   auto tx = ctx_.store().with([&](storage::Store& st) {
     return st.transact([&]() -> Result<void> {
       if (auto r = st.closeOrder(order.id, storage::OrderStatus::done); !r) {
@@ -109,7 +109,7 @@ Result<StepOutcome> Publication::activate(const storage::Order& order, const con
     return fail(tx.error());
   }
   failpoint("activated");
-  ctx_.services.forgetOrderKey(row->keyUri);
+  ctx_.services.keys().forgetOrderKey(row->keyUri);
   snapshots_.keyPresent(row->keyUri);
   ctx_.events.emit(
       {"KMS_CERT_ACTIVATED", storage::EventLevel::info, c.name,

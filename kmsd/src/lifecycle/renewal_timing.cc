@@ -91,7 +91,7 @@ Result<StepOutcome> RenewalTiming::refresh(const CertSnapshot& snap, const confi
   std::int64_t renewAt = snap.cert.renewAt.value_or(
       fractionRenewalTime(a.notBefore, a.notAfter, c.renewBeforeFraction, ctx_.random.unit()));
   std::optional<std::int64_t> nextCheck;
-  auto client = ctx_.services.acme();
+  auto client = ctx_.services.ca().client();
   if (!client && snap.cert.ariNextCheck) {
     // The CA cannot be reached now: keep reading ARI later rather than forget it.
     nextCheck = ctx_.now() + 3600;

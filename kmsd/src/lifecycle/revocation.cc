@@ -10,7 +10,7 @@ Result<std::string> Revocation::revoke(const config::CertificateConfig& c, int r
   if (!snap->active) {
     return fail(Errc::notFound, "no active certificate to revoke", c.name);
   }
-  auto ca = ctx_.services.ca();
+  auto ca = ctx_.services.ca().session();
   if (!ca) {
     return fail(ca.error());
   }

@@ -60,7 +60,7 @@ Result<bool> SnapshotReader::activeKeyMissing(const std::string& keyUri) {
   if (!tokenListed_) {
     // One pass over the token at start instead of a search per certificate.
     tokenListed_ = true;
-    if (auto keys = ctx_.services.token().listKeys()) {
+    if (auto keys = ctx_.services.keys().token().listKeys()) {
       for (const auto& k : *keys) {
         keyChecked_.insert(k.uri.toString());
       }
@@ -70,7 +70,7 @@ Result<bool> SnapshotReader::activeKeyMissing(const std::string& keyUri) {
     return false;
   }
   lock.unlock();
-  auto found = ctx_.services.findKey(keyUri);
+  auto found = ctx_.services.keys().findKey(keyUri);
   if (!found && found.error().code != Errc::notFound) {
     return fail(found.error());
   }

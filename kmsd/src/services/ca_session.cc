@@ -1,19 +1,8 @@
-// The CA session: the ACME client (connected lazily: a CA outage must not stop kmsd), the
-// account (registered on first use, found again by its key after a kill), the challenge
-// solvers and the SPC-token source of tkauth-01.
-#include "services/services.h"
-
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "services/ca_session.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <filesystem>
 
 #include "common/failpoint.h"
-#include "hsm/token_store.h"
-#include "kms/fs.h"
 #include "kms/secret.h"
 #include "pki/encoding.h"
 
@@ -41,12 +30,12 @@ class StiPaTokenSource final : public acme::SpcTokenSource {
 
 }  // namespace
 
-Result<acme::AcmeClient*> Services::acme() {
-  std::lock_guard<std::mutex> lock(acmeMutex_);
+Result<acme::AcmeClient*> CaConnection::client() {
+  std::lock_guard<std::mutex> lock(mutex_);
   if (!client_) {
     acme::ClientOptions copts;
     copts.directoryUrl = settings_.acme.directoryUrl;
-    auto client = acme::AcmeClient::create(*transport_, copts);
+    auto client = acme::AcmeClient::create(transport_, copts);
     if (!client) {
       Error e = client.error();
       e.message = "[acme] directory_url: " + e.message;
@@ -57,17 +46,17 @@ Result<acme::AcmeClient*> Services::acme() {
   return client_.get();
 }
 
-bool Services::ariOffered() {
-  std::lock_guard<std::mutex> lock(acmeMutex_);
+bool CaConnection::ariOffered() {
+  std::lock_guard<std::mutex> lock(mutex_);
   return client_ && client_->directory().renewalInfo.has_value();
 }
 
-Result<acme::AccountRef> Services::account() {
-  auto client = acme();
-  if (!client) {
-    return fail(client.error());
+Result<acme::AccountRef> CaConnection::account() {
+  auto connected = client();
+  if (!connected) {
+    return fail(connected.error());
   }
-  std::lock_guard<std::mutex> lock(acmeMutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   if (!accountKey_ || accountUrl_.empty()) {
     if (auto r = ensureAccount(); !r) {
       accountKey_.reset();
@@ -78,20 +67,20 @@ Result<acme::AccountRef> Services::account() {
   return acme::AccountRef{*accountKey_, accountUrl_};
 }
 
-Result<Services::CaSession> Services::ca() {
+Result<CaSession> CaConnection::session() {
   auto account = this->account();
   if (!account) {
     return fail(account.error());
   }
-  std::lock_guard<std::mutex> lock(acmeMutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   return CaSession{*client_, *account};
 }
 
-std::map<std::string, acme::ChallengeSolver*> Services::solvers() {
-  std::lock_guard<std::mutex> lock(acmeMutex_);
+std::map<std::string, acme::ChallengeSolver*> CaConnection::solvers() {
+  std::lock_guard<std::mutex> lock(mutex_);
   std::map<std::string, acme::ChallengeSolver*> out;
   if (http01_) {
-    out["http-01"] = http01_.get();
+    out["http-01"] = http01_;
   }
   if (stiPa_ && accountKey_) {
     if (!tkauth_) {
@@ -104,9 +93,9 @@ std::map<std::string, acme::ChallengeSolver*> Services::solvers() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Accounts (called with acmeMutex_ held)
+// Accounts (called with mutex_ held)
 
-Result<void> Services::ensureAccount() {
+Result<void> CaConnection::ensureAccount() {
   auto stored = store_.with([&](storage::Store& s) { return s.getAccount(settings_.acme.directoryUrl); });
   if (!stored) {
     return fail(stored.error());
@@ -134,9 +123,9 @@ Result<void> Services::ensureAccount() {
   return registerAccount(**keyUri);
 }
 
-Result<std::optional<std::string>> Services::existingAccountKey(const std::optional<storage::AcmeAccount>& stored) {
+Result<std::optional<std::string>> CaConnection::existingAccountKey(const std::optional<storage::AcmeAccount>& stored) {
   if (stored) {
-    auto signer = recordedKey(std::nullopt, stored->keyUri);
+    auto signer = keys_.recordedKey(std::nullopt, stored->keyUri);
     if (!signer && signer.error().code != Errc::notFound) {
       return fail(signer.error());  // the token failed; the key is not known to be gone
     }
@@ -160,7 +149,7 @@ Result<std::optional<std::string>> Services::existingAccountKey(const std::optio
   return std::optional<std::string>(std::move(uri));
 }
 
-Result<bool> Services::knownToTheCa(const std::optional<storage::AcmeAccount>& stored, const std::string& keyUri) {
+Result<bool> CaConnection::knownToTheCa(const std::optional<storage::AcmeAccount>& stored, const std::string& keyUri) {
   auto found = client_->findAccount(*accountKey_);
   if (found && found->status == "valid") {
     accountUrl_ = found->url;
@@ -178,15 +167,15 @@ Result<bool> Services::knownToTheCa(const std::optional<storage::AcmeAccount>& s
   return false;
 }
 
-Result<std::string> Services::newAccountKey() {
-  auto planned = planKey("acme-account-" + std::to_string(unixSeconds(clock_.now())), storage::KeyPurpose::account);
+Result<std::string> CaConnection::newAccountKey() {
+  auto planned = keys_.planKey("acme-account-" + std::to_string(unixSeconds(clock_.now())), storage::KeyPurpose::account);
   if (!planned) {
     return fail(planned.error());
   }
   if (auto r = store_.with([&](storage::Store& s) { return s.recordKey(planned->row); }); !r) {
     return fail(r.error());
   }
-  auto key = generate(planned->label, planned->id);
+  auto key = keys_.generate(planned->label, planned->id);
   if (!key) {
     return fail(key.error());
   }
@@ -194,7 +183,7 @@ Result<std::string> Services::newAccountKey() {
   return planned->row.keyUri;
 }
 
-Result<void> Services::registerAccount(const std::string& keyUri) {
+Result<void> CaConnection::registerAccount(const std::string& keyUri) {
   std::optional<acme::ExternalAccountBinding> eab;
   if (settings_.acme.eabKid && settings_.acme.eabHmacFile) {
     auto secret = readSecretFile(*settings_.acme.eabHmacFile);
@@ -221,7 +210,7 @@ Result<void> Services::registerAccount(const std::string& keyUri) {
   return ok();
 }
 
-Result<std::optional<std::unique_ptr<hsm::KeySigner>>> Services::unusedAccountKey() {
+Result<std::optional<std::unique_ptr<hsm::KeySigner>>> CaConnection::unusedAccountKey() {
   auto rows = store_.with([&](storage::Store& s) -> Result<std::vector<storage::HsmKey>> {
     auto keys = s.listKeys(false);
     auto accounts = s.listAccounts();
@@ -242,7 +231,7 @@ Result<std::optional<std::unique_ptr<hsm::KeySigner>>> Services::unusedAccountKe
     return fail(rows.error());
   }
   for (auto it = rows->rbegin(); it != rows->rend(); ++it) {  // the newest first
-    auto signer = recordedKey(std::nullopt, it->keyUri);
+    auto signer = keys_.recordedKey(std::nullopt, it->keyUri);
     if (signer) {
       return std::optional<std::unique_ptr<hsm::KeySigner>>(std::move(*signer));
     }
@@ -253,7 +242,7 @@ Result<std::optional<std::unique_ptr<hsm::KeySigner>>> Services::unusedAccountKe
   return std::optional<std::unique_ptr<hsm::KeySigner>>();
 }
 
-Result<void> Services::saveAccount(const std::string& keyUri) {
+Result<void> CaConnection::saveAccount(const std::string& keyUri) {
   storage::AcmeAccount row;
   row.directoryUrl = settings_.acme.directoryUrl;
   row.accountUrl = accountUrl_;
@@ -265,9 +254,5 @@ Result<void> Services::saveAccount(const std::string& keyUri) {
   }
   return ok();
 }
-
-// ---------------------------------------------------------------------------------------
-// Keys
-
 
 }  // namespace kms::daemon

@@ -1,19 +1,7 @@
-// The keys kmsd manages on the token: recorded in the DB before they are generated, found
-// again, kept for an order's steps, destroyed and recorded as such.
-#include "services/services.h"
-
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "services/key_manager.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <filesystem>
 
-#include "common/failpoint.h"
-#include "hsm/token_store.h"
-#include "kms/fs.h"
-#include "kms/secret.h"
 #include "pki/encoding.h"
 
 namespace kms::daemon {
@@ -27,13 +15,13 @@ std::string lowerHex(const pki::Bytes& b) {
 
 }  // namespace
 
-Result<Services::PlannedKey> Services::planKey(const std::string& label, storage::KeyPurpose purpose) {
+Result<KeyManager::PlannedKey> KeyManager::planKey(const std::string& label, storage::KeyPurpose purpose) {
   auto id = hsm::Token::newKeyId();
   if (!id) {
     return fail(id.error());
   }
   PlannedKey k{label, *id, {}};
-  k.row.keyUri = token_->keyUri(label, *id).toString();
+  k.row.keyUri = token_.keyUri(label, *id).toString();
   k.row.ckaIdHex = lowerHex(*id);
   k.row.label = label;
   k.row.purpose = purpose;
@@ -41,19 +29,19 @@ Result<Services::PlannedKey> Services::planKey(const std::string& label, storage
   return k;
 }
 
-Result<std::unique_ptr<hsm::KeySigner>> Services::generate(const std::string& label, const pki::Bytes& id) {
-  return token_->generateSigner(label, id);
+Result<std::unique_ptr<hsm::KeySigner>> KeyManager::generate(const std::string& label, const pki::Bytes& id) {
+  return token_.generateSigner(label, id);
 }
 
-Result<std::unique_ptr<hsm::KeySigner>> Services::findKey(const std::string& uriText) {
+Result<std::unique_ptr<hsm::KeySigner>> KeyManager::findKey(const std::string& uriText) {
   auto uri = hsm::Pkcs11Uri::parse(uriText);
   if (!uri) {
     return fail(uri.error());
   }
-  return token_->signer(*uri);
+  return token_.signer(*uri);
 }
 
-Result<std::unique_ptr<hsm::KeySigner>> Services::recordedKey(const std::optional<std::string>& cert,
+Result<std::unique_ptr<hsm::KeySigner>> KeyManager::recordedKey(const std::optional<std::string>& cert,
                                                               const std::string& uriText) {
   auto signer = findKey(uriText);
   if (!signer && signer.error().code == Errc::notFound) {
@@ -71,10 +59,10 @@ Result<std::unique_ptr<hsm::KeySigner>> Services::recordedKey(const std::optiona
   return signer;
 }
 
-Result<std::shared_ptr<hsm::KeySigner>> Services::orderKey(const std::optional<std::string>& cert,
+Result<std::shared_ptr<hsm::KeySigner>> KeyManager::orderKey(const std::optional<std::string>& cert,
                                                            const std::string& uri) {
   {
-    std::lock_guard<std::mutex> lock(keysMutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     if (auto it = orderKeys_.find(uri); it != orderKeys_.end()) {
       return it->second;
     }
@@ -88,23 +76,23 @@ Result<std::shared_ptr<hsm::KeySigner>> Services::orderKey(const std::optional<s
   return shared;
 }
 
-void Services::keepOrderKey(const std::string& uri, std::shared_ptr<hsm::KeySigner> signer) {
-  std::lock_guard<std::mutex> lock(keysMutex_);
+void KeyManager::keepOrderKey(const std::string& uri, std::shared_ptr<hsm::KeySigner> signer) {
+  std::lock_guard<std::mutex> lock(mutex_);
   orderKeys_[uri] = std::move(signer);
 }
 
-void Services::forgetOrderKey(const std::string& uri) {
-  std::lock_guard<std::mutex> lock(keysMutex_);
+void KeyManager::forgetOrderKey(const std::string& uri) {
+  std::lock_guard<std::mutex> lock(mutex_);
   orderKeys_.erase(uri);
 }
 
-Result<void> Services::destroyKey(const std::optional<std::string>& cert, const std::string& uriText) {
+Result<void> KeyManager::destroyKey(const std::optional<std::string>& cert, const std::string& uriText) {
   forgetOrderKey(uriText);
   auto uri = hsm::Pkcs11Uri::parse(uriText);
   if (!uri) {
     return fail(uri.error());
   }
-  auto destroyed = token_->destroyKey(*uri);
+  auto destroyed = token_.destroyKey(*uri);
   if (!destroyed && destroyed.error().code != Errc::notFound) {
     return fail(destroyed.error());
   }

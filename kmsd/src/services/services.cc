@@ -69,6 +69,9 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
   if (auto r = s->openSolvers(config, http01Socket); !r) {
     return fail(r.error());
   }
+  s->keys_ = std::make_unique<KeyManager>(*s->token_, s->store_, s->events_, s->clock_);
+  s->ca_ = std::make_unique<CaConnection>(s->settings_, *s->transport_, s->store_, s->events_, *s->keys_, s->clock_,
+                                          s->stiPa_.get(), s->http01_.get());
   return s;
 }
 

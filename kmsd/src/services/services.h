@@ -16,13 +16,14 @@
 #include "acme/client.h"
 #include "acme/http01_responder.h"
 #include "acme/issuer.h"
-#include "acme/tkauth.h"
 #include "common/clock.h"
 #include "config/config.h"
 #include "events/event_sink.h"
 #include "hsm/token.h"
 #include "http/transport.h"
 #include "publisher/web_root.h"
+#include "services/ca_session.h"
+#include "services/key_manager.h"
 #include "sti_pa/client.h"
 #include "storage/db.h"
 #include "storage/store.h"
@@ -84,54 +85,19 @@ class Services {
   [[nodiscard]] std::shared_ptr<const config::Config> config() const;
   void setConfig(std::shared_ptr<const config::Config> config);
   [[nodiscard]] LockedStore& store() { return store_; }
-  [[nodiscard]] hsm::Token& token() { return *token_; }
   [[nodiscard]] const publisher::WebRoot& webRoot() const { return webRoot_; }
   /// [sti_pa] crl_signer, when configured.
   [[nodiscard]] const std::optional<pki::Certificate>& crlSigner() const { return crlSigner_; }
   [[nodiscard]] sti_pa::StiPaClient* stiPa() { return stiPa_.get(); }
 
-  /// The ACME client; fetches the directory on first use and after a failure.
-  [[nodiscard]] Result<acme::AcmeClient*> acme();
-  /// The registered ACME account (registered on first use; see ensureAccount).
-  [[nodiscard]] Result<acme::AccountRef> account();
-  /// The client and the account together, for a step that talks to the CA.
-  struct CaSession {
-    acme::AcmeClient& client;
-    acme::AccountRef account;
-  };
-  [[nodiscard]] Result<CaSession> ca();
-  /// Solvers by challenge type ("http-01", "tkauth-01"; dns-01 is the hook, dns01()).
-  [[nodiscard]] std::map<std::string, acme::ChallengeSolver*> solvers();
+  /// The keys on the token.
+  [[nodiscard]] KeyManager& keys() { return *keys_; }
+  /// The ACME client, account and challenge solvers.
+  [[nodiscard]] CaConnection& ca() { return *ca_; }
   /// Whether the http-01 responder runs (started only when a certificate used http-01 at start).
   [[nodiscard]] bool http01Running() const { return http01_ != nullptr; }
   /// The dns-01 hook, when configured.
   [[nodiscard]] acme::Dns01Hook* dns01() { return dns01_.get(); }
-  /// Whether the directory (when fetched) offers renewalInfo.
-  [[nodiscard]] bool ariOffered();
-
-  // --- keys: recorded before generated ---
-  struct PlannedKey {
-    std::string label;
-    pki::Bytes id;
-    storage::HsmKey row;
-  };
-  [[nodiscard]] Result<PlannedKey> planKey(const std::string& label, storage::KeyPurpose purpose);
-  /// Generates a recorded key on the token.
-  [[nodiscard]] Result<std::unique_ptr<hsm::KeySigner>> generate(const std::string& label, const pki::Bytes& id);
-  /// The signer for a key on the token (Errc::notFound when it is not there); writes nothing.
-  [[nodiscard]] Result<std::unique_ptr<hsm::KeySigner>> findKey(const std::string& uri);
-  /// The signer for a recorded key. A key the token does not have is retired in the DB
-  /// (KMS_KEY_MISSING) and reported as Errc::notFound; other token failures as they are.
-  [[nodiscard]] Result<std::unique_ptr<hsm::KeySigner>> recordedKey(const std::optional<std::string>& cert,
-                                                                    const std::string& uri);
-  /// The signer of an order's key: kept from its generation (or first lookup) until the
-  /// order closes, so a step does not search the token (SoftHSM2 searches every object).
-  [[nodiscard]] Result<std::shared_ptr<hsm::KeySigner>> orderKey(const std::optional<std::string>& cert,
-                                                                 const std::string& uri);
-  void keepOrderKey(const std::string& uri, std::shared_ptr<hsm::KeySigner> signer);
-  void forgetOrderKey(const std::string& uri);
-  /// Destroys a key on the token and records it; a key already gone counts as destroyed.
-  [[nodiscard]] Result<void> destroyKey(const std::optional<std::string>& cert, const std::string& uri);
 
   /// Makes every HTTP request in flight or later fail at once (Errc::cancelled): stopping.
   void cancelTransfers() {
@@ -161,16 +127,6 @@ class Services {
   Result<void> openTransports(const config::Config& config);
   Result<void> openStiPa(const config::Config& config);
   Result<void> openSolvers(const config::Config& config, std::optional<int> http01Socket);
-  Result<void> ensureAccount();
-  /// The stored account's key (or a key a killed run generated for an account it never
-  /// saved) loaded as accountKey_; its URI, or nullopt when there is none.
-  Result<std::optional<std::string>> existingAccountKey(const std::optional<storage::AcmeAccount>& stored);
-  /// Whether the CA knows accountKey_ (saved when the DB lacks it).
-  Result<bool> knownToTheCa(const std::optional<storage::AcmeAccount>& stored, const std::string& keyUri);
-  Result<std::string> newAccountKey();
-  Result<void> registerAccount(const std::string& keyUri);
-  Result<std::optional<std::unique_ptr<hsm::KeySigner>>> unusedAccountKey();
-  Result<void> saveAccount(const std::string& keyUri);
 
   mutable std::mutex configMutex_;  // guards config_
   std::shared_ptr<const config::Config> config_;
@@ -189,15 +145,8 @@ class Services {
   std::unique_ptr<acme::Http01Solver> http01_;
   std::unique_ptr<acme::Dns01Hook> dns01_;
 
-  std::mutex keysMutex_;
-  std::unordered_map<std::string, std::shared_ptr<hsm::KeySigner>> orderKeys_;
-
-  std::mutex acmeMutex_;  // guards the members below
-  std::unique_ptr<acme::AcmeClient> client_;
-  std::unique_ptr<hsm::KeySigner> accountKey_;
-  std::string accountUrl_;
-  std::unique_ptr<acme::SpcTokenSource> spcTokens_;  ///< the STI-PA client for this account
-  std::unique_ptr<acme::TkauthSolver> tkauth_;
+  std::unique_ptr<KeyManager> keys_;
+  std::unique_ptr<CaConnection> ca_;
 };
 
 }  // namespace kms::daemon
