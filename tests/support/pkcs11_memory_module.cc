@@ -83,6 +83,20 @@ bool visible(const State& s, const Object& o, CK_SESSION_HANDLE session) {
   return (o.owner == 0 || o.owner == session) && (s.loggedIn || !o.flag(CKA_PRIVATE));
 }
 
+/// The object `handle` as `session` sees it, or nullptr.
+Object* find(State& s, CK_OBJECT_HANDLE handle, CK_SESSION_HANDLE session) {
+  auto it = s.objects.find(handle);
+  return it != s.objects.end() && visible(s, it->second, session) ? &it->second : nullptr;
+}
+
+/// Keeps `o` (a token object when CKA_TOKEN says so, else `session`'s) and returns its handle.
+CK_OBJECT_HANDLE keep(State& s, Object o, CK_SESSION_HANDLE session) {
+  o.owner = o.flag(CKA_TOKEN) ? 0 : session;
+  const CK_OBJECT_HANDLE h = s.nextHandle++;
+  s.objects[h] = std::move(o);
+  return h;
+}
+
 /// CKA_EC_POINT as PKCS#11 v2.40 has it: a DER OCTET STRING around 04||x||y.
 Bytes ecPoint(EVP_PKEY* key) {
   unsigned char raw[65];
@@ -213,18 +227,14 @@ CK_RV generateKeyPair(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mech, CK_ATTRI
   apply(pubObj, pubTmpl, pubCount);
   pubObj.attrs[CKA_EC_POINT] = ecPoint(key.get());
   pubObj.attrs[CKA_LOCAL] = boolean(true);
-  pubObj.owner = pubObj.flag(CKA_TOKEN) ? 0 : session;
   Object privObj;
   apply(privObj, privTmpl, privCount);
   privObj.key = key;
   privObj.attrs[CKA_LOCAL] = boolean(true);
   privObj.attrs[CKA_ALWAYS_SENSITIVE] = boolean(privObj.flag(CKA_SENSITIVE));
   privObj.attrs[CKA_NEVER_EXTRACTABLE] = boolean(!privObj.flag(CKA_EXTRACTABLE));
-  privObj.owner = privObj.flag(CKA_TOKEN) ? 0 : session;
-  *pub = s.nextHandle++;
-  s.objects[*pub] = std::move(pubObj);
-  *priv = s.nextHandle++;
-  s.objects[*priv] = std::move(privObj);
+  *pub = keep(s, std::move(pubObj), session);
+  *priv = keep(s, std::move(privObj), session);
   return CKR_OK;
 }
 
@@ -232,15 +242,13 @@ CK_RV copyObject(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_ATTRIBUT
                  CK_OBJECT_HANDLE_PTR copy) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
-  auto it = s.objects.find(object);
-  if (it == s.objects.end() || !visible(s, it->second, session)) {
+  Object* found = find(s, object, session);
+  if (found == nullptr) {
     return CKR_OBJECT_HANDLE_INVALID;
   }
-  Object o = it->second;
+  Object o = *found;
   apply(o, tmpl, count);
-  o.owner = o.flag(CKA_TOKEN) ? 0 : session;
-  *copy = s.nextHandle++;
-  s.objects[*copy] = std::move(o);
+  *copy = keep(s, std::move(o), session);
   return CKR_OK;
 }
 
@@ -255,40 +263,38 @@ CK_RV createObject(CK_SESSION_HANDLE session, CK_ATTRIBUTE_PTR tmpl, CK_ULONG co
   if (o.objectClass() == CKO_PRIVATE_KEY) {
     return CKR_TEMPLATE_INCONSISTENT;  // key material is never imported here
   }
-  o.owner = o.flag(CKA_TOKEN) ? 0 : session;
-  *object = s.nextHandle++;
-  s.objects[*object] = std::move(o);
+  *object = keep(s, std::move(o), session);
   return CKR_OK;
 }
 
 CK_RV setAttributeValue(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
-  auto it = s.objects.find(object);
-  if (it == s.objects.end() || !visible(s, it->second, session)) {
+  Object* found = find(s, object, session);
+  if (found == nullptr) {
     return CKR_OBJECT_HANDLE_INVALID;
   }
-  apply(it->second, tmpl, count);
+  apply(*found, tmpl, count);
   return CKR_OK;
 }
 
 CK_RV getAttributeValue(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
-  auto it = s.objects.find(object);
-  if (it == s.objects.end() || !visible(s, it->second, session)) {
+  Object* found = find(s, object, session);
+  if (found == nullptr) {
     return CKR_OBJECT_HANDLE_INVALID;
   }
   CK_RV rv = CKR_OK;
   for (CK_ULONG i = 0; i < count; ++i) {
     CK_ATTRIBUTE& a = tmpl[i];
-    if (a.type == CKA_VALUE && it->second.key) {
+    if (a.type == CKA_VALUE && found->key) {
       a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
       rv = CKR_ATTRIBUTE_SENSITIVE;
       continue;
     }
-    auto v = it->second.attrs.find(a.type);
-    if (v == it->second.attrs.end()) {
+    auto v = found->attrs.find(a.type);
+    if (v == found->attrs.end()) {
       a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
       rv = CKR_ATTRIBUTE_TYPE_INVALID;
       continue;
@@ -359,11 +365,10 @@ CK_RV findObjectsFinal(CK_SESSION_HANDLE session) {
 CK_RV destroyObject(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
-  auto it = s.objects.find(object);
-  if (it == s.objects.end() || !visible(s, it->second, session)) {
+  if (find(s, object, session) == nullptr) {
     return CKR_OBJECT_HANDLE_INVALID;
   }
-  s.objects.erase(it);
+  s.objects.erase(object);
   return CKR_OK;
 }
 
