@@ -283,7 +283,7 @@ TEST_F(Daemon, EveryControlApiErrorIsAProblemDocument) {
       {"POST", "/v1/certificates/main/revoke", "{not json", 400},
       {"POST", "/v1/certificates/main/revoke", R"({"reason": 7})", 400},
       {"POST", "/v1/certificates/main/revoke", R"({"reason": )" + nested + "}", 400},  // too deep
-      {"POST", "/v1/certificates/main/revoke", std::string(200 * 1024, ' '), 413},      // too large
+      {"POST", "/v1/certificates/main/revoke", std::string(std::size_t{200} * 1024, ' '), 413},      // too large
       {"GET", "/v1/events?since=abc", "", 400},
   };
   for (const Case& c : cases) {
@@ -416,9 +416,13 @@ TEST_F(Daemon, SigtermWhileAStepWaitsOnASlowPeerDoesNotWaitForThePeer) {
   editConfig("stop_grace = \"3s\"\n");
   auto kmsd = startDaemon();
   ASSERT_TRUE(kmsd->waitFor("KMS_STARTED")) << kmsd->log();
-  // The first thing kmsd does is read the STI-PA's CA list: that request is out within the
-  // second (a local connection), and waits for the 120 s answer.
-  std::this_thread::sleep_for(1s);
+  // The first thing kmsd does is read the STI-PA's CA list; the lab says when it holds it.
+  bool held = false;
+  for (auto end = std::chrono::steady_clock::now() + 60s; !held && std::chrono::steady_clock::now() < end;) {
+    held = lab_->log().find("kms-lab: holding ") != std::string::npos;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(held) << lab_->log();
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(kmsd->stop(SIGTERM), 0) << kmsd->log();
   const auto took = std::chrono::steady_clock::now() - t0;

@@ -333,7 +333,7 @@ TEST_F(Shaken, ReplacedChainAndKeyLeaveAfterRetainWhileKmsctlKeysShowsThem) {
     std::string text = test::readFile(config_);
     auto at = text.find("[publisher]\n");
     ASSERT_NE(at, std::string::npos);
-    text.insert(at + 12, "retain = \"2s\"\n");
+    text.insert(at + 12, "retain = \"1h\"\n");
     config_ = sandbox_.write("kmsd-retain.toml", text);
   }
   std::regex serialRe("main: issued serial ([0-9A-F]+)");
@@ -355,8 +355,11 @@ TEST_F(Shaken, ReplacedChainAndKeyLeaveAfterRetainWhileKmsctlKeysShowsThem) {
   EXPECT_NE(keys.output.find("[certificate]  active (main)"), std::string::npos) << keys.output;
   EXPECT_NE(keys.output.find("[certificate]  previous (main) until 20"), std::string::npos) << keys.output;
   EXPECT_NE(keys.output.find("[account]  account"), std::string::npos) << keys.output;
-  // After retain, the next run retires both.
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  // After retain (as if the new certificate had been published two hours ago), the next run
+  // retires both.
+  test::sql(lab_->file("state/kmsd.db"),
+            "UPDATE issued_certificates SET published_at = published_at - 7200 WHERE serial = '" + std::string(m[1]) +
+                "'");
   CmdResult later = run(kKmsd, "--once");
   EXPECT_EQ(later.rc, 0) << later.output;
   EXPECT_FALSE(exists(lab_->file("www/main/" + firstSerial + ".pem")));

@@ -32,6 +32,7 @@ struct Freer {
   void operator()(BIO* b) const { BIO_free(b); }
   void operator()(CONF* c) const { NCONF_free(c); }
   void operator()(X509_EXTENSION* e) const { X509_EXTENSION_free(e); }
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
 };
 template <typename T>
 using Owned = std::unique_ptr<T, Freer>;
@@ -94,8 +95,9 @@ CertSpec& CertSpec::remove(const std::string& name) {
   return *this;
 }
 
-std::string makeCertPem(const CertSpec& spec, const TestKey& subjectKey, const TestKey& issuerKey,
-                        const std::string& issuerPem) {
+namespace {
+
+std::string buildCertPem(const CertSpec& spec, EVP_PKEY* subjectKey, EVP_PKEY* issuerKey, const std::string& issuerPem) {
   Owned<X509> issuer;
   if (!issuerPem.empty()) {
     Owned<BIO> in(BIO_new_mem_buf(issuerPem.data(), static_cast<int>(issuerPem.size())));
@@ -108,7 +110,11 @@ std::string makeCertPem(const CertSpec& spec, const TestKey& subjectKey, const T
   X509_set_version(x.get(), 2);
   ASN1_INTEGER_set(X509_get_serialNumber(x.get()), spec.serial);
   X509_gmtime_adj(X509_getm_notBefore(x.get()), spec.notBeforeSeconds);
-  X509_gmtime_adj(X509_getm_notAfter(x.get()), spec.notAfterSeconds);
+  if (spec.notAfterTime.empty()) {
+    X509_gmtime_adj(X509_getm_notAfter(x.get()), spec.notAfterSeconds);
+  } else if (ASN1_TIME_set_string(X509_getm_notAfter(x.get()), spec.notAfterTime.c_str()) != 1) {
+    opensslFailed("notAfter " + spec.notAfterTime);
+  }
   for (const auto& [field, value] : spec.subject) {
     if (X509_NAME_add_entry_by_txt(X509_get_subject_name(x.get()), field.c_str(), MBSTRING_UTF8,
                                    reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1, 0) != 1) {
@@ -116,7 +122,7 @@ std::string makeCertPem(const CertSpec& spec, const TestKey& subjectKey, const T
     }
   }
   X509_set_issuer_name(x.get(), issuer ? X509_get_subject_name(issuer.get()) : X509_get_subject_name(x.get()));
-  X509_set_pubkey(x.get(), pkeyOf(subjectKey));
+  X509_set_pubkey(x.get(), subjectKey);
 
   Owned<CONF> conf(NCONF_new(nullptr));
   if (!spec.sections.empty()) {
@@ -136,7 +142,7 @@ std::string makeCertPem(const CertSpec& spec, const TestKey& subjectKey, const T
     }
   }
   const EVP_MD* md = EVP_get_digestbyname(spec.digest.c_str());
-  if (md == nullptr || X509_sign(x.get(), pkeyOf(issuerKey), md) == 0) {
+  if (md == nullptr || X509_sign(x.get(), issuerKey, md) == 0) {
     opensslFailed("X509_sign with " + spec.digest);
   }
   Owned<BIO> out(BIO_new(BIO_s_mem()));
@@ -144,6 +150,23 @@ std::string makeCertPem(const CertSpec& spec, const TestKey& subjectKey, const T
   char* data = nullptr;
   long len = BIO_get_mem_data(out.get(), &data);
   return std::string(data, static_cast<size_t>(len));
+}
+
+}  // namespace
+
+std::string makeCertPem(const CertSpec& spec, const TestKey& subjectKey, const TestKey& issuerKey,
+                        const std::string& issuerPem) {
+  return buildCertPem(spec, pkeyOf(subjectKey), pkeyOf(issuerKey), issuerPem);
+}
+
+std::string makeCertPemFor(const CertSpec& spec, const std::string& subjectSpkiDer, void* issuerKey,
+                           const std::string& issuerPem) {
+  const auto* p = reinterpret_cast<const unsigned char*>(subjectSpkiDer.data());
+  Owned<EVP_PKEY> subject(d2i_PUBKEY(nullptr, &p, static_cast<long>(subjectSpkiDer.size())));
+  if (!subject) {
+    opensslFailed("subject SubjectPublicKeyInfo");
+  }
+  return buildCertPem(spec, subject.get(), static_cast<EVP_PKEY*>(issuerKey), issuerPem);
 }
 
 CertSpec caSpec(const std::string& cn) {

@@ -37,6 +37,8 @@ struct CertSpec {
   std::string digest = "SHA256";
   long notBeforeSeconds = -60;  ///< offset from now
   long notAfterSeconds = 86400;
+  /// An ASN.1 time ("99991231235959Z") for notAfter instead of notAfterSeconds.
+  std::string notAfterTime;
   long serial = 1;
 
   /// Replaces the extension `name` (appends it when absent).
@@ -49,6 +51,12 @@ struct CertSpec {
 /// Throws std::runtime_error (with OpenSSL's reason) when OpenSSL refuses the spec.
 [[nodiscard]] std::string makeCertPem(const CertSpec& spec, const TestKey& subjectKey, const TestKey& issuerKey,
                                       const std::string& issuerPem = "");
+
+/// The same for keys made elsewhere: the subject's public key as its DER
+/// SubjectPublicKeyInfo, the issuer's private key as an OpenSSL EVP_PKEY* (for instance
+/// pki::SoftwareKey::evpPkey()).
+[[nodiscard]] std::string makeCertPemFor(const CertSpec& spec, const std::string& subjectSpkiDer, void* issuerKey,
+                                         const std::string& issuerPem = "");
 
 /// A CA certificate spec (critical basicConstraints cA TRUE, keyCertSign + cRLSign, SKI, AKI).
 [[nodiscard]] CertSpec caSpec(const std::string& cn);

@@ -97,6 +97,9 @@ int main(int argc, char** argv) {
   std::mutex mutex;
   auto handler = [&](const LabRequest& request) -> LabReply {
     if (ctx.options.slowMs > 0) {
+      // Said before the wait, so a test knows a request is in flight without guessing when.
+      std::cerr << "kms-lab: holding " << request.method << " " << request.path << " for " << ctx.options.slowMs
+                << " ms" << std::endl;
       std::this_thread::sleep_for(std::chrono::milliseconds(ctx.options.slowMs));
     }
     if (ctx.options.stiCrDelayMs > 0 && request.path.starts_with("/sti-cr/")) {

@@ -296,6 +296,11 @@ LabReply StiPaService::admin(const LabRequest& request) {
     }
     return LabReply::json(200, json{{"ari_window", ctx_.ariWindow}});
   }
+  if (path == "/lab/expire-access-tokens") {
+    const std::size_t n = accessTokens_.size();
+    accessTokens_.clear();  // every login token the STI-PA handed out is now refused (401)
+    return LabReply::json(200, json{{"expired", n}});
+  }
   if (path == "/lab/hostile") {
     for (const char* what : {"nonce", "location"}) {
       if (!body.contains(what)) {

@@ -1,8 +1,6 @@
 #include "fake_acme.h"
 
-#include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
 #include <ctime>
 #include <memory>
@@ -231,56 +229,33 @@ http::HttpResponse FakeAcme::finalize(int n, const std::string& payload) {
   return orderAnswer(n, 200);
 }
 
-/// A leaf for the CSR's key naming `names`, signed by the fake root; leaf + root as PEM.
+/// A leaf for the CSR's key naming `names`, signed by the fake root; leaf + root as PEM
+/// ("" when the CSR does not parse).
 std::string FakeAcme::issue(const std::string& csrDer, const std::vector<std::string>& names) {
   const auto* p = reinterpret_cast<const unsigned char*>(csrDer.data());
   std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)> req(d2i_X509_REQ(nullptr, &p, static_cast<long>(csrDer.size())),
                                                           X509_REQ_free);
-  if (!req) {
+  unsigned char* spki = nullptr;
+  const int spkiLen = req ? i2d_PUBKEY(X509_REQ_get0_pubkey(req.get()), &spki) : -1;
+  if (spkiLen <= 0) {
     return "";
   }
-  const unsigned char* rp = reinterpret_cast<const unsigned char*>(rootPem_.data());
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(rp, static_cast<int>(rootPem_.size())), BIO_free);
-  std::unique_ptr<X509, decltype(&X509_free)> root(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
-  std::unique_ptr<X509, decltype(&X509_free)> leaf(X509_new(), X509_free);
-  if (!root || !leaf) {
-    return "";
-  }
-  X509_set_version(leaf.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(leaf.get()), ++serial_);
-  X509_gmtime_adj(X509_getm_notBefore(leaf.get()), -60);
-  X509_gmtime_adj(X509_getm_notAfter(leaf.get()), 90L * 86400);
-  const std::string cn = names.empty() ? "leaf" : names.front();
-  X509_NAME_add_entry_by_txt(X509_get_subject_name(leaf.get()), "CN", MBSTRING_UTF8,
-                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
-  X509_set_issuer_name(leaf.get(), X509_get_subject_name(root.get()));
-  X509_set_pubkey(leaf.get(), X509_REQ_get0_pubkey(req.get()));
-  X509V3_CTX ctx;
-  X509V3_set_ctx(&ctx, root.get(), leaf.get(), nullptr, nullptr, 0);
+  const std::string subjectSpki(reinterpret_cast<const char*>(spki), static_cast<std::size_t>(spkiLen));
+  OPENSSL_free(spki);
+  kms::test::CertSpec spec;
+  spec.subject = {{"CN", names.empty() ? std::string("leaf") : names.front()}};
+  spec.serial = ++serial_;
+  spec.notAfterSeconds = 90L * 86400;
   std::string san;
   for (const std::string& n : names) {
     san += (san.empty() ? "DNS:" : ",DNS:") + n;
   }
-  for (const auto& [nid, value] : {std::pair{NID_basic_constraints, std::string("critical,CA:FALSE")},
-                                   std::pair{NID_key_usage, std::string("critical,digitalSignature")},
-                                   std::pair{NID_subject_key_identifier, std::string("hash")},
-                                   std::pair{NID_authority_key_identifier, std::string("keyid:always")},
-                                   std::pair{NID_subject_alt_name, san}}) {
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
-    if (ext == nullptr) {
-      return "";
-    }
-    X509_add_ext(leaf.get(), ext, -1);
-    X509_EXTENSION_free(ext);
-  }
-  if (X509_sign(leaf.get(), static_cast<EVP_PKEY*>(caKey_.native()), EVP_sha256()) == 0) {
-    return "";
-  }
-  std::unique_ptr<BIO, decltype(&BIO_free)> out(BIO_new(BIO_s_mem()), BIO_free);
-  PEM_write_bio_X509(out.get(), leaf.get());
-  char* data = nullptr;
-  const long len = BIO_get_mem_data(out.get(), &data);
-  return std::string(data, static_cast<std::size_t>(len)) + rootPem_;
+  spec.extensions = {{"basicConstraints", "critical,CA:FALSE"},
+                     {"keyUsage", "critical,digitalSignature"},
+                     {"subjectKeyIdentifier", "hash"},
+                     {"authorityKeyIdentifier", "keyid:always"},
+                     {"subjectAltName", san}};
+  return kms::test::makeCertPemFor(spec, subjectSpki, caKey_.native(), rootPem_) + rootPem_;
 }
 
 }  // namespace kms::daemon::test

@@ -8,6 +8,7 @@
 #include "pki/signer.h"
 #include "pki/tn_auth_list.h"
 #include "pki/x509.h"
+#include "test_certs.h"
 
 namespace kms::pki {
 namespace {
@@ -98,71 +99,46 @@ TEST(PkiCsr, SignerErrorsPropagate) {
   EXPECT_EQ(r.error().toString(), "token: C_Sign failed");
 }
 
-// A tiny CA built with OpenSSL for the chain tests.
+// A tiny CA for the chain tests, its certificates built by OpenSSL (tests/support/test_certs.h).
 struct TestCa {
   std::unique_ptr<SoftwareKey> key;
-  X509* cert = nullptr;
-  ~TestCa() { X509_free(cert); }
+  std::string pem;
 };
 
-X509* makeCert(const char* cn, const EcPublicKey& subjectKey, SoftwareKey& issuerKey, X509* issuer, bool ca,
-               long serial, long fromSeconds, long toSeconds) {
-  X509* x = X509_new();
-  X509_set_version(x, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
-  X509_gmtime_adj(X509_getm_notBefore(x), fromSeconds);
-  X509_gmtime_adj(X509_getm_notAfter(x), toSeconds);
-  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn),
-                             -1, -1, 0);
-  X509_set_issuer_name(x, issuer != nullptr ? X509_get_subject_name(issuer) : X509_get_subject_name(x));
-  Bytes spki = subjectKey.spkiDer();
-  const unsigned char* p = spki.data();
-  EVP_PKEY* pub = d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size()));
-  X509_set_pubkey(x, pub);
-  EVP_PKEY_free(pub);
-  X509V3_CTX ctx;
-  X509V3_set_ctx(&ctx, issuer != nullptr ? issuer : x, x, nullptr, nullptr, 0);
-  auto add = [&](int nid, const char* value) {
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-  };
-  add(NID_basic_constraints, ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
-  add(NID_key_usage, ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature");
-  add(NID_subject_key_identifier, "hash");
-  add(NID_authority_key_identifier, "keyid:always");
-  X509_sign(x, static_cast<EVP_PKEY*>(issuerKey.evpPkey()), EVP_sha256());
-  return x;
+std::string makeCert(const char* cn, const EcPublicKey& subjectKey, SoftwareKey& issuerKey, const std::string& issuer,
+                     bool ca, long serial, long fromSeconds, long toSeconds) {
+  kms::test::CertSpec spec = kms::test::caSpec(cn);
+  if (!ca) {
+    spec.set("basicConstraints", "critical,CA:FALSE").set("keyUsage", "critical,digitalSignature");
+  }
+  spec.serial = serial;
+  spec.notBeforeSeconds = fromSeconds;
+  spec.notAfterSeconds = toSeconds;
+  const Bytes spki = subjectKey.spkiDer();
+  return kms::test::makeCertPemFor(spec, std::string(spki.begin(), spki.end()), issuerKey.evpPkey(), issuer);
 }
 
-Certificate wrap(X509* x) {
-  unsigned char* der = nullptr;
-  int len = i2d_X509(x, &der);
-  auto c = Certificate::fromDer(ByteView(der, static_cast<size_t>(len)));
-  OPENSSL_free(der);
-  return *c;
-}
+Certificate wrap(const std::string& pem) { return *Certificate::fromPem(pem); }
 
 class PkiChain : public ::testing::Test {
  protected:
   void SetUp() override {
     root.key = *SoftwareKey::generate();
-    root.cert = makeCert("Test Root", root.key->publicKey(), *root.key, nullptr, true, 1, -3600, 86400);
+    root.pem = makeCert("Test Root", root.key->publicKey(), *root.key, "", true, 1, -3600, 86400);
     inter.key = *SoftwareKey::generate();
-    inter.cert = makeCert("Test Intermediate", inter.key->publicKey(), *root.key, root.cert, true, 2, -3600, 86400);
+    inter.pem = makeCert("Test Intermediate", inter.key->publicKey(), *root.key, root.pem, true, 2, -3600, 86400);
     leafKey = *SoftwareKey::generate();
-    leaf = makeCert("SHAKEN 1234", leafKey->publicKey(), *inter.key, inter.cert, false, 0x87654321L, -60, 3600);
+    leaf = makeCert("SHAKEN 1234", leafKey->publicKey(), *inter.key, inter.pem, false, 0x87654321L, -60, 3600);
   }
-  void TearDown() override { X509_free(leaf); }
 
   TestCa root;
   TestCa inter;
   std::unique_ptr<SoftwareKey> leafKey;
-  X509* leaf = nullptr;
+  std::string leaf;
 };
 
 TEST_F(PkiChain, ParsesPemChainAndVerifies) {
-  std::string pem = wrap(leaf).pem() + "junk between blocks\n" + wrap(inter.cert).pem();
+  std::string pem = wrap(leaf).pem() + "junk between blocks\n" + wrap(inter.pem).pem();
   auto chain = parsePemChain(pem);
   ASSERT_TRUE(chain.has_value()) << chain.error().toString();
   ASSERT_EQ(chain->size(), 2U);
@@ -177,22 +153,22 @@ TEST_F(PkiChain, ParsesPemChainAndVerifies) {
   auto now = std::chrono::system_clock::now();
   EXPECT_LT((*chain)[0].notBefore(), now);
   EXPECT_GT((*chain)[0].notAfter(), now + 3000s);
-  EXPECT_TRUE(verifyChain(*chain, {wrap(root.cert)}, now).has_value());
+  EXPECT_TRUE(verifyChain(*chain, {wrap(root.pem)}, now).has_value());
 }
 
 TEST_F(PkiChain, VerifyFailsOnWrongAnchorExpiryAndMissingIntermediate) {
-  auto chain = *parsePemChain(wrap(leaf).pem() + wrap(inter.cert).pem());
+  auto chain = *parsePemChain(wrap(leaf).pem() + wrap(inter.pem).pem());
   auto now = std::chrono::system_clock::now();
   TestCa other;
   other.key = *SoftwareKey::generate();
-  other.cert = makeCert("Other Root", other.key->publicKey(), *other.key, nullptr, true, 9, -3600, 86400);
-  auto wrong = verifyChain(chain, {wrap(other.cert)}, now);
+  other.pem = makeCert("Other Root", other.key->publicKey(), *other.key, "", true, 9, -3600, 86400);
+  auto wrong = verifyChain(chain, {wrap(other.pem)}, now);
   ASSERT_FALSE(wrong.has_value());
   EXPECT_EQ(wrong.error().message, "chain does not verify: unable to get local issuer certificate at depth 1");
-  auto expired = verifyChain(chain, {wrap(root.cert)}, now + 7200s);
+  auto expired = verifyChain(chain, {wrap(root.pem)}, now + 7200s);
   ASSERT_FALSE(expired.has_value());
   EXPECT_EQ(expired.error().message, "chain does not verify: certificate has expired at depth 0");
-  auto missing = verifyChain({chain[0]}, {wrap(root.cert)}, now);
+  auto missing = verifyChain({chain[0]}, {wrap(root.pem)}, now);
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error().message, "chain does not verify: unable to get local issuer certificate at depth 0");
 }
@@ -210,11 +186,11 @@ TEST_F(PkiChain, AriCertIdUsesAkiAndSerialContent) {
 
 TEST(PkiX509, DatesPast2262AreFarFutureNotOverflow) {
   auto key = *SoftwareKey::generate();
-  X509* x = makeCert("Forever", key->publicKey(), *key, nullptr, false, 9, -60, 3600);
-  ASSERT_EQ(ASN1_TIME_set_string(X509_getm_notAfter(x), "99991231235959Z"), 1);
-  X509_sign(x, static_cast<EVP_PKEY*>(key->evpPkey()), EVP_sha256());
-  Certificate c = wrap(x);
-  X509_free(x);
+  kms::test::CertSpec spec;
+  spec.subject = {{"CN", "Forever"}};
+  spec.notAfterTime = "99991231235959Z";
+  const Bytes spki = key->publicKey().spkiDer();
+  Certificate c = wrap(kms::test::makeCertPemFor(spec, std::string(spki.begin(), spki.end()), key->evpPkey()));
   const auto now = std::chrono::system_clock::now();
   EXPECT_GT(c.notAfter(), now + std::chrono::hours(24 * 365 * 200));  // not taken as expired
   EXPECT_GT(std::chrono::duration_cast<std::chrono::seconds>(c.notAfter().time_since_epoch()).count(), 0);

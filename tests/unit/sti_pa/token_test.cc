@@ -2,62 +2,40 @@
 // with a real P-256 key and a small real CA; the x5u "fetch" returns the signer's PEM.
 #include <gtest/gtest.h>
 
-#include <openssl/evp.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
-
 #include <nlohmann/json.hpp>
 
 #include "pki/encoding.h"
 #include "pki/signer.h"
 #include "pki/tn_auth_list.h"
 #include "sti_pa/client.h"
+#include "test_certs.h"
 
 namespace kms::sti_pa {
 namespace {
 
 using nlohmann::json;
 
-X509* makeCert(const char* cn, const pki::EcPublicKey& subject, pki::SoftwareKey& issuerKey, X509* issuer, bool ca) {
-  X509* x = X509_new();
-  X509_set_version(x, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), ca ? 1 : 2);
-  X509_gmtime_adj(X509_getm_notBefore(x), -60);
-  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn),
-                             -1, -1, 0);
-  X509_set_issuer_name(x, issuer != nullptr ? X509_get_subject_name(issuer) : X509_get_subject_name(x));
-  pki::Bytes spki = subject.spkiDer();
-  const unsigned char* p = spki.data();
-  EVP_PKEY* pub = d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size()));
-  X509_set_pubkey(x, pub);
-  EVP_PKEY_free(pub);
-  X509V3_CTX ctx;
-  X509V3_set_ctx(&ctx, issuer != nullptr ? issuer : x, x, nullptr, nullptr, 0);
-  X509_EXTENSION* bc = X509V3_EXT_conf_nid(nullptr, &ctx, NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");
-  X509_add_ext(x, bc, -1);
-  X509_EXTENSION_free(bc);
-  X509_sign(x, static_cast<EVP_PKEY*>(issuerKey.evpPkey()), EVP_sha256());
-  return x;
+/// A certificate built by OpenSSL (tests/support/test_certs.h) for `subject`, signed by
+/// `issuerKey` (self-signed when `issuerPem` is empty).
+std::string makeCert(const char* cn, const pki::EcPublicKey& subject, pki::SoftwareKey& issuerKey,
+                     const std::string& issuerPem, bool ca) {
+  kms::test::CertSpec spec;
+  spec.subject = {{"CN", cn}};
+  spec.serial = ca ? 1 : 2;
+  spec.extensions = {{"basicConstraints", ca ? "critical,CA:TRUE" : "CA:FALSE"}};
+  const pki::Bytes spki = subject.spkiDer();
+  return kms::test::makeCertPemFor(spec, std::string(spki.begin(), spki.end()), issuerKey.evpPkey(), issuerPem);
 }
 
-pki::Certificate wrap(X509* x) {
-  unsigned char* der = nullptr;
-  int len = i2d_X509(x, &der);
-  auto c = pki::Certificate::fromDer(pki::ByteView(der, static_cast<size_t>(len)));
-  OPENSSL_free(der);
-  X509_free(x);
-  return *c;
-}
+pki::Certificate wrap(const std::string& pem) { return *pki::Certificate::fromPem(pem); }
 
 class StiPaToken : public ::testing::Test {
  protected:
   void SetUp() override {
     rootKey_ = *pki::SoftwareKey::generate();
-    X509* root = makeCert("STI-PA Root", rootKey_->publicKey(), *rootKey_, nullptr, true);
+    const std::string root = makeCert("STI-PA Root", rootKey_->publicKey(), *rootKey_, "", true);
     signerKey_ = *pki::SoftwareKey::generate();
-    X509* signer = makeCert("STI-PA Token Signer", signerKey_->publicKey(), *rootKey_, root, false);
-    signerPem_ = wrap(signer).pem();
+    signerPem_ = makeCert("STI-PA Token Signer", signerKey_->publicKey(), *rootKey_, root, false);
     anchors_ = {wrap(root)};
     accountKey_ = *pki::SoftwareKey::generate();
     expected_.tkvalue = pki::base64Encode(*pki::TnAuthList::forSpc("1234").toDer());
@@ -150,7 +128,7 @@ TEST_F(StiPaToken, FingerprintOfAnotherKeyIsRefused) {
 
 TEST_F(StiPaToken, SignerNotChainedToTheAnchorIsRefused) {
   auto otherRoot = *pki::SoftwareKey::generate();
-  X509* root = makeCert("Other Root", otherRoot->publicKey(), *otherRoot, nullptr, true);
+  const std::string root = makeCert("Other Root", otherRoot->publicKey(), *otherRoot, "", true);
   anchors_ = {wrap(root)};
   auto r = verify(token(goodPayload(), *signerKey_));
   ASSERT_FALSE(r.has_value());
