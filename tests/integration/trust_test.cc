@@ -13,7 +13,6 @@
 
 #include "cli.h"
 #include "daemon_process.h"
-#include "http/transport.h"
 #include "lab_process.h"
 #include "pki/x509.h"
 #include "sandbox.h"
@@ -36,9 +35,6 @@ class Trust : public ::testing::Test {
     std::string toml = test::readFile(config_);
     toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nretry_first = \"1s\"\nretry_max = \"2s\"\n");
     std::ofstream(config_, std::ios::trunc) << toml << "reuse_key = true\n";
-    http::TransportOptions o;
-    o.caBundle = lab_->file("tls-ca.pem");
-    transport_ = std::move(*http::makeCurlTransport(o));
   }
 
   void startDaemon() {
@@ -55,13 +51,9 @@ class Trust : public ::testing::Test {
   }
   /// A lab switch (POST /lab/...); the lab's new state.
   json lab(const std::string& path, const json& body = json::object()) {
-    auto r = transport_->send(http::HttpRequest{"POST", lab_->baseUrl() + path, {}, body.dump()});
-    if (!r) {
-      ADD_FAILURE() << r.error().toString();
-      return json();
-    }
-    EXPECT_EQ(r->status, 200) << r->body;
-    return json::parse(r->body, nullptr, false);
+    std::string out;
+    EXPECT_TRUE(lab_->labSwitch(path, body.dump(), &out)) << path << ": " << out;
+    return json::parse(out, nullptr, false);
   }
   std::string activeSerial() {
     json s = ctlJson("status --json");
@@ -96,7 +88,6 @@ class Trust : public ::testing::Test {
   test::Sandbox sandbox_;
   std::unique_ptr<test::LabProcess> lab_;
   std::unique_ptr<test::DaemonProcess> kmsd_;
-  std::unique_ptr<http::Transport> transport_;
   std::string config_;
 };
 
