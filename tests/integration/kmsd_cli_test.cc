@@ -5,9 +5,11 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <string>
+#include <vector>
 
-#include "kmsd_toml.h"
 #include "cli.h"
+#include "kmsd_toml.h"
 #include "recorded_server.h"
 #include "sandbox.h"
 #include "softhsm_token.h"
@@ -209,6 +211,61 @@ TEST_F(KmsdCli, UsageErrors) {
   EXPECT_EQ(r.rc, 2) << r.output;
   CmdResult d = run(kKmsd, "--no-such-switch");
   EXPECT_EQ(d.rc, 2) << d.output;
+}
+
+TEST_F(KmsdCli, KmsctlTakesItsGlobalOptionsAfterTheSubcommandToo) {
+  CmdResult r;
+  r.rc = test::runCommand("SOFTHSM2_CONF=" + softhsm_.confPath() + " " + kKmsctl + " status --config " + config_,
+                          &r.output);
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("kmsd is not running; read from the state DB\n", 0), 0U) << r.output;
+}
+
+TEST_F(KmsdCli, KmsctlWithoutAConfigurationNamesTheOptionAndTheVariable) {
+  ASSERT_FALSE(test::fileExists("/etc/kmsd/kmsd.toml")) << "this test needs a machine without an installed kmsd";
+  CmdResult r;
+  r.rc = test::runCommand("env -u KMSD_CONFIG " + kKmsctl + " status", &r.output);
+  EXPECT_EQ(r.rc, 2) << r.output;  // a usage error
+  EXPECT_EQ(r.output,
+            "kmsctl: no configuration: /etc/kmsd/kmsd.toml does not exist; name kmsd's with --config PATH or "
+            "KMSD_CONFIG=PATH\n");
+  CmdResult help;
+  help.rc = test::runCommand(kKmsctl + " --help", &help.output);
+  EXPECT_EQ(help.rc, 0) << help.output;
+  EXPECT_NE(help.output.find("=/etc/kmsd/kmsd.toml"), std::string::npos) << help.output;  // the default shown
+  EXPECT_NE(help.output.find("KMSD_CONFIG"), std::string::npos) << help.output;
+}
+
+TEST_F(KmsdCli, KmsctlEventsAreOldestFirstWithTheNewestAtTheBottomUnlessReversed) {
+  ::mkdir(stateDir_.c_str(), 0700);
+  {
+    auto db = storage::Db::open(stateDir_ + "/kmsd.db", {});
+    ASSERT_TRUE(db.has_value()) << db.error().toString();
+    auto store = storage::makeSqliteStore(**db);
+    for (int i = 1; i <= 4; ++i) {
+      storage::Event e;
+      e.time = 1'800'000'000 + i;
+      e.eventId = "KMS_TEST_" + std::to_string(i);
+      e.message = "event " + std::to_string(i);
+      ASSERT_TRUE(store->appendEvent(e).has_value());
+    }
+  }
+  auto ids = [](const std::string& out) {
+    std::vector<std::string> found;
+    for (std::size_t at = out.find("KMS_TEST_"); at != std::string::npos; at = out.find("KMS_TEST_", at + 1)) {
+      found.push_back(out.substr(at, 10));
+    }
+    return found;
+  };
+  CmdResult newest = run(kKmsctl, "events -n 3");
+  EXPECT_EQ(newest.rc, 0) << newest.output;
+  EXPECT_EQ(ids(newest.output), (std::vector<std::string>{"KMS_TEST_2", "KMS_TEST_3", "KMS_TEST_4"})) << newest.output;
+  CmdResult reversed = run(kKmsctl, "events -n 3 -r");
+  EXPECT_EQ(reversed.rc, 0) << reversed.output;
+  EXPECT_EQ(ids(reversed.output), (std::vector<std::string>{"KMS_TEST_4", "KMS_TEST_3", "KMS_TEST_2"}))
+      << reversed.output;
+  CmdResult both = run(kKmsctl, "events -f -r");
+  EXPECT_EQ(both.rc, 2) << both.output;
 }
 
 TEST_F(KmsdCli, CaTextCannotDriveTheTerminalOrForgeEventLines) {

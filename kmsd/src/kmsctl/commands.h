@@ -30,15 +30,17 @@ int ctlKeys(const std::string& configPath, bool json, std::ostream& out, std::os
 /// The kept STI-PA CA list and CRL (from the daemon, else the state DB); with `refresh`,
 /// the daemon reads both now first (and renews what they affect).
 int ctlTrust(const std::string& configPath, bool refresh, bool json, std::ostream& out, std::ostream& err);
-/// Events from the daemon (or the DB); with `follow`, keeps printing new ones.
-int ctlEvents(const std::string& configPath, int limit, bool follow, std::ostream& out, std::ostream& err);
+/// The newest `limit` events, oldest first (newest first with `reverse`), from the state DB;
+/// with `follow`, from the daemon, printing new ones as they come.
+int ctlEvents(const std::string& configPath, int limit, bool follow, bool reverse, std::ostream& out,
+              std::ostream& err);
 
 /// With the daemon down: the status from the state DB in the daemon's JSON shape.
 int showStatus(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err);
 /// With the daemon down: the keys, opening the token itself.
 int listKeys(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err);
-/// With the daemon down: the newest events of the event log.
-int showEvents(const config::Config& cfg, int limit, std::ostream& out, std::ostream& err);
+/// The newest `limit` events of the event log, oldest first (newest first with `reverse`).
+int showEvents(const config::Config& cfg, int limit, bool reverse, std::ostream& out, std::ostream& err);
 /// With the daemon down: the CA list and CRL kept in the state DB.
 int showTrust(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err);
 

@@ -1,4 +1,5 @@
-// kmsctl events [-n N] [--follow]
+// kmsctl events [-n N] [--follow | --reverse]: always oldest first unless reversed, so the
+// newest line is the last one printed, as with `--follow`.
 #include <algorithm>
 #include <chrono>
 #include <ostream>
@@ -15,13 +16,14 @@
 
 namespace kms::daemon {
 
-int ctlEvents(const std::string& configPath, int limit, bool follow, std::ostream& out, std::ostream& err) {
+int ctlEvents(const std::string& configPath, int limit, bool follow, bool reverse, std::ostream& out,
+              std::ostream& err) {
   auto cfg = loadConfig(configPath, err);
   if (!cfg) {
     return kExitCheckFailed;
   }
   if (!follow) {
-    return showEvents(*cfg, limit, out, err);
+    return showEvents(*cfg, limit, reverse, out, err);
   }
   std::int64_t since = 0;
   bool first = true;
@@ -49,7 +51,7 @@ int ctlEvents(const std::string& configPath, int limit, bool follow, std::ostrea
   }
 }
 
-int showEvents(const config::Config& config, int limit, std::ostream& out, std::ostream& err) {
+int showEvents(const config::Config& config, int limit, bool reverse, std::ostream& out, std::ostream& err) {
   const config::Config* cfg = &config;
   if (!pathExists(dbPath(*cfg))) {
     out << "no events yet (state: " << dbPath(*cfg) << ")\n";
@@ -65,6 +67,9 @@ int showEvents(const config::Config& config, int limit, std::ostream& out, std::
   if (!events) {
     err << "kmsctl: " << events.error().toString() << '\n';
     return kExitRuntime;
+  }
+  if (!reverse) {
+    std::reverse(events->begin(), events->end());  // the store gives the newest first
   }
   for (const auto& e : *events) {
     out << isoTime(e.time) << ' ' << storage::toString(e.level) << ' ' << e.eventId << ' ' << e.certName.value_or("-")

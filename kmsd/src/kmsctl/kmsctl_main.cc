@@ -1,4 +1,6 @@
 // kmsctl: the operator CLI of kmsd.
+#include <sys/stat.h>
+
 #include <exception>
 #include <functional>
 #include <iostream>
@@ -16,12 +18,15 @@ namespace {
 using namespace kms::daemon;
 
 /// Everything the command line sets.
+constexpr const char* kDefaultConfig = "/etc/kmsd/kmsd.toml";
+
 struct Options {
-  std::string configPath = "/etc/kmsd/kmsd.toml";
+  std::string configPath = kDefaultConfig;
   bool json = false;
   int limit = 50;
   bool refresh = false;
   bool follow = false;
+  bool reverse = false;
   std::string name;
   bool wait = false;
   std::string reasonText = "0";
@@ -48,10 +53,12 @@ std::vector<Command> declare(CLI::App& app, Options& o) {
   trust->add_flag("--json", o.json, "machine-readable output");
   trust->add_flag("--refresh", o.refresh, "have the daemon read both now (renewing what they affect)");
   out.emplace_back(trust, [&o] { return ctlTrust(o.configPath, o.refresh, o.json, std::cout, std::cerr); });
-  auto* events = app.add_subcommand("events", "the newest lifecycle events");
-  events->add_option("-n,--limit", o.limit, "how many events")->check(CLI::Range(1, 100000));
-  events->add_flag("-f,--follow", o.follow, "keep printing new events (needs the daemon)");
-  out.emplace_back(events, [&o] { return ctlEvents(o.configPath, o.limit, o.follow, std::cout, std::cerr); });
+  auto* events = app.add_subcommand("events", "the newest lifecycle events, oldest first (the newest at the bottom)");
+  events->add_option("-n,--limit", o.limit, "how many events")->check(CLI::Range(1, 100000))->capture_default_str();
+  auto* follow = events->add_flag("-f,--follow", o.follow, "keep printing new events (needs the daemon)");
+  events->add_flag("-r,--reverse", o.reverse, "newest first")->excludes(follow);
+  out.emplace_back(events,
+                   [&o] { return ctlEvents(o.configPath, o.limit, o.follow, o.reverse, std::cout, std::cerr); });
   auto* renew = app.add_subcommand("renew", "ask the daemon to renew a certificate now");
   renew->add_option("name", o.name, "certificate name")->required();
   renew->add_flag("--wait", o.wait, "wait until the new certificate is active (or the renewal failed)");
@@ -74,14 +81,24 @@ std::vector<Command> declare(CLI::App& app, Options& o) {
 int run(int argc, char** argv) {
   CLI::App app{"kmsctl: operate kmsd, the STIR/SHAKEN certificate lifecycle daemon", "kmsctl"};
   Options o;
-  app.add_option("-c,--config", o.configPath, "kmsd configuration file")->envname("KMSD_CONFIG");
+  app.add_option("-c,--config", o.configPath, "kmsd configuration file")
+      ->envname("KMSD_CONFIG")
+      ->capture_default_str();
   app.set_version_flag("--version", "kmsctl " KMS_VERSION);
   app.require_subcommand(1);
+  // Global options also after the subcommand: `kmsctl status --config FILE`.
+  app.fallthrough();
   const std::vector<Command> commands = declare(app, o);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  }
+  struct stat st {};
+  if (o.configPath == kDefaultConfig && ::stat(kDefaultConfig, &st) != 0) {
+    std::cerr << "kmsctl: no configuration: " << kDefaultConfig
+              << " does not exist; name kmsd's with --config PATH or KMSD_CONFIG=PATH\n";
+    return kExitUsage;
   }
   try {
     for (const auto& [sub, command] : commands) {
