@@ -214,7 +214,9 @@ TEST_F(Daemon, ASecondKmsdOnTheSameStateDirectoryRefusesToStart) {
   ASSERT_TRUE(kmsd->waitFor("KMS_STARTED")) << kmsd->log();
   CmdResult second = run(kKmsd, "");
   EXPECT_EQ(second.rc, 1) << second.output;
-  EXPECT_NE(second.output.find("another kmsd holds this state directory"), std::string::npos) << second.output;
+  EXPECT_NE(second.output.find("another kmsd (pid " + std::to_string(kmsd->pid()) + ") holds this state directory"),
+            std::string::npos)
+      << second.output;
 }
 
 TEST_F(Daemon, WithTheDaemonStoppedKmsctlReadsTheStateAndRefusesToRenew) {

@@ -129,13 +129,20 @@ TEST_F(KmsdCli, UnreadablePinFile) {
   EXPECT_NE(r.output.find("missing.pin"), std::string::npos) << r.output;
 }
 
-TEST_F(KmsdCli, WrongPinNamesTheTokenNotThePin) {
+TEST_F(KmsdCli, WrongPinNamesThePinFileNotItsContent) {
   pin_ = softhsm_.sandbox().write("wrong.pin", "999999\n");
   writeConfig();
   CmdResult r = run(kKmsd, "--check-config");
   EXPECT_EQ(r.rc, 1);
-  EXPECT_EQ(r.output, config_ + ": [hsm] token 'kms-test': C_Login failed (CKR_PIN_INCORRECT)\n");
+  EXPECT_EQ(r.output, config_ + ": [hsm] pin_file " + pin_ + ": the token refused the PIN (CKR_PIN_INCORRECT)\n");
   EXPECT_EQ(r.output.find("999999"), std::string::npos);
+  // kmsd itself says the same when it starts.
+  CmdResult once = run(kKmsd, "--once");
+  EXPECT_NE(once.rc, 0);
+  EXPECT_NE(once.output.find("[hsm] pin_file " + pin_ + ": the token refused the PIN (CKR_PIN_INCORRECT)"),
+            std::string::npos)
+      << once.output;
+  EXPECT_EQ(once.output.find("999999"), std::string::npos);
 }
 
 TEST_F(KmsdCli, MissingToken) {

@@ -64,7 +64,7 @@ int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& 
   }
   auto token = hsm::Token::open(tokenOptions(*cfg));
   if (!token) {
-    err << configPath << ": [hsm] " << token.error().toString() << '\n';
+    err << configPath << ": " << tokenOpenError(*cfg, token.error()) << '\n';
     rc = kExitCheckFailed;
   }
   if (pathExists(cfg->daemon.stateDir)) {

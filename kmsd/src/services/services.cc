@@ -75,6 +75,13 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
   return s;
 }
 
+std::string tokenOpenError(const config::Config& config, const Error& error) {
+  if (error.code == Errc::unauthorized && error.nativeName.rfind("CKR_", 0) == 0) {
+    return "[hsm] pin_file " + config.hsm.pinFile + ": the token refused the PIN (" + error.nativeName + ")";
+  }
+  return "[hsm] " + error.toString();
+}
+
 Result<void> Services::openToken(const config::Config& config) {
   // Before the module is loaded: SoftHSM2 rewrites token.object in place at every C_Login,
   // and a kill in between would lose the token with every key on it.
@@ -98,7 +105,8 @@ Result<void> Services::openToken(const config::Config& config) {
                                                   static_cast<std::size_t>(config.hsm.sessionPool)});
   if (!token) {
     Error e = token.error();
-    e.message = "[hsm] token_label '" + config.hsm.tokenLabel + "': " + e.message;
+    e.message = tokenOpenError(config, e);
+    e.context.clear();
     return fail(e);
   }
   token_ = std::move(*token);

@@ -54,6 +54,10 @@ std::uint64_t raiseDescriptorLimit();
 /// Creates state_dir (0700) and opens or creates kmsd.db in it (0600), migrating the schema.
 [[nodiscard]] Result<StateDb> openStateDb(const config::Config& config);
 
+/// What an operator reads when the token cannot be opened: a refused PIN names
+/// `[hsm] pin_file` and its path (the file to fix), anything else `[hsm]` and the error.
+[[nodiscard]] std::string tokenOpenError(const config::Config& config, const Error& error);
+
 /// The settings of `config`: a copy without its certificates.
 [[nodiscard]] std::shared_ptr<const config::Config> settingsOf(const config::Config& config);
 
