@@ -84,6 +84,10 @@ TEST_F(Shaken, IssuesChecksAndPublishesASpcCertificate) {
   CmdResult r = run(kKmsd, "--once");
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_NE(r.output.find("main: issued serial "), std::string::npos) << r.output;
+  // The challenge is named by its SPC, not by the base64 DER of the TNAuthList identifier.
+  EXPECT_NE(r.output.find("KMS_CHALLENGE_ANSWERED cert=main "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("msg=\"tkauth-01 for SPC 1234\""), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("for MAig"), std::string::npos) << r.output;
   ASSERT_TRUE(exists(lab_->file("www/main.pem")));
   auto chain = pki::parsePemChain(test::readFile(lab_->file("www/main.pem")));
   ASSERT_TRUE(chain.has_value());

@@ -5,9 +5,21 @@
 #include "acme/jws.h"
 #include "common/failpoint.h"
 #include "lifecycle/order_record.h"
+#include "pki/tn_auth_list.h"
 
 namespace kms::daemon {
 namespace {
+
+/// An identifier as an operator reads it: "SPC 1234" for a TNAuthList holding one SPC (not
+/// the base64 of its DER), a DNS name as it is.
+std::string readable(const acme::Identifier& id) {
+  if (id.type == "TNAuthList") {
+    if (auto list = pki::TnAuthList::fromIdentifierValue(id.value); list && list->singleSpc()) {
+      return "SPC " + *list->singleSpc();
+    }
+  }
+  return id.value;
+}
 
 using storage::CertState;
 
@@ -15,11 +27,11 @@ using storage::CertState;
 /// when the CA gave one. The order cannot succeed any more.
 Error failedAuthorization(const acme::Authorization& authz, const acme::Challenge* ch, const std::string& type,
                           const std::string& authzUrl) {
-  Error e = protocolError("authorization for " + authz.identifier.value + " is " + authz.status, authzUrl);
+  Error e = protocolError("authorization for " + readable(authz.identifier) + " is " + authz.status, authzUrl);
   if (ch != nullptr && ch->error) {
     e = *ch->error;
     e.code = e.code == Errc::internal ? Errc::protocol : e.code;
-    e.message = type + " challenge for " + authz.identifier.value + " failed: " + e.message;
+    e.message = type + " challenge for " + readable(authz.identifier) + " failed: " + e.message;
     e.context = authzUrl;
   }
   return permanent(e);
@@ -118,7 +130,7 @@ Result<Authorizer::AuthzPass> Authorizer::pass(const storage::Order& order, cons
   }
   if (offered == nullptr) {
     return fail(permanent(Error{Errc::unsupported, "the CA offers no " + type + " challenge for " +
-                                authz->identifier.value, authzUrl, 0, {}, Disposition::permanent, std::nullopt}));
+                                readable(authz->identifier), authzUrl, 0, {}, Disposition::permanent, std::nullopt}));
   }
   auto solver = solverFor(ctx_.services, type, authzUrl);
   if (!solver) {
@@ -148,7 +160,7 @@ Result<Authorizer::AuthzPass> Authorizer::pass(const storage::Order& order, cons
     }
     if (ledger_.remember(order.id, {*authz, *offered, keyAuth, type})) {
       ctx_.events.emit({"KMS_CHALLENGE_RESUMED", storage::EventLevel::info, c.name,
-                        type + " answer for " + authz->identifier.value + " served again while the CA validates",
+                        type + " answer for " + readable(authz->identifier) + " served again while the CA validates",
                         {{"challenge", offered->url}}});
     }
   }
@@ -196,7 +208,7 @@ Result<Authorizer::AuthzPass> Authorizer::answer(const storage::Order& order, co
   }
   failpoint("challenge_answered");
   ctx_.events.emit({"KMS_CHALLENGE_ANSWERED", storage::EventLevel::info, c.name,
-                    type + " for " + authz.identifier.value, {{"challenge", ch.url}}});
+                    type + " for " + readable(authz.identifier), {{"challenge", ch.url}}});
   return out;
 }
 
