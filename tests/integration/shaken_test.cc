@@ -88,6 +88,14 @@ TEST_F(Shaken, IssuesChecksAndPublishesASpcCertificate) {
   EXPECT_NE(r.output.find("KMS_CHALLENGE_ANSWERED cert=main "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("msg=\"tkauth-01 for SPC 1234\""), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("for MAig"), std::string::npos) << r.output;
+  // One renewal time for one activation: the CA's window (kms-lab offers ARI), not also the
+  // lifetime share it replaces.
+  std::size_t renewTimes = 0;
+  for (std::size_t at = r.output.find("renew_at="); at != std::string::npos; at = r.output.find("renew_at=", at + 1)) {
+    ++renewTimes;
+  }
+  EXPECT_EQ(renewTimes, 1U) << r.output;
+  EXPECT_NE(r.output.find("KMS_RENEWAL_PLANNED cert=main renew_at="), std::string::npos) << r.output;
   ASSERT_TRUE(exists(lab_->file("www/main.pem")));
   auto chain = pki::parsePemChain(test::readFile(lab_->file("www/main.pem")));
   ASSERT_TRUE(chain.has_value());

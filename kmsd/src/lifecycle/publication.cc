@@ -111,10 +111,16 @@ Result<StepOutcome> Publication::activate(const storage::Order& order, const con
   failpoint("activated");
   ctx_.services.keys().forgetOrderKey(row->keyUri);
   snapshots_.keyPresent(row->keyUri);
+  // One renewal time per activation: this one, unless the CA's window (read next, logged as
+  // KMS_RENEWAL_PLANNED) replaces it.
+  Fields fields{{"serial", row->serial}, {"x5u", row->x5uUrl.value_or("")}};
+  if (!ariCheck) {
+    fields.emplace_back("renew_at", isoTime(renewAt));
+  }
   ctx_.events.emit(
       {"KMS_CERT_ACTIVATED", storage::EventLevel::info, c.name,
        "serial " + row->serial + " active, not after " + isoTime(row->notAfter) + ", x5u " + row->x5uUrl.value_or(""),
-       {{"serial", row->serial}, {"x5u", row->x5uUrl.value_or("")}, {"renew_at", isoTime(renewAt)}}});
+       std::move(fields)});
   StepOutcome out;
   out.activated = *row;
   return out;
