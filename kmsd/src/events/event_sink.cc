@@ -10,6 +10,24 @@
 #include "common/clock.h"
 
 namespace kms::daemon {
+
+std::string sanitize(const std::string& text, std::size_t maxBytes) {
+  std::string joined;
+  joined.reserve(text.size());
+  bool lineBreak = false;  // one or more line ends since the last character kept
+  for (char c : text) {
+    if (c == '\n' || c == '\r') {
+      lineBreak = true;
+      continue;
+    }
+    if (lineBreak && !joined.empty()) {
+      joined += "; ";
+    }
+    lineBreak = false;
+    joined += c;
+  }
+  return escapeControl(joined, maxBytes);
+}
 namespace {
 
 spdlog::level::level_enum spdLevel(storage::EventLevel level) {

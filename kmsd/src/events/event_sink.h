@@ -64,10 +64,10 @@ void internalError(EventSink& sink, const std::string& where, const std::string&
 [[nodiscard]] std::optional<std::string> runReporting(EventSink& sink, const std::string& where,
                                                       const std::function<void()>& job);
 
-/// Outside text for a log line, the DB or a terminal (kms::escapeControl).
-[[nodiscard]] inline std::string sanitize(const std::string& text, std::size_t maxBytes = 2048) {
-  return escapeControl(text, maxBytes);
-}
+/// Text for a log line, the DB or a terminal: the lines of a multi-line text joined with
+/// "; " (blank lines and a trailing newline dropped), other control characters escaped
+/// (kms::escapeControl), at most `maxBytes`.
+[[nodiscard]] std::string sanitize(const std::string& text, std::size_t maxBytes = 2048);
 
 /// The log: stderr (journald), text or JSON lines. Thread-safe.
 class Logger {

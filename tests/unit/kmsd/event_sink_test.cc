@@ -49,10 +49,17 @@ TEST(EventLog, OutsideTextCannotForgeLinesOrDriveTheTerminal) {
   const std::string line = log.format(e);
   EXPECT_EQ(line.find('\n'), std::string::npos);
   EXPECT_EQ(line.find('\x1b'), std::string::npos);
-  // Escaped as \x0a, and that backslash quoted once more inside msg="...".
-  EXPECT_NE(line.find("refused\\\\x0a2026"), std::string::npos) << line;
+  // The lines joined with "; "; the escape's backslash quoted once more inside msg="...".
+  EXPECT_NE(line.find("refused; 2026"), std::string::npos) << line;
   EXPECT_NE(line.find("\\\\x1b[2J"), std::string::npos) << line;
   EXPECT_EQ(sanitize(std::string(5000, 'a')).size(), 2048u + 3);
+}
+
+TEST(EventLog, AMultiLineErrorIsOneLineJoinedWithSemicolons) {
+  EXPECT_EQ(sanitize("kmsd.toml:3:1: [hsm] colour: unknown key\r\nkmsd.toml:9:5: [acme] x: bad\n\n"),
+            "kmsd.toml:3:1: [hsm] colour: unknown key; kmsd.toml:9:5: [acme] x: bad");
+  EXPECT_EQ(sanitize("\nlead"), "lead");
+  EXPECT_EQ(sanitize("tab\there"), "tab\\x09here");  // other control characters stay escaped
 }
 
 TEST(EventCatalogue, EveryIdInTheCodeIsListedAndEveryListedIdIsUsed) {
