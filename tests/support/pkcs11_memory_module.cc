@@ -97,6 +97,25 @@ CK_OBJECT_HANDLE keep(State& s, Object o, CK_SESSION_HANDLE session) {
   return h;
 }
 
+/// Runs `f(state, object)` under the lock for the object `handle` as `session` sees it;
+/// CKR_OBJECT_HANDLE_INVALID when it sees none.
+template <typename F>
+CK_RV onObject(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE handle, F f) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  Object* o = find(s, handle, session);
+  return o == nullptr ? CKR_OBJECT_HANDLE_INVALID : f(s, *o);
+}
+
+/// Runs `f(state, session)` under the lock; CKR_SESSION_HANDLE_INVALID for an unknown session.
+template <typename F>
+CK_RV onSession(CK_SESSION_HANDLE handle, F f) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  auto it = s.sessions.find(handle);
+  return it == s.sessions.end() ? CKR_SESSION_HANDLE_INVALID : f(s, it->second);
+}
+
 /// CKA_EC_POINT as PKCS#11 v2.40 has it: a DER OCTET STRING around 04||x||y.
 Bytes ecPoint(EVP_PKEY* key) {
   unsigned char raw[65];
@@ -180,16 +199,13 @@ CK_RV closeSession(CK_SESSION_HANDLE session) {
 }
 
 CK_RV getSessionInfo(CK_SESSION_HANDLE session, CK_SESSION_INFO_PTR info) {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  if (s.sessions.count(session) == 0) {
-    return CKR_SESSION_HANDLE_INVALID;
-  }
-  std::memset(info, 0, sizeof *info);
-  info->slotID = 0;
-  info->state = s.loggedIn ? CKS_RW_USER_FUNCTIONS : CKS_RW_PUBLIC_SESSION;
-  info->flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
-  return CKR_OK;
+  return onSession(session, [info](State& s, Session& /*ses*/) {
+    std::memset(info, 0, sizeof *info);
+    info->slotID = 0;
+    info->state = s.loggedIn ? CKS_RW_USER_FUNCTIONS : CKS_RW_PUBLIC_SESSION;
+    info->flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
+    return CKR_OK;
+  });
 }
 
 CK_RV login(CK_SESSION_HANDLE session, CK_USER_TYPE user, CK_UTF8CHAR_PTR /*pin*/, CK_ULONG pinLen) {
@@ -240,16 +256,12 @@ CK_RV generateKeyPair(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mech, CK_ATTRI
 
 CK_RV copyObject(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count,
                  CK_OBJECT_HANDLE_PTR copy) {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  Object* found = find(s, object, session);
-  if (found == nullptr) {
-    return CKR_OBJECT_HANDLE_INVALID;
-  }
-  Object o = *found;
-  apply(o, tmpl, count);
-  *copy = keep(s, std::move(o), session);
-  return CKR_OK;
+  return onObject(session, object, [&](State& s, const Object& found) {
+    Object o = found;
+    apply(o, tmpl, count);
+    *copy = keep(s, std::move(o), session);
+    return CKR_OK;
+  });
 }
 
 CK_RV createObject(CK_SESSION_HANDLE session, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count, CK_OBJECT_HANDLE_PTR object) {
@@ -268,23 +280,14 @@ CK_RV createObject(CK_SESSION_HANDLE session, CK_ATTRIBUTE_PTR tmpl, CK_ULONG co
 }
 
 CK_RV setAttributeValue(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count) {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  Object* found = find(s, object, session);
-  if (found == nullptr) {
-    return CKR_OBJECT_HANDLE_INVALID;
-  }
-  apply(*found, tmpl, count);
-  return CKR_OK;
+  return onObject(session, object, [&](State& /*s*/, Object& found) {
+    apply(found, tmpl, count);
+    return CKR_OK;
+  });
 }
 
-CK_RV getAttributeValue(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count) {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  Object* found = find(s, object, session);
-  if (found == nullptr) {
-    return CKR_OBJECT_HANDLE_INVALID;
-  }
+/// C_GetAttributeValue's answer from `found` (sizes, values, what it cannot give).
+CK_RV readAttributes(const Object* found, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count) {
   CK_RV rv = CKR_OK;
   for (CK_ULONG i = 0; i < count; ++i) {
     CK_ATTRIBUTE& a = tmpl[i];
@@ -312,64 +315,53 @@ CK_RV getAttributeValue(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_A
   return rv;
 }
 
+CK_RV getAttributeValue(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count) {
+  return onObject(session, object,
+                  [&](State& /*s*/, const Object& found) { return readAttributes(&found, tmpl, count); });
+}
+
 CK_RV findObjectsInit(CK_SESSION_HANDLE session, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count) {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  auto ses = s.sessions.find(session);
-  if (ses == s.sessions.end()) {
-    return CKR_SESSION_HANDLE_INVALID;
-  }
-  ses->second.found.clear();
-  ses->second.next = 0;
-  for (const auto& [handle, o] : s.objects) {
-    bool match = visible(s, o, session);
-    for (CK_ULONG i = 0; match && i < count; ++i) {
-      auto v = o.attrs.find(tmpl[i].type);
-      const auto* p = static_cast<const unsigned char*>(tmpl[i].pValue);
-      match = v != o.attrs.end() && v->second.size() == tmpl[i].ulValueLen &&
-              (tmpl[i].ulValueLen == 0 || std::memcmp(v->second.data(), p, tmpl[i].ulValueLen) == 0);
+  return onSession(session, [&](State& s, Session& ses) {
+    ses.found.clear();
+    ses.next = 0;
+    for (const auto& [handle, o] : s.objects) {
+      bool match = visible(s, o, session);
+      for (CK_ULONG i = 0; match && i < count; ++i) {
+        auto v = o.attrs.find(tmpl[i].type);
+        const auto* p = static_cast<const unsigned char*>(tmpl[i].pValue);
+        match = v != o.attrs.end() && v->second.size() == tmpl[i].ulValueLen &&
+                (tmpl[i].ulValueLen == 0 || std::memcmp(v->second.data(), p, tmpl[i].ulValueLen) == 0);
+      }
+      if (match) {
+        ses.found.push_back(handle);
+      }
     }
-    if (match) {
-      ses->second.found.push_back(handle);
-    }
-  }
-  return CKR_OK;
+    return CKR_OK;
+  });
 }
 
 CK_RV findObjects(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, CK_ULONG_PTR count) {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  auto ses = s.sessions.find(session);
-  if (ses == s.sessions.end()) {
-    return CKR_SESSION_HANDLE_INVALID;
-  }
-  Session& f = ses->second;
-  *count = 0;
-  while (*count < max && f.next < f.found.size()) {
-    out[(*count)++] = f.found[f.next++];
-  }
-  return CKR_OK;
+  return onSession(session, [&](State& /*s*/, Session& f) {
+    *count = 0;
+    while (*count < max && f.next < f.found.size()) {
+      out[(*count)++] = f.found[f.next++];
+    }
+    return CKR_OK;
+  });
 }
 
 CK_RV findObjectsFinal(CK_SESSION_HANDLE session) {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  auto ses = s.sessions.find(session);
-  if (ses == s.sessions.end()) {
-    return CKR_SESSION_HANDLE_INVALID;
-  }
-  ses->second.found.clear();
-  return CKR_OK;
+  return onSession(session, [](State& /*s*/, Session& ses) {
+    ses.found.clear();
+    return CKR_OK;
+  });
 }
 
 CK_RV destroyObject(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object) {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  if (find(s, object, session) == nullptr) {
-    return CKR_OBJECT_HANDLE_INVALID;
-  }
-  s.objects.erase(object);
-  return CKR_OK;
+  return onObject(session, object, [object](State& s, Object& /*o*/) {
+    s.objects.erase(object);
+    return CKR_OK;
+  });
 }
 
 CK_RV signInit(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {

@@ -338,14 +338,7 @@ TEST_F(LifecycleSteps, PublishWritesTheChainToTheWebRootAndActivateClosesTheOrde
 }
 
 TEST_F(LifecycleSteps, ARenewalWhoseCertificateTheCaSaysWasAlreadyReplacedOrdersWithoutReplaces) {
-  runUpTo(Action::generateKey);  // through activate: one active certificate
-  must(Action::generateKey);
-  must(Action::newOrder);
-  must(Action::authorize);
-  must(Action::finalize);
-  must(Action::awaitIssuance);
-  must(Action::publish);
-  must(Action::activate);
+  activeCertificate();
   ca_->refuseReplaces = true;
   must(Action::startOrder);
   must(Action::generateKey);
