@@ -5,7 +5,9 @@
 # kms-lab wrote: a SoftHSM2 token, an SPC token from the STI-PA, ACME with tkauth-01, a
 # checked SHAKEN certificate published to a local STI-CR web root, renewed on its own. It
 # waits until `kmsctl status` shows the certificate active and ends with it. Re-running it
-# reuses the lab's PKI, the token and the state.
+# reuses the lab's PKI, port, token and state. Arguments go to kms-lab (for example
+# `--cert-lifetime 120` to watch renewals). Both logs start afresh at each run (kmsd's events
+# stay in its state DB: `kmsctl events`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD/.kms-quickstart
@@ -24,7 +26,7 @@ for p in kmsd kms-lab; do
   fi
 done
 mkdir -p "$root/lab"
-"$root/bin/kms-lab" --dir "$root/lab" >"$root/kms-lab.log" 2>&1 &
+"$root/bin/kms-lab" --dir "$root/lab" "$@" >"$root/kms-lab.log" 2>&1 &
 echo $! >"$root/kms-lab.pid"
 for _ in $(seq 100); do
   grep -q 'kms-lab listening on' "$root/kms-lab.log" && break
@@ -33,10 +35,9 @@ for _ in $(seq 100); do
 done
 grep 'kms-lab listening on' "$root/kms-lab.log"
 
-export SOFTHSM2_CONF=$root/lab/softhsm2.conf
 config=$root/lab/kmsd.toml
 echo "== kmsd (daemon, log in $root/kmsd.log)"
-"$root/bin/kmsd" --config "$config" >>"$root/kmsd.log" 2>&1 &
+"$root/bin/kmsd" --config "$config" >"$root/kmsd.log" 2>&1 &
 echo $! >"$root/kmsd.pid"
 active=
 for _ in $(seq 600); do
@@ -57,9 +58,11 @@ echo "== kmsctl status"
 "$root/bin/kmsctl" --config "$config" status
 cat <<DONE
 
-kmsd, kmsctl and kms-lab are in $root/bin; the config kms-lab wrote is $config
-(use it with SOFTHSM2_CONF=$SOFTHSM2_CONF). kmsd and kms-lab keep running in the background:
-  $root/bin/kmsctl --config $config events -f       # follow what kmsd does
-  $root/bin/kmsctl --config $config renew main --wait
-stop them with:  kill \$(cat $root/kmsd.pid) \$(cat $root/kms-lab.pid)
+kmsd and kms-lab keep running in the background (logs: $root/kmsd.log, $root/kms-lab.log).
+kmsd, kmsctl and kms-lab are in $root/bin, not on PATH; to use them (README, "Using it"):
+  export PATH=$root/bin:\$PATH
+  export KMSD_CONFIG=$config
+  kmsctl events -f            # follow what kmsd does (Ctrl-C to stop)
+  kmsctl renew main --wait
+stop both with:  kill \$(cat $root/kmsd.pid) \$(cat $root/kms-lab.pid)
 DONE

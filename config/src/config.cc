@@ -97,20 +97,73 @@ Environment environmentSnapshot() {
   return env;
 }
 
+namespace {
+
+/// The file's text, or the one error naming it.
+tl::expected<std::string, ConfigErrors> readText(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    int err = errno;
+    return single(path, std::string("cannot read config file: ") + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return single(path, "cannot read config file: not a regular file");
+  }
+  if (st.st_size > kMaxConfigSize) {
+    return single(path, "cannot read config file: larger than 64 MiB");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno;
+    return single(path, std::string("cannot read config file: ") + std::strerror(err));
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  if (in.bad()) {
+    return single(path, "cannot read config file: read error");
+  }
+  return content.str();
+}
+
+/// The parsed document, or its syntax error at the parser's position.
+tl::expected<toml::table, ConfigErrors> parse(const std::string& text, const std::string& sourceName) {
+  try {
+    return toml::parse(text, std::string_view(sourceName));
+  } catch (const toml::parse_error& error) {
+    const toml::source_position begin = error.source().begin;
+    return tl::unexpected(ConfigErrors{ConfigError{sourceName, static_cast<int>(begin.line),
+                                                   static_cast<int>(begin.column), "toml", "",
+                                                   std::string(error.description())}});
+  }
+}
+
+/// What readConfigFile takes from a file that does not parse: [daemon] state_dir and
+/// control_socket as scanned from `text`, with the overrides applied.
+Config daemonSettingsOnly(const std::string& text, const std::string& sourceName, const Environment& env) {
+  toml::table daemon;
+  for (const char* key : {"state_dir", "control_socket"}) {
+    std::istringstream in(text);
+    if (auto value = scanDaemonSetting(in, key)) {
+      daemon.insert(key, *value);
+    }
+  }
+  toml::table root;
+  root.insert("daemon", std::move(daemon));
+  detail::Loader loader(sourceName, FileChecks::off);
+  return loader.read(root, env).config;  // its errors are those of the missing sections
+}
+
+}  // namespace
+
 tl::expected<Config, ConfigErrors> loadConfigString(const std::string& text, const std::string& sourceName,
                                                     const Environment& env) {
   try {
-    toml::table root;
-    try {
-      root = toml::parse(text, std::string_view(sourceName));
-    } catch (const toml::parse_error& error) {
-      const toml::source_position begin = error.source().begin;
-      return tl::unexpected(
-          ConfigErrors{ConfigError{sourceName, static_cast<int>(begin.line), static_cast<int>(begin.column), "toml", "",
-                                   std::string(error.description())}});
+    auto root = parse(text, sourceName);
+    if (!root) {
+      return tl::unexpected(std::move(root.error()));
     }
     detail::Loader loader(sourceName);
-    return loader.load(root, env);
+    return loader.load(*root, env);
   } catch (const std::exception& error) {
     return single(sourceName, std::string("internal error while loading: ") + error.what());
   } catch (...) {
@@ -120,31 +173,66 @@ tl::expected<Config, ConfigErrors> loadConfigString(const std::string& text, con
 
 tl::expected<Config, ConfigErrors> loadConfigFile(const std::string& path, const Environment& env) {
   try {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) {
-      int err = errno;
-      return single(path, std::string("cannot read config file: ") + std::strerror(err));
+    auto text = readText(path);
+    if (!text) {
+      return tl::unexpected(std::move(text.error()));
     }
-    if (!S_ISREG(st.st_mode)) {
-      return single(path, "cannot read config file: not a regular file");
-    }
-    if (st.st_size > kMaxConfigSize) {
-      return single(path, "cannot read config file: larger than 64 MiB");
-    }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      int err = errno;
-      return single(path, std::string("cannot read config file: ") + std::strerror(err));
-    }
-    std::ostringstream content;
-    content << in.rdbuf();
-    if (in.bad()) {
-      return single(path, "cannot read config file: read error");
-    }
-    return loadConfigString(content.str(), path, env);
+    return loadConfigString(*text, path, env);
   } catch (const std::exception& error) {
     return single(path, std::string("internal error while loading: ") + error.what());
   }
+}
+
+ConfigRead readConfigFile(const std::string& path, const Environment& env, FileChecks files) {
+  try {
+    auto text = readText(path);
+    if (!text) {
+      return ConfigRead{daemonSettingsOnly("", path, env), std::move(text.error())};
+    }
+    auto root = parse(*text, path);
+    if (!root) {
+      return ConfigRead{daemonSettingsOnly(*text, path, env), std::move(root.error())};
+    }
+    detail::Loader loader(path, files);
+    return loader.read(*root, env);
+  } catch (const std::exception& error) {
+    return ConfigRead{Config{}, single(path, std::string("internal error while loading: ") + error.what()).value()};
+  }
+}
+
+std::optional<std::string> scanDaemonSetting(std::istream& in, std::string_view key) {
+  std::string line;
+  bool inDaemon = false;
+  while (std::getline(in, line)) {
+    auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') {
+      continue;
+    }
+    std::string_view l(line);
+    l.remove_prefix(first);
+    if (l.front() == '[') {
+      if (inDaemon) {
+        return std::nullopt;  // [daemon] is one table: the key is not set
+      }
+      inDaemon = l.starts_with("[daemon]");
+      continue;
+    }
+    if (!inDaemon || !l.starts_with(key)) {
+      continue;
+    }
+    l.remove_prefix(key.size());
+    auto equals = l.find_first_not_of(" \t");
+    if (equals == std::string_view::npos || l[equals] != '=') {
+      continue;  // another key with this prefix (state_dir_x)
+    }
+    auto open = l.find('"', equals);
+    auto close = open == std::string_view::npos ? open : l.find('"', open + 1);
+    if (close == std::string_view::npos || l.substr(open + 1, close - open - 1).find('\\') != std::string_view::npos) {
+      return std::nullopt;
+    }
+    return std::string(l.substr(open + 1, close - open - 1));
+  }
+  return std::nullopt;
 }
 
 }  // namespace kms::config

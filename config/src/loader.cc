@@ -142,6 +142,7 @@ void readHsm(SectionReader& r, HsmConfig& out) {
     out.tokenLabel = *label;
   }
   out.pinFile = r.secretFile("pin_file", Need::required).value_or("");
+  out.softhsm2Conf = r.trustedFile("softhsm2_conf", Need::optional);
   if (auto pool = r.integer("session_pool", Need::optional)) {
     if (*pool < 1 || *pool > 64) {
       r.fail("session_pool", "must be between 1 and 64, got " + std::to_string(*pool));
@@ -203,7 +204,7 @@ void readAcme(SectionReader& r, AcmeConfig& out) {
     }
   }
   if (auto hook = r.nonEmpty("dns01_hook", Need::optional)) {
-    if (auto problem = checkExecutableFile(*hook)) {
+    if (auto problem = r.checksFiles() ? checkExecutableFile(*hook) : std::nullopt) {
       r.fail("dns01_hook", std::move(*problem));
     }
     out.dns01Hook = *hook;
@@ -213,7 +214,7 @@ void readAcme(SectionReader& r, AcmeConfig& out) {
 
 void readPublisher(SectionReader& r, PublisherConfig& out) {
   out.webRoot = r.absolutePath("web_root", Need::required).value_or("");
-  if (struct stat st {}; !out.webRoot.empty() && ::stat(out.webRoot.c_str(), &st) == 0) {
+  if (struct stat st {}; r.checksFiles() && !out.webRoot.empty() && ::stat(out.webRoot.c_str(), &st) == 0) {
     if (auto problem = checkOwnership(out.webRoot)) {  // what verifiers are served
       r.fail("web_root", std::move(*problem));
     }
@@ -315,7 +316,7 @@ void readCertificate(SectionReader& r, CertificateConfig& out) {
     out.reuseKey = *reuse;
   }
   if (auto hook = r.nonEmpty("deploy_hook", Need::optional)) {
-    if (auto problem = checkExecutableFile(*hook)) {
+    if (auto problem = r.checksFiles() ? checkExecutableFile(*hook) : std::nullopt) {
       r.fail("deploy_hook", std::move(*problem));
     }
     out.deployHook = *hook;
@@ -535,6 +536,14 @@ void Loader::readCertificates(toml::table& root, Config& config) {
 }
 
 tl::expected<Config, ConfigErrors> Loader::load(toml::table& root, const Environment& env) {
+  ConfigRead result = read(root, env);
+  if (!result.errors.empty()) {
+    return tl::unexpected(std::move(result.errors));
+  }
+  return std::move(result.config);
+}
+
+ConfigRead Loader::read(toml::table& root, const Environment& env) {
   applyEnvironment(root, env);
   checkRoot(root);
   for (std::string_view section : {"daemon", "hsm", "acme", "publisher"}) {
@@ -566,14 +575,11 @@ tl::expected<Config, ConfigErrors> Loader::load(toml::table& root, const Environ
 
   std::sort(applied_.begin(), applied_.end());
   config.envOverrides = applied_;
-  if (!errors_.empty()) {
-    std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
-      auto rank = [](const ConfigError& e) { return std::tuple(e.line == 0, e.line, e.column); };
-      return rank(a) < rank(b);
-    });
-    return tl::unexpected(std::move(errors_));
-  }
-  return config;
+  std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
+    auto rank = [](const ConfigError& e) { return std::tuple(e.line == 0, e.line, e.column); };
+    return rank(a) < rank(b);
+  });
+  return ConfigRead{std::move(config), std::move(errors_)};
 }
 
 }  // namespace kms::config::detail

@@ -25,10 +25,14 @@ struct Position {
 /// error instead of stopping at the first. Single use.
 class Loader {
  public:
-  explicit Loader(std::string sourceName) : source_(std::move(sourceName)) {}
+  explicit Loader(std::string sourceName, FileChecks files = FileChecks::on)
+      : source_(std::move(sourceName)), files_(files) {}
 
   /// Applies `env` to `root` (which it modifies), then validates everything.
   [[nodiscard]] tl::expected<Config, ConfigErrors> load(toml::table& root, const Environment& env);
+  /// As load, but the Config as far as it is valid together with every error.
+  [[nodiscard]] ConfigRead read(toml::table& root, const Environment& env);
+  [[nodiscard]] bool checksFiles() const { return files_ == FileChecks::on; }
 
   /// Position of a value: "env NAME" for an override, its source in the file, else `fallback`.
   [[nodiscard]] Position positionOf(const toml::node* node, const Position& fallback) const;
@@ -48,6 +52,7 @@ class Loader {
   void readCertificates(toml::table& root, Config& config);
 
   std::string source_;
+  FileChecks files_;
   ConfigErrors errors_;
   std::map<const toml::node*, std::string> envOrigin_;  // node -> KMSD_* name
   std::set<const toml::node*> defaulted_;

@@ -39,6 +39,8 @@ constexpr std::array kSettings = {
     Setting{"hsm", "token_label", Kind::string, "", "label of the token (1..32 bytes)"},
     Setting{"hsm", "pin_file", Kind::string, "", "file holding the user PIN"},
     Setting{"hsm", "session_pool", Kind::integer, "4", "PKCS#11 sessions kept open (1..64)"},
+    Setting{"hsm", "softhsm2_conf", Kind::string, "",
+            "SoftHSM2 only: its softhsm2.conf (the token directory), set as SOFTHSM2_CONF before the module loads"},
     // [sti_pa]
     Setting{"sti_pa", "url", Kind::string, "", "STI-PA API base URL"},
     Setting{"sti_pa", "user_id", Kind::string, "", "STI-PA API user"},

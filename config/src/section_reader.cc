@@ -180,7 +180,7 @@ std::optional<std::string> SectionReader::absolutePath(std::string_view key, Nee
 }
 
 std::optional<std::string> SectionReader::checked(std::string_view key, std::optional<std::string> value,
-                                                  const std::function<std::optional<std::string>(const std::string&)>& check) {
+                                                  const Check& check) {
   if (!value) {
     return std::nullopt;
   }
@@ -195,20 +195,27 @@ std::optional<std::string> SectionReader::url(std::string_view key, Need need) {
   return checked(key, string(key, need), [](const std::string& v) { return checkUrl(v); });
 }
 
+SectionReader::Check SectionReader::fileCheck(Check check) const {
+  if (checksFiles()) {
+    return check;
+  }
+  return [](const std::string&) { return std::optional<std::string>(); };
+}
+
 std::optional<std::string> SectionReader::readableFile(std::string_view key, Need need) {
-  return checked(key, nonEmpty(key, need), checkReadableFile);
+  return checked(key, nonEmpty(key, need), fileCheck(checkReadableFile));
 }
 
 std::optional<std::string> SectionReader::trustedFile(std::string_view key, Need need) {
-  return checked(key, readableFile(key, need), checkOwnership);
+  return checked(key, readableFile(key, need), fileCheck(checkOwnership));
 }
 
 std::optional<std::string> SectionReader::pemFile(std::string_view key, Need need) {
-  return checked(key, trustedFile(key, need), checkPemFile);
+  return checked(key, trustedFile(key, need), fileCheck(checkPemFile));
 }
 
 std::optional<std::string> SectionReader::secretFile(std::string_view key, Need need) {
-  return checked(key, nonEmpty(key, need), checkSecretFile);
+  return checked(key, nonEmpty(key, need), fileCheck(checkSecretFile));
 }
 
 std::optional<std::string> SectionReader::nonEmpty(std::string_view key, Need need) {

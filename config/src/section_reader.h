@@ -29,6 +29,8 @@ class SectionReader {
   void checkKeysAndApplyDefaults();
 
   [[nodiscard]] const std::string& label() const { return label_; }
+  /// False when the files a setting names are not to be opened (FileChecks::off).
+  [[nodiscard]] bool checksFiles() const { return loader_.checksFiles(); }
   [[nodiscard]] bool has(std::string_view key) const { return table_.contains(key); }
   [[nodiscard]] const toml::node* node(std::string_view key) const { return table_.get(key); }
 
@@ -66,8 +68,10 @@ class SectionReader {
   const toml::node* present(std::string_view key, Need need);
   /// `value` when `check` finds nothing wrong with it, else nullopt and its problem reported
   /// on `key` (nullopt stays nullopt: its problem is already reported).
-  std::optional<std::string> checked(std::string_view key, std::optional<std::string> value,
-                                     const std::function<std::optional<std::string>(const std::string&)>& check);
+  using Check = std::function<std::optional<std::string>(const std::string&)>;
+  std::optional<std::string> checked(std::string_view key, std::optional<std::string> value, const Check& check);
+  /// `check` of a file a setting names, or no check with FileChecks::off.
+  [[nodiscard]] Check fileCheck(Check check) const;
 
   Loader& loader_;
   toml::table& table_;

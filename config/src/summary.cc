@@ -103,6 +103,7 @@ std::string redactedSummary(const Config& config) {
   w.text("token_label", config.hsm.tokenLabel);
   w.text("pin_file", config.hsm.pinFile, kSecretNote);
   w.line("session_pool", std::to_string(config.hsm.sessionPool));
+  w.optionalText("softhsm2_conf", config.hsm.softhsm2Conf);
 
   if (config.stiPa) {
     const StiPaConfig& sti = *config.stiPa;

@@ -511,11 +511,12 @@ Result<TokenStoreReport> guardSoftHsmStore(const TokenStoreOptions& options) {
   if (!conf) {
     return fail(conf.error());
   }
+  report.confPath = confPath;
+  report.tokenDir = conf->tokenDir;
   if (conf->backend != "file") {
     return report;  // the SQLite backend keeps its own transactions
   }
   report.checked = true;
-  report.tokenDir = conf->tokenDir;
   std::error_code ec;
   std::vector<std::string> dirs;
   for (const auto& entry : std::filesystem::directory_iterator(conf->tokenDir, ec)) {

@@ -125,7 +125,7 @@ TEST_F(Daemon, HealthReadinessAndStatusFromTheDaemon) {
   CmdResult status = run(kKmsctl, "status");
   EXPECT_EQ(status.rc, 0) << status.output;
   EXPECT_NE(status.output.find("kmsd running (pid "), std::string::npos) << status.output;
-  EXPECT_NE(status.output.find("main                active"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("\nmain  active  "), std::string::npos) << status.output;
   CmdResult json = run(kKmsctl, "status --json");
   auto j = nlohmann::json::parse(json.output.substr(json.output.find('{')));
   ASSERT_EQ(j["certificates"].size(), 1u);
@@ -229,7 +229,7 @@ TEST_F(Daemon, WithTheDaemonStoppedKmsctlReadsTheStateAndRefusesToRenew) {
   CmdResult offline = run(kKmsctl, "status");
   EXPECT_EQ(offline.rc, 0) << offline.output;
   EXPECT_NE(offline.output.find("kmsd is not running; read from the state DB"), std::string::npos);
-  EXPECT_NE(offline.output.find("main                active"), std::string::npos) << offline.output;
+  EXPECT_NE(offline.output.find("\nmain  active  "), std::string::npos) << offline.output;
   CmdResult offlineKeys = run(kKmsctl, "keys");
   EXPECT_EQ(offlineKeys.rc, 0) << offlineKeys.output;
   EXPECT_NE(offlineKeys.output.find("kmsd is not running; read from the token and the state DB"), std::string::npos)
@@ -246,7 +246,19 @@ TEST_F(Daemon, TheDaemonAndKmsctlWithTheDaemonDownShowTheSameStatusShape) {
   ASSERT_TRUE(kmsd->waitFor("KMS_RENEWAL_PLANNED cert=main")) << kmsd->log();
   auto live = api("GET", "/v1/status");
   ASSERT_TRUE(live.has_value());
+  CmdResult liveTable = run(kKmsctl, "status");
   ASSERT_EQ(kmsd->stop(SIGTERM), 0);
+  // The table: the same columns and values (NEXT RENEWAL too) with the daemon down.
+  CmdResult offlineTable = run(kKmsctl, "status");
+  ASSERT_EQ(offlineTable.rc, 0) << offlineTable.output;
+  auto afterFirstLine = [](const std::string& out) { return out.substr(out.find('\n') + 1); };
+  EXPECT_EQ(afterFirstLine(liveTable.output), afterFirstLine(offlineTable.output))
+      << liveTable.output << offlineTable.output;
+  EXPECT_EQ(afterFirstLine(offlineTable.output).rfind("NAME  STATE   NOT AFTER          NEXT RENEWAL       "
+                                                      "X5U              LAST ERROR\n",
+                                                      0),
+            0U)
+      << offlineTable.output;
   CmdResult offline = run(kKmsctl, "status --json");
   ASSERT_EQ(offline.rc, 0) << offline.output;
   auto a = nlohmann::json::parse(live->body);
@@ -267,6 +279,146 @@ TEST_F(Daemon, TheDaemonAndKmsctlWithTheDaemonDownShowTheSameStatusShape) {
     EXPECT_EQ(a["certificates"][0][field], b["certificates"][0][field]) << field;
   }
   EXPECT_TRUE(b["daemon"].is_null());
+}
+
+/// Columns a terminal gives a line (UTF-8 continuation bytes take none).
+std::size_t columnsOf(const std::string& line) {
+  return static_cast<std::size_t>(std::count_if(line.begin(), line.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  }));
+}
+
+std::vector<std::string> linesOf(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    out.push_back(line);
+  }
+  return out;
+}
+
+TEST_F(Daemon, KmsctlStatusFitsAHundredColumnsWithTheLastErrorUnlessWide) {
+  startLab();
+  auto kmsd = startDaemon();
+  ASSERT_TRUE(kmsd->waitFor("KMS_RENEWAL_PLANNED cert=main")) << kmsd->log();
+  // From now on the CA wants the other fingerprint: the renewal's tkauth-01 answer fails.
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"fingerprint":"jwk-thumbprint"})"));
+  ASSERT_EQ(run(kKmsctl, "renew main").rc, 0);
+  ASSERT_TRUE(kmsd->waitFor("_FAILED cert=main")) << kmsd->log();
+  CmdResult json = run(kKmsctl, "status --json");
+  ASSERT_EQ(json.rc, 0) << json.output;
+  EXPECT_EQ(std::count(json.output.begin(), json.output.end(), '\n'), 1) << "not a terminal: one line";
+  const auto cert = nlohmann::json::parse(json.output)["certificates"][0];
+  const std::string x5u = cert.value("x5u", "");
+  const std::string serial = cert.value("serial", "");
+  const std::string error = cert.value("last_error", "");
+  ASSERT_GT(x5u.size() + error.size(), 100U) << json.output;  // what the table must shorten
+
+  CmdResult narrow = run(kKmsctl, "status");
+  ASSERT_EQ(narrow.rc, 0) << narrow.output;
+  for (const std::string& line : linesOf(narrow.output)) {
+    EXPECT_LE(columnsOf(line), 100U) << line;
+  }
+  EXPECT_EQ(narrow.output.find(x5u), std::string::npos) << narrow.output;
+  EXPECT_NE(narrow.output.find("…/" + serial.substr(0, 8) + "….pem"), std::string::npos) << narrow.output;
+  // LAST ERROR: the peer as host:port, then what happened (the URL's path is in --wide).
+  const std::string peer = x5u.substr(8, x5u.find('/', 8) - 8);
+  ASSERT_EQ(error.rfind("https://" + peer + "/", 0), 0U) << error;
+  const std::string what = error.substr(error.find(": "));
+  EXPECT_NE(narrow.output.find("  " + peer + what.substr(0, 5)), std::string::npos) << narrow.output;
+  EXPECT_NE(narrow.output.find("…\n"), std::string::npos) << narrow.output;  // the error cut to fit
+
+  CmdResult wide = run(kKmsctl, "status --wide");
+  ASSERT_EQ(wide.rc, 0) << wide.output;
+  EXPECT_NE(wide.output.find(x5u + "  "), std::string::npos) << wide.output;
+  const std::string notAfter = cert.value("not_after", "");  // to the second; the table to the minute
+  EXPECT_NE(wide.output.find("  " + notAfter + "  "), std::string::npos) << wide.output;
+  EXPECT_NE(narrow.output.find("  " + notAfter.substr(0, 16) + "Z  "), std::string::npos) << narrow.output;
+  EXPECT_NE(wide.output.find(error + "\n"), std::string::npos) << wide.output;
+
+  // On a terminal (script(1) gives kmsctl a pty) the JSON is indented.
+  std::string onTty;
+  ASSERT_EQ(test::runCommand("SOFTHSM2_CONF=" + lab_->file("softhsm2.conf") + " script -qec '" + kKmsctl +
+                                 " --config " + config_ + " status --json' /dev/null",
+                             &onTty),
+            0)
+      << onTty;
+  EXPECT_NE(onTty.find("\n  \"certificates\": ["), std::string::npos) << onTty;
+}
+
+TEST_F(Daemon, KmsctlStillAsksTheDaemonWhenTheFileHasErrors) {
+  startLab();
+  auto kmsd = startDaemon();
+  ASSERT_TRUE(kmsd->waitFor("KMS_RENEWAL_PLANNED cert=main")) << kmsd->log();
+  editConfig("retry_frist = \"1m\"\n");  // a typo: kmsd refuses the file on SIGHUP, keeps the old one
+  ASSERT_EQ(::kill(kmsd->pid(), SIGHUP), 0);
+  ASSERT_TRUE(kmsd->waitFor("KMS_RELOAD_FAILED")) << kmsd->log();
+  CmdResult status = run(kKmsctl, "status");
+  EXPECT_EQ(status.rc, 0) << status.output;
+  EXPECT_NE(status.output.find("kmsctl: warning: " + config_ + " has 1 error (a running kmsd keeps the "
+                               "configuration it last loaded; kmsctl goes on with what it can read):\n  " +
+                               config_ + ":"),
+            std::string::npos)
+      << status.output;
+  EXPECT_NE(status.output.find(": [daemon] retry_frist: unknown key\n"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("kmsd running (pid " + std::to_string(kmsd->pid()) + ")"), std::string::npos)
+      << status.output;
+  CmdResult events = run(kKmsctl, "events -n 3");
+  EXPECT_EQ(events.rc, 0) << events.output;
+  EXPECT_NE(events.output.find(" KMS_RELOAD_FAILED "), std::string::npos) << events.output;
+
+  // A file that no longer parses at all: its control_socket line is still found.
+  std::ofstream(config_, std::ios::app) << "x = = 1\n";
+  CmdResult syntax = run(kKmsctl, "status");
+  EXPECT_EQ(syntax.rc, 0) << syntax.output;
+  EXPECT_NE(syntax.output.find(": [toml] "), std::string::npos) << syntax.output;
+  EXPECT_NE(syntax.output.find("kmsd running (pid "), std::string::npos) << syntax.output;
+
+  // No configuration at all: --socket is enough to reach the daemon.
+  std::string bySocket;
+  EXPECT_EQ(test::runCommand(kKmsctl + " --config " + sandbox_.file("none.toml") + " status --socket " +
+                                 lab_->file("kmsd.sock"),
+                             &bySocket),
+            0)
+      << bySocket;
+  EXPECT_EQ(bySocket.rfind("kmsd running (pid ", 0), 0U) << bySocket;  // the file is not needed: no warning
+  EXPECT_NE(bySocket.find("\nmain  active  "), std::string::npos) << bySocket;
+
+  // The daemon down: the state directory is read from the broken file too.
+  ASSERT_EQ(kmsd->stop(SIGTERM), 0) << kmsd->log();
+  CmdResult offline = run(kKmsctl, "status");
+  EXPECT_EQ(offline.rc, 0) << offline.output;
+  EXPECT_NE(offline.output.find("kmsd is not running; read from the state DB\nNAME "), std::string::npos)
+      << offline.output;
+  EXPECT_NE(offline.output.find("\nmain  active  "), std::string::npos) << offline.output;
+}
+
+TEST_F(Daemon, KmsctlTellsAnotherUserInOneLineWhatItMayNotReach) {
+  startLab();
+  auto kmsd = startDaemon();
+  ASSERT_TRUE(kmsd->waitFor("KMS_RENEWAL_PLANNED cert=main")) << kmsd->log();
+  // The paths readable by anyone, the configuration too; kmsd's socket (0660) and state
+  // directory (0700) stay root's. The PIN file it names is not read by kmsctl.
+  ASSERT_EQ(::chmod(sandbox_.path().c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(lab_->file("").c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(config_.c_str(), 0644), 0);
+  const std::string asNobody = "setpriv --reuid=65534 --regid=65534 --clear-groups " + kKmsctl + " --config " +
+                               config_ + " ";
+  CmdResult up;
+  up.rc = test::runCommand(asNobody + "status", &up.output);
+  EXPECT_EQ(up.rc, 1) << up.output;
+  EXPECT_EQ(up.output, "kmsctl: kmsd's control socket " + lab_->file("kmsd.sock") +
+                           " admits root, kmsd's user and the members of its group (uid 65534 is none of them)\n");
+  ASSERT_EQ(kmsd->stop(SIGTERM), 0) << kmsd->log();
+  for (const char* command : {"status", "events", "trust"}) {
+    CmdResult down;
+    down.rc = test::runCommand(asNobody + command, &down.output);
+    EXPECT_EQ(down.rc, 1) << command << ": " << down.output;
+    EXPECT_EQ(down.output, "kmsctl: kmsd is not running (no answer on " + lab_->file("kmsd.sock") +
+                               "), and reading its state in " + lab_->file("state") +
+                               " needs root or kmsd's user: Permission denied\n")
+        << command;
+  }
 }
 
 TEST_F(Daemon, EveryControlApiErrorIsAProblemDocument) {

@@ -150,7 +150,35 @@ TEST_F(KmsdCli, MissingToken) {
   CmdResult r = run(kKmsd, "--check-config");
   EXPECT_EQ(r.rc, 1);
   EXPECT_EQ(r.output, config_ + ": [hsm] " + SoftHsmToken::modulePath() +
-                          ": no token labelled 'nosuch' (tokens present: 'kms-test')\n");
+                          ": no token labelled 'nosuch' (tokens present: 'kms-test'); SoftHSM2 read " +
+                          softhsm_.confPath() + " (tokens in " + softhsm_.sandbox().file("tokens") +
+                          "): name the configuration that holds the token with [hsm] softhsm2_conf or "
+                          "SOFTHSM2_CONF\n");
+}
+
+TEST_F(KmsdCli, SoftHsm2ConfSettingIsAppliedBeforeTheModuleLoads) {
+  // Another SoftHSM2 configuration, its token directory empty, in the environment.
+  ::mkdir(softhsm_.sandbox().file("other-tokens").c_str(), 0700);
+  const std::string other = softhsm_.sandbox().write(
+      "other.conf", "directories.tokendir = " + softhsm_.sandbox().file("other-tokens") +
+                        "\nobjectstore.backend = file\nlog.level = ERROR\n");
+  auto withEnv = [&](const std::string& args) {
+    return test::runTool("SOFTHSM2_CONF=" + other, kKmsd, config_, args);
+  };
+  CmdResult lost = withEnv("--check-config");
+  EXPECT_EQ(lost.rc, 1) << lost.output;
+  EXPECT_NE(lost.output.find("no token labelled 'kms-test' (no initialised tokens); SoftHSM2 read " + other +
+                             " (tokens in " + softhsm_.sandbox().file("other-tokens") + "): name the configuration "
+                             "that holds the token with [hsm] softhsm2_conf or SOFTHSM2_CONF\n"),
+            std::string::npos)
+      << lost.output;
+  // The setting wins over the environment, for kmsd and for kmsctl's offline view alike.
+  writeConfig("softhsm2_conf = \"" + softhsm_.confPath() + "\"\n");
+  CmdResult found = withEnv("--check-config");
+  EXPECT_EQ(found.rc, 0) << found.output;
+  CmdResult keys = test::runTool("SOFTHSM2_CONF=" + other, kKmsctl, config_, "keys");
+  EXPECT_EQ(keys.rc, 0) << keys.output;
+  EXPECT_NE(keys.output.find("0 key(s) on token 'kms-test'"), std::string::npos) << keys.output;
 }
 
 TEST_F(KmsdCli, MissingModule) {
@@ -205,8 +233,8 @@ TEST_F(KmsdCli, KmsctlStatusAndKeys) {
   }
   CmdResult status = run(kKmsctl, "status --json");
   EXPECT_EQ(status.rc, 0) << status.output;
-  EXPECT_NE(status.output.find("\"name\": \"web\""), std::string::npos) << status.output;
-  EXPECT_NE(status.output.find("\"state\": \"planned\""), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("\"name\":\"web\""), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("\"state\":\"planned\""), std::string::npos) << status.output;
 
   CmdResult keys = run(kKmsctl, "keys");
   EXPECT_EQ(keys.rc, 0) << keys.output;
@@ -235,7 +263,7 @@ TEST_F(KmsdCli, KmsctlWithoutAConfigurationNamesTheOptionAndTheVariable) {
   EXPECT_EQ(r.rc, 2) << r.output;  // a usage error
   EXPECT_EQ(r.output,
             "kmsctl: no configuration: /etc/kmsd/kmsd.toml does not exist; name kmsd's with --config PATH or "
-            "KMSD_CONFIG=PATH\n");
+            "KMSD_CONFIG=PATH (or its socket with --socket)\n");
   CmdResult help;
   help.rc = test::runCommand(kKmsctl + " --help", &help.output);
   EXPECT_EQ(help.rc, 0) << help.output;

@@ -105,7 +105,7 @@ TEST_F(KmsdOnce, IssuesPublishesThenNothingIsDue) {
 
   CmdResult status = run(kKmsctl, "status");
   EXPECT_EQ(status.rc, 0) << status.output;
-  EXPECT_NE(status.output.find("web                 active"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("\nweb   active  "), std::string::npos) << status.output;
   CmdResult keys = run(kKmsctl, "keys");
   EXPECT_NE(keys.output.find("3 key(s)"), std::string::npos) << keys.output;  // account + 2 certificates
   EXPECT_EQ(keys.output.find("unmanaged"), std::string::npos) << keys.output;
@@ -147,7 +147,7 @@ TEST_F(KmsdOnce, FailedPublicationIsRetriedWithoutANewOrder) {
   EXPECT_EQ(failed.rc, 3) << failed.output;
   EXPECT_NE(failed.output.find("KMS_PUBLISH_FAILED cert=web"), std::string::npos) << failed.output;
   CmdResult status = run(kKmsctl, "status --json");
-  EXPECT_NE(status.output.find("\"state\": \"issued\""), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("\"state\":\"issued\""), std::string::npos) << status.output;
   const std::string db = softhsm_.sandbox().file("state/kmsd.db");
   const std::string counts = "SELECT count(*) FROM orders; SELECT count(*) FROM issued_certificates";
   const std::string before = test::sql(db, counts);
@@ -221,7 +221,7 @@ TEST_F(KmsdOnce, WrongHttp01AnswerFailsTypedAndPublishesNothing) {
   EXPECT_NE(keys.output.find("1 key(s)"), std::string::npos) << keys.output;  // only the account key
   EXPECT_EQ(keys.output.find("NOT on the token"), std::string::npos) << keys.output;
   CmdResult status = run(kKmsctl, "status");
-  EXPECT_NE(status.output.find("web                 failed"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("\nweb   failed  "), std::string::npos) << status.output;
 }
 
 TEST_F(KmsdOnce, ResumesFromWhatCrashesLeft) {

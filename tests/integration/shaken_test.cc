@@ -105,8 +105,8 @@ TEST_F(Shaken, IssuesChecksAndPublishesASpcCertificate) {
   EXPECT_EQ(pki::TnAuthList::fromDer(*leaf.tnAuthListDer())->singleSpc(), std::optional<std::string>("1234"));
   EXPECT_TRUE(pki::checkShakenProfile(leaf, "1234").has_value());
   CmdResult status = run(kKmsctl, "status --json");
-  EXPECT_NE(status.output.find("\"state\": \"active\""), std::string::npos) << status.output;
-  EXPECT_NE(status.output.find("\"kind\": \"shaken\""), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("\"state\":\"active\""), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("\"kind\":\"shaken\""), std::string::npos) << status.output;
   // Nothing is due right after issuance.
   CmdResult again = run(kKmsd, "--once");
   EXPECT_EQ(again.rc, 0) << again.output;
@@ -262,7 +262,7 @@ TEST_F(Shaken, RenewedCertificateBecomesActiveOnlyOnceTheStiCrServesIt) {
   CmdResult events = run(kKmsctl, "events");
   EXPECT_NE(events.output.find("KMS_PUBLICATION_CHECK_FAILED main"), std::string::npos) << events.output;
   CmdResult status = run(kKmsctl, "status --json");
-  EXPECT_NE(status.output.find("\"state\": \"issued\""), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("\"state\":\"issued\""), std::string::npos) << status.output;
 
   // The STI-CR is back: the same certificate is checked and activated, no new order.
   lab_.reset();
@@ -434,7 +434,7 @@ TEST_F(Shaken, WrongStiPaPassword) {
   EXPECT_NE(events.output.find("KMS_RENEW_FAILED main"), std::string::npos) << events.output;
   EXPECT_EQ(events.output.find("KMS_ORDER_ABANDONED"), std::string::npos) << events.output;
   CmdResult status = run(kKmsctl, "status --json");
-  EXPECT_NE(status.output.find("\"failures\": 1"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("\"failures\":1"), std::string::npos) << status.output;
   EXPECT_NE(status.output.find("login of user"), std::string::npos) << status.output;
 }
 

@@ -17,9 +17,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <iosfwd>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <tl/expected.hpp>
@@ -77,6 +79,10 @@ struct HsmConfig {
   std::string module;      ///< PKCS#11 module; default: the SoftHSM2 module found at build time
   std::string tokenLabel;  ///< 1..32 bytes (CK_TOKEN_INFO label size)
   std::string pinFile;     ///< user PIN file; re-read when needed, never cached here
+  /// SoftHSM2 only: the softhsm2.conf naming its token directory, set as SOFTHSM2_CONF
+  /// before the module is loaded; unset: the environment's SOFTHSM2_CONF, else SoftHSM2's
+  /// default (/etc/softhsm/softhsm2.conf).
+  std::optional<std::string> softhsm2Conf;
   int sessionPool = 4;     ///< 1..64
   bool operator==(const HsmConfig&) const = default;
 };
@@ -192,6 +198,29 @@ using Environment = std::map<std::string, std::string>;
 [[nodiscard]] tl::expected<Config, ConfigErrors> loadConfigString(const std::string& text,
                                                                   const std::string& sourceName,
                                                                   const Environment& env);
+
+/// Whether loading opens the files a configuration names (PIN, password, trust anchors,
+/// hooks, the module, the web root) to check them. kmsd and `--check-config` do; kmsctl
+/// does not: those files are kmsd's, and an operator in kmsd's group may not read them.
+enum class FileChecks { on, off };
+
+/// A configuration read as far as it is valid, with every error found beside it.
+struct ConfigRead {
+  Config config;  ///< a setting in error keeps its default (a required one is empty)
+  ConfigErrors errors;
+};
+
+/// The file read for what can be used of it (kmsctl, when kmsd kept its last good
+/// configuration after a typo): every error as loadConfigFile reports it, and the settings
+/// that are valid. When the file does not parse (or cannot be read) only [daemon]
+/// state_dir and control_socket are taken from it, from lines of the plain form
+/// `key = "value"`, and the KMSD_* overrides still apply. Does not throw.
+[[nodiscard]] ConfigRead readConfigFile(const std::string& path, const Environment& env, FileChecks files);
+
+/// [daemon] `key`'s string value found line by line without parsing the file (one that does
+/// not parse, or one too large to parse for one setting): only `key = "value"` without
+/// escapes counts; nullopt when it is absent or written otherwise.
+[[nodiscard]] std::optional<std::string> scanDaemonSetting(std::istream& in, std::string_view key);
 
 /// One line per error, each ending in '\n'.
 [[nodiscard]] std::string formatErrors(const ConfigErrors& errors);

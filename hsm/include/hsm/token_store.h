@@ -48,6 +48,7 @@ struct TokenFileRepair {
 /// What guardSoftHsmStore found and did.
 struct TokenStoreReport {
   bool checked = false;    ///< false: not SoftHSM2, or not its file backend; nothing was looked at
+  std::string confPath;    ///< the softhsm2.conf read (empty: not SoftHSM2)
   std::string tokenDir;    ///< directories.tokendir
   std::size_t tokens = 0;  ///< token directories with a token.object (or a copy of one)
   /// token.object files restored from their verified copy: log KMS_TOKEN_RESTORED naming each.

@@ -1,8 +1,13 @@
-// GET /v1/events?since=ID: the event log after an event id (at most 1,000 at a time).
+// GET /v1/events?since=ID: the event log after an event id (at most 1,000 at a time);
+// GET /v1/events?last=N: the newest N events (at most 100,000), oldest first.
+#include <algorithm>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "common/time_format.h"
 #include "control/control_context.h"
+#include "control/status_view.h"
 
 namespace kms::daemon {
 namespace {
@@ -32,33 +37,38 @@ std::optional<std::int64_t> queryInt(const std::string& query, const std::string
   return std::nullopt;
 }
 
+constexpr std::int64_t kMaxLast = 100000;
+
 }  // namespace
 
 void addEventRoutes(RouteTable& routes, ControlContext& ctx) {
   routes.add("GET", "/v1/events", [&ctx](const ControlRequest&, const RouteMatch& m, const http::Reply& reply) {
     std::int64_t since = 0;
-    if (!m.query.empty()) {
+    std::int64_t last = 0;
+    if (m.query.find("last=") != std::string::npos) {
+      auto v = queryInt(m.query, "last");
+      if (!v || *v < 1 || *v > kMaxLast) {
+        return reply(problem(400, "bad request", "last must be a number of events from 1 to 100000"));
+      }
+      last = *v;
+    } else if (!m.query.empty()) {
       auto v = queryInt(m.query, "since");
       if (!v || *v < 0) {
         return reply(problem(400, "bad request", "since must be a non-negative event id"));
       }
       since = *v;
     }
-    replyFromWorker(ctx, reply, "a control API read", [&ctx, since] {
-      auto events = ctx.store.with([&](storage::Store& s) { return s.listEventsAfter(since, 1000); });
+    replyFromWorker(ctx, reply, "a control API read", [&ctx, since, last] {
+      auto events = ctx.store.with([&](storage::Store& s) {
+        return last > 0 ? s.listEvents(std::nullopt, static_cast<int>(last)) : s.listEventsAfter(since, 1000);
+      });
       if (!events) {
         return problem(500, "state DB", events.error().toString());
       }
-      nlohmann::json arr = nlohmann::json::array();
-      for (const auto& e : *events) {
-        arr.push_back({{"id", e.id},
-                       {"time", isoTime(e.time)},
-                       {"level", storage::toString(e.level)},
-                       {"event", e.eventId},
-                       {"cert", e.certName.value_or("")},
-                       {"message", sanitize(e.message)}});
+      if (last > 0) {
+        std::reverse(events->begin(), events->end());  // the store gives the newest first
       }
-      return jsonResponse(200, {{"events", arr}});
+      return jsonResponse(200, {{"events", eventsJson(*events)}});
     });
   });
 }

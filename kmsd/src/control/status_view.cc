@@ -1,5 +1,7 @@
 #include "control/status_view.h"
 
+#include <nlohmann/json.hpp>
+
 #include "common/time_format.h"
 
 namespace kms::daemon {
@@ -94,6 +96,19 @@ Result<std::string> certificatesJson(LockedStore& store, std::int64_t now, const
   }
   out += "]";
   return out;
+}
+
+nlohmann::json eventsJson(const std::vector<storage::Event>& events) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& e : events) {
+    arr.push_back({{"id", e.id},
+                   {"time", isoTime(e.time)},
+                   {"level", storage::toString(e.level)},
+                   {"event", e.eventId},
+                   {"cert", e.certName.value_or("")},
+                   {"message", sanitize(e.message)}});
+  }
+  return arr;
 }
 
 }  // namespace kms::daemon

@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "engine/runtime_view.h"
 #include "events/event_sink.h"
@@ -17,6 +20,9 @@ namespace kms::daemon {
 /// (removed from the configuration) is "managed": false with empty ones.
 [[nodiscard]] Result<std::string> certificatesJson(LockedStore& store, std::int64_t now, const RuntimeViews& runtime,
                                                    const std::optional<std::string>& only = {});
+
+/// Events as the control API gives them: id, time, level, event, cert, message (one line).
+[[nodiscard]] nlohmann::json eventsJson(const std::vector<storage::Event>& events);
 
 /// One JSON string: quotes, escapes, control characters as \u00XX, invalid UTF-8 as U+FFFD.
 void appendJsonString(std::string& out, std::string_view text);

@@ -18,11 +18,6 @@ std::optional<config::Config> loadConfig(const std::string& path, std::ostream& 
   return std::move(*cfg);
 }
 
-hsm::TokenOptions tokenOptions(const config::Config& cfg) {
-  return hsm::TokenOptions{cfg.hsm.module, cfg.hsm.tokenLabel, cfg.hsm.pinFile,
-                           static_cast<std::size_t>(cfg.hsm.sessionPool)};
-}
-
 std::vector<std::string> trustSettingProblems(const config::Config& config) {
   std::vector<std::string> out;
   if (config.stiPa && !config.stiPa->trustAnchor && !config.stiPa->insecureSkipSignerCheck) {
@@ -48,23 +43,16 @@ int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& 
     err << configPath << ": " << problem << '\n';
     rc = kExitCheckFailed;
   }
-  // Before the module is loaded: SoftHSM2 rewrites token.object in place at every C_Login.
-  hsm::TokenStoreOptions store;
-  store.modulePath = cfg->hsm.module;
-  if (auto guard = hsm::guardSoftHsmStore(store); !guard) {
-    err << configPath << ": [hsm] " << guard.error().toString() << '\n';
-    rc = kExitCheckFailed;
-  } else {
-    for (const auto& r : guard->restored) {
-      err << "KMS_TOKEN_RESTORED " << r.path << ": " << r.reason << "; restored from its verified copy\n";
-    }
-    for (const auto& q : guard->quarantined) {
-      err << "KMS_TOKEN_OBJECT_QUARANTINED " << q.path << ": " << q.reason << "; moved to " << q.movedTo << '\n';
-    }
+  hsm::TokenStoreReport guard;
+  auto token = openConfiguredToken(*cfg, guard);
+  for (const auto& r : guard.restored) {
+    err << "KMS_TOKEN_RESTORED " << r.path << ": " << r.reason << "; restored from its verified copy\n";
   }
-  auto token = hsm::Token::open(tokenOptions(*cfg));
+  for (const auto& q : guard.quarantined) {
+    err << "KMS_TOKEN_OBJECT_QUARANTINED " << q.path << ": " << q.reason << "; moved to " << q.movedTo << '\n';
+  }
   if (!token) {
-    err << configPath << ": " << tokenOpenError(*cfg, token.error()) << '\n';
+    err << configPath << ": " << token.error().toString() << '\n';
     rc = kExitCheckFailed;
   }
   if (pathExists(cfg->daemon.stateDir)) {

@@ -33,7 +33,4 @@ enum ExitCode : int {
 /// exists, checks its schema version. Prints "ok" or every error.
 int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& err);
 
-/// The HSM settings of `cfg` as the token opens them.
-[[nodiscard]] hsm::TokenOptions tokenOptions(const config::Config& cfg);
-
 }  // namespace kms::daemon

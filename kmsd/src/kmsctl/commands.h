@@ -6,16 +6,22 @@
 #include <optional>
 #include <string>
 
-#include "config/config.h"
+#include "kmsctl/client.h"
 
 namespace kms::daemon {
 
+struct StatusOptions {
+  bool json = false;
+  bool wide = false;      ///< full x5u URLs and errors, whatever the width
+  bool terminal = false;  ///< stdout is a terminal: JSON indented
+};
+
 /// The status table (name, state, not after, next renewal, x5u, last error) or JSON, from
 /// the daemon; with the daemon down, from the state DB, saying so.
-int ctlStatus(const std::string& configPath, bool json, std::ostream& out, std::ostream& err);
+int ctlStatus(Target& target, const StatusOptions& o, std::ostream& out, std::ostream& err);
 /// Asks the daemon to renew NAME; with `wait`, waits until a new certificate is active or
 /// the renewal failed. Exit 1 when the daemon is not running.
-int ctlRenew(const std::string& configPath, const std::string& name, bool wait, std::ostream& out, std::ostream& err);
+int ctlRenew(Target& target, const std::string& name, bool wait, std::ostream& out, std::ostream& err);
 /// An RFC 5280 CRLReason given as its code ("4") or its name in any case ("superseded",
 /// "keyCompromise", "cessationOfOperation", ...; certbot's lower-case spellings match);
 /// empty for anything else, and for 7 (not used by RFC 5280).
@@ -23,25 +29,23 @@ int ctlRenew(const std::string& configPath, const std::string& name, bool wait, 
 /// The RFC 5280 name of a reason code ("superseded"), or the number as text.
 [[nodiscard]] std::string revocationReasonName(int code);
 /// Asks the daemon to revoke NAME's active certificate (RFC 5280 reason code).
-int ctlRevoke(const std::string& configPath, const std::string& name, int reason, std::ostream& out, std::ostream& err);
+int ctlRevoke(Target& target, const std::string& name, int reason, std::ostream& out, std::ostream& err);
 /// The keys on the token and what the state DB knows of them: from the daemon when it
-/// runs, else by opening the token (saying so).
-int ctlKeys(const std::string& configPath, bool json, std::ostream& out, std::ostream& err);
+/// runs, else by opening the token (saying so; the configuration must then be valid).
+int ctlKeys(Target& target, bool json, std::ostream& out, std::ostream& err);
 /// The kept STI-PA CA list and CRL (from the daemon, else the state DB); with `refresh`,
 /// the daemon reads both now first (and renews what they affect).
-int ctlTrust(const std::string& configPath, bool refresh, bool json, std::ostream& out, std::ostream& err);
-/// The newest `limit` events, oldest first (newest first with `reverse`), from the state DB;
-/// with `follow`, from the daemon, printing new ones as they come.
-int ctlEvents(const std::string& configPath, int limit, bool follow, bool reverse, std::ostream& out,
-              std::ostream& err);
+int ctlTrust(Target& target, bool refresh, bool json, std::ostream& out, std::ostream& err);
+/// The newest `limit` events, oldest first (newest first with `reverse`), from the daemon
+/// or, when it is down, the state DB; with `follow`, from the daemon, printing new ones
+/// as they come.
+int ctlEvents(Target& target, int limit, bool follow, bool reverse, std::ostream& out, std::ostream& err);
 
 /// With the daemon down: the status from the state DB in the daemon's JSON shape.
-int showStatus(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err);
+int showStatus(Target& target, const StatusOptions& o, std::ostream& out, std::ostream& err);
 /// With the daemon down: the keys, opening the token itself.
 int listKeys(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err);
-/// The newest `limit` events of the event log, oldest first (newest first with `reverse`).
-int showEvents(const config::Config& cfg, int limit, bool reverse, std::ostream& out, std::ostream& err);
 /// With the daemon down: the CA list and CRL kept in the state DB.
-int showTrust(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err);
+int showTrust(Target& target, bool json, std::ostream& out, std::ostream& err);
 
 }  // namespace kms::daemon

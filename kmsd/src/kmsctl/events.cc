@@ -7,75 +7,92 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control/status_view.h"
 #include "daemon/config_check.h"
 #include "events/event_sink.h"
 #include "kmsctl/client.h"
 #include "kmsctl/commands.h"
-#include "common/time_format.h"
-#include "services/state_reader.h"
 
 namespace kms::daemon {
+namespace {
 
-int ctlEvents(const std::string& configPath, int limit, bool follow, bool reverse, std::ostream& out,
-              std::ostream& err) {
-  auto cfg = loadConfig(configPath, err);
-  if (!cfg) {
-    return kExitCheckFailed;
+void printEvents(const nlohmann::json& events, std::ostream& out) {
+  for (const auto& e : events) {
+    out << str(e, "time") << ' ' << str(e, "level") << ' ' << str(e, "event") << ' ' << str(e, "cert") << ' '
+        << sanitize(str(e, "message")) << '\n';
   }
-  if (!follow) {
-    return showEvents(*cfg, limit, reverse, out, err);
-  }
-  std::int64_t since = 0;
-  bool first = true;
-  for (;;) {
-    auto r = ask(*cfg, "GET", "/v1/events?since=" + std::to_string(since), "", err);
-    if (!r) {
-      err << "kmsctl: kmsd is not running (" << cfg->daemon.controlSocket << ")\n";
-      return kExitCheckFailed;
-    }
-    const auto& events = (*r)["events"];
-    std::size_t skip = first && events.size() > static_cast<std::size_t>(limit) ? events.size() - limit : 0;
-    for (std::size_t i = 0; i < events.size(); ++i) {
-      const auto& e = events[i];
-      since = std::max<std::int64_t>(since, e.value("id", std::int64_t{0}));
-      if (i < skip) {
-        continue;
-      }
-      out << str(e, "time") << ' ' << str(e, "level") << ' ' << str(e, "event") << ' ' << str(e, "cert") << ' '
-          << sanitize(str(e, "message")) << std::endl;
-    }
-    if (events.size() < 1000) {  // caught up
-      first = false;
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-    }
-  }
+  out.flush();
 }
 
-int showEvents(const config::Config& config, int limit, bool reverse, std::ostream& out, std::ostream& err) {
-  const config::Config* cfg = &config;
-  if (!pathExists(dbPath(*cfg))) {
-    out << "no events yet (state: " << dbPath(*cfg) << ")\n";
-    return kExitOk;
-  }
-  auto db = openExistingDb(*cfg);
+/// The newest `limit` events from the state DB, oldest first; nullopt after an error line.
+std::optional<nlohmann::json> readEvents(Target& target, int limit, std::ostream& err) {
+  auto db = openStateForReading(target, err);
   if (!db) {
-    err << "kmsctl: " << db.error().toString() << '\n';
-    return kExitRuntime;
+    return std::nullopt;
+  }
+  if (!*db) {
+    return nlohmann::json::array();
   }
   auto store = storage::makeSqliteStore(**db);
   auto events = store->listEvents(std::nullopt, limit);
   if (!events) {
     err << "kmsctl: " << events.error().toString() << '\n';
-    return kExitRuntime;
+    return std::nullopt;
   }
-  if (!reverse) {
-    std::reverse(events->begin(), events->end());  // the store gives the newest first
+  std::reverse(events->begin(), events->end());  // the store gives the newest first
+  return eventsJson(*events);
+}
+
+/// New events as they come, after the event `since`.
+int follow(const std::string& socket, std::int64_t since, std::ostream& out, std::ostream& err) {
+  for (;;) {
+    auto r = ask(socket, "GET", "/v1/events?since=" + std::to_string(since), "", err);
+    if (!r) {
+      err << "kmsctl: kmsd stopped (" << socket << ")\n";
+      return kExitRuntime;
+    }
+    const auto& events = (*r)["events"];
+    printEvents(events, out);
+    for (const auto& e : events) {
+      since = std::max<std::int64_t>(since, e.value("id", std::int64_t{0}));
+    }
+    if (events.size() < 1000) {  // caught up
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
   }
-  for (const auto& e : *events) {
-    out << isoTime(e.time) << ' ' << storage::toString(e.level) << ' ' << e.eventId << ' ' << e.certName.value_or("-")
-        << ' ' << sanitize(e.message) << '\n';
+}
+
+}  // namespace
+
+int ctlEvents(Target& target, int limit, bool follows, bool reverse, std::ostream& out, std::ostream& err) {
+  const std::string socket = target.socket();
+  auto events = ask(socket, "GET", "/v1/events?last=" + std::to_string(limit), "", err);
+  if (!events && follows) {
+    err << "kmsctl: kmsd is not running (no answer on " << socket << "); following needs the daemon\n";
+    return kExitCheckFailed;
   }
-  return kExitOk;
+  std::optional<nlohmann::json> list;
+  if (events) {
+    list = (*events)["events"];
+  } else {
+    list = readEvents(target, limit, err);
+  }
+  if (!list || !list->is_array()) {
+    return list ? kExitRuntime : kExitCheckFailed;
+  }
+  if (list->empty() && !follows) {
+    out << "no events yet\n";
+    return kExitOk;
+  }
+  if (reverse) {
+    std::reverse(list->begin(), list->end());
+  }
+  printEvents(*list, out);
+  if (!follows) {
+    return kExitOk;
+  }
+  const std::int64_t since = list->empty() ? 0 : list->back().value("id", std::int64_t{0});
+  return follow(socket, since, out, err);
 }
 
 }  // namespace kms::daemon

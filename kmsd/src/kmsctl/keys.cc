@@ -10,6 +10,8 @@
 #include "kmsctl/commands.h"
 #include "services/state_reader.h"
 #include "services/key_report.h"
+#include "services/services.h"
+#include "hsm/token_store.h"
 
 namespace kms::daemon {
 namespace {
@@ -52,15 +54,11 @@ void printKeys(const nlohmann::json& keys, const std::string& tokenLabel, std::o
 
 }  // namespace
 
-int ctlKeys(const std::string& configPath, bool json, std::ostream& out, std::ostream& err) {
-  auto cfg = loadConfig(configPath, err);
-  if (!cfg) {
-    return kExitCheckFailed;
-  }
+int ctlKeys(Target& target, bool json, std::ostream& out, std::ostream& err) {
   // The daemon holds the token: a second process logging in would rewrite SoftHSM2's
   // token file under it, so the daemon is asked when it runs.
   int status = 0;
-  if (auto r = ask(*cfg, "GET", "/v1/keys", "", err, &status)) {
+  if (auto r = ask(target.socket(), "GET", "/v1/keys", "", err, &status)) {
     if (status != 200 || !r->is_object() || !(*r)["keys"].is_array()) {
       err << "kmsctl: kmsd answered HTTP " << status << ": " << sanitize(str(*r, "detail", "")) << '\n';
       return kExitRuntime;
@@ -68,20 +66,26 @@ int ctlKeys(const std::string& configPath, bool json, std::ostream& out, std::os
     if (json) {
       out << (*r)["keys"].dump(2) << '\n';
     } else {
-      printKeys((*r)["keys"], cfg->hsm.tokenLabel, out);
+      printKeys((*r)["keys"], target.config().hsm.tokenLabel, out);
     }
     return kExitOk;
+  }
+  if (!target.valid()) {
+    err << "kmsctl: kmsd is not running (no answer on " << target.socket() << "), and opening its token needs "
+        << target.configPath() << " without errors\n";
+    return kExitCheckFailed;
   }
   if (!json) {
     out << "kmsd is not running; read from the token and the state DB\n";
   }
-  return listKeys(*cfg, json, out, err);
+  return listKeys(target.config(), json, out, err);
 }
 
 int listKeys(const config::Config& cfg, bool json, std::ostream& out, std::ostream& err) {
-  auto token = hsm::Token::open(tokenOptions(cfg));
+  hsm::TokenStoreReport guard;  // kmsd, down, repairs what its next start would
+  auto token = openConfiguredToken(cfg, guard);
   if (!token) {
-    err << cfg.source << ": [hsm] " << token.error().toString() << '\n';
+    err << cfg.source << ": " << token.error().toString() << '\n';
     return kExitRuntime;
   }
   std::vector<storage::HsmKey> known;

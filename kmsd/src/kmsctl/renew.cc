@@ -12,16 +12,13 @@
 
 namespace kms::daemon {
 
-int ctlRenew(const std::string& configPath, const std::string& name, bool wait, std::ostream& out, std::ostream& err) {
-  auto cfg = loadConfig(configPath, err);
-  if (!cfg) {
-    return kExitCheckFailed;
-  }
-  auto before = ask(*cfg, "GET", "/v1/certificates/" + name, "", err);
+int ctlRenew(Target& target, const std::string& name, bool wait, std::ostream& out, std::ostream& err) {
+  const std::string socket = target.socket();
+  auto before = ask(socket, "GET", "/v1/certificates/" + name, "", err);
   int code = 0;
-  auto r = ask(*cfg, "POST", "/v1/certificates/" + name + "/renew", "", err, &code);
+  auto r = ask(socket, "POST", "/v1/certificates/" + name + "/renew", "", err, &code);
   if (!r) {
-    err << "kmsctl: kmsd is not running (" << cfg->daemon.controlSocket << "); nothing renewed\n";
+    err << "kmsctl: kmsd is not running (no answer on " << socket << "); nothing renewed\n";
     return kExitCheckFailed;
   }
   if (code != 202) {
@@ -40,7 +37,7 @@ int ctlRenew(const std::string& configPath, const std::string& name, bool wait, 
   const std::int64_t oldFailures = before ? before->value("failures", 0) : 0;
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    auto now = ask(*cfg, "GET", "/v1/certificates/" + name, "", err);
+    auto now = ask(socket, "GET", "/v1/certificates/" + name, "", err);
     if (!now) {
       err << "kmsctl: kmsd stopped while renewing " << name << '\n';
       return kExitRuntime;

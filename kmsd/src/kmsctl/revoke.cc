@@ -50,17 +50,13 @@ std::string revocationReasonName(int code) {
   return std::to_string(code);
 }
 
-int ctlRevoke(const std::string& configPath, const std::string& name, int reason, std::ostream& out,
-              std::ostream& err) {
-  auto cfg = loadConfig(configPath, err);
-  if (!cfg) {
-    return kExitCheckFailed;
-  }
+int ctlRevoke(Target& target, const std::string& name, int reason, std::ostream& out, std::ostream& err) {
+  const std::string socket = target.socket();
   int code = 0;
   auto r =
-      ask(*cfg, "POST", "/v1/certificates/" + name + "/revoke", nlohmann::json{{"reason", reason}}.dump(), err, &code);
+      ask(socket, "POST", "/v1/certificates/" + name + "/revoke", nlohmann::json{{"reason", reason}}.dump(), err, &code);
   if (!r) {
-    err << "kmsctl: kmsd is not running (" << cfg->daemon.controlSocket << "); nothing revoked\n";
+    err << "kmsctl: kmsd is not running (no answer on " << socket << "); nothing revoked\n";
     return kExitCheckFailed;
   }
   if (code != 200) {

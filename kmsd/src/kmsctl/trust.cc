@@ -8,7 +8,6 @@
 #include "events/event_sink.h"
 #include "kmsctl/client.h"
 #include "kmsctl/commands.h"
-#include "services/state_reader.h"
 #include "trust/trust.h"
 
 namespace kms::daemon {
@@ -67,22 +66,16 @@ void printTrust(const nlohmann::json& t, std::ostream& out) {
 
 }  // namespace
 
-int ctlTrust(const std::string& configPath, bool refresh, bool json, std::ostream& out, std::ostream& err) {
-  auto cfg = loadConfig(configPath, err);
-  if (!cfg) {
-    return kExitCheckFailed;
-  }
+int ctlTrust(Target& target, bool refresh, bool json, std::ostream& out, std::ostream& err) {
+  const std::string socket = target.socket();
   int status = 0;
-  auto r = ask(*cfg, refresh ? "POST" : "GET", refresh ? "/v1/trust/refresh" : "/v1/trust", "", err, &status);
+  auto r = ask(socket, refresh ? "POST" : "GET", refresh ? "/v1/trust/refresh" : "/v1/trust", "", err, &status);
   if (!r) {
     if (refresh) {
-      err << "kmsctl: kmsd is not running (" << cfg->daemon.controlSocket << "); a refresh needs the daemon\n";
+      err << "kmsctl: kmsd is not running (no answer on " << socket << "); a refresh needs the daemon\n";
       return kExitRuntime;
     }
-    if (!json) {
-      out << "kmsd is not running; read from the state DB\n";
-    }
-    return showTrust(*cfg, json, out, err);
+    return showTrust(target, json, out, err);
   }
   if (status != 200 || !r->is_object()) {
     err << "kmsctl: kmsd answered HTTP " << status << ": " << sanitize(str(*r, "detail", "")) << '\n';
@@ -103,15 +96,14 @@ int ctlTrust(const std::string& configPath, bool refresh, bool json, std::ostrea
   return kExitOk;
 }
 
-int showTrust(const config::Config& config, bool json, std::ostream& out, std::ostream& err) {
-  const config::Config* cfg = &config;
+int showTrust(Target& target, bool json, std::ostream& out, std::ostream& err) {
+  auto db = openStateForReading(target, err);
+  if (!db) {
+    return kExitCheckFailed;
+  }
+  const config::Config* cfg = &target.config();
   nlohmann::json report = trustReport(KeptTrust{}, 0);
-  if (pathExists(dbPath(*cfg))) {
-    auto db = openExistingDb(*cfg);
-    if (!db) {
-      err << "kmsctl: " << db.error().toString() << '\n';
-      return kExitRuntime;
-    }
+  if (*db) {
     auto store = storage::makeSqliteStore(**db);
     auto kept = readKeptTrust(*store);
     if (!kept) {
@@ -128,6 +120,7 @@ int showTrust(const config::Config& config, bool json, std::ostream& out, std::o
   if (json) {
     out << report.dump(2) << '\n';
   } else {
+    out << "kmsd is not running; read from the state DB\n";
     printTrust(report, out);
   }
   return kExitOk;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "common/failpoint.h"
@@ -75,39 +76,63 @@ Result<std::unique_ptr<Services>> Services::create(const config::Config& config,
   return s;
 }
 
-std::string tokenOpenError(const config::Config& config, const Error& error) {
+namespace {
+
+/// What an operator reads when the token cannot be opened (see openConfiguredToken).
+std::string tokenOpenError(const config::Config& config, const hsm::TokenStoreReport& guard, const Error& error) {
   if (error.code == Errc::unauthorized && error.nativeName.rfind("CKR_", 0) == 0) {
     return "[hsm] pin_file " + config.hsm.pinFile + ": the token refused the PIN (" + error.nativeName + ")";
   }
-  return "[hsm] " + error.toString();
+  std::string out = "[hsm] " + error.toString();
+  if (error.code == Errc::notFound && !guard.confPath.empty() && error.message.rfind("no token labelled", 0) == 0) {
+    out += "; SoftHSM2 read " + guard.confPath + " (tokens in " + guard.tokenDir + "): name the configuration that " +
+           "holds the token with [hsm] softhsm2_conf" + (config.hsm.softhsm2Conf ? "" : " or SOFTHSM2_CONF");
+  }
+  return out;
 }
 
-Result<void> Services::openToken(const config::Config& config) {
+}  // namespace
+
+Result<std::unique_ptr<hsm::Token>> openConfiguredToken(const config::Config& config, hsm::TokenStoreReport& guard) {
+  if (config.hsm.softhsm2Conf) {
+    // Read by SoftHSM2 when the module initialises: set before anything loads it.
+    ::setenv("SOFTHSM2_CONF", config.hsm.softhsm2Conf->c_str(), 1);
+  }
   // Before the module is loaded: SoftHSM2 rewrites token.object in place at every C_Login,
   // and a kill in between would lose the token with every key on it.
   hsm::TokenStoreOptions guardOptions;
   guardOptions.modulePath = config.hsm.module;
-  auto guard = hsm::guardSoftHsmStore(guardOptions);
-  if (!guard) {
-    Error e = guard.error();
+  auto guarded = hsm::guardSoftHsmStore(guardOptions);
+  if (!guarded) {
+    Error e = guarded.error();
     e.message = "[hsm] token store: " + e.message;
     return fail(e);
   }
-  for (const auto& r : guard->restored) {
-    events_.emit({"KMS_TOKEN_RESTORED", storage::EventLevel::warning, std::nullopt,
-                  r.path + ": " + r.reason + "; restored from its verified copy", {{"file", r.path}}});
-  }
-  for (const auto& q : guard->quarantined) {
-    events_.emit({"KMS_TOKEN_OBJECT_QUARANTINED", storage::EventLevel::warning, std::nullopt,
-                  q.path + ": " + q.reason + "; moved to " + q.movedTo, {{"file", q.path}}});
-  }
+  guard = std::move(*guarded);
   auto token = hsm::Token::open(hsm::TokenOptions{config.hsm.module, config.hsm.tokenLabel, config.hsm.pinFile,
                                                   static_cast<std::size_t>(config.hsm.sessionPool)});
   if (!token) {
     Error e = token.error();
-    e.message = tokenOpenError(config, e);
+    e.message = tokenOpenError(config, guard, e);
     e.context.clear();
     return fail(e);
+  }
+  return token;
+}
+
+Result<void> Services::openToken(const config::Config& config) {
+  hsm::TokenStoreReport guard;
+  auto token = openConfiguredToken(config, guard);
+  for (const auto& r : guard.restored) {
+    events_.emit({"KMS_TOKEN_RESTORED", storage::EventLevel::warning, std::nullopt,
+                  r.path + ": " + r.reason + "; restored from its verified copy", {{"file", r.path}}});
+  }
+  for (const auto& q : guard.quarantined) {
+    events_.emit({"KMS_TOKEN_OBJECT_QUARANTINED", storage::EventLevel::warning, std::nullopt,
+                  q.path + ": " + q.reason + "; moved to " + q.movedTo, {{"file", q.path}}});
+  }
+  if (!token) {
+    return fail(token.error());
   }
   token_ = std::move(*token);
   return ok();

@@ -20,6 +20,10 @@
 #include "config/config.h"
 #include "events/event_sink.h"
 #include "hsm/token.h"
+
+namespace kms::hsm {
+struct TokenStoreReport;
+}
 #include "http/transport.h"
 #include "publisher/web_root.h"
 #include "services/ca_session.h"
@@ -54,9 +58,14 @@ std::uint64_t raiseDescriptorLimit();
 /// Creates state_dir (0700) and opens or creates kmsd.db in it (0600), migrating the schema.
 [[nodiscard]] Result<StateDb> openStateDb(const config::Config& config);
 
-/// What an operator reads when the token cannot be opened: a refused PIN names
-/// `[hsm] pin_file` and its path (the file to fix), anything else `[hsm]` and the error.
-[[nodiscard]] std::string tokenOpenError(const config::Config& config, const Error& error);
+/// The configured token, opened as kmsd opens it: `[hsm] softhsm2_conf` set as
+/// SOFTHSM2_CONF before the module is loaded, SoftHSM2's file store guarded first (its
+/// repairs reported in `guard`), and an error an operator can act on: a refused PIN names
+/// `[hsm] pin_file` and its path; a token not found with SoftHSM2 names the softhsm2.conf
+/// read and its token directory, and `[hsm] softhsm2_conf`; anything else `[hsm]` and the
+/// error.
+[[nodiscard]] Result<std::unique_ptr<hsm::Token>> openConfiguredToken(const config::Config& config,
+                                                                      hsm::TokenStoreReport& guard);
 
 /// The settings of `config`: a copy without its certificates.
 [[nodiscard]] std::shared_ptr<const config::Config> settingsOf(const config::Config& config);
