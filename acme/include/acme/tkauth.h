@@ -1,6 +1,6 @@
 #pragma once
 /// @file tkauth-01 (RFC 9447/9448): the challenge is answered with {"atc": <SPC token>}
-/// (or {"tkauth": …} for servers built on RFC 9447's generic example, spec §9.2). Where the
+/// (or {"tkauth": …} for servers built on RFC 9447's generic example, docs/protocols.md). Where the
 /// token comes from is not ACME's business: an SpcTokenSource supplies it (kmsd adapts its
 /// STI-PA client), so acme/ and sti_pa/ do not include each other.
 

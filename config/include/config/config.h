@@ -39,7 +39,7 @@ struct HostPort {
 };
 
 enum class LogFormat { text, json };
-/// How the STI-PA expects the account key fingerprint (spec §9.1).
+/// How the STI-PA expects the account key fingerprint (docs/protocols.md).
 enum class Fingerprint { spki, jwkThumbprint };
 enum class Challenge { tkauth01, http01, dns01 };
 enum class PublicationCheck { fetch, file };

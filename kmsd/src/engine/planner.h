@@ -12,7 +12,7 @@
 
 namespace kms::daemon {
 
-/// One step of the lifecycle (ARCHITECTURE.md). Each is performed by one step function.
+/// One step of the lifecycle (docs/architecture.md). Each is performed by one step function.
 enum class Action {
   wait,            ///< nothing to do before `Plan::at`
   startOrder,      ///< record a new key and an order for it (planned)

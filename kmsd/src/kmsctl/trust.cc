@@ -73,7 +73,7 @@ int ctlTrust(Target& target, bool refresh, bool json, std::ostream& out, std::os
   if (!r) {
     if (refresh) {
       err << "kmsctl: kmsd is not running (no answer on " << socket << "); a refresh needs the daemon\n";
-      return kExitRuntime;
+      return kExitCheckFailed;
     }
     return showTrust(target, json, out, err);
   }

@@ -47,7 +47,7 @@ Result<acme::IssueRequest> issueRequest(const StepContext& ctx, const config::Ce
     if (!der) {
       return fail(der.error());
     }
-    // US practice: padded standard base64, the same bytes as the token's tkvalue (spec §9.3).
+    // US practice: padded standard base64, the same bytes as the token's tkvalue (docs/protocols.md).
     request.identifiers.push_back({"TNAuthList", pki::base64Encode(*der)});
     auto csr = pki::CsrRequest::shaken(*c.spc, c.subjectO.value_or(""), c.subjectC);
     if (!csr) {

@@ -36,9 +36,9 @@ class EcPublicKey {
   [[nodiscard]] std::string jwkJson() const;
   /// RFC 7638 thumbprint: base64url(SHA-256(jwkJson())).
   [[nodiscard]] std::string jwkThumbprint() const;
-  /// "SHA256 AA:..." over the SPKI DER (spec §9.1 default flavour).
+  /// "SHA256 AA:..." over the SPKI DER (docs/protocols.md default flavour).
   [[nodiscard]] std::string spkiFingerprint() const;
-  /// "SHA256 AA:..." over the JWK thumbprint digest (spec §9.1 RFC flavour).
+  /// "SHA256 AA:..." over the JWK thumbprint digest (docs/protocols.md RFC flavour).
   [[nodiscard]] std::string thumbprintFingerprint() const;
 
   /// Verifies an ES256 signature (raw r||s) over message (hashed here with SHA-256).

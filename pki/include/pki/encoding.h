@@ -40,7 +40,7 @@ using Digest = std::array<std::uint8_t, 32>;
 [[nodiscard]] Digest sha256(ByteView data);
 
 /// "SHA256 " + upper-case hex pairs joined by ':' of sha256(data) — the SPC token
-/// fingerprint form (spec §2, §9.1).
+/// fingerprint form (docs/protocols.md).
 [[nodiscard]] std::string sha256Fingerprint(ByteView data);
 
 }  // namespace kms::pki

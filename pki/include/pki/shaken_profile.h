@@ -1,5 +1,5 @@
 #pragma once
-/// @file The SHAKEN end-entity certificate profile (spec §5: ATIS-1000080 + US SHAKEN CP).
+/// @file The SHAKEN end-entity certificate profile (docs/protocols.md: ATIS-1000080 + US SHAKEN CP).
 
 #include <string>
 

@@ -40,7 +40,7 @@ class TnAuthList {
   /// number outside 1..15 characters of "0123456789#*", or a range count below 2.
   [[nodiscard]] static Result<TnAuthList> fromDer(ByteView der);
   /// Parses an ACME identifier value: base64url (RFC 9448) or padded standard base64
-  /// (US practice, spec §9.3).
+  /// (US practice, docs/protocols.md).
   [[nodiscard]] static Result<TnAuthList> fromIdentifierValue(std::string_view value);
 
   /// DER encoding. Fails on the same conditions fromDer rejects, and on an SPC that is

@@ -1,5 +1,5 @@
 #pragma once
-/// @file STI-PA client (spec §2, ATIS-1000080 token API as iconectiv serves it): log in,
+/// @file STI-PA client (docs/protocols.md, ATIS-1000080 token API as iconectiv serves it): log in,
 /// obtain SPC tokens bound to the ACME account key, verify them before use, fetch the CA
 /// trust list and the CRL. (The tkauth-01 solver is in acme/, fed through an SpcTokenSource.)
 
@@ -18,7 +18,7 @@
 
 namespace kms::sti_pa {
 
-/// Which digest of the ACME account key goes into atc.fingerprint (spec §9.1).
+/// Which digest of the ACME account key goes into atc.fingerprint (docs/protocols.md).
 enum class FingerprintKind { spki, jwkThumbprint };
 
 struct StiPaOptions {
@@ -54,7 +54,7 @@ struct Atc {
   std::string fingerprint;
 };
 
-/// A verified STI-PA CA list (spec §2): the approved STI-CA roots.
+/// A verified STI-PA CA list (docs/protocols.md): the approved STI-CA roots.
 struct CaList {
   std::string jws;  ///< the compact JWS as served (kept in the DB)
   std::int64_t sequence = 0;

@@ -21,7 +21,7 @@ namespace kms::storage {
 
 class Db;
 
-/// The lifecycle of a managed certificate (ARCHITECTURE.md). Orders use the same steps.
+/// The lifecycle of a managed certificate (docs/architecture.md). Orders use the same steps.
 enum class CertState {
   planned,
   keyReady,

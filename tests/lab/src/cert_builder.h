@@ -1,6 +1,6 @@
 #pragma once
 /// @file X.509 issuance for the lab: CA certificates, the TLS leaf, SHAKEN end-entity
-/// certificates (spec §5), CSR parsing and the STI-PA CRL. OpenSSL 3 underneath.
+/// certificates (docs/protocols.md), CSR parsing and the STI-PA CRL. OpenSSL 3 underneath.
 
 #include <chrono>
 #include <cstdint>

@@ -11,9 +11,9 @@
 
 namespace kms::lab {
 
-/// What the STI-CA compares the token's atc.fingerprint with (spec §9.1).
+/// What the STI-CA compares the token's atc.fingerprint with (docs/protocols.md).
 enum class FingerprintFlavour { spki, jwkThumbprint };
-/// What the STI-CA accepts as identifier value (spec §9.3).
+/// What the STI-CA accepts as identifier value (docs/protocols.md).
 enum class IdentifierEncoding { any, padded, base64url };
 
 /// Every behaviour switch. Defaults are the conforming, US-practice behaviour.

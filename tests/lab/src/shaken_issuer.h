@@ -1,5 +1,5 @@
 #pragma once
-/// @file SHAKEN end-entity issuance by the lab STI-CA intermediate (spec §5).
+/// @file SHAKEN end-entity issuance by the lab STI-CA intermediate (docs/protocols.md).
 
 #include <string>
 

@@ -1,5 +1,5 @@
 #pragma once
-/// @file The lab STI-PA (spec §2): login, SPC tokens, CA list, CRL, token signer certificate.
+/// @file The lab STI-PA (docs/protocols.md): login, SPC tokens, CA list, CRL, token signer certificate.
 ///
 ///   POST /sti-pa/api/v1/auth/login
 ///   POST /sti-pa/api/v1/account/{SPC}/token       Authorization: <accessToken>

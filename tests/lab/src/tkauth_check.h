@@ -1,5 +1,5 @@
 #pragma once
-/// @file CA-side validation of a tkauth-01 Authority Token (RFC 9448 §6, spec §3).
+/// @file CA-side validation of a tkauth-01 Authority Token (RFC 9448 §6, docs/protocols.md).
 
 #include <cstdint>
 #include <set>

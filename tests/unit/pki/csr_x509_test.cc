@@ -53,7 +53,7 @@ TEST(PkiCsr, ShakenCsrCarriesByteIdenticalTnAuthList) {
   EXPECT_EQ(X509_EXTENSION_get_critical(ext), 0);
   unsigned char* extDer = nullptr;
   int extLen = i2d_X509_EXTENSION(ext, &extDer);
-  // spec §4: the full Extension for SPC 1234.
+  // docs/protocols.md: the full Extension for SPC 1234.
   EXPECT_EQ(hexEncode(ByteView(extDer, static_cast<size_t>(extLen))),
             "301606082B0601050507011A040A3008A006160431323334");
   OPENSSL_free(extDer);

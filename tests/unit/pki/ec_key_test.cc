@@ -6,7 +6,7 @@
 namespace kms::pki {
 namespace {
 
-// RFC 7515 A.3 P-256 key (spec §10.4).
+// RFC 7515 A.3 P-256 key (docs/protocols.md).
 constexpr const char* kX = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
 constexpr const char* kY = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
 

@@ -17,7 +17,7 @@ struct Vector {
   const char* base64;
 };
 
-// spec §4 and §10.1
+// docs/protocols.md
 TEST(PkiTnAuthList, SpecVectorsEncodeAndDecode) {
   const Vector vectors[] = {
       {TnAuthList::forSpc("1234"), "3008A006160431323334", "MAigBhYEMTIzNA=="},

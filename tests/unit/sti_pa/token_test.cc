@@ -1,4 +1,4 @@
-// SPC token verification (spec §2, RFC 9448 §6 from the client's side): tokens made here
+// SPC token verification (docs/protocols.md, RFC 9448 §6 from the client's side): tokens made here
 // with a real P-256 key and a small real CA; the x5u "fetch" returns the signer's PEM.
 #include <gtest/gtest.h>
 
