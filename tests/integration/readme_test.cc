@@ -124,8 +124,8 @@ TEST(Readme, TheUsingItCommandsPrintWhatTheReadmeShows) {
   ASSERT_EQ(::mkdir(root.c_str(), 0755), 0);
   ASSERT_EQ(::mkdir((root + "/bin").c_str(), 0755), 0);
   for (const std::string& binary : {test::kKmsd, test::kKmsctl, test::LabProcess::binary()}) {
-    const std::string name = binary.substr(binary.rfind('/') + 1);
-    ASSERT_EQ(::symlink(binary.c_str(), (root + "/bin/" + name).c_str()), 0) << name;
+    const std::string link = root + "/bin" + binary.substr(binary.rfind('/'));
+    ASSERT_EQ(::symlink(binary.c_str(), link.c_str()), 0) << link;
   }
   test::LabProcess lab(root + "/lab");
   test::DaemonProcess kmsd(lab.file("softhsm2.conf"), lab.file("kmsd.toml"), root + "/kmsd.log");
