@@ -288,15 +288,6 @@ std::size_t columnsOf(const std::string& line) {
   }));
 }
 
-std::vector<std::string> linesOf(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    out.push_back(line);
-  }
-  return out;
-}
-
 TEST_F(Daemon, KmsctlStatusFitsAHundredColumnsWithTheLastErrorUnlessWide) {
   startLab();
   auto kmsd = startDaemon();
@@ -316,7 +307,7 @@ TEST_F(Daemon, KmsctlStatusFitsAHundredColumnsWithTheLastErrorUnlessWide) {
 
   CmdResult narrow = run(kKmsctl, "status");
   ASSERT_EQ(narrow.rc, 0) << narrow.output;
-  for (const std::string& line : linesOf(narrow.output)) {
+  for (const std::string& line : test::linesOf(narrow.output)) {
     EXPECT_LE(columnsOf(line), 100U) << line;
   }
   EXPECT_EQ(narrow.output.find(x5u), std::string::npos) << narrow.output;

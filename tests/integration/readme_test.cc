@@ -99,15 +99,6 @@ std::regex patternOf(const std::string& line) {
   return std::regex(re + R"(\s*$)");
 }
 
-std::vector<std::string> linesOf(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    out.push_back(line);
-  }
-  return out;
-}
-
 TEST(Readme, TheUsingItCommandsPrintWhatTheReadmeShows) {
   const std::vector<Step> steps = stepsOf(test::readFile(KMS_SOURCE_DIR "/README.md"), "## Using it");
   // The section must hold the walk-through, not shrink to nothing.
@@ -143,7 +134,7 @@ TEST(Readme, TheUsingItCommandsPrintWhatTheReadmeShows) {
   ASSERT_EQ(test::runCommand("env -u KMSD_CONFIG -u SOFTHSM2_CONF bash " + scriptFile, &output), 0) << output;
 
   std::vector<std::vector<std::string>> printed;
-  for (const std::string& line : linesOf(output)) {
+  for (const std::string& line : test::linesOf(output)) {
     if (line.starts_with("@@step ")) {
       printed.emplace_back();
     } else if (!printed.empty()) {

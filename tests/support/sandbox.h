@@ -2,6 +2,7 @@
 /// @file Test helpers: a temp directory removed in the destructor, small file helpers.
 
 #include <string>
+#include <vector>
 
 namespace kms::test {
 
@@ -25,6 +26,9 @@ class Sandbox {
 
 /// Reads a whole file; throws std::runtime_error if it cannot.
 std::string readFile(const std::string& path);
+
+/// The lines of `text`, without their '\n'.
+std::vector<std::string> linesOf(const std::string& text);
 
 /// Runs a shell command, returns its exit status; stdout+stderr captured into *output.
 int runCommand(const std::string& command, std::string* output = nullptr);

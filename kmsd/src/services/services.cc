@@ -113,8 +113,9 @@ Result<std::unique_ptr<hsm::Token>> openConfiguredToken(const config::Config& co
                                                   static_cast<std::size_t>(config.hsm.sessionPool)});
   if (!token) {
     Error e = token.error();
-    e.message = tokenOpenError(config, guard, e);
+    e.message = tokenOpenError(config, guard, e);  // says the context and the PKCS#11 code itself
     e.context.clear();
+    e.nativeName.clear();
     return fail(e);
   }
   return token;
