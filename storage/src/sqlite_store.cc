@@ -346,14 +346,17 @@ class SqliteStore final : public Store {
     return readAll<IssuedCert>(*stmt, readIssued);
   }
 
-  Result<std::vector<IssuedCert>> listLatestValid(std::int64_t now) override {
-    auto stmt = db_.prepare(std::string(kIssuedColumns) +
-                            "WHERE i.id = (" + std::string(kNewestPublished) + ") AND i.revoked_at IS NULL AND i.not_after > ?1 "
+  Result<std::vector<IssuedCert>> listLatestValid(std::int64_t now, std::optional<std::string_view> name) override {
+    auto stmt = db_.prepare(std::string(kIssuedColumns) + "WHERE i.id = (" + std::string(kNewestPublished) +
+                            ") AND i.revoked_at IS NULL AND i.not_after > ?1 " + (name ? "AND c.name = ?2 " : "") +
                             "ORDER BY c.name");
     if (!stmt.has_value()) {
       return fail(stmt.error());
     }
     stmt->bindInt64(1, now);
+    if (name) {
+      stmt->bindText(2, *name);
+    }
     return readAll<IssuedCert>(*stmt, readIssued);
   }
 

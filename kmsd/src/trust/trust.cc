@@ -352,7 +352,7 @@ std::vector<std::string> TrustKeeper::checkActive(std::int64_t now) {
   if (!caList_ && !crl_) {
     return {};
   }
-  auto active = s_.store().with([now](storage::Store& st) { return st.listLatestValid(now); });
+  auto active = s_.store().with([now](storage::Store& st) { return st.listLatestValid(now, std::nullopt); });
   if (!active) {
     storeWriteFailed(events_, std::nullopt, "list the active certificates for the trust check", active.error());
     return {};

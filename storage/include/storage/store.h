@@ -277,8 +277,10 @@ class Store {
                                                                    std::optional<std::string_view> name = {}) = 0;
   /// Per managed certificate, its newest published certificate (a chain issued but not yet
   /// published is not what verifiers get) when that one is neither revoked nor expired at
-  /// `now`; an older one it superseded is never returned instead. By name.
-  [[nodiscard]] virtual Result<std::vector<IssuedCert>> listLatestValid(std::int64_t now) = 0;
+  /// `now`; an older one it superseded is never returned instead. By name; only `name`'s
+  /// when given.
+  [[nodiscard]] virtual Result<std::vector<IssuedCert>> listLatestValid(std::int64_t now,
+                                                                        std::optional<std::string_view> name) = 0;
   /// Records publication and the x5u URL. Errc::notFound for an unknown id.
   [[nodiscard]] virtual Result<void> markPublished(std::int64_t issuedId, std::string_view x5uUrl, std::int64_t at) = 0;
   /// Records revocation. Errc::notFound for an unknown id.

@@ -436,16 +436,20 @@ TEST_F(StorageStore, IssuedCertificatesAndLatestValid) {
   EXPECT_EQ(list->at(3).createdAt, kT0);
   EXPECT_EQ(list->at(4).serial, "0a");
 
-  auto latest = store_->listLatestValid(kT0);
+  auto latest = store_->listLatestValid(kT0, std::nullopt);
   KMS_ASSERT_OK(latest);
   ASSERT_EQ(latest->size(), 2u);
   EXPECT_EQ(latest->at(0).certName, "main");
   EXPECT_EQ(latest->at(0).serial, "0b");
   EXPECT_EQ(latest->at(1).certName, "web");
-  latest = store_->listLatestValid(kT0 + 2 * day);
+  latest = store_->listLatestValid(kT0 + 2 * day, std::nullopt);
   KMS_ASSERT_OK(latest);
   ASSERT_EQ(latest->size(), 1u);
   EXPECT_EQ(latest->at(0).serial, "0d");
+  auto onlyWeb = store_->listLatestValid(kT0, std::string_view("web"));  // one name's only
+  KMS_ASSERT_OK(onlyWeb);
+  ASSERT_EQ(onlyWeb->size(), 1u);
+  EXPECT_EQ(onlyWeb->at(0).certName, "web");
 
   auto unknownCert = store_->insertIssued(issued("nope", "ff", kT0, kT0 + day, k1));
   ASSERT_FALSE(unknownCert.has_value());
