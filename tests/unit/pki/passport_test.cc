@@ -134,7 +134,7 @@ TEST(Passport, DiversionAndRichCallDataClaims) {
 }
 
 TEST(Passport, ClaimsAVerifierWouldRejectAreRefusedByName) {
-  auto refusal = [](PassportClaims c) {
+  auto refusal = [](const PassportClaims& c) {
     auto r = checkClaims(c);
     return r ? std::string("accepted") : r.error().toString();
   };
