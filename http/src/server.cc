@@ -26,6 +26,17 @@
 #include <boost/beast/http.hpp>
 
 namespace kms::http {
+
+std::optional<std::string> ServerRequest::header(std::string_view name) const {
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  for (const auto& [key, value] : headers) {
+    if (key.size() == name.size() &&
+        std::equal(key.begin(), key.end(), name.begin(), [&](char a, char b) { return lower(a) == lower(b); })) {
+      return value;
+    }
+  }
+  return std::nullopt;
+}
 namespace {
 
 namespace asio = boost::asio;
@@ -168,7 +179,10 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     keepAlive_ = req.keep_alive();
     version_ = req.version();
     head_ = req.method() == bhttp::verb::head;
-    ServerRequest r{std::string(req.method_string()), std::string(req.target()), std::move(req.body()), peer()};
+    ServerRequest r{std::string(req.method_string()), std::string(req.target()), std::move(req.body()), peer(), {}};
+    for (const auto& field : req) {
+      r.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
     auto self = this->shared_from_this();
     auto executor = socket_.get_executor();
     auto replied = std::make_shared<std::atomic<bool>>(false);

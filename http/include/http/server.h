@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <string_view>
 #include <vector>
 
 #include "kms/error.h"
@@ -37,6 +38,11 @@ struct ServerRequest {
   std::string target;  ///< "/v1/status?x=y"
   std::string body;
   std::optional<PeerCredentials> peer;  ///< on a Unix socket only
+  /// The request's headers, names as sent.
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  /// The first header named `name` (ASCII case-insensitive), or nullopt.
+  [[nodiscard]] std::optional<std::string> header(std::string_view name) const;
 };
 
 struct ServerResponse {

@@ -24,6 +24,7 @@ RouteTable controlRoutes(ControlContext& ctx) {
   addKeyRoutes(routes, ctx);
   addTrustRoutes(routes, ctx);
   addEventRoutes(routes, ctx);
+  addSigningRoutes(routes, ctx);
   return routes;
 }
 

@@ -16,6 +16,7 @@
 namespace kms::daemon {
 
 class Services;
+class SigningService;
 class Steps;
 class TrustKeeper;
 class TrustState;
@@ -30,6 +31,8 @@ struct ControlContext {
   TrustKeeper& trust;
   const TrustState& trustState;
   Steps& steps;
+  /// The PASSporT signer (null with --once).
+  SigningService* signing;
   /// The configuration in force (read on the loop; a reload swaps it).
   std::function<std::shared_ptr<const config::Config>()> config;
   /// Why kmsd is not ready ("starting", "stopping"), or empty.
@@ -53,5 +56,7 @@ void addCertificateRoutes(RouteTable& routes, ControlContext& ctx);
 void addKeyRoutes(RouteTable& routes, ControlContext& ctx);
 void addTrustRoutes(RouteTable& routes, ControlContext& ctx);
 void addEventRoutes(RouteTable& routes, ControlContext& ctx);
+/// POST /stir/v1/signing (ATIS-1000082; its own error bodies, not problem documents).
+void addSigningRoutes(RouteTable& routes, ControlContext& ctx);
 
 }  // namespace kms::daemon

@@ -40,6 +40,18 @@ Result<void> openState(Daemon::Parts& p) {
   return ok();
 }
 
+/// The PASSporT signer: the current certificates' keys, kept current by the events that
+/// change them, and the threads that sign.
+Result<void> openSigning(Daemon::Parts& p) {
+  p.signingKeys = std::make_unique<SigningKeys>(*p.state.locked, p.services->keys().token(), *p.trustState, *p.sink);
+  if (auto r = p.signingKeys->reloadAll(unixSeconds(p.clock->now())); !r) {
+    return fail(r.error());
+  }
+  p.sink->addListener([&p](const EventRecord& e) { p.signingKeys->follow(e, unixSeconds(p.clock->now())); });
+  p.signing = std::make_unique<SigningService>(*p.signingKeys, *p.clock, kSigningThreads);
+  return ok();
+}
+
 Result<void> openServices(Daemon::Parts& p, const config::Config& full) {
   const std::size_t workers = defaultConcurrency(full);
   p.executor = std::make_unique<AsioExecutor>(
@@ -55,6 +67,11 @@ Result<void> openServices(Daemon::Parts& p, const config::Config& full) {
     return fail(services.error());
   }
   p.services = std::move(*services);
+  if (!p.options.once) {
+    if (auto r = openSigning(p); !r) {
+      return fail(r.error());
+    }
+  }
   p.steps = std::make_unique<Steps>(*p.services, *p.trustState, *p.clock, *p.random, *p.sink);
   p.trust = std::make_unique<TrustKeeper>(*p.services, *p.trustState, *p.clock, *p.sink);
   p.trust->load();  // the kept CA list's roots are the anchors until a newer one is read
@@ -119,6 +136,7 @@ Result<void> overrideWaits(Daemon::Parts& p) {
 void openControl(Daemon::Parts& p) {
   p.control = std::make_unique<ControlContext>(ControlContext{
       *p.engine, *p.executor, *p.state.locked, *p.clock, *p.sink, *p.services, *p.trust, *p.trustState, *p.steps,
+      p.signing.get(),
       [&p] { return p.config; },
       [&p]() -> std::string {
         return p.engine->stopping() ? "stopping" : p.started ? "" : "starting";
@@ -185,6 +203,10 @@ std::size_t defaultConcurrency(const config::Config& c) {
 Daemon::Parts::~Parts() {
   if (executor) {
     executor->join();  // nothing runs on a worker once the parts it uses go
+  }
+  signing.reset();  // its threads joined
+  if (sink) {
+    sink->clearListeners();  // before the signing keys they update go
   }
 }
 

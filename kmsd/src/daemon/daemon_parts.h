@@ -16,6 +16,8 @@
 #include "http/server.h"
 #include "lifecycle/steps.h"
 #include "services/services.h"
+#include "signing/signing_keys.h"
+#include "signing/signing_service.h"
 #include "trust/trust.h"
 #include "trust/trust_state.h"
 
@@ -42,6 +44,8 @@ struct Daemon::Parts {
   std::unique_ptr<AsioExecutor> executor;
   std::unique_ptr<TrustState> trustState;
   std::unique_ptr<Services> services;
+  std::unique_ptr<SigningKeys> signingKeys;  ///< not with --once
+  std::unique_ptr<SigningService> signing;   ///< its threads; not with --once
   std::unique_ptr<Steps> steps;
   std::unique_ptr<TrustKeeper> trust;
   std::unique_ptr<Engine> engine;

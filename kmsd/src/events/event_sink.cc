@@ -142,6 +142,9 @@ void StoreEventSink::emit(const EventRecord& event) {
                     "could not append " + std::string(event.id) + " to the event log: " + appended.error().toString(),
                     {}});
   }
+  for (const auto& listener : listeners_) {
+    listener(event);
+  }
 }
 
 void internalError(EventSink& sink, const std::string& where, const std::string& what) {

@@ -91,10 +91,17 @@ class StoreEventSink final : public EventSink {
  public:
   StoreEventSink(LockedStore& store, Logger& log) : store_(store), log_(log) {}
   void emit(const EventRecord& event) override;
+  /// `listener` is told of every event after it is logged and recorded (the signing keys
+  /// follow activations; metrics and alerts later). Added before the engine starts, never
+  /// after; called on the emitting thread, never with the state DB locked.
+  void addListener(std::function<void(const EventRecord&)> listener) { listeners_.push_back(std::move(listener)); }
+  /// Before the listeners go (nothing emits concurrently then).
+  void clearListeners() { listeners_.clear(); }
 
  private:
   LockedStore& store_;
   Logger& log_;
+  std::vector<std::function<void(const EventRecord&)>> listeners_;
 };
 
 }  // namespace kms::daemon

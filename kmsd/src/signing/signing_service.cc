@@ -1,0 +1,88 @@
+#include "signing/signing_service.h"
+
+#include "pki/passport.h"
+
+namespace kms::daemon {
+
+SigningService::SigningService(SigningKeys& keys, const Clock& clock, std::size_t threads)
+    : keys_(keys), clock_(clock) {
+  for (std::size_t i = 0; i < std::max<std::size_t>(threads, 1); ++i) {
+    threads_.emplace_back([this] { run(); });
+  }
+}
+
+SigningService::~SigningService() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : threads_) {
+    t.join();
+  }
+}
+
+void SigningService::post(std::function<void()> job) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    jobs_.push_back(std::move(job));
+  }
+  wake_.notify_one();
+}
+
+void SigningService::run() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) {
+        return;  // stopping, and nothing left
+      }
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    job();
+  }
+}
+
+std::variant<Signed, AtisError> SigningService::sign(std::string_view body, const SigningClient& client) const {
+  const std::int64_t now = unixSeconds(clock_.now());
+  auto parsed = parseSigningRequest(body, now);
+  if (auto* e = std::get_if<AtisError>(&parsed)) {
+    return *e;
+  }
+  const SigningRequest& request = std::get<SigningRequest>(parsed);
+  std::string name;
+  if (request.cert) {
+    name = *request.cert;
+    if (!client.certs.empty() && !client.certs.contains(name)) {
+      return forbidden(client.id + " may not sign with certificate '" + name + "'");
+    }
+  } else {
+    std::vector<std::string> mine;
+    for (const auto& n : keys_.names()) {
+      if (client.certs.empty() || client.certs.contains(n)) {
+        mine.push_back(n);
+      }
+    }
+    if (mine.size() != 1) {
+      return mine.empty() ? unavailable("no certificate " + client.id + " may use has a current certificate")
+                          : missingParameter("cert (kmsd signs for " + std::to_string(mine.size()) +
+                                             " certificates: name one)");
+    }
+    name = mine.front();
+  }
+  const SigningPick pick = keys_.pick(name, now);
+  if (!pick.key) {
+    return unavailable(pick.refusal);
+  }
+  auto jws = pki::signPassport(request.claims, pick.key->x5u, *pick.key->key);
+  if (!jws) {
+    return jws.error().code == Errc::invalidArgument ? invalidParameter("signingRequest", jws.error().message)
+                                                     : unavailable("the HSM did not sign: " + jws.error().toString());
+  }
+  return Signed{pki::identityHeader(*jws, pick.key->x5u, request.claims.type), name, pick.key->serial};
+}
+
+}  // namespace kms::daemon

@@ -1,0 +1,226 @@
+// PASSporT signing through kmsd's ATIS-1000082 route on the control socket, against kms-lab:
+// what an SBC sends (curl over the unix socket), what it gets back, and every token checked
+// with the openssl command line against the chain its x5u serves (never kmsd's own code).
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "daemon_process.h"
+#include "lab_process.h"
+#include "pki/ec_key.h"
+#include "pki/encoding.h"
+#include "pki/jose.h"
+#include "pki/passport.h"
+#include "sandbox.h"
+
+namespace kms {
+namespace {
+
+/// What curl got: status, headers (lower-case names as sent), body.
+struct Answer {
+  int status = 0;
+  std::string headers;
+  std::string body;
+};
+
+class Signing : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    lab_ = std::make_unique<test::LabProcess>(sandbox_.file("lab"));
+    kmsd_ = std::make_unique<test::DaemonProcess>(lab_->file("softhsm2.conf"), lab_->file("kmsd.toml"),
+                                                  sandbox_.file("kmsd.log"));
+    ASSERT_TRUE(kmsd_->waitFor("KMS_RENEWAL_PLANNED cert=main")) << kmsd_->log();
+  }
+
+  /// POST `body` to /stir/v1/signing over the control socket, as an SBC's HTTP client would.
+  Answer post(const std::string& body, const std::string& extraHeader = "") {
+    const std::string bodyFile = sandbox_.write("request.json", body);
+    const std::string out = sandbox_.file("answer.body");
+    const std::string hdr = sandbox_.file("answer.headers");
+    std::string status;
+    const int rc = test::runCommand(
+        "curl -s -o " + out + " -D " + hdr + " -w '%{http_code}' --unix-socket " + lab_->file("kmsd.sock") +
+            " -H 'Content-Type: application/json' " + (extraHeader.empty() ? "" : "-H '" + extraHeader + "' ") +
+            "--data-binary @" + bodyFile + " http://kmsd/stir/v1/signing",
+        &status);
+    EXPECT_EQ(rc, 0) << status;
+    return Answer{std::atoi(status.c_str()), test::readFile(hdr), test::readFile(out)};
+  }
+
+  /// Checks `identity` the way a verifier does, with curl and openssl only: the x5u's chain
+  /// fetched over HTTPS, the leaf's key, the ES256 signature over the signing input.
+  void expectVerifies(const std::string& identity) {
+    auto header = pki::parseIdentityHeader(identity);
+    ASSERT_TRUE(header.has_value()) << identity;
+    auto jws = pki::parseCompactJws(header->jws);
+    ASSERT_TRUE(jws.has_value());
+    const auto protectedHeader = nlohmann::json::parse(jws->protectedJson);
+    EXPECT_EQ(protectedHeader.value("x5u", ""), header->info);
+    const std::string chain = sandbox_.file("chain.pem");
+    std::string out;
+    ASSERT_EQ(test::runCommand("curl -sf --cacert " + lab_->file("tls-ca.pem") + " -o " + chain + " '" +
+                                   header->info + "'",
+                               &out),
+              0)
+        << out;
+    ASSERT_EQ(test::runCommand("openssl x509 -in " + chain + " -noout -pubkey > " + sandbox_.file("pub.pem"), &out),
+              0)
+        << out;
+    auto der = pki::rawSignatureToDer(jws->signature);
+    ASSERT_TRUE(der.has_value());
+    sandbox_.write("sig.der", std::string(der->begin(), der->end()));
+    sandbox_.write("input", jws->signingInput);
+    EXPECT_EQ(test::runCommand("openssl dgst -sha256 -verify " + sandbox_.file("pub.pem") + " -signature " +
+                                   sandbox_.file("sig.der") + " " + sandbox_.file("input"),
+                               &out),
+              0)
+        << out;
+  }
+
+  static std::string request(const std::string& members) {
+    return R"({"signingRequest":{)" + members + "}}";
+  }
+
+  test::Sandbox sandbox_;
+  std::unique_ptr<test::LabProcess> lab_;
+  std::unique_ptr<test::DaemonProcess> kmsd_;
+};
+
+TEST_F(Signing, ASignedTokenVerifiesAgainstTheChainItsX5uServes) {
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+  Answer a = post(request(R"("attest":"A","dest":{"tn":["+1 (235) 555-1212"]},"iat":)" + std::to_string(now) +
+                          R"(,"orig":{"tn":"12155551212"},"origid":"de305d54-75b4-431b-adb2-eb6b9e546014")"),
+                  "X-RequestID: req-42");
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_NE(a.headers.find("X-RequestID: req-42\r\n"), std::string::npos) << a.headers;
+  const auto j = nlohmann::json::parse(a.body);
+  const std::string identity = j["signingResponse"].value("identity", "");
+  ASSERT_FALSE(identity.empty()) << a.body;
+  expectVerifies(identity);
+  auto header = pki::parseIdentityHeader(identity);
+  ASSERT_TRUE(header.has_value());
+  EXPECT_EQ(header->ppt, "shaken");
+  EXPECT_EQ(header->alg, "ES256");
+  EXPECT_NE(header->info.find("/sti-cr/main/"), std::string::npos) << header->info;  // the active certificate's
+  auto jws = pki::parseCompactJws(header->jws);
+  ASSERT_TRUE(jws.has_value());
+  EXPECT_EQ(jws->payload, R"({"attest":"A","dest":{"tn":["12355551212"]},"iat":)" + std::to_string(now) +
+                              R"(,"orig":{"tn":"12155551212"},"origid":"de305d54-75b4-431b-adb2-eb6b9e546014"})");
+  // The log never holds a token.
+  EXPECT_EQ(kmsd_->log().find(header->jws.substr(0, 40)), std::string::npos);
+}
+
+TEST_F(Signing, DiversionAndRichCallDataAndAnOrigidMadeForTheCaller) {
+  Answer rcd = post(request(R"("attest":"B","dest":{"tn":["12355551212"]},"orig":{"tn":"12155551212"},)"
+                            R"("rcd":{"nam":"Example Telecom"},"crn":"Billing")"));
+  ASSERT_EQ(rcd.status, 200) << rcd.body;
+  const std::string identity = nlohmann::json::parse(rcd.body)["signingResponse"].value("identity", "");
+  expectVerifies(identity);
+  auto payload = nlohmann::json::parse(pki::parseCompactJws(pki::parseIdentityHeader(identity)->jws)->payload);
+  EXPECT_TRUE(pki::isUuid(payload.value("origid", ""))) << payload.dump();
+  EXPECT_EQ(payload["rcd"].value("nam", ""), "Example Telecom");
+  EXPECT_EQ(payload.value("crn", ""), "Billing");
+
+  Answer div = post(request(R"("dest":{"tn":["12355550000"]},"orig":{"tn":"12155551212"},"div":{"tn":"12355551212"})"));
+  ASSERT_EQ(div.status, 200) << div.body;
+  const std::string divIdentity = nlohmann::json::parse(div.body)["signingResponse"].value("identity", "");
+  expectVerifies(divIdentity);
+  auto divHeader = pki::parseIdentityHeader(divIdentity);
+  EXPECT_EQ(divHeader->ppt, "div");
+  auto divJws = pki::parseCompactJws(divHeader->jws);
+  EXPECT_NE(divJws->protectedJson.find(R"("ppt":"div")"), std::string::npos);
+  EXPECT_EQ(divJws->payload.find("attest"), std::string::npos) << divJws->payload;
+  EXPECT_NE(divJws->payload.find(R"("div":{"tn":"12355551212"})"), std::string::npos) << divJws->payload;
+}
+
+TEST_F(Signing, BadRequestsGetAtisErrorsThatNameTheMember) {
+  struct Case {
+    std::string body;
+    int status;
+    std::string messageId;
+    std::string mentions;
+  };
+  const std::string fine = R"("attest":"A","dest":{"tn":["12355551212"]},"orig":{"tn":"12155551212"})";
+  std::string manyDest = R"("attest":"A","orig":{"tn":"1"},"dest":{"tn":[)";
+  for (int i = 0; i < 10000; ++i) {
+    manyDest += (i ? ",\"" : "\"") + std::to_string(12000000000 + i) + "\"";
+  }
+  manyDest += "]}";
+  std::string manyDest101 = R"("attest":"A","orig":{"tn":"1"},"dest":{"tn":[)";
+  for (int i = 0; i < 101; ++i) {
+    manyDest101 += (i ? ",\"" : "\"") + std::to_string(12000000000 + i) + "\"";
+  }
+  manyDest101 += "]}";
+  const std::vector<Case> cases{
+      {"", 400, "SVC4000", ""},
+      {"{not json", 400, "SVC4006", "not JSON"},
+      {request(fine + R"(,"attest":"B")"), 400, "SVC4006", "attest"},  // a duplicate member
+      {std::string(50, '[') + std::string(50, ']'), 400, "SVC4006", "nested"},
+      {request(R"("attest":"A","dest":{"tn":["1215555CALL"]},"orig":{"tn":"12155551212"})"), 400, "SVC4005",
+       "dest.tn[0]"},
+      {request(R"("attest":"D","dest":{"tn":["12355551212"]},"orig":{"tn":"12155551212"})"), 400, "SVC4005",
+       "attest"},
+      {request(R"("dest":{"tn":["12355551212"]},"orig":{"tn":"12155551212"})"), 400, "SVC4001", "attest"},
+      {request(fine + R"(,"iat":1)"), 400, "SVC4005", "iat"},
+      {request(fine + R"(,"origid":"nope")"), 400, "SVC4005", "origid"},
+      {request(fine + R"(,"colour":"red")"), 400, "SVC4005", "colour"},
+      {request(manyDest101), 400, "SVC4005", "dest.tn"},
+      {request(fine + R"(,"cert":"nosuch")"), 503, "SVC5000", "nosuch"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.body.substr(0, 80));
+    Answer a = post(c.body);
+    EXPECT_EQ(a.status, c.status) << a.body;
+    auto j = nlohmann::json::parse(a.body, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << a.body;
+    const char* kind = c.messageId.starts_with("POL") ? "policyException" : "serviceException";
+    ASSERT_TRUE(j["requestError"].contains(kind)) << a.body;
+    const auto& e = j["requestError"][kind];
+    EXPECT_EQ(e.value("messageId", ""), c.messageId) << a.body;
+    EXPECT_NE(e.dump().find(c.mentions), std::string::npos) << a.body;
+    EXPECT_NE(a.headers.find("X-RequestID: "), std::string::npos) << a.headers;  // made up when not sent
+  }
+  // 10,000 dest TNs are over the control socket's body cap: refused before being read.
+  EXPECT_EQ(post(request(manyDest)).status, 413);
+  // kmsd is still there, and still signs.
+  EXPECT_EQ(post(request(fine)).status, 200);
+}
+
+TEST_F(Signing, ARevokedCertificateSignsNothingUntilItsReplacementIsActive) {
+  const std::string fine = request(R"("attest":"A","dest":{"tn":["12355551212"]},"orig":{"tn":"12155551212"})");
+  ASSERT_EQ(post(fine).status, 200);
+  // The CA now wants the other fingerprint: the replacement's tkauth-01 fails, so the
+  // certificate stays without a successor for as long as the test needs.
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"fingerprint":"jwk-thumbprint"})"));
+  ASSERT_EQ(test::runTool("", test::kKmsctl, lab_->file("kmsd.toml"), "revoke main").rc, 0);
+  ASSERT_TRUE(kmsd_->waitFor("FAILED cert=main")) << kmsd_->log();
+  for (int i = 0; i < 3; ++i) {
+    Answer a = post(fine);
+    EXPECT_EQ(a.status, 503) << a.body;
+    EXPECT_NE(a.body.find("SVC5000"), std::string::npos) << a.body;
+    EXPECT_NE(a.body.find("no current certificate"), std::string::npos) << a.body;
+  }
+  const std::string log = kmsd_->log();
+  const auto refused = log.find("KMS_SIGNING_REFUSED cert=main");
+  EXPECT_NE(refused, std::string::npos) << log;
+  EXPECT_EQ(log.find("KMS_SIGNING_REFUSED cert=main", refused + 1), std::string::npos) << "said once, not per request";
+
+  // The CA is mended and the renewal asked for: the replacement signs, with its own x5u.
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"fingerprint":"spki"})"));
+  ASSERT_EQ(test::runTool("", test::kKmsctl, lab_->file("kmsd.toml"), "renew main --wait").rc, 0) << kmsd_->log();
+  Answer after = post(fine);
+  ASSERT_EQ(after.status, 200) << after.body;
+  expectVerifies(nlohmann::json::parse(after.body)["signingResponse"].value("identity", ""));
+}
+
+}  // namespace
+}  // namespace kms
