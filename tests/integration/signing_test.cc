@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <string>
@@ -220,6 +221,72 @@ TEST_F(Signing, ARevokedCertificateSignsNothingUntilItsReplacementIsActive) {
   Answer after = post(fine);
   ASSERT_EQ(after.status, 200) << after.body;
   expectVerifies(nlohmann::json::parse(after.body)["signingResponse"].value("identity", ""));
+}
+
+TEST_F(Signing, OnlyTheAdminGroupMaySignOnTheControlSocket) {
+  // kmsd again with [daemon] control_admin_group = "root"; the socket opened to group
+  // nogroup, so uid 65534 (gid nogroup) can connect but is not in the admin group.
+  ASSERT_EQ(kmsd_->stop(), 0);
+  std::string toml = test::readFile(lab_->file("kmsd.toml"));
+  toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\ncontrol_admin_group = \"root\"\n");
+  sandbox_.write("admin.toml", toml);
+  kmsd_ = std::make_unique<test::DaemonProcess>(lab_->file("softhsm2.conf"), sandbox_.file("admin.toml"),
+                                                sandbox_.file("kmsd2.log"));
+  ASSERT_TRUE(kmsd_->waitFor("KMS_STARTED")) << kmsd_->log();
+  ASSERT_EQ(::chmod(sandbox_.path().c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(lab_->file("").c_str(), 0755), 0);
+  std::string out;
+  ASSERT_EQ(test::runCommand("chgrp nogroup " + lab_->file("kmsd.sock"), &out), 0) << out;
+  const std::string body = sandbox_.write(
+      "nobody.json", request(R"("attest":"A","dest":{"tn":["12355551212"]},"orig":{"tn":"12155551212"})"));
+  ::chmod(body.c_str(), 0644);
+  std::string answer;
+  ASSERT_EQ(test::runCommand("setpriv --reuid=65534 --regid=65534 --clear-groups curl -s -w ' %{http_code}' "
+                             "--unix-socket " + lab_->file("kmsd.sock") + " --data-binary @" + body +
+                                 " http://kmsd/stir/v1/signing",
+                             &answer),
+            0)
+      << answer;
+  EXPECT_NE(answer.find(R"("policyException":{"messageId":"POL4002")"), std::string::npos) << answer;
+  EXPECT_EQ(answer.substr(answer.size() - 4), " 403") << answer;
+  EXPECT_EQ(answer.find("signingResponse"), std::string::npos) << answer;
+  // root is.
+  EXPECT_EQ(post(test::readFile(body)).status, 200);
+}
+
+TEST_F(Signing, KmsctlPassportSignPrintsTheIdentityHeader) {
+  auto kmsctl = [&](const std::string& args) { return test::runTool("", test::kKmsctl, lab_->file("kmsd.toml"), args); };
+  test::CmdResult shaken = kmsctl("passport sign --orig +12155551212 --dest 12355551212,12355551213 --attest B");
+  ASSERT_EQ(shaken.rc, 0) << shaken.output;
+  ASSERT_EQ(shaken.output.back(), '\n');
+  const std::string identity = shaken.output.substr(0, shaken.output.size() - 1);
+  expectVerifies(identity);
+  auto payload = nlohmann::json::parse(pki::parseCompactJws(pki::parseIdentityHeader(identity)->jws)->payload);
+  EXPECT_EQ(payload["dest"]["tn"], nlohmann::json::array({"12355551212", "12355551213"}));
+  EXPECT_EQ(payload.value("attest", ""), "B");
+
+  test::CmdResult div = kmsctl("passport sign --cert main --orig 12155551212 --dest 12355550000 --div 12355551212");
+  ASSERT_EQ(div.rc, 0) << div.output;
+  EXPECT_NE(div.output.find(";ppt=div\n"), std::string::npos) << div.output;
+
+  test::CmdResult usage = kmsctl("passport sign --orig 12155551212 --dest 12355551212");
+  EXPECT_EQ(usage.rc, 2) << usage.output;  // no --attest, no --div
+  test::CmdResult letters = kmsctl("passport sign --orig 1215555CALL --dest 12355551212 --attest A");
+  EXPECT_EQ(letters.rc, 1) << letters.output;
+  EXPECT_NE(letters.output.find("kmsctl: kmsd did not sign (HTTP 400): SVC4005: Invalid value for parameter orig.tn"),
+            std::string::npos)
+      << letters.output;
+  test::CmdResult other = kmsctl("passport sign --cert nosuch --orig 12155551212 --dest 12355551212 --attest A");
+  EXPECT_EQ(other.rc, 1) << other.output;
+  EXPECT_NE(other.output.find("no SHAKEN certificate named 'nosuch'"), std::string::npos) << other.output;
+
+  ASSERT_EQ(kmsd_->stop(), 0) << kmsd_->log();
+  test::CmdResult down = kmsctl("passport sign --orig 12155551212 --dest 12355551212 --attest A");
+  EXPECT_EQ(down.rc, 1) << down.output;
+  EXPECT_NE(down.output.find("kmsctl: kmsd is not running (no answer on " + lab_->file("kmsd.sock") +
+                             "); signing needs the daemon"),
+            std::string::npos)
+      << down.output;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "kmsctl/client.h"
 
@@ -40,6 +41,20 @@ int ctlTrust(Target& target, bool refresh, bool json, std::ostream& out, std::os
 /// or, when it is down, the state DB; with `follow`, from the daemon, printing new ones
 /// as they come.
 int ctlEvents(Target& target, int limit, bool follow, bool reverse, std::ostream& out, std::ostream& err);
+
+/// What `kmsctl passport sign` asks for.
+struct PassportOptions {
+  std::string cert;  ///< empty: the only certificate
+  std::string orig;
+  std::vector<std::string> dest;
+  std::string attest;
+  std::string origid;   ///< empty: kmsd makes one
+  std::string div;      ///< a diversion PASSporT from the number first called
+  std::string rcdName;  ///< Rich Call Data display name
+};
+/// Has the daemon sign a PASSporT and prints the Identity header value; exit 1 naming the
+/// cause when kmsd is down or refuses (the certificate not active, a bad number).
+int ctlPassportSign(Target& target, const PassportOptions& o, std::ostream& out, std::ostream& err);
 
 /// With the daemon down: the status from the state DB in the daemon's JSON shape.
 int showStatus(Target& target, const StatusOptions& o, std::ostream& out, std::ostream& err);

@@ -26,6 +26,7 @@ struct Options {
   std::string configPath = kDefaultConfig;
   std::string socket;
   StatusOptions status;
+  PassportOptions passport;
   bool json = false;
   int limit = 50;
   bool refresh = false;
@@ -77,6 +78,23 @@ std::vector<Command> declare(CLI::App& app, Options& o, std::optional<Target>& t
   out.emplace_back(revoke, [&o, &t] {
     return ctlRevoke(*t, o.name, *parseRevocationReason(o.reasonText), std::cout, std::cerr);
   });
+  auto* passport = app.add_subcommand("passport", "PASSporTs signed with the keys kmsd manages");
+  passport->require_subcommand(1);
+  auto* sign = passport->add_subcommand("sign", "have kmsd sign a PASSporT; prints the SIP Identity header value");
+  sign->add_option("--cert", o.passport.cert, "certificate to sign with (default: the only one)");
+  sign->add_option("--orig", o.passport.orig, "calling number")->required();
+  sign->add_option("--dest", o.passport.dest, "called number(s)")->required()->delimiter(',');
+  auto* attest = sign->add_option("--attest", o.passport.attest, "attestation level")->check(CLI::IsMember({"A", "B", "C"}));
+  sign->add_option("--origid", o.passport.origid, "origination identifier, a UUID (default: a new one)");
+  auto* div = sign->add_option("--div", o.passport.div, "sign a diversion (div) PASSporT from this originally called number");
+  sign->add_option("--rcd-name", o.passport.rcdName, "Rich Call Data: the caller's display name");
+  attest->excludes(div);
+  sign->callback([attest, div] {
+    if (attest->count() == 0 && div->count() == 0) {
+      throw CLI::RequiredError("--attest (or --div for a diversion PASSporT)");
+    }
+  });
+  out.emplace_back(sign, [&o, &t] { return ctlPassportSign(*t, o.passport, std::cout, std::cerr); });
   auto* check = app.add_subcommand("check-config", "validate the configuration and log in to the HSM");
   out.emplace_back(check, [&o] { return checkConfig(o.configPath, std::cout, std::cerr); });
   return out;
