@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -221,6 +222,43 @@ TEST_F(Signing, ARevokedCertificateSignsNothingUntilItsReplacementIsActive) {
   Answer after = post(fine);
   ASSERT_EQ(after.status, 200) << after.body;
   expectVerifies(nlohmann::json::parse(after.body)["signingResponse"].value("identity", ""));
+}
+
+TEST_F(Signing, SignaturesDoNotWaitForAnOrderHeldAtTheCa) {
+  // Every ACME request held until released: the renewal asked for now sits in a worker.
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"acme_hold":true})"));
+  ASSERT_EQ(test::runTool("", test::kKmsctl, lab_->file("kmsd.toml"), "renew main").rc, 0);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (lab_->log().find("kms-lab: holding POST /acme/") == std::string::npos &&
+         std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_NE(lab_->log().find("kms-lab: holding POST /acme/"), std::string::npos) << lab_->log();
+  const std::string fine = request(R"("attest":"A","dest":{"tn":["12355551212"]},"orig":{"tn":"12155551212"})");
+  for (int i = 0; i < 20; ++i) {
+    Answer a = post(fine);
+    ASSERT_EQ(a.status, 200) << a.body;
+    if (i == 0) {
+      expectVerifies(nlohmann::json::parse(a.body)["signingResponse"].value("identity", ""));
+    }
+  }
+  // All of that while the order was held: it is released only now.
+  auto activations = [&] {
+    const std::string log = kmsd_->log();
+    int n = 0;
+    for (auto at = log.find("KMS_CERT_ACTIVATED cert=main"); at != std::string::npos;
+         at = log.find("KMS_CERT_ACTIVATED cert=main", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(activations(), 1);
+  ASSERT_TRUE(lab_->labSwitch("/lab/hostile", R"({"acme_hold":false})"));
+  const auto renewed = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (activations() < 2 && std::chrono::steady_clock::now() < renewed) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(activations(), 2) << kmsd_->log();
 }
 
 TEST_F(Signing, OnlyTheAdminGroupMaySignOnTheControlSocket) {

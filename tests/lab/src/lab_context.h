@@ -2,6 +2,7 @@
 /// @file State shared by the lab's STI-PA and STI-CA: options, PKI, CA store, URLs.
 /// One mutex (held by the router around each request) serialises all of it.
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <set>
@@ -34,6 +35,9 @@ struct HostileSwitches {
   std::string nonce = "good";
   std::string location = "good";
   std::optional<std::string> ariRetryAfter;
+  /// Every ACME request is held (not answered) while this is set, released when it is
+  /// cleared (POST /lab/hostile {"acme_hold":false}): a test holds an order as long as it needs.
+  std::atomic<bool> acmeHold{false};
 };
 
 struct LabContext {

@@ -102,6 +102,12 @@ int main(int argc, char** argv) {
                 << " ms" << std::endl;
       std::this_thread::sleep_for(std::chrono::milliseconds(ctx.options.slowMs));
     }
+    if (ctx.hostile.acmeHold && request.path.starts_with("/acme/")) {
+      std::cerr << "kms-lab: holding " << request.method << " " << request.path << " until released" << std::endl;
+      while (ctx.hostile.acmeHold) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
     if (ctx.options.stiCrDelayMs > 0 && request.path.starts_with("/sti-cr/")) {
       std::this_thread::sleep_for(std::chrono::milliseconds(ctx.options.stiCrDelayMs));
     }

@@ -320,6 +320,12 @@ LabReply StiPaService::admin(const LabRequest& request) {
         return failed(400, "ari_retry_after must be a string (the Retry-After value) or null");
       }
     }
+    if (body.contains("acme_hold")) {
+      if (!body["acme_hold"].is_boolean()) {
+        return failed(400, "acme_hold must be true or false");
+      }
+      ctx_.hostile.acmeHold = body["acme_hold"].get<bool>();
+    }
     if (body.contains("fingerprint")) {
       if (!body["fingerprint"].is_string() || (body["fingerprint"] != "spki" && body["fingerprint"] != "jwk-thumbprint")) {
         return failed(400, "fingerprint must be spki or jwk-thumbprint");
@@ -330,6 +336,7 @@ LabReply StiPaService::admin(const LabRequest& request) {
     return LabReply::json(200, json{{"nonce", ctx_.hostile.nonce},
                                     {"fingerprint", toString(ctx_.options.fingerprint)},
                                     {"location", ctx_.hostile.location},
+                                    {"acme_hold", ctx_.hostile.acmeHold.load()},
                                     {"ari_retry_after", ctx_.hostile.ariRetryAfter.value_or("")}});
   }
   if (path == "/lab/rotate-root") {
