@@ -30,6 +30,7 @@ packages=(
   clang-14 libfuzzer-14-dev libclang-rt-14-dev   # fuzzing (tests/fuzz: libFuzzer + ASan/UBSan)
   procps                        # ps/pkill used by tests
   nginx                         # the STI-CR web server of deploy/nginx/sti-cr.conf (tests start their own)
+  secsipidx                     # asipto's STIR/SHAKEN reference tool: checks every PASSporT kmsd signs
 )
 
 missing=()

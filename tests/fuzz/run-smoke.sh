@@ -24,7 +24,7 @@ fi
 fuzz_dir=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$fuzz_dir/../.." && pwd)
 build=${KMS_FUZZ_BUILD_DIR:-$root/build-fuzz}
-targets=(fuzz_tnauthlist fuzz_jws fuzz_acme_objects fuzz_config fuzz_pkcs11_uri fuzz_pem_chain)
+targets=(fuzz_tnauthlist fuzz_jws fuzz_acme_objects fuzz_config fuzz_pkcs11_uri fuzz_pem_chain fuzz_signing_request)
 
 lock=()
 if [[ -n ${KMS_BUILD_LOCK:-} ]]; then

@@ -58,7 +58,8 @@ class Signing : public ::testing::Test {
 
   /// Checks `identity` the way a verifier does, with curl and openssl only: the x5u's chain
   /// fetched over HTTPS, the leaf's key, the ES256 signature over the signing input.
-  void expectVerifies(const std::string& identity) {
+  /// `secsipidx`: also with asipto's tool, which (1.2.0) takes only ppt "shaken".
+  void expectVerifies(const std::string& identity, bool secsipidx = true) {
     auto header = pki::parseIdentityHeader(identity);
     ASSERT_TRUE(header.has_value()) << identity;
     auto jws = pki::parseCompactJws(header->jws);
@@ -81,6 +82,27 @@ class Signing : public ::testing::Test {
     sandbox_.write("input", jws->signingInput);
     EXPECT_EQ(test::runCommand("openssl dgst -sha256 -verify " + sandbox_.file("pub.pem") + " -signature " +
                                    sandbox_.file("sig.der") + " " + sandbox_.file("input"),
+                               &out),
+              0)
+        << out;
+    if (!secsipidx) {
+      return;
+    }
+    // And asipto's secsipidx, the reference tool carriers run, with the served chain's leaf.
+    const std::string identityFile = sandbox_.write("identity.txt", identity);
+    EXPECT_EQ(test::runCommand("secsipidx -check -expire 600 -fidentity " + identityFile + " -p " + chain, &out), 0)
+        << out;
+    EXPECT_NE(out.find("ok"), std::string::npos) << out;
+  }
+
+  /// secsipidx refuses a token whose signature was changed (the check can fail).
+  void expectSecsipidxRefusesTampering(const std::string& identity) {
+    std::string tampered = identity;
+    const auto sig = tampered.rfind('.') + 5;
+    tampered[sig] = tampered[sig] == 'A' ? 'B' : 'A';
+    const std::string file = sandbox_.write("tampered.txt", tampered);
+    std::string out;
+    EXPECT_NE(test::runCommand("secsipidx -check -expire 600 -fidentity " + file + " -p " + sandbox_.file("chain.pem"),
                                &out),
               0)
         << out;
@@ -108,6 +130,7 @@ TEST_F(Signing, ASignedTokenVerifiesAgainstTheChainItsX5uServes) {
   const std::string identity = j["signingResponse"].value("identity", "");
   ASSERT_FALSE(identity.empty()) << a.body;
   expectVerifies(identity);
+  expectSecsipidxRefusesTampering(identity);
   auto header = pki::parseIdentityHeader(identity);
   ASSERT_TRUE(header.has_value());
   EXPECT_EQ(header->ppt, "shaken");
@@ -135,7 +158,7 @@ TEST_F(Signing, DiversionAndRichCallDataAndAnOrigidMadeForTheCaller) {
   Answer div = post(request(R"("dest":{"tn":["12355550000"]},"orig":{"tn":"12155551212"},"div":{"tn":"12355551212"})"));
   ASSERT_EQ(div.status, 200) << div.body;
   const std::string divIdentity = nlohmann::json::parse(div.body)["signingResponse"].value("identity", "");
-  expectVerifies(divIdentity);
+  expectVerifies(divIdentity, false);  // secsipidx refuses ppt=div ("invalid value for ppt header parameter")
   auto divHeader = pki::parseIdentityHeader(divIdentity);
   EXPECT_EQ(divHeader->ppt, "div");
   auto divJws = pki::parseCompactJws(divHeader->jws);

@@ -9,6 +9,7 @@
 #include "events/event_sink.h"
 #include "kmsctl/client.h"
 #include "kmsctl/commands.h"
+#include "signing/signing_request.h"
 
 namespace kms::daemon {
 namespace {
@@ -33,22 +34,23 @@ nlohmann::json requestOf(const PassportOptions& o) {
   return {{"signingRequest", r}};
 }
 
-/// An ATIS-1000082 error body as one line: the text with its %N variables filled in.
+/// An ATIS-1000082 error body as one line: "SVC4005: " and the text with its variables.
 std::string describeError(const std::string& body) {
   auto j = nlohmann::json::parse(body, nullptr, false);
-  if (!j.is_object() || !j.contains("requestError") || !j["requestError"].is_object() || j["requestError"].empty()) {
+  if (!j.is_object() || !j.contains("requestError") || !j["requestError"].is_object() || j["requestError"].empty() ||
+      !j["requestError"].begin()->is_object()) {
     return body;
   }
-  const auto& e = j["requestError"].begin().value();
-  std::string text = e.value("text", std::string("refused"));
-  const auto vars = e.value("variables", std::vector<std::string>{});
-  for (std::size_t i = vars.size(); i > 0; --i) {
-    const std::string mark = "%" + std::to_string(i);
-    for (auto at = text.find(mark); at != std::string::npos; at = text.find(mark, at + vars[i - 1].size())) {
-      text.replace(at, mark.size(), vars[i - 1]);
+  const auto& e = *j["requestError"].begin();
+  AtisError error;
+  error.messageId = e.value("messageId", std::string("?"));
+  error.text = e.value("text", std::string("refused"));
+  if (e.contains("variables") && e["variables"].is_array()) {
+    for (const auto& v : e["variables"]) {
+      error.variables.push_back(v.is_string() ? v.get<std::string>() : v.dump());
     }
   }
-  return e.value("messageId", std::string("?")) + ": " + text;
+  return error.messageId + ": " + error.describe();
 }
 
 }  // namespace

@@ -184,11 +184,18 @@ std::string AtisError::body() const {
 }
 
 std::string AtisError::describe() const {
-  std::string out = text;
-  for (std::size_t i = variables.size(); i > 0; --i) {  // %10 before %1
-    const std::string mark = "%" + std::to_string(i);
-    for (auto at = out.find(mark); at != std::string::npos; at = out.find(mark, at + variables[i - 1].size())) {
-      out.replace(at, mark.size(), variables[i - 1]);
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    std::size_t end = i + 1;
+    while (text[i] == '%' && end < text.size() && text[end] >= '0' && text[end] <= '9') {
+      ++end;
+    }
+    const std::size_t n = end > i + 1 ? std::stoul(text.substr(i + 1, end - i - 1)) : 0;
+    if (n >= 1 && n <= variables.size()) {
+      out += variables[n - 1];
+      i = end - 1;
+    } else {
+      out += text[i];
     }
   }
   return out;
