@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "checks.h"
+#include "kms/text.h"
 #include "section_reader.h"
 
 namespace kms::config::detail {
@@ -27,13 +28,7 @@ bool isTableSection(std::string_view name) {
 }
 
 std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
-    text.remove_prefix(1);
-  }
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
-    text.remove_suffix(1);
-  }
-  return text;
+  return kms::trimBlanks(text);
 }
 
 /// An optional string that must be one of `choices` (else `error` about it).

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pki/encoding.h"
+#include "kms/text.h"
 #include "pki/jose.h"
 
 namespace kms::pki {
@@ -53,15 +54,6 @@ std::string unfold(std::string_view value) {
   return first == std::string::npos ? std::string() : out.substr(first, last - first + 1);
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
 
 }  // namespace
 
@@ -219,21 +211,21 @@ Result<IdentityHeader> parseIdentityHeader(std::string_view value) {
   std::string_view rest(text);
   IdentityHeader out;
   const auto semi = rest.find(';');
-  out.jws = std::string(trim(rest.substr(0, semi)));
+  out.jws = std::string(trimBlanks(rest.substr(0, semi)));
   if (out.jws.empty()) {
     return fail(Errc::invalidArgument, "Identity: no token before the parameters");
   }
   rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
   while (!rest.empty()) {
     const auto next = rest.find(';');
-    const std::string_view param = trim(rest.substr(0, next));
+    const std::string_view param = trimBlanks(rest.substr(0, next));
     rest = next == std::string_view::npos ? std::string_view() : rest.substr(next + 1);
     const auto eq = param.find('=');
     if (eq == std::string_view::npos) {
       continue;  // a parameter without a value: nothing kmsd reads
     }
-    const std::string_view name = trim(param.substr(0, eq));
-    std::string_view val = trim(param.substr(eq + 1));
+    const std::string_view name = trimBlanks(param.substr(0, eq));
+    std::string_view val = trimBlanks(param.substr(eq + 1));
     if (name == "info") {
       if (val.size() < 2 || val.front() != '<' || val.back() != '>') {
         return fail(Errc::invalidArgument, "Identity: info must be a URI in angle brackets");

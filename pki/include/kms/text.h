@@ -14,4 +14,7 @@ namespace kms {
 /// after `maxBytes` of output with "..." appended.
 [[nodiscard]] std::string escapeControl(std::string_view text, std::size_t maxBytes = 2048);
 
+/// `text` without leading and trailing spaces and tabs.
+[[nodiscard]] std::string_view trimBlanks(std::string_view text);
+
 }  // namespace kms
