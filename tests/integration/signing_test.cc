@@ -218,6 +218,20 @@ TEST_F(Signing, BadRequestsGetAtisErrorsThatNameTheMember) {
   EXPECT_EQ(post(request(manyDest)).status, 413);
   // kmsd is still there, and still signs.
   EXPECT_EQ(post(request(fine)).status, 200);
+
+  // The counters the metrics will read: one signed, each refusal by its messageId (the 413
+  // never reached the signer), every request in the latency buckets.
+  std::string status;
+  ASSERT_EQ(test::runCommand("curl -sf --unix-socket " + lab_->file("kmsd.sock") + " http://kmsd/v1/status", &status), 0)
+      << status;
+  const auto signing = nlohmann::json::parse(status)["daemon"]["signing"];
+  EXPECT_EQ(signing.value("signed", 0), 1) << signing.dump();
+  EXPECT_EQ(signing["refused"],
+            nlohmann::json({{"SVC4000", 1}, {"SVC4001", 1}, {"SVC4005", 6}, {"SVC4006", 3}, {"SVC5000", 1}}))
+      << signing.dump();
+  ASSERT_TRUE(signing["latency_buckets"].is_array());
+  EXPECT_EQ(signing["latency_buckets"].back(), 13) << signing.dump();  // cumulative: all of them
+  EXPECT_GT(signing.value("latency_seconds_sum", 0.0), 0.0);
 }
 
 TEST_F(Signing, ARevokedCertificateSignsNothingUntilItsReplacementIsActive) {

@@ -6,6 +6,7 @@
 #include "common/time_format.h"
 #include "control/control_context.h"
 #include "control/status_view.h"
+#include "signing/signing_service.h"
 
 namespace kms::daemon {
 
@@ -25,6 +26,13 @@ void addHealthRoutes(RouteTable& routes, ControlContext& ctx) {
                           {"max_concurrent_orders", n.maxOrders},
                           {"steps_running", n.stepsRunning},
                           {"ca_paused_until", n.caPausedUntil > 0 ? isoTime(n.caPausedUntil) : ""}};
+    if (ctx.signing != nullptr) {
+      const auto s = ctx.signing->counters().snapshot();
+      daemon["signing"] = {{"signed", s.signedCount},
+                           {"refused", s.refused},
+                           {"latency_seconds_sum", s.latencySumSeconds},
+                           {"latency_buckets", s.latency}};
+    }
     replyFromWorker(ctx, reply, "a control API read", [&ctx, daemon, rt = ctx.engine.runtimeInfo()] {
       auto list = certificatesJson(ctx.store, unixSeconds(ctx.clock.now()), rt);
       if (!list) {

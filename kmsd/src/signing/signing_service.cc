@@ -46,7 +46,57 @@ void SigningService::run() {
   }
 }
 
-std::variant<Signed, AtisError> SigningService::sign(std::string_view body, const SigningClient& client) const {
+void SigningCounters::observe(std::chrono::nanoseconds took) {
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
+  for (std::size_t i = 0; i < kBoundsMicros.size(); ++i) {
+    if (micros <= kBoundsMicros[i]) {
+      buckets_[i].fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+  }
+  sumNanos_.fetch_add(static_cast<std::uint64_t>(took.count()), std::memory_order_relaxed);
+}
+
+void SigningCounters::signedOne(std::chrono::nanoseconds took) {
+  signed_.fetch_add(1, std::memory_order_relaxed);
+  observe(took);
+}
+
+void SigningCounters::refused(const std::string& messageId, std::chrono::nanoseconds took) {
+  {
+    std::lock_guard<std::mutex> lock(refusedMutex_);
+    ++refused_[messageId];
+  }
+  observe(took);
+}
+
+SigningCounters::Snapshot SigningCounters::snapshot() const {
+  Snapshot s;
+  s.signedCount = signed_.load(std::memory_order_relaxed);
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < buckets_.size(); ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    s.latency[i] = cumulative;
+  }
+  s.latencySumSeconds = static_cast<double>(sumNanos_.load(std::memory_order_relaxed)) / 1e9;
+  std::lock_guard<std::mutex> lock(refusedMutex_);
+  s.refused = refused_;
+  return s;
+}
+
+std::variant<Signed, AtisError> SigningService::sign(std::string_view body, const SigningClient& client) {
+  const auto start = std::chrono::steady_clock::now();
+  auto result = signUncounted(body, client);
+  const auto took = std::chrono::steady_clock::now() - start;
+  if (const auto* e = std::get_if<AtisError>(&result)) {
+    counters_.refused(e->messageId, took);
+  } else {
+    counters_.signedOne(took);
+  }
+  return result;
+}
+
+std::variant<Signed, AtisError> SigningService::signUncounted(std::string_view body, const SigningClient& client) const {
   const std::int64_t now = unixSeconds(clock_.now());
   auto parsed = parseSigningRequest(body, now);
   if (auto* e = std::get_if<AtisError>(&parsed)) {

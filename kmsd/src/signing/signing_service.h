@@ -3,7 +3,12 @@
 // waits behind the engine's workers, an ACME order or a trust refresh, only behind other
 // signatures and the HSM.
 
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <climits>
 #include <condition_variable>
+#include <map>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -34,6 +39,34 @@ struct Signed {
   std::string serial;
 };
 
+/// What signing has done since kmsd started, for the metrics: requests signed, refused by
+/// messageId, and the time each request took (parse, pick, HSM signature, response), as
+/// counts under upper bounds.
+class SigningCounters {
+ public:
+  /// Upper bounds of the latency buckets, microseconds (the last one counts everything).
+  static constexpr std::array<std::int64_t, 8> kBoundsMicros{100, 250, 500, 1000, 2500, 5000, 25000, INT64_MAX};
+
+  void signedOne(std::chrono::nanoseconds took);
+  void refused(const std::string& messageId, std::chrono::nanoseconds took);
+
+  struct Snapshot {
+    std::uint64_t signedCount = 0;
+    std::map<std::string, std::uint64_t> refused;  ///< by messageId
+    std::array<std::uint64_t, kBoundsMicros.size()> latency{};  ///< cumulative, as Prometheus buckets
+    double latencySumSeconds = 0;
+  };
+  [[nodiscard]] Snapshot snapshot() const;
+
+ private:
+  void observe(std::chrono::nanoseconds took);
+  std::atomic<std::uint64_t> signed_{0};
+  std::array<std::atomic<std::uint64_t>, kBoundsMicros.size()> buckets_{};
+  std::atomic<std::uint64_t> sumNanos_{0};
+  mutable std::mutex refusedMutex_;
+  std::map<std::string, std::uint64_t> refused_;
+};
+
 /// Signing threads (a SoftHSM2 signature takes ~40 µs: two keep two cores busy).
 inline constexpr std::size_t kSigningThreads = 2;
 
@@ -44,13 +77,15 @@ class SigningService {
   SigningService(const SigningService&) = delete;
   SigningService& operator=(const SigningService&) = delete;
 
-  /// Signs an ATIS-1000082 request body for `client`, on the calling thread.
-  [[nodiscard]] std::variant<Signed, AtisError> sign(std::string_view body, const SigningClient& client) const;
+  /// Signs an ATIS-1000082 request body for `client`, on the calling thread, counted.
+  [[nodiscard]] std::variant<Signed, AtisError> sign(std::string_view body, const SigningClient& client);
+  [[nodiscard]] const SigningCounters& counters() const { return counters_; }
   /// Runs `job` on a signing thread.
   void post(std::function<void()> job);
 
  private:
   void run();
+  [[nodiscard]] std::variant<Signed, AtisError> signUncounted(std::string_view body, const SigningClient& client) const;
 
   SigningKeys& keys_;
   const Clock& clock_;
@@ -59,6 +94,7 @@ class SigningService {
   std::deque<std::function<void()>> jobs_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
+  SigningCounters counters_;
 };
 
 }  // namespace kms::daemon
