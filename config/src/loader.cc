@@ -207,6 +207,16 @@ void readAcme(SectionReader& r, AcmeConfig& out) {
   out.insecureSkipChainCheck = r.boolean("insecure_skip_chain_check", Need::optional).value_or(false);
 }
 
+void readSigning(SectionReader& r, SigningConfig& out) {
+  if (auto n = r.integer("threads", Need::optional)) {
+    if (*n < 1 || *n > 64) {
+      r.fail("threads", "must be between 1 and 64, got " + std::to_string(*n));
+    } else {
+      out.threads = static_cast<int>(*n);
+    }
+  }
+}
+
 void readPublisher(SectionReader& r, PublisherConfig& out) {
   out.webRoot = r.absolutePath("web_root", Need::required).value_or("");
   if (struct stat st {}; r.checksFiles() && !out.webRoot.empty() && ::stat(out.webRoot.c_str(), &st) == 0) {
@@ -561,6 +571,7 @@ ConfigRead Loader::read(toml::table& root, const Environment& env) {
   readSection("sti_pa", [&](SectionReader& r) { readStiPa(r, config.stiPa.emplace()); });
   readSection("acme", [&](SectionReader& r) { readAcme(r, config.acme); });
   readSection("publisher", [&](SectionReader& r) { readPublisher(r, config.publisher); });
+  readSection("signing", [&](SectionReader& r) { readSigning(r, config.signing); });
   readCertificates(root, config);
 
   if (!root.contains("sti_pa") && firstSpc_ != nullptr) {

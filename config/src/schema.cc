@@ -66,6 +66,8 @@ constexpr std::array kSettings = {
     Setting{"acme", "insecure_skip_chain_check", Kind::boolean, "false",
             "labs only: accept issued chains unchecked without trust anchors"},
     // [publisher]
+    Setting{"signing", "threads", Kind::integer, "2",
+            "threads signing PASSporTs (1..64), each with a token session of its own"},
     Setting{"publisher", "web_root", Kind::string, "", "absolute directory served at base_url"},
     Setting{"publisher", "base_url", Kind::string, "", "public URL of web_root, ending in \"/\""},
     Setting{"publisher", "retain", Kind::string, "24h",

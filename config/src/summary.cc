@@ -138,6 +138,8 @@ std::string redactedSummary(const Config& config) {
     w.line("insecure_skip_chain_check", "true");
   }
 
+  w.section("[signing]");
+  w.line("threads", std::to_string(config.signing.threads));
   w.section("[publisher]");
   w.text("web_root", config.publisher.webRoot);
   w.text("base_url", config.publisher.baseUrl);

@@ -138,6 +138,13 @@ struct PublisherConfig {
   bool operator==(const PublisherConfig&) const = default;
 };
 
+/// [signing]: PASSporT signing with the managed keys.
+struct SigningConfig {
+  /// Threads that sign (each with a token session of its own, beside [hsm] session_pool).
+  int threads = 2;
+  bool operator==(const SigningConfig&) const = default;
+};
+
 /// One [[certificate]] entry. Exactly one of `spc` (SHAKEN) or `dnsNames` (generic ACME).
 struct CertificateConfig {
   std::string name;                   ///< [A-Za-z0-9._-]{1,64}, unique
@@ -160,6 +167,7 @@ struct Config {
   std::optional<StiPaConfig> stiPa;
   AcmeConfig acme;
   PublisherConfig publisher;
+  SigningConfig signing;
   std::vector<CertificateConfig> certificates;
   std::vector<std::string> envOverrides;  ///< names of the KMSD_* variables applied, sorted
   bool operator==(const Config&) const = default;

@@ -48,7 +48,8 @@ Result<void> openSigning(Daemon::Parts& p) {
     return fail(r.error());
   }
   p.sink->addListener([&p](const EventRecord& e) { p.signingKeys->follow(e, unixSeconds(p.clock->now())); });
-  p.signing = std::make_unique<SigningService>(*p.signingKeys, *p.clock, kSigningThreads);
+  p.signing = std::make_unique<SigningService>(*p.signingKeys, *p.clock,
+                                               static_cast<std::size_t>(p.config->signing.threads));
   return ok();
 }
 

@@ -138,6 +138,7 @@ std::vector<std::string> keepRestartSettings(const config::Config& running, conf
   keep(running.publisher.baseUrl, next.publisher.baseUrl, "[publisher] base_url", out);
   keep(running.publisher.caBundle, next.publisher.caBundle, "[publisher] ca_bundle", out);
   keep(running.publisher.checkTimeout, next.publisher.checkTimeout, "[publisher] check_timeout", out);
+  keep(running.signing.threads, next.signing.threads, "[signing] threads", out);
   return out;
 }
 

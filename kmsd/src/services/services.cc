@@ -42,8 +42,8 @@ Services::~Services() = default;
 
 std::shared_ptr<const config::Config> settingsOf(const config::Config& config) {
   return std::make_shared<const config::Config>(config::Config{config.source, config.daemon, config.hsm, config.stiPa,
-                                                               config.acme, config.publisher, {},
-                                                               config.envOverrides});
+                                                               config.acme, config.publisher, config.signing,
+                                                               {}, config.envOverrides});
 }
 
 std::shared_ptr<const config::Config> Services::config() const {
@@ -109,8 +109,11 @@ Result<std::unique_ptr<hsm::Token>> openConfiguredToken(const config::Config& co
     return fail(e);
   }
   guard = std::move(*guarded);
+  // The signing threads each get a session of their own beside the steps' pool, so a
+  // signature never waits for a key generation or a CSR.
   auto token = hsm::Token::open(hsm::TokenOptions{config.hsm.module, config.hsm.tokenLabel, config.hsm.pinFile,
-                                                  static_cast<std::size_t>(config.hsm.sessionPool)});
+                                                  static_cast<std::size_t>(config.hsm.sessionPool) +
+                                                      static_cast<std::size_t>(config.signing.threads)});
   if (!token) {
     Error e = token.error();
     e.message = tokenOpenError(config, guard, e);  // says the context and the PKCS#11 code itself

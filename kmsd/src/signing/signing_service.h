@@ -67,9 +67,6 @@ class SigningCounters {
   std::map<std::string, std::uint64_t> refused_;
 };
 
-/// Signing threads (a SoftHSM2 signature takes ~40 µs: two keep two cores busy).
-inline constexpr std::size_t kSigningThreads = 2;
-
 class SigningService {
  public:
   SigningService(SigningKeys& keys, const Clock& clock, std::size_t threads);

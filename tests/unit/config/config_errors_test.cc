@@ -376,6 +376,11 @@ TEST_F(ConfigErrors, ValueRanges) {
             "kmsd.toml:7:16: [hsm] session_pool: must be between 1 and 64, got 65");
   EXPECT_EQ(one("token_label = \"kms\"", "token_label = \"kms\"\nsession_pool = 0"),
             "kmsd.toml:7:16: [hsm] session_pool: must be between 1 and 64, got 0");
+  EXPECT_EQ(errors(std::string(kMinimal) + "\n[signing]\nthreads = 0\n"),
+            (Lines{"kmsd.toml:17:11: [signing] threads: must be between 1 and 64, got 0"}));
+  EXPECT_EQ(loadOk(std::string(kMinimal) + "\n[signing]\nthreads = 8\n").signing.threads, 8);
+  EXPECT_EQ(loadOk(kMinimal, {{"KMSD_SIGNING_THREADS", "3"}}).signing.threads, 3);
+  EXPECT_EQ(loadOk(kMinimal).signing.threads, 2);
   const std::string badDuration =
       "kmsd.toml:15:10: [publisher] retain: must be a duration such as \"90s\", \"30m\", "
       "\"24h\" or \"7d\"";
