@@ -71,6 +71,7 @@ std::regex patternOf(const std::string& line) {
       {"<port>", "[0-9]+"},
       {"<n>", "[0-9]+"},
       {"<id>", "[^ ;]+"},
+      {"<jws>", R"([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)"},
   };
   std::string re = R"(^\s*)";
   std::size_t i = line.find_first_not_of(' ');
@@ -167,6 +168,10 @@ TEST(Readme, PlaceholdersMatchOnlyWhatTheyStandFor) {
   EXPECT_TRUE(std::regex_match("x5u https://127.0.0.1:38877/sti-cr/main/7876F4CF.pem", url));
   EXPECT_FALSE(std::regex_match("x5u https://127.0.0.1:38877/sti-cr/mainX7876F4CF.pem", url));  // "/" is literal
   EXPECT_FALSE(std::regex_match("x5u https://127.0.0.1:38877/sti-cr/main/7876F4CFxpem", url));  // "." too
+  const std::regex identity = patternOf("<jws>;info=<https://127.0.0.1:<port>/x.pem>;alg=ES256;ppt=shaken");
+  EXPECT_TRUE(std::regex_match("eyJh.eyJ0_-.AbC;info=<https://127.0.0.1:4433/x.pem>;alg=ES256;ppt=shaken", identity));
+  EXPECT_FALSE(std::regex_match("eyJh.eyJ0;info=<https://127.0.0.1:4433/x.pem>;alg=ES256;ppt=shaken", identity));
+  EXPECT_FALSE(std::regex_match("eyJh.eyJ0.sig;info=<https://127.0.0.1:4433/x.pem>;alg=ES256;ppt=div", identity));
 }
 
 }  // namespace
