@@ -1,6 +1,5 @@
 #include "signing/signing_keys.h"
 
-#include <cstring>
 #include <set>
 
 #include "common/time_format.h"
@@ -13,34 +12,28 @@ namespace kms::daemon {
 SigningKeys::SigningKeys(LockedStore& store, hsm::Token& token, const TrustState& trust, EventSink& events)
     : store_(store), token_(token), trust_(trust), events_(events), table_(std::make_shared<const Table>()) {}
 
-Result<std::shared_ptr<const SigningKey>> SigningKeys::entryFor(const storage::IssuedCert& cert,
-                                                                const std::shared_ptr<const SigningKey>& previous) {
-  auto entry = std::make_shared<SigningKey>();
-  entry->name = cert.certName;
-  entry->x5u = cert.x5uUrl.value_or("");
-  entry->serial = cert.serial;
-  entry->issuedId = cert.id;
-  entry->notAfter = cert.notAfter;
-  entry->keyUri = cert.keyUri;
-  if (previous && previous->keyUri == cert.keyUri) {
-    entry->key = previous->key;  // a renewal with reuse_key, or nothing changed: no search of the token
-  } else {
-    auto uri = hsm::Pkcs11Uri::parse(cert.keyUri);
-    if (!uri) {
-      return fail(uri.error());
-    }
-    auto signer = token_.signer(*uri);
-    if (!signer) {
-      return fail(signer.error());
-    }
-    entry->key = std::shared_ptr<pki::Signer>(std::move(*signer));
+std::shared_ptr<const SigningKey> SigningKeys::build(const storage::ManagedCert& cert,
+                                                     const std::optional<storage::IssuedCert>& current,
+                                                     const std::shared_ptr<const SigningKey>& previous) {
+  if (cert.kind != storage::CertKind::shaken) {
+    return nullptr;  // a DNS certificate has no TNAuthList: no PASSporT verifies with it
   }
-  return std::shared_ptr<const SigningKey>(std::move(entry));
+  auto entry = std::make_shared<SigningKey>();
+  entry->name = cert.name;
+  if (current) {
+    entry->keyUri = current->keyUri;
+    entry->x5u = current->x5uUrl.value_or("");
+    entry->serial = current->serial;
+    entry->issuedId = current->id;
+    entry->notAfter = current->notAfter;
+    if (previous && !previous->keyUri.empty() && previous->keyUri == current->keyUri) {
+      entry->lazy = previous->lazy;  // reuse_key, or nothing changed: no second search of the token
+    }
+  }
+  return entry;
 }
 
-std::shared_ptr<const SigningKey> SigningKeys::noneFor(const std::string& name) {
-  auto entry = std::make_shared<SigningKey>();
-  entry->name = name;
+std::string SigningKeys::whyNone(const std::string& name) const {
   auto issued = store_.with([&](storage::Store& s) { return s.listIssued(name); });
   std::string why = "no certificate has been issued and published yet";
   if (issued) {
@@ -53,29 +46,29 @@ std::shared_ptr<const SigningKey> SigningKeys::noneFor(const std::string& name) 
       break;
     }
   }
-  entry->none = "certificate '" + name + "' has no current certificate to sign with: " + why;
-  return entry;
+  return "certificate '" + name + "' has no current certificate to sign with: " + why;
 }
 
-std::shared_ptr<const SigningKey> SigningKeys::build(const storage::ManagedCert& cert,
-                                                     const std::optional<storage::IssuedCert>& current,
-                                                     const std::shared_ptr<const SigningKey>& previous) {
-  if (cert.kind != storage::CertKind::shaken) {
-    return nullptr;  // a DNS certificate has no TNAuthList: no PASSporT verifies with it
+void SigningKeys::resolve(const SigningKey& key) const {
+  LazyKey& lazy = *key.lazy;
+  std::lock_guard<std::mutex> lock(lazy.mutex);
+  if (lazy.resolved.load(std::memory_order_relaxed)) {
+    return;  // another thread looked it up meanwhile
   }
-  if (!current) {
-    return noneFor(cert.name);
+  if (key.keyUri.empty()) {
+    lazy.refusal = whyNone(key.name);
+  } else {
+    auto uri = hsm::Pkcs11Uri::parse(key.keyUri);
+    auto signer = uri ? token_.signer(*uri) : Result<std::unique_ptr<hsm::KeySigner>>(fail(uri.error()));
+    if (signer) {
+      lazy.signer = std::shared_ptr<pki::Signer>(std::move(*signer));
+    } else {
+      lazy.refusal = "certificate '" + key.name + "' (serial " + key.serial + "): its key cannot sign: " +
+                     signer.error().toString();
+      events_.emit({"KMS_SIGNING_KEY_UNAVAILABLE", storage::EventLevel::error, key.name, lazy.refusal, {}});
+    }
   }
-  auto entry = entryFor(*current, previous && previous->key ? previous : nullptr);
-  if (!entry) {
-    events_.emit({"KMS_SIGNING_KEY_UNAVAILABLE", storage::EventLevel::error, cert.name,
-                  "serial " + current->serial + ": its key cannot sign: " + entry.error().toString(), {}});
-    auto none = std::make_shared<SigningKey>();
-    none->name = cert.name;
-    none->none = "certificate '" + cert.name + "' (serial " + current->serial + "): its key cannot sign";
-    return none;
-  }
-  return *entry;
+  lazy.resolved.store(true, std::memory_order_release);
 }
 
 Result<void> SigningKeys::reloadAll(std::int64_t now) {
@@ -150,7 +143,7 @@ SigningPick SigningKeys::refuse(const std::string& name, std::string why) const 
   if (first) {
     events_.emit({"KMS_SIGNING_REFUSED", storage::EventLevel::error, name, why, {}});
   }
-  return SigningPick{nullptr, std::move(why)};
+  return SigningPick{nullptr, nullptr, std::move(why)};
 }
 
 SigningPick SigningKeys::pick(const std::string& name, std::int64_t now) const {
@@ -160,18 +153,21 @@ SigningPick SigningKeys::pick(const std::string& name, std::int64_t now) const {
     return refuse(name, "no SHAKEN certificate named '" + name + "'");
   }
   const auto& key = it->second;
-  if (!key->key) {
-    return refuse(name, key->none);
-  }
-  if (key->notAfter <= now) {
+  if (!key->keyUri.empty() && key->notAfter <= now) {
     return refuse(name, "certificate '" + name + "' (serial " + key->serial + ") expired at " +
                             isoTime(key->notAfter));
   }
-  if (trust_.distrusted(key->issuedId)) {
+  if (!key->keyUri.empty() && trust_.distrusted(key->issuedId)) {
     return refuse(name, "certificate '" + name + "' (serial " + key->serial +
                             ") no longer verifies to the STI-PA CA list; its replacement is being issued");
   }
-  return SigningPick{key, {}};
+  if (!key->lazy->resolved.load(std::memory_order_acquire)) {
+    resolve(*key);
+  }
+  if (!key->lazy->signer) {
+    return refuse(name, key->lazy->refusal);
+  }
+  return SigningPick{key, key->lazy->signer, {}};
 }
 
 std::vector<std::string> SigningKeys::names() const {

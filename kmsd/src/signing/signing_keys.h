@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,21 +27,32 @@ namespace kms::daemon {
 
 class TrustState;
 
-/// One SHAKEN certificate's signing material, or why it has none.
+/// What is looked up only when a signature first needs it, then kept: the key's signer on
+/// the token, or why nothing signs. Start-up reads two DB queries, not one token search and
+/// test signature per certificate.
+struct LazyKey {
+  std::mutex mutex;                 ///< held while looking up
+  std::atomic<bool> resolved{false};  ///< set (release) once `signer` or `refusal` is final
+  std::shared_ptr<pki::Signer> signer;
+  std::string refusal;
+};
+
+/// One SHAKEN certificate's signing material.
 struct SigningKey {
   std::string name;    ///< the managed certificate
-  std::string none;    ///< why nothing signs for it (no current certificate); empty when `key` is set
+  std::string keyUri;  ///< its current certificate's key; empty when it has no current certificate
   std::string x5u;     ///< its current certificate's URL
   std::string serial;  ///< hex
   std::int64_t issuedId = 0;
   std::int64_t notAfter = 0;
-  std::string keyUri;
-  std::shared_ptr<pki::Signer> key;  ///< in the HSM
+  /// Shared with the entry that follows when the key stays the same (reuse_key).
+  std::shared_ptr<LazyKey> lazy = std::make_shared<LazyKey>();
 };
 
 /// What a signature may use for one certificate, or why nothing.
 struct SigningPick {
   std::shared_ptr<const SigningKey> key;  ///< null when refused
+  std::shared_ptr<pki::Signer> signer;    ///< in the HSM; null when refused
   std::string refusal;                    ///< why, naming the certificate
 };
 
@@ -66,16 +78,15 @@ class SigningKeys {
 
  private:
   using Table = std::map<std::string, std::shared_ptr<const SigningKey>>;
-  /// The entry for one issued certificate, reusing the key of `previous` when it is the same.
-  Result<std::shared_ptr<const SigningKey>> entryFor(const storage::IssuedCert& cert,
-                                                     const std::shared_ptr<const SigningKey>& previous);
-  /// The entry of a certificate with no current certificate, saying why.
-  std::shared_ptr<const SigningKey> noneFor(const std::string& name);
-  /// `name`'s entry from the state DB (null when it is not a SHAKEN certificate), with the
-  /// key-unavailable event when its key cannot be used.
-  std::shared_ptr<const SigningKey> build(const storage::ManagedCert& cert,
-                                          const std::optional<storage::IssuedCert>& current,
-                                          const std::shared_ptr<const SigningKey>& previous);
+  /// `cert`'s entry (null when it is not a SHAKEN certificate), keeping the looked-up key of
+  /// `previous` when the key is the same.
+  static std::shared_ptr<const SigningKey> build(const storage::ManagedCert& cert,
+                                                 const std::optional<storage::IssuedCert>& current,
+                                                 const std::shared_ptr<const SigningKey>& previous);
+  /// Fills `key.lazy` the first time: the signer on the token, or why there is none.
+  void resolve(const SigningKey& key) const;
+  /// Why `name` has no current certificate (revoked, expired, never published).
+  [[nodiscard]] std::string whyNone(const std::string& name) const;
   [[nodiscard]] SigningPick refuse(const std::string& name, std::string why) const;
 
   LockedStore& store_;

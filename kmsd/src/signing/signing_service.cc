@@ -127,7 +127,7 @@ std::variant<Signed, AtisError> SigningService::signUncounted(std::string_view b
   if (!pick.key) {
     return unavailable(pick.refusal);
   }
-  auto jws = pki::signPassport(request.claims, pick.key->x5u, *pick.key->key);
+  auto jws = pki::signPassport(request.claims, pick.key->x5u, *pick.signer);
   if (!jws) {
     return jws.error().code == Errc::invalidArgument ? invalidParameter("signingRequest", jws.error().message)
                                                      : unavailable("the HSM did not sign: " + jws.error().toString());
