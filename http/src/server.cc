@@ -7,23 +7,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <array>
-#include <atomic>
 #include <cstring>
-#include <map>
-#include <optional>
 #include <thread>
-#include <type_traits>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
+
+#include "session.h"
 
 namespace kms::http {
 
@@ -39,11 +29,7 @@ std::optional<std::string> ServerRequest::header(std::string_view name) const {
 }
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = beast::http;
-using Tcp = asio::ip::tcp;
-using Local = asio::local::stream_protocol;
+using namespace detail;  // NOLINT(google-build-using-namespace): this file's own detail
 
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 
@@ -61,239 +47,13 @@ Error ioError(const std::string& what, const std::string& where, const beast::er
   return e;
 }
 
-/// The connections a listener has open, in all and per peer address. Lives on the
-/// listener's io_context thread only.
-class ConnectionCount {
- public:
-  explicit ConnectionCount(ConnectionLimits limits) : limits_(limits) {}
-  /// Counts a new connection from `peer` ("" for a Unix socket); false when over a cap.
-  bool admit(const std::string& peer) {
-    if (total_ >= limits_.maxConnections) {
-      return false;
-    }
-    if (!peer.empty()) {
-      auto& n = perPeer_[peer];
-      if (n >= limits_.maxPerPeer) {
-        return false;
-      }
-      ++n;
-    }
-    ++total_;
-    return true;
-  }
-  void release(const std::string& peer) {
-    --total_;
-    if (auto it = perPeer_.find(peer); it != perPeer_.end() && --it->second == 0) {
-      perPeer_.erase(it);
-    }
-  }
-
- private:
-  ConnectionLimits limits_;
-  std::size_t total_ = 0;
-  std::map<std::string, std::size_t> perPeer_;
-};
-
-/// A counted connection, released when its session goes.
-class Admission {
- public:
-  Admission(std::shared_ptr<ConnectionCount> count, std::string peer)
-      : count_(std::move(count)), peer_(std::move(peer)) {}
-  ~Admission() { count_->release(peer_); }
-  Admission(const Admission&) = delete;
-  Admission& operator=(const Admission&) = delete;
-
- private:
-  std::shared_ptr<ConnectionCount> count_;
-  std::string peer_;
-};
-
-/// One connection: read a request (headers within the header timeout, all of it within the
-/// read timeout), hand it to the handler, write the reply, repeat while keep-alive.
-template <class Protocol>
-class Session : public std::enable_shared_from_this<Session<Protocol>> {
- public:
-  using Socket = typename Protocol::socket;
-  Session(Socket socket, std::shared_ptr<Handler> handler, const ServerOptions& options,
-          std::unique_ptr<Admission> admission)
-      : socket_(std::move(socket)),
-        timer_(socket_.get_executor()),
-        handler_(std::move(handler)),
-        options_(options),
-        admission_(std::move(admission)) {}
-
-  void read() {
-    parser_.emplace();
-    parser_->header_limit(options_.headerLimit);
-    parser_->body_limit(options_.bodyLimit);
-    arm(std::min(options_.limits.headerTimeout, options_.readTimeout));
-    bhttp::async_read_header(socket_, buffer_, *parser_,
-                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                               self->onHeader(ec);
-                             });
-  }
-
- private:
-  void onHeader(beast::error_code ec) {
-    if (ec == bhttp::error::body_limit) {  // a Content-Length over the limit
-      timer_.cancel();
-      return refuseOversized();
-    }
-    if (ec) {
-      timer_.cancel();
-      close();
-      return;
-    }
-    arm(options_.readTimeout);
-    bhttp::async_read(socket_, buffer_, *parser_,
-                      [self = this->shared_from_this()](beast::error_code e, std::size_t) { self->onRead(e); });
-  }
-
-  /// 413 for a body over bodyLimit; the rest of it is read away (drain) before closing.
-  void refuseOversized() {
-    const std::string why = "the request body is over " + std::to_string(options_.bodyLimit) + " bytes";
-    version_ = parser_->get().version();
-    drain_ = true;  // the client is still sending: read it away, so that it gets the answer
-    send(options_.refusal ? options_.refusal(413, why) : textResponse(413, why + "\n"), false);
-  }
-
-  void arm(std::chrono::seconds timeout) {
-    timer_.expires_after(timeout);
-    timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
-      if (!ec) {
-        self->close();  // too slow: drop the connection
-      }
-    });
-  }
-
-  void onRead(beast::error_code ec) {
-    timer_.cancel();
-    if (ec == bhttp::error::body_limit) {
-      return refuseOversized();
-    }
-    if (ec) {
-      close();  // end of stream, timeout, oversized or malformed request: drop the connection
-      return;
-    }
-    auto& req = parser_->get();
-    keepAlive_ = req.keep_alive();
-    version_ = req.version();
-    head_ = req.method() == bhttp::verb::head;
-    ServerRequest r{std::string(req.method_string()), std::string(req.target()), std::move(req.body()), peer(), {}};
-    for (const auto& field : req) {
-      r.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    }
-    auto self = this->shared_from_this();
-    auto executor = socket_.get_executor();
-    auto replied = std::make_shared<std::atomic<bool>>(false);
-    Reply reply = [self, executor, replied](ServerResponse resp) {
-      if (replied->exchange(true)) {
-        return;  // once only
-      }
-      asio::post(executor, [self, resp = std::move(resp)]() mutable { self->send(std::move(resp), self->keepAlive_); });
-    };
-    try {
-      (*handler_)(r, reply);
-    } catch (const std::exception& e) {
-      reply(textResponse(500, std::string("internal error: ") + e.what() + "\n"));
-    }
-  }
-
-  void send(ServerResponse resp, bool keepAlive) {
-    auto res = std::make_shared<bhttp::response<bhttp::string_body>>(static_cast<bhttp::status>(resp.status), version_);
-    res->set(bhttp::field::server, "kms");
-    res->set(bhttp::field::content_type, resp.contentType);
-    for (auto& [name, value] : resp.headers) {
-      res->set(name, value);
-    }
-    res->keep_alive(keepAlive);
-    if (head_) {
-      res->content_length(resp.body.size());  // the GET answer's headers, no body
-    } else {
-      res->body() = std::move(resp.body);
-      res->prepare_payload();
-    }
-    arm(options_.writeTimeout);
-    bhttp::async_write(socket_, *res, [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
-      self->timer_.cancel();
-      if (!ec && self->drain_) {
-        self->drain();
-        return;
-      }
-      if (ec || res->need_eof()) {
-        self->close();
-        return;
-      }
-      self->read();
-    });
-  }
-
-  /// After refusing an oversized body: stops sending, reads and discards what the client
-  /// still sends (bounded in bytes and time), then closes. A client that is still writing
-  /// when the connection closes never reads the answer.
-  void drain() {
-    beast::error_code ignored;
-    socket_.shutdown(Socket::shutdown_send, ignored);
-    arm(options_.readTimeout);
-    drainSome();
-  }
-
-  void drainSome() {
-    auto chunk = std::make_shared<std::array<char, 16384>>();
-    socket_.async_read_some(asio::buffer(*chunk), [self = this->shared_from_this(), chunk](beast::error_code ec,
-                                                                                          std::size_t n) {
-      self->drained_ += n;
-      if (ec || self->drained_ > kMaxDrainBytes) {
-        self->timer_.cancel();
-        self->close();
-        return;
-      }
-      self->drainSome();
-    });
-  }
-
-  /// Who is on the other end of a Unix socket (the kernel's word, not the client's).
-  std::optional<PeerCredentials> peer() {
-    if constexpr (std::is_same_v<Protocol, Local>) {
-      ucred cred{};
-      socklen_t len = sizeof cred;
-      if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-        return PeerCredentials{static_cast<std::uint32_t>(cred.uid), static_cast<std::uint32_t>(cred.gid)};
-      }
-    }
-    return std::nullopt;
-  }
-
-  void close() {
-    beast::error_code ignored;
-    socket_.shutdown(Socket::shutdown_send, ignored);
-    socket_.close(ignored);
-  }
-
-  Socket socket_;
-  asio::steady_timer timer_;
-  beast::flat_buffer buffer_;
-  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  std::shared_ptr<Handler> handler_;
-  ServerOptions options_;
-  std::unique_ptr<Admission> admission_;
-  bool keepAlive_ = false;
-  bool head_ = false;
-  bool drain_ = false;            ///< refused an oversized body: drain, then close
-  std::uint64_t drained_ = 0;
-  static constexpr std::uint64_t kMaxDrainBytes = std::uint64_t{8} * 1024 * 1024;
-  unsigned version_ = 11;  ///< answered in the request's HTTP version
-};
-
 template <class Protocol>
 class Listener final : public Server, public std::enable_shared_from_this<Listener<Protocol>> {
  public:
-  Listener(asio::io_context& io, Handler handler, ServerOptions options)
-      : acceptor_(io),
-        retry_(io),
-        handler_(std::make_shared<Handler>(std::move(handler))),
-        options_(std::move(options)),
-        count_(std::make_shared<ConnectionCount>(options.limits)) {}
+  /// Serves one admitted connection.
+  using Starter = std::function<void(typename Protocol::socket, std::unique_ptr<Admission>)>;
+  Listener(asio::io_context& io, const ConnectionLimits& limits, Starter starter)
+      : acceptor_(io), retry_(io), starter_(std::move(starter)), count_(std::make_shared<ConnectionCount>(limits)) {}
 
   typename Protocol::acceptor& acceptor() { return acceptor_; }
   void setPort(std::uint16_t port) { port_ = port; }
@@ -340,8 +100,7 @@ class Listener final : public Server, public std::enable_shared_from_this<Listen
       beast::error_code ignored;
       socket.close(ignored);  // over a cap: the descriptor is given back at once
     } else {
-      auto admission = std::make_unique<Admission>(count_, peer);
-      std::make_shared<Session<Protocol>>(std::move(socket), handler_, options_, std::move(admission))->read();
+      starter_(std::move(socket), std::make_unique<Admission>(count_, peer));
     }
     accept();
   }
@@ -360,8 +119,7 @@ class Listener final : public Server, public std::enable_shared_from_this<Listen
 
   typename Protocol::acceptor acceptor_;
   asio::steady_timer retry_;
-  std::shared_ptr<Handler> handler_;
-  ServerOptions options_;
+  Starter starter_;
   std::shared_ptr<ConnectionCount> count_;
   std::uint16_t port_ = 0;
   std::string path_;
@@ -380,6 +138,16 @@ class ServerHandle final : public Server {
   std::shared_ptr<Server> impl_;
 };
 
+/// Plain HTTP on each admitted connection.
+template <class Protocol>
+typename Listener<Protocol>::Starter plainHttp(Handler handler, const ServerOptions& options) {
+  auto shared = std::make_shared<Handler>(std::move(handler));
+  return [shared, options](typename Protocol::socket socket, std::unique_ptr<Admission> admission) {
+    std::make_shared<Session<typename Protocol::socket>>(std::move(socket), shared, options, std::move(admission))
+        ->read();
+  };
+}
+
 std::string hostPort(const std::string& host, std::uint16_t port) {
   bool ipv6 = host.find(':') != std::string::npos;
   return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
@@ -394,8 +162,8 @@ ServerResponse textResponse(int status, std::string body) {
   return r;
 }
 
-Result<std::unique_ptr<Server>> Server::listenTcp(asio::io_context& io, const std::string& host, std::uint16_t port,
-                                                  Handler handler, ServerOptions options) {
+Result<std::unique_ptr<Server>> detail::listenTcp(asio::io_context& io, const std::string& host, std::uint16_t port,
+                                                  const ConnectionLimits& limits, TcpStarter starter) {
   const std::string address = hostPort(host, port);
   beast::error_code ec;
   Tcp::endpoint endpoint;
@@ -409,7 +177,7 @@ Result<std::unique_ptr<Server>> Server::listenTcp(asio::io_context& io, const st
     }
     endpoint = results.begin()->endpoint();
   }
-  auto listener = std::make_shared<Listener<Tcp>>(io, std::move(handler), std::move(options));
+  auto listener = std::make_shared<Listener<Tcp>>(io, limits, std::move(starter));
   auto& acceptor = listener->acceptor();
   if (acceptor.open(endpoint.protocol(), ec); ec) {
     return fail(ioError("open a socket for " + address, address, ec));
@@ -430,6 +198,12 @@ Result<std::unique_ptr<Server>> Server::listenTcp(asio::io_context& io, const st
   return std::unique_ptr<Server>(new ServerHandle(std::move(listener)));
 }
 
+Result<std::unique_ptr<Server>> Server::listenTcp(asio::io_context& io, const std::string& host, std::uint16_t port,
+                                                  Handler handler, ServerOptions options) {
+  const ConnectionLimits limits = options.limits;
+  return detail::listenTcp(io, host, port, limits, plainHttp<Tcp>(std::move(handler), options));
+}
+
 Result<std::unique_ptr<Server>> Server::adoptTcp(asio::io_context& io, int fd, Handler handler,
                                                  ServerOptions options) {
   const std::string what = "passed socket (fd " + std::to_string(fd) + ")";
@@ -443,7 +217,7 @@ Result<std::unique_ptr<Server>> Server::adoptTcp(asio::io_context& io, int fd, H
     ::close(fd);
     return fail(Errc::io, what + " is not a listening TCP socket", what);
   }
-  auto listener = std::make_shared<Listener<Tcp>>(io, std::move(handler), std::move(options));
+  auto listener = std::make_shared<Listener<Tcp>>(io, options.limits, plainHttp<Tcp>(std::move(handler), options));
   auto& acceptor = listener->acceptor();
   beast::error_code ec;
   if (acceptor.assign(addr.ss_family == AF_INET ? Tcp::v4() : Tcp::v6(), fd, ec); ec) {
@@ -464,7 +238,7 @@ Result<std::unique_ptr<Server>> Server::listenUnix(asio::io_context& io, const s
     }
     ::unlink(path.c_str());  // stale (the caller makes sure no other owner is alive)
   }
-  auto listener = std::make_shared<Listener<Local>>(io, std::move(handler), std::move(options));
+  auto listener = std::make_shared<Listener<Local>>(io, options.limits, plainHttp<Local>(std::move(handler), options));
   auto& acceptor = listener->acceptor();
   beast::error_code ec;
   if (acceptor.open(Local(), ec); ec) {

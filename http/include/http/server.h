@@ -33,6 +33,16 @@ struct PeerCredentials {
   std::uint32_t gid = 0;
 };
 
+/// A TLS client's certificate, as the handshake left it. The handshake admits any
+/// certificate, so that the handler can answer an untrusted one with a reason (403) instead
+/// of a closed connection; `verified` says whether it chains to the listener's client CA.
+struct TlsPeer {
+  bool presented = false;   ///< the client sent a certificate
+  bool verified = false;    ///< and it verified against the client CA (X509_V_OK)
+  std::string subject;      ///< its subject, RFC 2253 ("CN=sbc1,O=Example"), when presented
+  std::string verifyError;  ///< why it did not verify ("self-signed certificate", ...)
+};
+
 struct ServerRequest {
   std::string method;  ///< "GET", "HEAD", "POST", ...
   std::string target;  ///< "/v1/status?x=y"
@@ -40,6 +50,8 @@ struct ServerRequest {
   std::optional<PeerCredentials> peer;  ///< on a Unix socket only
   /// The request's headers, names as sent.
   std::vector<std::pair<std::string, std::string>> headers;
+  std::optional<TlsPeer> tls;  ///< on a TLS listener only
+  std::string remote;          ///< the peer's IP address on TCP, "" on a Unix socket
 
   /// The first header named `name` (ASCII case-insensitive), or nullopt.
   [[nodiscard]] std::optional<std::string> header(std::string_view name) const;
@@ -75,12 +87,43 @@ struct ServerOptions {
   std::function<ServerResponse(int status, const std::string& why)> refusal;
 };
 
+/// A TLS listener's certificate chain, private key and (optional) client CA: the files are
+/// read when loaded and again at each reload(); connections accepted after a reload use the
+/// new ones, those open keep theirs. Thread-safe.
+class TlsIdentity {
+ public:
+  struct Files {
+    std::string certificate;              ///< PEM: the server certificate, then its chain
+    std::string key;                      ///< PEM private key, a secret file (kms::readSecretFile)
+    std::optional<std::string> clientCa;  ///< PEM: CAs whose client certificates verify
+  };
+  /// Errc::config naming the file that cannot be used (and why).
+  [[nodiscard]] static Result<std::shared_ptr<TlsIdentity>> load(const Files& files);
+  /// Reads the files again; on an error the identity in use stays.
+  [[nodiscard]] Result<void> reload(const Files& files);
+  ~TlsIdentity();
+  TlsIdentity(const TlsIdentity&) = delete;
+  TlsIdentity& operator=(const TlsIdentity&) = delete;
+
+  struct Impl;
+  [[nodiscard]] Impl& impl() { return *impl_; }
+
+ private:
+  explicit TlsIdentity(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
 class Server {
  public:
   /// Listens on host:port (port 0: a free one) on `io`. Errc::io naming the address.
   [[nodiscard]] static Result<std::unique_ptr<Server>> listenTcp(boost::asio::io_context& io, const std::string& host,
                                                                  std::uint16_t port, Handler handler,
                                                                  ServerOptions options = {});
+  /// HTTPS (TLS 1.2 or later) on host:port with `identity`; the handshake must complete within
+  /// the header timeout. Requests carry the client's certificate (ServerRequest::tls).
+  [[nodiscard]] static Result<std::unique_ptr<Server>> listenTls(boost::asio::io_context& io, const std::string& host,
+                                                                 std::uint16_t port, std::shared_ptr<TlsIdentity> identity,
+                                                                 Handler handler, ServerOptions options = {});
   /// Serves on a listening TCP socket someone else bound (socket activation); takes `fd`
   /// over, closing it on every error. Errc::io when it is not a listening TCP socket.
   [[nodiscard]] static Result<std::unique_ptr<Server>> adoptTcp(boost::asio::io_context& io, int fd, Handler handler,
