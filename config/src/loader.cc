@@ -15,6 +15,7 @@
 #include "checks.h"
 #include "kms/text.h"
 #include "section_reader.h"
+#include "signing_reader.h"
 
 namespace kms::config::detail {
 namespace {
@@ -207,16 +208,6 @@ void readAcme(SectionReader& r, AcmeConfig& out) {
   out.insecureSkipChainCheck = r.boolean("insecure_skip_chain_check", Need::optional).value_or(false);
 }
 
-void readSigning(SectionReader& r, SigningConfig& out) {
-  if (auto n = r.integer("threads", Need::optional)) {
-    if (*n < 1 || *n > 64) {
-      r.fail("threads", "must be between 1 and 64, got " + std::to_string(*n));
-    } else {
-      out.threads = static_cast<int>(*n);
-    }
-  }
-}
-
 void readPublisher(SectionReader& r, PublisherConfig& out) {
   out.webRoot = r.absolutePath("web_root", Need::required).value_or("");
   if (struct stat st {}; r.checksFiles() && !out.webRoot.empty() && ::stat(out.webRoot.c_str(), &st) == 0) {
@@ -388,6 +379,9 @@ const toml::node* setFromText(toml::table& table, std::string_view key, Kind kin
       table.insert_or_assign(key, text == "true");
       break;
     }
+    case Kind::tableArray:
+      error = "cannot be set from the environment";
+      return nullptr;
     case Kind::stringArray: {
       toml::array array;
       std::size_t start = 0;
@@ -571,8 +565,13 @@ ConfigRead Loader::read(toml::table& root, const Environment& env) {
   readSection("sti_pa", [&](SectionReader& r) { readStiPa(r, config.stiPa.emplace()); });
   readSection("acme", [&](SectionReader& r) { readAcme(r, config.acme); });
   readSection("publisher", [&](SectionReader& r) { readPublisher(r, config.publisher); });
-  readSection("signing", [&](SectionReader& r) { readSigning(r, config.signing); });
+  if (toml::table* signing = root.get_as<toml::table>("signing")) {
+    SectionReader reader(*this, *signing, "signing", "signing");
+    reader.checkKeysAndApplyDefaults();
+    readSigning(*this, reader, *signing, config.signing);
+  }
   readCertificates(root, config);
+  checkSigningClients(*this, root, config);
 
   if (!root.contains("sti_pa") && firstSpc_ != nullptr) {
     report(positionOf(firstSpc_, Position{source_, 1, 1}), "sti_pa", "",

@@ -68,6 +68,26 @@ constexpr std::array kSettings = {
     // [publisher]
     Setting{"signing", "threads", Kind::integer, "2",
             "threads signing PASSporTs (1..64), each with a token session of its own"},
+    Setting{"signing", "listen", Kind::string, "",
+            "host:port of the TCP signing API (ATIS-1000082); clear text on a loopback address only"},
+    Setting{"signing", "tls_certificate", Kind::string, "", "PEM certificate chain served on listen"},
+    Setting{"signing", "tls_key", Kind::string, "", "its private key (a secret file)"},
+    Setting{"signing", "client_ca", Kind::string, "", "PEM CAs that client certificates must chain to"},
+    Setting{"signing", "record", Kind::string, "",
+            "file recording each signature (time, client, serial, attest, orig, dest count, origid)"},
+    Setting{"signing", "record_max_size", Kind::integer, "67108864",
+            "bytes after which the record is rotated (1 MiB..64 GiB)"},
+    Setting{"signing", "record_keep", Kind::integer, "5", "rotated record files kept (1..1000)"},
+    Setting{"signing", "client", Kind::tableArray, "", "[[signing.client]] entries"},
+    // [[signing.client]]
+    Setting{"signing.client", "name", Kind::string, "", "unique name, [A-Za-z0-9._-]{1,64}"},
+    Setting{"signing.client", "token_file", Kind::string, "", "secret file holding the client's bearer token"},
+    Setting{"signing.client", "certificate_subject", Kind::string, "",
+            "RFC 2253 subject of the client's TLS certificate (\"CN=sbc1,O=Example\")"},
+    Setting{"signing.client", "certificates", Kind::stringArray, "",
+            "names of the SHAKEN [[certificate]] entries it may sign with"},
+    Setting{"signing.client", "attest", Kind::stringArray, "A,B,C", "attestation levels it may ask for"},
+    Setting{"signing.client", "rate_limit", Kind::integer, "0", "signing requests per second (0: no limit)"},
     Setting{"publisher", "web_root", Kind::string, "", "absolute directory served at base_url"},
     Setting{"publisher", "base_url", Kind::string, "", "public URL of web_root, ending in \"/\""},
     Setting{"publisher", "retain", Kind::string, "24h",
@@ -119,6 +139,8 @@ const char* kindName(Kind kind) {
       return "a number";
     case Kind::boolean:
       return "true or false";
+    case Kind::tableArray:
+      return "an array of tables";
     case Kind::stringArray:
       return "an array of strings";
   }

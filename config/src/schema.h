@@ -11,7 +11,14 @@
 namespace kms::config::detail {
 
 /// TOML type a key must have.
-enum class Kind { string, integer, number, boolean, stringArray };
+enum class Kind {
+  string,
+  integer,
+  number,
+  boolean,
+  stringArray,
+  tableArray,  ///< nested [[section.key]] entries, read by their own reader
+};
 
 /// One accepted key.
 struct Setting {

@@ -19,6 +19,8 @@ bool matchesKind(const toml::node& node, Kind kind) {
       return node.is_boolean();
     case Kind::stringArray:
       return node.is_array();
+    case Kind::tableArray:
+      return node.is_array_of_tables();
   }
   return false;
 }
@@ -66,7 +68,7 @@ void SectionReader::checkKeysAndApplyDefaults() {
                      std::string("expected ") + kindName(setting->kind) + ", got " + typeName(value));
       continue;
     }
-    if (const toml::array* array = value.as_array()) {
+    if (const toml::array* array = value.as_array(); array != nullptr && setting->kind == Kind::stringArray) {
       for (std::size_t i = 0; i < array->size(); ++i) {
         const toml::node& element = *array->get(i);
         if (!element.is_string()) {

@@ -138,8 +138,29 @@ std::string redactedSummary(const Config& config) {
     w.line("insecure_skip_chain_check", "true");
   }
 
+  const SigningConfig& signing = config.signing;
   w.section("[signing]");
-  w.line("threads", std::to_string(config.signing.threads));
+  w.line("threads", std::to_string(signing.threads));
+  if (signing.listen) {
+    w.text("listen", signing.listen->toString());
+  }
+  w.optionalText("tls_certificate", signing.tlsCertificate);
+  w.optionalText("tls_key", signing.tlsKey, kSecretNote);
+  w.optionalText("client_ca", signing.clientCa);
+  if (signing.record) {
+    w.text("record", *signing.record);
+    w.line("record_max_size", std::to_string(signing.recordMaxBytes));
+    w.line("record_keep", std::to_string(signing.recordKeep));
+  }
+  for (const SigningClientConfig& client : signing.clients) {
+    w.section("[[signing.client]]");
+    w.text("name", client.name);
+    w.optionalText("token_file", client.tokenFile, kSecretNote);
+    w.optionalText("certificate_subject", client.certificateSubject);
+    w.list("certificates", client.certificates);
+    w.list("attest", client.attest);
+    w.line("rate_limit", std::to_string(client.rateLimit));
+  }
   w.section("[publisher]");
   w.text("web_root", config.publisher.webRoot);
   w.text("base_url", config.publisher.baseUrl);

@@ -138,10 +138,30 @@ struct PublisherConfig {
   bool operator==(const PublisherConfig&) const = default;
 };
 
+/// One [[signing.client]]: a caller of the TCP signing API, known by a bearer token or by
+/// its TLS client certificate's subject, and what it may sign with.
+struct SigningClientConfig {
+  std::string name;                               ///< [A-Za-z0-9._-]{1,64}, unique
+  std::optional<std::string> tokenFile;           ///< secret file holding its bearer token
+  std::optional<std::string> certificateSubject;  ///< RFC 2253 subject of its client certificate
+  std::vector<std::string> certificates;          ///< SHAKEN [[certificate]] names it may sign with
+  std::vector<std::string> attest{"A", "B", "C"};  ///< attestation levels it may ask for
+  int rateLimit = 0;                              ///< signing requests per second; 0: no limit
+  bool operator==(const SigningClientConfig&) const = default;
+};
+
 /// [signing]: PASSporT signing with the managed keys.
 struct SigningConfig {
   /// Threads that sign (each with a token session of its own, beside [hsm] session_pool).
   int threads = 2;
+  std::optional<HostPort> listen;                ///< the TCP signing API; none: control socket only
+  std::optional<std::string> tlsCertificate;     ///< PEM chain served on `listen`
+  std::optional<std::string> tlsKey;             ///< its key, a secret file
+  std::optional<std::string> clientCa;           ///< PEM CAs client certificates must chain to
+  std::optional<std::string> record;             ///< the signing record file (absolute path)
+  std::int64_t recordMaxBytes = 64LL * 1024 * 1024;  ///< rotated beyond this size
+  int recordKeep = 5;                            ///< rotated files kept (record.1 .. record.N)
+  std::vector<SigningClientConfig> clients;      ///< [[signing.client]]
   bool operator==(const SigningConfig&) const = default;
 };
 
