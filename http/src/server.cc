@@ -59,10 +59,13 @@ class Listener final : public Server, public std::enable_shared_from_this<Listen
   void setPort(std::uint16_t port) { port_ = port; }
   void setPath(std::string path) { path_ = std::move(path); }
 
+  /// Each connection gets a strand of its own: its handlers never run at once, even on an
+  /// io_context run by several threads (the signing listener's).
   void accept() {
-    acceptor_.async_accept([self = this->shared_from_this()](beast::error_code ec, typename Protocol::socket socket) {
-      self->onAccept(ec, std::move(socket));
-    });
+    acceptor_.async_accept(asio::any_io_executor(asio::make_strand(acceptor_.get_executor())),
+                           [self = this->shared_from_this()](beast::error_code ec, typename Protocol::socket socket) {
+                             self->onAccept(ec, std::move(socket));
+                           });
   }
 
   [[nodiscard]] std::uint16_t port() const override { return port_; }
@@ -260,11 +263,13 @@ Result<std::unique_ptr<Server>> Server::listenUnix(asio::io_context& io, const s
 }
 
 struct ServerThread::Impl {
-  asio::io_context io{1};
-  std::thread thread;
+  explicit Impl(std::size_t n) : threads(std::max<std::size_t>(n, 1)), io(static_cast<int>(threads)) {}
+  std::size_t threads;
+  asio::io_context io;
+  std::vector<std::thread> running;
 };
 
-ServerThread::ServerThread() : impl_(std::make_unique<Impl>()) {}
+ServerThread::ServerThread(std::size_t threads) : impl_(std::make_unique<Impl>(threads)) {}
 
 ServerThread::~ServerThread() {
   stop();
@@ -272,27 +277,34 @@ ServerThread::~ServerThread() {
 
 void ServerThread::stop() {
   impl_->io.stop();
-  if (impl_->thread.joinable()) {
-    impl_->thread.join();
+  for (auto& t : impl_->running) {
+    t.join();
   }
+  impl_->running.clear();
 }
 
 asio::io_context& ServerThread::io() {
   return impl_->io;
 }
 
+void ServerThread::post(std::function<void()> job) {
+  asio::post(impl_->io, std::move(job));
+}
+
 void ServerThread::start() {
-  impl_->thread = std::thread([this] {
-    auto guard = asio::make_work_guard(impl_->io);
-    // Handlers report failures through error codes; only allocation failures can throw.
-    while (!impl_->io.stopped()) {
-      try {
-        impl_->io.run();
-      } catch (const std::exception&) {
-        continue;
+  auto guard = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(impl_->io.get_executor());
+  for (std::size_t i = 0; i < impl_->threads; ++i) {
+    impl_->running.emplace_back([this, guard] {
+      // Handlers report failures through error codes; only allocation failures can throw.
+      while (!impl_->io.stopped()) {
+        try {
+          impl_->io.run();
+        } catch (const std::exception&) {
+          continue;
+        }
       }
-    }
-  });
+    });
+  }
 }
 
 }  // namespace kms::http

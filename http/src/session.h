@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -19,6 +20,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
@@ -42,13 +44,14 @@ auto& lowestLayer(Stream& s) {
   }
 }
 
-/// The connections a listener has open, in all and per peer address. Lives on the
-/// listener's io_context thread only.
+/// The connections a listener has open, in all and per peer address. Sessions end on any of
+/// the io_context's threads, hence the lock.
 class ConnectionCount {
  public:
   explicit ConnectionCount(ConnectionLimits limits) : limits_(limits) {}
   /// Counts a new connection from `peer` ("" for a Unix socket); false when over a cap.
   bool admit(const std::string& peer) {
+    std::lock_guard lock(mutex_);
     if (total_ >= limits_.maxConnections) {
       return false;
     }
@@ -63,6 +66,7 @@ class ConnectionCount {
     return true;
   }
   void release(const std::string& peer) {
+    std::lock_guard lock(mutex_);
     --total_;
     if (auto it = perPeer_.find(peer); it != perPeer_.end() && --it->second == 0) {
       perPeer_.erase(it);
@@ -71,6 +75,7 @@ class ConnectionCount {
 
  private:
   ConnectionLimits limits_;
+  std::mutex mutex_;
   std::size_t total_ = 0;
   std::map<std::string, std::size_t> perPeer_;
 };

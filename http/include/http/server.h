@@ -140,18 +140,20 @@ class Server {
   virtual void stop() = 0;
 };
 
-/// An io_context on a thread of its own, for a server that does not live on a daemon's loop
-/// (the http-01 responder used by `kmsd --once`, tests, kms-lab). Stops and joins when
-/// destroyed.
+/// An io_context on threads of its own (one unless asked), for a server that does not live on
+/// a daemon's loop (the signing listener, the http-01 responder used by `kmsd --once`, tests,
+/// kms-lab). Stops and joins when destroyed.
 class ServerThread {
  public:
-  ServerThread();
+  explicit ServerThread(std::size_t threads = 1);
   ~ServerThread();
   ServerThread(const ServerThread&) = delete;
   ServerThread& operator=(const ServerThread&) = delete;
   [[nodiscard]] boost::asio::io_context& io();
   /// Starts running io() on the thread (after the servers were created on it).
   void start();
+  /// Runs `job` on one of the threads (what touches a server living there).
+  void post(std::function<void()> job);
   /// Stops io() and joins the thread (idempotent). Stop it before destroying the servers
   /// that live on it, and destroy those before this object.
   void stop();

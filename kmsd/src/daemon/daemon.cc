@@ -11,6 +11,7 @@
 #include "daemon/config_check.h"
 #include "daemon/daemon_parts.h"
 #include "daemon/registration.h"
+#include "signing/signing_record.h"
 
 namespace kms::daemon {
 namespace {
@@ -48,8 +49,28 @@ Result<void> openSigning(Daemon::Parts& p) {
     return fail(r.error());
   }
   p.sink->addListener([&p](const EventRecord& e) { p.signingKeys->follow(e, unixSeconds(p.clock->now())); });
-  p.signing = std::make_unique<SigningService>(*p.signingKeys, *p.clock,
-                                               static_cast<std::size_t>(p.config->signing.threads));
+  const config::SigningConfig& cfg = p.config->signing;
+  p.signing = std::make_unique<SigningService>(*p.signingKeys, *p.clock, static_cast<std::size_t>(cfg.threads));
+  if (cfg.record) {
+    auto record = SigningRecord::open(*cfg.record, cfg.recordMaxBytes, cfg.recordKeep);
+    if (!record) {
+      return fail(record.error());
+    }
+    p.signing->setRecord(std::move(*record));
+  }
+  if (cfg.listen) {
+    auto listener = SigningListener::open(cfg, *p.signing, listenerLimits(p.config->daemon));
+    if (!listener) {
+      return fail(listener.error());
+    }
+    p.signingListener = std::move(*listener);
+    p.sink->emit({"KMS_SIGNING_LISTENING", EventLevel::info, std::nullopt,
+                  "signing API on " + cfg.listen->host + ":" + std::to_string(p.signingListener->port()) +
+                      (p.signingListener->tls() ? " (TLS" + std::string(cfg.clientCa ? ", client certificates" : "") + ")"
+                                                : " (clear text, loopback)") +
+                      " for " + std::to_string(p.signingListener->clients()) + " client(s)",
+                  {{"port", std::to_string(p.signingListener->port())}}});
+  }
   return ok();
 }
 
@@ -171,6 +192,9 @@ void beginStop(Daemon::Parts& p, int sig) {
   if (p.controlServer) {
     p.controlServer->stop();
   }
+  if (p.signingListener) {
+    p.signingListener->stopAccepting();
+  }
   // A step waiting on a slow peer would hold the stop up for up to a request timeout:
   // after [daemon] stop_grace its request is cancelled (the order resumes at the next start).
   const std::chrono::seconds grace = p.config->daemon.stopGrace;
@@ -205,7 +229,8 @@ Daemon::Parts::~Parts() {
   if (executor) {
     executor->join();  // nothing runs on a worker once the parts it uses go
   }
-  signing.reset();  // its threads joined
+  signingListener.reset();  // its threads joined: nothing signs through it any more
+  signing.reset();          // its threads joined
   if (sink) {
     sink->clearListeners();  // before the signing keys they update go
   }

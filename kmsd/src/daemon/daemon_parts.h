@@ -17,6 +17,7 @@
 #include "lifecycle/steps.h"
 #include "services/services.h"
 #include "signing/signing_keys.h"
+#include "signing/signing_listener.h"
 #include "signing/signing_service.h"
 #include "trust/trust.h"
 #include "trust/trust_state.h"
@@ -46,6 +47,7 @@ struct Daemon::Parts {
   std::unique_ptr<Services> services;
   std::unique_ptr<SigningKeys> signingKeys;  ///< not with --once
   std::unique_ptr<SigningService> signing;   ///< its threads; not with --once
+  std::unique_ptr<SigningListener> signingListener;  ///< [signing] listen; goes before `signing`
   std::unique_ptr<Steps> steps;
   std::unique_ptr<TrustKeeper> trust;
   std::unique_ptr<Engine> engine;

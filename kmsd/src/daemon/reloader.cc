@@ -113,6 +113,24 @@ void applySettings(Daemon::Parts& p, const std::shared_ptr<const config::Config>
   }
 }
 
+/// The signing listener's TLS files and clients read again: a client removed from the file
+/// is refused from the next request on. On an error the listener keeps what it had.
+void reloadSigning(Daemon::Parts& p, const config::Config& next) {
+  if (!p.signingListener) {
+    return;
+  }
+  if (auto r = p.signingListener->reload(next.signing); !r) {
+    p.sink->emit({"KMS_SIGNING_RELOAD_FAILED", EventLevel::error, std::nullopt,
+                  "signing clients and TLS files not reloaded, the previous ones stay: " + r.error().toString(),
+                  {{"file", r.error().context}}});
+    return;
+  }
+  p.sink->emit({"KMS_SIGNING_RELOADED", EventLevel::info, std::nullopt,
+                "signing clients and TLS files reloaded: " + std::to_string(p.signingListener->clients()) +
+                    " client(s)",
+                {}});
+}
+
 }  // namespace
 
 std::vector<std::string> keepRestartSettings(const config::Config& running, config::Config& next) {
@@ -139,6 +157,16 @@ std::vector<std::string> keepRestartSettings(const config::Config& running, conf
   keep(running.publisher.caBundle, next.publisher.caBundle, "[publisher] ca_bundle", out);
   keep(running.publisher.checkTimeout, next.publisher.checkTimeout, "[publisher] check_timeout", out);
   keep(running.signing.threads, next.signing.threads, "[signing] threads", out);
+  keep(running.signing.listen, next.signing.listen, "[signing] listen", out);
+  if (running.signing.tlsCertificate.has_value() != next.signing.tlsCertificate.has_value()) {
+    // TLS switched on or off: a restart; the files of a TLS listener change live.
+    keep(running.signing.tlsCertificate, next.signing.tlsCertificate, "[signing] tls_certificate", out);
+    keep(running.signing.tlsKey, next.signing.tlsKey, "[signing] tls_key", out);
+    keep(running.signing.clientCa, next.signing.clientCa, "[signing] client_ca", out);
+  }
+  keep(running.signing.record, next.signing.record, "[signing] record", out);
+  keep(running.signing.recordMaxBytes, next.signing.recordMaxBytes, "[signing] record_max_size", out);
+  keep(running.signing.recordKeep, next.signing.recordKeep, "[signing] record_keep", out);
   return out;
 }
 
@@ -168,6 +196,7 @@ void reload(Daemon::Parts& p) {
   }
   auto next = std::make_shared<const config::Config>(std::move(*cfg));
   applySettings(p, next);
+  reloadSigning(p, *next);
   const DefinitionHasher hash(*next);
   const auto [added, changed] = applyCertificates(p, certs, hash);
   const int removed = removeMissing(p, certs);

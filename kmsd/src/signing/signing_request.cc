@@ -219,6 +219,13 @@ AtisError unauthorized(std::string why) {
 AtisError forbidden(std::string why) {
   return make(403, "POL4002", "Not allowed: %1", {std::move(why)});
 }
+AtisError rateLimited(std::string client, int perSecond) {
+  return make(429, "POL4003", "Rate limit exceeded: %1 may send %2 requests per second",
+              {std::move(client), std::to_string(perSecond)});
+}
+AtisError notFound(std::string target) {
+  return make(404, "SVC4004", "Resource not found: %1", {std::move(target)});
+}
 AtisError unavailable(std::string why) {
   return make(503, "SVC5000", "Service unavailable: %1", {std::move(why)});
 }

@@ -32,6 +32,7 @@ struct AtisError {
 /// value kmsd refuses, and why. SVC4006 (400): not JSON (or duplicate members, or nested too
 /// deep). POL4001 (401): no or wrong client credential. POL4002 (403): a certificate or
 /// attestation the client may not use. SVC5000 (503): no usable certificate to sign with.
+/// POL4003 (429): over the client's rate limit. SVC4004 (404): no such resource.
 /// POL5000 (500): an internal error.
 [[nodiscard]] AtisError missingBody();
 [[nodiscard]] AtisError missingParameter(std::string name);
@@ -39,6 +40,8 @@ struct AtisError {
 [[nodiscard]] AtisError notJson(std::string why);
 [[nodiscard]] AtisError unauthorized(std::string why);
 [[nodiscard]] AtisError forbidden(std::string why);
+[[nodiscard]] AtisError rateLimited(std::string client, int perSecond);
+[[nodiscard]] AtisError notFound(std::string target);
 [[nodiscard]] AtisError unavailable(std::string why);
 [[nodiscard]] AtisError internalError(std::string why);
 

@@ -1,6 +1,7 @@
 #include "signing/signing_service.h"
 
 #include "pki/passport.h"
+#include "signing/signing_record.h"
 
 namespace kms::daemon {
 
@@ -9,6 +10,10 @@ SigningService::SigningService(SigningKeys& keys, const Clock& clock, std::size_
   for (std::size_t i = 0; i < std::max<std::size_t>(threads, 1); ++i) {
     threads_.emplace_back([this] { run(); });
   }
+}
+
+void SigningService::setRecord(std::unique_ptr<SigningRecord> record) {
+  record_ = std::move(record);
 }
 
 SigningService::~SigningService() {
@@ -92,6 +97,10 @@ std::variant<Signed, AtisError> SigningService::sign(std::string_view body, cons
     counters_.refused(e->messageId, took);
   } else {
     counters_.signedOne(took);
+    if (record_) {
+      record_->add(std::get<Signed>(result), client.id,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now().time_since_epoch()).count());
+    }
   }
   return result;
 }
@@ -103,6 +112,10 @@ std::variant<Signed, AtisError> SigningService::signUncounted(std::string_view b
     return *e;
   }
   const SigningRequest& request = std::get<SigningRequest>(parsed);
+  if (request.claims.type == pki::PassportType::shaken && !client.attest.empty() &&
+      !client.attest.contains(request.claims.attest)) {
+    return forbidden(client.id + " may not attest '" + request.claims.attest + "'");
+  }
   std::string name;
   if (request.cert) {
     name = *request.cert;
@@ -132,7 +145,9 @@ std::variant<Signed, AtisError> SigningService::signUncounted(std::string_view b
     return jws.error().code == Errc::invalidArgument ? invalidParameter("signingRequest", jws.error().message)
                                                      : unavailable("the HSM did not sign: " + jws.error().toString());
   }
-  return Signed{pki::identityHeader(*jws, pick.key->x5u, request.claims.type), name, pick.key->serial};
+  const pki::PassportClaims& c = request.claims;
+  return Signed{pki::identityHeader(*jws, pick.key->x5u, c.type), name, pick.key->serial, c.type, c.attest, c.orig,
+                c.dest.size(), c.origid, c.iat};
 }
 
 }  // namespace kms::daemon

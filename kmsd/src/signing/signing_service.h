@@ -9,6 +9,7 @@
 #include <climits>
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -26,17 +27,28 @@
 
 namespace kms::daemon {
 
-/// Which certificates a caller may sign with (empty `certs`: every one).
+class SigningRecord;
+
+/// Which certificates a caller may sign with (empty `certs`: every one) and the attestation
+/// levels it may ask for (empty: every one).
 struct SigningClient {
-  std::string id;  ///< for events: "uid 0", a client name
+  std::string id;  ///< for messages and the record: "uid 0", a client name
   std::set<std::string> certs;
+  std::set<std::string> attest;
 };
 
-/// One signed request: the Identity header value, and what it was signed with.
+/// One signed request: the Identity header value, what it was signed with, and the claims
+/// the signing record keeps (never the token).
 struct Signed {
   std::string identity;
   std::string cert;
   std::string serial;
+  pki::PassportType type = pki::PassportType::shaken;
+  std::string attest;  ///< "" on a div token
+  std::string orig;
+  std::size_t destCount = 0;
+  std::string origid;  ///< "" on a div token
+  std::int64_t iat = 0;
 };
 
 /// What signing has done since kmsd started, for the metrics: requests signed, refused by
@@ -74,8 +86,14 @@ class SigningService {
   SigningService(const SigningService&) = delete;
   SigningService& operator=(const SigningService&) = delete;
 
-  /// Signs an ATIS-1000082 request body for `client`, on the calling thread, counted.
+  /// Signs an ATIS-1000082 request body for `client`, on the calling thread, counted, and
+  /// recorded in the signing record when there is one.
   [[nodiscard]] std::variant<Signed, AtisError> sign(std::string_view body, const SigningClient& client);
+  /// Counts a request refused before it reached sign() (credentials, rate limit).
+  void countRefusal(const AtisError& error) { counters_.refused(error.messageId, std::chrono::nanoseconds(0)); }
+  /// Records every signature from now on (before the first request).
+  void setRecord(std::unique_ptr<SigningRecord> record);
+  [[nodiscard]] SigningRecord* record() const { return record_.get(); }
   [[nodiscard]] const SigningCounters& counters() const { return counters_; }
   /// Runs `job` on a signing thread.
   void post(std::function<void()> job);
@@ -92,6 +110,7 @@ class SigningService {
   bool stopping_ = false;
   std::vector<std::thread> threads_;
   SigningCounters counters_;
+  std::unique_ptr<SigningRecord> record_;
 };
 
 }  // namespace kms::daemon
