@@ -31,6 +31,11 @@ packages=(
   procps                        # ps/pkill used by tests
   nginx                         # the STI-CR web server of deploy/nginx/sti-cr.conf (tests start their own)
   secsipidx                     # asipto's STIR/SHAKEN reference tool: checks every PASSporT kmsd signs
+  kamailio kamailio-utils-modules kamailio-json-modules kamailio-secsipid-modules
+                                # the SIP call-path test: an SBC signing through kmsd (http_client,
+                                # json) and a verifier (secsipid); tests start their own instances
+  sip-tester                    # sipp: places the calls of that test
+  wrk                           # HTTP load for the signing API benchmark (tests/bench)
 )
 
 missing=()

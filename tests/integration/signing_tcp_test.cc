@@ -24,6 +24,7 @@
 #include "lab_process.h"
 #include "pki/jose.h"
 #include "pki/passport.h"
+#include "openssl_pki.h"
 #include "sandbox.h"
 
 namespace kms {
@@ -94,32 +95,17 @@ class SigningTcp : public ::testing::Test {
     std::ofstream(config_, std::ios::trunc) << text;
   }
 
-  void run(const std::string& command, std::string* out = nullptr) {
-    std::string text;
-    ASSERT_EQ(test::runCommand(command, &text), 0) << command << "\n" << text;
-    if (out != nullptr) {
-      *out = text;
-    }
-  }
-  void makeCa(const std::string& name, const std::string& subject) {
-    run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj '" + subject +
-        "' -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign -keyout " + key(name) +
-        " -out " + pem(name));
-  }
+  void run(const std::string& command, std::string* out = nullptr) { test::OpensslPki::run(command, out); }
+  void makeCa(const std::string& name, const std::string& subject) { pki_.makeCa(name, subject); }
   void makeLeaf(const std::string& name, const std::string& subject, const std::string& ca, int serial,
                 const std::string& extension) {
-    const std::string ext = sandbox_.write(name + ".ext", extension + "\n");
-    run("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj '" + subject + "' -keyout " +
-        key(name) + " -out " + sandbox_.file(name + ".csr"));
-    run("openssl x509 -req -in " + sandbox_.file(name + ".csr") + " -CA " + pem(ca) + " -CAkey " + key(ca) +
-        " -set_serial " + std::to_string(serial) + " -days 1 -extfile " + ext + " -out " + pem(name));
-    ::chmod(key(name).c_str(), 0600);
+    pki_.makeLeaf(name, subject, ca, serial, extension);
   }
   void secret(const std::string& name, const std::string& text) {
     ::chmod(sandbox_.write(name, text + "\n").c_str(), 0600);
   }
-  std::string key(const std::string& name) { return sandbox_.file(name + ".key"); }
-  std::string pem(const std::string& name) { return sandbox_.file(name + ".pem"); }
+  std::string key(const std::string& name) { return pki_.key(name); }
+  std::string pem(const std::string& name) { return pki_.pem(name); }
   std::string url() const { return "https://127.0.0.1:" + std::to_string(port_) + "/stir/v1/signing"; }
 
   /// POSTs `body` as an SBC would; `auth`: curl options for the credential.
@@ -184,6 +170,7 @@ class SigningTcp : public ::testing::Test {
   }
 
   test::Sandbox sandbox_;
+  test::OpensslPki pki_{sandbox_};
   std::unique_ptr<test::LabProcess> lab_;
   std::unique_ptr<test::DaemonProcess> kmsd_;
   std::uint16_t port_ = 0;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "http/server.h"
+#include "openssl_pki.h"
 #include "sandbox.h"
 
 namespace kms::http {
@@ -33,29 +34,14 @@ class TlsServer : public ::testing::Test {
     server_.reset();
   }
 
-  void run(const std::string& command, std::string* out = nullptr) {
-    std::string text;
-    ASSERT_EQ(test::runCommand(command, &text), 0) << command << "\n" << text;
-    if (out != nullptr) {
-      *out = text;
-    }
-  }
-  void makeCa(const std::string& name, const std::string& subject) {
-    run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj '" + subject +
-        "' -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign -keyout " + key(name) +
-        " -out " + pem(name) + " 2>&1");
-  }
+  void run(const std::string& command, std::string* out = nullptr) { test::OpensslPki::run(command, out); }
+  void makeCa(const std::string& name, const std::string& subject) { pki_.makeCa(name, subject); }
   void makeLeaf(const std::string& name, const std::string& subject, const std::string& ca, int serial,
                 const std::string& extension) {
-    const std::string ext = sandbox_.write(name + ".ext", extension + "\n");
-    run("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj '" + subject + "' -keyout " +
-        key(name) + " -out " + sandbox_.file(name + ".csr") + " 2>&1");
-    run("openssl x509 -req -in " + sandbox_.file(name + ".csr") + " -CA " + pem(ca) + " -CAkey " + key(ca) +
-        " -set_serial " + std::to_string(serial) + " -days 1 -extfile " + ext + " -out " + pem(name) + " 2>&1");
-    ::chmod(key(name).c_str(), 0600);
+    pki_.makeLeaf(name, subject, ca, serial, extension);
   }
-  std::string key(const std::string& name) { return sandbox_.file(name + ".key"); }
-  std::string pem(const std::string& name) { return sandbox_.file(name + ".pem"); }
+  std::string key(const std::string& name) { return pki_.key(name); }
+  std::string pem(const std::string& name) { return pki_.pem(name); }
   TlsIdentity::Files files(const std::string& name, bool clientCa = true) {
     TlsIdentity::Files f{pem(name), key(name), std::nullopt};
     if (clientCa) {
@@ -105,6 +91,7 @@ class TlsServer : public ::testing::Test {
   }
 
   test::Sandbox sandbox_;
+  test::OpensslPki pki_{sandbox_};
   ServerThread thread_;
   std::shared_ptr<TlsIdentity> identity_;
   std::unique_ptr<Server> server_;
