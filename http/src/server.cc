@@ -59,14 +59,18 @@ class Listener final : public Server, public std::enable_shared_from_this<Listen
   void setPort(std::uint16_t port) { port_ = port; }
   void setPath(std::string path) { path_ = std::move(path); }
 
-  /// Each connection gets a strand of its own: its handlers never run at once, even on an
-  /// io_context run by several threads (the signing listener's).
+  /// A connection lives on the io_context `spread` picks (the listener's own without it).
   void accept() {
-    acceptor_.async_accept(asio::any_io_executor(asio::make_strand(acceptor_.get_executor())),
-                           [self = this->shared_from_this()](beast::error_code ec, typename Protocol::socket socket) {
-                             self->onAccept(ec, std::move(socket));
-                           });
+    auto done = [self = this->shared_from_this()](beast::error_code ec, typename Protocol::socket socket) {
+      self->onAccept(ec, std::move(socket));
+    };
+    if (spread_) {
+      acceptor_.async_accept(spread_(), std::move(done));
+    } else {
+      acceptor_.async_accept(std::move(done));
+    }
   }
+  void setSpread(std::function<asio::io_context&()> spread) { spread_ = std::move(spread); }
 
   [[nodiscard]] std::uint16_t port() const override { return port_; }
 
@@ -123,6 +127,7 @@ class Listener final : public Server, public std::enable_shared_from_this<Listen
   typename Protocol::acceptor acceptor_;
   asio::steady_timer retry_;
   Starter starter_;
+  std::function<asio::io_context&()> spread_;
   std::shared_ptr<ConnectionCount> count_;
   std::uint16_t port_ = 0;
   std::string path_;
@@ -166,7 +171,8 @@ ServerResponse textResponse(int status, std::string body) {
 }
 
 Result<std::unique_ptr<Server>> detail::listenTcp(asio::io_context& io, const std::string& host, std::uint16_t port,
-                                                  const ConnectionLimits& limits, TcpStarter starter) {
+                                                  const ConnectionLimits& limits, TcpStarter starter,
+                                                  std::function<asio::io_context&()> spread) {
   const std::string address = hostPort(host, port);
   beast::error_code ec;
   Tcp::endpoint endpoint;
@@ -181,6 +187,7 @@ Result<std::unique_ptr<Server>> detail::listenTcp(asio::io_context& io, const st
     endpoint = results.begin()->endpoint();
   }
   auto listener = std::make_shared<Listener<Tcp>>(io, limits, std::move(starter));
+  listener->setSpread(std::move(spread));
   auto& acceptor = listener->acceptor();
   if (acceptor.open(endpoint.protocol(), ec); ec) {
     return fail(ioError("open a socket for " + address, address, ec));
@@ -204,7 +211,8 @@ Result<std::unique_ptr<Server>> detail::listenTcp(asio::io_context& io, const st
 Result<std::unique_ptr<Server>> Server::listenTcp(asio::io_context& io, const std::string& host, std::uint16_t port,
                                                   Handler handler, ServerOptions options) {
   const ConnectionLimits limits = options.limits;
-  return detail::listenTcp(io, host, port, limits, plainHttp<Tcp>(std::move(handler), options));
+  auto spread = options.spread;
+  return detail::listenTcp(io, host, port, limits, plainHttp<Tcp>(std::move(handler), options), std::move(spread));
 }
 
 Result<std::unique_ptr<Server>> Server::adoptTcp(asio::io_context& io, int fd, Handler handler,
@@ -262,10 +270,16 @@ Result<std::unique_ptr<Server>> Server::listenUnix(asio::io_context& io, const s
   return std::unique_ptr<Server>(new ServerHandle(std::move(listener)));
 }
 
+/// One io_context per thread (each run by its thread alone): a connection lives on one
+/// thread from accept to close, with no lock or hand-over between threads.
 struct ServerThread::Impl {
-  explicit Impl(std::size_t n) : threads(std::max<std::size_t>(n, 1)), io(static_cast<int>(threads)) {}
-  std::size_t threads;
-  asio::io_context io;
+  explicit Impl(std::size_t n) {
+    for (std::size_t i = 0; i < std::max<std::size_t>(n, 1); ++i) {
+      contexts.push_back(std::make_unique<asio::io_context>(1));
+    }
+  }
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::atomic<std::size_t> next{0};
   std::vector<std::thread> running;
 };
 
@@ -276,7 +290,9 @@ ServerThread::~ServerThread() {
 }
 
 void ServerThread::stop() {
-  impl_->io.stop();
+  for (auto& io : impl_->contexts) {
+    io->stop();
+  }
   for (auto& t : impl_->running) {
     t.join();
   }
@@ -284,21 +300,27 @@ void ServerThread::stop() {
 }
 
 asio::io_context& ServerThread::io() {
-  return impl_->io;
+  return *impl_->contexts.front();
+}
+
+std::function<asio::io_context&()> ServerThread::spread() {
+  return [impl = impl_.get()]() -> asio::io_context& {
+    return *impl->contexts[impl->next.fetch_add(1, std::memory_order_relaxed) % impl->contexts.size()];
+  };
 }
 
 void ServerThread::post(std::function<void()> job) {
-  asio::post(impl_->io, std::move(job));
+  asio::post(io(), std::move(job));
 }
 
 void ServerThread::start() {
-  auto guard = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(impl_->io.get_executor());
-  for (std::size_t i = 0; i < impl_->threads; ++i) {
-    impl_->running.emplace_back([this, guard] {
+  for (auto& context : impl_->contexts) {
+    impl_->running.emplace_back([io = context.get()] {
+      auto guard = asio::make_work_guard(*io);
       // Handlers report failures through error codes; only allocation failures can throw.
-      while (!impl_->io.stopped()) {
+      while (!io->stopped()) {
         try {
-          impl_->io.run();
+          io->run();
         } catch (const std::exception&) {
           continue;
         }

@@ -14,13 +14,13 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <type_traits>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
@@ -190,16 +190,30 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     auto self = this->shared_from_this();
     auto executor = socket_.get_executor();
     auto replied = std::make_shared<std::atomic<bool>>(false);
-    Reply reply = [self, executor, replied](ServerResponse resp) {
+    // A reply made by the handler itself, on this thread, is sent when the handler returns;
+    // one from another thread (later) is posted to the connection's executor.
+    const std::thread::id here = std::this_thread::get_id();
+    Reply reply = [self, executor, replied, here](ServerResponse resp) {
       if (replied->exchange(true)) {
         return;  // once only
       }
+      if (std::this_thread::get_id() == here && self->inHandler_.load()) {
+        self->pending_ = std::move(resp);
+        return;
+      }
       asio::post(executor, [self, resp = std::move(resp)]() mutable { self->send(std::move(resp), self->keepAlive_); });
     };
+    inHandler_ = true;
     try {
       (*handler_)(r, reply);
     } catch (const std::exception& e) {
       reply(textResponse(500, std::string("internal error: ") + e.what() + "\n"));
+    }
+    inHandler_ = false;
+    if (pending_) {
+      ServerResponse resp = std::move(*pending_);
+      pending_.reset();
+      send(std::move(resp), keepAlive_);
     }
   }
 
@@ -289,6 +303,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   std::shared_ptr<const void> held_;  // before socket_: outlives it
   Stream socket_;
   std::optional<TlsPeer> tls_;
+  std::atomic<bool> inHandler_{false};     ///< the handler runs (on the connection's thread)
+  std::optional<ServerResponse> pending_;  ///< its own reply, sent when it returns
   asio::steady_timer timer_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
@@ -309,6 +325,7 @@ using TcpStarter = std::function<void(Tcp::socket, std::unique_ptr<Admission>)>;
 /// Listens on host:port and hands each admitted connection to `starter` (server.cc).
 [[nodiscard]] Result<std::unique_ptr<Server>> listenTcp(asio::io_context& io, const std::string& host,
                                                         std::uint16_t port, const ConnectionLimits& limits,
-                                                        TcpStarter starter);
+                                                        TcpStarter starter,
+                                                        std::function<asio::io_context&()> spread = {});
 
 }  // namespace kms::http::detail

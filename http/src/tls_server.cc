@@ -157,7 +157,7 @@ Result<std::unique_ptr<Server>> Server::listenTls(boost::asio::io_context& io, c
       session->read();
     });
   };
-  return detail::listenTcp(io, host, port, limits, std::move(starter));
+  return detail::listenTcp(io, host, port, limits, std::move(starter), options.spread);
 }
 
 }  // namespace kms::http

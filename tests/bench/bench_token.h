@@ -85,38 +85,55 @@ inline kms::pki::Digest digestFor(std::uint64_t i) {
   return d;
 }
 
-/// The token's ceiling: C_SignInit + C_Sign on a session of its own, no kmsd code.
-inline void BM_BarePkcs11Sign(benchmark::State& state) {
+/// A session of its own on the bench token with the bench key found, for bare C_Sign loops.
+struct BareSession {
+  CK_SESSION_HANDLE session = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+  [[nodiscard]] bool ok() const { return key != CK_INVALID_HANDLE; }
+  /// One C_SignInit + C_Sign of digestFor(i).
+  [[nodiscard]] bool sign(std::uint64_t i) const {
+    CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
+    kms::pki::Digest d = digestFor(i);
+    CK_BYTE sig[64];
+    CK_ULONG len = sizeof sig;
+    return fx().fn->C_SignInit(session, &mech, key) == CKR_OK &&
+           fx().fn->C_Sign(session, d.data(), d.size(), sig, &len) == CKR_OK;
+  }
+};
+
+inline BareSession openBareSession() {
   Fixture& f = fx();
-  CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
-  if (f.fn->C_OpenSession(f.slot, CKF_SERIAL_SESSION, nullptr, nullptr, &s) != CKR_OK) {
-    state.SkipWithError("C_OpenSession");
-    return;
+  BareSession b;
+  if (f.fn->C_OpenSession(f.slot, CKF_SERIAL_SESSION, nullptr, nullptr, &b.session) != CKR_OK) {
+    return b;
   }
   CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
   CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, f.keyId.data(), f.keyId.size()}};
-  CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
   CK_ULONG found = 0;
-  f.fn->C_FindObjectsInit(s, tmpl, 2);
-  f.fn->C_FindObjects(s, &key, 1, &found);
-  f.fn->C_FindObjectsFinal(s);
+  f.fn->C_FindObjectsInit(b.session, tmpl, 2);
+  f.fn->C_FindObjects(b.session, &b.key, 1, &found);
+  f.fn->C_FindObjectsFinal(b.session);
   if (found != 1) {
-    state.SkipWithError("key not found");
+    b.key = CK_INVALID_HANDLE;
+  }
+  return b;
+}
+
+/// The token's ceiling: C_SignInit + C_Sign on a session of its own, no kmsd code.
+inline void BM_BarePkcs11Sign(benchmark::State& state) {
+  const BareSession b = openBareSession();
+  if (!b.ok()) {
+    state.SkipWithError("no session or key");
     return;
   }
-  CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
   std::uint64_t i = static_cast<std::uint64_t>(state.thread_index()) << 40;
   for (auto _ : state) {
-    kms::pki::Digest d = digestFor(++i);
-    CK_BYTE sig[64];
-    CK_ULONG len = sizeof sig;
-    if (f.fn->C_SignInit(s, &mech, key) != CKR_OK || f.fn->C_Sign(s, d.data(), d.size(), sig, &len) != CKR_OK) {
+    if (!b.sign(++i)) {
       state.SkipWithError("C_Sign");
       break;
     }
-    benchmark::DoNotOptimize(sig);
   }
-  f.fn->C_CloseSession(s);
+  fx().fn->C_CloseSession(b.session);
   state.counters["sig/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 

@@ -85,6 +85,9 @@ struct ServerOptions {
   /// The answer to a request refused before any handler saw it (413: body over bodyLimit);
   /// plain text when unset. The connection closes after it.
   std::function<ServerResponse(int status, const std::string& why)> refusal;
+  /// Where each new TCP connection lives (ServerThread::spread()); the listener's io_context
+  /// when unset.
+  std::function<boost::asio::io_context&()> spread;
 };
 
 /// A TLS listener's certificate chain, private key and (optional) client CA: the files are
@@ -152,8 +155,10 @@ class ServerThread {
   [[nodiscard]] boost::asio::io_context& io();
   /// Starts running io() on the thread (after the servers were created on it).
   void start();
-  /// Runs `job` on one of the threads (what touches a server living there).
+  /// Runs `job` on the thread of io() (what touches a server listening there).
   void post(std::function<void()> job);
+  /// Each thread has an io_context of its own: this picks them in turn (ServerOptions::spread).
+  [[nodiscard]] std::function<boost::asio::io_context&()> spread();
   /// Stops io() and joins the thread (idempotent). Stop it before destroying the servers
   /// that live on it, and destroy those before this object.
   void stop();

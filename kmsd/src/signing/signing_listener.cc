@@ -41,6 +41,7 @@ Result<std::unique_ptr<SigningListener>> SigningListener::open(const config::Sig
   }
   http::ServerOptions options;
   options.limits = limits;
+  options.spread = self->threads_.spread();
   options.refusal = [](int status, const std::string& why) {
     return atisErrorResponse(AtisError{status, "SVC4000", "Invalid request: %1", {why}}, pki::randomUuid());
   };

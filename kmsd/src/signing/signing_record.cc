@@ -60,6 +60,7 @@ void SigningRecord::add(const Signed& s, const std::string& client, std::int64_t
   }
   std::string text = line.dump();
   text += '\n';
+  bool wake = false;
   {
     std::lock_guard lock(mutex_);
     if (queue_.size() >= kMaxQueued) {
@@ -68,8 +69,11 @@ void SigningRecord::add(const Signed& s, const std::string& client, std::int64_t
       return;
     }
     queue_.push_back(std::move(text));
+    wake = queue_.size() == kBatch;  // else the writer's next tick takes it: no wake-up per line
   }
-  wake_.notify_one();
+  if (wake) {
+    wake_.notify_one();
+  }
 }
 
 std::uint64_t SigningRecord::written() const {
@@ -84,6 +88,8 @@ std::uint64_t SigningRecord::dropped() const {
 
 void SigningRecord::flush() {
   std::unique_lock lock(mutex_);
+  flushWanted_ = true;
+  wake_.notify_one();
   idle_.wait(lock, [this] { return queue_.empty() && !busy_; });
 }
 
@@ -94,10 +100,16 @@ void SigningRecord::run() {
     {
       std::unique_lock lock(mutex_);
       busy_ = false;
-      idle_.notify_all();
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) {
-        return;  // stopping, all written
+        flushWanted_ = false;
+        idle_.notify_all();
+      }
+      wake_.wait_for(lock, kTick, [this] { return stopping_ || flushWanted_ || queue_.size() >= kBatch; });
+      if (queue_.empty()) {
+        if (stopping_) {
+          return;  // all written
+        }
+        continue;
       }
       batch.swap(queue_);
       droppedNow = std::exchange(droppedUnsaid_, 0);

@@ -5,6 +5,7 @@
 // to FILE.1 .. FILE.N past its size limit. Lines the writer cannot keep up with (a queue of
 // kMaxQueued) are counted and the count written as a line of its own, never silently lost.
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -21,6 +22,9 @@ namespace kms::daemon {
 class SigningRecord {
  public:
   static constexpr std::size_t kMaxQueued = 65536;
+  /// The writer takes what is queued every kTick, or at once when kBatch lines wait.
+  static constexpr std::chrono::milliseconds kTick{50};
+  static constexpr std::size_t kBatch = 4096;
 
   /// Opens (creates, mode 0640) `path` for appending. Errc::io naming it.
   [[nodiscard]] static Result<std::unique_ptr<SigningRecord>> open(std::string path, std::int64_t maxBytes, int keep);
@@ -53,6 +57,7 @@ class SigningRecord {
   std::condition_variable idle_;
   std::deque<std::string> queue_;
   bool busy_ = false;
+  bool flushWanted_ = false;
   bool stopping_ = false;
   std::uint64_t written_ = 0;
   std::uint64_t dropped_ = 0;
