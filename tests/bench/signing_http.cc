@@ -54,17 +54,6 @@ std::string run(const std::string& command) {
   return out;
 }
 
-std::uint16_t freePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 /// A server process, stopped (SIGTERM, waited for) when it goes.
 class Child {
@@ -255,7 +244,7 @@ int bench(int argc, char** argv) {
   std::vector<std::pair<std::string, WrkResult>> results;
   const std::string base = kms::test::readFile(lab.file("kmsd.toml"));
   for (const Variant& v : variants) {
-    const std::uint16_t port = freePort();
+    const std::uint16_t port = kms::test::freePort();
     std::string config = base + "\n[signing]\nthreads = 2\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\n";
     if (v.tls) {
       config += "tls_certificate = \"" + sandbox.file("tls.pem") + "\"\ntls_key = \"" + sandbox.file("tls.key") + "\"\n";
@@ -289,7 +278,7 @@ int bench(int argc, char** argv) {
 
   // secsipidx with its key in a file, under the same load.
   run("openssl ecparam -name prime256v1 -genkey -noout -out " + sandbox.file("secsipidx.key"));
-  const std::uint16_t port = freePort();
+  const std::uint16_t port = kms::test::freePort();
   auto secsipidx = spawn({"/usr/bin/secsipidx", "-http-srv", "127.0.0.1:" + std::to_string(port), "-fprvkey",
                                  sandbox.file("secsipidx.key")},
                                 sandbox.file("secsipidx.log"));

@@ -32,18 +32,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// A port free now (bound to 0, then released).
-std::uint16_t freePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 struct Answer {
   int status = 0;
@@ -66,7 +54,7 @@ class SigningTcp : public ::testing::Test {
     makeLeaf("rogue", "/O=Carrier B/CN=sbc-b", "rogueca", 301, "extendedKeyUsage=clientAuth");
     secret("sbc-a.token", kTokenA);
     secret("sbc-c.token", kTokenC);
-    port_ = freePort();
+    port_ = test::freePort();
     config_ = sandbox_.file("kmsd.toml");
     writeConfig(true);
     kmsd_ = std::make_unique<test::DaemonProcess>(lab_->file("softhsm2.conf"), config_, sandbox_.file("kmsd.log"));

@@ -37,18 +37,6 @@ constexpr const char* kToken = "kamailio-sbc-4Tq9Wz2Lr7Xc5Vb8Nm1Kp3Hd6Gf0Js";
 constexpr const char* kCalling = "12025550100";
 constexpr const char* kCalled = "12025550101";
 
-/// A free port of `type` (SOCK_STREAM, SOCK_DGRAM) on 127.0.0.1, bound to 0 and released.
-std::uint16_t freePort(int type) {
-  const int fd = ::socket(AF_INET, type, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 /// True once a SIP server on udp/`port` answers an OPTIONS (any status), within 30 s.
 bool sipAnswers(std::uint16_t port) {
@@ -130,7 +118,7 @@ class SipCall : public ::testing::Test {
     pki_.makeCa("tlsca", "/CN=Signing TLS CA");
     pki_.makeLeaf("server", "/CN=127.0.0.1", "tlsca", 7, "subjectAltName=IP:127.0.0.1");
     ::chmod(sandbox_.write("kamailio.token", std::string(kToken) + "\n").c_str(), 0600);
-    signingPort_ = freePort(SOCK_STREAM);
+    signingPort_ = test::freePort(SOCK_STREAM);
     std::string config = test::readFile(lab_->file("kmsd.toml"));
     config += "\n[signing]\nlisten = \"127.0.0.1:" + std::to_string(signingPort_) + "\"\ntls_certificate = \"" +
               pki_.pem("server") + "\"\ntls_key = \"" + pki_.key("server") +
@@ -140,8 +128,8 @@ class SipCall : public ::testing::Test {
     kmsd_ = std::make_unique<test::DaemonProcess>(lab_->file("softhsm2.conf"), configFile, sandbox_.file("kmsd.log"));
     ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_ACTIVATED cert=main", 120s)) << kmsd_->log();
 
-    signerPort_ = freePort(SOCK_DGRAM);
-    verifierPort_ = freePort(SOCK_DGRAM);
+    signerPort_ = test::freePort(SOCK_DGRAM);
+    verifierPort_ = test::freePort(SOCK_DGRAM);
     for (const char* dir : {"verifier", "signer", "sipp"}) {
       ::mkdir(sandbox_.file(dir).c_str(), 0700);
     }
@@ -191,7 +179,7 @@ class SipCall : public ::testing::Test {
     std::string out;
     const int rc = test::runCommand(
         "cd " + sandbox_.file("sipp") + " && sipp -sf " + kData + "/" + scenario +
-            " -m 1 -nostdin -i 127.0.0.1 -p " + std::to_string(freePort(SOCK_DGRAM)) + " -s " + called +
+            " -m 1 -nostdin -i 127.0.0.1 -p " + std::to_string(test::freePort(SOCK_DGRAM)) + " -s " + called +
             " -key from_tn " + kCalling + " -timeout 30s -timeout_error -recv_timeout 20000 -trace_err -error_file " +
             sandbox_.file("sipp/" + name + ".errors") + " -trace_msg -message_file " +
             sandbox_.file("sipp/" + name + ".messages") + " 127.0.0.1:" + std::to_string(port),

@@ -1,6 +1,9 @@
 #pragma once
 /// @file Test helpers: a temp directory removed in the destructor, small file helpers.
 
+#include <sys/socket.h>
+
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -32,5 +35,9 @@ std::vector<std::string> linesOf(const std::string& text);
 
 /// Runs a shell command, returns its exit status; stdout+stderr captured into *output.
 int runCommand(const std::string& command, std::string* output = nullptr);
+
+/// A port on 127.0.0.1 free now, for a server the test starts and that binds it itself:
+/// bound to 0 and released. `type`: SOCK_STREAM (TCP, the default) or SOCK_DGRAM (UDP).
+std::uint16_t freePort(int type = SOCK_STREAM);
 
 }  // namespace kms::test
