@@ -9,7 +9,7 @@
 namespace kms::config::detail {
 namespace {
 
-constexpr std::int64_t kMiB = 1024 * 1024;
+constexpr std::int64_t kMiB = std::int64_t{1024} * 1024;
 
 void readClient(SectionReader& r, SigningClientConfig& out, const SigningConfig& signing) {
   out.name = r.string("name", Need::required).value_or("");
@@ -86,7 +86,7 @@ void readSigning(Loader& loader, SectionReader& r, toml::table& table, SigningCo
   }
   out.record = r.absolutePath("record", Need::optional);
   if (auto size = r.integer("record_max_size", Need::optional)) {
-    if (*size < kMiB || *size > 64 * 1024 * kMiB) {
+    if (*size < kMiB || *size > kMiB * 64 * 1024) {
       r.fail("record_max_size", "must be between 1048576 (1 MiB) and 68719476736 (64 GiB)");
     } else {
       out.recordMaxBytes = *size;

@@ -209,14 +209,14 @@ Result<std::unique_ptr<Server>> detail::listenTcp(asio::io_context& io, const st
 }
 
 Result<std::unique_ptr<Server>> Server::listenTcp(asio::io_context& io, const std::string& host, std::uint16_t port,
-                                                  Handler handler, ServerOptions options) {
+                                                  Handler handler, const ServerOptions& options) {
   const ConnectionLimits limits = options.limits;
   auto spread = options.spread;
   return detail::listenTcp(io, host, port, limits, plainHttp<Tcp>(std::move(handler), options), std::move(spread));
 }
 
 Result<std::unique_ptr<Server>> Server::adoptTcp(asio::io_context& io, int fd, Handler handler,
-                                                 ServerOptions options) {
+                                                 const ServerOptions& options) {
   const std::string what = "passed socket (fd " + std::to_string(fd) + ")";
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
@@ -241,7 +241,7 @@ Result<std::unique_ptr<Server>> Server::adoptTcp(asio::io_context& io, int fd, H
 }
 
 Result<std::unique_ptr<Server>> Server::listenUnix(asio::io_context& io, const std::string& path, unsigned mode,
-                                                   Handler handler, ServerOptions options) {
+                                                   Handler handler, const ServerOptions& options) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {

@@ -137,7 +137,7 @@ Result<void> TlsIdentity::reload(const Files& files) {
 
 Result<std::unique_ptr<Server>> Server::listenTls(boost::asio::io_context& io, const std::string& host,
                                                   std::uint16_t port, std::shared_ptr<TlsIdentity> identity,
-                                                  Handler handler, ServerOptions options) {
+                                                  Handler handler, const ServerOptions& options) {
   auto shared = std::make_shared<Handler>(std::move(handler));
   const ConnectionLimits limits = options.limits;
   auto starter = [identity = std::move(identity), shared, options](detail::Tcp::socket socket,

@@ -326,7 +326,7 @@ TEST_F(SigningTcp, HostileClientsGetAReasonOrAClosedConnectionAndOthersStillSign
   Answer a = post("{not json", bearer(kTokenA));
   EXPECT_EQ(a.status, 400) << a.body;
   EXPECT_EQ(messageIdOf(a), "SVC4006");
-  a = post(std::string(1024 * 1024, 'x'), bearer(kTokenA));
+  a = post(std::string(std::size_t{1024} * 1024, 'x'), bearer(kTokenA));
   EXPECT_EQ(a.status, 413) << a.body;
   std::string out;
   run("curl -s -o /dev/null -w '%{http_code}' --cacert " + pem("tlsca") + " " + bearer(kTokenA) + " " + url(), &out);

@@ -45,17 +45,20 @@ bool sipAnswers(std::uint16_t port) {
   local.sin_family = AF_INET;
   local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof local;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
+    ::close(fd);
+    return false;
+  }
   sockaddr_in to = local;
   to.sin_port = htons(port);
   bool answered = false;
   for (auto end = std::chrono::steady_clock::now() + 30s; !answered && std::chrono::steady_clock::now() < end;) {
     const std::string branch = "z9hG4bKprobe" + std::to_string(::random());
-    const std::string msg = "OPTIONS sip:ping@127.0.0.1:" + std::to_string(port) +
-                            " SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:" + std::to_string(ntohs(local.sin_port)) + ";branch=" + branch +
-                            "\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: " + branch +
-                            "\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n";
+    std::string msg = "OPTIONS sip:ping@127.0.0.1:" + std::to_string(port) + " SIP/2.0\r\n";
+    msg += "Via: SIP/2.0/UDP 127.0.0.1:" + std::to_string(ntohs(local.sin_port)) + ";branch=" + branch + "\r\n";
+    msg += "From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: " + branch + "\r\n";
+    msg += "CSeq: 1 OPTIONS\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n";
     ::sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, 200) == 1) {
@@ -82,6 +85,7 @@ class Background {
       (void)out;
       ::dup2(STDOUT_FILENO, STDERR_FILENO);
       std::vector<char*> args;
+      args.reserve(argv.size() + 1);
       for (const auto& a : argv) {
         args.push_back(const_cast<char*>(a.c_str()));
       }

@@ -121,21 +121,21 @@ class Server {
   /// Listens on host:port (port 0: a free one) on `io`. Errc::io naming the address.
   [[nodiscard]] static Result<std::unique_ptr<Server>> listenTcp(boost::asio::io_context& io, const std::string& host,
                                                                  std::uint16_t port, Handler handler,
-                                                                 ServerOptions options = {});
+                                                                 const ServerOptions& options = {});
   /// HTTPS (TLS 1.2 or later) on host:port with `identity`; the handshake must complete within
   /// the header timeout. Requests carry the client's certificate (ServerRequest::tls).
   [[nodiscard]] static Result<std::unique_ptr<Server>> listenTls(boost::asio::io_context& io, const std::string& host,
                                                                  std::uint16_t port, std::shared_ptr<TlsIdentity> identity,
-                                                                 Handler handler, ServerOptions options = {});
+                                                                 Handler handler, const ServerOptions& options = {});
   /// Serves on a listening TCP socket someone else bound (socket activation); takes `fd`
   /// over, closing it on every error. Errc::io when it is not a listening TCP socket.
   [[nodiscard]] static Result<std::unique_ptr<Server>> adoptTcp(boost::asio::io_context& io, int fd, Handler handler,
-                                                                ServerOptions options = {});
+                                                                const ServerOptions& options = {});
   /// Listens on the Unix socket `path`, created with `mode` (a stale socket file is
   /// replaced; any other file there is an error). Errc::io naming the path.
   [[nodiscard]] static Result<std::unique_ptr<Server>> listenUnix(boost::asio::io_context& io, const std::string& path,
                                                                   unsigned mode, Handler handler,
-                                                                  ServerOptions options = {});
+                                                                  const ServerOptions& options = {});
   virtual ~Server() = default;
   /// The TCP port bound (0 for a Unix socket).
   [[nodiscard]] virtual std::uint16_t port() const = 0;

@@ -152,9 +152,9 @@ void SigningRecord::rotate() {
   for (int i = keep_ - 1; i >= 1; --i) {
     const std::string from = path_ + "." + std::to_string(i);
     const std::string to = path_ + "." + std::to_string(i + 1);
-    std::rename(from.c_str(), to.c_str());
+    (void)std::rename(from.c_str(), to.c_str());  // FILE.i may not exist yet
   }
-  std::rename(path_.c_str(), (path_ + ".1").c_str());
+  (void)std::rename(path_.c_str(), (path_ + ".1").c_str());  // on failure FILE keeps growing
   const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
   if (fd >= 0) {
     ::close(fd_);

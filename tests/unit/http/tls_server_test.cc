@@ -50,7 +50,7 @@ class TlsServer : public ::testing::Test {
     return f;
   }
 
-  void start(TlsIdentity::Files f) {
+  void start(const TlsIdentity::Files& f) {
     auto identity = TlsIdentity::load(f);
     ASSERT_TRUE(identity.has_value()) << identity.error().toString();
     identity_ = *identity;
