@@ -282,14 +282,18 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     return std::nullopt;
   }
 
-  /// The peer's IP address on TCP, "" on a Unix socket.
-  std::string remote() {
+  /// The peer's IP address on TCP, "" on a Unix socket (asked of the kernel once).
+  const std::string& remote() {
     if constexpr (std::is_same_v<std::decay_t<decltype(lowestLayer(socket_))>, Tcp::socket>) {
-      beast::error_code ec;
-      auto endpoint = lowestLayer(socket_).remote_endpoint(ec);
-      return ec ? std::string() : endpoint.address().to_string();
+      if (!remote_) {
+        beast::error_code ec;
+        auto endpoint = lowestLayer(socket_).remote_endpoint(ec);
+        remote_ = ec ? std::string() : endpoint.address().to_string();
+      }
+      return *remote_;
     } else {
-      return {};
+      static const std::string none;
+      return none;
     }
   }
 
@@ -303,6 +307,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   std::shared_ptr<const void> held_;  // before socket_: outlives it
   Stream socket_;
   std::optional<TlsPeer> tls_;
+  std::optional<std::string> remote_;
   std::atomic<bool> inHandler_{false};     ///< the handler runs (on the connection's thread)
   std::optional<ServerResponse> pending_;  ///< its own reply, sent when it returns
   asio::steady_timer timer_;
