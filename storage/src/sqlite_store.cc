@@ -360,6 +360,49 @@ class SqliteStore final : public Store {
     return readAll<IssuedCert>(*stmt, readIssued);
   }
 
+  Result<ServiceSummary> serviceSummary(std::int64_t now) override {
+    ServiceSummary out;
+    // As listLatestValid counts them: the newest published certificate, not revoked or expired.
+    auto active = db_.prepare("SELECT count(*) FROM managed_certificates c JOIN issued_certificates i ON i.id = (" +
+                              std::string(kNewestPublished) + ") WHERE i.revoked_at IS NULL AND i.not_after > ?1");
+    if (!active.has_value()) {
+      return fail(active.error());
+    }
+    active->bindInt64(1, now);
+    auto activeRow = active->step();
+    if (!activeRow) {
+      return fail(activeRow.error());
+    }
+    if (*activeRow) {
+      out.active = active->columnInt64(0);
+    }
+    auto next = db_.prepare("SELECT name, renew_at FROM managed_certificates WHERE renew_at IS NOT NULL "
+                            "ORDER BY renew_at LIMIT 1");
+    if (!next.has_value()) {
+      return fail(next.error());
+    }
+    auto nextRow = next->step();
+    if (!nextRow) {
+      return fail(nextRow.error());
+    }
+    if (*nextRow) {
+      out.nextRenewal.emplace(next->columnText(0), next->columnInt64(1));
+    }
+    auto error = db_.prepare("SELECT name, last_error FROM managed_certificates WHERE last_error IS NOT NULL "
+                             "ORDER BY updated_at DESC LIMIT 1");
+    if (!error.has_value()) {
+      return fail(error.error());
+    }
+    auto errorRow = error->step();
+    if (!errorRow) {
+      return fail(errorRow.error());
+    }
+    if (*errorRow) {
+      out.lastError.emplace(error->columnText(0), error->columnText(1));
+    }
+    return out;
+  }
+
   Result<std::vector<CertStatus>> listStatus(std::int64_t now, std::optional<std::string_view> name) override {
     std::string sql =
         "SELECT c.name, c.kind, c.state, c.failure_count, c.last_error, c.renew_at, c.next_attempt_at, "

@@ -185,6 +185,7 @@ void openControl(Daemon::Parts& p) {
 
 /// SIGTERM, SIGINT: the steps in flight finish (their requests cancelled after kStopGrace).
 void beginStop(Daemon::Parts& p, int sig) {
+  superviseStopping(p);
   p.sink->emit({"KMS_STOPPING", EventLevel::info, std::nullopt,
                 std::string("signal ") + (sig == SIGTERM ? "TERM" : "INT") + ": finishing the steps in flight",
                 {{"in_flight", std::to_string(p.engine->counters().stepsRunning)}}});
@@ -211,6 +212,9 @@ void beginStop(Daemon::Parts& p, int sig) {
   });
   p.engine->stop([&p] {
     p.stopTimer->cancel();
+    if (p.watchdogTimer) {
+      p.watchdogTimer->cancel();
+    }
     p.signals->cancel();
     p.executor->stop();
   });
@@ -281,7 +285,9 @@ int Daemon::run() {
   if (!p.options.once) {
     p.signals = std::make_unique<SignalWatcher>(*p.executor, [&p](int sig) {
       if (sig == SIGHUP) {
+        superviseReloading(p);
         reload(p);
+        superviseReloaded(p);
       } else if (!p.engine->stopping()) {
         beginStop(p, sig);
       }
@@ -297,6 +303,9 @@ int Daemon::run() {
   p.maintenance->housekeeping();
   if (p.engine->names().empty() && p.options.once) {
     return 0;
+  }
+  if (!p.options.once) {
+    superviseStart(p);  // READY=1: the state, the token and the schedule are loaded
   }
   p.executor->run();
   if (!p.options.once) {

@@ -2,6 +2,7 @@
 // The parts a Daemon owns, in the order they are built (and the reverse of the order they
 // go). Private to daemon/.
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -9,6 +10,7 @@
 #include "control/control_context.h"
 #include "daemon/daemon.h"
 #include "daemon/maintenance.h"
+#include "daemon/service_notify.h"
 #include "daemon/signals.h"
 #include "daemon/state_lock.h"
 #include "engine/asio_executor.h"
@@ -58,11 +60,25 @@ struct Daemon::Parts {
   std::unique_ptr<SignalWatcher> signals;
   std::unique_ptr<Timer> stopTimer;  ///< the grace before requests in flight are cancelled
   bool started = false;
+  // systemd's notify protocol (daemon/supervision.cc)
+  ServiceNotify notify;
+  std::unique_ptr<Timer> watchdogTimer;
+  std::unique_ptr<Timer> statusTimer;
+  std::atomic<bool> statusDirty{true};  ///< an event since STATUS= was last computed
+  std::string statusSent;
+  std::int64_t statusAt = 0;            ///< when it was computed
+  bool notifyWarned = false;            ///< a failed notification is said once
 };
 
 /// The start-up warnings: trust checks off, the descriptor limit holding the listeners
 /// below their configured caps, no CRL signer.
 void emitStartupWarnings(const Daemon::Parts& p);
+/// systemd's notify protocol (daemon/supervision.cc): READY=1 with STATUS= and the
+/// watchdog's keep-alives from the loop; RELOADING=1 … READY=1 around a reload; STOPPING=1.
+void superviseStart(Daemon::Parts& p);
+void superviseReloading(Daemon::Parts& p);
+void superviseReloaded(Daemon::Parts& p);
+void superviseStopping(Daemon::Parts& p);
 /// SIGHUP: the configuration file read again and applied (daemon/reloader.cc).
 void reload(Daemon::Parts& p);
 /// [daemon] max_concurrent_orders, or two per core when it is 0.

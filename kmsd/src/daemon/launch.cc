@@ -2,12 +2,15 @@
 
 #include <malloc.h>
 
+#include <cerrno>
+
 #include <memory>
 #include <ostream>
 
 #include "daemon/activation.h"
 #include "daemon/config_check.h"
 #include "daemon/daemon.h"
+#include "daemon/service_notify.h"
 #include "events/event_sink.h"
 
 namespace kms::daemon {
@@ -23,12 +26,14 @@ std::unique_ptr<Launched> launch(const std::string& configPath, Daemon::Options 
                                  int& rc) {
   auto cfg = loadConfig(configPath, err);
   if (!cfg) {
+    ServiceNotify::startFailed(EINVAL, "the configuration " + configPath + " has errors (see the log)");
     rc = kExitCheckFailed;
     return nullptr;
   }
   auto sockets = takeActivatedSockets();
   if (!sockets) {
     err << "kmsd: " << sockets.error().toString() << '\n';
+    ServiceNotify::startFailed(EINVAL, sockets.error().toString());
     rc = kExitCheckFailed;
     return nullptr;
   }
@@ -40,6 +45,8 @@ std::unique_ptr<Launched> launch(const std::string& configPath, Daemon::Options 
   auto daemon = Daemon::open(std::move(*cfg), *out->log, std::move(options));
   if (!daemon) {
     err << "kmsd: " << daemon.error().toString() << '\n';
+    const Error& e = daemon.error();
+    ServiceNotify::startFailed(e.code == Errc::config || e.code == Errc::invalidArgument ? EINVAL : EIO, e.toString());
     rc = 1;
     return nullptr;
   }

@@ -200,6 +200,14 @@ struct CertStatus {
   std::optional<std::string> x5uUrl;
 };
 
+/// What a one-line service status says (systemd's STATUS=): how many certificates have a
+/// current certificate, the soonest planned renewal, the most recent error still standing.
+struct ServiceSummary {
+  std::int64_t active = 0;
+  std::optional<std::pair<std::string, std::int64_t>> nextRenewal;  ///< name, renew_at
+  std::optional<std::pair<std::string, std::string>> lastError;     ///< name, last_error
+};
+
 /// The storage seam used by the engine, control API and kmsctl.
 class Store {
  public:
@@ -273,6 +281,8 @@ class Store {
   /// Every certificate with its current certificate as listLatestValid picks it (none when
   /// the newest published one is revoked or expired), by name; one query, no chains read.
   /// Only `name` when given.
+  /// The counts and extremes of ServiceSummary at `now`, in three indexed queries.
+  [[nodiscard]] virtual Result<ServiceSummary> serviceSummary(std::int64_t now) = 0;
   [[nodiscard]] virtual Result<std::vector<CertStatus>> listStatus(std::int64_t now,
                                                                    std::optional<std::string_view> name = {}) = 0;
   /// Per managed certificate, its newest published certificate (a chain issued but not yet
