@@ -36,6 +36,8 @@ packages=(
                                 # json) and a verifier (secsipid); tests start their own instances
   sip-tester                    # sipp: places the calls of that test
   wrk                           # HTTP load for the signing API benchmark (tests/bench)
+  systemd                       # systemd-analyze verify/security judge deploy/systemd
+  man-db                        # the man pages are checked for roff warnings
 )
 
 missing=()

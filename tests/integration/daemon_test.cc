@@ -461,6 +461,10 @@ TEST_F(Daemon, ReloadAppliesTheLogFormatAndOrderLimitLive) {
   ASSERT_TRUE(status.has_value());
   auto j = nlohmann::json::parse(status->body);
   EXPECT_EQ(j["daemon"]["max_concurrent_orders"], 3) << status->body;
+  // The version, as kmsd --version says it.
+  std::string version;
+  ASSERT_EQ(test::runCommand(test::kKmsd + " --version", &version), 0);
+  EXPECT_EQ("kmsd " + j["daemon"].value("version", "?") + "\n", version) << status->body;
 }
 
 TEST_F(Daemon, ReloadKeepsSettingsThatNeedARestartAndNamesThem) {

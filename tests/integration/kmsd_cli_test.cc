@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -89,6 +91,18 @@ TEST_F(KmsdCli, TrustAnchorsAreRequiredUnlessALabSaysOtherwise) {
                             "chains are not checked against any trust anchor\""),
             std::string::npos)
       << lab.output;
+}
+
+TEST_F(KmsdCli, VersionsNameTheGitCommitWhenBuiltFromGit) {
+  for (const std::string& tool : {kKmsd, test::kKmsctl}) {
+    const std::string name = tool.substr(tool.rfind('/') + 1);
+    test::CmdResult r{};
+    r.rc = test::runCommand(tool + " --version", &r.output);
+    EXPECT_EQ(r.rc, 0) << r.output;
+    const bool fromGit = ::access(KMS_SOURCE_DIR "/.git", F_OK) == 0;
+    const std::regex form(name + " " KMS_PROJECT_VERSION + (fromGit ? R"( \(git [0-9A-Za-z._+-]+\))" : "") + "\n");
+    EXPECT_TRUE(std::regex_match(r.output, form)) << r.output;
+  }
 }
 
 TEST_F(KmsdCli, CheckConfigOk) {

@@ -38,8 +38,11 @@ class SystemdUnits : public ::testing::Test {
 };
 
 TEST_F(SystemdUnits, VerifyIsCleanWithAndWithoutTheDropIn) {
-  // Man pages come with the package; everything else is checked.
-  const std::string verify = "systemd-analyze verify --man=no --root=" + root_ +
+  // The units' Documentation= pages are found where the package puts them (MANPATH here).
+  run("mkdir -p " + sandbox_.file("man/man8") + " " + sandbox_.file("man/man5"));
+  run("cp " KMS_SOURCE_DIR "/deploy/man/kmsd.8 " KMS_SOURCE_DIR "/deploy/man/kmsctl.8 " + sandbox_.file("man/man8"));
+  run("cp " KMS_SOURCE_DIR "/deploy/man/kmsd.toml.5 " + sandbox_.file("man/man5"));
+  const std::string verify = "MANPATH=" + sandbox_.file("man") + " systemd-analyze verify --root=" + root_ +
                              " /etc/systemd/system/kmsd.service /etc/systemd/system/kmsd-http01.socket";
   EXPECT_EQ(run(verify), "");
   run("cp " + kUnits + "/kmsd.service.d/web-root.conf " + root_ + "/etc/systemd/system/kmsd.service.d/");
@@ -60,6 +63,24 @@ TEST_F(SystemdUnits, TheServiceScoresOkInSystemdAnalyzeSecurity) {
   EXPECT_LE(std::stod(m[1]), 2.0) << out;
   EXPECT_EQ(m[2], "OK") << out;
   EXPECT_NE(out.find("✓ CapabilityBoundingSet=~CAP_SYS_ADMIN"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace kms
+
+namespace kms {
+namespace {
+
+TEST(ManPages, RenderWithoutWarnings) {
+  for (const char* page : {"kmsd.8", "kmsctl.8", "kmsd.toml.5"}) {
+    std::string out;
+    EXPECT_EQ(test::runCommand(std::string("man --warnings -l -Tutf8 -Z " KMS_SOURCE_DIR "/deploy/man/") + page +
+                                   " 2>&1 >/dev/null",
+                               &out),
+              0)
+        << page;
+    EXPECT_EQ(out, "") << page;
+  }
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/version.h"
 #include "common/time_format.h"
 #include "control/control_context.h"
 #include "control/status_view.h"
@@ -21,6 +22,7 @@ void addHealthRoutes(RouteTable& routes, ControlContext& ctx) {
   routes.add("GET", "/v1/status", [&ctx](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
     const Engine::Counters n = ctx.engine.counters();
     nlohmann::json daemon{{"pid", ::getpid()},
+                          {"version", kmsVersion()},
                           {"certificates", n.certificates},
                           {"open_orders", n.openOrders},
                           {"max_concurrent_orders", n.maxOrders},

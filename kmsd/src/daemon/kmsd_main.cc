@@ -10,6 +10,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/version.h"
 #include "daemon/config_check.h"
 #include "daemon/launch.h"
 
@@ -30,7 +31,7 @@ int run(int argc, char** argv) {
                "with --once: no stored wait (kmsd's backoff, a Retry-After the CA named) holds back NAME... (all "
                "certificates without names); each line says what was overridden");
   app.add_option("NAME", names, "certificates for --force");
-  app.set_version_flag("--version", "kmsd " KMS_VERSION);
+  app.set_version_flag("--version", std::string("kmsd ") + kmsVersion());
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

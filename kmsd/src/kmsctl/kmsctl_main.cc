@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/version.h"
 #include "daemon/config_check.h"
 #include "kmsctl/commands.h"
 
@@ -109,7 +110,7 @@ int run(int argc, char** argv) {
   app.add_option("--socket", o.socket,
                  "kmsd's control socket (default: the configuration's [daemon] control_socket)")
       ->check([](const std::string& p) { return p.starts_with('/') ? std::string() : "must be an absolute path"; });
-  app.set_version_flag("--version", "kmsctl " KMS_VERSION);
+  app.set_version_flag("--version", std::string("kmsctl ") + kmsVersion());
   app.require_subcommand(1);
   // Global options also after the subcommand: `kmsctl status --config FILE`.
   app.fallthrough();
