@@ -38,6 +38,7 @@ packages=(
   wrk                           # HTTP load for the signing API benchmark (tests/bench)
   systemd                       # systemd-analyze verify/security judge deploy/systemd
   man-db                        # the man pages are checked for roff warnings
+  debhelper dpkg-dev fakeroot lintian   # the kmsd and kms-lab .deb packages (debian/), and their check
 )
 
 missing=()

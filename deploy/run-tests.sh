@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs the Debian packages, builds one configuration with
-# ASan+UBSan and -Werror, runs the whole ctest suite (the libFuzzer smoke run is its entry
-# Fuzz.Smoke) and prints how many tests skipped themselves, and which. Benchmarks are compiled
-# in their own Release build (run them by hand: see tests/bench/README.md).
+# ASan+UBSan and -Werror, then the Release tree (the benchmarks, run by hand: see
+# tests/bench/README.md) and the .deb packages from it (the package tests read them), runs the
+# whole ctest suite (the libFuzzer smoke run is its entry Fuzz.Smoke) and prints how many tests
+# skipped themselves, and which.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,13 @@ jobs=$(nproc)
 build=${KMS_TEST_BUILD_DIR:-build-test}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DKMS_SANITIZE=ON -DKMS_WERROR=ON -DKMS_FAILPOINTS=ON
 cmake --build "$build" -j"$jobs"
+
+bench=${KMS_BENCH_BUILD_DIR:-build-bench}
+cmake -S . -B "$bench" -DCMAKE_BUILD_TYPE=Release -DKMS_BUILD_TESTS=OFF -DKMS_BUILD_BENCH=ON -DKMS_WERROR=ON \
+  -DKMS_SYSTEMD_UNIT_DIR=/lib/systemd/system
+cmake --build "$bench" -j"$jobs"
+KMS_BENCH_BUILD_DIR="$bench" bash deploy/build-packages.sh
+export KMS_PACKAGE_DIR="$PWD/$bench/packages"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
@@ -29,7 +37,3 @@ fi
 if ((rc != 0)); then
   exit "$rc"
 fi
-
-bench=${KMS_BENCH_BUILD_DIR:-build-bench}
-cmake -S . -B "$bench" -DCMAKE_BUILD_TYPE=Release -DKMS_BUILD_TESTS=OFF -DKMS_BUILD_BENCH=ON -DKMS_WERROR=ON
-cmake --build "$bench" -j"$jobs"

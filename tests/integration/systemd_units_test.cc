@@ -72,7 +72,7 @@ namespace kms {
 namespace {
 
 TEST(ManPages, RenderWithoutWarnings) {
-  for (const char* page : {"kmsd.8", "kmsctl.8", "kmsd.toml.5"}) {
+  for (const char* page : {"kmsd.8", "kmsctl.8", "kmsd.toml.5", "kms-lab.1"}) {
     std::string out;
     EXPECT_EQ(test::runCommand(std::string("man --warnings -l -Tutf8 -Z " KMS_SOURCE_DIR "/deploy/man/") + page +
                                    " 2>&1 >/dev/null",
