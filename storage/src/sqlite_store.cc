@@ -369,37 +369,37 @@ class SqliteStore final : public Store {
       return fail(active.error());
     }
     active->bindInt64(1, now);
-    auto activeRow = active->step();
-    if (!activeRow) {
-      return fail(activeRow.error());
+    auto count = readOne<std::int64_t>(*active, [](const Stmt& st) -> Result<std::int64_t> { return st.columnInt64(0); });
+    if (!count) {
+      return fail(count.error());
     }
-    if (*activeRow) {
-      out.active = active->columnInt64(0);
-    }
+    out.active = count->value_or(0);
     auto next = db_.prepare("SELECT name, renew_at FROM managed_certificates WHERE renew_at IS NOT NULL "
                             "ORDER BY renew_at LIMIT 1");
     if (!next.has_value()) {
       return fail(next.error());
     }
-    auto nextRow = next->step();
-    if (!nextRow) {
-      return fail(nextRow.error());
+    using NameAt = std::pair<std::string, std::int64_t>;
+    auto soonest = readOne<NameAt>(*next, [](const Stmt& st) -> Result<NameAt> {
+      return NameAt(st.columnText(0), st.columnInt64(1));
+    });
+    if (!soonest) {
+      return fail(soonest.error());
     }
-    if (*nextRow) {
-      out.nextRenewal.emplace(next->columnText(0), next->columnInt64(1));
-    }
+    out.nextRenewal = std::move(*soonest);
     auto error = db_.prepare("SELECT name, last_error FROM managed_certificates WHERE last_error IS NOT NULL "
                              "ORDER BY updated_at DESC LIMIT 1");
     if (!error.has_value()) {
       return fail(error.error());
     }
-    auto errorRow = error->step();
-    if (!errorRow) {
-      return fail(errorRow.error());
+    using NameText = std::pair<std::string, std::string>;
+    auto latest = readOne<NameText>(*error, [](const Stmt& st) -> Result<NameText> {
+      return NameText(st.columnText(0), st.columnText(1));
+    });
+    if (!latest) {
+      return fail(latest.error());
     }
-    if (*errorRow) {
-      out.lastError.emplace(error->columnText(0), error->columnText(1));
-    }
+    out.lastError = std::move(*latest);
     return out;
   }
 

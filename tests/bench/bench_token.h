@@ -77,6 +77,15 @@ inline void setUp() {
   }
 }
 
+/// Closes the token while SoftHSM2 is still loaded (its static objects go before ours at
+/// exit, and a session closed after them crashes).
+inline void tearDown() {
+  Fixture& f = fx();
+  f.signer.reset();
+  f.token.reset();
+  f.softhsm.reset();
+}
+
 inline kms::pki::Digest digestFor(std::uint64_t i) {
   kms::pki::Digest d{};
   for (int b = 0; b < 8; ++b) {

@@ -73,7 +73,6 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  fx().signer.reset();
-  fx().token.reset();
+  kms::bench::tearDown();
   return 0;
 }

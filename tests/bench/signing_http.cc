@@ -191,12 +191,8 @@ double bareCeiling(double seconds) {
   }
   const double rate =
       static_cast<double>(n) / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  // Closed while SoftHSM2 is loaded (its statics go before ours at exit).
-  auto& f = kms::bench::fx();
-  f.fn->C_CloseSession(b.session);
-  f.signer.reset();
-  f.token.reset();
-  f.softhsm.reset();
+  kms::bench::fx().fn->C_CloseSession(b.session);
+  kms::bench::tearDown();
   return rate;
 }
 

@@ -1,6 +1,7 @@
 // systemd's notify protocol around the daemon's life: READY=1 once the state DB, the token
 // and the schedule are loaded (the loop is about to run), STATUS= recomputed from the state DB
-// after events (at most every 5 s) and each minute, WATCHDOG=1 from the loop's own timer.
+// on a worker after events (at most every 5 s) and each minute, WATCHDOG=1 from the loop's own
+// timer.
 #include <cerrno>
 
 #include "common/clock.h"
@@ -22,27 +23,36 @@ void said(Daemon::Parts& p, const std::string& problem) {
   p.sink->emit({"KMS_NOTIFY_FAILED", EventLevel::warning, std::nullopt, problem, {}});
 }
 
+/// STATUS= from the state DB (thread-safe: refreshes run it on a worker).
 std::string statusLine(Daemon::Parts& p) {
   const std::int64_t now = unixSeconds(p.clock->now());
   auto summary = p.state.locked->with([&](storage::Store& s) { return s.serviceSummary(now); });
-  p.statusAt = now;
-  p.statusDirty = false;
   if (!summary) {
     return "state DB unreadable: " + summary.error().toString();
   }
   return serviceStatusLine(*summary, now);
 }
 
+/// Every kStatusTick, after events or at kStatusMaxAge: the summary is read on a worker (it
+/// counts every certificate) and sent from the loop when it changed.
 void refreshStatus(Daemon::Parts& p) {
   p.statusTimer->at(p.clock->now() + kStatusTick, [&p] {
-    if (p.statusDirty || unixSeconds(p.clock->now()) - p.statusAt >= kStatusMaxAge) {
-      std::string line = statusLine(p);
-      if (line != p.statusSent) {
-        said(p, p.notify.status(line));
-        p.statusSent = std::move(line);
-      }
+    const std::int64_t now = unixSeconds(p.clock->now());
+    if (!p.statusDirty && now - p.statusAt < kStatusMaxAge) {
+      refreshStatus(p);
+      return;
     }
-    refreshStatus(p);
+    p.statusDirty = false;
+    p.statusAt = now;
+    p.executor->work([&p] {
+      p.executor->post([&p, line = statusLine(p)]() mutable {
+        if (line != p.statusSent) {
+          said(p, p.notify.status(line));
+          p.statusSent = std::move(line);
+        }
+        refreshStatus(p);
+      });
+    });
   });
 }
 
@@ -62,6 +72,8 @@ void superviseStart(Daemon::Parts& p) {
   }
   said(p, p.notify.problem());
   p.sink->addListener([&p](const EventRecord&) { p.statusDirty = true; });
+  p.statusAt = unixSeconds(p.clock->now());
+  p.statusDirty = false;
   p.statusSent = statusLine(p);
   said(p, p.notify.ready(p.statusSent));
   p.statusTimer = p.executor->timer();

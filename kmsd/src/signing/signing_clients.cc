@@ -4,13 +4,14 @@
 
 namespace kms::daemon {
 
-RateLimit::RateLimit(int perSecond) : rate_(perSecond), perSecond_(perSecond), tokens_(perSecond) {}
+RateLimit::RateLimit(int perSecond) : rate_(perSecond), tokens_(perSecond) {}
 
 bool RateLimit::admit(std::chrono::steady_clock::time_point now) {
   std::lock_guard lock(mutex_);
   if (last_ != std::chrono::steady_clock::time_point{}) {
     const double elapsed = std::chrono::duration<double>(now - last_).count();
-    tokens_ = std::min(perSecond_, tokens_ + elapsed * perSecond_);
+    const double rate = rate_;
+    tokens_ = std::min(rate, tokens_ + elapsed * rate);
   }
   last_ = now;
   if (tokens_ < 1.0) {

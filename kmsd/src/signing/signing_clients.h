@@ -32,7 +32,6 @@ class RateLimit {
  private:
   const int rate_;
   std::mutex mutex_;
-  double perSecond_;
   double tokens_;
   std::chrono::steady_clock::time_point last_{};
 };

@@ -281,7 +281,8 @@ class Store {
   /// Every certificate with its current certificate as listLatestValid picks it (none when
   /// the newest published one is revoked or expired), by name; one query, no chains read.
   /// Only `name` when given.
-  /// The counts and extremes of ServiceSummary at `now`, in three indexed queries.
+  /// ServiceSummary at `now`, in three queries (the count visits every certificate; the
+  /// caller keeps it off the event loop).
   [[nodiscard]] virtual Result<ServiceSummary> serviceSummary(std::int64_t now) = 0;
   [[nodiscard]] virtual Result<std::vector<CertStatus>> listStatus(std::int64_t now,
                                                                    std::optional<std::string_view> name = {}) = 0;
