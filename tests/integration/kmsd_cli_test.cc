@@ -28,6 +28,9 @@ using test::CmdResult;
 using test::kKmsctl;
 using test::kKmsd;
 
+/// sysexits' EX_CONFIG: what only the operator can mend, which kmsd.service does not restart.
+constexpr int kExitConfig = 78;
+
 class KmsdCli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -76,10 +79,10 @@ TEST_F(KmsdCli, TrustAnchorsAreRequiredUnlessALabSaysOtherwise) {
       "[acme] trust_anchors: required without [sti_pa] (whose CA list would give the anchors): otherwise any "
       "chain with our key and names is accepted (insecure_skip_chain_check = true accepts that, for a lab only)";
   CmdResult check = run(kKmsd, "--check-config");
-  EXPECT_EQ(check.rc, 1) << check.output;
+  EXPECT_EQ(check.rc, kExitConfig) << check.output;
   EXPECT_NE(check.output.find(config_ + ": " + expected), std::string::npos) << check.output;
   CmdResult once = run(kKmsd, "--once");
-  EXPECT_EQ(once.rc, 1) << once.output;
+  EXPECT_EQ(once.rc, kExitConfig) << once.output;
   EXPECT_NE(once.output.find(expected), std::string::npos) << once.output;
   // The lab switch: accepted, and said at every start.
   acmeExtra_ = "insecure_skip_chain_check = true\ndns01_hook = \"/bin/true\"\n";
@@ -119,7 +122,7 @@ TEST_F(KmsdCli, MalformedConfigListsEveryError) {
                       "\"\ncolour = \"red\"\n[acme]\ndirectory_url = \"http://ca.example/dir\"\n"
                       "[publisher]\nweb_root = \"/srv/www\"\nbase_url = \"https://cr/\"\n");
   CmdResult r = run(kKmsd, "--check-config");
-  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.rc, kExitConfig);
   EXPECT_EQ(r.output, config_ + ":2:13: [daemon] state_dir: expected a string, got integer\n" + config_ +
                           ":6:1: [hsm] colour: unknown key\n" + config_ +
                           ":8:17: [acme] directory_url: must be https (http is accepted only for loopback hosts)\n");
@@ -128,7 +131,7 @@ TEST_F(KmsdCli, MalformedConfigListsEveryError) {
 TEST_F(KmsdCli, TomlSyntaxErrorIsOneLine) {
   config_ = softhsm_.sandbox().write("syntax.toml", "[daemon\nstate_dir = \"/x\"\n");
   CmdResult r = run(kKmsd, "--check-config");
-  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.rc, kExitConfig);
   EXPECT_EQ(lineCount(r.output), 1) << r.output;
   EXPECT_EQ(r.output.rfind(config_ + ":1:", 0), 0U) << r.output;
 }
@@ -137,7 +140,7 @@ TEST_F(KmsdCli, UnreadablePinFile) {
   pin_ = softhsm_.sandbox().file("missing.pin");
   writeConfig();
   CmdResult r = run(kKmsd, "--check-config");
-  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.rc, kExitConfig);
   EXPECT_EQ(lineCount(r.output), 1) << r.output;
   EXPECT_NE(r.output.find("[hsm] pin_file:"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("missing.pin"), std::string::npos) << r.output;
@@ -206,7 +209,7 @@ TEST_F(KmsdCli, MissingModule) {
 
   writeConfig("module = \"" + softhsm_.sandbox().file("libnone.so") + "\"\n");
   CmdResult absent = run(kKmsd, "--check-config");
-  EXPECT_EQ(absent.rc, 1);
+  EXPECT_EQ(absent.rc, kExitConfig);
   EXPECT_EQ(lineCount(absent.output), 1) << absent.output;
   EXPECT_NE(absent.output.find("[hsm] module:"), std::string::npos) << absent.output;
 }
@@ -214,7 +217,7 @@ TEST_F(KmsdCli, MissingModule) {
 TEST_F(KmsdCli, MissingConfigFile) {
   config_ = softhsm_.sandbox().file("nope.toml");
   CmdResult r = run(kKmsd, "--check-config");
-  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.rc, kExitConfig);
   EXPECT_EQ(lineCount(r.output), 1) << r.output;
   EXPECT_NE(r.output.find("nope.toml"), std::string::npos);
 }
@@ -224,7 +227,7 @@ TEST_F(KmsdCli, NewerSchemaDatabaseIsRefused) {
   std::string db = stateDir_ + "/kmsd.db";
   test::sql(db, "PRAGMA journal_mode=WAL; PRAGMA user_version=99;");
   CmdResult r = run(kKmsd, "--check-config");
-  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.rc, kExitConfig);
   EXPECT_EQ(r.output, config_ + ": [daemon] state_dir: " + db +
                           ": database schema version 99 is newer than this kmsd supports (" +
                           std::to_string(storage::supportedSchemaVersion()) +

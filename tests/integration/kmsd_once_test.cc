@@ -300,7 +300,7 @@ TEST_F(KmsdOnce, WithoutAPassedSocketHttp01ListenIsBoundAndItsFailureNamed) {
 TEST_F(KmsdOnce, ASocketPassedUnderAnotherNameIsRefusedByName) {
   start();
   CmdResult r = test::runTool("SOFTHSM2_CONF=" + softhsm_.confPath(), http01_.pass(kKmsd, "metrics"), config_, "--once");
-  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_EQ(r.rc, 78) << "EX_CONFIG: kmsd.service does not restart on it\n" << r.output;
   EXPECT_NE(r.output.find("kmsd: socket activation (LISTEN_FDNAMES): a socket named 'metrics' was passed; kmsd takes "
                           "only one, named 'http01' (FileDescriptorName=)"),
             std::string::npos)

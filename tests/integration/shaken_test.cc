@@ -468,7 +468,7 @@ TEST_F(Shaken, OnceForceOverridesAStoredWaitAndSaysWhich) {
   CmdResult held = run(kKmsd, "--once", "KMSD_STI_PA_PASSWORD_FILE=" + bad);
   EXPECT_NE(held.output.find("not attempted"), std::string::npos) << held.output;
   CmdResult unknown = run(kKmsd, "--once --force nosuch", "KMSD_STI_PA_PASSWORD_FILE=" + bad);
-  EXPECT_EQ(unknown.rc, 1) << unknown.output;
+  EXPECT_EQ(unknown.rc, 78) << "EX_CONFIG\n" << unknown.output;
   EXPECT_NE(unknown.output.find("--force nosuch: no [[certificate]] of that name"), std::string::npos)
       << unknown.output;
   CmdResult notOnce = run(kKmsd, "--force", "KMSD_STI_PA_PASSWORD_FILE=" + bad);

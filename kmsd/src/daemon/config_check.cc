@@ -1,5 +1,6 @@
 #include "daemon/config_check.h"
 
+#include <algorithm>
 #include <ostream>
 
 #include "hsm/token.h"
@@ -33,15 +34,19 @@ std::vector<std::string> trustSettingProblems(const config::Config& config) {
   return out;
 }
 
+int exitCodeFor(const Error& error) {
+  return error.code == Errc::config || error.code == Errc::unsupported ? kExitConfig : kExitCheckFailed;
+}
+
 int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& err) {
   auto cfg = loadConfig(configPath, err);
   if (!cfg) {
-    return kExitCheckFailed;
+    return kExitConfig;
   }
   int rc = kExitOk;
   for (const std::string& problem : trustSettingProblems(*cfg)) {
     err << configPath << ": " << problem << '\n';
-    rc = kExitCheckFailed;
+    rc = kExitConfig;
   }
   hsm::TokenStoreReport guard;
   auto token = openConfiguredToken(*cfg, guard);
@@ -53,19 +58,19 @@ int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& 
   }
   if (!token) {
     err << configPath << ": " << token.error().toString() << '\n';
-    rc = kExitCheckFailed;
+    rc = std::max(rc, exitCodeFor(token.error()));
   }
   if (pathExists(cfg->daemon.stateDir)) {
     if (auto dir = checkStateDir(cfg->daemon.stateDir, false); !dir) {
       err << configPath << ": " << dir.error().toString() << '\n';
-      rc = kExitCheckFailed;
+      rc = std::max(rc, exitCodeFor(dir.error()));
     }
   }
   if (pathExists(dbPath(*cfg))) {
     auto db = openExistingDb(*cfg);
     if (!db) {
       err << configPath << ": [daemon] state_dir: " << db.error().toString() << '\n';
-      rc = kExitCheckFailed;
+      rc = std::max(rc, exitCodeFor(db.error()));
     }
   }
   if (rc == kExitOk) {

@@ -18,7 +18,15 @@ enum ExitCode : int {
   kExitCheckFailed = 1,  ///< config invalid, HSM unusable, state refused
   kExitUsage = 2,        ///< bad command line
   kExitRuntime = 3,      ///< a runtime failure
+  /// Only the operator can mend it (sysexits' EX_CONFIG): the configuration is invalid or
+  /// unreadable, the sockets passed are wrong, or the state DB is from a newer kmsd.
+  /// kmsd.service does not restart on it (RestartPreventExitStatus=78).
+  kExitConfig = 78,
 };
+
+/// The exit code for a start-up error: kExitConfig for a setting to change (Errc::config) or
+/// a state DB from a newer kmsd (Errc::unsupported), kExitCheckFailed otherwise.
+[[nodiscard]] int exitCodeFor(const Error& error);
 
 /// Loads and validates the config file; on errors prints them (one line each) to err.
 [[nodiscard]] std::optional<config::Config> loadConfig(const std::string& path, std::ostream& err);

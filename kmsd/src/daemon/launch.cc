@@ -27,14 +27,14 @@ std::unique_ptr<Launched> launch(const std::string& configPath, Daemon::Options 
   auto cfg = loadConfig(configPath, err);
   if (!cfg) {
     ServiceNotify::startFailed(EINVAL, "the configuration " + configPath + " has errors (see the log)");
-    rc = kExitCheckFailed;
+    rc = kExitConfig;
     return nullptr;
   }
   auto sockets = takeActivatedSockets();
   if (!sockets) {
     err << "kmsd: " << sockets.error().toString() << '\n';
     ServiceNotify::startFailed(EINVAL, sockets.error().toString());
-    rc = kExitCheckFailed;
+    rc = kExitConfig;
     return nullptr;
   }
   auto out = std::make_unique<Launched>();
@@ -47,7 +47,7 @@ std::unique_ptr<Launched> launch(const std::string& configPath, Daemon::Options 
     err << "kmsd: " << daemon.error().toString() << '\n';
     const Error& e = daemon.error();
     ServiceNotify::startFailed(e.code == Errc::config || e.code == Errc::invalidArgument ? EINVAL : EIO, e.toString());
-    rc = 1;
+    rc = exitCodeFor(e);
     return nullptr;
   }
   out->daemon = std::move(*daemon);
