@@ -635,6 +635,11 @@ Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& labe
   });
 }
 
+void Token::withObjectsUnchanged(const std::function<void()>& body) {
+  std::lock_guard<std::mutex> catalogLock(impl_->catalog());
+  body();
+}
+
 Result<KeyInfo> Token::generateKey(const std::string& label) {
   auto signer = generateSigner(label);
   if (!signer) {

@@ -554,4 +554,75 @@ Result<TokenStoreReport> guardSoftHsmStore(const TokenStoreOptions& options) {
   return report;
 }
 
+Result<StoreImage> readSoftHsmStore(const TokenStoreOptions& options) {
+  StoreImage out;
+  if (!isSoftHsm(options.modulePath)) {
+    return out;
+  }
+  out.softhsm = true;
+  out.confPath = options.confPath;
+  if (out.confPath.empty()) {
+    const char* env = std::getenv("SOFTHSM2_CONF");
+    out.confPath = env != nullptr && *env != '\0' ? env : "/etc/softhsm/softhsm2.conf";
+  }
+  auto conf = readConf(out.confPath);
+  if (!conf) {
+    return fail(conf.error());
+  }
+  out.tokenDir = conf->tokenDir;
+  out.backend = conf->backend;
+  std::error_code ec;
+  std::vector<std::filesystem::path> dirs;
+  for (const auto& entry : std::filesystem::directory_iterator(conf->tokenDir, ec)) {
+    std::error_code dec;
+    if (entry.is_directory(dec)) {
+      dirs.push_back(entry.path());
+    }
+  }
+  if (ec) {
+    return fail(ioError("cannot list the SoftHSM2 token directory (" + out.confPath + " directories.tokendir)",
+                        conf->tokenDir, ec.value()));
+  }
+  std::sort(dirs.begin(), dirs.end());
+  for (const auto& dir : dirs) {
+    std::vector<std::filesystem::path> files;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      std::error_code fec;
+      if (entry.is_regular_file(fec)) {
+        files.push_back(entry.path());
+      }
+    }
+    if (ec) {
+      return fail(ioError("cannot list a SoftHSM2 token directory", dir.string(), ec.value()));
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& file : files) {
+      auto image = readImage(file.string());
+      if (!image) {
+        return fail(image.error());
+      }
+      if (!image->has_value()) {
+        continue;  // removed since the listing (an object destroyed by another process)
+      }
+      StoreFile f{dir.filename().string() + "/" + file.filename().string(), std::move((*image)->bytes), {}};
+      if (file.filename() == "token.object" && out.backend == "file") {
+        if (auto defect = tokenObjectDefect(f.bytes)) {
+          auto copy = readImage((dir / kTokenObjectCopy).string());
+          if (!copy) {
+            return fail(copy.error());
+          }
+          if (!copy->has_value() || tokenObjectDefect((*copy)->bytes)) {
+            return fail(Errc::io, "token.object is damaged (" + *defect + ") and has no usable verified copy",
+                        file.string());
+          }
+          f.bytes = std::move((*copy)->bytes);
+          f.note = "token.object was " + *defect + " (rewritten at a login): its verified copy was taken";
+        }
+      }
+      out.files.push_back(std::move(f));
+    }
+  }
+  return out;
+}
+
 }  // namespace kms::hsm

@@ -271,6 +271,38 @@ Result<std::string> Db::pragmaText(std::string_view name) {
   return pragmaValue<std::string>(*this, path_, name, [](Stmt& s) { return s.columnText(0); });
 }
 
+Result<std::string> Db::snapshot() {
+  sqlite3* raw = nullptr;
+  if (const int rc = sqlite3_open_v2(":memory:", &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+      rc != SQLITE_OK) {
+    detail::closeConnection(raw);
+    return fail(error(rc, "snapshot: open an in-memory copy"));
+  }
+  CPtr<sqlite3, &detail::closeConnection> copy(raw);
+  sqlite3_backup* backup = sqlite3_backup_init(copy.get(), "main", handle_.get(), "main");
+  if (backup == nullptr) {
+    return fail(error(sqlite3_errcode(copy.get()), "snapshot: start the backup"));
+  }
+  // All pages in one step: the source is read in one read transaction, so the copy is of one
+  // committed state.
+  const int stepped = sqlite3_backup_step(backup, -1);
+  const int finished = sqlite3_backup_finish(backup);
+  if (stepped != SQLITE_DONE) {
+    return fail(error(stepped, "snapshot: copy the pages"));
+  }
+  if (finished != SQLITE_OK) {
+    return fail(error(finished, "snapshot: finish the copy"));
+  }
+  sqlite3_int64 size = 0;
+  unsigned char* image = sqlite3_serialize(copy.get(), "main", &size, 0);
+  if (image == nullptr) {
+    return fail(error(SQLITE_NOMEM, "snapshot: serialize the copy"));
+  }
+  std::string out(reinterpret_cast<const char*>(image), static_cast<std::size_t>(size));
+  sqlite3_free(image);
+  return out;
+}
+
 std::int64_t Db::lastInsertId() const noexcept {
   return sqlite3_last_insert_rowid(handle_.get());
 }

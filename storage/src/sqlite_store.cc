@@ -824,6 +824,18 @@ class SqliteStore final : public Store {
     return readAll<Event>(*stmt, readEvent);
   }
 
+  Result<std::pair<std::string, std::int64_t>> snapshot() override {
+    auto version = db_.pragmaInt("user_version");
+    if (!version) {
+      return fail(version.error());
+    }
+    auto image = db_.snapshot();
+    if (!image) {
+      return fail(image.error());
+    }
+    return std::pair{std::move(*image), *version};
+  }
+
  private:
   /// Runs a write that must change at least one row; Errc::notFound with `missing` if not.
   Result<void> runExpectingRow(Stmt& stmt, const std::string& missing) {

@@ -17,8 +17,8 @@
 #   - SIGSTOP: killed by the watchdog and restarted
 #   - a configuration kmsd cannot read, a state DB from a newer version, a socket unit passing
 #     two sockets: failed, with the cause in the journal; nothing lost after the fix
-#   - kmsctl backup, then a fresh state directory and token store restored from it: same key
-#     and certificate, no new order
+#   - kmsctl backup, then the state and token store wiped and restored with the README's
+#     commands: the same certificate, no new order
 #   - dpkg -r keeps /var/lib/kmsd, dpkg -P removes it
 # It fails (never skips) when the machine cannot do this, naming why.
 #
@@ -298,7 +298,24 @@ now_out=$(IN runuser -u noc -- kmsctl status) || fail "kmsctl status after the b
   fail "kmsctl status changed over the bad-input cases: $now_out (was: $status_out)"
 step "unreadable configuration, newer DB, two sockets: each refused with its cause, nothing lost"
 
-# 12. Remove keeps the state; purge removes it.
+# 12. kmsctl backup, then the README's restore after the state and the token store are wiped.
+backup_out=$(IN kmsctl backup /root/kmsd-backup) || fail "kmsctl backup: $backup_out"
+grep -q 'token store file(s)' <<<"$backup_out" || fail "the backup has no token store: $backup_out"
+IN sh -ec '
+  systemctl stop kmsd
+  B=/root/kmsd-backup; T=/var/lib/kmsd-softhsm/tokens
+  rm -rf /var/lib/kmsd/* "$T"/*
+  install -o kmsd -g kmsd -m 0600 "$B/kmsd.db" /var/lib/kmsd/kmsd.db
+  cp -r "$B/tokens/." "$T/" && chown -R kmsd:kmsd "$T" && chmod -R go= "$T"
+  systemctl start kmsd' || fail "the README's restore commands"
+wait_for 30 "kmsctl status after the restore" sh -c "'$NS/in.sh' '$L' runuser -u noc -- kmsctl status | grep -q '^main  active'"
+now_out=$(IN runuser -u noc -- kmsctl status)
+[[ $(sed 1d <<<"$now_out") == "$(sed 1d <<<"$status_out")" ]] ||
+  fail "not the same certificate after the restore: $now_out (was: $status_out)"
+[[ $(count_in_journal KMS_ORDER_CREATED) == 1 ]] || fail "a second order after the restore"
+step "kmsctl backup; restored from it after a wipe: the same certificate, no order"
+
+# 13. Remove keeps the state; purge removes it.
 IN systemctl stop kmsd
 IN dpkg -r kmsd >"$W/remove.log" 2>&1 || { cat "$W/remove.log" >&2; fail "dpkg -r kmsd"; }
 [[ -s $ROOT/var/lib/kmsd/kmsd.db ]] || fail "dpkg -r removed /var/lib/kmsd"

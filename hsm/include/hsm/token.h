@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -104,6 +105,10 @@ class Token {
   [[nodiscard]] Result<std::unique_ptr<KeySigner>> signer(const Pkcs11Uri& uri);
   /// Destroys both halves of the key the URI names.
   [[nodiscard]] Result<void> destroyKey(const Pkcs11Uri& uri);
+
+  /// Runs `body` while this process creates and destroys no object on the token (the lock
+  /// key generation and destruction take); signing goes on. For a backup of the object store.
+  void withObjectsUnchanged(const std::function<void()>& body);
 
  private:
   explicit Token(std::shared_ptr<TokenImpl> impl) : impl_(std::move(impl)) {}

@@ -75,4 +75,30 @@ struct TokenStoreReport {
 /// rename failing (Errc::io).
 [[nodiscard]] Result<TokenStoreReport> guardSoftHsmStore(const TokenStoreOptions& options);
 
+/// One file of a SoftHSM2 store, for a backup.
+struct StoreFile {
+  std::string path;   ///< relative to the token directory: "<token uuid>/<file>"
+  std::string bytes;  ///< its content
+  /// Set when token.object was caught mid-rewrite and its verified copy was taken instead.
+  std::string note;
+};
+
+/// The SoftHSM2 store named by the configuration, read whole.
+struct StoreImage {
+  bool softhsm = false;  ///< false: not SoftHSM2; nothing was read (back the HSM up with its own tools)
+  std::string confPath;  ///< the softhsm2.conf read
+  std::string tokenDir;  ///< directories.tokendir
+  std::string backend;   ///< objectstore.backend ("file" or "db")
+  std::vector<StoreFile> files;
+};
+
+/// Reads every regular file of every token directory under directories.tokendir (object
+/// files, token.object and its verified copy; for the "db" backend its database), for a
+/// backup. The caller keeps its own process from creating or destroying objects meanwhile
+/// (Token::withObjectsUnchanged); a token.object caught empty or cut (SoftHSM2 rewrites it
+/// in place at a login) is replaced in the image by its verified copy, and `note` says so.
+/// Errors name the path: softhsm2.conf or the token directory unreadable, a damaged
+/// token.object with no usable copy (Errc::io).
+[[nodiscard]] Result<StoreImage> readSoftHsmStore(const TokenStoreOptions& options);
+
 }  // namespace kms::hsm

@@ -25,6 +25,7 @@ RouteTable controlRoutes(ControlContext& ctx) {
   addTrustRoutes(routes, ctx);
   addEventRoutes(routes, ctx);
   addSigningRoutes(routes, ctx);
+  addBackupRoutes(routes, ctx);
   return routes;
 }
 

@@ -58,5 +58,7 @@ void addTrustRoutes(RouteTable& routes, ControlContext& ctx);
 void addEventRoutes(RouteTable& routes, ControlContext& ctx);
 /// POST /stir/v1/signing (ATIS-1000082; its own error bodies, not problem documents).
 void addSigningRoutes(RouteTable& routes, ControlContext& ctx);
+/// POST /v1/backup: the state DB and the SoftHSM2 token store, consistent (kmsctl backup).
+void addBackupRoutes(RouteTable& routes, ControlContext& ctx);
 
 }  // namespace kms::daemon

@@ -36,6 +36,7 @@ struct Options {
   std::string name;
   bool wait = false;
   std::string reasonText = "0";
+  std::string dir;
 };
 
 using Command = std::pair<CLI::App*, std::function<int()>>;
@@ -79,6 +80,9 @@ std::vector<Command> declare(CLI::App& app, Options& o, std::optional<Target>& t
   out.emplace_back(revoke, [&o, &t] {
     return ctlRevoke(*t, o.name, *parseRevocationReason(o.reasonText), std::cout, std::cerr);
   });
+  auto* backup = app.add_subcommand("backup", "copy the state DB and the SoftHSM2 token store, consistently, to DIR");
+  backup->add_option("dir", o.dir, "a new (or empty) directory for the backup")->required();
+  out.emplace_back(backup, [&o, &t] { return ctlBackup(*t, o.dir, std::cout, std::cerr); });
   auto* passport = app.add_subcommand("passport", "PASSporTs signed with the keys kmsd manages");
   passport->require_subcommand(1);
   auto* sign = passport->add_subcommand("sign", "have kmsd sign a PASSporT; prints the SIP Identity header value");

@@ -97,6 +97,12 @@ class Db {
   /// Reads a text PRAGMA (e.g. "journal_mode").
   [[nodiscard]] Result<std::string> pragmaText(std::string_view name);
 
+  /// A consistent copy of the whole database as one file image (SQLite's online backup into
+  /// memory, then serialized): what a transaction committed before the call, none of what
+  /// comes after. The image holds no WAL; opened as a file, it is a complete database.
+  /// Errors name the path.
+  [[nodiscard]] Result<std::string> snapshot();
+
   /// Rowid of the last successful INSERT on this connection.
   [[nodiscard]] std::int64_t lastInsertId() const noexcept;
   /// Rows changed by the last INSERT/UPDATE/DELETE on this connection.

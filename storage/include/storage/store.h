@@ -350,6 +350,10 @@ class Store {
   [[nodiscard]] virtual Result<std::vector<Event>> listEvents(std::optional<std::string_view> certName, int limit) = 0;
   /// Events with an id above `afterId`, oldest first, at most `limit`.
   [[nodiscard]] virtual Result<std::vector<Event>> listEventsAfter(std::int64_t afterId, int limit) = 0;
+
+  // --- backup ---
+  /// The whole state DB as one consistent file image (Db::snapshot) and its schema version.
+  [[nodiscard]] virtual Result<std::pair<std::string, std::int64_t>> snapshot() = 0;
 };
 
 /// Returns the current time in Unix seconds.
