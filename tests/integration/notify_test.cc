@@ -127,7 +127,7 @@ TEST(Notify, ReadyStatusWatchdogReloadingAndStoppingInOrder) {
   EXPECT_EQ(kmsd->log().find("KMS_NOTIFY_FAILED"), std::string::npos) << kmsd->log();
 }
 
-TEST(Notify, AGoneSocketOrAGarbageWatchdogIsSaidOnceAndKmsdRunsOn) {
+TEST(Notify, AGoneSocketAFileOrABadWatchdogIsSaidOncePerCauseAndKmsdRunsOn) {
   test::Sandbox sandbox;
   test::LabProcess lab(sandbox.file("lab"));
   {
@@ -136,10 +136,13 @@ TEST(Notify, AGoneSocketOrAGarbageWatchdogIsSaidOnceAndKmsdRunsOn) {
     ASSERT_TRUE(kmsd.waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd.log();
     const std::string log = kmsd.log();
     EXPECT_NE(log.find("WATCHDOG_USEC is not a usable number"), std::string::npos) << log;
-    // One warning in all: the next failure to notify is not said again.
+    // Two warnings in all, one per cause: the next failures to notify are not said again.
     const auto first = log.find("KMS_NOTIFY_FAILED");
     ASSERT_NE(first, std::string::npos) << log;
-    EXPECT_EQ(log.find("KMS_NOTIFY_FAILED", first + 1), std::string::npos) << log;
+    const auto second = log.find("KMS_NOTIFY_FAILED", first + 1);
+    ASSERT_NE(second, std::string::npos) << log;
+    EXPECT_NE(log.find("cannot notify systemd at " + sandbox.file("nobody-listens.sock")), std::string::npos) << log;
+    EXPECT_EQ(log.find("KMS_NOTIFY_FAILED", second + 1), std::string::npos) << log;
     EXPECT_EQ(kmsd.stop(SIGTERM), 0);
   }
   {
@@ -152,6 +155,22 @@ TEST(Notify, AGoneSocketOrAGarbageWatchdogIsSaidOnceAndKmsdRunsOn) {
     EXPECT_EQ(test::runCommand("curl -sf --unix-socket " + lab.file("kmsd.sock") + " http://kmsd/readyz", &out), 0)
         << out;
     EXPECT_EQ(kmsd.stop(SIGTERM), 0);
+  }
+  {
+    // NOTIFY_SOCKET naming a regular file, and a watchdog of 0 (systemd never sets that):
+    // each said, the file left as it was, kmsd ready.
+    const std::string file = sandbox.write("not-a-socket", "keep me\n");
+    ScopedEnv env({{"NOTIFY_SOCKET", file}, {"WATCHDOG_USEC", "0"}});
+    test::DaemonProcess kmsd(lab.file("softhsm2.conf"), lab.file("kmsd.toml"), sandbox.file("kmsd3.log"));
+    ASSERT_TRUE(kmsd.waitFor("KMS_NOTIFY_FAILED")) << kmsd.log();
+    const std::string log = kmsd.log();
+    EXPECT_NE(log.find("WATCHDOG_USEC is not a usable number"), std::string::npos) << log;
+    std::string out;
+    EXPECT_EQ(test::runCommand("curl -sf --unix-socket " + lab.file("kmsd.sock") + " http://kmsd/readyz", &out), 0)
+        << out;
+    EXPECT_EQ(kmsd.stop(SIGTERM), 0);
+    EXPECT_NE(kmsd.log().find("cannot notify systemd at " + file), std::string::npos) << kmsd.log();
+    EXPECT_EQ(test::readFile(file), "keep me\n");
   }
 }
 

@@ -70,7 +70,11 @@ void superviseStart(Daemon::Parts& p) {
   if (!p.notify.active()) {
     return;
   }
-  said(p, p.notify.problem());
+  // A WATCHDOG_USEC kmsd cannot use is said on its own: it must not hide a socket that
+  // does not take notifications, which `said` reports once after it.
+  if (const std::string watchdog = p.notify.problem(); !watchdog.empty()) {
+    p.sink->emit({"KMS_NOTIFY_FAILED", EventLevel::warning, std::nullopt, watchdog, {}});
+  }
   p.sink->addListener([&p](const EventRecord&) { p.statusDirty = true; });
   p.statusAt = unixSeconds(p.clock->now());
   p.statusDirty = false;
