@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs the Debian packages, builds one configuration with
 # ASan+UBSan and -Werror, then the Release tree (the benchmarks, run by hand: see
-# tests/bench/README.md) and the .deb packages from it (the package tests read them), runs the
-# whole ctest suite (the libFuzzer smoke run is its entry Fuzz.Smoke) and prints how many tests
+# tests/bench/README.md), the .deb packages from it (the package tests read them) and the
+# Debian root the `system` test boots, runs the whole ctest suite (the libFuzzer smoke run is its entry Fuzz.Smoke) and prints how many tests
 # skipped themselves, and which.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,9 @@ cmake -S . -B "$bench" -DCMAKE_BUILD_TYPE=Release -DKMS_BUILD_TESTS=OFF -DKMS_BU
 cmake --build "$bench" -j"$jobs"
 KMS_BENCH_BUILD_DIR="$bench" bash deploy/build-packages.sh
 export KMS_PACKAGE_DIR="$PWD/$bench/packages"
+# The Debian 12 root the `system` test boots (mmdebstrap from the host's apt sources, cached
+# under /var/cache/kmsd-nspawn for 7 days): built here, so the test's TIMEOUT covers the test.
+bash tests/system/nspawn/make-root.sh --cache-only
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}

@@ -61,7 +61,11 @@ Result<Dir> openPath(const std::string& dir) {
 Result<Dir> openChild(const Dir& parent, const std::string& name) {
   const std::string path = parent.file(name);
   if (::mkdirat(parent.fd(), name.c_str(), 0755) == 0) {
-    (void)::fchmodat(parent.fd(), name.c_str(), 0755, 0);
+    // 0755 whatever the umask (kmsd.service's is 0077): the web server reads it. Best effort:
+    // a directory it cannot read shows as a failed publication check.
+    if (::fchmodat(parent.fd(), name.c_str(), 0755, 0) != 0) {
+      errno = 0;
+    }
   } else if (errno != EEXIST) {
     return fail(ioError("cannot create directory", path, errno));
   }

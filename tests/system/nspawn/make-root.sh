@@ -1,5 +1,5 @@
 #!/bin/bash
-# make-root.sh ROOT_DIR
+# make-root.sh ROOT_DIR | --cache-only
 # Build (or reuse from cache) a minimal Debian 12 root for booting kmsd under systemd-nspawn,
 # then unpack it into ROOT_DIR (must not exist or be empty).
 #
@@ -11,7 +11,7 @@
 # Needs: root, mmdebstrap, tar, zstd (falls back to gzip), the apt mirror of $SOURCES (cold only).
 set -euo pipefail
 
-ROOT=${1:?usage: make-root.sh ROOT_DIR}
+ROOT=${1:?usage: make-root.sh ROOT_DIR | --cache-only}
 SUITE=bookworm
 VARIANT=minbase
 # The host's own apt sources (deb822 or one-line form), so the root comes from the same mirror.
@@ -40,6 +40,13 @@ KEY=$( { echo "$SUITE $VARIANT $RECIPE_VERSION $(dpkg --print-architecture)"; ec
 TARBALL=$CACHE_DIR/bookworm-kmsd-$KEY.$EXT
 
 mkdir -p "$CACHE_DIR"
+# The key does not cover the mirror's state: a root older than KMS_NSPAWN_MAX_AGE_DAYS (7) is
+# built again, so point releases and security updates reach the test.
+MAX_AGE_DAYS=${KMS_NSPAWN_MAX_AGE_DAYS:-7}
+if [[ -s $TARBALL && -n $(find "$TARBALL" -mtime +"$MAX_AGE_DAYS" 2>/dev/null) ]]; then
+  echo "make-root: $TARBALL is older than $MAX_AGE_DAYS days: building it again" >&2
+  rm -f "$TARBALL"
+fi
 if [[ ${KMS_NSPAWN_NO_CACHE:-0} == 1 || ! -s $TARBALL ]]; then
   echo "make-root: building $TARBALL (cold)" >&2
   tmp=$CACHE_DIR/.building.$$.$EXT   # mmdebstrap picks tar + compressor from the name
@@ -75,6 +82,11 @@ if [[ ${KMS_NSPAWN_NO_CACHE:-0} == 1 || ! -s $TARBALL ]]; then
   echo "make-root: built in $(( $(date +%s) - start ))s, $(du -h "$TARBALL" | cut -f1)" >&2
 fi
 
+# --cache-only: deploy/run-tests.sh builds the root before ctest, outside the test's TIMEOUT.
+if [[ $ROOT == --cache-only ]]; then
+  echo "make-root: $TARBALL ready" >&2
+  exit 0
+fi
 mkdir -p "$ROOT"
 if [[ -n $(ls -A "$ROOT") ]]; then echo "make-root: $ROOT not empty" >&2; exit 1; fi
 start=$(date +%s%N)
