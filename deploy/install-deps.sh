@@ -39,6 +39,7 @@ packages=(
   systemd                       # systemd-analyze verify/security judge deploy/systemd
   man-db                        # the man pages are checked for roff warnings
   debhelper dpkg-dev fakeroot lintian   # the kmsd and kms-lab .deb packages (debian/), and their check
+  prometheus                    # promtool checks kmsd's /metrics; tests start their own prometheus
   mmdebstrap systemd-container zstd     # the `system` test: a Debian 12 root (cached as .tar.zst)
                                         # booted by systemd-nspawn, the packages installed inside
 )

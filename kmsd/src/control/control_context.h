@@ -15,6 +15,7 @@
 
 namespace kms::daemon {
 
+class Metrics;
 class Services;
 class SigningService;
 class Steps;
@@ -40,6 +41,8 @@ struct ControlContext {
   /// Starts a CA list and CRL refresh; `done(affected)` runs on the loop after it. False
   /// when one is running already.
   std::function<bool(std::function<void(std::vector<std::string>)>)> refreshTrust;
+  /// What GET /metrics renders (null: none kept).
+  Metrics* metrics = nullptr;
 };
 
 /// Runs `body` on a worker and replies with its response; an exception is a 500 problem and

@@ -1,4 +1,5 @@
-// GET /healthz, /readyz and /v1/status: is kmsd alive, ready, and how its certificates stand.
+// GET /healthz, /readyz, /v1/status and /metrics: is kmsd alive, ready, and how its
+// certificates stand (as JSON, and in Prometheus' text format).
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -7,6 +8,8 @@
 #include "common/time_format.h"
 #include "control/control_context.h"
 #include "control/status_view.h"
+#include "metrics/exposition.h"
+#include "metrics/metrics.h"
 #include "signing/signing_service.h"
 
 namespace kms::daemon {
@@ -18,6 +21,22 @@ void addHealthRoutes(RouteTable& routes, ControlContext& ctx) {
   routes.add("GET", "/readyz", [&ctx](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
     const std::string why = ctx.notReady();
     reply(why.empty() ? jsonResponse(200, {{"status", "ok"}}) : jsonResponse(503, {{"status", why}}));
+  });
+  routes.add("GET", "/metrics", [&ctx](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
+    if (ctx.metrics == nullptr) {
+      return reply(problem(404, "no metrics", "this kmsd keeps no metrics"));
+    }
+    replyFromWorker(ctx, reply, "a metrics scrape", [&ctx] {
+      auto text = ctx.metrics->render(ctx.store, unixSeconds(ctx.clock.now()));
+      if (!text) {
+        return problem(500, "state DB", text.error().toString());
+      }
+      ControlResponse r;
+      r.status = 200;
+      r.contentType = Exposition::kContentType;
+      r.body = std::move(*text);
+      return r;
+    });
   });
   routes.add("GET", "/v1/status", [&ctx](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
     const Engine::Counters n = ctx.engine.counters();

@@ -38,6 +38,8 @@ Result<void> openState(Daemon::Parts& p) {
   }
   p.state = std::move(*state);
   p.sink = std::make_unique<StoreEventSink>(*p.state.locked, p.log);
+  p.metrics = std::make_unique<Metrics>();
+  p.sink->addListener([m = p.metrics.get()](const EventRecord& e) { m->count(e); });
   return ok();
 }
 
@@ -166,6 +168,7 @@ void openControl(Daemon::Parts& p) {
       [&p](std::function<void(std::vector<std::string>)> done) {
         return p.maintenance->refreshTrust(false, std::move(done));
       }});
+  p.control->metrics = p.metrics.get();
   p.routes = controlRoutes(*p.control);
   http::ServerOptions options;
   options.limits = listenerLimits(p.config->daemon);

@@ -17,6 +17,7 @@
 #include "engine/engine.h"
 #include "http/server.h"
 #include "lifecycle/steps.h"
+#include "metrics/metrics.h"
 #include "services/services.h"
 #include "signing/signing_keys.h"
 #include "signing/signing_listener.h"
@@ -44,6 +45,7 @@ struct Daemon::Parts {
   std::unique_ptr<StateLock> lock;
   StateDb state;
   std::unique_ptr<StoreEventSink> sink;
+  std::unique_ptr<Metrics> metrics;  ///< fed by the sink from its first event
   std::unique_ptr<AsioExecutor> executor;
   std::unique_ptr<TrustState> trustState;
   std::unique_ptr<Services> services;

@@ -1,0 +1,142 @@
+#include "metrics/metrics.h"
+
+#include <algorithm>
+#include <array>
+#include <optional>
+
+#include "common/version.h"
+#include "metrics/exposition.h"
+
+namespace kms::daemon {
+namespace {
+
+std::string field(const EventRecord& e, std::string_view key) {
+  for (const auto& [k, v] : e.fields) {
+    if (k == key) {
+      return v;
+    }
+  }
+  return {};
+}
+
+/// A step name as a label value: kmsd's own words only (a field could in principle carry
+/// something else); anything unexpected becomes "other".
+std::string stageLabel(const std::string& step) {
+  const bool plain = !step.empty() && step.size() <= 32 && std::all_of(step.begin(), step.end(), [](unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+  return plain ? step : "other";
+}
+
+}  // namespace
+
+void Metrics::count(const EventRecord& event) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++events_[event.id];
+  if (!event.cert) {
+    return;
+  }
+  const std::string_view id = event.id;
+  if (id == "KMS_CERT_ACTIVATED") {
+    ++attempts_[{*event.cert, "success", "activate"}];
+  } else if (id == "KMS_RENEW_FAILED") {
+    ++attempts_[{*event.cert, "retry", stageLabel(field(event, "step"))}];
+  } else if (id == "KMS_ISSUE_FAILED") {
+    ++attempts_[{*event.cert, "failed", stageLabel(field(event, "step"))}];
+  }
+}
+
+Result<std::string> Metrics::render(LockedStore& store, std::int64_t now) const {
+  auto rows = store.with([&](storage::Store& s) { return s.listStatus(now); });
+  if (!rows) {
+    return fail(rows.error());
+  }
+  auto open = store.with([](storage::Store& s) { return s.countOpenOrders(); });
+  if (!open) {
+    return fail(open.error());
+  }
+  Exposition x;
+  x.family("kms_build_info", "gauge", "kmsd's version (the value is always 1)");
+  x.sample("kms_build_info", {{"version", kmsVersion()}}, std::int64_t{1});
+
+  x.family("kms_orders_in_flight", "gauge", "ACME orders started and not yet closed");
+  x.sample("kms_orders_in_flight", {}, *open);
+
+  // Aggregates, whatever the number of certificates.
+  std::map<std::string, std::int64_t> byState;
+  std::int64_t ready = 0;
+  std::optional<std::pair<std::string, std::int64_t>> soonest;
+  auto isReady = [now](const storage::CertStatus& c) {
+    return c.state == storage::CertState::active && c.serial && c.notAfter && *c.notAfter > now;
+  };
+  for (const auto& c : *rows) {
+    ++byState[storage::toString(c.state)];
+    ready += isReady(c) ? 1 : 0;
+    if (c.notAfter && (!soonest || *c.notAfter < soonest->second)) {
+      soonest = std::pair{c.name, *c.notAfter};
+    }
+  }
+  x.family("kms_certificates", "gauge", "configured certificates by lifecycle state");
+  for (const auto& [state, n] : byState) {
+    x.sample("kms_certificates", {{"state", state}}, n);
+  }
+  x.family("kms_certificates_ready", "gauge", "certificates with a current, unexpired certificate");
+  x.sample("kms_certificates_ready", {}, ready);
+  if (soonest) {
+    x.family("kms_certificate_soonest_expiration_timestamp_seconds", "gauge",
+             "the earliest notAfter of any current certificate (Unix seconds), and its name");
+    x.sample("kms_certificate_soonest_expiration_timestamp_seconds", {{"name", soonest->first}}, soonest->second);
+  }
+
+  // Per certificate, up to the limit (by name, so the same ones each scrape).
+  const std::size_t shown = std::min(rows->size(), perCertificateLimit_);
+  x.family("kms_certificate_per_certificate_series_omitted", "gauge",
+           "certificates beyond [metrics] per_certificate_limit, shown only in the aggregates");
+  x.sample("kms_certificate_per_certificate_series_omitted", {}, static_cast<std::int64_t>(rows->size() - shown));
+  x.family("kms_certificate_expiration_timestamp_seconds", "gauge",
+           "notAfter of the certificate in use (Unix seconds)");
+  for (std::size_t i = 0; i < shown; ++i) {
+    const auto& c = (*rows)[i];
+    if (c.serial && c.notAfter) {
+      x.sample("kms_certificate_expiration_timestamp_seconds", {{"name", c.name}}, *c.notAfter);
+    }
+  }
+  x.family("kms_certificate_renewal_timestamp_seconds", "gauge", "when kmsd plans to renew (Unix seconds)");
+  for (std::size_t i = 0; i < shown; ++i) {
+    const auto& c = (*rows)[i];
+    if (c.renewAt) {
+      x.sample("kms_certificate_renewal_timestamp_seconds", {{"name", c.name}}, *c.renewAt);
+    }
+  }
+  x.family("kms_certificate_ready_status", "gauge",
+           "1 on the certificate's readiness condition (True: a current certificate is in use), 0 on the others");
+  for (std::size_t i = 0; i < shown; ++i) {
+    const auto& c = (*rows)[i];
+    const bool r = isReady(c);
+    x.sample("kms_certificate_ready_status", {{"name", c.name}, {"condition", "True"}}, std::int64_t{r ? 1 : 0});
+    x.sample("kms_certificate_ready_status", {{"name", c.name}, {"condition", "False"}}, std::int64_t{r ? 0 : 1});
+    x.sample("kms_certificate_ready_status", {{"name", c.name}, {"condition", "Unknown"}}, std::int64_t{0});
+  }
+  x.family("kms_certificate_consecutive_failures", "gauge", "failed attempts since the last success");
+  for (std::size_t i = 0; i < shown; ++i) {
+    const auto& c = (*rows)[i];
+    x.sample("kms_certificate_consecutive_failures", {{"name", c.name}}, c.failureCount);
+  }
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  x.family("kms_renewal_attempts_total", "counter",
+           "renewal outcomes since kmsd started: success (activated), retry (a step failed, retried), failed "
+           "(the order was abandoned), by step");
+  for (const auto& [key, n] : attempts_) {
+    const auto& [name, result, stage] = key;
+    x.sample("kms_renewal_attempts_total", {{"name", name}, {"result", result}, {"stage", stage}},
+             static_cast<std::int64_t>(n));
+  }
+  x.family("kms_events_total", "counter", "events kmsd emitted since it started, by event ID (kmsd/EVENTS.md)");
+  for (const auto& [id, n] : events_) {
+    x.sample("kms_events_total", {{"id", id}}, static_cast<std::int64_t>(n));
+  }
+  return x.text();
+}
+
+}  // namespace kms::daemon

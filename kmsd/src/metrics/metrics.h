@@ -1,0 +1,38 @@
+#pragma once
+// kmsd's Prometheus metrics: counters fed by the event sink (every event by ID, renewal
+// attempts by result and stage) and gauges read from the state DB when scraped (each
+// certificate's expiry, renewal time and readiness, up to a limit; counts by state; orders in
+// flight). Label values come from the configuration (certificate names) and from kmsd's own
+// constants (event IDs, step names), never from a peer's text.
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+#include "events/event_sink.h"
+
+namespace kms::daemon {
+
+class Metrics {
+ public:
+  /// Per-certificate series for at most `perCertificateLimit` certificates; beyond it only
+  /// the aggregates (a scrape of 100,000 certificates stays small).
+  explicit Metrics(std::size_t perCertificateLimit = 1000) : perCertificateLimit_(perCertificateLimit) {}
+
+  /// Counts one event (the sink's listener; any thread).
+  void count(const EventRecord& event);
+  /// The whole exposition at `now`: the counters, and the gauges read from the state DB.
+  /// Runs on a worker (it reads every certificate's status row).
+  [[nodiscard]] Result<std::string> render(LockedStore& store, std::int64_t now) const;
+
+ private:
+  std::size_t perCertificateLimit_;
+  mutable std::mutex mutex_;
+  std::map<std::string, std::uint64_t> events_;
+  /// (name, result, stage) -> count
+  std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> attempts_;
+};
+
+}  // namespace kms::daemon

@@ -1,0 +1,66 @@
+// GET /metrics from a kmsd that got its certificate from kms-lab: the values agree with the
+// control API's, and promtool (Debian's prometheus package) accepts the text without a lint.
+#include <gtest/gtest.h>
+
+#include <ctime>
+#include <fstream>
+#include <regex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "control/control_api.h"
+#include "daemon_process.h"
+#include "lab_process.h"
+#include "must.h"
+#include "sandbox.h"
+
+namespace kms {
+namespace {
+
+/// "2027-03-05T09:55:56Z" as Unix seconds.
+std::int64_t unixOf(const std::string& iso) {
+  std::tm tm{};
+  EXPECT_NE(::strptime(iso.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm), nullptr) << iso;
+  return static_cast<std::int64_t>(::timegm(&tm));
+}
+
+TEST(Metrics, TheScrapeAgreesWithTheControlApiAndPassesPromtool) {
+  test::Sandbox sandbox;
+  test::LabProcess lab(sandbox.file("lab"));
+  test::DaemonProcess kmsd(lab.file("softhsm2.conf"), lab.file("kmsd.toml"), sandbox.file("kmsd.log"));
+  ASSERT_TRUE(kmsd.waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd.log();
+  const std::string socket = lab.file("kmsd.sock");
+  auto certs = nlohmann::json::parse(test::must(daemon::controlRequest(socket, "GET", "/v1/certificates/main")).body);
+  const std::int64_t notAfter = unixOf(certs["not_after"].get<std::string>());
+
+  auto scrape = test::must(daemon::controlRequest(socket, "GET", "/metrics"));
+  ASSERT_EQ(scrape.status, 200) << scrape.body;
+  EXPECT_EQ(scrape.contentType, "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& text = scrape.body;
+  EXPECT_NE(text.find("\nkms_certificate_expiration_timestamp_seconds{name=\"main\"} " + std::to_string(notAfter) +
+                      "\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nkms_certificate_ready_status{name=\"main\",condition=\"True\"} 1\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nkms_renewal_attempts_total{name=\"main\",result=\"success\",stage=\"activate\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nkms_events_total{id=\"KMS_CERT_ISSUED\"} 1\n"), std::string::npos) << text;
+  std::smatch renew;
+  ASSERT_TRUE(std::regex_search(text, renew, std::regex("\nkms_certificate_renewal_timestamp_seconds\\{name=\"main\"\\} "
+                                                        "([0-9]+)\n")))
+      << text;
+  EXPECT_LT(std::stoll(renew[1]), notAfter);
+
+  // promtool reads the exposition from stdin: exit 0 and nothing said means no lint.
+  const std::string file = sandbox.write("metrics.txt", text);
+  std::string out;
+  EXPECT_EQ(test::runCommand("promtool check metrics < " + file, &out), 0) << out;
+  EXPECT_EQ(out, "") << out;
+}
+
+}  // namespace
+}  // namespace kms
