@@ -75,9 +75,12 @@ void readDaemon(SectionReader& r, DaemonConfig& out) {
     }
     out.controlSocket = *socket;
   }
-  // Accepted and ignored would be worse than refused: no metrics endpoint exists yet.
-  if (r.string("metrics_listen", Need::optional)) {
-    r.fail("metrics_listen", "is not supported yet (this kmsd serves no metrics endpoint); remove the setting");
+  if (auto listen = r.nonEmpty("metrics_listen", Need::optional)) {
+    if (auto parsed = parseHostPort(*listen)) {
+      out.metricsListen = *parsed;
+    } else {
+      r.fail("metrics_listen", parsed.error());
+    }
   }
   readChoice(r, "log_format", {{"text", LogFormat::text}, {"json", LogFormat::json}}, R"(must be "text" or "json")",
              out.logFormat);
@@ -565,6 +568,15 @@ ConfigRead Loader::read(toml::table& root, const Environment& env) {
   readSection("sti_pa", [&](SectionReader& r) { readStiPa(r, config.stiPa.emplace()); });
   readSection("acme", [&](SectionReader& r) { readAcme(r, config.acme); });
   readSection("publisher", [&](SectionReader& r) { readPublisher(r, config.publisher); });
+  readSection("metrics", [&](SectionReader& r) {
+    if (auto limit = r.integer("per_certificate_limit", Need::optional)) {
+      if (*limit < 0 || *limit > 1000000) {
+        r.fail("per_certificate_limit", "must be between 0 and 1000000, got " + std::to_string(*limit));
+      } else {
+        config.metrics.perCertificateLimit = static_cast<int>(*limit);
+      }
+    }
+  });
   if (toml::table* signing = root.get_as<toml::table>("signing")) {
     SectionReader reader(*this, *signing, "signing", "signing");
     reader.checkKeysAndApplyDefaults();

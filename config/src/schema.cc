@@ -15,7 +15,8 @@ constexpr std::array kSettings = {
     Setting{"daemon", "state_dir", Kind::string, "", "absolute directory holding kmsd.db"},
     Setting{"daemon", "control_socket", Kind::string, "/run/kmsd/control.sock",
             "absolute path of the control API Unix socket"},
-    Setting{"daemon", "metrics_listen", Kind::string, "", "not supported yet: refused (no metrics endpoint exists)"},
+    Setting{"daemon", "metrics_listen", Kind::string, "",
+            "host:port serving GET /metrics, /healthz and /readyz over HTTP (Prometheus)"},
     Setting{"daemon", "log_format", Kind::string, "text", "\"text\" or \"json\""},
     Setting{"daemon", "max_concurrent_orders", Kind::integer, "0",
             "ACME orders in flight at once (1..1024); 0: two per CPU core"},
@@ -66,6 +67,9 @@ constexpr std::array kSettings = {
     Setting{"acme", "insecure_skip_chain_check", Kind::boolean, "false",
             "labs only: accept issued chains unchecked without trust anchors"},
     // [publisher]
+    // [metrics]
+    Setting{"metrics", "per_certificate_limit", Kind::integer, "1000",
+            "certificates (by name) with series of their own in /metrics; beyond, aggregates only"},
     Setting{"signing", "threads", Kind::integer, "2",
             "threads signing PASSporTs (1..64), each with a token session of its own"},
     Setting{"signing", "listen", Kind::string, "",

@@ -97,6 +97,9 @@ std::string redactedSummary(const Config& config) {
   }
   w.text("events_keep", detail::formatDuration(config.daemon.eventsKeep));
   w.line("events_max", std::to_string(config.daemon.eventsMax));
+  if (config.daemon.metricsListen) {
+    w.text("metrics_listen", config.daemon.metricsListen->toString());
+  }
 
   w.section("[hsm]");
   w.text("module", config.hsm.module);
@@ -137,6 +140,9 @@ std::string redactedSummary(const Config& config) {
   if (acme.insecureSkipChainCheck) {
     w.line("insecure_skip_chain_check", "true");
   }
+
+  w.section("[metrics]");
+  w.line("per_certificate_limit", std::to_string(config.metrics.perCertificateLimit));
 
   const SigningConfig& signing = config.signing;
   w.section("[signing]");

@@ -62,5 +62,45 @@ TEST(Metrics, TheScrapeAgreesWithTheControlApiAndPassesPromtool) {
   EXPECT_EQ(out, "") << out;
 }
 
+/// The lab's configuration with `line` added to [daemon].
+void addToDaemon(const std::string& config, const std::string& line) {
+  std::string toml = test::readFile(config);
+  toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\n" + line + "\n");
+  std::ofstream(config, std::ios::trunc) << toml;
+}
+
+TEST(Metrics, MetricsListenServesTheProbesOnTcpAndOnlyThem) {
+  test::Sandbox sandbox;
+  test::LabProcess lab(sandbox.file("lab"));
+  const std::uint16_t port = test::freePort();
+  addToDaemon(lab.file("kmsd.toml"), "metrics_listen = \"127.0.0.1:" + std::to_string(port) + "\"");
+  test::DaemonProcess kmsd(lab.file("softhsm2.conf"), lab.file("kmsd.toml"), sandbox.file("kmsd.log"));
+  ASSERT_TRUE(kmsd.waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd.log();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  std::string out;
+  ASSERT_EQ(test::runCommand("curl -sf " + base + "/metrics", &out), 0) << out;
+  EXPECT_NE(out.find("\nkms_certificate_ready_status{name=\"main\",condition=\"True\"} 1\n"), std::string::npos)
+      << out;
+  EXPECT_EQ(test::runCommand("curl -sf " + base + "/readyz", &out), 0) << out;
+  EXPECT_EQ(test::runCommand("curl -sf " + base + "/healthz", &out), 0) << out;
+  // The control API is not on it.
+  EXPECT_EQ(test::runCommand("curl -s -o /dev/null -w '%{http_code}' " + base + "/v1/status", &out), 0);
+  EXPECT_EQ(out, "404");
+  EXPECT_EQ(test::runCommand("curl -s -o /dev/null -w '%{http_code}' -X POST " + base + "/v1/backup", &out), 0);
+  EXPECT_EQ(out, "404");
+}
+
+TEST(Metrics, APortInUseStopsTheStartNamingTheSetting) {
+  test::Sandbox sandbox;
+  test::LabProcess lab(sandbox.file("lab"));
+  // kms-lab holds its port: kmsd is told to listen there too.
+  const std::string taken = lab.baseUrl().substr(lab.baseUrl().rfind(':') + 1);
+  addToDaemon(lab.file("kmsd.toml"), "metrics_listen = \"127.0.0.1:" + taken + "\"");
+  test::CmdResult r = test::runTool("SOFTHSM2_CONF=" + lab.file("softhsm2.conf"), test::kKmsd, lab.file("kmsd.toml"), "");
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_NE(r.output.find("[daemon] metrics_listen 127.0.0.1:" + taken + ": "), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("KMS_ORDER_CREATED"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace kms

@@ -71,7 +71,16 @@ struct DaemonConfig {
   /// The event log keeps events younger than eventsKeep, and the newest eventsMax at most.
   std::chrono::seconds eventsKeep{90L * 86400};
   int eventsMax = 100000;
+  /// GET /metrics, /healthz and /readyz on TCP (the control socket serves them too).
+  std::optional<HostPort> metricsListen;
   bool operator==(const DaemonConfig&) const = default;
+};
+
+/// [metrics]
+struct MetricsConfig {
+  /// Per-certificate series for this many certificates (by name); beyond, aggregates only.
+  int perCertificateLimit = 1000;
+  bool operator==(const MetricsConfig&) const = default;
 };
 
 /// [hsm]
@@ -188,6 +197,7 @@ struct Config {
   AcmeConfig acme;
   PublisherConfig publisher;
   SigningConfig signing;
+  MetricsConfig metrics;
   std::vector<CertificateConfig> certificates;
   std::vector<std::string> envOverrides;  ///< names of the KMSD_* variables applied, sorted
   bool operator==(const Config&) const = default;

@@ -19,6 +19,7 @@ void replyFromWorker(ControlContext& ctx, const http::Reply& reply, const std::s
 
 RouteTable controlRoutes(ControlContext& ctx) {
   RouteTable routes;
+  addProbeRoutes(routes, ctx);
   addHealthRoutes(routes, ctx);
   addCertificateRoutes(routes, ctx);
   addKeyRoutes(routes, ctx);
@@ -26,6 +27,12 @@ RouteTable controlRoutes(ControlContext& ctx) {
   addEventRoutes(routes, ctx);
   addSigningRoutes(routes, ctx);
   addBackupRoutes(routes, ctx);
+  return routes;
+}
+
+RouteTable metricsRoutes(ControlContext& ctx) {
+  RouteTable routes;
+  addProbeRoutes(routes, ctx);
   return routes;
 }
 

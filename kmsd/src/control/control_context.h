@@ -54,6 +54,11 @@ void replyFromWorker(ControlContext& ctx, const http::Reply& reply, const std::s
 
 /// The whole control API.
 [[nodiscard]] RouteTable controlRoutes(ControlContext& ctx);
+/// What [daemon] metrics_listen serves: the probe routes only.
+[[nodiscard]] RouteTable metricsRoutes(ControlContext& ctx);
+/// GET /healthz, /readyz and /metrics: the control socket's, and all [daemon] metrics_listen serves.
+void addProbeRoutes(RouteTable& routes, ControlContext& ctx);
+/// GET /v1/status.
 void addHealthRoutes(RouteTable& routes, ControlContext& ctx);
 void addCertificateRoutes(RouteTable& routes, ControlContext& ctx);
 void addKeyRoutes(RouteTable& routes, ControlContext& ctx);

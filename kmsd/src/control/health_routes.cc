@@ -14,7 +14,7 @@
 
 namespace kms::daemon {
 
-void addHealthRoutes(RouteTable& routes, ControlContext& ctx) {
+void addProbeRoutes(RouteTable& routes, ControlContext& ctx) {
   routes.add("GET", "/healthz", [](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
     reply(jsonResponse(200, {{"status", "ok"}}));
   });
@@ -26,8 +26,9 @@ void addHealthRoutes(RouteTable& routes, ControlContext& ctx) {
     if (ctx.metrics == nullptr) {
       return reply(problem(404, "no metrics", "this kmsd keeps no metrics"));
     }
-    replyFromWorker(ctx, reply, "a metrics scrape", [&ctx] {
-      auto text = ctx.metrics->render(ctx.store, unixSeconds(ctx.clock.now()));
+    const auto limit = static_cast<std::size_t>(ctx.config()->metrics.perCertificateLimit);
+    replyFromWorker(ctx, reply, "a metrics scrape", [&ctx, limit] {
+      auto text = ctx.metrics->render(ctx.store, unixSeconds(ctx.clock.now()), limit);
       if (!text) {
         return problem(500, "state DB", text.error().toString());
       }
@@ -38,6 +39,9 @@ void addHealthRoutes(RouteTable& routes, ControlContext& ctx) {
       return r;
     });
   });
+}
+
+void addHealthRoutes(RouteTable& routes, ControlContext& ctx) {
   routes.add("GET", "/v1/status", [&ctx](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
     const Engine::Counters n = ctx.engine.counters();
     nlohmann::json daemon{{"pid", ::getpid()},

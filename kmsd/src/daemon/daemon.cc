@@ -186,6 +186,30 @@ void openControl(Daemon::Parts& p) {
   p.controlServer = std::move(*server);
 }
 
+/// [daemon] metrics_listen: /metrics, /healthz and /readyz on TCP, on the loop. Unlike the
+/// control socket, a start that cannot listen fails, naming the address: a scrape target that
+/// silently is not there is an alert that never fires.
+Result<void> openMetrics(Daemon::Parts& p) {
+  const auto& listen = p.config->daemon.metricsListen;
+  if (!listen || !p.control) {
+    return ok();
+  }
+  p.metricsRoutes = metricsRoutes(*p.control);
+  http::ServerOptions options;
+  options.limits = listenerLimits(p.config->daemon);
+  options.refusal = [](int status, const std::string& why) { return problem(status, "request refused", why); };
+  auto server = http::Server::listenTcp(
+      p.executor->io(), listen->host, listen->port,
+      [&p](const ControlRequest& r, const http::Reply& reply) { p.metricsRoutes.dispatch(r, reply); }, options);
+  if (!server) {
+    Error e = server.error();
+    e.message = "[daemon] metrics_listen " + listen->toString() + ": " + e.message;
+    return fail(e);
+  }
+  p.metricsServer = std::move(*server);
+  return ok();
+}
+
 /// SIGTERM, SIGINT: the steps in flight finish (their requests cancelled after kStopGrace).
 void beginStop(Daemon::Parts& p, int sig) {
   superviseStopping(p);
@@ -195,6 +219,9 @@ void beginStop(Daemon::Parts& p, int sig) {
   p.maintenance->stop();
   if (p.controlServer) {
     p.controlServer->stop();
+  }
+  if (p.metricsServer) {
+    p.metricsServer->stop();
   }
   if (p.signingListener) {
     p.signingListener->stopAccepting();
@@ -272,6 +299,9 @@ Result<std::unique_ptr<Daemon>> Daemon::open(config::Config config, Logger& log,
   }
   if (p->options.controlApi && !p->options.once) {
     openControl(*p);
+    if (auto r = openMetrics(*p); !r) {
+      return fail(r.error());
+    }
   }
   return std::unique_ptr<Daemon>(new Daemon(std::move(p)));
 }

@@ -59,6 +59,8 @@ struct Daemon::Parts {
   std::unique_ptr<ControlContext> control;
   RouteTable routes;
   std::unique_ptr<http::Server> controlServer;
+  RouteTable metricsRoutes;
+  std::unique_ptr<http::Server> metricsServer;  ///< [daemon] metrics_listen
   std::unique_ptr<SignalWatcher> signals;
   std::unique_ptr<Timer> stopTimer;  ///< the grace before requests in flight are cancelled
   bool started = false;

@@ -137,6 +137,7 @@ std::vector<std::string> keepRestartSettings(const config::Config& running, conf
   std::vector<std::string> out;
   keep(running.daemon.stateDir, next.daemon.stateDir, "[daemon] state_dir", out);
   keep(running.daemon.controlSocket, next.daemon.controlSocket, "[daemon] control_socket", out);
+  keep(running.daemon.metricsListen, next.daemon.metricsListen, "[daemon] metrics_listen", out);
   keep(running.daemon.listenerMaxConnections, next.daemon.listenerMaxConnections,
        "[daemon] listener_max_connections", out);
   keep(running.daemon.listenerMaxPerPeer, next.daemon.listenerMaxPerPeer, "[daemon] listener_max_per_peer", out);

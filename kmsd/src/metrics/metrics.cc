@@ -46,7 +46,7 @@ void Metrics::count(const EventRecord& event) {
   }
 }
 
-Result<std::string> Metrics::render(LockedStore& store, std::int64_t now) const {
+Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::size_t perCertificateLimit) const {
   auto rows = store.with([&](storage::Store& s) { return s.listStatus(now); });
   if (!rows) {
     return fail(rows.error());
@@ -89,7 +89,7 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now) const 
   }
 
   // Per certificate, up to the limit (by name, so the same ones each scrape).
-  const std::size_t shown = std::min(rows->size(), perCertificateLimit_);
+  const std::size_t shown = std::min(rows->size(), perCertificateLimit);
   x.family("kms_certificate_per_certificate_series_omitted", "gauge",
            "certificates beyond [metrics] per_certificate_limit, shown only in the aggregates");
   x.sample("kms_certificate_per_certificate_series_omitted", {}, static_cast<std::int64_t>(rows->size() - shown));

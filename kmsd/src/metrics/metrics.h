@@ -17,18 +17,16 @@ namespace kms::daemon {
 
 class Metrics {
  public:
-  /// Per-certificate series for at most `perCertificateLimit` certificates; beyond it only
-  /// the aggregates (a scrape of 100,000 certificates stays small).
-  explicit Metrics(std::size_t perCertificateLimit = 1000) : perCertificateLimit_(perCertificateLimit) {}
-
   /// Counts one event (the sink's listener; any thread).
   void count(const EventRecord& event);
-  /// The whole exposition at `now`: the counters, and the gauges read from the state DB.
-  /// Runs on a worker (it reads every certificate's status row).
-  [[nodiscard]] Result<std::string> render(LockedStore& store, std::int64_t now) const;
+  /// The whole exposition at `now`: the counters, and the gauges read from the state DB;
+  /// per-certificate series for the first `perCertificateLimit` certificates by name, beyond
+  /// them only the aggregates (a scrape of 100,000 certificates stays small). Runs on a
+  /// worker (it reads every certificate's status row).
+  [[nodiscard]] Result<std::string> render(LockedStore& store, std::int64_t now,
+                                           std::size_t perCertificateLimit = 1000) const;
 
  private:
-  std::size_t perCertificateLimit_;
   mutable std::mutex mutex_;
   std::map<std::string, std::uint64_t> events_;
   /// (name, result, stage) -> count

@@ -361,10 +361,8 @@ TEST_F(ConfigErrors, ValueRanges) {
             "kmsd.toml:2:13: [daemon] state_dir: must be an absolute path");
   EXPECT_EQ(one(stateDir, std::string(stateDir) + "\nlog_format = \"xml\""),
             "kmsd.toml:3:14: [daemon] log_format: must be \"text\" or \"json\"");
-  // A setting kmsd would accept and ignore is refused instead.
-  EXPECT_EQ(one(stateDir, std::string(stateDir) + "\nmetrics_listen = \"127.0.0.1:9464\""),
-            "kmsd.toml:3:18: [daemon] metrics_listen: is not supported yet (this kmsd serves no metrics endpoint); "
-            "remove the setting");
+  EXPECT_EQ(one(stateDir, std::string(stateDir) + "\nmetrics_listen = \"127.0.0.1\""),
+            "kmsd.toml:3:18: [daemon] metrics_listen: must be host:port (e.g. 127.0.0.1:9464 or [::1]:9464)");
   EXPECT_EQ(one(stateDir, std::string(stateDir) + "\ncontrol_socket = \"/" + std::string(107, 's') + "\""),
             "kmsd.toml:3:18: [daemon] control_socket: must be at most 107 bytes (the AF_UNIX "
             "path limit)");

@@ -101,8 +101,10 @@ TEST_F(MetricsTest, PerCertificateSeriesUpToTheLimitAndAggregatesForAll) {
   addActive("beta", kNow + 3000);
   addActive("gamma", kNow + 9000);
   ASSERT_TRUE(store_->upsertCertificate("delta", storage::CertKind::shaken, "[]").has_value());
-  Metrics m(2);
-  const std::string text = render(m);
+  Metrics m;
+  auto rendered = m.render(*locked_, kNow, 2);
+  ASSERT_TRUE(rendered.has_value()) << rendered.error().toString();
+  const std::string& text = *rendered;
   EXPECT_TRUE(has(text, R"(kms_certificate_expiration_timestamp_seconds{name="alpha"} 1800005000)")) << text;
   EXPECT_TRUE(has(text, R"(kms_certificate_expiration_timestamp_seconds{name="beta"} 1800003000)")) << text;
   EXPECT_TRUE(has(text, R"(kms_certificate_renewal_timestamp_seconds{name="alpha"} 1800004000)")) << text;
