@@ -3,12 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <ctime>
+#include <chrono>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "background_process.h"
 #include "cli.h"
 #include "control/control_api.h"
 #include "daemon_process.h"
@@ -100,6 +104,61 @@ TEST(Metrics, APortInUseStopsTheStartNamingTheSetting) {
   EXPECT_EQ(r.rc, 1) << r.output;
   EXPECT_NE(r.output.find("[daemon] metrics_listen 127.0.0.1:" + taken + ": "), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("KMS_ORDER_CREATED"), std::string::npos) << r.output;
+}
+
+/// Prometheus' answer to an instant query: the first result's value, or nullopt.
+std::optional<std::string> promQuery(std::uint16_t port, const std::string& query) {
+  std::string out;
+  if (test::runCommand("curl -sf -G http://127.0.0.1:" + std::to_string(port) +
+                           "/api/v1/query --data-urlencode 'query=" + query + "'",
+                       &out) != 0) {
+    return std::nullopt;
+  }
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  if (j.is_discarded() || j.value("status", "") != "success" || j["data"]["result"].empty()) {
+    return std::nullopt;
+  }
+  return j["data"]["result"][0]["value"][1].get<std::string>();
+}
+
+TEST(Metrics, APrometheusScrapesKmsdAndAnswersWithTheCertificatesNotAfter) {
+  test::Sandbox sandbox;
+  test::LabProcess lab(sandbox.file("lab"));
+  const std::uint16_t metricsPort = test::freePort();
+  addToDaemon(lab.file("kmsd.toml"), "metrics_listen = \"127.0.0.1:" + std::to_string(metricsPort) + "\"");
+  test::DaemonProcess kmsd(lab.file("softhsm2.conf"), lab.file("kmsd.toml"), sandbox.file("kmsd.log"));
+  ASSERT_TRUE(kmsd.waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd.log();
+  auto certs = nlohmann::json::parse(
+      test::must(daemon::controlRequest(lab.file("kmsd.sock"), "GET", "/v1/certificates/main")).body);
+  const std::int64_t notAfter = unixOf(certs["not_after"].get<std::string>());
+
+  const std::uint16_t promPort = test::freePort();
+  const std::string config = sandbox.write("prometheus.yml", "global:\n"
+                                                             "  scrape_interval: 1s\n"
+                                                             "  scrape_timeout: 1s\n"
+                                                             "  evaluation_interval: 1s\n"
+                                                             "scrape_configs:\n"
+                                                             "  - job_name: kmsd\n"
+                                                             "    static_configs:\n"
+                                                             "      - targets: ['127.0.0.1:" +
+                                                                 std::to_string(metricsPort) + "']\n");
+  test::BackgroundProcess prometheus({"/usr/bin/prometheus", "--config.file=" + config,
+                                      "--storage.tsdb.path=" + sandbox.file("tsdb"),
+                                      "--web.listen-address=127.0.0.1:" + std::to_string(promPort)},
+                                     sandbox.file("prometheus.log"), {"GOMAXPROCS=1"});
+  // Scraped once a second: the series appears within a few scrapes (60 s is the bound, not the wait).
+  std::optional<std::string> value;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+       !value && std::chrono::steady_clock::now() < end && prometheus.running();) {
+    value = promQuery(promPort, "kms_certificate_expiration_timestamp_seconds{name=\"main\"}");
+    if (!value) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  ASSERT_TRUE(value.has_value()) << prometheus.log();
+  EXPECT_EQ(std::stoll(*value), notAfter);
+  EXPECT_EQ(promQuery(promPort, "up{job=\"kmsd\"}"), "1");
+  EXPECT_EQ(promQuery(promPort, "kms_certificate_ready_status{name=\"main\",condition=\"True\"}"), "1");
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "background_process.h"
 #include "daemon_process.h"
 #include "lab_process.h"
 #include "openssl_pki.h"
@@ -72,48 +73,7 @@ bool sipAnswers(std::uint16_t port) {
 }
 
 /// A server process (Kamailio) started with its output in `log`, stopped by PID.
-class Background {
- public:
-  Background(const std::vector<std::string>& argv, const std::string& log, const std::vector<std::string>& env = {})
-      : log_(log) {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      for (const auto& e : env) {
-        ::putenv(const_cast<char*>(e.c_str()));
-      }
-      FILE* out = std::freopen(log.c_str(), "w", stdout);
-      (void)out;
-      ::dup2(STDOUT_FILENO, STDERR_FILENO);
-      std::vector<char*> args;
-      args.reserve(argv.size() + 1);
-      for (const auto& a : argv) {
-        args.push_back(const_cast<char*>(a.c_str()));
-      }
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
-  }
-  ~Background() {
-    ::kill(pid_, SIGTERM);  // Kamailio's main process stops its children
-    int status = 0;
-    for (auto end = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < end;) {
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        return;
-      }
-      ::usleep(50'000);
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, &status, 0);
-  }
-  Background(const Background&) = delete;
-  Background& operator=(const Background&) = delete;
-  [[nodiscard]] std::string log() const { return test::readFile(log_); }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
-};
+using Background = test::BackgroundProcess;
 
 class SipCall : public ::testing::Test {
  protected:
