@@ -161,5 +161,57 @@ TEST(Metrics, APrometheusScrapesKmsdAndAnswersWithTheCertificatesNotAfter) {
   EXPECT_EQ(promQuery(promPort, "kms_certificate_ready_status{name=\"main\",condition=\"True\"}"), "1");
 }
 
+TEST(Metrics, TheShippedRulesFireInAPrometheusWhenKmsLabRefusesTheRenewals) {
+  test::Sandbox sandbox;
+  test::LabProcess lab(sandbox.file("lab"), {"--fail-sti-pa"});  // every SPC token request: 500
+  const std::uint16_t metricsPort = test::freePort();
+  addToDaemon(lab.file("kmsd.toml"), "metrics_listen = \"127.0.0.1:" + std::to_string(metricsPort) +
+                                         "\"\nretry_first = \"1s\"\nretry_max = \"2s\"");
+  test::DaemonProcess kmsd(lab.file("softhsm2.conf"), lab.file("kmsd.toml"), sandbox.file("kmsd.log"));
+  // The shipped rules with the test's own `for:` windows (the file keeps production values).
+  std::string rules = test::readFile(KMS_SOURCE_DIR "/deploy/prometheus/kmsd-rules.yml");
+  rules = std::regex_replace(rules, std::regex("for: [0-9]+[smhd]"), "for: 1s");
+  const std::string rulesFile = sandbox.write("kmsd-rules.yml", rules);
+  const std::uint16_t promPort = test::freePort();
+  const std::string config = sandbox.write("prometheus.yml", "global:\n"
+                                                             "  scrape_interval: 1s\n"
+                                                             "  scrape_timeout: 1s\n"
+                                                             "  evaluation_interval: 1s\n"
+                                                             "rule_files: ['" + rulesFile + "']\n"
+                                                             "scrape_configs:\n"
+                                                             "  - job_name: kmsd\n"
+                                                             "    static_configs:\n"
+                                                             "      - targets: ['127.0.0.1:" +
+                                                                 std::to_string(metricsPort) + "']\n");
+  test::BackgroundProcess prometheus({"/usr/bin/prometheus", "--config.file=" + config,
+                                      "--storage.tsdb.path=" + sandbox.file("tsdb"),
+                                      "--web.listen-address=127.0.0.1:" + std::to_string(promPort)},
+                                     sandbox.file("prometheus.log"), {"GOMAXPROCS=1"});
+  // kmsd fails at fetch_token every 1-2 s: three in a row, then KmsRenewalFailing fires.
+  nlohmann::json firing;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+       firing.is_null() && std::chrono::steady_clock::now() < end && prometheus.running();) {
+    std::string out;
+    if (test::runCommand("curl -sf http://127.0.0.1:" + std::to_string(promPort) + "/api/v1/alerts", &out) == 0) {
+      auto j = nlohmann::json::parse(out, nullptr, false);
+      if (!j.is_discarded()) {
+        for (const auto& a : j["data"]["alerts"]) {
+          if (a["labels"].value("alertname", "") == "KmsRenewalFailing" && a.value("state", "") == "firing") {
+            firing = a;
+          }
+        }
+      }
+    }
+    if (firing.is_null()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  }
+  ASSERT_FALSE(firing.is_null()) << kmsd.log() << prometheus.log();
+  EXPECT_EQ(firing["labels"]["name"], "main");
+  EXPECT_EQ(firing["labels"]["severity"], "warning");
+  EXPECT_GE(std::stod(firing["value"].get<std::string>()), 3.0);
+  EXPECT_NE(kmsd.log().find("KMS_RENEW_FAILED cert=main"), std::string::npos) << kmsd.log();
+}
+
 }  // namespace
 }  // namespace kms
