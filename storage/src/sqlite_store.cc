@@ -406,7 +406,7 @@ class SqliteStore final : public Store {
   Result<std::vector<CertStatus>> listStatus(std::int64_t now, std::optional<std::string_view> name) override {
     std::string sql =
         "SELECT c.name, c.kind, c.state, c.failure_count, c.last_error, c.renew_at, c.next_attempt_at, "
-        "i.serial, i.not_after, i.x5u_url FROM managed_certificates c "
+        "i.serial, i.not_after, i.x5u_url, i.not_before, i.published_at FROM managed_certificates c "
         "LEFT JOIN issued_certificates i ON i.id = (" + std::string(kNewestPublished) +
         ") AND i.revoked_at IS NULL AND i.not_after > ?1 ";
     sql += name.has_value() ? "WHERE c.name = ?2 " : "";
@@ -435,6 +435,8 @@ class SqliteStore final : public Store {
       r.serial = optText(st, 7);
       r.notAfter = optInt(st, 8);
       r.x5uUrl = optText(st, 9);
+      r.notBefore = optInt(st, 10);
+      r.publishedAt = optInt(st, 11);
       return r;
     });
   }

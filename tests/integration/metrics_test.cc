@@ -53,6 +53,11 @@ TEST(Metrics, TheScrapeAgreesWithTheControlApiAndPassesPromtool) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("\nkms_events_total{id=\"KMS_CERT_ISSUED\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nkms_certificate_not_before_timestamp_seconds{name=\"main\"} "), std::string::npos) << text;
+  EXPECT_NE(text.find("\nkms_certificate_last_success_timestamp_seconds{name=\"main\"} "), std::string::npos) << text;
+  EXPECT_NE(text.find("\nkms_trust_document_age_seconds{kind=\"ca_list\"} "), std::string::npos) << text;
+  EXPECT_NE(text.find("\nkms_trust_document_age_seconds{kind=\"crl\"} "), std::string::npos) << text;
+  EXPECT_NE(text.find("\nkms_crl_next_update_timestamp_seconds "), std::string::npos) << text;
   std::smatch renew;
   ASSERT_TRUE(std::regex_search(text, renew, std::regex("\nkms_certificate_renewal_timestamp_seconds\\{name=\"main\"\\} "
                                                         "([0-9]+)\n")))

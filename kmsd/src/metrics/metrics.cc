@@ -101,6 +101,22 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::s
       x.sample("kms_certificate_expiration_timestamp_seconds", {{"name", c.name}}, *c.notAfter);
     }
   }
+  x.family("kms_certificate_not_before_timestamp_seconds", "gauge",
+           "notBefore of the certificate in use (Unix seconds)");
+  for (std::size_t i = 0; i < shown; ++i) {
+    const auto& c = (*rows)[i];
+    if (c.serial && c.notBefore) {
+      x.sample("kms_certificate_not_before_timestamp_seconds", {{"name", c.name}}, *c.notBefore);
+    }
+  }
+  x.family("kms_certificate_last_success_timestamp_seconds", "gauge",
+           "when the certificate in use was published: the last renewal that succeeded (Unix seconds)");
+  for (std::size_t i = 0; i < shown; ++i) {
+    const auto& c = (*rows)[i];
+    if (c.serial && c.publishedAt) {
+      x.sample("kms_certificate_last_success_timestamp_seconds", {{"name", c.name}}, *c.publishedAt);
+    }
+  }
   x.family("kms_certificate_renewal_timestamp_seconds", "gauge", "when kmsd plans to renew (Unix seconds)");
   for (std::size_t i = 0; i < shown; ++i) {
     const auto& c = (*rows)[i];
@@ -121,6 +137,28 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::s
   for (std::size_t i = 0; i < shown; ++i) {
     const auto& c = (*rows)[i];
     x.sample("kms_certificate_consecutive_failures", {{"name", c.name}}, c.failureCount);
+  }
+
+  // The STI-PA documents kmsd keeps (SHAKEN): how old, and when the CRL is due again.
+  x.family("kms_trust_document_age_seconds", "gauge",
+           "seconds since the kept STI-PA CA list or CRL was fetched and verified");
+  std::optional<std::int64_t> crlNext;
+  for (auto kind : {storage::TrustKind::caList, storage::TrustKind::crl}) {
+    auto doc = store.with([kind](storage::Store& s) { return s.getTrust(kind); });
+    if (!doc) {
+      return fail(doc.error());
+    }
+    if (*doc) {
+      const char* label = kind == storage::TrustKind::caList ? "ca_list" : "crl";
+      x.sample("kms_trust_document_age_seconds", {{"kind", label}}, now - (*doc)->fetchedAt);
+      if (kind == storage::TrustKind::crl) {
+        crlNext = (*doc)->nextUpdate;
+      }
+    }
+  }
+  if (crlNext) {
+    x.family("kms_crl_next_update_timestamp_seconds", "gauge", "nextUpdate of the kept STI-PA CRL (Unix seconds)");
+    x.sample("kms_crl_next_update_timestamp_seconds", {}, *crlNext);
   }
 
   std::lock_guard<std::mutex> lock(mutex_);

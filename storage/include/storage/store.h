@@ -198,6 +198,8 @@ struct CertStatus {
   std::optional<std::string> serial;  ///< of the newest valid certificate, when there is one
   std::optional<std::int64_t> notAfter;
   std::optional<std::string> x5uUrl;
+  std::optional<std::int64_t> notBefore;    ///< of that certificate
+  std::optional<std::int64_t> publishedAt;  ///< when that certificate was published (the last success)
 };
 
 /// What a one-line service status says (systemd's STATUS=): how many certificates have a

@@ -108,6 +108,8 @@ TEST_F(MetricsTest, PerCertificateSeriesUpToTheLimitAndAggregatesForAll) {
   EXPECT_TRUE(has(text, R"(kms_certificate_expiration_timestamp_seconds{name="alpha"} 1800005000)")) << text;
   EXPECT_TRUE(has(text, R"(kms_certificate_expiration_timestamp_seconds{name="beta"} 1800003000)")) << text;
   EXPECT_TRUE(has(text, R"(kms_certificate_renewal_timestamp_seconds{name="alpha"} 1800004000)")) << text;
+  EXPECT_TRUE(has(text, R"(kms_certificate_not_before_timestamp_seconds{name="alpha"} 1799999900)")) << text;
+  EXPECT_TRUE(has(text, R"(kms_certificate_last_success_timestamp_seconds{name="alpha"} 1800000000)")) << text;
   EXPECT_TRUE(has(text, R"(kms_certificate_ready_status{name="alpha",condition="True"} 1)")) << text;
   EXPECT_TRUE(has(text, R"(kms_certificate_ready_status{name="alpha",condition="False"} 0)")) << text;
   // Past the limit: gamma and delta only in the aggregates.
