@@ -20,6 +20,17 @@
 namespace kms::acme {
 namespace {
 
+/// The public call a request belongs to, named for the request metrics (HttpRequest::what).
+/// Per thread: the client is used from several workers at once.
+thread_local const char* tAction = nullptr;
+struct ActionScope {
+  explicit ActionScope(const char* action) : previous(tAction) { tAction = action; }
+  ~ActionScope() { tAction = previous; }
+  ActionScope(const ActionScope&) = delete;
+  ActionScope& operator=(const ActionScope&) = delete;
+  const char* previous;
+};
+
 using nlohmann::json;
 using namespace std::chrono_literals;
 
@@ -255,6 +266,11 @@ class AcmeClient::Impl {
     if (auto a = allowed(req.url); !a) {
       return fail(a.error());
     }
+    if (req.what == nullptr && tAction != nullptr) {
+      HttpRequest named = req;
+      named.what = tAction;
+      return transport_.send(named);
+    }
     return transport_.send(req);
   }
 
@@ -286,7 +302,7 @@ class AcmeClient::Impl {
         return n;
       }
     }
-    HttpRequest req{"HEAD", directory_.newNonce, {}, {}};
+    HttpRequest req{"HEAD", directory_.newNonce, {}, {}, "newNonce"};
     auto r = send(req);
     if (!r) {
       return fail(r.error());
@@ -377,7 +393,7 @@ AcmeClient::~AcmeClient() = default;
 Result<std::unique_ptr<AcmeClient>> AcmeClient::create(Transport& transport, ClientOptions options) {
   auto impl = std::make_unique<Impl>(transport, std::move(options));
   const std::string url = impl->options_.directoryUrl;
-  auto r = transport.send(HttpRequest{"GET", url, {}, {}});
+  auto r = transport.send(HttpRequest{"GET", url, {}, {}, "directory"});
   if (!r) {
     return fail(r.error());
   }
@@ -401,6 +417,7 @@ std::uint64_t AcmeClient::badNonceRetries() const {
 
 Result<Account> AcmeClient::newAccount(pki::Signer& key, const std::vector<std::string>& contact,
                                        const ExternalAccountBinding* eab) {
+  ActionScope scope("newAccount");
   const std::string& url = impl_->directory_.newAccount;
   json payload{{"termsOfServiceAgreed", true}};
   if (!contact.empty()) {
@@ -417,10 +434,12 @@ Result<Account> AcmeClient::newAccount(pki::Signer& key, const std::vector<std::
 }
 
 Result<Account> AcmeClient::findAccount(pki::Signer& key) {
+  ActionScope scope("newAccount");
   return impl_->accountRequest(key, R"({"onlyReturnExisting":true})");
 }
 
 Result<void> AcmeClient::changeKey(const AccountRef& account, pki::Signer& newKey) {
+  ActionScope scope("keyChange");
   const std::string& url = impl_->directory_.keyChange;
   if (url.empty()) {
     return fail(Errc::unsupported, "the ACME directory has no keyChange", impl_->options_.directoryUrl);
@@ -446,6 +465,7 @@ Result<void> AcmeClient::changeKey(const AccountRef& account, pki::Signer& newKe
 }
 
 Result<Account> AcmeClient::deactivate(const AccountRef& account) {
+  ActionScope scope("deactivateAccount");
   auto r = impl_->postJson(account.key, account.url, account.url, R"({"status":"deactivated"})");
   if (!r) {
     return fail(r.error());
@@ -460,6 +480,7 @@ Result<Account> AcmeClient::deactivate(const AccountRef& account) {
 
 Result<Order> AcmeClient::newOrder(const AccountRef& account, const std::vector<Identifier>& identifiers,
                                    const std::optional<std::string>& replaces) {
+  ActionScope scope("newOrder");
   const std::string& url = impl_->directory_.newOrder;
   json ids = json::array();
   for (const Identifier& id : identifiers) {
@@ -508,6 +529,7 @@ Result<T> withRetryAfter(const HttpResponse& r, Result<T> parsed) {
 }  // namespace
 
 Result<Order> AcmeClient::getOrder(const AccountRef& account, const std::string& url) {
+  ActionScope scope("order");
   auto r = impl_->postJson(account.key, account.url, url, "");
   if (!r) {
     return fail(r.error());
@@ -516,6 +538,7 @@ Result<Order> AcmeClient::getOrder(const AccountRef& account, const std::string&
 }
 
 Result<Authorization> AcmeClient::getAuthorization(const AccountRef& account, const std::string& url) {
+  ActionScope scope("authorization");
   auto r = impl_->postJson(account.key, account.url, url, "");
   if (!r) {
     return fail(r.error());
@@ -525,6 +548,7 @@ Result<Authorization> AcmeClient::getAuthorization(const AccountRef& account, co
 
 Result<Challenge> AcmeClient::respondChallenge(const AccountRef& account, const std::string& url,
                                                const std::string& payloadJson) {
+  ActionScope scope("challenge");
   auto r = impl_->postJson(account.key, account.url, url, payloadJson);
   if (!r) {
     return fail(r.error());
@@ -533,6 +557,7 @@ Result<Challenge> AcmeClient::respondChallenge(const AccountRef& account, const 
 }
 
 Result<Order> AcmeClient::finalize(const AccountRef& account, const Order& order, const pki::Bytes& csrDer) {
+  ActionScope scope("finalize");
   json payload{{"csr", pki::base64UrlEncode(csrDer)}};
   auto r = impl_->postJson(account.key, account.url, order.finalize, payload.dump());
   if (!r) {
@@ -542,6 +567,7 @@ Result<Order> AcmeClient::finalize(const AccountRef& account, const Order& order
 }
 
 Result<CertificateChain> AcmeClient::downloadCertificate(const AccountRef& account, const std::string& url) {
+  ActionScope scope("certificate");
   auto r = impl_->post(account.key, account.url, url, "");
   if (!r) {
     return fail(r.error());
@@ -560,6 +586,7 @@ Result<CertificateChain> AcmeClient::downloadCertificate(const AccountRef& accou
 }
 
 Result<void> AcmeClient::revoke(const AccountRef& account, const pki::Bytes& certDer, std::optional<int> reason) {
+  ActionScope scope("revokeCert");
   const std::string& url = impl_->directory_.revokeCert;
   if (url.empty()) {
     return fail(Errc::unsupported, "the ACME directory has no revokeCert", impl_->options_.directoryUrl);
@@ -576,6 +603,7 @@ Result<void> AcmeClient::revoke(const AccountRef& account, const pki::Bytes& cer
 }
 
 Result<RenewalInfo> AcmeClient::renewalInfo(const std::string& certId) {
+  ActionScope scope("renewalInfo");
   if (!impl_->directory_.renewalInfo) {
     return fail(Errc::unsupported, "the ACME directory has no renewalInfo (ARI)", impl_->options_.directoryUrl);
   }

@@ -281,8 +281,10 @@ class StiPaClient::Impl {
     return base + path;
   }
 
-  Result<http::HttpResponse> send(const std::string& method, const std::string& u, const std::string& body, bool auth) {
-    http::HttpRequest req{method, u, {{"Accept", "application/json"}}, body};
+  /// `what`: the request metrics' action label (HttpRequest::what).
+  Result<http::HttpResponse> send(const std::string& method, const std::string& u, const std::string& body, bool auth,
+                                  const char* what) {
+    http::HttpRequest req{method, u, {{"Accept", "application/json"}}, body, what};
     if (!body.empty()) {
       req.headers.emplace_back("Content-Type", "application/json");
     }
@@ -328,7 +330,7 @@ class StiPaClient::Impl {
     }
     std::string text = loginBody(options_.userId, *password);
     const std::string u = url("/auth/login");
-    auto r = send("POST", u, text, false);
+    auto r = send("POST", u, text, false, "login");
     OPENSSL_cleanse(text.data(), text.size());
     if (!r) {
       return fail(r.error());
@@ -353,19 +355,20 @@ class StiPaClient::Impl {
   }
 
   /// An authenticated request; logs in first if needed and once more on 401.
-  Result<http::HttpResponse> authed(const std::string& method, const std::string& u, const std::string& body) {
+  Result<http::HttpResponse> authed(const std::string& method, const std::string& u, const std::string& body,
+                                    const char* what) {
     if (!accessToken_) {
       if (auto l = login(); !l) {
         return fail(l.error());
       }
     }
-    auto r = send(method, u, body, true);
+    auto r = send(method, u, body, true, what);
     if (r && r->status == 401) {
       accessToken_.reset();
       if (auto l = login(); !l) {
         return fail(l.error());
       }
-      r = send(method, u, body, true);
+      r = send(method, u, body, true, what);
     }
     return r;
   }
@@ -392,7 +395,7 @@ class StiPaClient::Impl {
     if (auto a = allowed(u, "x5u"); !a) {
       return fail(a.error());
     }
-    auto r = transport_.send(http::HttpRequest{"GET", u, {}, {}});
+    auto r = transport_.send(http::HttpRequest{"GET", u, {}, {}, "x5u"});
     if (!r) {
       return fail(r.error());
     }
@@ -463,7 +466,7 @@ Result<SpcToken> StiPaClient::Impl::token(const std::string& spc, const pki::EcP
   json body{
       {"atc", {{"tktype", atc.tktype}, {"tkvalue", atc.tkvalue}, {"ca", atc.ca}, {"fingerprint", atc.fingerprint}}}};
   const std::string u = d.url("/account/" + spc + "/token");
-  auto r = d.authed("POST", u, body.dump());
+  auto r = d.authed("POST", u, body.dump(), "spc_token");
   if (!r) {
     return fail(r.error());
   }
@@ -510,7 +513,7 @@ Result<CaList> StiPaClient::caList() {
   Impl& d = *impl_;
   std::lock_guard<std::mutex> lock(d.mutex_);
   const std::string u = d.url("/ca-list");
-  auto r = d.authed("GET", u, "");
+  auto r = d.authed("GET", u, "", "ca_list");
   if (!r) {
     return fail(r.error());
   }
@@ -551,7 +554,7 @@ Result<pki::Bytes> StiPaClient::crl() {
   if (auto a = d.allowed(u, "the CRL URL"); !a) {
     return fail(a.error());
   }
-  auto r = d.transport_.send(http::HttpRequest{"GET", u, {{"Accept", "application/pkix-crl"}}, {}});
+  auto r = d.transport_.send(http::HttpRequest{"GET", u, {{"Accept", "application/pkix-crl"}}, {}, "crl"});
   if (!r) {
     return fail(r.error());
   }

@@ -58,6 +58,20 @@ TEST(Metrics, TheScrapeAgreesWithTheControlApiAndPassesPromtool) {
   EXPECT_NE(text.find("\nkms_trust_document_age_seconds{kind=\"ca_list\"} "), std::string::npos) << text;
   EXPECT_NE(text.find("\nkms_trust_document_age_seconds{kind=\"crl\"} "), std::string::npos) << text;
   EXPECT_NE(text.find("\nkms_crl_next_update_timestamp_seconds "), std::string::npos) << text;
+  // Every request to the CA and the STI-PA, by action and status, and timed.
+  EXPECT_NE(text.find("\nkms_acme_requests_total{action=\"newOrder\",status=\"201\"} 1\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nkms_acme_requests_total{action=\"finalize\",status=\"200\"} 1\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nkms_sti_pa_requests_total{action=\"spc_token\",status=\"200\"} 1\n"), std::string::npos)
+      << text;
+  std::smatch count;
+  ASSERT_TRUE(std::regex_search(text, count, std::regex("\nkms_acme_request_duration_seconds_count ([0-9]+)\n")))
+      << text;
+  EXPECT_GE(std::stoi(count[1]), 6);  // directory, nonce, account, order, authorization, challenge, ...
+  EXPECT_NE(text.find("\nkms_acme_request_duration_seconds_bucket{le=\"+Inf\"} " + std::string(count[1]) + "\n"),
+            std::string::npos)
+      << text;
   std::smatch renew;
   ASSERT_TRUE(std::regex_search(text, renew, std::regex("\nkms_certificate_renewal_timestamp_seconds\\{name=\"main\"\\} "
                                                         "([0-9]+)\n")))

@@ -20,6 +20,9 @@ struct HttpRequest {
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;  ///< e.g. {"Content-Type", "application/jose+json"}
   std::string body;
+  /// What the request is for ("newOrder", "spc_token"): a constant of the client's, the
+  /// action label of kmsd's request metrics; null when unnamed.
+  const char* what = nullptr;
 };
 
 /// One HTTP response. Header names are lower-cased; repeated headers (Link) keep every value.

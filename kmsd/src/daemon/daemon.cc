@@ -86,7 +86,7 @@ Result<void> openServices(Daemon::Parts& p, const config::Config& full) {
   }
   p.trustState = std::move(*trustState);
   auto services = Services::create(full, *p.clock, *p.sink, *p.state.locked,
-                                    std::exchange(p.options.http01Socket, std::nullopt));
+                                    std::exchange(p.options.http01Socket, std::nullopt), {}, p.metrics.get());
   if (!services) {
     return fail(services.error());
   }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
+#include <string_view>
 #include <optional>
 
 #include "common/version.h"
@@ -28,7 +30,41 @@ std::string stageLabel(const std::string& step) {
   return plain ? step : "other";
 }
 
+/// Request duration buckets (seconds): a CA answers in milliseconds, a slow one in seconds.
+constexpr std::array<double, 12> kDurationBounds{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+
+/// A status as a label value: the HTTP code, or "error" when no answer came.
+std::string statusLabel(long status) {
+  return status > 0 && status < 1000 ? std::to_string(status) : "error";
+}
+
+/// An action name as a label value: a client's constant, checked like a step name.
+std::string actionLabel(const char* action) {
+  const std::string_view a(action);
+  const bool plain = !a.empty() && a.size() <= 32 && std::all_of(a.begin(), a.end(), [](unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  });
+  return plain ? std::string(a) : "other";
+}
+
 }  // namespace
+
+void Metrics::observeRequest(const char* peer, const char* action, long status, double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++requests_[{peer, actionLabel(action), statusLabel(status)}];
+  Histogram& h = durations_[peer];
+  if (h.buckets.empty()) {
+    h.buckets.assign(kDurationBounds.size(), 0);
+  }
+  for (std::size_t i = 0; i < kDurationBounds.size(); ++i) {
+    if (seconds <= kDurationBounds[i]) {
+      ++h.buckets[i];
+      break;
+    }
+  }
+  ++h.count;
+  h.sum += seconds;
+}
 
 void Metrics::count(const EventRecord& event) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -169,6 +205,32 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::s
     const auto& [name, result, stage] = key;
     x.sample("kms_renewal_attempts_total", {{"name", name}, {"result", result}, {"stage", stage}},
              static_cast<std::int64_t>(n));
+  }
+  for (const char* peer : {"acme", "sti_pa"}) {
+    const std::string total = std::string("kms_") + peer + "_requests_total";
+    x.family(total, "counter",
+             std::string("HTTP requests to the ") + (peer == std::string_view("acme") ? "ACME CA" : "STI-PA") +
+                 " by action and status (\"error\": no answer)");
+    for (const auto& [key, n] : requests_) {
+      const auto& [p, action, status] = key;
+      if (p == peer) {
+        x.sample(total, {{"action", action}, {"status", status}}, static_cast<std::int64_t>(n));
+      }
+    }
+    const std::string duration = std::string("kms_") + peer + "_request_duration_seconds";
+    x.family(duration, "histogram", "how long the requests took, answered or not");
+    auto it = durations_.find(peer);
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < kDurationBounds.size(); ++i) {
+      cumulative += it != durations_.end() ? it->second.buckets[i] : 0;
+      char le[16];
+      (void)std::snprintf(le, sizeof le, "%g", kDurationBounds[i]);
+      x.sample(duration + "_bucket", {{"le", le}}, static_cast<std::int64_t>(cumulative));
+    }
+    const std::uint64_t count = it != durations_.end() ? it->second.count : 0;
+    x.sample(duration + "_bucket", {{"le", "+Inf"}}, static_cast<std::int64_t>(count));
+    x.sample(duration + "_sum", {}, it != durations_.end() ? it->second.sum : 0.0);
+    x.sample(duration + "_count", {}, static_cast<std::int64_t>(count));
   }
   x.family("kms_events_total", "counter", "events kmsd emitted since it started, by event ID (kmsd/EVENTS.md)");
   for (const auto& [id, n] : events_) {

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "events/event_sink.h"
 
@@ -19,6 +20,9 @@ class Metrics {
  public:
   /// Counts one event (the sink's listener; any thread).
   void count(const EventRecord& event);
+  /// One request to a peer ("acme", "sti_pa"): `action` a client's constant, `status` the
+  /// HTTP status (0: no answer), `seconds` how long it took (MeteredTransport; any thread).
+  void observeRequest(const char* peer, const char* action, long status, double seconds);
   /// The whole exposition at `now`: the counters, and the gauges read from the state DB;
   /// per-certificate series for the first `perCertificateLimit` certificates by name, beyond
   /// them only the aggregates (a scrape of 100,000 certificates stays small). Runs on a
@@ -31,6 +35,15 @@ class Metrics {
   std::map<std::string, std::uint64_t> events_;
   /// (name, result, stage) -> count
   std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> attempts_;
+  /// (peer, action, status) -> count
+  std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> requests_;
+  /// A duration histogram: counts per bucket (not cumulative), the sum.
+  struct Histogram {
+    std::vector<std::uint64_t> buckets;
+    std::uint64_t count = 0;
+    double sum = 0;
+  };
+  std::map<std::string, Histogram> durations_;  ///< by peer
 };
 
 }  // namespace kms::daemon

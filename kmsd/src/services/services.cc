@@ -11,6 +11,7 @@
 
 #include "common/failpoint.h"
 #include "hsm/token_store.h"
+#include "metrics/metered_transport.h"
 #include "kms/fs.h"
 #include "kms/secret.h"
 #include "pki/encoding.h"
@@ -58,8 +59,9 @@ void Services::setConfig(std::shared_ptr<const config::Config> config) {
 
 Result<std::unique_ptr<Services>> Services::create(const config::Config& config, const Clock& clock, EventSink& events,
                                                    LockedStore& store, std::optional<int> http01Socket,
-                                                   TransportOverrides overrides) {
+                                                   TransportOverrides overrides, Metrics* metrics) {
   std::unique_ptr<Services> s(new Services(config, clock, events, store));
+  s->metrics_ = metrics;
   s->transport_ = std::move(overrides.acme);
   s->stiPaTransport_ = std::move(overrides.stiPa);
   for (auto open : {&Services::openToken, &Services::openTransports, &Services::openStiPa}) {
@@ -172,6 +174,9 @@ Result<void> Services::openTransports(const config::Config& config) {
     }
     transport_ = std::move(*transport);
   }
+  if (metrics_ != nullptr) {
+    transport_ = std::make_unique<MeteredTransport>(std::move(transport_), *metrics_, "acme");
+  }
   // Also with publication_check = "file": a reload may switch it to "fetch".
   auto check = transportFor(config.publisher.caBundle, config.publisher.checkTimeout, "[publisher] ca_bundle");
   if (!check) {
@@ -192,6 +197,9 @@ Result<void> Services::openStiPa(const config::Config& config) {
       return fail(stiTransport.error());
     }
     stiPaTransport_ = std::move(*stiTransport);
+  }
+  if (metrics_ != nullptr) {
+    stiPaTransport_ = std::make_unique<MeteredTransport>(std::move(stiPaTransport_), *metrics_, "sti_pa");
   }
   sti_pa::StiPaOptions o;
   o.url = c.url;

@@ -77,17 +77,21 @@ struct TransportOverrides {
   std::unique_ptr<http::Transport> stiPa;
 };
 
+class Metrics;
+
 class Services {
  public:
   /// Opens the token and the transport, reads the trust anchors, and starts the http-01
   /// responder when a certificate uses it: on `http01Socket` when one was passed (socket
   /// activation; taken over, closed when no certificate uses http-01), else on [acme]
   /// http01_listen. Errors name the config field. `overrides` replace the ACME and STI-PA
-  /// transports (tests).
+  /// transports (tests); with `metrics`, every request to the CA and the STI-PA is counted
+  /// and timed there (MeteredTransport).
   [[nodiscard]] static Result<std::unique_ptr<Services>> create(const config::Config& config, const Clock& clock,
                                                                 EventSink& events, LockedStore& store,
                                                                 std::optional<int> http01Socket = std::nullopt,
-                                                                TransportOverrides overrides = {});
+                                                                TransportOverrides overrides = {},
+                                                                Metrics* metrics = nullptr);
   ~Services();
   Services(const Services&) = delete;
   Services& operator=(const Services&) = delete;
@@ -150,6 +154,7 @@ class Services {
   std::unique_ptr<hsm::Token> token_;
   std::unique_ptr<http::Transport> transport_;        ///< the ACME server's ([acme] ca_bundle)
   std::unique_ptr<http::Transport> stiPaTransport_;   ///< the STI-PA's ([sti_pa] ca_bundle)
+  Metrics* metrics_ = nullptr;                         ///< counts and times the two above
   std::unique_ptr<http::Transport> checkTransport_;   ///< publication checks ([publisher] ca_bundle)
   std::unique_ptr<sti_pa::StiPaClient> stiPa_;
   publisher::WebRoot webRoot_;

@@ -96,6 +96,26 @@ TEST_F(MetricsTest, EventsAndRenewalAttemptsAreCountedUnderKmsdsOwnLabelsOnly) {
   EXPECT_EQ(text.find("Evil"), std::string::npos) << text;
 }
 
+TEST_F(MetricsTest, RequestsAreCountedByActionAndStatusAndTimedInCumulativeBuckets) {
+  Metrics m;
+  m.observeRequest("acme", "newOrder", 201, 0.02);
+  m.observeRequest("acme", "newOrder", 201, 0.3);
+  m.observeRequest("acme", "finalize", 0, 40.0);  // no answer, slower than the last bound
+  m.observeRequest("sti_pa", "not a constant!", 500, 0.001);
+  const std::string text = render(m);
+  EXPECT_TRUE(has(text, R"(kms_acme_requests_total{action="newOrder",status="201"} 2)")) << text;
+  EXPECT_TRUE(has(text, R"(kms_acme_requests_total{action="finalize",status="error"} 1)")) << text;
+  EXPECT_TRUE(has(text, R"(kms_sti_pa_requests_total{action="other",status="500"} 1)")) << text;
+  EXPECT_TRUE(has(text, R"(kms_acme_request_duration_seconds_bucket{le="0.01"} 0)")) << text;
+  EXPECT_TRUE(has(text, R"(kms_acme_request_duration_seconds_bucket{le="0.025"} 1)")) << text;
+  EXPECT_TRUE(has(text, R"(kms_acme_request_duration_seconds_bucket{le="0.5"} 2)")) << text;
+  EXPECT_TRUE(has(text, R"(kms_acme_request_duration_seconds_bucket{le="30"} 2)")) << text;
+  EXPECT_TRUE(has(text, R"(kms_acme_request_duration_seconds_bucket{le="+Inf"} 3)")) << text;
+  EXPECT_TRUE(has(text, "kms_acme_request_duration_seconds_count 3")) << text;
+  EXPECT_TRUE(has(text, "kms_acme_request_duration_seconds_sum 40.32")) << text;
+  EXPECT_TRUE(has(text, R"(kms_sti_pa_request_duration_seconds_bucket{le="0.005"} 1)")) << text;
+}
+
 TEST_F(MetricsTest, PerCertificateSeriesUpToTheLimitAndAggregatesForAll) {
   addActive("alpha", kNow + 5000);
   addActive("beta", kNow + 3000);
