@@ -39,6 +39,14 @@ TEST(Metrics, TheScrapeAgreesWithTheControlApiAndPassesPromtool) {
   auto certs = nlohmann::json::parse(test::must(daemon::controlRequest(socket, "GET", "/v1/certificates/main")).body);
   const std::int64_t notAfter = unixOf(certs["not_after"].get<std::string>());
 
+  // One PASSporT signed, one refused (a certificate that does not exist).
+  const std::string env = "SOFTHSM2_CONF=" + lab.file("softhsm2.conf");
+  test::CmdResult good = test::runTool(env, test::kKmsctl, lab.file("kmsd.toml"),
+                                       "passport sign --orig 12025550100 --dest 12025550101 --attest A");
+  ASSERT_EQ(good.rc, 0) << good.output;
+  test::CmdResult bad = test::runTool(env, test::kKmsctl, lab.file("kmsd.toml"),
+                                      "passport sign --cert nosuch --orig 12025550100 --dest 12025550101 --attest A");
+  ASSERT_NE(bad.rc, 0) << bad.output;
   auto scrape = test::must(daemon::controlRequest(socket, "GET", "/metrics"));
   ASSERT_EQ(scrape.status, 200) << scrape.body;
   EXPECT_EQ(scrape.contentType, "text/plain; version=0.0.4; charset=utf-8");
@@ -65,6 +73,11 @@ TEST(Metrics, TheScrapeAgreesWithTheControlApiAndPassesPromtool) {
       << text;
   EXPECT_NE(text.find("\nkms_sti_pa_requests_total{action=\"spc_token\",status=\"200\"} 1\n"), std::string::npos)
       << text;
+  EXPECT_NE(text.find("\nkms_passport_signed_total 1\n"), std::string::npos) << text;
+  EXPECT_TRUE(std::regex_search(text, std::regex("\nkms_passport_refused_total\\{reason=\"[A-Z]+[0-9]+\"\\} 1\n")))
+      << text;
+  // Both were timed: the refusal reached the signer (it looked the certificate up).
+  EXPECT_NE(text.find("\nkms_passport_request_duration_seconds_count 2\n"), std::string::npos) << text;
   std::smatch count;
   ASSERT_TRUE(std::regex_search(text, count, std::regex("\nkms_acme_request_duration_seconds_count ([0-9]+)\n")))
       << text;

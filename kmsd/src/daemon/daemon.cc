@@ -53,6 +53,7 @@ Result<void> openSigning(Daemon::Parts& p) {
   p.sink->addListener([&p](const EventRecord& e) { p.signingKeys->follow(e, unixSeconds(p.clock->now())); });
   const config::SigningConfig& cfg = p.config->signing;
   p.signing = std::make_unique<SigningService>(*p.signingKeys, *p.clock, static_cast<std::size_t>(cfg.threads));
+  p.metrics->addCollector([s = p.signing.get()](Exposition& out) { writeSigningMetrics(s->counters(), out); });
   if (cfg.record) {
     auto record = SigningRecord::open(*cfg.record, cfg.recordMaxBytes, cfg.recordKeep);
     if (!record) {

@@ -197,6 +197,10 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::s
     x.sample("kms_crl_next_update_timestamp_seconds", {}, *crlNext);
   }
 
+  for (const auto& write : collectors_) {
+    write(x);
+  }
+
   std::lock_guard<std::mutex> lock(mutex_);
   x.family("kms_renewal_attempts_total", "counter",
            "renewal outcomes since kmsd started: success (activated), retry (a step failed, retried), failed "

@@ -6,6 +6,7 @@
 // constants (event IDs, step names), never from a peer's text.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -16,6 +17,8 @@
 
 namespace kms::daemon {
 
+class Exposition;
+
 class Metrics {
  public:
   /// Counts one event (the sink's listener; any thread).
@@ -23,6 +26,10 @@ class Metrics {
   /// One request to a peer ("acme", "sti_pa"): `action` a client's constant, `status` the
   /// HTTP status (0: no answer), `seconds` how long it took (MeteredTransport; any thread).
   void observeRequest(const char* peer, const char* action, long status, double seconds);
+  /// Adds families written at each scrape by their owner (the signing service's counters).
+  /// Before the first scrape; `write` must be thread-safe.
+  void addCollector(std::function<void(Exposition&)> write) { collectors_.push_back(std::move(write)); }
+
   /// The whole exposition at `now`: the counters, and the gauges read from the state DB;
   /// per-certificate series for the first `perCertificateLimit` certificates by name, beyond
   /// them only the aggregates (a scrape of 100,000 certificates stays small). Runs on a
@@ -44,6 +51,7 @@ class Metrics {
     double sum = 0;
   };
   std::map<std::string, Histogram> durations_;  ///< by peer
+  std::vector<std::function<void(Exposition&)>> collectors_;
 };
 
 }  // namespace kms::daemon

@@ -1,5 +1,8 @@
 #include "signing/signing_service.h"
 
+#include <cstdio>
+
+#include "metrics/exposition.h"
 #include "pki/passport.h"
 #include "signing/signing_record.h"
 
@@ -65,6 +68,11 @@ void SigningCounters::observe(std::chrono::nanoseconds took) {
 void SigningCounters::signedOne(std::chrono::nanoseconds took) {
   signed_.fetch_add(1, std::memory_order_relaxed);
   observe(took);
+}
+
+void SigningCounters::refusedEarly(const std::string& messageId) {
+  std::lock_guard<std::mutex> lock(refusedMutex_);
+  ++refused_[messageId];
 }
 
 void SigningCounters::refused(const std::string& messageId, std::chrono::nanoseconds took) {
@@ -148,6 +156,30 @@ std::variant<Signed, AtisError> SigningService::signUncounted(std::string_view b
   const pki::PassportClaims& c = request.claims;
   return Signed{pki::identityHeader(*jws, pick.key->x5u, c.type), name, pick.key->serial, c.type, c.attest, c.orig,
                 c.dest.size(), c.origid, c.iat};
+}
+
+void writeSigningMetrics(const SigningCounters& counters, Exposition& out) {
+  const SigningCounters::Snapshot s = counters.snapshot();
+  out.family("kms_passport_signed_total", "counter", "PASSporTs signed since kmsd started");
+  out.sample("kms_passport_signed_total", {}, static_cast<std::int64_t>(s.signedCount));
+  out.family("kms_passport_refused_total", "counter",
+             "signing requests refused since kmsd started, by ATIS-1000082 messageId");
+  for (const auto& [reason, n] : s.refused) {
+    out.sample("kms_passport_refused_total", {{"reason", reason}}, static_cast<std::int64_t>(n));
+  }
+  out.family("kms_passport_request_duration_seconds", "histogram",
+             "how long a signing request took in kmsd (parse, key, HSM signature, response)");
+  std::uint64_t count = 0;
+  for (std::size_t i = 0; i < SigningCounters::kBoundsMicros.size(); ++i) {
+    count = s.latency[i];
+    const bool last = i + 1 == SigningCounters::kBoundsMicros.size();
+    char le[24];
+    (void)std::snprintf(le, sizeof le, "%g", static_cast<double>(SigningCounters::kBoundsMicros[i]) / 1e6);
+    out.sample("kms_passport_request_duration_seconds_bucket", {{"le", last ? "+Inf" : le}},
+               static_cast<std::int64_t>(count));
+  }
+  out.sample("kms_passport_request_duration_seconds_sum", {}, s.latencySumSeconds);
+  out.sample("kms_passport_request_duration_seconds_count", {}, static_cast<std::int64_t>(count));
 }
 
 }  // namespace kms::daemon

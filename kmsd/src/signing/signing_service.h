@@ -61,6 +61,9 @@ class SigningCounters {
 
   void signedOne(std::chrono::nanoseconds took);
   void refused(const std::string& messageId, std::chrono::nanoseconds took);
+  /// A request refused before it was parsed or signed (credentials, rate limit): counted,
+  /// but no latency sample (it would pull the histogram towards 0).
+  void refusedEarly(const std::string& messageId);
 
   struct Snapshot {
     std::uint64_t signedCount = 0;
@@ -90,7 +93,7 @@ class SigningService {
   /// recorded in the signing record when there is one.
   [[nodiscard]] std::variant<Signed, AtisError> sign(std::string_view body, const SigningClient& client);
   /// Counts a request refused before it reached sign() (credentials, rate limit).
-  void countRefusal(const AtisError& error) { counters_.refused(error.messageId, std::chrono::nanoseconds(0)); }
+  void countRefusal(const AtisError& error) { counters_.refusedEarly(error.messageId); }
   /// Records every signature from now on (before the first request).
   void setRecord(std::unique_ptr<SigningRecord> record);
   [[nodiscard]] SigningRecord* record() const { return record_.get(); }
@@ -112,5 +115,10 @@ class SigningService {
   SigningCounters counters_;
   std::unique_ptr<SigningRecord> record_;
 };
+
+class Exposition;
+/// The signing counters in Prometheus' text format: kms_passport_signed_total,
+/// kms_passport_refused_total{reason} (the ATIS messageId), kms_passport_request_duration_seconds.
+void writeSigningMetrics(const SigningCounters& counters, Exposition& out);
 
 }  // namespace kms::daemon
