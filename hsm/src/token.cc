@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <chrono>
 #include <mutex>
 #include <string_view>
 
@@ -95,6 +96,39 @@ bool sessionLost(const Error& e) {
 }  // namespace
 
 /// Shared state of an open token: module, slot, session pool, login generation.
+enum HsmOp : std::size_t { kSign, kGenerate, kFind, kDestroy, kOps };
+
+/// One operation's counters (TokenStats, kept as atomics).
+struct OpCounters {
+  std::atomic<std::uint64_t> ok{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::array<std::atomic<std::uint64_t>, TokenStats::kBoundsSeconds.size()> buckets{};  ///< not cumulative
+  std::atomic<std::uint64_t> sumNanos{0};
+
+  void record(bool succeeded, std::chrono::steady_clock::time_point start) {
+    const auto took = std::chrono::steady_clock::now() - start;
+    (succeeded ? ok : failed).fetch_add(1, std::memory_order_relaxed);
+    const double seconds = std::chrono::duration<double>(took).count();
+    for (std::size_t i = 0; i < TokenStats::kBoundsSeconds.size(); ++i) {
+      if (seconds <= TokenStats::kBoundsSeconds[i]) {
+        buckets[i].fetch_add(1, std::memory_order_relaxed);
+        break;
+      }
+    }
+    sumNanos.fetch_add(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count()),
+                       std::memory_order_relaxed);
+  }
+};
+
+/// Times `body` (a Result-returning callable) as operation `op`.
+template <class F>
+auto timed(std::array<OpCounters, kOps>& stats, HsmOp op, F&& body) {
+  const auto start = std::chrono::steady_clock::now();
+  auto r = body();
+  stats[op].record(r.has_value(), start);
+  return r;
+}
+
 class TokenImpl {
  public:
   TokenImpl(std::shared_ptr<Module> module, CK_SLOT_ID slot, TokenOptions options)
@@ -120,6 +154,8 @@ class TokenImpl {
   /// failed concurrent object creation with CKR_GENERAL_ERROR (seen in kmsd's test suite);
   /// signing, the hot path, does not take it.
   std::mutex& catalog() { return catalog_; }
+  /// TokenStats' counters, by HsmOp.
+  std::array<OpCounters, kOps>& stats() { return stats_; }
 
   Result<void> openPool() {
     std::size_t n = std::clamp<std::size_t>(options_.sessionPool, 1, 64);
@@ -486,6 +522,7 @@ class TokenImpl {
   std::condition_variable available_;
   std::vector<CK_SESSION_HANDLE> free_;
   std::atomic<unsigned> generation_{0};
+  std::array<OpCounters, kOps> stats_;
   std::mutex catalog_;
 };
 
@@ -497,50 +534,52 @@ KeySigner::KeySigner(std::shared_ptr<TokenImpl> token, KeyInfo info, unsigned lo
 KeySigner::~KeySigner() = default;
 
 Result<pki::RawSignature> KeySigner::signDigest(const pki::Digest& digest) {
-  CK_FUNCTION_LIST* f = token_->fn();
-  auto session = token_->lease();
-  CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    CK_OBJECT_HANDLE key = handle_.load(std::memory_order_acquire);
-    unsigned current = token_->generation();
-    if (attempt > 0 || current != generation_.load(std::memory_order_acquire)) {
-      std::lock_guard<std::mutex> catalogLock(token_->catalog());
-      auto found = token_->findPrivate(session.get(), info_.uri);
-      if (!found || found->size() != 1) {
-        return fail(Errc::notFound, "signing key is gone from the token", info_.uri.toString());
+  return timed(token_->stats(), kSign, [&]() -> Result<pki::RawSignature> {
+    CK_FUNCTION_LIST* f = token_->fn();
+    auto session = token_->lease();
+    CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      CK_OBJECT_HANDLE key = handle_.load(std::memory_order_acquire);
+      unsigned current = token_->generation();
+      if (attempt > 0 || current != generation_.load(std::memory_order_acquire)) {
+        std::lock_guard<std::mutex> catalogLock(token_->catalog());
+        auto found = token_->findPrivate(session.get(), info_.uri);
+        if (!found || found->size() != 1) {
+          return fail(Errc::notFound, "signing key is gone from the token", info_.uri.toString());
+        }
+        key = found->front();
+        handle_.store(key, std::memory_order_release);
+        generation_.store(current, std::memory_order_release);
       }
-      key = found->front();
-      handle_.store(key, std::memory_order_release);
-      generation_.store(current, std::memory_order_release);
-    }
-    CK_RV rv = f->C_SignInit(session.get(), &mech, key);
-    if (rv == CKR_OK) {
-      pki::RawSignature sig{};
-      CK_ULONG len = sig.size();
-      rv = f->C_Sign(session.get(), const_cast<CK_BYTE*>(digest.data()), digest.size(), sig.data(), &len);
+      CK_RV rv = f->C_SignInit(session.get(), &mech, key);
       if (rv == CKR_OK) {
-        if (len != sig.size()) {
-          return fail(Errc::hsm, "C_Sign returned " + std::to_string(len) + " bytes, expected 64", token_->context());
-        }
-        return sig;
-      }
-    }
-    const bool lost = sessionLost(rv);
-    const bool handleStale = rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID;
-    if (attempt == 0 && (lost || handleStale)) {
-      // A stale handle may mean a lost login (private keys are then invisible): log in
-      // again before the key is looked for, or it would seem gone.
-      if (lost || !token_->ensureLoggedIn(session.get())) {
-        if (auto r = session.renew(); !r) {
-          return fail(r.error());
+        pki::RawSignature sig{};
+        CK_ULONG len = sig.size();
+        rv = f->C_Sign(session.get(), const_cast<CK_BYTE*>(digest.data()), digest.size(), sig.data(), &len);
+        if (rv == CKR_OK) {
+          if (len != sig.size()) {
+            return fail(Errc::hsm, "C_Sign returned " + std::to_string(len) + " bytes, expected 64", token_->context());
+          }
+          return sig;
         }
       }
-      continue;  // the next attempt re-finds the key
+      const bool lost = sessionLost(rv);
+      const bool handleStale = rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID;
+      if (attempt == 0 && (lost || handleStale)) {
+        // A stale handle may mean a lost login (private keys are then invisible): log in
+        // again before the key is looked for, or it would seem gone.
+        if (lost || !token_->ensureLoggedIn(session.get())) {
+          if (auto r = session.renew(); !r) {
+            return fail(r.error());
+          }
+        }
+        continue;  // the next attempt re-finds the key
+      }
+      Error e = ckError(rv == CKR_OK ? "C_Sign" : "C_SignInit/C_Sign", rv, token_->context());
+      return fail(e);
     }
-    Error e = ckError(rv == CKR_OK ? "C_Sign" : "C_SignInit/C_Sign", rv, token_->context());
-    return fail(e);
-  }
-  return fail(Errc::internal, "unreachable", token_->context());
+    return fail(Errc::internal, "unreachable", token_->context());
+  });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -611,28 +650,49 @@ Pkcs11Uri Token::keyUri(const std::string& label, const pki::Bytes& id) const {
 }
 
 Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& label, const pki::Bytes& chosenId) {
-  if (label.empty()) {
-    return fail(Errc::invalidArgument, "key label is empty", impl_->context());
-  }
-  if (chosenId.size() > 64) {
-    return fail(Errc::invalidArgument, "CKA_ID longer than 64 bytes", impl_->context());
-  }
-  pki::Bytes id = chosenId;
-  if (id.empty()) {
-    auto fresh = newKeyId();
-    if (!fresh) {
-      return fail(fresh.error());
+  return timed(impl_->stats(), kGenerate, [&]() -> Result<std::unique_ptr<KeySigner>> {
+    if (label.empty()) {
+      return fail(Errc::invalidArgument, "key label is empty", impl_->context());
     }
-    id = std::move(*fresh);
-  }
-  return impl_->withSession([&](CK_SESSION_HANDLE session) -> Result<std::unique_ptr<KeySigner>> {
-    std::lock_guard<std::mutex> catalogLock(impl_->catalog());  // after the session: the order signDigest uses
-    auto key = impl_->generate(session, label, id);
-    if (!key) {
-      return fail(key.error());
+    if (chosenId.size() > 64) {
+      return fail(Errc::invalidArgument, "CKA_ID longer than 64 bytes", impl_->context());
     }
-    return std::unique_ptr<KeySigner>(new KeySigner(impl_, std::move(key->info), key->priv, impl_->generation()));
+    pki::Bytes id = chosenId;
+    if (id.empty()) {
+      auto fresh = newKeyId();
+      if (!fresh) {
+        return fail(fresh.error());
+      }
+      id = std::move(*fresh);
+    }
+    return impl_->withSession([&](CK_SESSION_HANDLE session) -> Result<std::unique_ptr<KeySigner>> {
+      std::lock_guard<std::mutex> catalogLock(impl_->catalog());  // after the session: the order signDigest uses
+      auto key = impl_->generate(session, label, id);
+      if (!key) {
+        return fail(key.error());
+      }
+      return std::unique_ptr<KeySigner>(new KeySigner(impl_, std::move(key->info), key->priv, impl_->generation()));
+    });
   });
+}
+
+TokenStats Token::stats() const {
+  static constexpr std::array<const char*, kOps> kNames{"sign", "generate", "find", "destroy"};
+  TokenStats out;
+  for (std::size_t op = 0; op < kOps; ++op) {
+    const OpCounters& c = impl_->stats()[op];
+    TokenStats::Op& o = out.ops[op];
+    o.name = kNames[op];
+    o.ok = c.ok.load(std::memory_order_relaxed);
+    o.failed = c.failed.load(std::memory_order_relaxed);
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < o.buckets.size(); ++i) {
+      cumulative += c.buckets[i].load(std::memory_order_relaxed);
+      o.buckets[i] = cumulative;
+    }
+    o.sumSeconds = static_cast<double>(c.sumNanos.load(std::memory_order_relaxed)) / 1e9;
+  }
+  return out;
 }
 
 void Token::withObjectsUnchanged(const std::function<void()>& body) {
@@ -672,99 +732,103 @@ Result<std::vector<KeyInfo>> Token::listKeys() {
 }
 
 Result<std::unique_ptr<KeySigner>> Token::signer(const Pkcs11Uri& uri) {
-  auto found = impl_->withSession([&](CK_SESSION_HANDLE session) -> Result<std::unique_ptr<KeySigner>> {
-    std::lock_guard<std::mutex> catalogLock(impl_->catalog());  // after the session: the order signDigest uses
-    unsigned generation = impl_->generation();
-    auto handles = impl_->findPrivate(session, uri);
-    if (!handles) {
-      return fail(handles.error());
-    }
-    if (handles->empty()) {
-      return fail(Errc::notFound, "no private key matches", uri.toString());
-    }
-    if (handles->size() > 1) {
-      return fail(Errc::invalidArgument, "several private keys match; name the key by id", uri.toString());
-    }
-    // Only a key made inside a token and never out of it is used: one placed on the token
-    // by someone else (imported, extractable, a decrypt key) is refused.
-    struct Required {
-      CK_ATTRIBUTE_TYPE type;
-      bool value;
-      const char* name;
-    };
-    for (const Required& r : {Required{CKA_SIGN, true, "CKA_SIGN"}, Required{CKA_SENSITIVE, true, "CKA_SENSITIVE"},
-                              Required{CKA_EXTRACTABLE, false, "CKA_EXTRACTABLE"},
-                              Required{CKA_NEVER_EXTRACTABLE, true, "CKA_NEVER_EXTRACTABLE"},
-                              Required{CKA_LOCAL, true, "CKA_LOCAL"}}) {
-      auto v = impl_->attribute(session, handles->front(), r.type);
-      if (!v) {
-        return fail(v.error());
+  return timed(impl_->stats(), kFind, [&]() -> Result<std::unique_ptr<KeySigner>> {
+    auto found = impl_->withSession([&](CK_SESSION_HANDLE session) -> Result<std::unique_ptr<KeySigner>> {
+      std::lock_guard<std::mutex> catalogLock(impl_->catalog());  // after the session: the order signDigest uses
+      unsigned generation = impl_->generation();
+      auto handles = impl_->findPrivate(session, uri);
+      if (!handles) {
+        return fail(handles.error());
       }
-      const bool actual = v->size() == sizeof(CK_BBOOL) && v->front() != CK_FALSE;
-      if (actual != r.value) {
-        return fail(Errc::hsm,
-                    std::string("key refused: ") + r.name + " is " + (actual ? "true" : "false") +
-                        "; kmsd signs only with keys generated inside the token (sign, sensitive, never "
-                        "extractable, local)",
-                    uri.toString());
+      if (handles->empty()) {
+        return fail(Errc::notFound, "no private key matches", uri.toString());
       }
+      if (handles->size() > 1) {
+        return fail(Errc::invalidArgument, "several private keys match; name the key by id", uri.toString());
+      }
+      // Only a key made inside a token and never out of it is used: one placed on the token
+      // by someone else (imported, extractable, a decrypt key) is refused.
+      struct Required {
+        CK_ATTRIBUTE_TYPE type;
+        bool value;
+        const char* name;
+      };
+      for (const Required& r : {Required{CKA_SIGN, true, "CKA_SIGN"}, Required{CKA_SENSITIVE, true, "CKA_SENSITIVE"},
+                                Required{CKA_EXTRACTABLE, false, "CKA_EXTRACTABLE"},
+                                Required{CKA_NEVER_EXTRACTABLE, true, "CKA_NEVER_EXTRACTABLE"},
+                                Required{CKA_LOCAL, true, "CKA_LOCAL"}}) {
+        auto v = impl_->attribute(session, handles->front(), r.type);
+        if (!v) {
+          return fail(v.error());
+        }
+        const bool actual = v->size() == sizeof(CK_BBOOL) && v->front() != CK_FALSE;
+        if (actual != r.value) {
+          return fail(Errc::hsm,
+                      std::string("key refused: ") + r.name + " is " + (actual ? "true" : "false") +
+                          "; kmsd signs only with keys generated inside the token (sign, sensitive, never "
+                          "extractable, local)",
+                      uri.toString());
+        }
+      }
+      auto info = impl_->describe(session, handles->front());
+      if (!info) {
+        return fail(info.error());
+      }
+      return std::unique_ptr<KeySigner>(new KeySigner(impl_, std::move(*info), handles->front(), generation));
+    });
+    if (!found) {
+      return fail(found.error());
     }
-    auto info = impl_->describe(session, handles->front());
-    if (!info) {
-      return fail(info.error());
+    std::unique_ptr<KeySigner> out = std::move(*found);
+    // The public half kept beside it (CKA_PUBLIC_KEY_INFO or a public-key object) must be
+    // this key's: a swapped public object would make every signature unverifiable.
+    static constexpr std::string_view kProbe = "kmsd key check";
+    auto sig = out->signMessage(pki::asBytes(kProbe));
+    if (!sig) {
+      return fail(sig.error());
     }
-    return std::unique_ptr<KeySigner>(new KeySigner(impl_, std::move(*info), handles->front(), generation));
+    auto good = out->publicKey().verifyEs256(pki::asBytes(kProbe), *sig);
+    if (!good || !*good) {
+      return fail(Errc::hsm, "key refused: its public key object does not match the private key", uri.toString());
+    }
+    return out;
   });
-  if (!found) {
-    return fail(found.error());
-  }
-  std::unique_ptr<KeySigner> out = std::move(*found);
-  // The public half kept beside it (CKA_PUBLIC_KEY_INFO or a public-key object) must be
-  // this key's: a swapped public object would make every signature unverifiable.
-  static constexpr std::string_view kProbe = "kmsd key check";
-  auto sig = out->signMessage(pki::asBytes(kProbe));
-  if (!sig) {
-    return fail(sig.error());
-  }
-  auto good = out->publicKey().verifyEs256(pki::asBytes(kProbe), *sig);
-  if (!good || !*good) {
-    return fail(Errc::hsm, "key refused: its public key object does not match the private key", uri.toString());
-  }
-  return out;
 }
 
 Result<void> Token::destroyKey(const Pkcs11Uri& uri) {
-  return impl_->withSession([&](CK_SESSION_HANDLE session) -> Result<void> {
-    std::lock_guard<std::mutex> catalogLock(impl_->catalog());  // after the session: the order signDigest uses
-    auto handles = impl_->findPrivate(session, uri);
-    if (!handles) {
-      return fail(handles.error());
-    }
-    if (handles->size() != 1) {
-      return fail(handles->empty() ? Errc::notFound : Errc::invalidArgument,
-                  handles->empty() ? "no private key matches" : "several private keys match", uri.toString());
-    }
-    auto id = impl_->attribute(session, handles->front(), CKA_ID);
-    if (!id) {
-      return fail(id.error());
-    }
-    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
-    std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls), attr(CKA_ID, id->data(), id->size())};
-    auto pubs = impl_->find(session, tmpl, 16);
-    if (!pubs) {
-      return fail(pubs.error());
-    }
-    CK_RV rv = impl_->fn()->C_DestroyObject(session, handles->front());
-    if (rv != CKR_OK) {
-      return fail(ckError("C_DestroyObject", rv, impl_->context()));
-    }
-    for (CK_OBJECT_HANDLE h : *pubs) {
-      rv = impl_->fn()->C_DestroyObject(session, h);
+  return timed(impl_->stats(), kDestroy, [&]() -> Result<void> {
+    return impl_->withSession([&](CK_SESSION_HANDLE session) -> Result<void> {
+      std::lock_guard<std::mutex> catalogLock(impl_->catalog());  // after the session: the order signDigest uses
+      auto handles = impl_->findPrivate(session, uri);
+      if (!handles) {
+        return fail(handles.error());
+      }
+      if (handles->size() != 1) {
+        return fail(handles->empty() ? Errc::notFound : Errc::invalidArgument,
+                    handles->empty() ? "no private key matches" : "several private keys match", uri.toString());
+      }
+      auto id = impl_->attribute(session, handles->front(), CKA_ID);
+      if (!id) {
+        return fail(id.error());
+      }
+      CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+      std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls), attr(CKA_ID, id->data(), id->size())};
+      auto pubs = impl_->find(session, tmpl, 16);
+      if (!pubs) {
+        return fail(pubs.error());
+      }
+      CK_RV rv = impl_->fn()->C_DestroyObject(session, handles->front());
       if (rv != CKR_OK) {
         return fail(ckError("C_DestroyObject", rv, impl_->context()));
       }
-    }
-    return ok();
+      for (CK_OBJECT_HANDLE h : *pubs) {
+        rv = impl_->fn()->C_DestroyObject(session, h);
+        if (rv != CKR_OK) {
+          return fail(ckError("C_DestroyObject", rv, impl_->context()));
+        }
+      }
+      return ok();
+    });
   });
 }
 

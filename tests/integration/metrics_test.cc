@@ -74,6 +74,15 @@ TEST(Metrics, TheScrapeAgreesWithTheControlApiAndPassesPromtool) {
   EXPECT_NE(text.find("\nkms_sti_pa_requests_total{action=\"spc_token\",status=\"200\"} 1\n"), std::string::npos)
       << text;
   EXPECT_NE(text.find("\nkms_passport_signed_total 1\n"), std::string::npos) << text;
+  // The token: the order's key and the account key made, signatures (JWS, CSR, the PASSporT).
+  EXPECT_NE(text.find("\nkms_hsm_operations_total{op=\"generate\",result=\"ok\"} 2\n"), std::string::npos) << text;
+  std::smatch signs;
+  ASSERT_TRUE(std::regex_search(text, signs, std::regex("\nkms_hsm_operations_total\\{op=\"sign\",result=\"ok\"\\} ([0-9]+)\n")))
+      << text;
+  EXPECT_GE(std::stoi(signs[1]), 3);
+  EXPECT_NE(text.find("\nkms_hsm_operation_duration_seconds_count{op=\"sign\"} " + std::string(signs[1]) + "\n"),
+            std::string::npos)
+      << text;
   EXPECT_TRUE(std::regex_search(text, std::regex("\nkms_passport_refused_total\\{reason=\"[A-Z]+[0-9]+\"\\} 1\n")))
       << text;
   // Both were timed: the refusal reached the signer (it looked the certificate up).

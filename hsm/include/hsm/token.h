@@ -6,7 +6,9 @@
 /// a login is needed and wiped right after. Errors name the PKCS#11 function and the
 /// CKR_ constant (Error::nativeName) and never contain the PIN.
 
+#include <array>
 #include <atomic>
+#include <cstdint>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -36,6 +38,21 @@ struct KeyInfo {
 };
 
 class TokenImpl;
+
+/// What a token has done since it was opened, for the metrics: operations by result, and how
+/// long they took (cumulative counts under upper bounds, as Prometheus buckets).
+struct TokenStats {
+  static constexpr std::array<double, 10> kBoundsSeconds{0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                         0.005,  0.01,    0.05,   0.25,  1};
+  struct Op {
+    const char* name = "";  ///< "sign", "generate", "find", "destroy"
+    std::uint64_t ok = 0;
+    std::uint64_t failed = 0;
+    std::array<std::uint64_t, kBoundsSeconds.size()> buckets{};
+    double sumSeconds = 0;
+  };
+  std::array<Op, 4> ops;
+};
 
 /// An ES256 signer whose private key stays on the token. Keeps the token open while
 /// it lives. Thread-safe: each signature borrows a pooled session.
@@ -109,6 +126,10 @@ class Token {
   /// Runs `body` while this process creates and destroys no object on the token (the lock
   /// key generation and destruction take); signing goes on. For a backup of the object store.
   void withObjectsUnchanged(const std::function<void()>& body);
+
+  /// Signatures, key generations, searches and destructions so far (relaxed atomics: a few
+  /// nanoseconds per operation).
+  [[nodiscard]] TokenStats stats() const;
 
  private:
   explicit Token(std::shared_ptr<TokenImpl> impl) : impl_(std::move(impl)) {}

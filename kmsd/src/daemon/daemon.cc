@@ -54,6 +54,9 @@ Result<void> openSigning(Daemon::Parts& p) {
   const config::SigningConfig& cfg = p.config->signing;
   p.signing = std::make_unique<SigningService>(*p.signingKeys, *p.clock, static_cast<std::size_t>(cfg.threads));
   p.metrics->addCollector([s = p.signing.get()](Exposition& out) { writeSigningMetrics(s->counters(), out); });
+  p.metrics->addCollector([&token = p.services->keys().token()](Exposition& out) {
+    writeHsmMetrics(token.stats(), out);
+  });
   if (cfg.record) {
     auto record = SigningRecord::open(*cfg.record, cfg.recordMaxBytes, cfg.recordKeep);
     if (!record) {

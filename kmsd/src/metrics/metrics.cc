@@ -79,6 +79,10 @@ void Metrics::count(const EventRecord& event) {
     ++attempts_[{*event.cert, "retry", stageLabel(field(event, "step"))}];
   } else if (id == "KMS_ISSUE_FAILED") {
     ++attempts_[{*event.cert, "failed", stageLabel(field(event, "step"))}];
+  } else if (id == "KMS_CERT_PUBLISHED") {
+    ++publicationChecks_[{*event.cert, "success"}];  // written, and (publication_check = "fetch") served back
+  } else if (id == "KMS_PUBLICATION_CHECK_FAILED") {
+    ++publicationChecks_[{*event.cert, "failure"}];
   }
 }
 
@@ -236,11 +240,39 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::s
     x.sample(duration + "_sum", {}, it != durations_.end() ? it->second.sum : 0.0);
     x.sample(duration + "_count", {}, static_cast<std::int64_t>(count));
   }
+  x.family("kms_publication_checks_total", "counter",
+           "chains published and checked at their x5u URL (success), or not served back (failure)");
+  for (const auto& [key, n] : publicationChecks_) {
+    x.sample("kms_publication_checks_total", {{"name", key.first}, {"result", key.second}},
+             static_cast<std::int64_t>(n));
+  }
   x.family("kms_events_total", "counter", "events kmsd emitted since it started, by event ID (kmsd/EVENTS.md)");
   for (const auto& [id, n] : events_) {
     x.sample("kms_events_total", {{"id", id}}, static_cast<std::int64_t>(n));
   }
   return x.text();
+}
+
+void writeHsmMetrics(const hsm::TokenStats& stats, Exposition& out) {
+  out.family("kms_hsm_operations_total", "counter",
+             "PKCS#11 operations on the token since kmsd started: sign, generate (a key), find (a key), destroy");
+  for (const auto& op : stats.ops) {
+    out.sample("kms_hsm_operations_total", {{"op", op.name}, {"result", "ok"}}, static_cast<std::int64_t>(op.ok));
+    out.sample("kms_hsm_operations_total", {{"op", op.name}, {"result", "error"}}, static_cast<std::int64_t>(op.failed));
+  }
+  out.family("kms_hsm_operation_duration_seconds", "histogram", "how long the token's operations took");
+  for (const auto& op : stats.ops) {
+    for (std::size_t i = 0; i < op.buckets.size(); ++i) {
+      char le[16];
+      (void)std::snprintf(le, sizeof le, "%g", hsm::TokenStats::kBoundsSeconds[i]);
+      out.sample("kms_hsm_operation_duration_seconds_bucket", {{"op", op.name}, {"le", le}},
+                 static_cast<std::int64_t>(op.buckets[i]));
+    }
+    const auto count = static_cast<std::int64_t>(op.ok + op.failed);
+    out.sample("kms_hsm_operation_duration_seconds_bucket", {{"op", op.name}, {"le", "+Inf"}}, count);
+    out.sample("kms_hsm_operation_duration_seconds_sum", {{"op", op.name}}, op.sumSeconds);
+    out.sample("kms_hsm_operation_duration_seconds_count", {{"op", op.name}}, count);
+  }
 }
 
 }  // namespace kms::daemon

@@ -11,13 +11,19 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "events/event_sink.h"
+#include "hsm/token.h"
 
 namespace kms::daemon {
 
 class Exposition;
+
+/// The HSM token's operations: kms_hsm_operations_total{op,result} and
+/// kms_hsm_operation_duration_seconds{op} (a Metrics collector).
+void writeHsmMetrics(const hsm::TokenStats& stats, Exposition& out);
 
 class Metrics {
  public:
@@ -42,6 +48,8 @@ class Metrics {
   std::map<std::string, std::uint64_t> events_;
   /// (name, result, stage) -> count
   std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> attempts_;
+  /// (name, result) -> count
+  std::map<std::pair<std::string, std::string>, std::uint64_t> publicationChecks_;
   /// (peer, action, status) -> count
   std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> requests_;
   /// A duration histogram: counts per bucket (not cumulative), the sum.

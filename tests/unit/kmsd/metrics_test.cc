@@ -87,7 +87,12 @@ TEST_F(MetricsTest, EventsAndRenewalAttemptsAreCountedUnderKmsdsOwnLabelsOnly) {
   // A step text that is not one of kmsd's words never becomes a label value.
   m.count({"KMS_ISSUE_FAILED", storage::EventLevel::error, "main", "x", {{"step", "Evil\"CA text\n"}}});
   m.count({"KMS_STARTED", storage::EventLevel::info, std::nullopt, "up", {}});
+  m.count({"KMS_CERT_PUBLISHED", storage::EventLevel::info, "main", "published", {}});
+  m.count({"KMS_PUBLICATION_CHECK_FAILED", storage::EventLevel::error, "main", "not served", {}});
+  m.count({"KMS_PUBLICATION_CHECK_FAILED", storage::EventLevel::error, "main", "not served", {}});
   const std::string text = render(m);
+  EXPECT_TRUE(has(text, R"(kms_publication_checks_total{name="main",result="success"} 1)")) << text;
+  EXPECT_TRUE(has(text, R"(kms_publication_checks_total{name="main",result="failure"} 2)")) << text;
   EXPECT_TRUE(has(text, R"(kms_renewal_attempts_total{name="main",result="success",stage="activate"} 1)")) << text;
   EXPECT_TRUE(has(text, R"(kms_renewal_attempts_total{name="main",result="retry",stage="finalize"} 2)")) << text;
   EXPECT_TRUE(has(text, R"(kms_renewal_attempts_total{name="main",result="failed",stage="other"} 1)")) << text;
