@@ -2,6 +2,7 @@
 // control API's, and promtool (Debian's prometheus package) accepts the text without a lint.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <ctime>
 #include <chrono>
 #include <fstream>
@@ -200,6 +201,39 @@ TEST(Metrics, APrometheusScrapesKmsdAndAnswersWithTheCertificatesNotAfter) {
   EXPECT_EQ(std::stoll(*value), notAfter);
   EXPECT_EQ(promQuery(promPort, "up{job=\"kmsd\"}"), "1");
   EXPECT_EQ(promQuery(promPort, "kms_certificate_ready_status{name=\"main\",condition=\"True\"}"), "1");
+
+  // deploy/grafana/kmsd-dashboard.json: every query names only metrics kmsd exports, and
+  // Prometheus evaluates each one (with the dashboard's $instance as any instance).
+  std::string metrics;
+  ASSERT_EQ(test::runCommand("curl -sf http://127.0.0.1:" + std::to_string(metricsPort) + "/metrics", &metrics), 0);
+  auto dashboard = nlohmann::json::parse(test::readFile(KMS_SOURCE_DIR "/deploy/grafana/kmsd-dashboard.json"));
+  int queries = 0;
+  for (const auto& panel : dashboard["panels"]) {
+    for (const auto& target : panel["targets"]) {
+      const std::string expr = target["expr"].get<std::string>();
+      ++queries;
+      const std::regex name("kms_[a-z0-9_]+");
+      for (auto it = std::sregex_iterator(expr.begin(), expr.end(), name); it != std::sregex_iterator(); ++it) {
+        std::string family = it->str();
+        for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+          if (family.ends_with(suffix) && metrics.find("# TYPE " + family.substr(0, family.size() - std::strlen(suffix)) +
+                                                       " histogram") != std::string::npos) {
+            family.resize(family.size() - std::strlen(suffix));
+          }
+        }
+        EXPECT_NE(metrics.find("# TYPE " + family + " "), std::string::npos)
+            << panel["title"] << ": " << family << " is not a metric kmsd exports";
+      }
+      std::string out;
+      const std::string concrete = std::regex_replace(expr, std::regex("\\$instance"), ".+");
+      EXPECT_EQ(test::runCommand("curl -sf -G http://127.0.0.1:" + std::to_string(promPort) +
+                                     "/api/v1/query --data-urlencode 'query=" + concrete + "'",
+                                 &out),
+                0)
+          << panel["title"] << ": " << concrete << "\n" << out;
+    }
+  }
+  EXPECT_GE(queries, 12);
 }
 
 TEST(Metrics, TheShippedRulesFireInAPrometheusWhenKmsLabRefusesTheRenewals) {
