@@ -676,6 +676,10 @@ Result<std::unique_ptr<KeySigner>> Token::generateSigner(const std::string& labe
   });
 }
 
+Result<void> Token::checkLogin() {
+  return impl_->withSession([](CK_SESSION_HANDLE) -> Result<void> { return ok(); });
+}
+
 TokenStats Token::stats() const {
   static constexpr std::array<const char*, kOps> kNames{"sign", "generate", "find", "destroy"};
   TokenStats out;

@@ -584,6 +584,14 @@ class SqliteStore final : public Store {
     return readOne<SpcTokenMeta>(*stmt, readSpcToken);
   }
 
+  Result<std::vector<SpcTokenMeta>> listSpcTokens() override {
+    auto stmt = db_.prepare("SELECT spc, account_key_fingerprint, jti, exp, fetched_at FROM spc_tokens ORDER BY spc");
+    if (!stmt.has_value()) {
+      return fail(stmt.error());
+    }
+    return readAll<SpcTokenMeta>(*stmt, readSpcToken);
+  }
+
   Result<std::int64_t> appendEvent(const Event& e) override {
     auto stmt = db_.prepare(
         "INSERT INTO events (time, cert_name, event_id, level, message, fields) "

@@ -67,6 +67,9 @@ TEST(Metrics, TheScrapeAgreesWithTheControlApiAndPassesPromtool) {
   EXPECT_NE(text.find("\nkms_trust_document_age_seconds{kind=\"ca_list\"} "), std::string::npos) << text;
   EXPECT_NE(text.find("\nkms_trust_document_age_seconds{kind=\"crl\"} "), std::string::npos) << text;
   EXPECT_NE(text.find("\nkms_crl_next_update_timestamp_seconds "), std::string::npos) << text;
+  EXPECT_NE(text.find("\nkms_spc_token_expiration_timestamp_seconds{spc=\"1234\"} "), std::string::npos) << text;
+  // Outside kmsd.service adjtimex answers (synchronized or not, as this machine is).
+  EXPECT_TRUE(std::regex_search(text, std::regex("\nkms_clock_synchronized [01]\n"))) << text;
   // Every request to the CA and the STI-PA, by action and status, and timed.
   EXPECT_NE(text.find("\nkms_acme_requests_total{action=\"newOrder\",status=\"201\"} 1\n"), std::string::npos)
       << text;
@@ -282,6 +285,12 @@ TEST(Metrics, TheShippedRulesFireInAPrometheusWhenKmsLabRefusesTheRenewals) {
     }
   }
   ASSERT_FALSE(firing.is_null()) << kmsd.log() << prometheus.log();
+  // Not ready either: without the STI-PA there is no CA list to check issued chains against.
+  std::string ready;
+  EXPECT_EQ(test::runCommand("curl -s -w ' %{http_code}' http://127.0.0.1:" + std::to_string(metricsPort) + "/readyz",
+                             &ready),
+            0);
+  EXPECT_EQ(ready, R"({"status":"no STI-PA CA list kept yet"} 503)");
   EXPECT_EQ(firing["labels"]["name"], "main");
   EXPECT_EQ(firing["labels"]["severity"], "warning");
   EXPECT_GE(std::stod(firing["value"].get<std::string>()), 3.0);

@@ -127,6 +127,10 @@ class Token {
   /// key generation and destruction take); signing goes on. For a backup of the object store.
   void withObjectsUnchanged(const std::function<void()>& body);
 
+  /// Whether a session of the pool is logged in (logging in again when the login was lost):
+  /// the readiness probe's token check. The error names the token and why.
+  [[nodiscard]] Result<void> checkLogin();
+
   /// Signatures, key generations, searches and destructions so far (relaxed atomics: a few
   /// nanoseconds per operation).
   [[nodiscard]] TokenStats stats() const;

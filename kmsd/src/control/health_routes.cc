@@ -10,6 +10,7 @@
 #include "control/status_view.h"
 #include "metrics/exposition.h"
 #include "metrics/metrics.h"
+#include "services/services.h"
 #include "signing/signing_service.h"
 
 namespace kms::daemon {
@@ -18,9 +19,26 @@ void addProbeRoutes(RouteTable& routes, ControlContext& ctx) {
   routes.add("GET", "/healthz", [](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
     reply(jsonResponse(200, {{"status", "ok"}}));
   });
+  // Ready: the state loaded and the schedule armed (not starting or stopping), the token
+  // logged in, and with an STI-PA a CA list kept (the anchors of every issued chain).
   routes.add("GET", "/readyz", [&ctx](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
-    const std::string why = ctx.notReady();
-    reply(why.empty() ? jsonResponse(200, {{"status", "ok"}}) : jsonResponse(503, {{"status", why}}));
+    if (const std::string why = ctx.notReady(); !why.empty()) {
+      return reply(jsonResponse(503, {{"status", why}}));
+    }
+    const bool shaken = ctx.config()->stiPa.has_value();
+    replyFromWorker(ctx, reply, "a readiness probe", [&ctx, shaken] {
+      if (auto login = ctx.services.keys().token().checkLogin(); !login) {
+        return jsonResponse(503, {{"status", "HSM token not logged in: " + login.error().toString()}});
+      }
+      if (shaken) {
+        auto list = ctx.store.with([](storage::Store& s) { return s.getTrust(storage::TrustKind::caList); });
+        if (!list || !*list) {
+          return jsonResponse(503, {{"status", list ? "no STI-PA CA list kept yet"
+                                                    : "state DB: " + list.error().toString()}});
+        }
+      }
+      return jsonResponse(200, {{"status", "ok"}});
+    });
   });
   routes.add("GET", "/metrics", [&ctx](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
     if (ctx.metrics == nullptr) {

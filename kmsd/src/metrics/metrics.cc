@@ -1,5 +1,8 @@
 #include "metrics/metrics.h"
 
+#include <sys/timex.h>
+#include <systemd/sd-bus.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -45,6 +48,33 @@ std::string actionLabel(const char* action) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
   });
   return plain ? std::string(a) : "other";
+}
+
+/// Whether the kernel clock is NTP-synchronized: adjtimex (read only), or, where kmsd.service
+/// refuses that call (ProtectClock=, SystemCallFilter=), systemd-timedated's NTPSynchronized;
+/// nullopt when neither can say (no series then, rather than a false 0).
+std::optional<bool> clockSynchronized() {
+  timex tx{};
+  tx.modes = 0;
+  const int state = ::adjtimex(&tx);
+  if (state >= 0) {
+    return state != TIME_ERROR && (tx.status & STA_UNSYNC) == 0;
+  }
+  sd_bus* bus = nullptr;
+  if (sd_bus_open_system(&bus) < 0) {
+    return std::nullopt;
+  }
+  (void)sd_bus_set_method_call_timeout(bus, 2'000'000);  // microseconds: a scrape must not hang on it
+  sd_bus_error error = SD_BUS_ERROR_NULL;
+  int value = 0;
+  const int r = sd_bus_get_property_trivial(bus, "org.freedesktop.timedate1", "/org/freedesktop/timedate1",
+                                            "org.freedesktop.timedate1", "NTPSynchronized", &error, 'b', &value);
+  sd_bus_error_free(&error);
+  sd_bus_flush_close_unref(bus);
+  if (r < 0) {
+    return std::nullopt;
+  }
+  return value != 0;
 }
 
 }  // namespace
@@ -98,6 +128,12 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::s
   Exposition x;
   x.family("kms_build_info", "gauge", "kmsd's version (the value is always 1)");
   x.sample("kms_build_info", {{"version", kmsVersion()}}, std::int64_t{1});
+
+  if (const auto synced = clockSynchronized()) {
+    x.family("kms_clock_synchronized", "gauge",
+             "1 when the system clock is NTP-synchronized (PASSporT iat checks fail when it drifts)");
+    x.sample("kms_clock_synchronized", {}, std::int64_t{*synced ? 1 : 0});
+  }
 
   x.family("kms_orders_in_flight", "gauge", "ACME orders started and not yet closed");
   x.sample("kms_orders_in_flight", {}, *open);
@@ -177,6 +213,22 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::s
   for (std::size_t i = 0; i < shown; ++i) {
     const auto& c = (*rows)[i];
     x.sample("kms_certificate_consecutive_failures", {{"name", c.name}}, c.failureCount);
+  }
+
+  // The SPC tokens kept: the latest expiry per SPC (an SPC code from the configuration).
+  auto tokens = store.with([](storage::Store& s) { return s.listSpcTokens(); });
+  if (!tokens) {
+    return fail(tokens.error());
+  }
+  std::map<std::string, std::int64_t> tokenExp;
+  for (const auto& t : *tokens) {
+    auto& exp = tokenExp[t.spc];
+    exp = std::max(exp, t.exp);
+  }
+  x.family("kms_spc_token_expiration_timestamp_seconds", "gauge",
+           "when the SPC token kept for each SPC expires (Unix seconds)");
+  for (const auto& [spc, exp] : tokenExp) {
+    x.sample("kms_spc_token_expiration_timestamp_seconds", {{"spc", spc}}, exp);
   }
 
   // The STI-PA documents kmsd keeps (SHAKEN): how old, and when the CRL is due again.

@@ -340,6 +340,8 @@ class Store {
   [[nodiscard]] virtual Result<void> saveSpcToken(const SpcTokenMeta& meta) = 0;
   [[nodiscard]] virtual Result<std::optional<SpcTokenMeta>> getSpcToken(std::string_view spc,
                                                                         std::string_view accountKeyFingerprint) = 0;
+  /// Every SPC token kept (one per SPC and account key), by SPC.
+  [[nodiscard]] virtual Result<std::vector<SpcTokenMeta>> listSpcTokens() = 0;
 
   // --- event log (append-only) ---
   /// Appends an event (time 0 means now); returns its id.
