@@ -6,10 +6,12 @@
 #include <ctime>
 #include <chrono>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <regex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -166,6 +168,27 @@ std::optional<std::string> promQuery(std::uint16_t port, const std::string& quer
   return j["data"]["result"][0]["value"][1].get<std::string>();
 }
 
+/// Debian's prometheus on 127.0.0.1:`port`, scraping kmsd's metrics_listen each second and
+/// evaluating rules each second; `extra` is added to its configuration (rule_files).
+std::unique_ptr<test::BackgroundProcess> startPrometheus(const test::Sandbox& sandbox, std::uint16_t port,
+                                                         std::uint16_t metricsPort, const std::string& extra) {
+  const std::string config = sandbox.write("prometheus.yml", "global:\n"
+                                                             "  scrape_interval: 1s\n"
+                                                             "  scrape_timeout: 1s\n"
+                                                             "  evaluation_interval: 1s\n" +
+                                                                 extra +
+                                                                 "scrape_configs:\n"
+                                                                 "  - job_name: kmsd\n"
+                                                                 "    static_configs:\n"
+                                                                 "      - targets: ['127.0.0.1:" +
+                                                                 std::to_string(metricsPort) + "']\n");
+  return std::make_unique<test::BackgroundProcess>(
+      std::vector<std::string>{"/usr/bin/prometheus", "--config.file=" + config,
+                               "--storage.tsdb.path=" + sandbox.file("tsdb"),
+                               "--web.listen-address=127.0.0.1:" + std::to_string(port)},
+      sandbox.file("prometheus.log"), std::vector<std::string>{"GOMAXPROCS=1"});
+}
+
 TEST(Metrics, APrometheusScrapesKmsdAndAnswersWithTheCertificatesNotAfter) {
   test::Sandbox sandbox;
   test::LabProcess lab(sandbox.file("lab"));
@@ -178,19 +201,8 @@ TEST(Metrics, APrometheusScrapesKmsdAndAnswersWithTheCertificatesNotAfter) {
   const std::int64_t notAfter = unixOf(certs["not_after"].get<std::string>());
 
   const std::uint16_t promPort = test::freePort();
-  const std::string config = sandbox.write("prometheus.yml", "global:\n"
-                                                             "  scrape_interval: 1s\n"
-                                                             "  scrape_timeout: 1s\n"
-                                                             "  evaluation_interval: 1s\n"
-                                                             "scrape_configs:\n"
-                                                             "  - job_name: kmsd\n"
-                                                             "    static_configs:\n"
-                                                             "      - targets: ['127.0.0.1:" +
-                                                                 std::to_string(metricsPort) + "']\n");
-  test::BackgroundProcess prometheus({"/usr/bin/prometheus", "--config.file=" + config,
-                                      "--storage.tsdb.path=" + sandbox.file("tsdb"),
-                                      "--web.listen-address=127.0.0.1:" + std::to_string(promPort)},
-                                     sandbox.file("prometheus.log"), {"GOMAXPROCS=1"});
+  auto started = startPrometheus(sandbox, promPort, metricsPort, "");
+  test::BackgroundProcess& prometheus = *started;
   // Scraped once a second: the series appears within a few scrapes (60 s is the bound, not the wait).
   std::optional<std::string> value;
   for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -251,20 +263,8 @@ TEST(Metrics, TheShippedRulesFireInAPrometheusWhenKmsLabRefusesTheRenewals) {
   rules = std::regex_replace(rules, std::regex("for: [0-9]+[smhd]"), "for: 1s");
   const std::string rulesFile = sandbox.write("kmsd-rules.yml", rules);
   const std::uint16_t promPort = test::freePort();
-  const std::string config = sandbox.write("prometheus.yml", "global:\n"
-                                                             "  scrape_interval: 1s\n"
-                                                             "  scrape_timeout: 1s\n"
-                                                             "  evaluation_interval: 1s\n"
-                                                             "rule_files: ['" + rulesFile + "']\n"
-                                                             "scrape_configs:\n"
-                                                             "  - job_name: kmsd\n"
-                                                             "    static_configs:\n"
-                                                             "      - targets: ['127.0.0.1:" +
-                                                                 std::to_string(metricsPort) + "']\n");
-  test::BackgroundProcess prometheus({"/usr/bin/prometheus", "--config.file=" + config,
-                                      "--storage.tsdb.path=" + sandbox.file("tsdb"),
-                                      "--web.listen-address=127.0.0.1:" + std::to_string(promPort)},
-                                     sandbox.file("prometheus.log"), {"GOMAXPROCS=1"});
+  auto started = startPrometheus(sandbox, promPort, metricsPort, "rule_files: ['" + rulesFile + "']\n");
+  test::BackgroundProcess& prometheus = *started;
   // kmsd fails at fetch_token every 1-2 s: three in a row, then KmsRenewalFailing fires.
   nlohmann::json firing;
   for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(90);
