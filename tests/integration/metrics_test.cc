@@ -120,12 +120,23 @@ void addToDaemon(const std::string& config, const std::string& line) {
   std::ofstream(config, std::ios::trunc) << toml;
 }
 
+/// kmsd on the lab's configuration with [daemon] metrics_listen on a free port (and `more`,
+/// [daemon] lines of the test's); that port and the daemon.
+std::pair<std::uint16_t, std::unique_ptr<test::DaemonProcess>> kmsdWithMetricsListen(const test::Sandbox& sandbox,
+                                                                                     const test::LabProcess& lab,
+                                                                                     const std::string& more = "") {
+  const std::uint16_t port = test::freePort();
+  addToDaemon(lab.file("kmsd.toml"), "metrics_listen = \"127.0.0.1:" + std::to_string(port) + "\"" + more);
+  return {port, std::make_unique<test::DaemonProcess>(lab.file("softhsm2.conf"), lab.file("kmsd.toml"),
+                                                       sandbox.file("kmsd.log"))};
+}
+
 TEST(Metrics, MetricsListenServesTheProbesOnTcpAndOnlyThem) {
   test::Sandbox sandbox;
   test::LabProcess lab(sandbox.file("lab"));
-  const std::uint16_t port = test::freePort();
-  addToDaemon(lab.file("kmsd.toml"), "metrics_listen = \"127.0.0.1:" + std::to_string(port) + "\"");
-  test::DaemonProcess kmsd(lab.file("softhsm2.conf"), lab.file("kmsd.toml"), sandbox.file("kmsd.log"));
+  auto daemon = kmsdWithMetricsListen(sandbox, lab);
+  const std::uint16_t port = daemon.first;
+  test::DaemonProcess& kmsd = *daemon.second;
   ASSERT_TRUE(kmsd.waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd.log();
   const std::string base = "http://127.0.0.1:" + std::to_string(port);
   std::string out;
@@ -192,9 +203,9 @@ std::unique_ptr<test::BackgroundProcess> startPrometheus(const test::Sandbox& sa
 TEST(Metrics, APrometheusScrapesKmsdAndAnswersWithTheCertificatesNotAfter) {
   test::Sandbox sandbox;
   test::LabProcess lab(sandbox.file("lab"));
-  const std::uint16_t metricsPort = test::freePort();
-  addToDaemon(lab.file("kmsd.toml"), "metrics_listen = \"127.0.0.1:" + std::to_string(metricsPort) + "\"");
-  test::DaemonProcess kmsd(lab.file("softhsm2.conf"), lab.file("kmsd.toml"), sandbox.file("kmsd.log"));
+  auto daemon = kmsdWithMetricsListen(sandbox, lab);
+  const std::uint16_t metricsPort = daemon.first;
+  test::DaemonProcess& kmsd = *daemon.second;
   ASSERT_TRUE(kmsd.waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd.log();
   auto certs = nlohmann::json::parse(
       test::must(daemon::controlRequest(lab.file("kmsd.sock"), "GET", "/v1/certificates/main")).body);
@@ -254,10 +265,9 @@ TEST(Metrics, APrometheusScrapesKmsdAndAnswersWithTheCertificatesNotAfter) {
 TEST(Metrics, TheShippedRulesFireInAPrometheusWhenKmsLabRefusesTheRenewals) {
   test::Sandbox sandbox;
   test::LabProcess lab(sandbox.file("lab"), {"--fail-sti-pa"});  // every SPC token request: 500
-  const std::uint16_t metricsPort = test::freePort();
-  addToDaemon(lab.file("kmsd.toml"), "metrics_listen = \"127.0.0.1:" + std::to_string(metricsPort) +
-                                         "\"\nretry_first = \"1s\"\nretry_max = \"2s\"");
-  test::DaemonProcess kmsd(lab.file("softhsm2.conf"), lab.file("kmsd.toml"), sandbox.file("kmsd.log"));
+  auto daemon = kmsdWithMetricsListen(sandbox, lab, "\nretry_first = \"1s\"\nretry_max = \"2s\"");
+  const std::uint16_t metricsPort = daemon.first;
+  test::DaemonProcess& kmsd = *daemon.second;
   // The shipped rules with the test's own `for:` windows (the file keeps production values).
   std::string rules = test::readFile(KMS_SOURCE_DIR "/deploy/prometheus/kmsd-rules.yml");
   rules = std::regex_replace(rules, std::regex("for: [0-9]+[smhd]"), "for: 1s");

@@ -85,4 +85,21 @@ void Exposition::sample(std::string_view name, const Labels& labels, double valu
   out_ += '\n';
 }
 
+void Exposition::histogram(std::string_view name, const Labels& labels, std::span<const double> bounds,
+                           std::span<const std::uint64_t> cumulative, std::uint64_t count, double sum) {
+  const std::string bucket = std::string(name) + "_bucket";
+  Labels withLe = labels;
+  withLe.emplace_back("le", "");
+  char le[32];
+  for (std::size_t i = 0; i < bounds.size() && i < cumulative.size(); ++i) {
+    (void)std::snprintf(le, sizeof le, "%g", bounds[i]);
+    withLe.back().second = le;
+    sample(bucket, withLe, static_cast<std::int64_t>(cumulative[i]));
+  }
+  withLe.back().second = "+Inf";
+  sample(bucket, withLe, static_cast<std::int64_t>(count));
+  sample(std::string(name) + "_sum", labels, sum);
+  sample(std::string(name) + "_count", labels, static_cast<std::int64_t>(count));
+}
+
 }  // namespace kms::daemon

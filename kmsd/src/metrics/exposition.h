@@ -3,6 +3,7 @@
 // HELP and TYPE, then its samples. Label values and HELP text are escaped as the format says.
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -21,6 +22,11 @@ class Exposition {
   /// `name{labels} value`; integers are written without a fraction.
   void sample(std::string_view name, const Labels& labels, std::int64_t value);
   void sample(std::string_view name, const Labels& labels, double value);
+  /// A histogram's samples: `name_bucket` for each upper bound in `bounds` (seconds) with the
+  /// cumulative count under it, `le="+Inf"` with `count`, then `name_sum` and `name_count`;
+  /// `labels` go on each, before `le`.
+  void histogram(std::string_view name, const Labels& labels, std::span<const double> bounds,
+                 std::span<const std::uint64_t> cumulative, std::uint64_t count, double sum);
   [[nodiscard]] const std::string& text() const { return out_; }
 
  private:

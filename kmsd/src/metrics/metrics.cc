@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
 #include <string_view>
 #include <optional>
 
@@ -169,37 +168,29 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::s
   x.family("kms_certificate_per_certificate_series_omitted", "gauge",
            "certificates beyond [metrics] per_certificate_limit, shown only in the aggregates");
   x.sample("kms_certificate_per_certificate_series_omitted", {}, static_cast<std::int64_t>(rows->size() - shown));
-  x.family("kms_certificate_expiration_timestamp_seconds", "gauge",
-           "notAfter of the certificate in use (Unix seconds)");
-  for (std::size_t i = 0; i < shown; ++i) {
-    const auto& c = (*rows)[i];
-    if (c.serial && c.notAfter) {
-      x.sample("kms_certificate_expiration_timestamp_seconds", {{"name", c.name}}, *c.notAfter);
+  // One gauge family over the certificates shown: `value` nullopt leaves a certificate out.
+  auto perCertificate = [&](const char* name, const char* help, auto value) {
+    x.family(name, "gauge", help);
+    for (std::size_t i = 0; i < shown; ++i) {
+      const auto& c = (*rows)[i];
+      if (const std::optional<std::int64_t> v = value(c)) {
+        x.sample(name, {{"name", c.name}}, *v);
+      }
     }
-  }
-  x.family("kms_certificate_not_before_timestamp_seconds", "gauge",
-           "notBefore of the certificate in use (Unix seconds)");
-  for (std::size_t i = 0; i < shown; ++i) {
-    const auto& c = (*rows)[i];
-    if (c.serial && c.notBefore) {
-      x.sample("kms_certificate_not_before_timestamp_seconds", {{"name", c.name}}, *c.notBefore);
-    }
-  }
-  x.family("kms_certificate_last_success_timestamp_seconds", "gauge",
-           "when the certificate in use was published: the last renewal that succeeded (Unix seconds)");
-  for (std::size_t i = 0; i < shown; ++i) {
-    const auto& c = (*rows)[i];
-    if (c.serial && c.publishedAt) {
-      x.sample("kms_certificate_last_success_timestamp_seconds", {{"name", c.name}}, *c.publishedAt);
-    }
-  }
-  x.family("kms_certificate_renewal_timestamp_seconds", "gauge", "when kmsd plans to renew (Unix seconds)");
-  for (std::size_t i = 0; i < shown; ++i) {
-    const auto& c = (*rows)[i];
-    if (c.renewAt) {
-      x.sample("kms_certificate_renewal_timestamp_seconds", {{"name", c.name}}, *c.renewAt);
-    }
-  }
+  };
+  // The certificate in use's times (only when there is one).
+  auto inUse = [](const std::optional<std::int64_t> storage::CertStatus::*field) {
+    return [field](const storage::CertStatus& c) { return c.serial ? c.*field : std::nullopt; };
+  };
+  perCertificate("kms_certificate_expiration_timestamp_seconds", "notAfter of the certificate in use (Unix seconds)",
+                 inUse(&storage::CertStatus::notAfter));
+  perCertificate("kms_certificate_not_before_timestamp_seconds", "notBefore of the certificate in use (Unix seconds)",
+                 inUse(&storage::CertStatus::notBefore));
+  perCertificate("kms_certificate_last_success_timestamp_seconds",
+                 "when the certificate in use was published: the last renewal that succeeded (Unix seconds)",
+                 inUse(&storage::CertStatus::publishedAt));
+  perCertificate("kms_certificate_renewal_timestamp_seconds", "when kmsd plans to renew (Unix seconds)",
+                 [](const storage::CertStatus& c) { return c.renewAt; });
   x.family("kms_certificate_ready_status", "gauge",
            "1 on the certificate's readiness condition (True: a current certificate is in use), 0 on the others");
   for (std::size_t i = 0; i < shown; ++i) {
@@ -209,11 +200,8 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::s
     x.sample("kms_certificate_ready_status", {{"name", c.name}, {"condition", "False"}}, std::int64_t{r ? 0 : 1});
     x.sample("kms_certificate_ready_status", {{"name", c.name}, {"condition", "Unknown"}}, std::int64_t{0});
   }
-  x.family("kms_certificate_consecutive_failures", "gauge", "failed attempts since the last success");
-  for (std::size_t i = 0; i < shown; ++i) {
-    const auto& c = (*rows)[i];
-    x.sample("kms_certificate_consecutive_failures", {{"name", c.name}}, c.failureCount);
-  }
+  perCertificate("kms_certificate_consecutive_failures", "failed attempts since the last success",
+                 [](const storage::CertStatus& c) { return std::optional<std::int64_t>(c.failureCount); });
 
   // The SPC tokens kept: the latest expiry per SPC (an SPC code from the configuration).
   auto tokens = store.with([](storage::Store& s) { return s.listSpcTokens(); });
@@ -279,18 +267,14 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::s
     }
     const std::string duration = std::string("kms_") + peer + "_request_duration_seconds";
     x.family(duration, "histogram", "how long the requests took, answered or not");
-    auto it = durations_.find(peer);
-    std::uint64_t cumulative = 0;
+    const auto it = durations_.find(peer);
+    const Histogram none{std::vector<std::uint64_t>(kDurationBounds.size(), 0), 0, 0};
+    const Histogram& h = it != durations_.end() ? it->second : none;
+    std::array<std::uint64_t, kDurationBounds.size()> cumulative{};
     for (std::size_t i = 0; i < kDurationBounds.size(); ++i) {
-      cumulative += it != durations_.end() ? it->second.buckets[i] : 0;
-      char le[16];
-      (void)std::snprintf(le, sizeof le, "%g", kDurationBounds[i]);
-      x.sample(duration + "_bucket", {{"le", le}}, static_cast<std::int64_t>(cumulative));
+      cumulative[i] = h.buckets[i] + (i > 0 ? cumulative[i - 1] : 0);
     }
-    const std::uint64_t count = it != durations_.end() ? it->second.count : 0;
-    x.sample(duration + "_bucket", {{"le", "+Inf"}}, static_cast<std::int64_t>(count));
-    x.sample(duration + "_sum", {}, it != durations_.end() ? it->second.sum : 0.0);
-    x.sample(duration + "_count", {}, static_cast<std::int64_t>(count));
+    x.histogram(duration, {}, kDurationBounds, cumulative, h.count, h.sum);
   }
   x.family("kms_publication_checks_total", "counter",
            "chains published and checked at their x5u URL (success), or not served back (failure)");
@@ -314,16 +298,8 @@ void writeHsmMetrics(const hsm::TokenStats& stats, Exposition& out) {
   }
   out.family("kms_hsm_operation_duration_seconds", "histogram", "how long the token's operations took");
   for (const auto& op : stats.ops) {
-    for (std::size_t i = 0; i < op.buckets.size(); ++i) {
-      char le[16];
-      (void)std::snprintf(le, sizeof le, "%g", hsm::TokenStats::kBoundsSeconds[i]);
-      out.sample("kms_hsm_operation_duration_seconds_bucket", {{"op", op.name}, {"le", le}},
-                 static_cast<std::int64_t>(op.buckets[i]));
-    }
-    const auto count = static_cast<std::int64_t>(op.ok + op.failed);
-    out.sample("kms_hsm_operation_duration_seconds_bucket", {{"op", op.name}, {"le", "+Inf"}}, count);
-    out.sample("kms_hsm_operation_duration_seconds_sum", {{"op", op.name}}, op.sumSeconds);
-    out.sample("kms_hsm_operation_duration_seconds_count", {{"op", op.name}}, count);
+    out.histogram("kms_hsm_operation_duration_seconds", {{"op", op.name}}, hsm::TokenStats::kBoundsSeconds,
+                  op.buckets, op.ok + op.failed, op.sumSeconds);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "signing/signing_service.h"
 
-#include <cstdio>
+#include <array>
+#include <span>
 
 #include "metrics/exposition.h"
 #include "pki/passport.h"
@@ -169,17 +170,14 @@ void writeSigningMetrics(const SigningCounters& counters, Exposition& out) {
   }
   out.family("kms_passport_request_duration_seconds", "histogram",
              "how long a signing request took in kmsd (parse, key, HSM signature, response)");
-  std::uint64_t count = 0;
-  for (std::size_t i = 0; i < SigningCounters::kBoundsMicros.size(); ++i) {
-    count = s.latency[i];
-    const bool last = i + 1 == SigningCounters::kBoundsMicros.size();
-    char le[24];
-    (void)std::snprintf(le, sizeof le, "%g", static_cast<double>(SigningCounters::kBoundsMicros[i]) / 1e6);
-    out.sample("kms_passport_request_duration_seconds_bucket", {{"le", last ? "+Inf" : le}},
-               static_cast<std::int64_t>(count));
+  // The last bound counts everything: it is the +Inf bucket.
+  constexpr std::size_t kFinite = SigningCounters::kBoundsMicros.size() - 1;
+  std::array<double, kFinite> bounds{};
+  for (std::size_t i = 0; i < kFinite; ++i) {
+    bounds[i] = static_cast<double>(SigningCounters::kBoundsMicros[i]) / 1e6;
   }
-  out.sample("kms_passport_request_duration_seconds_sum", {}, s.latencySumSeconds);
-  out.sample("kms_passport_request_duration_seconds_count", {}, static_cast<std::int64_t>(count));
+  out.histogram("kms_passport_request_duration_seconds", {}, bounds, std::span(s.latency).first(kFinite),
+                s.latency[kFinite], s.latencySumSeconds);
 }
 
 }  // namespace kms::daemon
