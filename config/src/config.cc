@@ -44,6 +44,18 @@ const char* toString(PublicationCheck value) noexcept {
   return value == PublicationCheck::file ? "file" : "fetch";
 }
 
+const char* toString(StartTls value) noexcept {
+  switch (value) {
+    case StartTls::required:
+      return "required";
+    case StartTls::opportunistic:
+      return "opportunistic";
+    case StartTls::off:
+      return "off";
+  }
+  return "unknown";
+}
+
 const char* toString(Challenge value) noexcept {
   switch (value) {
     case Challenge::tkauth01:

@@ -13,8 +13,10 @@
 #include <utility>
 
 #include "checks.h"
+#include "kms/secret.h"
 #include "kms/text.h"
 #include "section_reader.h"
+#include "alerts_reader.h"
 #include "signing_reader.h"
 
 namespace kms::config::detail {
@@ -49,21 +51,38 @@ void readChoice(SectionReader& r, const char* key, std::initializer_list<std::pa
   r.fail(key, error);
 }
 
-/// An optional duration ("90s", "5m", ...) within [min, max]; `range` is the error text
-/// for a value outside it.
-void readDuration(SectionReader& r, const char* key, std::chrono::seconds min, std::chrono::seconds max,
-                  const char* range, std::chrono::seconds& value) {
-  auto text = r.string(key, Need::optional);
-  if (!text) {
-    return;
+/// [daemon] metrics_tls_certificate, metrics_tls_key and metrics_basic_auth_file: HTTPS and
+/// basic authentication on metrics_listen. The basic auth file's form is checked here; its
+/// content is wiped at once and never appears in an error.
+void readMetricsAccess(SectionReader& r, DaemonConfig& out) {
+  out.metricsTlsCertificate = r.pemFile("metrics_tls_certificate", Need::optional);
+  out.metricsTlsKey = r.secretFile("metrics_tls_key", Need::optional);
+  out.metricsBasicAuthFile = r.secretFile("metrics_basic_auth_file", Need::optional);
+  if (out.metricsBasicAuthFile && r.checksFiles()) {
+    const Result<SecretBytes> secret = readSecretFile(*out.metricsBasicAuthFile);  // secretFile() just read it
+    const std::string_view line = secret.has_value() ? secret->view() : std::string_view();
+    const std::size_t colon = line.find(':');
+    if (colon == 0 || colon == std::string_view::npos || colon + 1 == line.size() ||
+        line.find_first_of("\r\n") != std::string_view::npos) {
+      r.fail("metrics_basic_auth_file", quoted(*out.metricsBasicAuthFile) +
+                                            " must hold one line user:password (neither part empty)");
+      out.metricsBasicAuthFile.reset();
+    }
   }
-  auto parsed = parseDuration(*text);
-  if (!parsed.has_value()) {
-    r.fail(key, parsed.error());
-  } else if (parsed.value() < min || parsed.value() > max) {
-    r.fail(key, range);
-  } else {
-    value = parsed.value();
+  const bool tls = r.has("metrics_tls_certificate") && r.has("metrics_tls_key");
+  if (r.has("metrics_tls_certificate") != r.has("metrics_tls_key")) {
+    r.fail(r.has("metrics_tls_key") ? "metrics_tls_certificate" : "metrics_tls_key",
+           "set metrics_tls_certificate and metrics_tls_key together");
+  }
+  for (const char* key : {"metrics_tls_certificate", "metrics_tls_key", "metrics_basic_auth_file"}) {
+    if (r.has(key) && !r.has("metrics_listen")) {
+      r.fail(key, "needs metrics_listen");
+    }
+  }
+  if (out.metricsListen && r.has("metrics_basic_auth_file") && !tls && !isLoopbackHost(out.metricsListen->host)) {
+    r.fail("metrics_basic_auth_file", "would send the password in clear text to " + out.metricsListen->toString() +
+                                          ": set metrics_tls_certificate and metrics_tls_key, or a loopback "
+                                          "metrics_listen");
   }
 }
 
@@ -82,6 +101,7 @@ void readDaemon(SectionReader& r, DaemonConfig& out) {
       r.fail("metrics_listen", parsed.error());
     }
   }
+  readMetricsAccess(r, out);
   readChoice(r, "log_format", {{"text", LogFormat::text}, {"json", LogFormat::json}}, R"(must be "text" or "json")",
              out.logFormat);
   if (auto orders = r.integer("max_concurrent_orders", Need::optional)) {
@@ -581,6 +601,11 @@ ConfigRead Loader::read(toml::table& root, const Environment& env) {
     SectionReader reader(*this, *signing, "signing", "signing");
     reader.checkKeysAndApplyDefaults();
     readSigning(*this, reader, *signing, config.signing);
+  }
+  if (toml::table* alerts = root.get_as<toml::table>("alerts")) {
+    SectionReader reader(*this, *alerts, "alerts", "alerts");
+    reader.checkKeysAndApplyDefaults();
+    readAlerts(*this, reader, *alerts, config.alerts);
   }
   readCertificates(root, config);
   checkSigningClients(*this, root, config);

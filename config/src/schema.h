@@ -30,7 +30,7 @@ struct Setting {
 };
 
 /// The single-table sections, in file order; each can be overridden from the environment.
-inline constexpr std::string_view kTableSections[] = {"daemon", "hsm", "sti_pa", "acme", "publisher", "signing", "metrics"};
+inline constexpr std::string_view kTableSections[] = {"daemon", "hsm", "sti_pa", "acme", "publisher", "signing", "metrics", "alerts"};
 /// The array-of-tables section.
 inline constexpr std::string_view kCertificateSection = "certificate";
 

@@ -255,4 +255,20 @@ void SectionReader::missing(std::string_view key, std::string what) {
   loader_.report(header_, label_, std::string(key), std::move(what));
 }
 
+void readDuration(SectionReader& r, const char* key, std::chrono::seconds min, std::chrono::seconds max,
+                  const char* range, std::chrono::seconds& value) {
+  auto text = r.string(key, Need::optional);
+  if (!text) {
+    return;
+  }
+  auto parsed = parseDuration(*text);
+  if (!parsed.has_value()) {
+    r.fail(key, parsed.error());
+  } else if (parsed.value() < min || parsed.value() > max) {
+    r.fail(key, range);
+  } else {
+    value = parsed.value();
+  }
+}
+
 }  // namespace kms::config::detail

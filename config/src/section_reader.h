@@ -1,6 +1,7 @@
 #pragma once
 /// @file Typed, error-reporting access to the keys of one config table.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -82,5 +83,10 @@ class SectionReader {
 
 /// "string", "integer", "float", "boolean", "date", "time", "date-time", "array", "table".
 [[nodiscard]] const char* typeName(const toml::node& node);
+
+/// An optional duration ("90s", "5m", ...) within [min, max]; `range` is the error text
+/// for a value outside it. `value` keeps its default when the key is absent or wrong.
+void readDuration(SectionReader& r, const char* key, std::chrono::seconds min, std::chrono::seconds max,
+                  const char* range, std::chrono::seconds& value);
 
 }  // namespace kms::config::detail

@@ -67,6 +67,48 @@ std::string formatNumber(double value) {
   return out;
 }
 
+void writeAlerts(Writer& w, const AlertsConfig& alerts) {
+  w.section("[alerts]");
+  w.text("interval", detail::formatDuration(alerts.interval));
+  w.text("repeat_interval", detail::formatDuration(alerts.repeatInterval));
+  w.line("failures", std::to_string(alerts.failures));
+  w.line("warning_fraction", formatNumber(alerts.warningFraction));
+  w.text("timeout", detail::formatDuration(alerts.timeout));
+  w.text("retry_first", detail::formatDuration(alerts.retryFirst));
+  w.text("retry_max", detail::formatDuration(alerts.retryMax));
+  for (const AlertmanagerChannelConfig& am : alerts.alertmanagers) {
+    w.section("[[alerts.alertmanager]]");
+    w.text("name", am.name);
+    w.text("url", am.url);
+    w.optionalText("ca_bundle", am.caBundle);
+    std::vector<std::string> labels;
+    for (const auto& [name, value] : am.labels) {
+      labels.push_back(name + "=" + value);
+    }
+    if (!labels.empty()) {
+      w.list("labels", labels);
+    }
+  }
+  for (const WebhookChannelConfig& hook : alerts.webhooks) {
+    w.section("[[alerts.webhook]]");
+    w.text("name", hook.name);
+    w.text("url", hook.url);
+    w.text("secret_file", hook.secretFile, kSecretNote);
+    w.optionalText("ca_bundle", hook.caBundle);
+  }
+  for (const SmtpChannelConfig& smtp : alerts.smtp) {
+    w.section("[[alerts.smtp]]");
+    w.text("name", smtp.name);
+    w.text("url", smtp.url);
+    w.text("from", smtp.from);
+    w.list("to", smtp.to);
+    w.text("starttls", toString(smtp.startTls));
+    w.optionalText("username", smtp.username);
+    w.optionalText("password_file", smtp.passwordFile, kSecretNote);
+    w.optionalText("ca_bundle", smtp.caBundle);
+  }
+}
+
 }  // namespace
 
 std::string redactedSummary(const Config& config) {
@@ -100,6 +142,9 @@ std::string redactedSummary(const Config& config) {
   if (config.daemon.metricsListen) {
     w.text("metrics_listen", config.daemon.metricsListen->toString());
   }
+  w.optionalText("metrics_tls_certificate", config.daemon.metricsTlsCertificate);
+  w.optionalText("metrics_tls_key", config.daemon.metricsTlsKey, kSecretNote);
+  w.optionalText("metrics_basic_auth_file", config.daemon.metricsBasicAuthFile, kSecretNote);
 
   w.section("[hsm]");
   w.text("module", config.hsm.module);
@@ -143,6 +188,12 @@ std::string redactedSummary(const Config& config) {
 
   w.section("[metrics]");
   w.line("per_certificate_limit", std::to_string(config.metrics.perCertificateLimit));
+
+  const AlertsConfig& alerts = config.alerts;
+  if (!alerts.empty()) {
+    writeAlerts(w, alerts);
+  }
+
 
   const SigningConfig& signing = config.signing;
   w.section("[signing]");

@@ -172,13 +172,47 @@ ALTER TABLE managed_certificates ADD COLUMN failure_wait TEXT
   CHECK (failure_wait IS NULL OR failure_wait IN ('backoff', 'peer'));
 )sql";
 
-constexpr std::array<Migration, 6> kMigrations{{
+// kmsd's own alerts: one row per (certificate, condition) while it fires and for a day after
+// it resolved; per channel, what was last delivered of it (so a restart neither pages twice
+// nor loses a resolve), and the last event the conditions were evaluated against.
+constexpr const char* kSchemaV7 = R"sql(
+CREATE TABLE alerts (
+  cert_name   TEXT NOT NULL CHECK (length(cert_name) > 0),
+  condition   TEXT NOT NULL CHECK (length(condition) > 0),
+  severity    TEXT NOT NULL CHECK (severity IN ('warning', 'critical')),
+  summary     TEXT NOT NULL,
+  started_at  INTEGER NOT NULL,
+  resolved_at INTEGER CHECK (resolved_at IS NULL OR resolved_at >= started_at),
+  PRIMARY KEY (cert_name, condition)
+) STRICT;
+CREATE TABLE alert_deliveries (
+  cert_name   TEXT NOT NULL,
+  condition   TEXT NOT NULL,
+  channel     TEXT NOT NULL CHECK (length(channel) > 0),
+  started_at  INTEGER NOT NULL,
+  sent        TEXT CHECK (sent IS NULL OR sent IN ('firing', 'resolved')),
+  sent_at     INTEGER,
+  attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  next_try_at INTEGER,
+  last_error  TEXT,
+  PRIMARY KEY (cert_name, condition, channel),
+  FOREIGN KEY (cert_name, condition) REFERENCES alerts(cert_name, condition) ON DELETE CASCADE
+) STRICT;
+CREATE TABLE alert_cursor (
+  id            INTEGER PRIMARY KEY CHECK (id = 1),
+  last_event_id INTEGER NOT NULL
+) STRICT;
+CREATE INDEX events_by_id_cert ON events(event_id, cert_name);
+)sql";
+
+constexpr std::array<Migration, 7> kMigrations{{
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
     {4, kSchemaV4},
     {5, kSchemaV5},
     {6, kSchemaV6},
+    {7, kSchemaV7},
 }};
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "daemon_process.h"
 #include "lab_process.h"
 #include "must.h"
+#include "openssl_pki.h"
 #include "sandbox.h"
 
 namespace kms {
@@ -180,9 +181,11 @@ std::optional<std::string> promQuery(std::uint16_t port, const std::string& quer
 }
 
 /// Debian's prometheus on 127.0.0.1:`port`, scraping kmsd's metrics_listen each second and
-/// evaluating rules each second; `extra` is added to its configuration (rule_files).
+/// evaluating rules each second; `extra` is added to its configuration (rule_files), `scrape`
+/// to the kmsd job's (scheme, tls_config, basic_auth) and may add jobs after it.
 std::unique_ptr<test::BackgroundProcess> startPrometheus(const test::Sandbox& sandbox, std::uint16_t port,
-                                                         std::uint16_t metricsPort, const std::string& extra) {
+                                                         std::uint16_t metricsPort, const std::string& extra,
+                                                         const std::string& scrape = "") {
   const std::string config = sandbox.write("prometheus.yml", "global:\n"
                                                              "  scrape_interval: 1s\n"
                                                              "  scrape_timeout: 1s\n"
@@ -192,7 +195,7 @@ std::unique_ptr<test::BackgroundProcess> startPrometheus(const test::Sandbox& sa
                                                                  "  - job_name: kmsd\n"
                                                                  "    static_configs:\n"
                                                                  "      - targets: ['127.0.0.1:" +
-                                                                 std::to_string(metricsPort) + "']\n");
+                                                                 std::to_string(metricsPort) + "']\n" + scrape);
   return std::make_unique<test::BackgroundProcess>(
       std::vector<std::string>{"/usr/bin/prometheus", "--config.file=" + config,
                                "--storage.tsdb.path=" + sandbox.file("tsdb"),
@@ -305,6 +308,113 @@ TEST(Metrics, TheShippedRulesFireInAPrometheusWhenKmsLabRefusesTheRenewals) {
   EXPECT_EQ(firing["labels"]["severity"], "warning");
   EXPECT_GE(std::stod(firing["value"].get<std::string>()), 3.0);
   EXPECT_NE(kmsd.log().find("KMS_RENEW_FAILED cert=main"), std::string::npos) << kmsd.log();
+}
+
+/// kmsd with metrics_listen over HTTPS, with a certificate for kmsd.test and 127.0.0.1 from
+/// the test's own CA (metrics-ca.pem), behind basic auth prometheus:kMetricsPassword.
+constexpr const char* kMetricsPassword = "scrape-7f3a91c2";
+
+std::pair<std::uint16_t, std::unique_ptr<test::DaemonProcess>> kmsdWithSecureMetrics(const test::Sandbox& sandbox,
+                                                                                      const test::LabProcess& lab,
+                                                                                      const test::OpensslPki& pki) {
+  pki.makeCa("metrics-ca", "/CN=Metrics Test CA");
+  pki.makeLeaf("metrics", "/CN=kmsd.test", "metrics-ca", 1, "subjectAltName=DNS:kmsd.test,IP:127.0.0.1");
+  const std::string auth = sandbox.write("metrics.auth", std::string("prometheus:") + kMetricsPassword + "\n");
+  return kmsdWithMetricsListen(sandbox, lab,
+                               "\nmetrics_tls_certificate = \"" + pki.pem("metrics") + "\"\nmetrics_tls_key = \"" +
+                                   pki.key("metrics") + "\"\nmetrics_basic_auth_file = \"" + auth + "\"");
+}
+
+TEST(Metrics, MetricsListenOverTlsAnswersOnlyTheRightBasicAuthCredentials) {
+  test::Sandbox sandbox;
+  test::LabProcess lab(sandbox.file("lab"));
+  test::OpensslPki pki(sandbox);
+  auto daemon = kmsdWithSecureMetrics(sandbox, lab, pki);
+  const std::uint16_t port = daemon.first;
+  test::DaemonProcess& kmsd = *daemon.second;
+  ASSERT_TRUE(kmsd.waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd.log();
+  const std::string url = "https://127.0.0.1:" + std::to_string(port);
+  const std::string curl = "curl -s --cacert " + pki.pem("metrics-ca") + " ";
+  const std::string right = std::string("-u prometheus:") + kMetricsPassword + " ";
+  std::string out;
+  ASSERT_EQ(test::runCommand(curl + "-f " + right + url + "/metrics", &out), 0) << out;
+  EXPECT_NE(out.find("\nkms_build_info{version=\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\nkms_certificate_ready_status{name=\"main\",condition=\"True\"} 1\n"), std::string::npos)
+      << out;
+  EXPECT_EQ(test::runCommand(curl + "-f " + right + url + "/readyz", &out), 0) << out;
+
+  // No credentials, a wrong password, a wrong user, another scheme: 401 with the challenge,
+  // on every route of the listener.
+  const std::string status = "-o /dev/null -w '%{http_code}' ";
+  for (const std::string& credentials :
+       {std::string(), std::string("-u prometheus:wrong "), std::string("-u grafana:") + kMetricsPassword + " ",
+        std::string("-u prometheus:") + kMetricsPassword + "x ", std::string("-H 'Authorization: Bearer x' ")}) {
+    for (const char* route : {"/metrics", "/healthz", "/readyz", "/v1/status"}) {
+      EXPECT_EQ(test::runCommand(curl + status + credentials + url + route, &out), 0) << out;
+      EXPECT_EQ(out, "401") << credentials << route;
+    }
+  }
+  EXPECT_EQ(test::runCommand(curl + "-D - -o /dev/null " + url + "/metrics", &out), 0) << out;
+  EXPECT_NE(out.find("WWW-Authenticate: Basic realm=\"kmsd\"\r\n"), std::string::npos) << out;
+  // The scheme's name in any case (RFC 7617), the credentials in base64.
+  const std::string basic = "cHJvbWV0aGV1czpzY3JhcGUtN2YzYTkxYzI=";  // prometheus:scrape-7f3a91c2
+  EXPECT_EQ(test::runCommand(curl + status + "-H 'Authorization: bAsIc " + basic + "' " + url + "/metrics", &out), 0);
+  EXPECT_EQ(out, "200");
+
+  // Clear text to the TLS port gets no answer at all.
+  EXPECT_NE(test::runCommand("curl -s " + right + "http://127.0.0.1:" + std::to_string(port) + "/metrics", &out), 0)
+      << out;
+  // The control socket's /metrics stays as it was: its file mode decides who may read it.
+  auto scrape = test::must(daemon::controlRequest(lab.file("kmsd.sock"), "GET", "/metrics"));
+  EXPECT_EQ(scrape.status, 200) << scrape.body;
+  EXPECT_EQ(kmsd.log().find(kMetricsPassword), std::string::npos) << kmsd.log();
+}
+
+TEST(Metrics, APrometheusScrapesKmsdOverHttpsWithBasicAuth) {
+  test::Sandbox sandbox;
+  test::LabProcess lab(sandbox.file("lab"));
+  test::OpensslPki pki(sandbox);
+  auto daemon = kmsdWithSecureMetrics(sandbox, lab, pki);
+  const std::uint16_t metricsPort = daemon.first;
+  test::DaemonProcess& kmsd = *daemon.second;
+  ASSERT_TRUE(kmsd.waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd.log();
+  const std::string password = sandbox.write("prometheus.password", std::string(kMetricsPassword) + "\n");
+  const std::string wrong = sandbox.write("wrong.password", "not-the-password\n");
+  auto job = [&](const std::string& passwordFile) {
+    return "    scheme: https\n"
+           "    tls_config:\n"
+           "      ca_file: " +
+           pki.pem("metrics-ca") +
+           "\n"
+           "      server_name: kmsd.test\n"
+           "    basic_auth:\n"
+           "      username: prometheus\n"
+           "      password_file: " +
+           passwordFile + "\n";
+  };
+  // The kmsd job with the password, and a second job on the same target with a wrong one.
+  const std::string scrape = job(password) +
+                             "  - job_name: kmsd-wrong-password\n"
+                             "    static_configs:\n"
+                             "      - targets: ['127.0.0.1:" +
+                             std::to_string(metricsPort) + "']\n" + job(wrong);
+  const std::uint16_t promPort = test::freePort();
+  auto started = startPrometheus(sandbox, promPort, metricsPort, "", scrape);
+  test::BackgroundProcess& prometheus = *started;
+  std::optional<std::string> up;
+  std::optional<std::string> upWrong;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+       (up != "1" || !upWrong) && std::chrono::steady_clock::now() < end && prometheus.running();) {
+    up = promQuery(promPort, "up{job=\"kmsd\"}");
+    upWrong = promQuery(promPort, "up{job=\"kmsd-wrong-password\"}");
+    if (up != "1" || !upWrong) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  ASSERT_EQ(up, "1") << prometheus.log();
+  EXPECT_EQ(upWrong, "0") << prometheus.log();
+  EXPECT_EQ(promQuery(promPort, "kms_certificate_ready_status{job=\"kmsd\",name=\"main\",condition=\"True\"}"), "1");
+  EXPECT_EQ(promQuery(promPort, "count(kms_build_info{job=\"kmsd-wrong-password\"})"), std::nullopt);
 }
 
 }  // namespace

@@ -73,6 +73,12 @@ struct DaemonConfig {
   int eventsMax = 100000;
   /// GET /metrics, /healthz and /readyz on TCP (the control socket serves them too).
   std::optional<HostPort> metricsListen;
+  /// HTTPS on metricsListen: the PEM chain and its key (a secret file), both or neither.
+  std::optional<std::string> metricsTlsCertificate;
+  std::optional<std::string> metricsTlsKey;
+  /// A secret file of one line "user:password" that every request on metricsListen must
+  /// present (HTTP basic authentication); needs TLS unless metricsListen is a loopback address.
+  std::optional<std::string> metricsBasicAuthFile;
   bool operator==(const DaemonConfig&) const = default;
 };
 
@@ -81,6 +87,59 @@ struct MetricsConfig {
   /// Per-certificate series for this many certificates (by name); beyond, aggregates only.
   int perCertificateLimit = 1000;
   bool operator==(const MetricsConfig&) const = default;
+};
+
+/// How an SMTP channel uses STARTTLS on an smtp:// URL (smtps:// is TLS from the start).
+enum class StartTls { required, opportunistic, off };
+[[nodiscard]] const char* toString(StartTls value) noexcept;
+
+/// One [[alerts.alertmanager]]: Alertmanager's API v2 (`POST <url>/api/v2/alerts`).
+struct AlertmanagerChannelConfig {
+  std::string name;                      ///< [A-Za-z0-9._-]{1,64}, unique among all channels
+  std::string url;                       ///< base URL, e.g. "http://127.0.0.1:9093"
+  std::optional<std::string> caBundle;   ///< extra PEM trust for its TLS
+  /// Labels added to every alert, as "name=value" (kept as written: Alertmanager itself
+  /// decides which names it accepts).
+  std::vector<std::pair<std::string, std::string>> labels;
+  bool operator==(const AlertmanagerChannelConfig&) const = default;
+};
+
+/// One [[alerts.webhook]]: a JSON POST signed with HMAC-SHA256 (X-Kms-Signature-256).
+struct WebhookChannelConfig {
+  std::string name;
+  std::string url;
+  std::string secretFile;  ///< the HMAC key (a secret file)
+  std::optional<std::string> caBundle;
+  bool operator==(const WebhookChannelConfig&) const = default;
+};
+
+/// One [[alerts.smtp]]: mail through libcurl.
+struct SmtpChannelConfig {
+  std::string name;
+  std::string url;  ///< smtp://host[:port] or smtps://host[:port]
+  std::string from;
+  std::vector<std::string> to;
+  StartTls startTls = StartTls::required;
+  std::optional<std::string> username;
+  std::optional<std::string> passwordFile;  ///< a secret file; needs TLS (smtps or STARTTLS required)
+  std::optional<std::string> caBundle;
+  bool operator==(const SmtpChannelConfig&) const = default;
+};
+
+/// [alerts]: kmsd's own alerts, for sites without Prometheus (docs/operations.md).
+struct AlertsConfig {
+  std::chrono::seconds interval{30};           ///< how often the conditions are evaluated
+  std::chrono::seconds repeatInterval{4 * 3600};  ///< a firing alert is sent again this often
+  int failures = 3;                            ///< failures in a row before renewal_failing
+  double warningFraction = 1.0 / 6;            ///< expiring: this share of the lifetime before notAfter
+  std::chrono::seconds timeout{10};            ///< one delivery at most
+  std::chrono::seconds retryFirst{30};         ///< first wait after a failed delivery
+  std::chrono::seconds retryMax{1800};         ///< longest wait between delivery attempts
+  std::vector<AlertmanagerChannelConfig> alertmanagers;
+  std::vector<WebhookChannelConfig> webhooks;
+  std::vector<SmtpChannelConfig> smtp;
+  [[nodiscard]] bool empty() const { return alertmanagers.empty() && webhooks.empty() && smtp.empty(); }
+  bool operator==(const AlertsConfig&) const = default;
 };
 
 /// [hsm]
@@ -198,6 +257,7 @@ struct Config {
   PublisherConfig publisher;
   SigningConfig signing;
   MetricsConfig metrics;
+  AlertsConfig alerts;
   std::vector<CertificateConfig> certificates;
   std::vector<std::string> envOverrides;  ///< names of the KMSD_* variables applied, sorted
   bool operator==(const Config&) const = default;

@@ -27,6 +27,7 @@ RouteTable controlRoutes(ControlContext& ctx) {
   addEventRoutes(routes, ctx);
   addSigningRoutes(routes, ctx);
   addBackupRoutes(routes, ctx);
+  addAlertRoutes(routes, ctx);
   return routes;
 }
 

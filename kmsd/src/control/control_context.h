@@ -16,6 +16,7 @@
 namespace kms::daemon {
 
 class Metrics;
+class Notifier;
 class Services;
 class SigningService;
 class Steps;
@@ -43,6 +44,8 @@ struct ControlContext {
   std::function<bool(std::function<void(std::vector<std::string>)>)> refreshTrust;
   /// What GET /metrics renders (null: none kept).
   Metrics* metrics = nullptr;
+  /// kmsd's own alerts (null with --once).
+  Notifier* alerts = nullptr;
 };
 
 /// Runs `body` on a worker and replies with its response; an exception is a 500 problem and
@@ -66,6 +69,8 @@ void addTrustRoutes(RouteTable& routes, ControlContext& ctx);
 void addEventRoutes(RouteTable& routes, ControlContext& ctx);
 /// POST /stir/v1/signing (ATIS-1000082; its own error bodies, not problem documents).
 void addSigningRoutes(RouteTable& routes, ControlContext& ctx);
+/// GET /v1/alerts: the alerts firing or resolved within a day, and what each channel was told.
+void addAlertRoutes(RouteTable& routes, ControlContext& ctx);
 /// POST /v1/backup: the state DB and the SoftHSM2 token store, consistent (kmsctl backup).
 void addBackupRoutes(RouteTable& routes, ControlContext& ctx);
 

@@ -4,8 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/version.h"
+#include "alerts/notifier.h"
 #include "common/time_format.h"
+#include "common/version.h"
 #include "control/control_context.h"
 #include "control/status_view.h"
 #include "metrics/exposition.h"
@@ -81,7 +82,21 @@ void addHealthRoutes(RouteTable& routes, ControlContext& ctx) {
       if (!list) {
         return problem(500, "state DB", list.error().toString());
       }
-      return jsonBody(200, "{\"daemon\":" + daemon.dump() + ",\"certificates\":" + *list + "}");
+      // The conditions firing for each certificate (kmsctl status' ALERTS column).
+      nlohmann::json firing = nlohmann::json::object();
+      if (ctx.alerts != nullptr) {
+        auto view = ctx.alerts->view();
+        if (!view) {
+          return problem(500, "state DB", view.error().toString());
+        }
+        for (const storage::AlertRow& a : view->alerts) {
+          if (!a.resolvedAt) {
+            firing[a.certName].push_back(a.condition);
+          }
+        }
+      }
+      return jsonBody(200, "{\"daemon\":" + daemon.dump() + ",\"certificates\":" + *list +
+                               ",\"alerts_firing\":" + firing.dump() + "}");
     });
   });
 }

@@ -5,13 +5,16 @@
 #include <algorithm>
 #include <csignal>
 
+#include <set>
 #include <thread>
 
 #include "common/time_format.h"
+#include "daemon/basic_auth.h"
 #include "daemon/config_check.h"
 #include "daemon/daemon_parts.h"
 #include "daemon/registration.h"
 #include "signing/signing_record.h"
+#include "storage/alert_log.h"
 
 namespace kms::daemon {
 namespace {
@@ -115,6 +118,32 @@ Result<void> openServices(Daemon::Parts& p, const config::Config& full) {
   return ok();
 }
 
+/// kmsd's own alerts ([alerts]): the channels, and the alert tables over a connection of
+/// their own; woken by the events that may change a condition. Started with the loop.
+Result<void> openAlerts(Daemon::Parts& p, const config::Config& full) {
+  auto channels = makeAlertChannels(full.alerts);
+  if (!channels) {
+    return fail(channels.error());
+  }
+  auto log = storage::AlertLog::open(full.daemon.stateDir + "/kmsd.db");
+  if (!log) {
+    return fail(log.error());
+  }
+  std::set<std::string> names;
+  for (const auto& c : full.certificates) {
+    names.insert(c.name);
+  }
+  p.notifier = std::make_unique<Notifier>(std::move(*log), std::move(*channels), full.alerts, std::move(names),
+                                          *p.sink, *p.clock);
+  p.sink->addListener([n = p.notifier.get()](const EventRecord& e) {
+    if (std::string_view(e.id).rfind("KMS_ALERT_", 0) != 0) {
+      n->wake();
+    }
+  });
+  p.metrics->addCollector([n = p.notifier.get()](Exposition& out) { n->writeMetrics(out); });
+  return ok();
+}
+
 /// The configured certificates recorded and handed to the engine (which keeps them from here
 /// on: the configuration in force keeps none).
 Result<void> addCertificates(Daemon::Parts& p, config::Config& full) {
@@ -173,6 +202,7 @@ void openControl(Daemon::Parts& p) {
         return p.maintenance->refreshTrust(false, std::move(done));
       }});
   p.control->metrics = p.metrics.get();
+  p.control->alerts = p.notifier.get();
   p.routes = controlRoutes(*p.control);
   http::ServerOptions options;
   options.limits = listenerLimits(p.config->daemon);
@@ -190,21 +220,46 @@ void openControl(Daemon::Parts& p) {
   p.controlServer = std::move(*server);
 }
 
-/// [daemon] metrics_listen: /metrics, /healthz and /readyz on TCP, on the loop. Unlike the
-/// control socket, a start that cannot listen fails, naming the address: a scrape target that
-/// silently is not there is an alert that never fires.
+/// [daemon] metrics_listen: /metrics, /healthz and /readyz on TCP, on the loop; over HTTPS
+/// with metrics_tls_certificate and metrics_tls_key, and behind HTTP basic authentication
+/// with metrics_basic_auth_file (read here, once). Unlike the control socket, a start that
+/// cannot listen fails, naming the setting: a scrape target that silently is not there is an
+/// alert that never fires.
 Result<void> openMetrics(Daemon::Parts& p) {
-  const auto& listen = p.config->daemon.metricsListen;
+  const config::DaemonConfig& cfg = p.config->daemon;
+  const auto& listen = cfg.metricsListen;
   if (!listen || !p.control) {
     return ok();
   }
   p.metricsRoutes = metricsRoutes(*p.control);
+  http::Handler handler = [&p](const ControlRequest& r, const http::Reply& reply) {
+    p.metricsRoutes.dispatch(r, reply);
+  };
+  if (cfg.metricsBasicAuthFile) {
+    auto auth = BasicAuth::load(*cfg.metricsBasicAuthFile);
+    if (!auth) {
+      Error e = auth.error();
+      e.message = "[daemon] metrics_basic_auth_file: " + e.message;
+      return fail(e);
+    }
+    handler = BasicAuth::guard(std::move(*auth), std::move(handler));
+  }
   http::ServerOptions options;
-  options.limits = listenerLimits(p.config->daemon);
+  options.limits = listenerLimits(cfg);
   options.refusal = [](int status, const std::string& why) { return problem(status, "request refused", why); };
-  auto server = http::Server::listenTcp(
-      p.executor->io(), listen->host, listen->port,
-      [&p](const ControlRequest& r, const http::Reply& reply) { p.metricsRoutes.dispatch(r, reply); }, options);
+  Result<std::unique_ptr<http::Server>> server;
+  if (cfg.metricsTlsCertificate && cfg.metricsTlsKey) {
+    auto identity = http::TlsIdentity::load({*cfg.metricsTlsCertificate, *cfg.metricsTlsKey, std::nullopt});
+    if (!identity) {
+      Error e = identity.error();
+      e.message = "[daemon] metrics_tls_certificate, metrics_tls_key: " + e.message;
+      return fail(e);
+    }
+    server = http::Server::listenTls(p.executor->io(), listen->host, listen->port, std::move(*identity),
+                                     std::move(handler), options);
+  } else {
+    server = http::Server::listenTcp(p.executor->io(), listen->host, listen->port, std::move(handler), options);
+  }
   if (!server) {
     Error e = server.error();
     e.message = "[daemon] metrics_listen " + listen->toString() + ": " + e.message;
@@ -267,6 +322,9 @@ Daemon::Parts::~Parts() {
   if (executor) {
     executor->join();  // nothing runs on a worker once the parts it uses go
   }
+  if (notifier) {
+    notifier->stop();  // its threads joined: nothing it sends or emits is left
+  }
   signingListener.reset();  // its threads joined: nothing signs through it any more
   signing.reset();          // its threads joined
   if (sink) {
@@ -291,6 +349,11 @@ Result<std::unique_ptr<Daemon>> Daemon::open(config::Config config, Logger& log,
   }
   if (auto r = openServices(*p, config); !r) {
     return fail(r.error());
+  }
+  if (!p->options.once) {
+    if (auto r = openAlerts(*p, config); !r) {
+      return fail(r.error());
+    }
   }
   if (auto r = addCertificates(*p, config); !r) {
     return fail(r.error());
@@ -342,6 +405,7 @@ int Daemon::run() {
     return 0;
   }
   if (!p.options.once) {
+    p.notifier->start();
     superviseStart(p);  // READY=1: the state, the token and the schedule are loaded
   }
   p.executor->run();

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "alerts/notifier.h"
 #include "control/control_context.h"
 #include "daemon/daemon.h"
 #include "daemon/maintenance.h"
@@ -56,6 +57,7 @@ struct Daemon::Parts {
   std::unique_ptr<TrustKeeper> trust;
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Maintenance> maintenance;
+  std::unique_ptr<Notifier> notifier;  ///< kmsd's own alerts; not with --once
   std::unique_ptr<ControlContext> control;
   RouteTable routes;
   std::unique_ptr<http::Server> controlServer;

@@ -3,6 +3,7 @@
 #include "daemon/reloader.h"
 
 #include <algorithm>
+#include <set>
 
 #include "daemon/daemon_parts.h"
 #include "daemon/registration.h"
@@ -138,12 +139,18 @@ std::vector<std::string> keepRestartSettings(const config::Config& running, conf
   keep(running.daemon.stateDir, next.daemon.stateDir, "[daemon] state_dir", out);
   keep(running.daemon.controlSocket, next.daemon.controlSocket, "[daemon] control_socket", out);
   keep(running.daemon.metricsListen, next.daemon.metricsListen, "[daemon] metrics_listen", out);
+  keep(running.daemon.metricsTlsCertificate, next.daemon.metricsTlsCertificate, "[daemon] metrics_tls_certificate",
+       out);
+  keep(running.daemon.metricsTlsKey, next.daemon.metricsTlsKey, "[daemon] metrics_tls_key", out);
+  keep(running.daemon.metricsBasicAuthFile, next.daemon.metricsBasicAuthFile, "[daemon] metrics_basic_auth_file",
+       out);
   keep(running.daemon.listenerMaxConnections, next.daemon.listenerMaxConnections,
        "[daemon] listener_max_connections", out);
   keep(running.daemon.listenerMaxPerPeer, next.daemon.listenerMaxPerPeer, "[daemon] listener_max_per_peer", out);
   keep(running.daemon.listenerHeaderTimeout, next.daemon.listenerHeaderTimeout, "[daemon] listener_header_timeout",
        out);
   keep(running.hsm, next.hsm, "[hsm]", out);
+  keep(running.alerts, next.alerts, "[alerts]", out);
   keep(running.acme, next.acme, "[acme]", out);
   // [sti_pa]: the connection and its trust; only trust_refresh changes live.
   if (running.stiPa && next.stiPa) {
@@ -201,6 +208,10 @@ void reload(Daemon::Parts& p) {
   const DefinitionHasher hash(*next);
   const auto [added, changed] = applyCertificates(p, certs, hash);
   const int removed = removeMissing(p, certs);
+  if (p.notifier) {
+    const std::vector<std::string> names = p.engine->names();
+    p.notifier->setCertificates(std::set<std::string>(names.begin(), names.end()));
+  }
   p.sink->emit({"KMS_RELOADED", EventLevel::info, std::nullopt,
                 "configuration reloaded: " + std::to_string(added) + " added, " + std::to_string(changed) +
                     " changed, " + std::to_string(removed) + " removed",

@@ -42,6 +42,10 @@ int ctlTrust(Target& target, bool refresh, bool json, std::ostream& out, std::os
 /// as they come.
 int ctlEvents(Target& target, int limit, bool follow, bool reverse, std::ostream& out, std::ostream& err);
 
+/// kmsd's own alerts (firing, then resolved within a day) and what each channel was told;
+/// from the daemon, else the state DB (saying so).
+int ctlAlerts(Target& target, bool json, std::ostream& out, std::ostream& err);
+
 /// Has the daemon copy the state DB and the SoftHSM2 token store consistently and writes
 /// them under DIR (new or empty): kmsd.db, tokens/<uuid>/..., manifest.json (sizes, SHA-256,
 /// versions, where each came from). Exit 1 when kmsd is not running.

@@ -66,6 +66,9 @@ std::vector<Command> declare(CLI::App& app, Options& o, std::optional<Target>& t
   auto* follow = events->add_flag("-f,--follow", o.follow, "keep printing new events (needs the daemon)");
   events->add_flag("-r,--reverse", o.reverse, "newest first")->excludes(follow);
   out.emplace_back(events, [&o, &t] { return ctlEvents(*t, o.limit, o.follow, o.reverse, std::cout, std::cerr); });
+  auto* alerts = app.add_subcommand("alerts", "kmsd's own alerts: firing, resolved in the last day, and their channels");
+  alerts->add_flag("--json", o.json, "machine-readable output");
+  out.emplace_back(alerts, [&o, &t] { return ctlAlerts(*t, o.json, std::cout, std::cerr); });
   auto* renew = app.add_subcommand("renew", "ask the daemon to renew a certificate now");
   renew->add_option("name", o.name, "certificate name")->required();
   renew->add_flag("--wait", o.wait, "wait until the new certificate is active (or the renewal failed)");

@@ -14,6 +14,7 @@
 #include "events/event_sink.h"
 #include "kmsctl/client.h"
 #include "kmsctl/commands.h"
+#include "storage/alert_log.h"
 
 namespace kms::daemon {
 namespace {
@@ -24,7 +25,7 @@ constexpr std::size_t kTableWidth = 100;
 constexpr std::size_t kMinErrorWidth = 20;
 constexpr std::size_t kGap = 2;
 
-using Row = std::array<std::string, 6>;
+using Row = std::array<std::string, 7>;
 
 /// Characters as a terminal shows them (UTF-8 continuation bytes take no column).
 std::size_t columns(std::string_view text) {
@@ -81,8 +82,21 @@ std::string toMinute(std::string iso, bool wide) {
   return iso;
 }
 
+/// The conditions firing for `name` ("expiring,renewal_failing"), or "-".
+std::string alertsOf(const nlohmann::json& firing, const std::string& name) {
+  std::string out;
+  if (firing.is_object() && firing.contains(name) && firing[name].is_array()) {
+    for (const auto& condition : firing[name]) {
+      if (condition.is_string()) {
+        out += (out.empty() ? "" : ",") + condition.get<std::string>();
+      }
+    }
+  }
+  return out.empty() ? "-" : out;
+}
+
 /// NEXT RENEWAL is the next attempt while a failure is retried (LAST ERROR then says why).
-Row rowOf(const nlohmann::json& c, bool wide) {
+Row rowOf(const nlohmann::json& c, const nlohmann::json& firing, bool wide) {
   std::string next = str(c, "renew_at");
   if (c.contains("next_attempt_at") && c.value("failures", 0) > 0) {
     next = str(c, "next_attempt_at");
@@ -90,15 +104,17 @@ Row rowOf(const nlohmann::json& c, bool wide) {
   const std::string x5u = str(c, "x5u");
   const std::string error = sanitize(str(c, "last_error"));
   return Row{sanitize(str(c, "name")), str(c, "state"), toMinute(str(c, "not_after"), wide), toMinute(next, wide),
-             wide || x5u == "-" ? x5u : shortX5u(x5u), wide ? error : shortError(error)};
+             wide || x5u == "-" ? x5u : shortX5u(x5u), sanitize(alertsOf(firing, str(c, "name"))),
+             wide ? error : shortError(error)};
 }
 
-void printTable(const nlohmann::json& certs, bool wide, std::ostream& out) {
-  std::vector<Row> rows{Row{"NAME", "STATE", "NOT AFTER", "NEXT RENEWAL", "X5U", "LAST ERROR"}};
+/// `firing`: the conditions firing by certificate name (the ALERTS column).
+void printTable(const nlohmann::json& certs, const nlohmann::json& firing, bool wide, std::ostream& out) {
+  std::vector<Row> rows{Row{"NAME", "STATE", "NOT AFTER", "NEXT RENEWAL", "X5U", "ALERTS", "LAST ERROR"}};
   for (const auto& c : certs) {
-    rows.push_back(rowOf(c, wide));
+    rows.push_back(rowOf(c, firing, wide));
   }
-  std::array<std::size_t, 5> width{};
+  std::array<std::size_t, 6> width{};
   for (const Row& r : rows) {
     for (std::size_t i = 0; i < width.size(); ++i) {
       width[i] = std::max(width[i], columns(r[i]));
@@ -113,7 +129,7 @@ void printTable(const nlohmann::json& certs, bool wide, std::ostream& out) {
     for (std::size_t i = 0; i < width.size(); ++i) {
       out << r[i] << std::string(width[i] + kGap - columns(r[i]), ' ');
     }
-    out << fit(r[5], errorWidth) << '\n';
+    out << fit(r[6], errorWidth) << '\n';
   }
 }
 
@@ -150,7 +166,7 @@ int ctlStatus(Target& target, const StatusOptions& o, std::ostream& out, std::os
   }
   const auto& d = (*status)["daemon"];
   out << "kmsd running (pid " << d.value("pid", 0) << "), " << d.value("open_orders", 0) << " order(s) in flight\n";
-  printTable((*status)["certificates"], o.wide, out);
+  printTable((*status)["certificates"], status->value("alerts_firing", nlohmann::json::object()), o.wide, out);
   return kExitOk;
 }
 
@@ -161,7 +177,16 @@ int showStatus(Target& target, const StatusOptions& o, std::ostream& out, std::o
   }
   const config::Config& cfg = target.config();
   std::string list = "[]";
+  nlohmann::json firing = nlohmann::json::object();
   if (*db) {
+    // A state DB older than the alert tables has none firing.
+    if (auto alerts = storage::readAlerts(**db)) {
+      for (const auto& a : *alerts) {
+        if (!a.resolvedAt) {
+          firing[a.certName].push_back(a.condition);
+        }
+      }
+    }
     auto store = storage::makeSqliteStore(**db);
     LockedStore locked(*store);
     // The daemon's view, as far as the configuration tells it: which certificates it manages.
@@ -179,7 +204,7 @@ int showStatus(Target& target, const StatusOptions& o, std::ostream& out, std::o
   const auto certs = nlohmann::json::parse(list, nullptr, false);
   if (o.json) {
     // The daemon's shape; no daemon.
-    const nlohmann::json doc{{"daemon", nullptr}, {"certificates", certs}};
+    const nlohmann::json doc{{"daemon", nullptr}, {"certificates", certs}, {"alerts_firing", firing}};
     out << (o.terminal ? doc.dump(2) : doc.dump()) << '\n';
     return kExitOk;
   }
@@ -188,7 +213,7 @@ int showStatus(Target& target, const StatusOptions& o, std::ostream& out, std::o
     out << "no managed certificates yet (state: " << cfg.daemon.stateDir << "/kmsd.db)\n";
     return kExitOk;
   }
-  printTable(certs, o.wide, out);
+  printTable(certs, firing, o.wide, out);
   return kExitOk;
 }
 

@@ -44,7 +44,7 @@ Services::~Services() = default;
 std::shared_ptr<const config::Config> settingsOf(const config::Config& config) {
   return std::make_shared<const config::Config>(config::Config{config.source, config.daemon, config.hsm, config.stiPa,
                                                                config.acme, config.publisher, config.signing,
-                                                               config.metrics, {}, config.envOverrides});
+                                                               config.metrics, config.alerts, {}, config.envOverrides});
 }
 
 std::shared_ptr<const config::Config> Services::config() const {

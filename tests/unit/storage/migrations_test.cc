@@ -39,7 +39,7 @@ class StorageMigrations : public ::testing::Test {
 TEST_F(StorageMigrations, FreshDatabaseGetsTheWholeSchema) {
   auto db = Db::open(path());
   KMS_ASSERT_OK(db);
-  EXPECT_EQ(supportedSchemaVersion(), 6);
+  EXPECT_EQ(supportedSchemaVersion(), 7);
   EXPECT_EQ((*db)->pragmaInt("user_version").value(), supportedSchemaVersion());
   for (const char* table :
        {"hsm_keys", "acme_accounts", "managed_certificates", "orders", "issued_certificates", "spc_tokens", "events"}) {
