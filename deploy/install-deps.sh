@@ -40,6 +40,8 @@ packages=(
   man-db                        # the man pages are checked for roff warnings
   debhelper dpkg-dev fakeroot lintian   # the kmsd and kms-lab .deb packages (debian/), and their check
   prometheus                    # promtool checks kmsd's /metrics; tests start their own prometheus
+  prometheus-alertmanager       # kmsd's Alertmanager channel is tested against a real one
+  python3-aiosmtpd              # kmsd's SMTP channel is tested against a real SMTP server
   mmdebstrap systemd-container zstd     # the `system` test: a Debian 12 root (cached as .tar.zst)
                                         # booted by systemd-nspawn, the packages installed inside
 )

@@ -31,6 +31,7 @@
 #include "softhsm_token.h"
 #include "storage/db.h"
 #include "storage/store.h"
+#include "synthetic_state.h"
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -147,43 +148,7 @@ int scale(long count) {
       return 1;
     }
     auto store = kms::storage::makeSqliteStore(**db);
-    const std::int64_t now = std::time(nullptr);
-    auto r = store->transact([&]() -> kms::Result<void> {
-      for (std::size_t i = 0; i < keyUris.size(); ++i) {
-        char hex[40];
-        std::snprintf(hex, sizeof hex, "%04zx", i);
-        if (auto k = store->recordKey({0, keyUris[i], hex, "bench", kms::storage::KeyPurpose::certificate, now, {}});
-            !k) {
-          return kms::fail(k.error());
-        }
-      }
-      for (long i = 0; i < count; ++i) {
-        const std::string name = "c" + std::to_string(i);
-        auto c = store->upsertCertificate(name, kms::storage::CertKind::acme, "[\"dns:" + name + ".example.net\"]");
-        if (!c) {
-          return kms::fail(c.error());
-        }
-        kms::storage::IssuedCert ic;
-        ic.certName = name;
-        ic.serial = "5E" + std::to_string(i);
-        ic.notBefore = now - 86400;
-        ic.notAfter = now + 89 * 86400;
-        ic.chainPem = "-----BEGIN CERTIFICATE-----\nsynthetic\n-----END CERTIFICATE-----\n";
-        ic.keyUri = keyUris[static_cast<std::size_t>(i) % keyUris.size()];
-        ic.x5uUrl = "https://cr.example.net/" + name + "/" + ic.serial + ".pem";
-        ic.publishedAt = now - 86000;
-        if (auto id = store->insertIssued(ic); !id) {
-          return kms::fail(id.error());
-        }
-        if (auto s = store->setState(name, kms::storage::CertState::active, std::nullopt); !s) {
-          return s;
-        }
-        if (auto s = store->setRenewal(name, now + 60 * 86400 + i % 86400, std::nullopt); !s) {
-          return s;
-        }
-      }
-      return kms::ok();
-    });
+    auto r = kms::bench::writeSyntheticCertificates(*store, keyUris, count, std::time(nullptr));
     if (!r) {
       std::cerr << r.error().toString() << '\n';
       return 1;

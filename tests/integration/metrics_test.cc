@@ -2,6 +2,7 @@
 // control API's, and promtool (Debian's prometheus package) accepts the text without a lint.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstring>
 #include <ctime>
 #include <chrono>
@@ -368,6 +369,22 @@ TEST(Metrics, MetricsListenOverTlsAnswersOnlyTheRightBasicAuthCredentials) {
   auto scrape = test::must(daemon::controlRequest(lab.file("kmsd.sock"), "GET", "/metrics"));
   EXPECT_EQ(scrape.status, 200) << scrape.body;
   EXPECT_EQ(kmsd.log().find(kMetricsPassword), std::string::npos) << kmsd.log();
+
+  // Restart-only: a SIGHUP naming another file keeps the one read at start, and says so.
+  const std::string other = sandbox.write("other.auth", "prometheus:other-password\n");
+  std::string toml = test::readFile(lab.file("kmsd.toml"));
+  toml.replace(toml.find(sandbox.file("metrics.auth")), sandbox.file("metrics.auth").size(), other);
+  std::ofstream(lab.file("kmsd.toml"), std::ios::trunc) << toml;
+  kmsd.signal(SIGHUP);
+  ASSERT_TRUE(kmsd.waitFor("KMS_RELOADED")) << kmsd.log();
+  const std::string log = kmsd.log();
+  const auto restart = log.find("KMS_RELOAD_NEEDS_RESTART");
+  ASSERT_NE(restart, std::string::npos) << log;
+  EXPECT_NE(log.find("[daemon] metrics_basic_auth_file", restart), std::string::npos) << log;
+  EXPECT_EQ(test::runCommand(curl + status + right + url + "/metrics", &out), 0);
+  EXPECT_EQ(out, "200");
+  EXPECT_EQ(test::runCommand(curl + status + "-u prometheus:other-password " + url + "/metrics", &out), 0);
+  EXPECT_EQ(out, "401");
 }
 
 TEST(Metrics, APrometheusScrapesKmsdOverHttpsWithBasicAuth) {

@@ -326,6 +326,12 @@ LabReply StiPaService::admin(const LabRequest& request) {
       }
       ctx_.hostile.acmeHold = body["acme_hold"].get<bool>();
     }
+    if (body.contains("fail_sti_pa")) {
+      if (!body["fail_sti_pa"].is_boolean()) {
+        return failed(400, "fail_sti_pa must be true or false");
+      }
+      ctx_.options.failStiPa = body["fail_sti_pa"].get<bool>();
+    }
     if (body.contains("fingerprint")) {
       if (!body["fingerprint"].is_string() || (body["fingerprint"] != "spki" && body["fingerprint"] != "jwk-thumbprint")) {
         return failed(400, "fingerprint must be spki or jwk-thumbprint");
@@ -337,6 +343,7 @@ LabReply StiPaService::admin(const LabRequest& request) {
                                     {"fingerprint", toString(ctx_.options.fingerprint)},
                                     {"location", ctx_.hostile.location},
                                     {"acme_hold", ctx_.hostile.acmeHold.load()},
+                                    {"fail_sti_pa", ctx_.options.failStiPa},
                                     {"ari_retry_after", ctx_.hostile.ariRetryAfter.value_or("")}});
   }
   if (path == "/lab/rotate-root") {
