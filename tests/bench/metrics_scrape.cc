@@ -96,7 +96,7 @@ std::unique_ptr<Metrics> metricsAfter(long renewedCerts) {
   }
   m->observeRequest("sti_pa", "spc_token", 200, 0.05);
   for (long i = 0; i < renewedCerts; ++i) {
-    const std::string name = "c" + std::to_string(i);
+    const std::string name = kms::bench::certName(i);
     m->count(EventRecord{"KMS_CERT_PUBLISHED", kms::storage::EventLevel::info, name, "", {}});
     m->count(EventRecord{"KMS_CERT_ACTIVATED", kms::storage::EventLevel::info, name, "", {}});
   }
@@ -153,7 +153,7 @@ void BM_MetricsCount(benchmark::State& state) {
   // A renewal failure of one of 1,000 certificates: the costliest kind (three maps touched).
   std::vector<EventRecord> events;
   for (int i = 0; i < 1000; ++i) {
-    events.push_back({"KMS_RENEW_FAILED", kms::storage::EventLevel::warning, "c" + std::to_string(i), "",
+    events.push_back({"KMS_RENEW_FAILED", kms::storage::EventLevel::warning, kms::bench::certName(i), "",
                       {{"step", "fetch_token"}}});
   }
   std::size_t i = static_cast<std::size_t>(state.thread_index()) * 500;

@@ -11,6 +11,14 @@
 
 namespace kms::bench {
 
+/// "c<i>", the name of the i-th synthetic certificate (appended, not `"c" + ...`: GCC 12's
+/// -Wrestrict misfires on the latter at -O2).
+inline std::string certName(long i) {
+  std::string name = "c";
+  name += std::to_string(i);
+  return name;
+}
+
 /// Writes `keyUris` as key rows and `count` certificates "c0", "c1", ... (dns:cN.example.net)
 /// using them in turn, in one transaction; `now` is the time the rows are written at.
 inline Result<void> writeSyntheticCertificates(storage::Store& store, const std::vector<std::string>& keyUris,
@@ -24,7 +32,7 @@ inline Result<void> writeSyntheticCertificates(storage::Store& store, const std:
       }
     }
     for (long i = 0; i < count; ++i) {
-      const std::string name = "c" + std::to_string(i);
+      const std::string name = certName(i);
       auto c = store.upsertCertificate(name, storage::CertKind::acme, "[\"dns:" + name + ".example.net\"]");
       if (!c) {
         return fail(c.error());

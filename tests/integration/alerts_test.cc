@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "cli.h"
 #include "daemon_process.h"
 #include "lab_process.h"
+#include "openssl_pki.h"
 #include "sandbox.h"
 
 namespace kms {
@@ -175,8 +177,8 @@ class Alerts : public ::testing::Test {
   std::unique_ptr<test::DaemonProcess> kmsd_;
   int generation_ = 0;
 
-  void startLab() {
-    lab_ = std::make_unique<test::LabProcess>(sandbox_.file("lab"));
+  void startLab(std::vector<std::string> args = {}) {
+    lab_ = std::make_unique<test::LabProcess>(sandbox_.file("lab"), std::move(args));
     env_ = "SOFTHSM2_CONF=" + lab_->file("softhsm2.conf");
   }
   void startKmsd() {
@@ -369,6 +371,129 @@ TEST_F(Alerts, AWebhookThatIsNotHttpsIsRefusedNamingTheChannel) {
                                   &out);
   EXPECT_EQ(rc, 78) << out;
   EXPECT_NE(out.find("[alerts.webhook.remote] url: must be https"), std::string::npos) << out;
+}
+
+/// Every file under `dir` (recursively), concatenated.
+std::string allFiles(const std::string& dir) {
+  std::string out;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file()) {
+      out += test::readFile(entry.path().string());
+      out += '\n';
+    }
+  }
+  return out;
+}
+
+std::string command(const std::string& line) {
+  std::string out;
+  test::runCommand(line, &out);
+  return out;
+}
+
+/// A SHAKEN issuance, a failed renewal that raises an alert on every channel, the renewal that
+/// resolves it; text then JSON logs, metrics on TCP and the socket, every control API read,
+/// every kmsctl view, the receivers' copies, the state DB and the web root: none of them holds
+/// the HSM PIN, the STI-PA password or what the STI-PA issued (access, refresh and SPC tokens),
+/// the EAB key, the webhook key or the SMTP password.
+TEST_F(Alerts, NoSecretInAnyOutput) {
+  startLab({"--record"});  // kms-lab writes the tokens it hands out to issued-secrets.txt
+  test::OpensslPki pki(sandbox_);
+  pki.makeCa("smtp-ca", "/CN=SMTP Test CA");
+  pki.makeLeaf("smtp", "/CN=127.0.0.1", "smtp-ca", 1, "subjectAltName=IP:127.0.0.1");
+  const std::string key = sandbox_.write("webhook.key", kWebhookKey);
+  const std::string smtpPassword = sandbox_.write("smtp.password", "smtp-pw-93e1c0d7aa");
+  ::chmod(key.c_str(), 0600);
+  ::chmod(smtpPassword.c_str(), 0600);
+  Receiver hook = startReceiver(sandbox_, key);
+  const std::uint16_t amPort = test::freePort();
+  auto am = startAlertmanager(sandbox_, amPort);
+  const std::uint16_t smtpPort = test::freePort();
+  const std::string maildir = sandbox_.file("maildir");
+  test::BackgroundProcess smtp({kPython, KMS_SOURCE_DIR "/tests/support/smtp_auth_server.py", std::to_string(smtpPort),
+                                pki.pem("smtp"), pki.key("smtp"), "kmsd", smtpPassword, maildir},
+                               sandbox_.file("smtp.log"));
+  ASSERT_TRUE(eventually([&] { return test::fileExists(maildir + ".ready"); }, std::chrono::seconds(30)))
+      << smtp.log();
+  const std::uint16_t metricsPort = test::freePort();
+  configure(*lab_, "[alerts]\ninterval = \"1s\"\n"
+                   "[[alerts.alertmanager]]\nname = \"am\"\nurl = \"http://127.0.0.1:" + std::to_string(amPort) +
+                       "\"\n[[alerts.webhook]]\nname = \"hook\"\nurl = \"http://127.0.0.1:" +
+                       std::to_string(hook.port) + "/\"\nsecret_file = \"" + key + "\"\n"
+                       "[[alerts.smtp]]\nname = \"mail\"\nurl = \"smtp://127.0.0.1:" + std::to_string(smtpPort) +
+                       "\"\nfrom = \"kmsd@sp.test\"\nto = [\"noc@sp.test\"]\nusername = \"kmsd\"\npassword_file = \"" +
+                       smtpPassword + "\"\nca_bundle = \"" + pki.pem("smtp-ca") + "\"\n");
+  {
+    std::string toml = test::readFile(lab_->file("kmsd.toml"));
+    toml.replace(toml.find("[daemon]\n"), 9,
+                 "[daemon]\nmetrics_listen = \"127.0.0.1:" + std::to_string(metricsPort) + "\"\n");
+    std::ofstream(lab_->file("kmsd.toml"), std::ios::trunc) << toml;
+  }
+  startKmsd();
+  ASSERT_TRUE(kmsd_->waitFor("KMS_CERT_ACTIVATED cert=main")) << kmsd_->log();
+  makeTheSpcTokenUnobtainable();
+  ASSERT_TRUE(eventually([&] { return !mails(maildir).empty() && hook.count("firing", "spc_token_unobtainable") > 0 &&
+                                      !amAlerts(amPort, "KmsSpcTokenUnobtainable").empty(); }))
+      << kmsd_->log() << smtp.log();
+  // The JSON log from here on: a restart with log_format = "json".
+  ASSERT_EQ(kmsd_->stop(SIGTERM), 0);
+  std::string outputs = kmsd_->log();
+  {
+    std::string toml = test::readFile(lab_->file("kmsd.toml"));
+    toml.replace(toml.find("[daemon]\n"), 9, "[daemon]\nlog_format = \"json\"\n");
+    std::ofstream(lab_->file("kmsd.toml"), std::ios::trunc) << toml;
+  }
+  startKmsd();
+  failStiPa(false);
+  ASSERT_TRUE(eventually([&] { return hook.count("resolved", "spc_token_unobtainable") > 0 && mails(maildir).size() >= 2; }))
+      << kmsd_->log();
+  EXPECT_NE(kmsd_->log().find("\"KMS_ALERT_RESOLVED\""), std::string::npos) << kmsd_->log();
+
+  // Every output, gathered.
+  const std::string socket = lab_->file("kmsd.sock");
+  for (const char* path : {"/v1/status", "/v1/certificates", "/v1/certificates/main", "/v1/events?last=100000",
+                           "/v1/alerts", "/v1/keys", "/v1/trust", "/metrics", "/healthz", "/readyz"}) {
+    outputs += command("curl -s --unix-socket " + socket + " 'http://kmsd" + path + "'");
+  }
+  outputs += command("curl -s http://127.0.0.1:" + std::to_string(metricsPort) + "/metrics");
+  for (const char* args : {"status --json", "status --wide", "events -n 100000", "alerts --json", "alerts",
+                           "keys --json", "trust --json", "check-config"}) {
+    outputs += kmsctl(args).output;
+  }
+  outputs += command(env_ + " " + test::kKmsd + " --check-config --config " + lab_->file("kmsd.toml"));
+  outputs += command("curl -s http://127.0.0.1:" + std::to_string(amPort) + "/api/v2/alerts");
+  outputs += allFiles(hook.dir) + allFiles(maildir);
+  ASSERT_TRUE(kmsd_->waitFor("KMS_ALERT_SENT")) << kmsd_->log();
+  ASSERT_EQ(kmsd_->stop(SIGTERM), 0);
+  outputs += kmsd_->log();
+  outputs += allFiles(sandbox_.file("lab") + "/state") + allFiles(sandbox_.file("lab") + "/www");
+
+  // What must not be in them.
+  std::vector<std::pair<std::string, std::string>> secrets{
+      {"HSM PIN", test::readFile(lab_->file("softhsm/hsm.pin"))},
+      {"STI-PA password", test::readFile(lab_->file("sti-pa.password"))},
+      {"EAB key", test::readFile(lab_->file("eab.key"))},
+      {"webhook key", kWebhookKey},
+      {"SMTP password", test::readFile(smtpPassword)}};
+  std::istringstream issued(test::readFile(lab_->file("issued-secrets.txt")));
+  int tokens = 0;
+  for (std::string line; std::getline(issued, line);) {
+    if (!line.empty()) {
+      secrets.emplace_back("an STI-PA token (" + std::to_string(++tokens) + ")", line);
+    }
+  }
+  ASSERT_GE(tokens, 4) << "the access and refresh tokens of a login and two SPC tokens at least";
+  EXPECT_GT(outputs.size(), 100000U) << "the outputs were gathered";
+  EXPECT_NE(outputs.find("KMS_CERT_ACTIVATED"), std::string::npos);
+  EXPECT_NE(outputs.find("kms_alert_notifications_total"), std::string::npos);
+  EXPECT_NE(outputs.find("-----BEGIN CERTIFICATE-----"), std::string::npos) << "the web root's chains";
+  for (auto [what, secret] : secrets) {
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) {
+      secret.pop_back();
+    }
+    ASSERT_GE(secret.size(), 6U) << what;
+    EXPECT_EQ(outputs.find(secret), std::string::npos) << what << " appears in an output";
+  }
 }
 
 }  // namespace

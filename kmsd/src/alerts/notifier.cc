@@ -74,6 +74,9 @@ void Notifier::start() {
       {
         std::unique_lock lock(wakeMutex_);
         wakeCv_.wait_for(lock, settings_.interval, [this] { return stopping_ || woken_; });
+        // A burst of events (a thousand renewals) is one evaluation a second at most: each
+        // reads every certificate's facts.
+        wakeCv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
         if (stopping_) {
           return;
         }

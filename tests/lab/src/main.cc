@@ -133,6 +133,17 @@ int main(int argc, char** argv) {
       std::ofstream(dir + "/requests.jsonl", std::ios::app)
           << nlohmann::json{{"path", request.path}, {"body", request.body}}.dump() << "\n";
     }
+    if (ctx.options.record && reply.status == 200 && request.path.starts_with("/sti-pa/api/")) {
+      // What the STI-PA handed out that kmsd must never show: the no-secret test greps for it.
+      auto j = nlohmann::json::parse(reply.body, nullptr, false);
+      std::lock_guard lock(mutex);
+      std::ofstream issued(dir + "/issued-secrets.txt", std::ios::app);
+      for (const char* key : {"accessToken", "refreshToken", "token"}) {
+        if (j.is_object() && j.contains(key) && j[key].is_string()) {
+          issued << j[key].get<std::string>() << "\n";
+        }
+      }
+    }
     return reply;
   };
 
