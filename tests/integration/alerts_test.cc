@@ -202,7 +202,7 @@ class Alerts : public ::testing::Test {
   }
 };
 
-TEST_F(Alerts, FireOnceAndResolveThroughAlertmanagerWebhookAndMail) {
+TEST_F(Alerts, FireOnceAndResolveThroughAlertmanagerWebhookAndMailAcrossAKill) {
   startLab();
   const std::string key = sandbox_.write("webhook.key", kWebhookKey);
   ::chmod(key.c_str(), 0600);
@@ -252,8 +252,21 @@ TEST_F(Alerts, FireOnceAndResolveThroughAlertmanagerWebhookAndMail) {
   EXPECT_NE(status.output.find("ALERTS"), std::string::npos) << status.output;
   EXPECT_NE(status.output.find("spc_token_unobtainable"), std::string::npos) << status.output;
 
-  // A restart neither pages again nor forgets: the resolve still comes, once.
-  ASSERT_EQ(kmsd_->stop(SIGTERM), 0);
+  // Once every channel's delivery is recorded (kmsctl alerts), a kill and a restart neither
+  // page again nor forget: the resolve still comes, once.
+  ASSERT_TRUE(eventually([&] {
+    auto doc = nlohmann::json::parse(kmsctl("alerts --json").output, nullptr, false);
+    if (!doc.is_object() || doc["alerts"].size() != 1 || doc["alerts"][0]["deliveries"].size() != 3) {
+      return false;
+    }
+    for (const auto& d : doc["alerts"][0]["deliveries"]) {
+      if (d["sent"] != "firing") {
+        return false;
+      }
+    }
+    return true;
+  })) << kmsctl("alerts --json").output;
+  EXPECT_EQ(kmsd_->stop(SIGKILL), 128 + SIGKILL);
   startKmsd();
   ASSERT_TRUE(kmsd_->waitFor("KMS_RENEW_FAILED cert=main")) << kmsd_->log();
   failStiPa(false);
