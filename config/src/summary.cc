@@ -82,8 +82,12 @@ void writeAlerts(Writer& w, const AlertsConfig& alerts) {
     w.text("url", am.url);
     w.optionalText("ca_bundle", am.caBundle);
     std::vector<std::string> labels;
+    labels.reserve(am.labels.size());
     for (const auto& [name, value] : am.labels) {
-      labels.push_back(name + "=" + value);
+      std::string label = name;
+      label += '=';
+      label += value;
+      labels.push_back(std::move(label));
     }
     if (!labels.empty()) {
       w.list("labels", labels);

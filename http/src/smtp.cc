@@ -1,7 +1,6 @@
 #include "http/smtp.h"
 
 #include <algorithm>
-#include <cstring>
 #include <memory>
 
 #include <curl/curl.h>
@@ -17,7 +16,7 @@ struct Reader {
 std::size_t onRead(char* buffer, std::size_t size, std::size_t count, void* userData) {
   auto* reader = static_cast<Reader*>(userData);
   const std::size_t n = std::min(size * count, reader->text->size() - reader->offset);
-  std::memcpy(buffer, reader->text->data() + reader->offset, n);
+  std::copy_n(reader->text->data() + reader->offset, n, buffer);
   reader->offset += n;
   return n;
 }

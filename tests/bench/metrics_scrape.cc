@@ -38,7 +38,7 @@ using kms::daemon::EventRecord;
 using kms::daemon::Metrics;
 
 [[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "metrics_scrape: %s\n", what.c_str());
+  (void)std::fprintf(stderr, "metrics_scrape: %s\n", what.c_str());
   std::exit(1);
 }
 
@@ -65,6 +65,7 @@ StateDb& stateWith(long certs) {
   s->db = std::move(*db);
   s->store = kms::storage::makeSqliteStore(*s->db);
   std::vector<std::string> keys;
+  keys.reserve(100);
   for (int i = 0; i < 100; ++i) {
     keys.push_back("pkcs11:token=bench;id=%" + std::to_string(10 + i) + ";type=private");
   }
@@ -74,7 +75,7 @@ StateDb& stateWith(long certs) {
   s->locked = std::make_unique<kms::daemon::LockedStore>(*s->store);
   struct stat st {};
   ::stat(s->sandbox.file("kmsd.db").c_str(), &st);
-  std::fprintf(stderr, "state DB with %ld certificates written in %.1f s (%.1f MiB)\n", certs,
+  (void)std::fprintf(stderr, "state DB with %ld certificates written in %.1f s (%.1f MiB)\n", certs,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                static_cast<double>(st.st_size) / (1024.0 * 1024.0));
   return *s;
@@ -110,7 +111,7 @@ void BM_Scrape(benchmark::State& state) {
   const std::unique_ptr<Metrics> metrics = metricsAfter(state.range(2) != 0 ? certs : 0);
   const std::int64_t now = std::time(nullptr);
   std::size_t bytes = 0;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     auto text = metrics->render(*db.locked, now, limit);
     if (!text) {
       state.SkipWithError(text.error().toString().c_str());
@@ -125,7 +126,7 @@ void BM_Scrape(benchmark::State& state) {
 void BM_ListStatus(benchmark::State& state) {
   StateDb& db = stateWith(state.range(0));
   const std::int64_t now = std::time(nullptr);
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     auto rows = db.locked->with([&](kms::storage::Store& s) { return s.listStatus(now); });
     if (!rows) {
       state.SkipWithError(rows.error().toString().c_str());
@@ -137,7 +138,7 @@ void BM_ListStatus(benchmark::State& state) {
 
 void BM_SigningCounters(benchmark::State& state) {
   kms::daemon::SigningCounters& counters = signingCounters();
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     const auto start = std::chrono::steady_clock::now();
     counters.signedOne(std::chrono::steady_clock::now() - start);
   }
@@ -152,19 +153,20 @@ Metrics& sharedMetrics() {
 void BM_MetricsCount(benchmark::State& state) {
   // A renewal failure of one of 1,000 certificates: the costliest kind (three maps touched).
   std::vector<EventRecord> events;
+  events.reserve(1000);
   for (int i = 0; i < 1000; ++i) {
     events.push_back({"KMS_RENEW_FAILED", kms::storage::EventLevel::warning, kms::bench::certName(i), "",
                       {{"step", "fetch_token"}}});
   }
   std::size_t i = static_cast<std::size_t>(state.thread_index()) * 500;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     sharedMetrics().count(events[i++ % events.size()]);
   }
   state.counters["events/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 void BM_ObserveRequest(benchmark::State& state) {
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     sharedMetrics().observeRequest("acme", "newOrder", 201, 0.015);
   }
   state.counters["events/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);

@@ -32,7 +32,7 @@ constexpr const char* kX5u = "https://cr.example.net/main/0A1B2C3D4E5F60718293A4
 
 void BM_PassportSign(benchmark::State& state) {
   const kms::pki::PassportClaims c = claims();
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     auto jws = kms::pki::signPassport(c, kX5u, *fx().signer);
     if (!jws) {
       state.SkipWithError(jws.error().toString().c_str());
@@ -64,7 +64,7 @@ bool signOneRequest(benchmark::State& state) {
 }
 
 void BM_SigningRequest(benchmark::State& state) {
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     if (!signOneRequest(state)) {
       break;
     }
@@ -76,7 +76,7 @@ void BM_SigningRequest(benchmark::State& state) {
 /// counted in the SigningCounters all signing threads share): the metrics' cost on signing.
 void BM_SigningRequestCounted(benchmark::State& state) {
   static kms::daemon::SigningCounters counters;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     const auto start = std::chrono::steady_clock::now();
     if (!signOneRequest(state)) {
       break;

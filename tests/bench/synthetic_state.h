@@ -26,7 +26,7 @@ inline Result<void> writeSyntheticCertificates(storage::Store& store, const std:
   return store.transact([&]() -> Result<void> {
     for (std::size_t i = 0; i < keyUris.size(); ++i) {
       char hex[40];
-      std::snprintf(hex, sizeof hex, "%04zx", i);
+      (void)std::snprintf(hex, sizeof hex, "%04zx", i);
       if (auto k = store.recordKey({0, keyUris[i], hex, "bench", storage::KeyPurpose::certificate, now, {}}); !k) {
         return fail(k.error());
       }
@@ -41,7 +41,7 @@ inline Result<void> writeSyntheticCertificates(storage::Store& store, const std:
       ic.certName = name;
       ic.serial = "5E" + std::to_string(i);
       ic.notBefore = now - 86400;
-      ic.notAfter = now + 89 * 86400;
+      ic.notAfter = now + 89L * 86400;
       ic.chainPem = "-----BEGIN CERTIFICATE-----\nsynthetic\n-----END CERTIFICATE-----\n";
       ic.keyUri = keyUris[static_cast<std::size_t>(i) % keyUris.size()];
       ic.x5uUrl = "https://cr.example.net/" + name + "/" + ic.serial + ".pem";
@@ -52,7 +52,7 @@ inline Result<void> writeSyntheticCertificates(storage::Store& store, const std:
       if (auto s = store.setState(name, storage::CertState::active, std::nullopt); !s) {
         return s;
       }
-      if (auto s = store.setRenewal(name, now + 60 * 86400 + i % 86400, std::nullopt); !s) {
+      if (auto s = store.setRenewal(name, now + 60L * 86400 + i % 86400, std::nullopt); !s) {
         return s;
       }
     }

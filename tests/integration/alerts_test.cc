@@ -30,6 +30,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kWebhookKey = "whk-4c1d9e7a0b3f";
 constexpr const char* kPython = "/usr/bin/python3";  // Debian's, with python3-aiosmtpd
+const std::string kSupport = std::string(KMS_SOURCE_DIR) + "/tests/support/";
 
 /// Polls `ok` every 100 ms for at most `limit`.
 template <class F>
@@ -52,6 +53,7 @@ struct Receiver {
   /// Every body received so far, in order.
   [[nodiscard]] std::vector<nlohmann::json> received() const {
     std::vector<std::string> names;
+    names.reserve(64);
     for (const auto& entry : fs::directory_iterator(dir)) {
       const std::string name = entry.path().filename().string();
       if (name.size() == 9 && name.ends_with(".json")) {
@@ -60,6 +62,7 @@ struct Receiver {
     }
     std::sort(names.begin(), names.end());
     std::vector<nlohmann::json> out;
+    out.reserve(names.size());
     for (const auto& n : names) {
       out.push_back(nlohmann::json::parse(test::readFile(n)));
     }
@@ -84,7 +87,7 @@ Receiver startReceiver(const test::Sandbox& sandbox, const std::string& keyFile)
   r.dir = sandbox.file("webhook");
   fs::create_directories(r.dir);
   r.process = std::make_unique<test::BackgroundProcess>(
-      std::vector<std::string>{kPython, KMS_SOURCE_DIR "/tests/support/alert_receiver.py", std::to_string(r.port),
+      std::vector<std::string>{kPython, kSupport + "alert_receiver.py", std::to_string(r.port),
                                keyFile, r.dir},
       sandbox.file("webhook.log"));
   EXPECT_TRUE(eventually([&] { return test::fileExists(r.dir + "/ready"); }, std::chrono::seconds(30)))
@@ -100,7 +103,7 @@ std::unique_ptr<test::BackgroundProcess> startSmtp(const test::Sandbox& sandbox,
       std::vector<std::string>{kPython, "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:" + std::to_string(port), "-c",
                                handler, dir},
       sandbox.file("smtp-" + std::to_string(port) + ".log"),
-      std::vector<std::string>{"PYTHONPATH=" KMS_SOURCE_DIR "/tests/support"});
+      std::vector<std::string>{"PYTHONPATH=" + kSupport});
   EXPECT_TRUE(eventually([&] { return test::runCommand("curl -s -m 1 telnet://127.0.0.1:" + std::to_string(port) +
                                                            " </dev/null") != 7; },
                          std::chrono::seconds(30)));
@@ -423,7 +426,7 @@ TEST_F(Alerts, NoSecretInAnyOutput) {
   auto am = startAlertmanager(sandbox_, amPort);
   const std::uint16_t smtpPort = test::freePort();
   const std::string maildir = sandbox_.file("maildir");
-  test::BackgroundProcess smtp({kPython, KMS_SOURCE_DIR "/tests/support/smtp_auth_server.py", std::to_string(smtpPort),
+  test::BackgroundProcess smtp({kPython, kSupport + "smtp_auth_server.py", std::to_string(smtpPort),
                                 pki.pem("smtp"), pki.key("smtp"), "kmsd", smtpPassword, maildir},
                                sandbox_.file("smtp.log"));
   ASSERT_TRUE(eventually([&] { return test::fileExists(maildir + ".ready"); }, std::chrono::seconds(30)))

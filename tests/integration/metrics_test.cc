@@ -350,8 +350,10 @@ TEST(Metrics, MetricsListenOverTlsAnswersOnlyTheRightBasicAuthCredentials) {
   for (const std::string& credentials :
        {std::string(), std::string("-u prometheus:wrong "), std::string("-u grafana:") + kMetricsPassword + " ",
         std::string("-u prometheus:") + kMetricsPassword + "x ", std::string("-H 'Authorization: Bearer x' ")}) {
+    std::string request = curl;
+    request.append(status).append(credentials).append(url);
     for (const char* route : {"/metrics", "/healthz", "/readyz", "/v1/status"}) {
-      EXPECT_EQ(test::runCommand(curl + status + credentials + url + route, &out), 0) << out;
+      EXPECT_EQ(test::runCommand(request + route, &out), 0) << out;
       EXPECT_EQ(out, "401") << credentials << route;
     }
   }

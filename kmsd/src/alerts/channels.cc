@@ -45,7 +45,7 @@ Result<std::unique_ptr<http::Transport>> transportFor(const std::optional<std::s
   options.caBundle = caBundle;
   options.connectTimeout = timeout;
   options.requestTimeout = timeout;
-  options.maxBodyBytes = 64 * 1024;
+  options.maxBodyBytes = std::size_t{64} * 1024;
   options.userAgent = "shaken-kms-alerts";
   return http::makeCurlTransport(options);
 }
@@ -160,8 +160,10 @@ std::string rfc5322Date(std::int64_t t) {
   static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday % 7], tm.tm_mday,
-                kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  if (std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday % 7], tm.tm_mday,
+                    kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec) < 0) {
+    return isoTime(t);
+  }
   return buf;
 }
 

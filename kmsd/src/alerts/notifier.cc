@@ -137,7 +137,7 @@ void Notifier::evaluate() {
   dispatchLocked(now);
 }
 
-void Notifier::emit(EventRecord event) {
+void Notifier::emit(const EventRecord& event) {
   sink_.emit(event);
 }
 
@@ -341,7 +341,7 @@ void Notifier::record(const AlertChannel& channel, const Job& job, const Result<
     ++notifications_[{channel.name(), sent ? "success" : "failure"}];
   }
   if (event) {
-    emit(std::move(*event));
+    emit(*event);
   }
 }
 

@@ -91,16 +91,16 @@ name = "am"
 url = "https://am.sp.test"
 labels = ["novalue="]
 )")),
-            (Lines{"kmsd.toml:18:7: [alerts.webhook.remote] url: must be https (http is accepted only for loopback "
-                   "hosts)",
-                   "kmsd.toml:22:8: [alerts.smtp.remote] name: is also alerts.webhook.remote's: channel names are "
-                   "unique across all kinds",
-                   "kmsd.toml:24:12: [alerts.smtp.remote] starttls: must be \"required\" with a password_file (else "
-                   "the password could travel in clear)",
-                   "kmsd.toml:25:8: [alerts.smtp.remote] from: must be a plain address (user@domain)",
-                   "kmsd.toml:26:22: [alerts.smtp.remote] to[1]: must be a plain address (user@domain)",
-                   "kmsd.toml:33:11: [alerts.alertmanager.am] labels[0]: must be \"name=value\" with both parts "
-                   "non-empty"}));
+            (Lines{
+                "kmsd.toml:18:7: [alerts.webhook.remote] url: must be https (http is accepted only for loopback hosts)",
+                std::string("kmsd.toml:22:8: [alerts.smtp.remote] name: is also alerts.webhook.remote's: channel ") +
+                    "names are unique across all kinds",
+                std::string("kmsd.toml:24:12: [alerts.smtp.remote] starttls: must be \"required\" with a ") +
+                    "password_file (else the password could travel in clear)",
+                "kmsd.toml:25:8: [alerts.smtp.remote] from: must be a plain address (user@domain)",
+                "kmsd.toml:26:22: [alerts.smtp.remote] to[1]: must be a plain address (user@domain)",
+                std::string("kmsd.toml:33:11: [alerts.alertmanager.am] labels[0]: must be \"name=value\" with ") +
+                    "both parts non-empty"}));
 }
 
 }  // namespace

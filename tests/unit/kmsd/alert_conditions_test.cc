@@ -28,6 +28,7 @@ ConditionInputs at(std::int64_t now) {
 
 std::vector<std::string> names(const std::vector<Condition>& conditions) {
   std::vector<std::string> out;
+  out.reserve(conditions.size());
   for (const auto& c : conditions) {
     out.emplace_back(c.condition);
   }
