@@ -436,5 +436,25 @@ TEST(Metrics, APrometheusScrapesKmsdOverHttpsWithBasicAuth) {
   EXPECT_EQ(promQuery(promPort, "count(kms_build_info{job=\"kmsd-wrong-password\"})"), std::nullopt);
 }
 
+TEST(Metrics, AMetricsTlsKeyThatDoesNotMatchTheCertificateStopsTheStartNamingTheSettings) {
+  test::Sandbox sandbox;
+  test::LabProcess lab(sandbox.file("lab"));
+  test::OpensslPki pki(sandbox);
+  pki.makeCa("metrics-ca", "/CN=Metrics Test CA");
+  pki.makeLeaf("metrics", "/CN=kmsd.test", "metrics-ca", 1, "subjectAltName=IP:127.0.0.1");
+  pki.makeLeaf("other", "/CN=other.test", "metrics-ca", 2, "subjectAltName=IP:127.0.0.1");
+  // --check-config cannot tell (it does not pair keys with certificates): the start does.
+  addToDaemon(lab.file("kmsd.toml"), "metrics_listen = \"127.0.0.1:" + std::to_string(test::freePort()) +
+                                         "\"\nmetrics_tls_certificate = \"" + pki.pem("metrics") +
+                                         "\"\nmetrics_tls_key = \"" + pki.key("other") + "\"");
+  test::CmdResult r = test::runTool("SOFTHSM2_CONF=" + lab.file("softhsm2.conf"), test::kKmsd, lab.file("kmsd.toml"), "");
+  EXPECT_EQ(r.rc, 78) << r.output;  // EX_CONFIG: the operator mends it, kmsd.service does not restart on it
+  EXPECT_NE(r.output.find("[daemon] metrics_tls_certificate, metrics_tls_key: the key in " + pki.key("other") +
+                          " does not match the certificate in " + pki.pem("metrics")),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("KMS_ORDER_CREATED"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace kms

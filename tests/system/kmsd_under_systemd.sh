@@ -221,6 +221,17 @@ grep -qi 'active' <<<"$status_out" || fail "kmsctl status shows no active certif
 serial=$(ls "$LAB"/www/main/ | grep -v '^current' | head -1)
 step "active after READY; certificate issued, published ($serial), hook ran; kmsctl works for the operator"
 
+# kms_clock_synchronized under the unit: adjtimex is refused there (SystemCallFilter,
+# ProtectClock), so kmsd asks systemd-timedated (bus-activated) for NTPSynchronized; the series
+# must say what timedatectl says.
+ntp=$(IN timedatectl show -p NTPSynchronized --value) || fail "timedatectl show in the container"
+want=0
+[[ $ntp == yes ]] && want=1
+clock=$(IN curl -s --unix-socket /run/kmsd/control.sock http://kmsd/metrics | grep '^kms_clock_synchronized ' || true)
+[[ $clock == "kms_clock_synchronized $want" ]] ||
+  fail "kms_clock_synchronized under kmsd.service: '$clock', timedatectl says NTPSynchronized=$ntp"
+step "kms_clock_synchronized $want under the unit, as timedated says (NTPSynchronized=$ntp)"
+
 # 7. Reload: RELOADING=1 ... READY=1, the same process.
 main=$(show MainPID)
 IN systemctl reload kmsd || fail "systemctl reload kmsd"

@@ -221,7 +221,10 @@ std::string webhookSignature(std::string_view key, std::string_view body) {
 std::string mailText(const Notification& n, const config::SmtpChannelConfig& smtp) {
   std::string to;
   for (const std::string& address : smtp.to) {
-    to += (to.empty() ? "" : ", ") + address;
+    if (!to.empty()) {
+      to += ", ";
+    }
+    to += address;
   }
   const std::string status = n.resolved() ? "RESOLVED" : "FIRING";
   std::string text;

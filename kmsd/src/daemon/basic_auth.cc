@@ -3,9 +3,11 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <optional>
 #include <string_view>
-#include <vector>
 #include <utility>
+#include <vector>
 
 #include "control/control_api.h"
 #include "pki/encoding.h"
@@ -54,7 +56,7 @@ Result<std::shared_ptr<const BasicAuth>> BasicAuth::load(const std::string& path
     return fail(secret.error());
   }
   if (!isUserPassword(secret->view())) {
-    return fail(Errc::config, path + " must hold one line user:password (neither part empty)", path);
+    return fail(Errc::config, "must hold one line user:password (neither part empty)", path);
   }
   // Only the digest stays; the SecretBytes wipes the password as it goes.
   return std::shared_ptr<const BasicAuth>(new BasicAuth(digestOf(secret->view())));

@@ -47,7 +47,10 @@ void printAlerts(const nlohmann::json& alerts, std::ostream& out) {
       if (a.contains("deliveries") && a["deliveries"].is_array() && !a["deliveries"].empty()) {
         std::string line;
         for (const auto& d : a["deliveries"]) {
-          line += (line.empty() ? "" : "; ") + deliveryText(d);
+          if (!line.empty()) {
+            line += "; ";
+          }
+          line += deliveryText(d);
         }
         out << "  channels: " << sanitize(line) << '\n';
       }

@@ -88,7 +88,10 @@ std::string alertsOf(const nlohmann::json& firing, const std::string& name) {
   if (firing.is_object() && firing.contains(name) && firing[name].is_array()) {
     for (const auto& condition : firing[name]) {
       if (condition.is_string()) {
-        out += (out.empty() ? "" : ",") + condition.get<std::string>();
+        if (!out.empty()) {
+          out += ',';
+        }
+        out += condition.get<std::string>();
       }
     }
   }

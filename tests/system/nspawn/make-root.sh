@@ -27,8 +27,9 @@ RECIPE_VERSION=2   # bump when the customize hooks below change
 #  systemd, systemd-sysv: PID 1 in the container (/sbin/init)
 #  procps: /bin/kill (kmsd.service ExecReload=/bin/kill -HUP $MAINPID), ps/pgrep for tests
 #  ca-certificates: the system trust store kmsd's libcurl uses
+#  dbus: the system bus, for systemd-timedated (kmsd's kms_clock_synchronized under its unit)
 PACKAGES=(
-  systemd systemd-sysv procps
+  systemd systemd-sysv procps dbus
   softhsm2 libsofthsm2 curl ca-certificates
   libcurl4 libssl3 libsqlite3-0 libtomlplusplus3 libspdlog1.10-fmt9 libfmt9 libsystemd0
 )
