@@ -298,6 +298,18 @@ TEST_F(Alerts, FireOnceAndResolveThroughAlertmanagerWebhookAndMailAcrossAKill) {
   ASSERT_TRUE(doc.is_object()) << after.output;
   ASSERT_EQ(doc["alerts"].size(), 1U) << after.output;
   EXPECT_EQ(doc["alerts"][0]["state"], "resolved");
+  // With kmsd down, kmsctl reads the same from the state DB.
+  ASSERT_EQ(kmsd_->stop(SIGTERM), 0);
+  test::CmdResult offline = kmsctl("alerts");
+  EXPECT_EQ(offline.rc, 0) << offline.output;
+  EXPECT_NE(offline.output.find("kmsd is not running; read from the state DB\nmain  spc_token_unobtainable  critical  "
+                                "resolved since"),
+            std::string::npos)
+      << offline.output;
+  EXPECT_NE(offline.output.find("channels: am told resolved; hook told resolved; mail told resolved"),
+            std::string::npos)
+      << offline.output;
+  EXPECT_EQ(nlohmann::json::parse(kmsctl("alerts --json").output)["alerts"], doc["alerts"]);
 }
 
 TEST_F(Alerts, AChannelHeldForAMinuteDelaysNoRenewal) {

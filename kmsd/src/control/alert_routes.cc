@@ -8,28 +8,25 @@
 #include "control/status_view.h"
 
 namespace kms::daemon {
-namespace {
 
-nlohmann::json optTime(const std::optional<std::int64_t>& t) {
-  return t ? nlohmann::json(isoTime(*t)) : nlohmann::json(nullptr);
-}
-
-}  // namespace
-
-nlohmann::json alertsJson(const Notifier::View& view) {
+nlohmann::json alertsJson(const std::vector<storage::AlertRow>& alerts,
+                          const std::vector<storage::DeliveryRow>& deliveries) {
+  auto time = [](const std::optional<std::int64_t>& t) {
+    return t ? nlohmann::json(isoTime(*t)) : nlohmann::json(nullptr);
+  };
+  auto text = [](const std::optional<std::string>& t) { return t ? nlohmann::json(*t) : nlohmann::json(nullptr); };
   nlohmann::json out = nlohmann::json::array();
-  for (const storage::AlertRow& a : view.alerts) {
-    nlohmann::json deliveries = nlohmann::json::array();
-    for (const storage::DeliveryRow& d : view.deliveries) {
-      if (d.certName != a.certName || d.condition != a.condition || d.startedAt != a.startedAt) {
-        continue;
+  for (const storage::AlertRow& a : alerts) {
+    nlohmann::json told = nlohmann::json::array();
+    for (const storage::DeliveryRow& d : deliveries) {
+      if (d.certName == a.certName && d.condition == a.condition && d.startedAt == a.startedAt) {
+        told.push_back({{"channel", d.channel},
+                        {"sent", text(d.sent)},
+                        {"sent_at", time(d.sentAt)},
+                        {"failed_attempts", d.attempts},
+                        {"next_try_at", time(d.nextTryAt)},
+                        {"last_error", text(d.lastError)}});
       }
-      deliveries.push_back({{"channel", d.channel},
-                            {"sent", d.sent ? nlohmann::json(*d.sent) : nlohmann::json(nullptr)},
-                            {"sent_at", optTime(d.sentAt)},
-                            {"failed_attempts", d.attempts},
-                            {"next_try_at", optTime(d.nextTryAt)},
-                            {"last_error", d.lastError ? nlohmann::json(*d.lastError) : nlohmann::json(nullptr)}});
     }
     out.push_back({{"name", a.certName},
                    {"condition", a.condition},
@@ -37,8 +34,8 @@ nlohmann::json alertsJson(const Notifier::View& view) {
                    {"state", a.resolvedAt ? "resolved" : "firing"},
                    {"summary", a.summary},
                    {"started_at", isoTime(a.startedAt)},
-                   {"resolved_at", optTime(a.resolvedAt)},
-                   {"deliveries", std::move(deliveries)}});
+                   {"resolved_at", time(a.resolvedAt)},
+                   {"deliveries", std::move(told)}});
   }
   return out;
 }
@@ -53,7 +50,7 @@ void addAlertRoutes(RouteTable& routes, ControlContext& ctx) {
       if (!view) {
         return problem(500, "state DB", view.error().toString());
       }
-      return jsonResponse(200, {{"alerts", alertsJson(*view)}});
+      return jsonResponse(200, {{"alerts", alertsJson(view->alerts, view->deliveries)}});
     });
   });
 }

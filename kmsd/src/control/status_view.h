@@ -12,6 +12,7 @@
 
 #include "engine/runtime_view.h"
 #include "events/event_sink.h"
+#include "storage/alert_log.h"
 
 namespace kms::daemon {
 
@@ -23,6 +24,11 @@ namespace kms::daemon {
 
 /// Events as the control API gives them: id, time, level, event, cert, message (one line).
 [[nodiscard]] nlohmann::json eventsJson(const std::vector<storage::Event>& events);
+
+/// kmsd's own alerts as the control API gives them (GET /v1/alerts and kmsctl alerts with kmsd
+/// down): each with the deliveries of its current firing.
+[[nodiscard]] nlohmann::json alertsJson(const std::vector<storage::AlertRow>& alerts,
+                                        const std::vector<storage::DeliveryRow>& deliveries);
 
 /// One JSON string: quotes, escapes, control characters as \u00XX, invalid UTF-8 as U+FFFD.
 void appendJsonString(std::string& out, std::string_view text);

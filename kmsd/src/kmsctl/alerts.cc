@@ -3,8 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/time_format.h"
 #include "control/control_api.h"
+#include "control/status_view.h"
 #include "daemon/config_check.h"
 #include "events/event_sink.h"
 #include "kmsctl/client.h"
@@ -64,9 +64,8 @@ std::optional<nlohmann::json> readFromDb(Target& target, std::ostream& err) {
   if (!db) {
     return std::nullopt;
   }
-  nlohmann::json list = nlohmann::json::array();
   if (!*db) {
-    return list;
+    return nlohmann::json::array();
   }
   auto alerts = storage::readAlerts(**db);
   auto deliveries = storage::readDeliveries(**db);
@@ -74,31 +73,7 @@ std::optional<nlohmann::json> readFromDb(Target& target, std::ostream& err) {
     err << "kmsctl: " << (!alerts ? alerts.error() : deliveries.error()).toString() << '\n';
     return std::nullopt;
   }
-  auto time = [](const std::optional<std::int64_t>& t) {
-    return t ? nlohmann::json(isoTime(*t)) : nlohmann::json(nullptr);
-  };
-  for (const auto& a : *alerts) {
-    nlohmann::json ds = nlohmann::json::array();
-    for (const auto& d : *deliveries) {
-      if (d.certName == a.certName && d.condition == a.condition && d.startedAt == a.startedAt) {
-        ds.push_back({{"channel", d.channel},
-                      {"sent", d.sent ? nlohmann::json(*d.sent) : nlohmann::json(nullptr)},
-                      {"sent_at", time(d.sentAt)},
-                      {"failed_attempts", d.attempts},
-                      {"next_try_at", time(d.nextTryAt)},
-                      {"last_error", d.lastError ? nlohmann::json(*d.lastError) : nlohmann::json(nullptr)}});
-      }
-    }
-    list.push_back({{"name", a.certName},
-                    {"condition", a.condition},
-                    {"severity", a.severity},
-                    {"state", a.resolvedAt ? "resolved" : "firing"},
-                    {"summary", a.summary},
-                    {"started_at", isoTime(a.startedAt)},
-                    {"resolved_at", time(a.resolvedAt)},
-                    {"deliveries", ds}});
-  }
-  return list;
+  return alertsJson(*alerts, *deliveries);
 }
 
 }  // namespace
