@@ -6,6 +6,8 @@
 //                                   every certificate was renewed once since kmsd started (its
 //                                   attempt and publication counters). ms per scrape, bytes.
 //   BM_ListStatus/certs             the state DB read alone (Store::listStatus), part of the above.
+//   BM_AlertEvaluation/certs        one evaluation of kmsd's own alert conditions: the facts
+//                                   read from the state DB (AlertLog::facts) and the rules run.
 //   BM_SigningCounters              what SigningService::sign adds to each request for the
 //                                   metrics: two steady_clock reads and SigningCounters::signedOne.
 //   BM_MetricsCount                 Metrics::count, the event sink's listener, per event.
@@ -23,11 +25,13 @@
 #include <string>
 #include <vector>
 
+#include "alerts/conditions.h"
 #include "events/event_sink.h"
 #include "metrics/exposition.h"
 #include "metrics/metrics.h"
 #include "sandbox.h"
 #include "signing/signing_service.h"
+#include "storage/alert_log.h"
 #include "storage/db.h"
 #include "storage/store.h"
 #include "synthetic_state.h"
@@ -136,6 +140,31 @@ void BM_ListStatus(benchmark::State& state) {
   }
 }
 
+void BM_AlertEvaluation(benchmark::State& state) {
+  StateDb& db = stateWith(state.range(0));
+  auto log = kms::storage::AlertLog::open(db.sandbox.file("kmsd.db"));
+  if (!log) {
+    state.SkipWithError(log.error().toString().c_str());
+    return;
+  }
+  kms::daemon::ConditionInputs in;
+  in.now = std::time(nullptr);
+  for (long i = 0; i < state.range(0); ++i) {
+    in.configured.insert(kms::bench::certName(i));
+  }
+  std::size_t holding = 0;
+  for ([[maybe_unused]] auto _ : state) {
+    auto facts = (*log)->facts(in.now);
+    if (!facts) {
+      state.SkipWithError(facts.error().toString().c_str());
+      break;
+    }
+    holding = kms::daemon::evaluateConditions(*facts, in).size();
+    benchmark::DoNotOptimize(holding);
+  }
+  state.counters["holding"] = static_cast<double>(holding);
+}
+
 void BM_SigningCounters(benchmark::State& state) {
   kms::daemon::SigningCounters& counters = signingCounters();
   for ([[maybe_unused]] auto _ : state) {
@@ -182,6 +211,7 @@ BENCHMARK(BM_Scrape)
     ->UseRealTime()
     ->MinTime(2.0);
 BENCHMARK(BM_ListStatus)->Arg(1000)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_AlertEvaluation)->Arg(1000)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_SigningCounters)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_MetricsCount)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_ObserveRequest)->Threads(1)->Threads(2)->UseRealTime();

@@ -114,6 +114,11 @@ void Notifier::stop() {
   }
 }
 
+bool Notifier::isOwnEvent(std::string_view id) {
+  return id == "KMS_ALERT_FIRING" || id == "KMS_ALERT_RESOLVED" || id == "KMS_ALERT_SENT" ||
+         id == "KMS_ALERT_DELIVERY_FAILED";
+}
+
 void Notifier::wake() {
   {
     std::lock_guard lock(wakeMutex_);

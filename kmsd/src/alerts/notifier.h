@@ -14,6 +14,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -41,6 +42,8 @@ class Notifier {
   void start();
   /// Cancels the sends in progress and joins the threads (idempotent).
   void stop();
+  /// Whether `id` is one of the events the notifier itself emits.
+  [[nodiscard]] static bool isOwnEvent(std::string_view id);
   /// Evaluates again soon (an event that may change a condition; any thread, never blocks).
   void wake();
   /// The certificates in the configuration (after a reload); others raise nothing.

@@ -136,7 +136,7 @@ Result<void> openAlerts(Daemon::Parts& p, const config::Config& full) {
   p.notifier = std::make_unique<Notifier>(std::move(*log), std::move(*channels), full.alerts, std::move(names),
                                           *p.sink, *p.clock);
   p.sink->addListener([n = p.notifier.get()](const EventRecord& e) {
-    if (std::string_view(e.id).rfind("KMS_ALERT_", 0) != 0) {
+    if (!Notifier::isOwnEvent(e.id)) {  // its own events change no condition
       n->wake();
     }
   });

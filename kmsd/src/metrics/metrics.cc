@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <set>
 #include <string_view>
 #include <optional>
 
@@ -249,9 +250,24 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::s
   x.family("kms_renewal_attempts_total", "counter",
            "renewal outcomes since kmsd started: success (activated), retry (a step failed, retried), failed "
            "(the order was abandoned), by step");
+  // The per-name counters follow the limit too: the certificates beyond it (or no longer
+  // configured) are summed into series without a name.
+  std::set<std::string_view> named;
+  for (std::size_t i = 0; i < shown; ++i) {
+    named.insert((*rows)[i].name);
+  }
+  std::map<std::pair<std::string, std::string>, std::uint64_t> otherAttempts;
   for (const auto& [key, n] : attempts_) {
     const auto& [name, result, stage] = key;
+    if (named.count(name) == 0) {
+      otherAttempts[{result, stage}] += n;
+      continue;
+    }
     x.sample("kms_renewal_attempts_total", {{"name", name}, {"result", result}, {"stage", stage}},
+             static_cast<std::int64_t>(n));
+  }
+  for (const auto& [key, n] : otherAttempts) {
+    x.sample("kms_renewal_attempts_total", {{"result", key.first}, {"stage", key.second}},
              static_cast<std::int64_t>(n));
   }
   for (const char* peer : {"acme", "sti_pa"}) {
@@ -278,9 +294,17 @@ Result<std::string> Metrics::render(LockedStore& store, std::int64_t now, std::s
   }
   x.family("kms_publication_checks_total", "counter",
            "chains published and checked at their x5u URL (success), or not served back (failure)");
+  std::map<std::string, std::uint64_t> otherChecks;
   for (const auto& [key, n] : publicationChecks_) {
+    if (named.count(key.first) == 0) {
+      otherChecks[key.second] += n;
+      continue;
+    }
     x.sample("kms_publication_checks_total", {{"name", key.first}, {"result", key.second}},
              static_cast<std::int64_t>(n));
+  }
+  for (const auto& [result, n] : otherChecks) {
+    x.sample("kms_publication_checks_total", {{"result", result}}, static_cast<std::int64_t>(n));
   }
   x.family("kms_events_total", "counter", "events kmsd emitted since it started, by event ID (kmsd/EVENTS.md)");
   for (const auto& [id, n] : events_) {

@@ -80,6 +80,7 @@ class MetricsTest : public ::testing::Test {
 };
 
 TEST_F(MetricsTest, EventsAndRenewalAttemptsAreCountedUnderKmsdsOwnLabelsOnly) {
+  ASSERT_TRUE(store_->upsertCertificate("main", storage::CertKind::shaken, "[]").has_value());
   Metrics m;
   m.count({"KMS_CERT_ACTIVATED", storage::EventLevel::info, "main", "active", {}});
   m.count({"KMS_RENEW_FAILED", storage::EventLevel::warning, "main", "x", {{"step", "finalize"}}});
@@ -127,6 +128,11 @@ TEST_F(MetricsTest, PerCertificateSeriesUpToTheLimitAndAggregatesForAll) {
   addActive("gamma", kNow + 9000);
   ASSERT_TRUE(store_->upsertCertificate("delta", storage::CertKind::shaken, "[]").has_value());
   Metrics m;
+  // Counted per name for the certificates shown; gamma's and delta's summed without a name.
+  for (const char* name : {"alpha", "gamma", "delta", "gamma"}) {
+    m.count({"KMS_RENEW_FAILED", storage::EventLevel::warning, std::string(name), "x", {{"step", "fetch_token"}}});
+  }
+  m.count({"KMS_PUBLICATION_CHECK_FAILED", storage::EventLevel::error, std::string("delta"), "x", {}});
   auto rendered = m.render(*locked_, kNow, 2);
   ASSERT_TRUE(rendered.has_value()) << rendered.error().toString();
   const std::string& text = *rendered;
@@ -146,6 +152,9 @@ TEST_F(MetricsTest, PerCertificateSeriesUpToTheLimitAndAggregatesForAll) {
   EXPECT_TRUE(has(text, "kms_certificates_ready 3")) << text;
   EXPECT_TRUE(has(text, R"(kms_certificate_soonest_expiration_timestamp_seconds{name="beta"} 1800003000)")) << text;
   EXPECT_TRUE(has(text, "kms_orders_in_flight 0")) << text;
+  EXPECT_TRUE(has(text, R"(kms_renewal_attempts_total{name="alpha",result="retry",stage="fetch_token"} 1)")) << text;
+  EXPECT_TRUE(has(text, R"(kms_renewal_attempts_total{result="retry",stage="fetch_token"} 3)")) << text;
+  EXPECT_TRUE(has(text, R"(kms_publication_checks_total{result="failure"} 1)")) << text;
 }
 
 }  // namespace
