@@ -358,6 +358,9 @@ TEST_F(Alerts, FailingChannelsAreNamedRetriedAndRenewalsCarryOn) {
                        std::to_string(hook.port) + "/\"\nsecret_file = \"" + key + "\"\n"
                        "[[alerts.webhook]]\nname = \"nobody\"\nurl = \"http://127.0.0.1:" + std::to_string(closed) +
                        "/\"\nsecret_file = \"" + key + "\"\n"
+                       // kms-lab's HTTPS, whose certificate this channel does not trust (no ca_bundle)
+                       "[[alerts.webhook]]\nname = \"badtls\"\nurl = \"" + lab_->baseUrl() +
+                       "/hooks/kms\"\nsecret_file = \"" + key + "\"\n"
                        "[[alerts.smtp]]\nname = \"refused\"\nurl = \"smtp://127.0.0.1:" + std::to_string(smtpPort) +
                        "\"\nstarttls = \"off\"\nfrom = \"kmsd@sp.test\"\nto = [\"ops@refused.invalid\"]\n");
   startKmsd();
@@ -366,7 +369,8 @@ TEST_F(Alerts, FailingChannelsAreNamedRetriedAndRenewalsCarryOn) {
   // Each failure is an event naming the channel and what the peer said.
   for (const char* what : {"alertmanager channel am-badlabel could not be told", "invalid label set",
                            "webhook channel hook500 could not be told", "answered HTTP 500",
-                           "webhook channel nobody could not be told", "smtp channel refused could not be told",
+                           "webhook channel nobody could not be told", "webhook channel badtls could not be told",
+                           "SSL certificate problem", "smtp channel refused could not be told",
                            "550"}) {
     EXPECT_TRUE(kmsd_->waitFor(what, std::chrono::seconds(60))) << what << "\n" << kmsd_->log();
   }
