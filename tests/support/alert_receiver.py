@@ -4,7 +4,7 @@ Every POST is written to DIR/NNNN.json as {"mac_ok": bool, "headers": {...}, "bo
 X-Kms-Signature-256 header is checked against HMAC-SHA256 of the raw body under the key in
 KEY_FILE (compared in constant time). The answer depends on the file DIR/mode, read at each
 request: "ok" (or absent) 200; "fail" 500; "hold": DIR/holding is created and the answer waits
-until DIR/release exists (60 s at most), then 200.
+until DIR/release exists (60 s at most), then 200, DIR/held-seconds saying how long it waited.
 
 usage: alert_receiver.py PORT KEY_FILE DIR   (writes DIR/ready once listening)
 """
@@ -52,9 +52,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         m = mode()
         if m == "hold":
             open(os.path.join(DIR, "holding"), "w").close()
-            end = time.monotonic() + 60
-            while not os.path.exists(os.path.join(DIR, "release")) and time.monotonic() < end:
+            start = time.monotonic()
+            while not os.path.exists(os.path.join(DIR, "release")) and time.monotonic() < start + 60:
                 time.sleep(0.05)
+            with open(os.path.join(DIR, "held-seconds"), "w") as f:
+                f.write("%.1f" % (time.monotonic() - start))
         status = 500 if m == "fail" else 200
         self.send_response(status)
         self.send_header("Content-Length", "0")

@@ -217,8 +217,8 @@ void Notifier::evaluateLocked(std::int64_t now) {
 }
 
 void Notifier::dispatchLocked(std::int64_t now) {
-  if (channels_.empty()) {
-    return;
+  if (channels_.empty() || workers_.size() != channels_.size()) {
+    return;  // no channel, or not started: nothing can be sent
   }
   auto rows = log_->alerts();
   auto deliveries = log_->deliveries();

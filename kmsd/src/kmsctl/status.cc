@@ -1,4 +1,5 @@
-// kmsctl status [--json] [--wide]: the same table with kmsd up and down.
+// kmsctl status [--json] [--wide]: the same table with kmsd up and down; an ALERTS column while
+// one of kmsd's own alerts fires (always with --wide).
 #include <algorithm>
 #include <array>
 #include <ostream>
@@ -111,12 +112,17 @@ Row rowOf(const nlohmann::json& c, const nlohmann::json& firing, bool wide) {
              wide ? error : shortError(error)};
 }
 
-/// `firing`: the conditions firing by certificate name (the ALERTS column).
+/// `firing`: the conditions firing by certificate name. The ALERTS column is there when one
+/// fires (or with `wide`): the rest of the time its width goes to LAST ERROR.
 void printTable(const nlohmann::json& certs, const nlohmann::json& firing, bool wide, std::ostream& out) {
+  constexpr std::size_t kAlerts = 5;
   std::vector<Row> rows{Row{"NAME", "STATE", "NOT AFTER", "NEXT RENEWAL", "X5U", "ALERTS", "LAST ERROR"}};
+  bool anyFiring = false;
   for (const auto& c : certs) {
     rows.push_back(rowOf(c, firing, wide));
+    anyFiring = anyFiring || rows.back()[kAlerts] != "-";
   }
+  const bool showAlerts = wide || anyFiring;
   std::array<std::size_t, 6> width{};
   for (const Row& r : rows) {
     for (std::size_t i = 0; i < width.size(); ++i) {
@@ -124,13 +130,15 @@ void printTable(const nlohmann::json& certs, const nlohmann::json& firing, bool 
     }
   }
   std::size_t used = 0;
-  for (std::size_t w : width) {
-    used += w + kGap;
+  for (std::size_t i = 0; i < width.size(); ++i) {
+    used += i == kAlerts && !showAlerts ? 0 : width[i] + kGap;
   }
   const std::size_t errorWidth = wide ? 0 : std::max(kMinErrorWidth, used < kTableWidth ? kTableWidth - used : 0);
   for (const Row& r : rows) {
     for (std::size_t i = 0; i < width.size(); ++i) {
-      out << r[i] << std::string(width[i] + kGap - columns(r[i]), ' ');
+      if (i != kAlerts || showAlerts) {
+        out << r[i] << std::string(width[i] + kGap - columns(r[i]), ' ');
+      }
     }
     out << fit(r[6], errorWidth) << '\n';
   }

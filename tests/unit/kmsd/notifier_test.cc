@@ -132,9 +132,6 @@ class NotifierTest : public ::testing::Test {
     }
     return row;
   }
-  storage::DeliveryRow delivery(Notifier& n, const std::string& sent) {
-    return deliveryWhen(n, [&](const storage::DeliveryRow& r) { return r.sent == sent || r.attempts > 0; });
-  }
 
   kms::test::Sandbox sandbox_;
   std::unique_ptr<storage::Db> db_;
@@ -157,7 +154,7 @@ TEST_F(NotifierTest, OnePageARepeatAfterTheIntervalARetriedResolveAndNothingTwic
   ASSERT_EQ(got.size(), 1U);
   EXPECT_EQ(got[0].condition, "renewal_failing");
   EXPECT_FALSE(got[0].resolved());
-  EXPECT_EQ(delivery(*n, "firing").sentAt, 1000);
+  EXPECT_EQ(deliveryWhen(*n, [](const storage::DeliveryRow& r) { return r.sent == "firing"; }).sentAt, 1000);
   clock_.set(1000 + 3599);
   n->evaluate();  // not yet a repeat
   clock_.set(1000 + 3600);
@@ -180,7 +177,7 @@ TEST_F(NotifierTest, OnePageARepeatAfterTheIntervalARetriedResolveAndNothingTwic
   got = channel->waitFor(1);
   ASSERT_EQ(got.size(), 1U);
   EXPECT_TRUE(got[0].resolved()) << "the first message after the restart is the resolve, not a page";
-  const storage::DeliveryRow failed = delivery(*n, "resolved");
+  const storage::DeliveryRow failed = deliveryWhen(*n, [](const storage::DeliveryRow& r) { return r.attempts > 0; });
   EXPECT_EQ(failed.attempts, 1);
   EXPECT_EQ(failed.nextTryAt, 5060);
   EXPECT_EQ(failed.lastError, "receiver down");
@@ -193,7 +190,7 @@ TEST_F(NotifierTest, OnePageARepeatAfterTheIntervalARetriedResolveAndNothingTwic
   EXPECT_EQ(got[1].now, 5060);
   EXPECT_TRUE(got[1].resolved());
   EXPECT_EQ(got[1].endsAt, 5000);
-  EXPECT_EQ(delivery(*n, "resolved").sent, "resolved");
+  EXPECT_EQ(deliveryWhen(*n, [](const storage::DeliveryRow& r) { return r.sent == "resolved"; }).sent, "resolved");
   clock_.set(9000);
   n->evaluate();
   n.reset();  // joins the channel thread: whatever it was given has been sent

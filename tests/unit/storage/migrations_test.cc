@@ -70,9 +70,10 @@ TEST_F(StorageMigrations, NewerDatabaseIsRefused) {
   {
     auto db = Db::open(path());
     KMS_ASSERT_OK(db);
-    KMS_ASSERT_OK((*db)->exec("PRAGMA user_version=7"));
+    KMS_ASSERT_OK((*db)->exec("PRAGMA user_version=" + std::to_string(supportedSchemaVersion() + 1)));
   }
-  const std::string expected = path() + ": database schema version 7 is newer than this kmsd supports (" +
+  const std::string expected = path() + ": database schema version " + std::to_string(supportedSchemaVersion() + 1) +
+                               " is newer than this kmsd supports (" +
                                std::to_string(supportedSchemaVersion()) + "); upgrade kmsd or restore a backup";
   auto db = Db::open(path());
   ASSERT_FALSE(db.has_value());
