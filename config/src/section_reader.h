@@ -4,9 +4,11 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <toml++/toml.h>
@@ -88,5 +90,22 @@ class SectionReader {
 /// for a value outside it. `value` keeps its default when the key is absent or wrong.
 void readDuration(SectionReader& r, const char* key, std::chrono::seconds min, std::chrono::seconds max,
                   const char* range, std::chrono::seconds& value);
+
+/// An optional string that must be one of `choices` (else `error` about it).
+template <class E>
+void readChoice(SectionReader& r, const char* key, std::initializer_list<std::pair<std::string_view, E>> choices,
+                const char* error, E& value) {
+  auto text = r.string(key, Need::optional);
+  if (!text) {
+    return;
+  }
+  for (const auto& [name, choice] : choices) {
+    if (*text == name) {
+      value = choice;
+      return;
+    }
+  }
+  r.fail(key, error);
+}
 
 }  // namespace kms::config::detail
