@@ -16,10 +16,12 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "cli.h"
 #include "daemon_process.h"
 #include "lab_process.h"
 #include "pki/jose.h"
@@ -365,6 +367,32 @@ TEST_F(SigningTcp, HostileClientsGetAReasonOrAClosedConnectionAndOthersStillSign
     ::waitpid(slow[i], nullptr, 0);
   }
   EXPECT_EQ(post(request(), bearer(kTokenA)).status, 200);
+}
+
+TEST_F(SigningTcp, CheckConfigAppliesTheTokenRules) {
+  ASSERT_EQ(kmsd_->stop(SIGTERM), 0);
+  const std::string env = "SOFTHSM2_CONF=" + lab_->file("softhsm2.conf");
+  auto check = [&] {
+    std::string out;
+    const int rc = test::runCommand(env + " " + test::kKmsd + " --check-config --config " + config_, &out);
+    return std::pair{rc, out};
+  };
+  EXPECT_EQ(check().first, 0) << check().second;
+  secret("sbc-c.token", "short-token");
+  auto [rc, out] = check();
+  EXPECT_EQ(rc, 78) << out;
+  EXPECT_NE(out.find(config_ + ": [[signing.client]] sbc-c: token_file: " + sandbox_.file("sbc-c.token") +
+                     " must hold one token of at least 32 printable characters (no spaces)"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("short-token"), std::string::npos) << "the token itself is never shown";
+  secret("sbc-c.token", kTokenA);
+  std::tie(rc, out) = check();
+  EXPECT_EQ(rc, 78) << out;
+  EXPECT_NE(out.find("[[signing.client]] sbc-c: token_file: " + sandbox_.file("sbc-c.token") +
+                     " holds the same token as client sbc-a's: each client needs its own"),
+            std::string::npos)
+      << out;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "hsm/token_store.h"
 #include "services/state_reader.h"
 #include "services/services.h"
+#include "signing/signing_clients.h"
 
 namespace kms::daemon {
 
@@ -46,6 +47,11 @@ int checkConfig(const std::string& configPath, std::ostream& out, std::ostream& 
   int rc = kExitOk;
   for (const std::string& problem : trustSettingProblems(*cfg)) {
     err << configPath << ": " << problem << '\n';
+    rc = kExitConfig;
+  }
+  // The signing clients' tokens as the listener reads them: long enough, one per client.
+  if (auto clients = SigningClients::load(cfg->signing); !clients) {
+    err << configPath << ": " << clients.error().message << '\n';
     rc = kExitConfig;
   }
   hsm::TokenStoreReport guard;
