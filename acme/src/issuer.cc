@@ -103,12 +103,6 @@ Result<std::unique_ptr<ChildProcess>> Dns01Hook::start(const char* action, const
 
 namespace {
 
-bool equalsIgnoreCase(const std::string& a, const std::string& b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 bool isDnsName(const std::string& v) {
   if (v.empty() || v.size() > 253) {
     return false;

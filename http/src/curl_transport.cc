@@ -29,6 +29,7 @@
 
 #include "http/transport.h"
 #include "kms/c_ptr.h"
+#include "kms/text.h"
 
 namespace kms::http {
 
@@ -42,12 +43,6 @@ using Bio = CPtr<BIO, &BIO_free_all>;
 
 /// Idle easy handles kept for reuse; more are created under load and freed on return.
 constexpr std::size_t kMaxIdleHandles = 16;
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // Error mapping.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "control/control_api.h"
+#include "kms/text.h"
 #include "pki/encoding.h"
 
 namespace kms::daemon {
@@ -27,19 +28,6 @@ bool isUserPassword(std::string_view text) {
   const std::size_t colon = text.find(':');
   return colon != 0 && colon != std::string_view::npos && colon + 1 < text.size() &&
          text.find_first_of("\r\n") == std::string_view::npos;
-}
-
-bool isScheme(std::string_view word) {
-  if (word.size() != kScheme.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < word.size(); ++i) {
-    const char c = word[i] >= 'A' && word[i] <= 'Z' ? static_cast<char>(word[i] - 'A' + 'a') : word[i];
-    if (c != kScheme[i]) {
-      return false;
-    }
-  }
-  return true;
 }
 
 http::ServerResponse challenge() {
@@ -69,7 +57,7 @@ bool BasicAuth::admits(const http::ServerRequest& request) const {
   }
   const std::string_view value(*authorization);
   const std::size_t space = value.find(' ');
-  if (space == std::string_view::npos || !isScheme(value.substr(0, space))) {
+  if (space == std::string_view::npos || !equalsIgnoreCase(value.substr(0, space), kScheme)) {
     return false;
   }
   std::string_view encoded = value.substr(space);

@@ -17,4 +17,8 @@ namespace kms {
 /// `text` without leading and trailing spaces and tabs.
 [[nodiscard]] std::string_view trimBlanks(std::string_view text);
 
+/// Whether `a` and `b` are equal but for the case of ASCII letters (header names, an HTTP
+/// auth scheme, DNS names).
+[[nodiscard]] bool equalsIgnoreCase(std::string_view a, std::string_view b);
+
 }  // namespace kms
