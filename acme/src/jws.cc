@@ -1,7 +1,6 @@
 #include "acme/jws.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/crypto.h>
 
 #include <nlohmann/json.hpp>
 
@@ -72,14 +71,12 @@ Result<std::string> externalAccountBinding(const SecretBytes& hmacKey, std::stri
   std::string protectedB64 = pki::base64UrlEncode(pki::asBytes(*text));
   std::string payloadB64 = pki::base64UrlEncode(pki::asBytes(accountKey.jwkJson()));
   std::string input = protectedB64 + "." + payloadB64;
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int macLen = 0;
-  if (HMAC(EVP_sha256(), hmacKey.data(), static_cast<int>(hmacKey.size()),
-           reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &macLen) == nullptr) {
+  auto mac = pki::hmacSha256(pki::ByteView(hmacKey.data(), hmacKey.size()), pki::asBytes(input));
+  if (!mac) {
     return fail(Errc::crypto, "HMAC-SHA256 for the external account binding failed");
   }
-  std::string out = flattened(protectedB64, payloadB64, pki::ByteView(mac, macLen));
-  OPENSSL_cleanse(mac, sizeof mac);
+  std::string out = flattened(protectedB64, payloadB64, *mac);
+  OPENSSL_cleanse(mac->data(), mac->size());
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "pki/encoding.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 namespace kms::pki {
@@ -158,6 +159,17 @@ Digest sha256(ByteView data) {
   // SHA256() cannot fail for in-memory input with the default provider loaded.
   ::SHA256(data.data(), data.size(), d.data());
   return d;
+}
+
+Result<Digest> hmacSha256(ByteView key, ByteView data) {
+  Digest mac{};
+  unsigned int length = 0;
+  if (::HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(), mac.data(), &length) ==
+          nullptr ||
+      length != mac.size()) {
+    return fail(Errc::crypto, "HMAC-SHA256 failed");
+  }
+  return mac;
 }
 
 std::string sha256Fingerprint(ByteView data) {

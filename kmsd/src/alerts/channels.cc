@@ -1,16 +1,16 @@
 #include "alerts/channels.h"
 
+#include <algorithm>
 #include <ctime>
 
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "alerts/conditions.h"
 #include "common/time_format.h"
 #include "events/event_sink.h"
 #include "http/smtp.h"
 #include "kms/secret.h"
+#include "pki/encoding.h"
 
 namespace kms::daemon {
 namespace {
@@ -98,8 +98,12 @@ class WebhookChannel final : public AlertChannel {
     request.method = "POST";
     request.url = config_.url;
     request.body = webhookBody(n);
+    auto signature = webhookSignature(key->view(), request.body);
+    if (!signature) {
+      return fail(signature.error());
+    }
     request.headers = {{"Content-Type", "application/json"},
-                       {"X-Kms-Signature-256", webhookSignature(key->view(), request.body)},
+                       {"X-Kms-Signature-256", *signature},
                        {"X-Kms-Timestamp", std::to_string(n.now)}};
     auto response = transport_->send(request);
     if (!response) {
@@ -204,18 +208,14 @@ std::string webhookBody(const Notification& n) {
   return body.dump();
 }
 
-std::string webhookSignature(std::string_view key, std::string_view body) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(body.data()),
-       body.size(), mac, &length);
-  static const char* const kHex = "0123456789abcdef";
-  std::string out = "sha256=";
-  for (unsigned int i = 0; i < length; ++i) {
-    out += kHex[mac[i] >> 4];
-    out += kHex[mac[i] & 0x0f];
+Result<std::string> webhookSignature(std::string_view key, std::string_view body) {
+  auto mac = pki::hmacSha256(pki::asBytes(key), pki::asBytes(body));
+  if (!mac) {
+    return fail(mac.error());
   }
-  return out;
+  std::string hex = pki::hexEncode(*mac);
+  std::transform(hex.begin(), hex.end(), hex.begin(), [](char c) { return c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c; });
+  return "sha256=" + hex;
 }
 
 std::string mailText(const Notification& n, const config::SmtpChannelConfig& smtp) {

@@ -55,7 +55,7 @@ class AlertChannel {
                                            std::int64_t resendSeconds);
 [[nodiscard]] std::string webhookBody(const Notification& n);
 /// `sha256=` and the lower-case hex HMAC-SHA256 of `body` under `key`.
-[[nodiscard]] std::string webhookSignature(std::string_view key, std::string_view body);
+[[nodiscard]] Result<std::string> webhookSignature(std::string_view key, std::string_view body);
 [[nodiscard]] std::string mailText(const Notification& n, const config::SmtpChannelConfig& smtp);
 
 }  // namespace kms::daemon

@@ -38,6 +38,9 @@ using Digest = std::array<std::uint8_t, 32>;
 
 /// SHA-256 of data.
 [[nodiscard]] Digest sha256(ByteView data);
+/// HMAC-SHA256 of data under key (RFC 2104): the ACME external account binding, kmsd's
+/// webhook signature. Errc::crypto when OpenSSL fails.
+[[nodiscard]] Result<Digest> hmacSha256(ByteView key, ByteView data);
 
 /// "SHA256 " + upper-case hex pairs joined by ':' of sha256(data) — the SPC token
 /// fingerprint form (docs/protocols.md).
