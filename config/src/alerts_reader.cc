@@ -158,13 +158,7 @@ void readAlerts(Loader& loader, SectionReader& r, toml::table& table, AlertsConf
   if (out.retryMax < out.retryFirst) {
     r.fail("retry_max", "must be at least retry_first (" + formatDuration(out.retryFirst) + ")");
   }
-  if (auto n = r.integer("failures", Need::optional)) {
-    if (*n < 1 || *n > 1000) {
-      r.fail("failures", "must be between 1 and 1000, got " + std::to_string(*n));
-    } else {
-      out.failures = static_cast<int>(*n);
-    }
-  }
+  readInteger(r, "failures", 1, 1000, out.failures);
   if (auto fraction = r.number("warning_fraction", Need::optional)) {
     if (!(*fraction > 0 && *fraction < 1)) {
       r.fail("warning_fraction", "must be between 0 and 1 (a share of the lifetime), exclusive");

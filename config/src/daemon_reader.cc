@@ -83,13 +83,7 @@ void readDaemon(SectionReader& r, DaemonConfig& out) {
   }
   for (auto [key, value] : {std::pair{"listener_max_connections", &out.listenerMaxConnections},
                             std::pair{"listener_max_per_peer", &out.listenerMaxPerPeer}}) {
-    if (auto n = r.integer(key, Need::optional)) {
-      if (*n < 1 || *n > 65536) {
-        r.fail(key, "must be between 1 and 65536, got " + std::to_string(*n));
-      } else {
-        *value = static_cast<int>(*n);
-      }
-    }
+    readInteger(r, key, 1, 65536, *value);
   }
   readDuration(r, "listener_header_timeout", std::chrono::seconds(1), std::chrono::seconds(300),
                "must be between 1s and 5m", out.listenerHeaderTimeout);
@@ -105,13 +99,7 @@ void readDaemon(SectionReader& r, DaemonConfig& out) {
   }
   readDuration(r, "events_keep", std::chrono::seconds(3600), std::chrono::seconds(10L * 365 * 86400),
                "must be between 1h and 10 years", out.eventsKeep);
-  if (auto n = r.integer("events_max", Need::optional)) {
-    if (*n < 100 || *n > 100000000) {
-      r.fail("events_max", "must be between 100 and 100000000, got " + std::to_string(*n));
-    } else {
-      out.eventsMax = static_cast<int>(*n);
-    }
-  }
+  readInteger(r, "events_max", 100, 100000000, out.eventsMax);
 }
 
 }  // namespace kms::config::detail

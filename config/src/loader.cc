@@ -43,13 +43,7 @@ void readHsm(SectionReader& r, HsmConfig& out) {
   }
   out.pinFile = r.secretFile("pin_file", Need::required).value_or("");
   out.softhsm2Conf = r.trustedFile("softhsm2_conf", Need::optional);
-  if (auto pool = r.integer("session_pool", Need::optional)) {
-    if (*pool < 1 || *pool > 64) {
-      r.fail("session_pool", "must be between 1 and 64, got " + std::to_string(*pool));
-    } else {
-      out.sessionPool = static_cast<int>(*pool);
-    }
-  }
+  readInteger(r, "session_pool", 1, 64, out.sessionPool);
 }
 
 void readStiPa(SectionReader& r, StiPaConfig& out) {
@@ -130,13 +124,7 @@ void readPublisher(SectionReader& r, PublisherConfig& out) {
              R"(must be "fetch" or "file")", out.publicationCheck);
   readDuration(r, "check_timeout", std::chrono::seconds(1), std::chrono::seconds(300), "must be between 1s and 5m",
                out.checkTimeout);
-  if (auto retries = r.integer("check_retries", Need::optional)) {
-    if (*retries < 0 || *retries > 10) {
-      r.fail("check_retries", "must be between 0 and 10, got " + std::to_string(*retries));
-    } else {
-      out.checkRetries = static_cast<int>(*retries);
-    }
-  }
+  readInteger(r, "check_retries", 0, 10, out.checkRetries);
   out.caBundle = r.pemFile("ca_bundle", Need::optional);
   readDuration(r, "hook_timeout", std::chrono::seconds(1), std::chrono::hours(1), "must be between 1s and 1h",
                out.hookTimeout);
@@ -470,13 +458,7 @@ ConfigRead Loader::read(toml::table& root, const Environment& env) {
   readSection("acme", [&](SectionReader& r) { readAcme(r, config.acme); });
   readSection("publisher", [&](SectionReader& r) { readPublisher(r, config.publisher); });
   readSection("metrics", [&](SectionReader& r) {
-    if (auto limit = r.integer("per_certificate_limit", Need::optional)) {
-      if (*limit < 0 || *limit > 1000000) {
-        r.fail("per_certificate_limit", "must be between 0 and 1000000, got " + std::to_string(*limit));
-      } else {
-        config.metrics.perCertificateLimit = static_cast<int>(*limit);
-      }
-    }
+    readInteger(r, "per_certificate_limit", 0, 1000000, config.metrics.perCertificateLimit);
   });
   if (toml::table* signing = root.get_as<toml::table>("signing")) {
     SectionReader reader(*this, *signing, "signing", "signing");

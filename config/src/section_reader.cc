@@ -271,4 +271,15 @@ void readDuration(SectionReader& r, const char* key, std::chrono::seconds min, s
   }
 }
 
+void readInteger(SectionReader& r, std::string_view key, int min, int max, int& value) {
+  if (auto n = r.integer(key, Need::optional)) {
+    if (*n < min || *n > max) {
+      r.fail(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                      std::to_string(*n));
+    } else {
+      value = static_cast<int>(*n);
+    }
+  }
+}
+
 }  // namespace kms::config::detail

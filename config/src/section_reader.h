@@ -86,6 +86,10 @@ class SectionReader {
 /// "string", "integer", "float", "boolean", "date", "time", "date-time", "array", "table".
 [[nodiscard]] const char* typeName(const toml::node& node);
 
+/// An optional integer within [min, max] ("must be between MIN and MAX, got N" otherwise).
+/// `value` keeps its default when the key is absent or wrong.
+void readInteger(SectionReader& r, std::string_view key, int min, int max, int& value);
+
 /// An optional duration ("90s", "5m", ...) within [min, max]; `range` is the error text
 /// for a value outside it. `value` keeps its default when the key is absent or wrong.
 void readDuration(SectionReader& r, const char* key, std::chrono::seconds min, std::chrono::seconds max,

@@ -54,13 +54,7 @@ void readClient(SectionReader& r, SigningClientConfig& out, const SigningConfig&
 }  // namespace
 
 void readSigning(Loader& loader, SectionReader& r, toml::table& table, SigningConfig& out) {
-  if (auto n = r.integer("threads", Need::optional)) {
-    if (*n < 1 || *n > 64) {
-      r.fail("threads", "must be between 1 and 64, got " + std::to_string(*n));
-    } else {
-      out.threads = static_cast<int>(*n);
-    }
-  }
+  readInteger(r, "threads", 1, 64, out.threads);
   if (auto listen = r.nonEmpty("listen", Need::optional)) {
     if (auto parsed = parseHostPort(*listen)) {
       out.listen = *parsed;
