@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <csignal>
-
 #include <set>
 #include <thread>
 
@@ -13,6 +12,7 @@
 #include "daemon/config_check.h"
 #include "daemon/daemon_parts.h"
 #include "daemon/registration.h"
+#include "services/state_reader.h"
 #include "signing/signing_record.h"
 #include "storage/alert_log.h"
 
@@ -125,7 +125,7 @@ Result<void> openAlerts(Daemon::Parts& p, const config::Config& full) {
   if (!channels) {
     return fail(channels.error());
   }
-  auto log = storage::AlertLog::open(full.daemon.stateDir + "/kmsd.db");
+  auto log = storage::AlertLog::open(dbPath(full));
   if (!log) {
     return fail(log.error());
   }

@@ -14,6 +14,7 @@
 #include "kms/fs.h"
 #include "kms/secret.h"
 #include "pki/encoding.h"
+#include "services/state_reader.h"
 
 namespace kms::daemon {
 
@@ -81,7 +82,7 @@ Result<StateDb> openStateDb(const config::Config& config) {
     return fail(r.error());
   }
   StateDb s;
-  const std::string path = config.daemon.stateDir + "/kmsd.db";
+  const std::string path = dbPath(config);
   auto db = storage::Db::open(path, {});
   if (!db) {
     return fail(db.error());
