@@ -188,6 +188,12 @@ class Alerts : public ::testing::Test {
     kmsd_ = std::make_unique<test::DaemonProcess>(lab_->file("softhsm2.conf"), lab_->file("kmsd.toml"),
                                                   sandbox_.file("kmsd-" + std::to_string(++generation_) + ".log"));
   }
+  /// A secret file (kmsd's rules: mode 0600) in the sandbox; its path.
+  [[nodiscard]] std::string secret(const std::string& name, const std::string& text) const {
+    const std::string path = sandbox_.write(name, text);
+    ::chmod(path.c_str(), 0600);
+    return path;
+  }
   [[nodiscard]] test::CmdResult kmsctl(const std::string& args) const {
     return test::runTool(env_, test::kKmsctl, lab_->file("kmsd.toml"), args);
   }
@@ -207,8 +213,7 @@ class Alerts : public ::testing::Test {
 
 TEST_F(Alerts, FireOnceAndResolveThroughAlertmanagerWebhookAndMailAcrossAKill) {
   startLab();
-  const std::string key = sandbox_.write("webhook.key", kWebhookKey);
-  ::chmod(key.c_str(), 0600);
+  const std::string key = secret("webhook.key", kWebhookKey);
   Receiver hook = startReceiver(sandbox_, key);
   const std::uint16_t amPort = test::freePort();
   auto am = startAlertmanager(sandbox_, amPort);
@@ -314,8 +319,7 @@ TEST_F(Alerts, FireOnceAndResolveThroughAlertmanagerWebhookAndMailAcrossAKill) {
 
 TEST_F(Alerts, AChannelHeldForAMinuteDelaysNoRenewal) {
   startLab();
-  const std::string key = sandbox_.write("webhook.key", kWebhookKey);
-  ::chmod(key.c_str(), 0600);
+  const std::string key = secret("webhook.key", kWebhookKey);
   Receiver hook = startReceiver(sandbox_, key);
   hook.setMode("hold");  // the first delivery is answered after 60 s
   configure(*lab_, "[alerts]\ninterval = \"1s\"\ntimeout = \"90s\"\n[[alerts.webhook]]\nname = \"slow\"\nurl = "
@@ -344,8 +348,7 @@ TEST_F(Alerts, AChannelHeldForAMinuteDelaysNoRenewal) {
 
 TEST_F(Alerts, FailingChannelsAreNamedRetriedAndRenewalsCarryOn) {
   startLab();
-  const std::string key = sandbox_.write("webhook.key", kWebhookKey);
-  ::chmod(key.c_str(), 0600);
+  const std::string key = secret("webhook.key", kWebhookKey);
   Receiver hook = startReceiver(sandbox_, key);
   hook.setMode("fail");  // 500
   const std::uint16_t amPort = test::freePort();
@@ -396,8 +399,7 @@ TEST_F(Alerts, FailingChannelsAreNamedRetriedAndRenewalsCarryOn) {
 
 TEST_F(Alerts, AWebhookThatIsNotHttpsIsRefusedNamingTheChannel) {
   startLab();
-  const std::string key = sandbox_.write("webhook.key", kWebhookKey);
-  ::chmod(key.c_str(), 0600);
+  const std::string key = secret("webhook.key", kWebhookKey);
   configure(*lab_, "[[alerts.webhook]]\nname = \"remote\"\nurl = \"http://alerts.sp.test/kms\"\nsecret_file = \"" +
                        key + "\"\n");
   std::string out;
@@ -435,10 +437,8 @@ TEST_F(Alerts, NoSecretInAnyOutput) {
   test::OpensslPki pki(sandbox_);
   pki.makeCa("smtp-ca", "/CN=SMTP Test CA");
   pki.makeLeaf("smtp", "/CN=127.0.0.1", "smtp-ca", 1, "subjectAltName=IP:127.0.0.1");
-  const std::string key = sandbox_.write("webhook.key", kWebhookKey);
-  const std::string smtpPassword = sandbox_.write("smtp.password", "smtp-pw-93e1c0d7aa");
-  ::chmod(key.c_str(), 0600);
-  ::chmod(smtpPassword.c_str(), 0600);
+  const std::string key = secret("webhook.key", kWebhookKey);
+  const std::string smtpPassword = secret("smtp.password", "smtp-pw-93e1c0d7aa");
   Receiver hook = startReceiver(sandbox_, key);
   const std::uint16_t amPort = test::freePort();
   auto am = startAlertmanager(sandbox_, amPort);

@@ -142,10 +142,6 @@ void Notifier::evaluate() {
   dispatchLocked(now);
 }
 
-void Notifier::emit(const EventRecord& event) {
-  sink_.emit(event);
-}
-
 void Notifier::evaluateLocked(std::int64_t now) {
   auto lastId = log_->lastEventId();
   auto cursor = log_->cursor();
@@ -189,7 +185,7 @@ void Notifier::evaluateLocked(std::int64_t now) {
       storeWriteFailed(sink_, c.certName, "record an alert", r.error());
       continue;
     }
-    emit({"KMS_ALERT_FIRING", std::string(c.severity) == "critical" ? storage::EventLevel::error
+    sink_.emit({"KMS_ALERT_FIRING", std::string(c.severity) == "critical" ? storage::EventLevel::error
                                                                      : storage::EventLevel::warning,
           c.certName, c.summary, {{"condition", c.condition}, {"severity", c.severity}}});
   }
@@ -200,7 +196,7 @@ void Notifier::evaluateLocked(std::int64_t now) {
         storeWriteFailed(sink_, row.certName, "resolve an alert", r.error());
         continue;
       }
-      emit({"KMS_ALERT_RESOLVED", storage::EventLevel::info, row.certName,
+      sink_.emit({"KMS_ALERT_RESOLVED", storage::EventLevel::info, row.certName,
             row.condition + " no longer holds (it fired at " + isoTime(row.startedAt) + ")",
             {{"condition", row.condition}}});
     } else if (row.resolvedAt && *row.resolvedAt < now - kKeepResolved && holds.count(key) == 0) {
@@ -346,7 +342,7 @@ void Notifier::record(const AlertChannel& channel, const Job& job, const Result<
     ++notifications_[{channel.name(), sent ? "success" : "failure"}];
   }
   if (event) {
-    emit(*event);
+    sink_.emit(*event);
   }
 }
 

@@ -75,7 +75,6 @@ class Notifier {
   void deliver(AlertChannel& channel, const Job& job);
   void record(const AlertChannel& channel, const Job& job, const Result<void>& sent);
   [[nodiscard]] std::int64_t backoff(std::int64_t attempts, bool lasting) const;
-  void emit(const EventRecord& event);
 
   std::unique_ptr<storage::AlertLog> log_;
   std::vector<std::unique_ptr<AlertChannel>> channels_;

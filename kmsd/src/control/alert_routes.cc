@@ -40,6 +40,16 @@ nlohmann::json alertsJson(const std::vector<storage::AlertRow>& alerts,
   return out;
 }
 
+nlohmann::json firingJson(const std::vector<storage::AlertRow>& alerts) {
+  nlohmann::json firing = nlohmann::json::object();
+  for (const storage::AlertRow& a : alerts) {
+    if (!a.resolvedAt) {
+      firing[a.certName].push_back(a.condition);
+    }
+  }
+  return firing;
+}
+
 void addAlertRoutes(RouteTable& routes, ControlContext& ctx) {
   routes.add("GET", "/v1/alerts", [&ctx](const ControlRequest&, const RouteMatch&, const http::Reply& reply) {
     if (ctx.alerts == nullptr) {

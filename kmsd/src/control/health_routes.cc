@@ -89,11 +89,7 @@ void addHealthRoutes(RouteTable& routes, ControlContext& ctx) {
         if (!view) {
           return problem(500, "state DB", view.error().toString());
         }
-        for (const storage::AlertRow& a : view->alerts) {
-          if (!a.resolvedAt) {
-            firing[a.certName].push_back(a.condition);
-          }
-        }
+        firing = firingJson(view->alerts);
       }
       return jsonBody(200, "{\"daemon\":" + daemon.dump() + ",\"certificates\":" + *list +
                                ",\"alerts_firing\":" + firing.dump() + "}");

@@ -30,6 +30,10 @@ namespace kms::daemon {
 [[nodiscard]] nlohmann::json alertsJson(const std::vector<storage::AlertRow>& alerts,
                                         const std::vector<storage::DeliveryRow>& deliveries);
 
+/// The conditions firing by certificate name (`/v1/status`'s "alerts_firing": kmsctl status'
+/// ALERTS column): {"main": ["expiring", ...], ...}.
+[[nodiscard]] nlohmann::json firingJson(const std::vector<storage::AlertRow>& alerts);
+
 /// One JSON string: quotes, escapes, control characters as \u00XX, invalid UTF-8 as U+FFFD.
 void appendJsonString(std::string& out, std::string_view text);
 

@@ -192,11 +192,7 @@ int showStatus(Target& target, const StatusOptions& o, std::ostream& out, std::o
   if (*db) {
     // A state DB older than the alert tables has none firing.
     if (auto alerts = storage::readAlerts(**db)) {
-      for (const auto& a : *alerts) {
-        if (!a.resolvedAt) {
-          firing[a.certName].push_back(a.condition);
-        }
-      }
+      firing = firingJson(*alerts);
     }
     auto store = storage::makeSqliteStore(**db);
     LockedStore locked(*store);
